@@ -1,0 +1,1 @@
+"""cxrcls package."""

@@ -1,0 +1,1 @@
+"""cxrstats package."""

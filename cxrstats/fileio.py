@@ -1,0 +1,133 @@
+"""Atomic file writes and run provenance shared by every stage.
+
+Each stage writes `name.tmp` first and renames it over `name`, so an interrupted run never leaves a
+half-written file that a later stage (or `make`) would mistake for a finished one.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; on success rename it over `path`, on error remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write one array as `.npy`, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array))
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write `obj` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Write a CSV with a header row, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict[str, str]]:
+    """Read a CSV into a list of dicts; raise ValueError naming the file when columns are missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {columns}")
+        return list(reader)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def git_commit() -> str:
+    """The current git commit of the code (with '+dirty' when the tree has changes), or 'unknown'."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not commit:
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages whose behaviour the results depend on."""
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", "scipy", "torch", "torchvision", "PIL"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:
+                continue
+        versions[name] = getattr(module, "__version__", "unknown")
+    return versions
+
+
+def write_run_json(folder: str | os.PathLike, args, seconds: float | None = None, **extra) -> Path:
+    """Write `folder/run.json`: the stage's arguments, seed, git commit, versions and duration.
+
+    `args` is an argparse.Namespace or a dict; `extra` adds stage-specific facts (e.g. device).
+    """
+    arguments = vars(args) if not isinstance(args, dict) else dict(args)
+    info = {
+        "stage": Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "unknown",
+        "command": " ".join(sys.argv),
+        "arguments": arguments,
+        "seed": arguments.get("seed"),
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "host": platform.node(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": None if seconds is None else round(float(seconds), 3),
+    }
+    info.update(extra)
+    path = Path(folder) / "run.json"
+    write_json(path, info)
+    return path
