@@ -1,0 +1,208 @@
+"""Curate the study's NIH ChestX-ray14 cohort and its 5 matched 70/15/15 splits.
+
+Sampling (the study's): for each of Mass, Nodule, Pneumonia, Edema and Fibrosis draw up to 2,000 images
+that carry it (all of them when fewer exist), plus 2,000 "No Finding" images; merge and drop
+duplicates. An image drawn for one label keeps all its labels, so a label's count in the cohort can
+exceed what was drawn for it. The draw is seeded and does not depend on the table's row order.
+
+Outputs (cohort/): cohort.csv (image, the six 0/1 labels in LABELS order, patient_id), splits.csv
+(image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"), run.json.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cxrcls.files import check_plain_name, locate_images
+from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
+from cxrstats.fileio import read_csv, write_csv, write_run_json
+
+# Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table.
+COLUMN_ALIASES = {
+    "image": ("Image Index", "image"),
+    "findings": ("Finding Labels", "finding_labels"),
+    "patient": ("Patient ID", "patient_id"),
+}
+PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Record:
+    image: str
+    findings: frozenset[str]
+    patient_id: str
+
+
+def read_label_table(path: str | Path) -> list[Record]:
+    """Records of an NIH label table, sorted by image name; refuses unsafe or duplicate names."""
+    rows = read_csv(path)
+    if not rows:
+        raise ValueError(f"{path}: label table has no rows")
+    columns = {}
+    for key, aliases in COLUMN_ALIASES.items():
+        hit = [a for a in aliases if a in rows[0]]
+        if not hit:
+            raise ValueError(f"{path}: missing column {aliases[0]!r} (or {aliases[1]!r}); "
+                             f"found {list(rows[0])}")
+        columns[key] = hit[0]
+    records, seen = [], set()
+    for row in rows:
+        name = check_plain_name(row[columns["image"]], path)
+        if name in seen:
+            raise ValueError(f"{path}: image {name!r} appears in more than one row")
+        seen.add(name)
+        findings = frozenset(s.strip() for s in row[columns["findings"]].split("|") if s.strip())
+        records.append(Record(name, findings, row[columns["patient"]].strip()))
+    return sorted(records, key=lambda r: r.image)
+
+
+def sample_cohort(records: list[Record], per_label: int = 2000, no_finding: int = 2000,
+                  seed: int = 0) -> tuple[list[Record], dict[str, int]]:
+    """The study's draw: up to `per_label` carriers of each finding plus `no_finding` normals.
+
+    Returns the merged cohort sorted by image name and, per label, how many images were drawn for it.
+    """
+    records = sorted(records, key=lambda r: r.image)
+    rng = np.random.default_rng(seed)
+    chosen: set[int] = set()
+    drawn = {}
+    for label in LABELS:
+        cap = no_finding if label == NO_FINDING else per_label
+        carriers = np.array([i for i, r in enumerate(records) if label in r.findings], dtype=int)
+        take = min(cap, len(carriers))
+        picked = rng.choice(carriers, size=take, replace=False) if take else carriers[:0]
+        chosen.update(picked.tolist())
+        drawn[label] = take
+    return [records[i] for i in sorted(chosen)], drawn
+
+
+def label_matrix(cohort: list[Record]) -> np.ndarray:
+    """(N, 6) uint8 0/1 in LABELS order."""
+    return np.array([[int(label in r.findings) for label in LABELS] for r in cohort],
+                    dtype=np.uint8).reshape(len(cohort), len(LABELS))
+
+
+def part_sizes(n: int, fractions=(0.7, 0.15, 0.15)) -> tuple[int, int, int]:
+    """Train/val/test sizes for n items: val and test rounded, train takes the rest."""
+    n_val = int(round(n * fractions[1]))
+    n_test = int(round(n * fractions[2]))
+    return n - n_val - n_test, n_val, n_test
+
+
+def split_by_image(n: int, seed: int) -> list[str]:
+    """Part of each of n images: a seeded random 70/15/15 split."""
+    n_train, n_val, _ = part_sizes(n)
+    order = np.random.default_rng(seed).permutation(n)
+    parts = np.empty(n, dtype=object)
+    parts[order[:n_train]] = "train"
+    parts[order[n_train:n_train + n_val]] = "val"
+    parts[order[n_train + n_val:]] = "test"
+    return parts.tolist()
+
+
+def split_by_patient(patients: list[str], seed: int) -> list[str]:
+    """Part of each image such that no patient is in two parts; image counts near 70/15/15.
+
+    Patients are shuffled (seeded) and filled into train until it holds 70% of the images, then val
+    until 15%, then test.
+    """
+    n_train, n_val, _ = part_sizes(len(patients))
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(patients):
+        groups.setdefault(p, []).append(i)
+    keys = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    parts = [""] * len(patients)
+    counts = {"train": 0, "val": 0}
+    for k in order:
+        members = groups[keys[k]]
+        if counts["train"] < n_train:
+            part = "train"
+        elif counts["val"] < n_val:
+            part = "val"
+        else:
+            part = "test"
+        counts[part] = counts.get(part, 0) + len(members)
+        for i in members:
+            parts[i] = part
+    return parts
+
+
+def make_splits(cohort: list[Record], n_splits: int = 5, split_by: str = "image",
+                seed: int = 0) -> list[tuple[str, int, str]]:
+    """Rows (image, split, part) for splits 0..n_splits-1, split k seeded with seed + k."""
+    rows = []
+    for k in range(n_splits):
+        if split_by == "image":
+            parts = split_by_image(len(cohort), seed + k)
+        elif split_by == "patient":
+            parts = split_by_patient([r.patient_id for r in cohort], seed + k)
+        else:
+            raise ValueError(f"split_by must be 'image' or 'patient', got {split_by!r}")
+        rows.extend((r.image, k, part) for r, part in zip(cohort, parts))
+    return rows
+
+
+def table1_rows(records: list[Record], cohort: list[Record], drawn: dict[str, int]) -> list[list]:
+    """Table 1: per label, images in the cohort carrying it, drawn for it, available in the table."""
+    labels = label_matrix(cohort)
+    rows = []
+    for j, label in enumerate(LABELS):
+        available = sum(label in r.findings for r in records)
+        rows.append([label, int(labels[:, j].sum()), drawn[label], available])
+    rows.append(["Total unique", len(cohort), "", ""])
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrcls.cohort", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: python -m cxrcls.cohort --labels data/nih/Data_Entry_2017.csv "
+               "--images data/nih/images --out work/cohort --split-by patient")
+    parser.add_argument("--labels", required=True, help="NIH label table (Data_Entry_2017.csv)")
+    parser.add_argument("--out", required=True, help="output folder (cohort/)")
+    parser.add_argument("--images", help="image folder; when given, every cohort image must be found "
+                                         "by name somewhere under it")
+    parser.add_argument("--per-label", type=int, default=2000, help="images drawn per finding")
+    parser.add_argument("--no-finding", type=int, default=2000, help="'No Finding' images drawn")
+    parser.add_argument("--splits", type=int, default=5, help="number of matched 70/15/15 splits")
+    parser.add_argument("--split-by", choices=("image", "patient"), default="image",
+                        help="'image' as in the study; 'patient' keeps each patient in one part")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the draw; split k uses seed + k")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    start = time.time()
+    out = Path(args.out)
+    try:
+        records = read_label_table(args.labels)
+        cohort, drawn = sample_cohort(records, args.per_label, args.no_finding, args.seed)
+        if not cohort:
+            raise ValueError(f"{args.labels}: no image carries any of {list(LABELS)}")
+        if args.images:
+            locate_images([r.image for r in cohort], args.images)
+        splits = make_splits(cohort, args.splits, args.split_by, args.seed)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    labels = label_matrix(cohort)
+    write_csv(out / "cohort.csv", ["image", *LABELS, "patient_id"],
+              [[r.image, *labels[i].tolist(), r.patient_id] for i, r in enumerate(cohort)])
+    write_csv(out / "splits.csv", ["image", "split", "part"], splits)
+    table1 = table1_rows(records, cohort, drawn)
+    write_csv(out / "table1.csv", ["label", "images", "drawn", "available"], table1)
+    write_run_json(out, args, time.time() - start, images=len(cohort))
+    for row in table1:
+        print(f"{row[0]:>14}: {row[1]}" + (f" (drawn {row[2]} of {row[3]})" if row[2] != "" else ""))
+    print(f"cohort: {len(cohort)} images, {args.splits} splits by {args.split_by} -> {out}")
+
+
+if __name__ == "__main__":
+    main()

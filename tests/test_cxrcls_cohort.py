@@ -1,0 +1,147 @@
+"""Cohort sampling and splits on a synthetic NIH label table with known counts."""
+import csv
+import random
+
+import pytest
+
+from cxrcls import cohort as C
+from cxrcls.labels import LABELS
+from cxrstats.fileio import read_csv
+
+# Known counts: Mass 30, Nodule 6 (all of which also carry Mass), Pneumonia 12, Edema 4,
+# Fibrosis 10, No Finding 40, and 15 images with other findings only. Cap 10 per label.
+CAP = 10
+
+
+def synthetic_table():
+    rows = []
+    def add(findings, n, patients_per=2):
+        for _ in range(n):
+            i = len(rows)
+            rows.append({"Image Index": f"{i:08d}_000.png", "Finding Labels": findings,
+                         "Patient ID": str(i // patients_per), "Patient Age": "50"})
+    add("Mass", 24)
+    add("Mass|Nodule", 6)
+    add("Pneumonia|Effusion", 12)
+    add("Edema", 4)
+    add("Fibrosis", 10)
+    add("No Finding", 40, patients_per=3)
+    add("Effusion", 15)
+    return rows
+
+
+def write_table(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def table(tmp_path):
+    return write_table(tmp_path / "Data_Entry_2017.csv", synthetic_table())
+
+
+def test_caps_all_when_fewer_dedup_and_order(table):
+    records = C.read_label_table(table)
+    cohort, drawn = C.sample_cohort(records, per_label=CAP, no_finding=CAP, seed=0)
+    assert drawn == {"Mass": 10, "Nodule": 6, "Pneumonia": 10, "Edema": 4, "Fibrosis": 10,
+                     "No Finding": 10}
+    names = [r.image for r in cohort]
+    assert len(names) == len(set(names)) and names == sorted(names)
+    labels = C.label_matrix(cohort)
+    by_label = dict(zip(LABELS, labels.sum(axis=0).tolist()))
+    # Every Nodule image (6 < cap) is in, and each brings its Mass label along: Mass >= 10.
+    assert by_label["Nodule"] == 6 and by_label["Edema"] == 4
+    assert by_label["Pneumonia"] == 10 and by_label["Fibrosis"] == 10 and by_label["No Finding"] == 10
+    assert 10 <= by_label["Mass"] <= 16
+    # Merging dropped duplicates: Nodule images drawn again for Mass are counted once.
+    drawn_total = sum(drawn.values())
+    overlap = sum(labels[:, 0] & labels[:, 1])  # images carrying both Mass and Nodule
+    assert len(cohort) <= drawn_total and len(cohort) >= drawn_total - overlap
+    # Images with other findings only are never drawn.
+    assert all(r.findings & set(LABELS) for r in cohort)
+
+
+def test_same_seed_same_cohort_independent_of_row_order(tmp_path):
+    rows = synthetic_table()
+    a = C.read_label_table(write_table(tmp_path / "a.csv", rows))
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    b = C.read_label_table(write_table(tmp_path / "b.csv", shuffled))
+    ca, _ = C.sample_cohort(a, CAP, CAP, seed=3)
+    cb, _ = C.sample_cohort(b, CAP, CAP, seed=3)
+    cc, _ = C.sample_cohort(a, CAP, CAP, seed=4)
+    assert ca == cb
+    assert ca != cc
+    assert C.make_splits(ca, 5, "image", 0) == C.make_splits(cb, 5, "image", 0)
+
+
+def test_image_splits_are_70_15_15_and_differ_by_seed(table):
+    cohort, _ = C.sample_cohort(C.read_label_table(table), CAP, CAP, seed=0)
+    rows = C.make_splits(cohort, n_splits=5, split_by="image", seed=0)
+    assert len(rows) == 5 * len(cohort)
+    n_train, n_val, n_test = C.part_sizes(len(cohort))
+    per_split = []
+    for k in range(5):
+        parts = [p for _, s, p in rows if s == k]
+        assert (parts.count("train"), parts.count("val"), parts.count("test")) == (n_train, n_val, n_test)
+        per_split.append(tuple(parts))
+    assert len(set(per_split)) == 5
+
+
+def test_patient_split_shares_no_patient(table):
+    cohort, _ = C.sample_cohort(C.read_label_table(table), CAP, CAP, seed=0)
+    patient = {r.image: r.patient_id for r in cohort}
+    rows = C.make_splits(cohort, n_splits=5, split_by="patient", seed=0)
+    for k in range(5):
+        owner = {}
+        for image, s, part in rows:
+            if s == k:
+                assert owner.setdefault(patient[image], part) == part
+        parts = [p for _, s, p in rows if s == k]
+        assert set(parts) == {"train", "val", "test"}
+        assert abs(parts.count("train") / len(parts) - 0.7) < 0.1
+
+
+def test_cli_writes_contract_files(table, tmp_path):
+    out = tmp_path / "cohort"
+    C.main(["--labels", str(table), "--out", str(out), "--per-label", str(CAP),
+            "--no-finding", str(CAP), "--split-by", "patient"])
+    cohort = read_csv(out / "cohort.csv", required=["image", *LABELS, "patient_id"])
+    assert list(cohort[0]) == ["image", *LABELS, "patient_id"]
+    splits = read_csv(out / "splits.csv", required=["image", "split", "part"])
+    assert len(splits) == 5 * len(cohort)
+    table1 = read_csv(out / "table1.csv", required=["label", "images"])
+    assert [r["label"] for r in table1] == [*LABELS, "Total unique"]
+    assert table1[-1]["images"] == str(len(cohort))
+    assert (out / "run.json").is_file()
+
+
+def test_unsafe_and_duplicate_names_are_refused(tmp_path):
+    rows = synthetic_table()
+    rows[3]["Image Index"] = "../secret.png"
+    path = write_table(tmp_path / "bad.csv", rows)
+    with pytest.raises(SystemExit, match="bad.csv.*not a plain file name"):
+        C.main(["--labels", str(path), "--out", str(tmp_path / "o")])
+    rows = synthetic_table()
+    rows[3]["Image Index"] = rows[2]["Image Index"]
+    with pytest.raises(ValueError, match="more than one row"):
+        C.read_label_table(write_table(tmp_path / "dup.csv", rows))
+
+
+def test_missing_images_are_counted(table, tmp_path):
+    images = tmp_path / "images"
+    (images / "images_001" / "images").mkdir(parents=True)
+    cohort, _ = C.sample_cohort(C.read_label_table(table), CAP, CAP, seed=0)
+    for r in cohort[3:]:  # three missing, the rest nested as NIH ships them
+        (images / "images_001" / "images" / r.image).write_bytes(b"x")
+    with pytest.raises(SystemExit, match=f"3 of {len(cohort)} images not found"):
+        C.main(["--labels", str(table), "--out", str(tmp_path / "o"), "--images", str(images),
+                "--per-label", str(CAP), "--no-finding", str(CAP)])
+    for r in cohort[:3]:
+        (images / r.image).write_bytes(b"x")
+    C.main(["--labels", str(table), "--out", str(tmp_path / "o"), "--images", str(images),
+            "--per-label", str(CAP), "--no-finding", str(CAP)])
+    assert not (tmp_path / "o" / "cohort.csv.tmp").exists()
