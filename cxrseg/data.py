@@ -1,0 +1,195 @@
+"""Image/mask pairs for lung segmentation, and image stacks to segment.
+
+Pairs come from two folders with matching file stems (the RSUA layout: `images/x.bmp`,
+`masks/x.bmp`, or `masks/x_mask.png` with `--mask-suffix _mask`). Images are read as (H, W) uint8
+grayscale whatever their storage (gray, RGB, RGBA with the alpha dropped, 16-bit); masks as (H, W)
+uint8 0/1 from 0/1 or 0/255 files. Every problem raises an error that names the file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cxrstats.fileio import read_csv
+
+IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example: the file stem and the paths of its image and mask."""
+    stem: str
+    image: Path
+    mask: Path
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    """Map stem -> path for every image file in `folder` (not recursive); error on duplicate stems."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        if path.stem in files:
+            raise ValueError(f"{folder}: two images with the stem {path.stem!r} "
+                             f"({files[path.stem].name}, {path.name}); keep one")
+        files[path.stem] = path
+    if not files:
+        raise ValueError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def find_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
+               mask_suffix: str = "") -> list[Pair]:
+    """Pair every image in `images_dir` with the mask `<stem><mask_suffix>.*` in `masks_dir`.
+
+    Returns the pairs sorted by stem. Masks without an image are ignored; an image without a mask
+    is an error.
+    """
+    images = _image_files(Path(images_dir))
+    masks = _image_files(Path(masks_dir))
+    pairs, missing = [], []
+    for stem, image_path in images.items():
+        mask_path = masks.get(stem + mask_suffix)
+        if mask_path is None:
+            missing.append(image_path.name)
+        else:
+            pairs.append(Pair(stem, image_path, mask_path))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"{images_dir}: {len(missing)} image(s) without a mask "
+                         f"'<stem>{mask_suffix}.*' in {masks_dir}: {shown}")
+    return pairs
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except Exception as error:  # PIL raises several types for broken files
+        raise ValueError(f"{path}: cannot read image ({error})") from None
+    return image
+
+
+def to_gray_uint8(array: np.ndarray, where: str = "image") -> np.ndarray:
+    """(H, W) or (H, W, C) array of any integer/float type -> (H, W) uint8 grayscale.
+
+    RGB(A) is converted with the ITU-R 601 luma weights (alpha dropped); 8-bit values are kept;
+    other ranges (16-bit, float) are min-max scaled to 0..255.
+    """
+    array = np.asarray(array)
+    if array.ndim == 3:
+        if array.shape[2] not in (1, 3, 4):
+            raise ValueError(f"{where}: expected 1, 3 or 4 channels, got shape {array.shape}")
+        if array.shape[2] == 1:
+            array = array[..., 0]
+        else:
+            luma = array[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+            if array.dtype == np.uint8:
+                return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+            array = luma
+    if array.ndim != 2:
+        raise ValueError(f"{where}: expected a 2-D image, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    values = array.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(array.shape, np.uint8)
+    return np.rint((values - low) / (high - low) * 255).astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as (H, W) uint8 grayscale (RGB/RGBA/16-bit handled as in to_gray_uint8)."""
+    path = Path(path)
+    image = _open(path)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "PA"):
+        image = image.convert("RGBA")
+    if image.mode == "1":
+        image = image.convert("L")
+    return to_gray_uint8(np.asarray(image), where=str(path))
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask file as (H, W) uint8 0/1. Accepts 0/1 or 0/255 (any value > half range is 1)."""
+    path = Path(path)
+    image = _open(path)
+    if image.mode not in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
+        image = image.convert("L")
+    array = np.asarray(image)
+    if array.ndim != 2:
+        raise ValueError(f"{path}: expected a single-channel mask, got shape {array.shape}")
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    high = float(array.max()) if array.size else 0.0
+    if high <= 1:
+        return (array > 0).astype(np.uint8)
+    half = 127 if array.dtype == np.uint8 else (np.iinfo(array.dtype).max // 2
+                                                if np.issubdtype(array.dtype, np.integer) else 0.5)
+    return (array > half).astype(np.uint8)
+
+
+def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair: image (H, W) uint8 and mask (H, W) uint8 0/1 of the same size."""
+    image = read_image(pair.image)
+    mask = read_mask(pair.mask)
+    if image.shape != mask.shape:
+        raise ValueError(f"{pair.mask}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
+                         f"image {pair.image} size {image.shape[1]}x{image.shape[0]}")
+    return image, mask
+
+
+def load_pairs(pairs: list[Pair]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Read all pairs; images and masks may differ in size between pairs."""
+    images, masks = [], []
+    for pair in pairs:
+        image, mask = load_pair(pair)
+        images.append(image)
+        masks.append(mask)
+    return images, masks
+
+
+def load_stack(images: str | os.PathLike, index: str | os.PathLike | None = None
+               ) -> tuple[list[np.ndarray] | np.ndarray, list[str]]:
+    """Images to segment, with their names.
+
+    `images` is either a `.npy` stack (N, H, W) uint8 with `index` a CSV `row, image` whose row i
+    names stack row i, or a folder of image files (names = file names, sorted).
+    Returns (stack (N, H, W) uint8 or list of (H, W) uint8, names).
+    """
+    images = Path(images)
+    if images.is_dir():
+        files = _image_files(images)
+        return [read_image(p) for p in files.values()], [p.name for p in files.values()]
+    if not images.is_file():
+        raise FileNotFoundError(f"{images}: file or folder not found")
+    try:
+        stack = np.load(images, mmap_mode="r", allow_pickle=False)
+    except Exception as error:
+        raise ValueError(f"{images}: cannot read as .npy ({error})") from None
+    if stack.ndim != 3:
+        raise ValueError(f"{images}: expected an (N, H, W) stack, got shape {stack.shape}")
+    if index is None:
+        names = [str(i) for i in range(len(stack))]
+    else:
+        rows = read_csv(index, required=["row", "image"])
+        if len(rows) != len(stack):
+            raise ValueError(f"{index} has {len(rows)} rows but {images} has {len(stack)} images")
+        for i, row in enumerate(rows):
+            if int(row["row"]) != i:
+                raise ValueError(f"{index}: row {i} has row={row['row']}; rows must be 0..N-1 "
+                                 f"in order to match {images}")
+        names = [row["image"] for row in rows]
+    return stack, names

@@ -1,0 +1,130 @@
+"""Seeded train/val/test split (70/15/15) or K folds of the segmentation pairs -> seg/splits.csv.
+
+`splits.csv` has columns `stem, part` (part in train/val/test) or, with `--folds K`, `stem, fold`
+(fold 0..K-1). For fold k, `parts_for_fold` makes fold k the test part and carves a seeded
+validation part out of the remaining folds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cxrstats.fileio import read_csv, write_csv, write_run_json
+
+from .data import find_pairs
+
+PARTS = ("train", "val", "test")
+
+
+def split_counts(n: int, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)) -> tuple[int, int, int]:
+    """Sizes of train/val/test for n items: val and test rounded, train gets the rest (292 -> 204/44/44)."""
+    if n < 3:
+        raise ValueError(f"need at least 3 pairs to split into train/val/test, got {n}")
+    total = sum(fractions)
+    n_val = max(1, int(round(n * fractions[1] / total)))
+    n_test = max(1, int(round(n * fractions[2] / total)))
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ValueError(f"{n} pairs leave no training images with fractions {fractions}")
+    return n_train, n_val, n_test
+
+
+def split_parts(stems: list[str], seed: int,
+                fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)) -> dict[str, str]:
+    """Assign each stem to train/val/test with a seeded shuffle; independent of the input order."""
+    stems = sorted(stems)
+    n_train, n_val, _ = split_counts(len(stems), fractions)
+    order = np.random.default_rng(seed).permutation(len(stems))
+    parts = {}
+    for rank, i in enumerate(order):
+        parts[stems[i]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+    return parts
+
+
+def split_folds(stems: list[str], folds: int, seed: int) -> dict[str, int]:
+    """Assign each stem to one of `folds` folds of (nearly) equal size with a seeded shuffle."""
+    if folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {folds}")
+    if len(stems) < folds:
+        raise ValueError(f"{len(stems)} pairs cannot fill {folds} folds")
+    stems = sorted(stems)
+    order = np.random.default_rng(seed).permutation(len(stems))
+    return {stems[i]: rank % folds for rank, i in enumerate(order)}
+
+
+def parts_for_fold(folds: dict[str, int], fold: int, seed: int,
+                   val_fraction: float = 0.15) -> dict[str, str]:
+    """Fold `fold` is test; a seeded `val_fraction` of all stems (taken from the other folds) is val."""
+    k = max(folds.values()) + 1
+    if not 0 <= fold < k:
+        raise ValueError(f"fold {fold} out of range: splits have folds 0..{k - 1}")
+    rest = sorted(s for s, f in folds.items() if f != fold)
+    n_val = max(1, int(round(val_fraction * len(folds))))
+    if n_val >= len(rest):
+        raise ValueError(f"fold {fold}: {len(rest)} training stems cannot give {n_val} for validation")
+    order = np.random.default_rng([seed, fold]).permutation(len(rest))
+    val = {rest[i] for i in order[:n_val]}
+    return {s: "test" if f == fold else "val" if s in val else "train" for s, f in folds.items()}
+
+
+def read_splits(path: str | os.PathLike, fold: int | None = None, seed: int = 0) -> dict[str, str]:
+    """Read splits.csv -> {stem: part}. A fold file needs `fold`; a part file refuses one."""
+    rows = read_csv(path, required=["stem"])
+    if rows and "fold" in rows[0]:
+        if fold is None:
+            raise ValueError(f"{path}: a k-fold split file; pass --fold to choose the test fold")
+        return parts_for_fold({r["stem"]: int(r["fold"]) for r in rows}, fold, seed)
+    if rows and "part" not in rows[0]:
+        raise ValueError(f"{path}: needs a 'part' or a 'fold' column")
+    if fold is not None:
+        raise ValueError(f"{path}: --fold given but the file has no 'fold' column")
+    parts = {r["stem"]: r["part"] for r in rows}
+    bad = sorted({p for p in parts.values() if p not in PARTS})
+    if bad:
+        raise ValueError(f"{path}: unknown part(s) {bad}; expected {PARTS}")
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrseg.split", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m cxrseg.split --images data/seg/images --masks data/seg/masks "
+               "--out work/seg/splits.csv --seed 0")
+    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
+    parser.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this (e.g. _mask)")
+    parser.add_argument("--out", required=True, help="output CSV (seg/splits.csv)")
+    parser.add_argument("--fractions", type=float, nargs=3, default=[0.70, 0.15, 0.15],
+                        metavar=("TRAIN", "VAL", "TEST"), help="part fractions (default 0.70 0.15 0.15)")
+    parser.add_argument("--folds", type=int, default=None, help="write K folds instead of parts")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    start = time.time()
+    try:
+        stems = [p.stem for p in find_pairs(args.images, args.masks, args.mask_suffix)]
+        if args.folds:
+            folds = split_folds(stems, args.folds, args.seed)
+            write_csv(args.out, ["stem", "fold"], [(s, folds[s]) for s in sorted(folds)])
+            counts = np.bincount(list(folds.values()), minlength=args.folds).tolist()
+            print(f"split: {len(stems)} pairs into {args.folds} folds of {counts} -> {args.out}")
+        else:
+            parts = split_parts(stems, args.seed, tuple(args.fractions))
+            write_csv(args.out, ["stem", "part"], [(s, parts[s]) for s in sorted(parts)])
+            counts = {p: sum(v == p for v in parts.values()) for p in PARTS}
+            print(f"split: {len(stems)} pairs -> {counts} -> {args.out}")
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    write_run_json(Path(args.out).parent, args, seconds=time.time() - start)
+
+
+if __name__ == "__main__":
+    main()
