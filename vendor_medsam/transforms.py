@@ -94,6 +94,8 @@ class InputFrame:
         x = _as_float_hwc(img)
         if tuple(x.shape[:2]) != (self.height, self.width):
             raise ValueError(f"image is {tuple(x.shape[:2])}, this frame was made for {(self.height, self.width)}")
+        if x.min() == x.max():  # constant image: all zeros (resampling noise must not be min-max stretched)
+            return torch.zeros(3, self.size, self.size)
         x = x.permute(2, 0, 1)[None]  # (1, C, H, W); grayscale stays 1 channel until the end (3x less work)
         ch, cw = self.content_size
         if (ch, cw) != (self.height, self.width):
