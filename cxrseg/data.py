@@ -119,7 +119,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         image = image.convert("RGBA")
     if image.mode == "1":
         image = image.convert("L")
-    return to_gray_uint8(np.asarray(image), where=str(path))
+    return to_gray_uint8(np.array(image), where=str(path))
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -128,7 +128,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     image = _open(path)
     if image.mode not in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
         image = image.convert("L")
-    array = np.asarray(image)
+    array = np.array(image)
     if array.ndim != 2:
         raise ValueError(f"{path}: expected a single-channel mask, got shape {array.shape}")
     if array.dtype == bool:

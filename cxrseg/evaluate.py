@@ -1,0 +1,171 @@
+"""Evaluate lung segmentation checkpoints -> seg/eval.csv (+ eval_per_image.csv).
+
+Per image: Dice and IoU of the mask binarized at the threshold, soft Dice loss and BCE of the
+probabilities, all at the image's own resolution; then means per part. The fine-tuned checkpoint
+and a zero-shot one (`--zero-shot`, the checkpoint before fine-tuning) are evaluated side by side.
+The binarization threshold is chosen per checkpoint on validation (sweep 0.50..0.70 by 0.05, best
+mean Dice) and applied to the other parts; without a validation part `--threshold` is used.
+Works on any dataset: pass another `--images/--masks` without `--splits` for a cross-dataset test.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cxrstats.fileio import write_csv, write_run_json
+from vendor_medsam.device import resolve_device
+
+from .data import find_pairs, load_pairs
+from .engine import embeddings_for, gt_boxes, load_model, segment
+from .losses import dice_iou
+from .prompts import PROMPT_MODES, Prior
+from .split import read_splits
+
+EVAL_COLUMNS = ["checkpoint", "dataset", "part", "threshold", "dice", "iou", "dice_loss", "bce_loss", "n", "prompt"]
+PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", "dice", "iou", "dice_loss", "bce_loss"]
+SWEEP = (0.50, 0.55, 0.60, 0.65, 0.70)
+
+
+def soft_losses(prob: np.ndarray, mask: np.ndarray, eps: float = 1e-6) -> tuple[float, float]:
+    """(soft Dice loss, BCE) of a probability map (H, W) against a 0/1 mask (H, W)."""
+    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    t = mask.astype(np.float64)
+    dice = 1 - (2 * (p * t).sum() + eps) / (p.sum() + t.sum() + eps)
+    bce = -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean()
+    return float(dice), float(bce)
+
+
+def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: float) -> np.ndarray:
+    """(N, 4) per image: Dice, IoU (binarized at `threshold`), soft Dice loss, BCE."""
+    rows = []
+    for p, m in zip(probs, masks):
+        rows.append([*dice_iou(p >= threshold, m), *soft_losses(p, m)])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def choose_threshold(probs, masks, thresholds=SWEEP) -> tuple[float, list[tuple[float, np.ndarray]]]:
+    """Best mean Dice threshold (lowest on ties) and the per-threshold metrics."""
+    sweep = [(t, image_metrics(probs, masks, t)) for t in thresholds]
+    best = max(sweep, key=lambda item: (round(item[1][:, 0].mean(), 12), -item[0]))[0]
+    return best, sweep
+
+
+def predict_probabilities(model, images, masks, stems, device, args, prior, cache_dir) -> list[np.ndarray]:
+    """Probabilities (H, W) per image with the requested prompts (GT box or prior box, refine passes)."""
+    embeddings = embeddings_for(model, images, stems, device, batch_size=args.batch_size, cache_dir=cache_dir)
+    boxes = gt_boxes(masks) if args.box_source == "gt" else None
+    _, probs, _ = segment(model, embeddings, images, device, args.prompt, prior, boxes_px=boxes,
+                          refine=args.refine, threshold=args.refine_threshold)
+    return [p.numpy() for p in probs]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrseg.evaluate", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m cxrseg.evaluate --images data/seg/images --masks data/seg/masks "
+               "--splits work/seg/splits.csv --checkpoint work/seg/best.pt --zero-shot lite "
+               "--out work/seg/eval.csv")
+    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
+    parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
+    parser.add_argument("--splits", default=None, help="seg/splits.csv; omit to evaluate every pair as part 'all'")
+    parser.add_argument("--fold", type=int, default=None, help="test fold of a --folds split file")
+    parser.add_argument("--parts", nargs="+", default=["val", "test"], help="parts to report (default val test)")
+    parser.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (seg/best.pt), lite or micro")
+    parser.add_argument("--zero-shot", default=None, help="also evaluate this checkpoint (e.g. lite) as zero-shot")
+    parser.add_argument("--config", default=None, choices=["lite", "vit_b", "micro", "tiny"],
+                        help="model config when the checkpoint file does not name it")
+    parser.add_argument("--dataset", default=None, help="dataset name for the CSV (default: images folder's parent)")
+    parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode")
+    parser.add_argument("--box-source", default="gt", choices=["gt", "prior"],
+                        help="box from the ground-truth mask (the study) or from the prior (no ground truth)")
+    parser.add_argument("--prior", default=None, help="prior.json (default: beside --checkpoint or --out)")
+    parser.add_argument("--refine", type=int, default=0, help="second passes re-prompting with the predicted box")
+    parser.add_argument("--refine-threshold", type=float, default=0.5, help="threshold of the mask a refine box is taken from")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(SWEEP),
+                        help="validation threshold sweep (default 0.50 0.55 0.60 0.65 0.70)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="threshold when there is no validation part")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per encoder batch")
+    parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out's folder)")
+    parser.add_argument("--out", required=True, help="output CSV (seg/eval.csv)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of a random (micro) model")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    return parser
+
+
+def _find_prior(args) -> Prior | None:
+    candidates = [args.prior] if args.prior else [Path(args.checkpoint).parent / "prior.json",
+                                                   Path(args.out).parent / "prior.json"]
+    for path in candidates:
+        if path and Path(path).is_file():
+            return Prior.load(path)
+    if args.prior:
+        return Prior.load(args.prior)  # raises the not-found error
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    out = Path(args.out)
+    dataset = args.dataset or Path(args.images).resolve().parent.name
+    prompt_label = f"{args.prompt}:{args.box_source}" + (f"+refine{args.refine}" if args.refine else "")
+    try:
+        device = resolve_device(args.device)
+        pairs = find_pairs(args.images, args.masks, args.mask_suffix)
+        if args.splits:
+            parts = read_splits(args.splits, args.fold, args.seed)
+            missing = sorted(set(parts) - {p.stem for p in pairs})
+            if missing:
+                raise ValueError(f"{args.splits}: stems without a pair in {args.images}: {missing[:5]}")
+            pairs = [p for p in pairs if parts.get(p.stem) in args.parts]
+        else:
+            parts = {p.stem: "all" for p in pairs}
+        if not pairs:
+            raise ValueError(f"no pairs in parts {args.parts}")
+        prior = _find_prior(args)
+        if prior is None and (args.box_source == "prior" or "points" in args.prompt):
+            raise ValueError("prior prompts need --prior seg/prior.json")
+        images, masks = load_pairs(pairs)
+        checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
+        models = [load_model(c, args.config, args.seed) for c in checkpoints]
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    stems = [p.stem for p in pairs]
+    part_of = np.array([parts[s] for s in stems])
+    cache_dir = args.cache_dir or out.parent
+
+    rows, per_image, chosen = [], [], {}
+    for name, model in zip(checkpoints, models):
+        probs = predict_probabilities(model, images, masks, stems, device, args, prior, cache_dir)
+        threshold = args.threshold
+        if "val" in part_of:
+            val = np.flatnonzero(part_of == "val")
+            threshold, sweep = choose_threshold([probs[i] for i in val], [masks[i] for i in val], args.thresholds)
+            for t, metrics in sweep:
+                rows.append([name, dataset, "val", f"{t:.2f}", *_means(metrics), len(val), prompt_label])
+        chosen[name] = threshold
+        metrics = image_metrics(probs, masks, threshold)
+        for part in [p for p in dict.fromkeys(part_of) if p != "val"]:
+            sel = part_of == part
+            rows.append([name, dataset, part, f"{threshold:.2f}", *_means(metrics[sel]), int(sel.sum()), prompt_label])
+        for i, stem in enumerate(stems):
+            per_image.append([name, dataset, part_of[i], stem, f"{threshold:.2f}"] + [f"{v:.6f}" for v in metrics[i]])
+        summary = ", ".join(f"{p} Dice {metrics[part_of == p, 0].mean():.4f}" for p in dict.fromkeys(part_of))
+        print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({prompt_label})", flush=True)
+
+    write_csv(out, EVAL_COLUMNS, rows)
+    write_csv(out.with_name(out.stem + "_per_image.csv"), PER_IMAGE_COLUMNS, per_image)
+    write_run_json(out.parent, args, seconds=time.time() - started, device=str(device), thresholds=chosen)
+
+
+def _means(metrics: np.ndarray) -> list[str]:
+    return [f"{v:.6f}" for v in metrics.mean(axis=0)]
+
+
+if __name__ == "__main__":
+    main()

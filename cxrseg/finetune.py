@@ -1,0 +1,281 @@
+"""Fine-tune MedSAM / LiteMedSAM for lung segmentation -> seg/best.pt, last.pt, curves.csv, prior.json.
+
+Loss: the mean of soft Dice loss and BCE on the low-resolution logits (`--loss dicefocal`: focal
+instead of BCE). `--train all` trains the image encoder and the mask decoder (prompt encoder
+frozen, as MedSAM does); `--train decoder` trains the mask decoder only, on image embeddings
+computed once and cached (the encoder dominates CPU time). Adam; early stopping on the validation
+mean loss; the best epoch (epoch 0 = the checkpoint before fine-tuning) is kept in best.pt.
+`--resume` continues from last.pt and ends in the same state as an uninterrupted run.
+
+Prompts while training: the ground-truth box shifted by up to `--box-shift` model-input pixels per
+coordinate, or, with probability `--prior-box-fraction`, the prior box (from the average training
+mask, also shifted) so that the model learns to work from the box it will get at inference.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxrstats.fileio import atomic_path, write_csv, write_run_json
+from vendor_medsam.device import autocast, resolve_device
+from vendor_medsam.transforms import InputFrame
+
+from .data import find_pairs, load_pairs
+from .engine import Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model, model_inputs
+from .losses import LOSSES, segmentation_loss
+from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
+from .split import PARTS, read_splits
+
+CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
+
+
+class SegData:
+    """One part's images, masks and fixed per-image tensors in the model's frames."""
+
+    def __init__(self, model, stems, images, masks, prior: Prior | None, prompt: str):
+        self.stems, self.images, self.masks = stems, images, masks
+        self.frames = [InputFrame.for_model(model, *img.shape) for img in images]
+        self.targets = torch.stack([f.mask_to_input(m) for f, m in zip(self.frames, masks)])[:, None]
+        self.gt = image_prompts(self.frames, images, prompt, prior, gt_boxes(masks))
+        self.prior = image_prompts(self.frames, images, prompt, prior) if prior is not None else None
+        self.embeddings: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+
+def _prompts_for_batch(data: SegData, idx: torch.Tensor, side: int, box_shift: float, prior_fraction: float,
+                       generator: torch.Generator) -> Prompts:
+    """Training prompts for rows `idx`: shifted GT boxes, or shifted prior boxes with probability prior_fraction."""
+    prompts = data.gt.rows(idx)
+    if prompts.boxes is None:
+        return prompts
+    boxes = prompts.boxes
+    use_prior = torch.rand(len(idx), generator=generator) < prior_fraction
+    if data.prior is not None and prior_fraction > 0:
+        boxes = torch.where(use_prior[:, None], data.prior.boxes[idx], boxes)
+    boxes = perturb_boxes(boxes, box_shift, side, generator)
+    return Prompts(boxes, prompts.points, prompts.labels)
+
+
+def _logits(model, data: SegData, idx: torch.Tensor, prompts: Prompts, device, train_all: bool) -> torch.Tensor:
+    if train_all:
+        _, x = model_inputs(model, [data.images[i] for i in idx.tolist()])
+        embeddings = model.image_encoder(x.to(device))
+    else:
+        embeddings = data.embeddings[idx].to(device, torch.float32)
+    return decode(model, embeddings, prompts, device)
+
+
+def evaluate_losses(model, data: SegData, device, train_all: bool, prompt_source: str, loss_kind: str,
+                    batch_size: int) -> tuple[float, float, float]:
+    """Mean (loss, dice_loss, bce_or_focal) over a part with deterministic prompts (GT or prior box)."""
+    if len(data) == 0:
+        return float("nan"), float("nan"), float("nan")
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64)
+    source = data.prior if prompt_source == "prior" else data.gt
+    with torch.inference_mode(), autocast(device):
+        for start in range(0, len(data), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(data)))
+            logits = _logits(model, data, idx, source.rows(idx), device, train_all).float()
+            parts = segmentation_loss(logits, data.targets[idx].to(device), loss_kind)
+            totals += torch.stack([p.sum() for p in parts]).double().cpu()
+    return tuple((totals / len(data)).tolist())
+
+
+def _set_trainable(model, train: str) -> list[torch.nn.Parameter]:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    modules = [model.mask_decoder] + ([model.image_encoder] if train == "all" else [])
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _train_mode(model, train: str) -> None:
+    # Only the mask decoder (and the encoder with --train all) is in training mode; BatchNorm in
+    # LiteMedSAM's encoder keeps its running statistics (tiny batches would ruin them).
+    model.eval()
+    model.mask_decoder.train()
+
+
+def train_epoch(model, data: SegData, optimizer, device, args, generator: torch.Generator) -> tuple[float, float, float]:
+    """One pass over the training part in a seeded random order; returns the mean training losses."""
+    _train_mode(model, args.train)
+    train_all = args.train == "all"
+    order = torch.randperm(len(data), generator=generator)
+    totals = torch.zeros(3, dtype=torch.float64)
+    for start in range(0, len(data), args.batch_size):
+        idx = order[start:start + args.batch_size]
+        prompts = _prompts_for_batch(data, idx, model.img_size, args.box_shift, args.prior_box_fraction, generator)
+        with autocast(device):
+            logits = _logits(model, data, idx, prompts, device, train_all).float()
+        loss, dice, second = segmentation_loss(logits, data.targets[idx].to(device), args.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.mean().backward()
+        optimizer.step()
+        totals += torch.stack([loss.detach().sum(), dice.detach().sum(), second.detach().sum()]).double().cpu()
+    return tuple((totals / len(data)).tolist())
+
+
+def _checkpoint(model, optimizer, epoch, state, args) -> dict:
+    return {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "config": model.config_name, "epoch": epoch, "optimizer": optimizer.state_dict(),
+            "train": args.train, "loss": args.loss, **state}
+
+
+def _save(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrseg.finetune", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m cxrseg.finetune --images data/seg/images --masks data/seg/masks "
+               "--splits work/seg/splits.csv --checkpoint lite --config lite --train decoder --out work/seg/")
+    parser.add_argument("--images", required=True, help="folder of training images")
+    parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
+    parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
+    parser.add_argument("--splits", required=True, help="seg/splits.csv from cxrseg.split")
+    parser.add_argument("--fold", type=int, default=None, help="test fold of a --folds split file")
+    parser.add_argument("--checkpoint", default="lite", help="lite | micro (random, tests) | checkpoint file")
+    parser.add_argument("--config", default=None, choices=["lite", "vit_b", "micro", "tiny"],
+                        help="model config (read from the file or implied by lite/micro when omitted)")
+    parser.add_argument("--out", required=True, help="output folder (seg/)")
+    parser.add_argument("--train", default="all", choices=["all", "decoder"],
+                        help="all: image encoder + mask decoder (MedSAM); decoder: mask decoder only")
+    parser.add_argument("--loss", default="dicebce", choices=LOSSES, help="mean of Dice and BCE (or focal)")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs")
+    parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without val improvement")
+    parser.add_argument("--batch-size", type=int, default=4, help="training batch size")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (L2)")
+    parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode")
+    parser.add_argument("--box-shift", type=float, default=None,
+                        help="max random shift per box coordinate in model-input pixels "
+                             "(default 20 x input side / 1024, MedSAM's 20 pixels at 1024)")
+    parser.add_argument("--prior-box-fraction", type=float, default=0.0,
+                        help="share of training prompts that use the prior box instead of the GT box")
+    parser.add_argument("--val-prompt", default="gt", choices=["gt", "prior"],
+                        help="box used for validation/test losses: ground truth or prior")
+    parser.add_argument("--prior-frame", default="content", choices=FRAMES,
+                        help="prior coordinates relative to the whole image or its content box")
+    parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the random model, order and prompts")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    out = Path(args.out)
+    try:
+        device = resolve_device(args.device)
+        if not 0 <= args.prior_box_fraction <= 1:
+            raise ValueError("--prior-box-fraction must be in [0, 1]")
+        parts = read_splits(args.splits, args.fold, args.seed)
+        pairs = {p.stem: p for p in find_pairs(args.images, args.masks, args.mask_suffix)}
+        unknown = sorted(set(parts) - set(pairs))
+        if unknown:
+            raise ValueError(f"{args.splits}: {len(unknown)} stem(s) have no image/mask pair in "
+                             f"{args.images}: {unknown[:5]}")
+        model = load_model(args.checkpoint, args.config, args.seed)
+        stems = {part: sorted(s for s, p in parts.items() if p == part) for part in PARTS}
+        if not stems["train"] or not stems["val"]:
+            raise ValueError(f"{args.splits}: needs train and val stems")
+        loaded = {part: load_pairs([pairs[s] for s in stems[part]]) for part in PARTS}
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    if args.box_shift is None:
+        args.box_shift = 20 * model.img_size / 1024
+
+    prior = build_prior(*loaded["train"], frame=args.prior_frame)
+    prior.save(out / "prior.json")
+    data = {part: SegData(model, stems[part], *loaded[part], prior, args.prompt) for part in PARTS}
+    model.to(device)
+    if args.train == "decoder":
+        everything = [s for part in PARTS for s in stems[part]]
+        images = [img for part in PARTS for img in data[part].images]
+        embeddings = embeddings_for(model, images, everything, device, cache_dir=args.cache_dir or out)
+        offset = 0
+        for part in PARTS:
+            data[part].embeddings = embeddings[offset:offset + len(data[part])]
+            offset += len(data[part])
+
+    params = _set_trainable(model, args.train)
+    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    generator = torch.Generator().manual_seed(args.seed)
+    train_all = args.train == "all"
+
+    def evaluate(part):
+        return evaluate_losses(model, data[part], device, train_all, args.val_prompt, args.loss, args.batch_size * 4)
+
+    if args.resume:
+        path = out / "last.pt"
+        if not path.is_file():
+            raise SystemExit(f"error: {path}: nothing to resume from")
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        epoch, best_loss, best_epoch, bad = state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"]
+        curves = [list(r) for r in state["curves"]]
+        print(f"finetune: resumed from {path} at epoch {epoch} (best {best_loss:.4f} at epoch {best_epoch})")
+    else:
+        # Epoch 0: the checkpoint before fine-tuning, so best.pt is never worse on validation.
+        epoch, bad = 0, 0
+        curves = [[0, part, *evaluate(part)] for part in PARTS]
+        best_loss, best_epoch = curves[1][2], 0
+        state = {"best_loss": best_loss, "best_epoch": 0, "bad_epochs": 0, "generator": generator.get_state(),
+                 "curves": curves}
+        _save(out / "best.pt", _checkpoint(model, optimizer, 0, state, args))
+        print(f"finetune: epoch 0 (before fine-tuning) val loss {best_loss:.4f}")
+
+    while epoch < args.epochs and bad < args.patience:
+        epoch += 1
+        t0 = time.time()
+        train_losses = train_epoch(model, data["train"], optimizer, device, args, generator)
+        rows = [[epoch, "train", *train_losses], [epoch, "val", *evaluate("val")], [epoch, "test", *evaluate("test")]]
+        curves += rows
+        val_loss = rows[1][2]
+        improved = val_loss < best_loss
+        if improved:
+            best_loss, best_epoch, bad = val_loss, epoch, 0
+        else:
+            bad += 1
+        state = {"best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad,
+                 "generator": generator.get_state(), "curves": curves}
+        checkpoint = _checkpoint(model, optimizer, epoch, state, args)
+        if improved:
+            _save(out / "best.pt", checkpoint)
+        _save(out / "last.pt", checkpoint)
+        write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
+        print(f"finetune: epoch {epoch}/{args.epochs} train {train_losses[0]:.4f} val {val_loss:.4f} "
+              f"test {rows[2][2]:.4f}{' *best' if improved else ''} ({time.time() - t0:.1f} s)", flush=True)
+    if bad >= args.patience:
+        print(f"finetune: early stop, no val improvement for {args.patience} epochs")
+    if not (out / "last.pt").exists():
+        _save(out / "last.pt", _checkpoint(model, optimizer, epoch, state, args))
+    write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
+    seconds = time.time() - started
+    print(f"finetune: best epoch {best_epoch} (val loss {best_loss:.4f}); {seconds:.0f} s -> {out}/best.pt")
+    write_run_json(out, args, seconds=seconds, device=str(device), best_epoch=best_epoch,
+                   best_val_loss=best_loss, n={p: len(stems[p]) for p in PARTS})
+
+
+def _fmt(row) -> list:
+    return [row[0], row[1]] + [f"{v:.6f}" for v in row[2:]]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Segment the lungs of images that have no mask -> masks/raw.npy (N, H, W) uint8 0/1 + index.csv.
+
+Images come from an (N, H, W) uint8 `.npy` stack with its `index.csv` (`row, image`, the
+classifier's image cache) or from a folder. Each image is prompted with the prior box (the average
+training mask's box, placed in the image's content frame), optionally with the prior's points;
+`--refine N` re-prompts N more times with the box around the previous prediction (the image is
+encoded once). Batched; CUDA when present. Also writes `prompts.csv` (first and final box per image).
+With `--out` a folder instead of a `.npy` file, masks are written as PNG files (0/255), which
+allows images of different sizes.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cxrstats.fileio import atomic_path, read_csv, save_npy, write_csv, write_run_json
+from vendor_medsam.device import resolve_device
+
+from .data import load_stack
+from .engine import encode, load_model, segment
+from .prompts import PROMPT_MODES, Prior
+
+
+def threshold_from_eval(path: str | Path, checkpoint: str) -> float:
+    """The threshold that cxrseg.evaluate chose on validation for `checkpoint` (max mean val Dice)."""
+    rows = [r for r in read_csv(path, required=["checkpoint", "part", "threshold", "dice"])
+            if r["part"] == "val" and r["checkpoint"] == checkpoint]
+    if not rows:
+        raise ValueError(f"{path}: no validation rows for checkpoint {checkpoint!r}")
+    best = max(rows, key=lambda r: (float(r["dice"]), -float(r["threshold"])))
+    return float(best["threshold"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrseg.predict", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m cxrseg.predict --images work/cache/images.npy --index work/cache/index.csv "
+               "--checkpoint work/seg/best.pt --prior work/seg/prior.json --refine 1 --out work/masks/raw.npy")
+    parser.add_argument("--images", required=True, help="(N, H, W) uint8 .npy stack, or a folder of images")
+    parser.add_argument("--index", default=None, help="CSV `row, image` naming the stack rows (with a .npy stack)")
+    parser.add_argument("--checkpoint", required=True, help="seg/best.pt, lite, or micro (random, tests)")
+    parser.add_argument("--config", default=None, choices=["lite", "vit_b", "micro", "tiny"],
+                        help="model config when the checkpoint file does not name it")
+    parser.add_argument("--prior", required=True, help="seg/prior.json from cxrseg.finetune")
+    parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode (default box)")
+    parser.add_argument("--refine", type=int, default=0,
+                        help="extra passes prompted with the box of the previous prediction (e.g. 1)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="binarization threshold")
+    parser.add_argument("--threshold-from", default=None,
+                        help="take the threshold chosen on validation from this eval.csv instead")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    parser.add_argument("--out", required=True, help="masks/raw.npy, or a folder for PNG masks")
+    parser.add_argument("--seed", type=int, default=0, help="seed of a random (micro) model")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    out = Path(args.out)
+    to_stack = out.suffix == ".npy"
+    try:
+        device = resolve_device(args.device)
+        if Path(args.images).suffix == ".npy" and args.index is None:
+            raise ValueError(f"{args.images}: a .npy stack needs --index (CSV `row, image`)")
+        stack, names = load_stack(args.images, args.index)
+        if len(names) == 0:
+            raise ValueError(f"{args.images}: no images")
+        shapes = {tuple(np.shape(img)) for img in stack} if isinstance(stack, list) else {stack.shape[1:]}
+        if to_stack and len(shapes) > 1:
+            raise ValueError(f"{args.images}: images differ in size {sorted(shapes)[:3]}; "
+                             "give a folder as --out to write one PNG mask per image")
+        prior = Prior.load(args.prior)
+        threshold = (threshold_from_eval(args.threshold_from, args.checkpoint) if args.threshold_from
+                     else args.threshold)
+        model = load_model(args.checkpoint, args.config, args.seed).to(device)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+    n = len(names)
+    raw = np.zeros((n, *next(iter(shapes))), np.uint8) if to_stack else None
+    prompt_rows = []
+    if not to_stack:
+        out.mkdir(parents=True, exist_ok=True)
+    last = time.time()
+    for start in range(0, n, args.batch_size):
+        rows = list(range(start, min(start + args.batch_size, n)))
+        images = [np.array(stack[i]) for i in rows]  # a copy: the stack may be a read-only memory map
+        embeddings = encode(model, images, device, args.batch_size)
+        first = np.stack([prior.box_for(img) for img in images])
+        _, probs, boxes = segment(model, embeddings, images, device, args.prompt, prior,
+                                  refine=args.refine, threshold=threshold, batch_size=args.batch_size)
+        for j, i in enumerate(rows):
+            mask = (probs[j].numpy() >= threshold).astype(np.uint8)
+            if to_stack:
+                raw[i] = mask
+            else:
+                with atomic_path(out / (Path(names[i]).stem + ".png")) as tmp:
+                    Image.fromarray(mask * 255).save(tmp, format="PNG")
+            prompt_rows.append([i, names[i], *(f"{v:.1f}" for v in first[j]), *(f"{v:.1f}" for v in boxes[j])])
+        if time.time() - last > 10 or rows[-1] == n - 1:
+            last = time.time()
+            rate = (rows[-1] + 1) / (last - started)
+            print(f"predict: {rows[-1] + 1}/{n} images, {rate:.2f}/s, ETA {(n - rows[-1] - 1) / rate:.0f} s", flush=True)
+
+    folder = out.parent if to_stack else out
+    if to_stack:
+        save_npy(out, raw)
+    write_csv(folder / "index.csv", ["row", "image"], [(i, name) for i, name in enumerate(names)])
+    write_csv(folder / "prompts.csv", ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
+                                       "x0", "y0", "x1", "y1"], prompt_rows)
+    seconds = time.time() - started
+    empty = int(sum(1 for r in range(n) if to_stack and not raw[r].any()))
+    print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), threshold {threshold:.2f}, "
+          f"{empty} empty mask(s) -> {out}")
+    write_run_json(folder, args, seconds=seconds, device=str(device), threshold=threshold, images=n)
+
+
+if __name__ == "__main__":
+    main()
