@@ -1,0 +1,159 @@
+"""Generate the demo data: a RSUA-like lung-segmentation set and an NIH-like classification set.
+
+Both are synthetic chest X-ray phantoms (`cxrcls.phantom`), drawn deterministically from `--seed`:
+every image has its own generator seeded by (seed, set, index), so the same seed gives the same bytes.
+
+    DATA/seg/images/<stem>.png, DATA/seg/masks/<stem>.png   (lung mask 0/255, same stems)
+    DATA/nih/images/<Image Index>.png, DATA/nih/Data_Entry_2017.csv, DATA/nih/phantoms.csv
+    DATA/run.json
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cxrcls.phantom import LABELS, render, sample_labels, sample_patient
+from cxrstats.fileio import write_csv, write_run_json
+
+NIH_COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
+               "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
+               "OriginalImagePixelSpacing[x", "y]")
+"""Columns of NIH's Data_Entry_2017.csv as a CSV reader splits them (the header has commas in brackets)."""
+
+SEG_SET, CLS_SET = 1, 2  # generator streams of the two sets
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    """Write an (H, W) uint8 array as a grayscale PNG, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def make_segmentation_set(out: Path, n: int, size: int, seed: int) -> dict:
+    """Write n image/mask pairs (one patient each) under out/images and out/masks; return counts."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    areas = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, SEG_SET, i])
+        anatomy = sample_patient(rng)
+        findings = sample_labels(rng, p_normal=0.6)
+        phantom = render(rng, anatomy, size, findings)
+        stem = f"seg_{i:04d}"
+        _save_png(out / "images" / f"{stem}.png", phantom.image)
+        _save_png(out / "masks" / f"{stem}.png", phantom.lungs * np.uint8(255))
+        areas.append(float(phantom.lungs.mean()))
+    return {"images": n, "lung_area_fraction_mean": round(float(np.mean(areas)), 4) if areas else None}
+
+
+def plan_patients(rng: np.random.Generator, n: int, max_per_patient: int = 4) -> list[int]:
+    """Split n images into patients of 1..max_per_patient images; return each image's patient number."""
+    patients: list[int] = []
+    pid = 0
+    while len(patients) < n:
+        pid += 1
+        patients += [pid] * int(rng.integers(1, max_per_patient + 1))
+    return patients[:n]
+
+
+def make_classification_set(out: Path, n: int, size: int, seed: int, spurious_cue: bool,
+                            cue_label: str = "Pneumonia", cue_rate: tuple[float, float] = (0.8, 0.1)
+                            ) -> dict:
+    """Write n NIH-like images and their label table under `out`; return label counts.
+
+    Images of one patient share the anatomy; a follow-up keeps the previous findings with
+    probability 0.6. With `spurious_cue`, a ring outside the lungs appears on cue_rate[0] of the
+    images that carry `cue_label` and on cue_rate[1] of the others.
+    """
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    plan_rng = np.random.default_rng([seed, CLS_SET])
+    patient_of = plan_patients(plan_rng, n)
+    rows, truth = [], []
+    anatomy, findings, follow_up, previous = None, (), 0, None
+    for i, pid in enumerate(patient_of):
+        rng = np.random.default_rng([seed, CLS_SET, i])
+        if pid != previous:
+            anatomy = sample_patient(np.random.default_rng([seed, CLS_SET, 10 ** 6 + pid]))
+            age = int(rng.integers(18, 90))
+            sex = str(rng.choice(["M", "F"]))
+            follow_up, previous = 0, pid
+            findings = sample_labels(rng)
+        else:
+            follow_up += 1
+            if rng.random() >= 0.6:
+                findings = sample_labels(rng)
+        cue = bool(spurious_cue and rng.random() < cue_rate[0 if cue_label in findings else 1])
+        phantom = render(rng, anatomy, size, findings, cue=cue)
+        name = f"{pid:08d}_{follow_up:03d}.png"
+        _save_png(out / "images" / name, phantom.image)
+        labels = "|".join(findings) if findings else "No Finding"
+        rows.append((name, labels, follow_up, pid, age, sex, str(rng.choice(["PA", "AP"])),
+                     size, size, 0.143, 0.143))
+        truth.append((name, int(cue), anatomy.marker, round(float(phantom.lungs.mean()), 4)))
+    write_csv(out / "Data_Entry_2017.csv", NIH_COLUMNS, rows)
+    write_csv(out / "phantoms.csv", ("Image Index", "spurious_cue", "marker", "lung_area_fraction"),
+              truth)
+    counts = Counter(label for row in rows for label in row[1].split("|"))
+    return {"images": n, "patients": len(set(patient_of)),
+            "labels": {label: counts.get(label, 0) for label in (*LABELS, "No Finding")},
+            "spurious_cue": {"enabled": spurious_cue, "label": cue_label,
+                             "images_with_cue": sum(t[1] for t in truth)}}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrcls.demo_data",
+        description="Generate synthetic chest X-ray demo data: a lung-segmentation set (like RSUA) "
+                    "and a classification set with an NIH-style label table.",
+        epilog="example: python -m cxrcls.demo_data --out work/demo/data --n-seg 48 --n-cls 200 "
+               "--seed 0",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="output folder (DATA)")
+    parser.add_argument("--n-seg", type=int, default=292,
+                        help="image/mask pairs in DATA/seg (RSUA has 292)")
+    parser.add_argument("--n-cls", type=int, default=1000,
+                        help="images in DATA/nih with Data_Entry_2017.csv")
+    parser.add_argument("--size", type=int, default=256, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--spurious-cue", action="store_true",
+                        help="add a ring outside the lungs that mostly appears with Pneumonia "
+                             "(a shortcut that lung masking removes)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.n_seg < 0 or args.n_cls < 0:
+            raise ValueError("--n-seg and --n-cls must be >= 0")
+        if args.size < 32:
+            raise ValueError(f"--size {args.size}: must be at least 32 pixels")
+        start = time.perf_counter()
+        for part in ("seg", "nih"):  # start clean, so stale images never mix with new ones
+            if (args.out / part).exists():
+                shutil.rmtree(args.out / part)
+        seg = make_segmentation_set(args.out / "seg", args.n_seg, args.size, args.seed)
+        print(f"demo_data: {args.n_seg} segmentation pairs in {time.perf_counter() - start:.1f}s",
+              flush=True)
+        cls = make_classification_set(args.out / "nih", args.n_cls, args.size, args.seed,
+                                      args.spurious_cue)
+        seconds = time.perf_counter() - start
+        print(f"demo_data: {args.n_cls} classification images ({cls['patients']} patients), "
+              f"labels {cls['labels']}, {seconds:.1f}s", flush=True)
+        write_run_json(args.out, args, seconds=seconds, segmentation=seg, classification=cls)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        raise SystemExit(f"error: {err}") from err
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

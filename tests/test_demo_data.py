@@ -1,0 +1,141 @@
+"""Demo data generator: determinism, well-formed masks and label table, planted co-occurrence."""
+import hashlib
+import json
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from cxrcls import demo_data, phantom
+from cxrstats.fileio import read_csv
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` except run.json (which records the time)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "run.json"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    demo_data.main(["--out", str(out), "--n-seg", "6", "--n-cls", "24", "--size", "64",
+                    "--seed", "3"])
+    return out
+
+
+def test_same_seed_same_bytes_and_other_seed_differs(demo, tmp_path):
+    again = tmp_path / "again"
+    demo_data.main(["--out", str(again), "--n-seg", "6", "--n-cls", "24", "--size", "64",
+                    "--seed", "3"])
+    assert _digest(again) == _digest(demo)
+    other = tmp_path / "other"
+    demo_data.main(["--out", str(other), "--n-seg", "6", "--n-cls", "24", "--size", "64",
+                    "--seed", "4"])
+    assert _digest(other) != _digest(demo)
+
+
+def test_segmentation_pairs_share_stems_and_masks_are_binary_lungs(demo):
+    images = sorted(p.name for p in (demo / "seg" / "images").glob("*.png"))
+    masks = sorted(p.name for p in (demo / "seg" / "masks").glob("*.png"))
+    assert images == masks and len(images) == 6
+    for name in images:
+        image = np.array(Image.open(demo / "seg" / "images" / name))
+        mask = np.array(Image.open(demo / "seg" / "masks" / name))
+        assert image.shape == mask.shape == (64, 64) and image.dtype == mask.dtype == np.uint8
+        assert set(np.unique(mask)) == {0, 255}
+        assert 0.08 < (mask > 0).mean() < 0.45
+        # Lungs are darker than the rest of the image.
+        assert image[mask > 0].mean() < image[mask == 0].mean()
+
+
+def test_lungs_lie_inside_the_body_and_have_two_fields():
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        ph = phantom.render(rng, phantom.sample_patient(rng), 128, phantom.sample_labels(rng))
+        assert ph.lungs.any()
+        assert not (ph.lungs.astype(bool) & ~ph.body.astype(bool)).any()
+        _, components = ndimage.label(ph.lungs)
+        assert components == 2
+
+
+def test_label_table_is_well_formed(demo):
+    rows = read_csv(demo / "nih" / "Data_Entry_2017.csv",
+                    required=["Image Index", "Finding Labels", "Patient ID"])
+    assert len(rows) == 24
+    names = [r["Image Index"] for r in rows]
+    assert len(set(names)) == 24
+    assert sorted(names) == sorted(p.name for p in (demo / "nih" / "images").glob("*.png"))
+    allowed = set(phantom.LABELS)
+    for row in rows:
+        labels = row["Finding Labels"].split("|")
+        assert labels == ["No Finding"] or (set(labels) <= allowed and len(set(labels)) == len(labels))
+        assert row["Image Index"].startswith(f"{int(row['Patient ID']):08d}_")
+    patients = [r["Patient ID"] for r in rows]
+    assert len(set(patients)) < len(patients)  # several images per patient
+    info = json.loads((demo / "run.json").read_text())
+    assert info["classification"]["images"] == 24 and info["seed"] == 3
+
+
+def test_mass_and_nodule_cooccur_more_than_any_other_pair():
+    rng = np.random.default_rng(0)
+    draws = [phantom.sample_labels(rng) for _ in range(4000)]
+    y = np.array([[label in d for label in phantom.LABELS] for d in draws], float)
+    assert 0.2 < (y.sum(1) == 0).mean() < 0.4   # normal images
+    assert y.mean(0).min() > 0.1                # every finding is common enough to learn
+
+    def lift(i, j):
+        return (y[:, i] * y[:, j]).mean() / (y[:, i].mean() * y[:, j].mean())
+
+    mass_nodule = lift(0, 1)
+    others = [lift(i, j) for i, j in combinations(range(5), 2) if (i, j) != (0, 1)]
+    assert mass_nodule > 1.5 and mass_nodule > max(others) + 0.3
+
+
+def test_findings_brighten_the_lungs_only_inside():
+    rng = np.random.default_rng(1)
+    anatomy = phantom.sample_patient(rng)
+    for label in phantom.LABELS:
+        u, v = phantom._grid(96)
+        lungs = phantom._anatomy_layers(u, v, anatomy)["lungs"]
+        added = phantom._draw_findings(np.random.default_rng(7), u, v, lungs, (label,), 96)
+        assert added.max() > 0.15, label                            # visible
+        outside = ~ndimage.binary_dilation(lungs, iterations=4)
+        assert np.abs(added[outside]).max() < 1e-3, label           # confined to the lungs
+        assert not phantom._draw_findings(np.random.default_rng(7), u, v, lungs, (), 96).any()
+
+
+def test_spurious_cue_off_by_default_and_tied_to_pneumonia_when_on(demo, tmp_path):
+    truth = read_csv(demo / "nih" / "phantoms.csv", required=["Image Index", "spurious_cue"])
+    assert all(r["spurious_cue"] == "0" for r in truth)
+    out = tmp_path / "cue"
+    demo_data.main(["--out", str(out), "--n-seg", "0", "--n-cls", "60", "--size", "64",
+                    "--seed", "1", "--spurious-cue"])
+    labels = {r["Image Index"]: r["Finding Labels"].split("|")
+              for r in read_csv(out / "nih" / "Data_Entry_2017.csv")}
+    cue = {r["Image Index"]: r["spurious_cue"] == "1" for r in read_csv(out / "nih" / "phantoms.csv")}
+    with_p = [cue[n] for n, ls in labels.items() if "Pneumonia" in ls]
+    without = [cue[n] for n, ls in labels.items() if "Pneumonia" not in ls]
+    assert with_p and without and np.mean(with_p) > np.mean(without) + 0.4
+
+
+def test_cue_ring_lies_outside_the_lungs():
+    u, v = phantom._grid(128)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        anatomy = phantom.sample_patient(rng)
+        lungs = phantom.render(rng, anatomy, 128).lungs.astype(bool)
+        for corner in (0, 1):
+            ring = phantom.spurious_cue_layer(u, v, corner) > 0.1
+            assert ring.any() and not (ring & lungs).any()
+
+
+def test_bad_arguments_give_clear_errors(tmp_path):
+    with pytest.raises(SystemExit, match="--size"):
+        demo_data.main(["--out", str(tmp_path), "--size", "8"])
+    with pytest.raises(ValueError, match="unknown finding"):
+        rng = np.random.default_rng(0)
+        phantom.render(rng, phantom.sample_patient(rng), 64, ("Cardiomegaly",))
