@@ -1,0 +1,64 @@
+"""A tiny synthetic work folder (cohort/, cache/, masks/) with a learnable task, for tests and
+benchmarks of the classification stages; no real images needed.
+
+Finding j is present with probability `prevalence`; an image carrying it shows a bright horizontal
+band in band j of 5 (flip- and small-rotation-invariant), on a noisy background. Lung masks are two
+rectangles; m15/m50 are the same rectangles grown by 1/8 and 1/4 of a band.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cxrcls.labels import FINDINGS, LABELS
+from cxrstats.fileio import save_npy, write_csv
+
+
+def synthetic_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(N, size, size) uint8 images showing band j for each finding j in `labels` (N, 5)."""
+    n = len(labels)
+    images = 0.3 + 0.08 * rng.standard_normal((n, size, size))
+    band = size / len(FINDINGS)
+    for j in range(len(FINDINGS)):
+        top, bottom = int(j * band + band / 4), int(j * band + 3 * band / 4) + 1
+        images[labels[:, j] == 1, top:bottom, :] += 0.45
+    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+
+
+def lung_masks(n: int, size: int, grow: int = 0) -> np.ndarray:
+    """(N, size, size) uint8 0/1: two rectangular 'lungs', grown by `grow` pixels."""
+    mask = np.zeros((size, size), np.uint8)
+    a, b = size // 8, size // 2
+    mask[max(a - grow, 0):size - a + grow, max(a - grow, 0):b - size // 16 + grow] = 1
+    mask[max(a - grow, 0):size - a + grow, b + size // 16 - grow:size - a + grow] = 1
+    return np.broadcast_to(mask, (n, size, size)).copy()
+
+
+def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float = 0.35,
+              fractions=(0.6, 0.2, 0.2), splits: int = 1, seed: int = 0) -> Path:
+    """Write WORK/cohort/{cohort,splits}.csv, WORK/cache/{images.npy,index.csv} and
+    WORK/masks/{raw,m15,m50}.npy for `n` synthetic images of side `size`."""
+    work = Path(work)
+    rng = np.random.default_rng(seed)
+    findings = (rng.random((n, len(FINDINGS))) < prevalence).astype(np.uint8)
+    labels = np.concatenate([findings, (findings.sum(1, keepdims=True) == 0).astype(np.uint8)], 1)
+    names = [f"img{i:05d}.png" for i in range(n)]
+    write_csv(work / "cohort" / "cohort.csv", ["image", *LABELS, "patient_id"],
+              [[name, *labels[i].tolist(), str(i)] for i, name in enumerate(names)])
+    n_train, n_val = int(round(n * fractions[0])), int(round(n * fractions[1]))
+    rows = []
+    for k in range(splits):
+        order = np.random.default_rng(seed + 100 + k).permutation(n)
+        part = np.empty(n, dtype=object)
+        part[order[:n_train]], part[order[n_train:n_train + n_val]] = "train", "val"
+        part[order[n_train + n_val:]] = "test"
+        rows += [[name, k, part[i]] for i, name in enumerate(names)]
+    write_csv(work / "cohort" / "splits.csv", ["image", "split", "part"], rows)
+    save_npy(work / "cache" / "images.npy", synthetic_images(findings, size, rng))
+    write_csv(work / "cache" / "index.csv", ["row", "image"], list(enumerate(names)))
+    band = max(1, size // len(FINDINGS))
+    save_npy(work / "masks" / "raw.npy", lung_masks(n, size))
+    save_npy(work / "masks" / "m15.npy", lung_masks(n, size, max(1, band // 8)))
+    save_npy(work / "masks" / "m50.npy", lung_masks(n, size, max(1, band // 4)))
+    return work
