@@ -6,6 +6,7 @@ half-written file that a later stage (or `make`) would mistake for a finished on
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 import os
 import platform
@@ -99,14 +100,16 @@ def git_commit() -> str:
 def package_versions() -> dict[str, str]:
     """Versions of Python and of the packages whose behaviour the results depend on."""
     versions = {"python": platform.python_version()}
-    for name in ("numpy", "scipy", "torch", "torchvision", "PIL"):
+    for name, dist in (("numpy", "numpy"), ("scipy", "scipy"), ("torch", "torch"),
+                       ("torchvision", "torchvision"), ("PIL", "pillow")):
         module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = __import__(name)
-            except ImportError:
-                continue
-        versions[name] = getattr(module, "__version__", "unknown")
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "unknown")
+            continue
+        try:  # read the installed version without importing (importing torch takes seconds)
+            versions[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return versions
 
 
