@@ -1,0 +1,194 @@
+"""cxrseg fine-tuning, resume, evaluation and prediction on the tiny random 'micro' model and tiny
+synthetic image/mask pairs (two bright rectangles as lungs)."""
+import argparse
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cxrseg import evaluate, finetune, predict, split
+from cxrseg.engine import load_model
+from cxrseg.prompts import build_prior
+
+
+def make_pairs(root, n=10, h=40, w=36, seed=0):
+    """n synthetic CXR-like pairs: noise plus two bright 'lungs'; masks 0/255 PNG with the same stems."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    for i in range(n):
+        m = np.zeros((h, w), np.uint8)
+        top, bottom = rng.integers(4, 10), rng.integers(28, 36)
+        m[top:bottom, 4:15] = 1
+        m[top:bottom, 20:32] = 1
+        img = (rng.normal(60, 10, (h, w)) + 120 * m).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / "images" / f"c{i:02d}.png")
+        Image.fromarray(m * 255).save(root / "masks" / f"c{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    root = make_pairs(tmp_path_factory.mktemp("pairs"))
+    split.main(["--images", str(root / "images"), "--masks", str(root / "masks"),
+                "--out", str(root / "splits.csv"), "--seed", "0"])
+    return root
+
+
+def _finetune_args(root, out, *extra):
+    return ["--images", str(root / "images"), "--masks", str(root / "masks"), "--splits", str(root / "splits.csv"),
+            "--checkpoint", "micro", "--out", str(out), "--batch-size", "4", "--lr", "1e-3",
+            "--patience", "10", "--prior-box-fraction", "0.5", "--device", "cpu", *extra]
+
+
+def test_one_epoch_lowers_the_loss_on_a_fixed_batch(pairs):
+    from cxrseg.data import find_pairs, load_pairs
+    model = load_model("micro", seed=0)
+    images, masks = load_pairs(find_pairs(pairs / "images", pairs / "masks"))
+    prior = build_prior(images, masks)
+    data = finetune.SegData(model, [f"c{i}" for i in range(len(images))], images, masks, prior, "box")
+    data.embeddings = None
+    args = argparse.Namespace(train="all", batch_size=5, box_shift=0.0, prior_box_fraction=0.0, loss="dicebce")
+    params = finetune._set_trainable(model, "all")
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    device = torch.device("cpu")
+    before = finetune.evaluate_losses(model, data, device, True, "gt", "dicebce", 10)[0]
+    finetune.train_epoch(model, data, optimizer, device, args, torch.Generator().manual_seed(0))
+    after = finetune.evaluate_losses(model, data, device, True, "gt", "dicebce", 10)[0]
+    assert after < before - 1e-4
+    assert not model.prompt_encoder.point_embeddings[0].weight.requires_grad  # prompt encoder frozen
+
+
+@pytest.mark.parametrize("train", ["decoder", "all"])
+def test_resume_equals_uninterrupted_run(pairs, tmp_path, train):
+    finetune.main(_finetune_args(pairs, tmp_path / "full", "--train", train, "--epochs", "2"))
+    finetune.main(_finetune_args(pairs, tmp_path / "cut", "--train", train, "--epochs", "1"))
+    finetune.main(_finetune_args(pairs, tmp_path / "cut", "--train", train, "--epochs", "2", "--resume"))
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert full["epoch"] == cut["epoch"] == 2 and full["config"] == "micro"
+    for key, value in full["model"].items():
+        assert torch.equal(value, cut["model"][key]), key
+    for pid, state in full["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg"], cut["optimizer"]["state"][pid]["exp_avg"])
+    assert (tmp_path / "full" / "curves.csv").read_text() == (tmp_path / "cut" / "curves.csv").read_text()
+    # the decoder changed; in decoder mode the encoder did not
+    start = load_model("micro", seed=0).state_dict()
+    assert not torch.equal(full["model"]["mask_decoder.output_upscaling.0.weight"],
+                           start["mask_decoder.output_upscaling.0.weight"])
+    enc = "image_encoder.patch_embed.proj.weight"
+    assert torch.equal(full["model"][enc], start[enc]) == (train == "decoder")
+
+
+def test_finetune_outputs_and_checkpoint_format(pairs, tmp_path):
+    out = tmp_path / "seg"
+    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "3", "--prompt", "box+points"))
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert [r["part"] for r in rows[:3]] == ["train", "val", "test"] and rows[-1]["epoch"] == "3"
+    assert set(rows[0]) == {"epoch", "part", "loss", "dice_loss", "bce_loss"}
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert {"model", "config", "epoch", "optimizer"} <= set(best)
+    val = {int(r["epoch"]): float(r["loss"]) for r in rows if r["part"] == "val"}
+    assert best["epoch"] == min(val, key=val.get)      # best = lowest validation loss
+    assert list(out.glob("embeddings_micro_*.pt"))     # encoded once, cached for evaluate
+    from vendor_medsam import load_medsam
+    assert load_medsam(out / "best.pt").config_name == "micro"   # the vendor loader reads it
+    assert (out / "prior.json").is_file() and (out / "run.json").is_file()
+
+
+def test_evaluate_sweeps_thresholds_on_val_and_adds_zero_shot(pairs, tmp_path):
+    out = tmp_path / "seg"
+    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
+    evaluate.main(["--images", str(pairs / "images"), "--masks", str(pairs / "masks"),
+                   "--splits", str(pairs / "splits.csv"), "--checkpoint", str(out / "best.pt"),
+                   "--zero-shot", "micro", "--out", str(out / "eval.csv"), "--device", "cpu"])
+    rows = list(csv.DictReader(open(out / "eval.csv")))
+    assert set(evaluate.EVAL_COLUMNS) <= set(rows[0])
+    for name in (str(out / "best.pt"), "micro"):
+        mine = [r for r in rows if r["checkpoint"] == name]
+        assert [r["part"] for r in mine] == ["val"] * 5 + ["test"]
+        val = {r["threshold"]: float(r["dice"]) for r in mine[:5]}
+        assert mine[5]["threshold"] == max(val, key=lambda t: (val[t], -float(t)))
+        for r in mine:
+            assert 0 <= float(r["dice"]) <= 1 and 0 <= float(r["iou"]) <= float(r["dice"]) + 1e-9
+    per_image = list(csv.DictReader(open(out / "eval_per_image.csv")))
+    assert len(per_image) == 2 * 4     # 2 checkpoints x (2 val + 2 test)
+
+
+def test_choose_threshold_picks_the_best_dice():
+    mask = np.zeros((10, 10), np.uint8)
+    mask[2:8, 2:8] = 1
+    prob = np.where(mask, 0.8, 0.0)
+    prob[0, :] = 0.62            # false positives that only thresholds above 0.62 remove
+    best, sweep = evaluate.choose_threshold([prob], [mask])
+    assert best == 0.65 and len(sweep) == 5
+
+
+def test_predict_writes_uint8_masks_and_index(pairs, tmp_path):
+    out = tmp_path / "seg"
+    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
+    from cxrseg.data import read_image
+    files = sorted((pairs / "images").iterdir())
+    np.save(tmp_path / "images.npy", np.stack([read_image(f) for f in files]))
+    (tmp_path / "index.csv").write_text("row,image\n" + "".join(f"{i},{f.name}\n" for i, f in enumerate(files)))
+    predict.main(["--images", str(tmp_path / "images.npy"), "--index", str(tmp_path / "index.csv"),
+                  "--checkpoint", str(out / "best.pt"), "--prior", str(out / "prior.json"), "--refine", "1",
+                  "--batch-size", "4", "--out", str(tmp_path / "masks" / "raw.npy"), "--device", "cpu"])
+    raw = np.load(tmp_path / "masks" / "raw.npy")
+    assert raw.shape == (len(files), 40, 36) and raw.dtype == np.uint8 and set(np.unique(raw)) <= {0, 1}
+    index = list(csv.DictReader(open(tmp_path / "masks" / "index.csv")))
+    assert [r["image"] for r in index] == [f.name for f in files]
+    prompts = list(csv.DictReader(open(tmp_path / "masks" / "prompts.csv")))
+    assert len(prompts) == len(files) and float(prompts[0]["x1"]) > float(prompts[0]["x0"])
+    # a folder of images of different sizes -> one PNG mask per image
+    (tmp_path / "mixed").mkdir()
+    Image.fromarray(np.full((30, 20), 90, np.uint8)).save(tmp_path / "mixed" / "a.png")
+    Image.fromarray(np.full((25, 40, 3), 90, np.uint8)).save(tmp_path / "mixed" / "b.jpg")
+    predict.main(["--images", str(tmp_path / "mixed"), "--checkpoint", str(out / "best.pt"),
+                  "--prior", str(out / "prior.json"), "--out", str(tmp_path / "pngs"), "--device", "cpu"])
+    assert np.asarray(Image.open(tmp_path / "pngs" / "b.png")).shape == (25, 40)
+
+
+def test_bad_inputs_give_clear_errors(pairs, tmp_path):
+    (tmp_path / "splits.csv").write_text("stem,part\nc00,train\nnope,val\n")
+    with pytest.raises(SystemExit, match=r"error: .*splits.csv.*nope"):
+        finetune.main(_finetune_args(pairs, tmp_path / "o", "--epochs", "1")[:5] + [str(tmp_path / "splits.csv"),
+                      "--checkpoint", "micro", "--out", str(tmp_path / "o")])
+    np.save(tmp_path / "s.npy", np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(SystemExit, match=r"error: .*s.npy.*needs --index"):
+        predict.main(["--images", str(tmp_path / "s.npy"), "--checkpoint", "micro", "--prior", "x.json",
+                      "--out", str(tmp_path / "raw.npy")])
+    (tmp_path / "index.csv").write_text("row,image\n0,a\n1,b\n")
+    with pytest.raises(SystemExit, match=r"error: .*missing.json: prior file not found"):
+        predict.main(["--images", str(tmp_path / "s.npy"), "--index", str(tmp_path / "index.csv"),
+                      "--checkpoint", "micro", "--prior", str(tmp_path / "missing.json"),
+                      "--out", str(tmp_path / "raw.npy")])
+    torch.save({"model": {"x": torch.zeros(1)}, "config": "micro"}, tmp_path / "bad.pt")
+    with pytest.raises(SystemExit, match=r"error: .*bad.pt"):
+        evaluate.main(["--images", str(pairs / "images"), "--masks", str(pairs / "masks"),
+                       "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "eval.csv")])
+
+
+def test_figures_from_a_small_run(pairs, tmp_path):
+    from cxrseg import figures, postprocess
+    from cxrseg.data import read_image
+    out = tmp_path / "seg"
+    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
+    files = sorted((pairs / "images").iterdir())[:3]
+    (tmp_path / "cache").mkdir()
+    np.save(tmp_path / "cache" / "images.npy", np.stack([read_image(f) for f in files]))
+    (tmp_path / "cache" / "index.csv").write_text("row,image\n" + "".join(f"{i},{f.name}\n" for i, f in enumerate(files)))
+    predict.main(["--images", str(tmp_path / "cache" / "images.npy"), "--index", str(tmp_path / "cache" / "index.csv"),
+                  "--checkpoint", str(out / "best.pt"), "--prior", str(out / "prior.json"),
+                  "--out", str(tmp_path / "masks" / "raw.npy"), "--device", "cpu"])
+    postprocess.main(["--masks", str(tmp_path / "masks" / "raw.npy"), "--index", str(tmp_path / "cache" / "index.csv"),
+                      "--erode", "1", "--dilate", "2", "4", "--out", str(tmp_path / "masks")])
+    import shutil
+    shutil.copy(tmp_path / "masks" / "m2.npy", tmp_path / "masks" / "m15.npy")
+    shutil.copy(tmp_path / "masks" / "m4.npy", tmp_path / "masks" / "m50.npy")
+    figures.main(["--seg", str(out), "--cache", str(tmp_path / "cache"), "--masks", str(tmp_path / "masks"),
+                  "--out", str(tmp_path / "fig")])
+    for name in ("seg_loss_curves.png", "mask_panels.png"):
+        assert Image.open(tmp_path / "fig" / name).size[0] > 500
