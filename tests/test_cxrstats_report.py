@@ -1,0 +1,268 @@
+"""cxrstats.report on a tiny synthetic WORK folder: numbers checked against direct computation, files,
+and clear errors for missing or misaligned inputs."""
+import csv
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from cxrstats import (auroc, best_f1_threshold, cooccurrence, mantel, mean_sd, no_finding_score,
+                      paired_ttest, precision_recall_f1)
+from cxrstats.report import main
+from cxrstats.runs import LABELS, parse_setting
+
+FINDINGS = LABELS[:5]
+
+
+def write_rows(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3, n_images=200, seed=0):
+    """A WORK folder: cohort (labels, splits, table1) and seeded random runs whose probabilities carry
+    signal. The first setting ships thresholds.csv + timing.json, the others history.csv only."""
+    rng = np.random.default_rng(seed)
+    images = [f"img{i:04d}.png" for i in range(n_images)]
+    findings = (rng.random((n_images, 5)) < 0.3).astype(int)
+    labels = np.column_stack([findings, (findings.sum(axis=1) == 0).astype(int)])
+    write_rows(root / "cohort" / "cohort.csv", ["image", *LABELS, "patient_id"],
+               [[im, *row, f"p{i // 2}"] for i, (im, row) in enumerate(zip(images, labels))])
+    write_rows(root / "cohort" / "table1.csv", ["label", "images"],
+               [[name, int(n)] for name, n in zip(LABELS, labels.sum(axis=0))] + [["Total unique", n_images]])
+    split_rows, parts = [], {}
+    for k in range(n_splits):
+        order = rng.permutation(n_images)
+        n_train, n_val = int(0.7 * n_images), int(0.15 * n_images)
+        parts[k] = {"train": order[:n_train], "val": order[n_train:n_train + n_val],
+                    "test": order[n_train + n_val:]}
+        for part, rows in parts[k].items():
+            split_rows += [[images[i], k, part] for i in rows]
+    write_rows(root / "cohort" / "splits.csv", ["image", "split", "part"], split_rows)
+    for s, setting in enumerate(settings):
+        for k in range(n_splits):
+            folder = root / "runs" / setting / f"split{k}"
+            folder.mkdir(parents=True)
+            for part in ("val", "test"):
+                rows = parts[k][part]
+                logits = (1.0 + s) * findings[rows] + rng.normal(0, 1.0, (len(rows), 5))
+                np.save(folder / f"{part}_probs.npy", (1 / (1 + np.exp(-logits))).astype(np.float32))
+                write_rows(folder / f"{part}_ids.csv", ["image"], [[images[i]] for i in rows])
+            if s == 0:
+                write_rows(folder / "thresholds.csv", ["label", "threshold", "val_f1"],
+                           [[label, 0.5, ""] for label in LABELS])
+                (folder / "timing.json").write_text(json.dumps(
+                    {"train_seconds": 60.0 * (k + 1), "epochs": 3, "best_epoch": 2, "device": "cpu"}))
+            else:
+                write_rows(folder / "history.csv", ["epoch", "train_loss", "val_loss", "val_macro_auroc",
+                                                    "seconds"], [[e, 1, 1, 0.5, 30.0] for e in range(4)])
+            (folder / "run.json").write_text(json.dumps({"arguments": {"arch": "resnet50", "split": k}}))
+    return root, images, labels
+
+
+def expected_run(root, images, labels, setting, k, tuned):
+    """Direct computation of one run's numbers with the metric functions."""
+    index = {im: i for i, im in enumerate(images)}
+    folder = root / "runs" / setting / f"split{k}"
+    out = {}
+    for part in ("val", "test"):
+        probs = np.load(folder / f"{part}_probs.npy").astype(np.float64)
+        ids = [r["image"] for r in read_rows(folder / f"{part}_ids.csv")]
+        out[part] = (np.column_stack([probs, no_finding_score(probs)]), labels[[index[i] for i in ids]])
+    (vs, vy), (ts, ty) = out["val"], out["test"]
+    thresholds = [best_f1_threshold(vy[:, j], vs[:, j]).threshold for j in range(6)] if tuned else [0.5] * 6
+    pred = ts >= np.array(thresholds)
+    prf = np.array([precision_recall_f1(ty[:, j], pred[:, j]) for j in range(6)])
+    return {"auroc": [auroc(ty[:, j], ts[:, j]) for j in range(6)], "prf": prf,
+            "mantel": mantel(cooccurrence(ty), cooccurrence(pred), method="spearman")}
+
+
+def parse_cell(text):
+    mean, sd = text.rstrip("*").split(" ± ")
+    return float(mean), (None if sd == "n/a" else float(sd))
+
+
+def test_report_numbers_files_and_figures(tmp_path):
+    root, images, labels = build_work(tmp_path / "work")
+    main(["--work", str(root)])
+    out = root / "results"
+    settings = ["resnet50_original", "resnet50_m50"]
+    expected = {s: [expected_run(root, images, labels, s, k, tuned=(s != settings[0])) for k in range(3)]
+                for s in settings}
+
+    table2 = {r["setting"]: r for r in read_rows(out / "table2.csv")}
+    table3 = {r["setting"]: r for r in read_rows(out / "table3.csv")}
+    assert list(table2) == settings  # study order: original before M-50
+    for s in settings:
+        runs = expected[s]
+        for j, label in enumerate(LABELS):
+            assert table2[s][label] == mean_sd([100 * e["auroc"][j] for e in runs])
+        macro = [100 * np.mean(e["auroc"][:5]) for e in runs]
+        assert table2[s]["Macro"] == mean_sd(macro)
+        for m, name in enumerate(["P", "R", "F1"]):
+            assert table3[s][f"Macro {name}"] == mean_sd([100 * e["prf"][:5, m].mean() for e in runs])
+            assert table3[s][f"No Finding {name}"] == mean_sd([100 * e["prf"][5, m] for e in runs])
+    assert table2[settings[0]]["Train (min)"] == mean_sd([1.0, 2.0, 3.0])  # timing.json
+    assert table2[settings[1]]["Train (min)"] == mean_sd([2.0, 2.0, 2.0])  # summed from history.csv
+
+    by_split = read_rows(out / "auroc_by_split.csv")
+    mass = [float(r["auroc"]) for r in by_split if r["setting"] == settings[1] and r["label"] == "Mass"]
+    np.testing.assert_allclose(mass, [e["auroc"][0] for e in expected[settings[1]]], rtol=0, atol=1e-12)
+
+    ttests = read_rows(out / "ttests.csv")
+    assert len(ttests) == 2  # one pair x two metrics
+    row = next(r for r in ttests if r["metric"] == "macro_auroc")
+    ref = paired_ttest([np.mean(e["auroc"][:5]) for e in expected[settings[0]]],
+                       [np.mean(e["auroc"][:5]) for e in expected[settings[1]]])
+    assert float(row["t"]) == pytest.approx(ref.t) and float(row["p"]) == pytest.approx(ref.p)
+    assert int(row["df"]) == 2 and row["headline"] == "True"
+    row = next(r for r in ttests if r["metric"] == "no_finding_auroc")
+    ref = paired_ttest([e["auroc"][5] for e in expected[settings[0]]],
+                       [e["auroc"][5] for e in expected[settings[1]]])
+    assert float(row["t"]) == pytest.approx(ref.t)
+
+    mantel_rows = read_rows(out / "mantel.csv")
+    assert len(mantel_rows) == 6
+    for r in mantel_rows:
+        e = expected[r["setting"]][int(r["split"])]["mantel"]
+        assert float(r["r"]) == pytest.approx(e.r) and float(r["p"]) == pytest.approx(e.p)
+        assert r["exact"] == "True" and r["permutations"] == "720"
+
+    for name in ["table1.csv", "table1.md", "table2.md", "table3.md", "prf_by_split.csv", "run.json",
+                 "figures/cooccurrence_dataset.png", "figures/roc_curves.png",
+                 "figures/cooccurrence_predicted.png"]:
+        assert (out / name).is_file(), name
+        assert f"`{name}`" in (out / "summary.md").read_text()
+    assert (out / "figures" / "roc_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| resnet50_original | 3 |" in (out / "table2.md").read_text()
+    assert read_rows(out / "table1.csv")[-1]["label"] == "Total unique"
+    summary = (out / "summary.md").read_text()
+    assert "thresholds.csv" in summary and "tuned on validation by the report" in summary
+    assert "`arch=resnet50`" in summary and "resnet50_original, resnet50_m50 on split 0" in summary
+
+
+def test_report_with_one_split_and_cross_setting(tmp_path):
+    settings = ("densenet121_m15_on_original", "densenet121_original", "densenet121_m15")
+    root, _, _ = build_work(tmp_path / "work", settings=settings, n_splits=1)
+    out = tmp_path / "results"
+    main(["--work", str(root), "--out", str(out), "--no-figures"])
+    table2 = read_rows(out / "table2.csv")
+    assert [r["setting"] for r in table2] == ["densenet121_original", "densenet121_m15",
+                                              "densenet121_m15_on_original"]
+    assert all(parse_cell(r["Macro"])[1] is None for r in table2)  # "x ± n/a"
+    ttests = read_rows(out / "ttests.csv")
+    assert len(ttests) == 6 and all(r["t"] == "" and "skipped" in r["note"] for r in ttests)
+    assert [r["headline"] for r in ttests[:3]] == ["True", "False", "False"]
+    assert "t-tests skipped" in (out / "summary.md").read_text()
+    assert not (out / "figures").exists()
+
+
+def test_parse_setting():
+    s = parse_setting("resnet50_m50")
+    assert (s.name, s.arch, s.train_input, s.test_input) == ("resnet50_m50", "resnet50", "m50", "m50")
+    s = parse_setting("densenet121_m15_on_original")
+    assert (s.arch, s.train_input, s.test_input) == ("densenet121", "m15", "original")
+
+
+@pytest.fixture(scope="module")
+def base_work(tmp_path_factory):
+    root, _, _ = build_work(tmp_path_factory.mktemp("base") / "work", n_splits=2, n_images=120)
+    return root
+
+
+@pytest.fixture
+def work(base_work, tmp_path):
+    return shutil.copytree(base_work, tmp_path / "work")
+
+
+def run_error(work, *extra):
+    with pytest.raises(SystemExit) as error:
+        main(["--work", str(work), "--no-figures", *extra])
+    return str(error.value)
+
+
+def test_error_probs_rows_differ_from_ids(work):
+    folder = work / "runs" / "resnet50_m50" / "split1"
+    np.save(folder / "test_probs.npy", np.load(folder / "test_probs.npy")[:-1])
+    message = run_error(work)
+    assert message.startswith("error:") and str(folder / "test_probs.npy") in message
+    assert str(folder / "test_ids.csv") in message and "rows" in message
+
+
+def test_error_missing_file_and_skip_incomplete(work):
+    missing = work / "runs" / "resnet50_m50" / "split0" / "val_probs.npy"
+    missing.unlink()
+    assert str(missing) in run_error(work)
+    main(["--work", str(work), "--no-figures", "--skip-incomplete"])
+    assert "skipped incomplete run" in (work / "results" / "summary.md").read_text()
+    assert [r["splits"] for r in read_rows(work / "results" / "table2.csv")] == ["2", "1"]
+
+
+def test_error_unknown_image_and_wrong_part(work):
+    ids = work / "runs" / "resnet50_original" / "split0" / "test_ids.csv"
+    rows = read_rows(ids)
+    val_image = read_rows(ids.with_name("val_ids.csv"))[0]["image"]
+    write_rows(ids, ["image"], [[val_image]] + [[r["image"]] for r in rows[1:]])
+    message = run_error(work)
+    assert str(ids) in message and "splits.csv" in message and "test part" in message
+    write_rows(ids, ["image"], [["not_in_cohort.png"]] + [[r["image"]] for r in rows[1:]])
+    message = run_error(work)
+    assert str(ids) in message and "cohort.csv" in message
+
+
+def test_error_bad_probabilities_and_thresholds(work):
+    folder = work / "runs" / "resnet50_original" / "split1"
+    write_rows(folder / "thresholds.csv", ["label", "threshold"], [["Mass", 0.5]])
+    message = run_error(work)
+    assert str(folder / "thresholds.csv") in message and "Nodule" in message
+    np.save(folder / "val_probs.npy", np.load(folder / "val_probs.npy") * 10 - 5)
+    message = run_error(work)
+    assert str(folder / "val_probs.npy") in message and "[0, 1]" in message
+
+
+def test_error_missing_cohort_and_unknown_setting(work):
+    assert "resnet50_densenet" in run_error(work, "--settings", "resnet50_densenet")
+    (work / "cohort" / "cohort.csv").unlink()
+    assert "cohort.csv: file not found" in run_error(work)
+
+
+def test_help_works(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "example:" in capsys.readouterr().out
+
+
+def test_label_with_one_class_in_a_test_set(work):
+    """A test set without Fibrosis: that AUROC is undefined there, the cell is marked, macro uses 4 labels."""
+    folder = work / "runs" / "resnet50_m50" / "split0"
+    cohort = {r["image"]: r for r in read_rows(work / "cohort" / "cohort.csv")}
+    ids = [r["image"] for r in read_rows(folder / "test_ids.csv")]
+    keep = [i for i, image in enumerate(ids) if cohort[image]["Fibrosis"] == "0"]
+    np.save(folder / "test_probs.npy", np.load(folder / "test_probs.npy")[keep])
+    write_rows(folder / "test_ids.csv", ["image"], [[ids[i]] for i in keep])
+    (work / "seg").mkdir()
+    write_rows(work / "seg" / "curves.csv", ["epoch", "part", "loss", "dice_loss", "bce_loss"],
+               [[1, "train", 0.5, 0.3, 0.2], [1, "val", 0.6, 0.4, 0.2], [2, "val", 0.4, 0.3, 0.1]])
+    main(["--work", str(work), "--no-figures"])
+    out = work / "results"
+    row = {r["setting"]: r for r in read_rows(out / "table2.csv")}["resnet50_m50"]
+    assert row["Fibrosis"].endswith("*") and not row["Mass"].endswith("*")
+    by_split = [r for r in read_rows(out / "auroc_by_split.csv")
+                if r["setting"] == "resnet50_m50" and r["split"] == "0"]
+    values = {r["label"]: r["auroc"] for r in by_split}
+    assert values["Fibrosis"] == ""
+    assert float(values["macro"]) == pytest.approx(np.mean([float(values[x]) for x in FINDINGS[:4]]))
+    assert parse_cell(row["Fibrosis"].rstrip("*"))[1] is None  # the one remaining split
+    summary = (out / "summary.md").read_text()
+    assert "Fibrosis: one class only in the test set" in summary
+    assert "val loss: last 0.4000, lowest 0.4000 (epoch 2)" in summary
