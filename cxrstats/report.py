@@ -94,6 +94,8 @@ def evaluate_run(run: Run, permutations: int, seed: int) -> RunResult:
     # Spearman Mantel between the test set's true and predicted 6x6 co-occurrence (No Finding included)
     result = mantel(cooccurrence(truth), cooccurrence(predicted), permutations=permutations, seed=seed,
                     method="spearman")
+    if math.isnan(result.r):
+        notes.append("Mantel r undefined: the true or predicted co-occurrence entries are all equal")
     minutes = None if run.train_seconds is None else run.train_seconds / 60.0
     return RunResult(run.setting, run.split, aurocs, macro, np.asarray(thresholds), source, prf,
                      prf[:len(FINDINGS)].mean(axis=0), result, truth, run.test_probs, predicted,
@@ -495,6 +497,8 @@ def make_report(args) -> Path:
         raise ValueError(f"{work / 'runs'}: no complete run to report")
     if max(len(r) for r in results.values()) < 2:
         notes.append("fewer than 2 splits per setting: sd shown as n/a and t-tests skipped")
+    if len(settings) < 2:
+        notes.append("a single setting: no pair to compare, ttests.csv has no rows")
 
     write_table1(table1, out)
     write_table2(results, out, args.decimals)
