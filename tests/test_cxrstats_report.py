@@ -2,7 +2,6 @@
 and clear errors for missing or misaligned inputs."""
 import csv
 import json
-import math
 import shutil
 
 import numpy as np
