@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=0.5, help="threshold when there is no validation part")
     parser.add_argument("--batch-size", type=int, default=8, help="images per encoder batch")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out's folder)")
+    parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     parser.add_argument("--out", required=True, help="output CSV (seg/eval.csv)")
     parser.add_argument("--seed", type=int, default=0, help="seed of a random (micro) model")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     stems = [p.stem for p in pairs]
     part_of = np.array([parts[s] for s in stems])
-    cache_dir = args.cache_dir or out.parent
+    cache_dir = None if args.no_cache else args.cache_dir or out.parent
 
     rows, per_image, chosen = [], [], {}
     for name, model in zip(checkpoints, models):

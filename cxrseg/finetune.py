@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior-frame", default="content", choices=FRAMES,
                         help="prior coordinates relative to the whole image or its content box")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out)")
+    parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random model, order and prompts")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.train == "decoder":
         everything = [s for part in PARTS for s in stems[part]]
         images = [img for part in PARTS for img in data[part].images]
-        embeddings = embeddings_for(model, images, everything, device, cache_dir=args.cache_dir or out)
+        cache_dir = None if args.no_cache else args.cache_dir or out
+        embeddings = embeddings_for(model, images, everything, device, cache_dir=cache_dir)
         offset = 0
         for part in PARTS:
             data[part].embeddings = embeddings[offset:offset + len(data[part])]
@@ -225,6 +227,9 @@ def main(argv: list[str] | None = None) -> None:
         if not path.is_file():
             raise SystemExit(f"error: {path}: nothing to resume from")
         state = torch.load(path, weights_only=True, map_location="cpu")
+        if state.get("train") != args.train or state.get("config") != model.config_name:
+            raise SystemExit(f"error: {path} was written with --train {state.get('train')} on "
+                             f"{state.get('config')}; resume with the same settings")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
               f"test {rows[2][2]:.4f}{' *best' if improved else ''} ({time.time() - t0:.1f} s)", flush=True)
     if bad >= args.patience:
         print(f"finetune: early stop, no val improvement for {args.patience} epochs")
-    if not (out / "last.pt").exists():
+    if epoch == 0:  # no epoch ran (--epochs 0): last.pt is the starting checkpoint
         _save(out / "last.pt", _checkpoint(model, optimizer, epoch, state, args))
     write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
     seconds = time.time() - started
