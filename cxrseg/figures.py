@@ -62,7 +62,7 @@ def plot_mask_panels(image: np.ndarray, box, raw, eroded, m15, m50, out: str | P
     from matplotlib.patches import Rectangle
 
     fig, axes = plt.subplots(1, 6, figsize=(18, 3.4))
-    panels = [("image + prompt box", image, None), ("raw mask", image, raw), ("eroded (r=5)", image, eroded),
+    panels = [("image + prompt box", image, None), ("raw mask", image, raw), ("eroded", image, eroded),
               ("M-15", image, m15), ("M-50", image, m50), ("M-50 masked image", cutout(image, m50), None)]
     for ax, (name, img, mask) in zip(axes, panels):
         ax.imshow(img, cmap="gray", vmin=0, vmax=255)
