@@ -103,6 +103,27 @@ def to_model_input(images: np.ndarray, masks: np.ndarray | None, kind: str, devi
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def training_input(batch, kind: str, device: torch.device, image_size: int | None, thickness: int,
+                   channels_last: bool, params=None) -> torch.Tensor:
+    """A loader Batch -> augmented model input (b, 1, s, s) on `device` (this rank's share of the
+    global batch's augmentation parameters)."""
+    x = to_model_input(batch.images, batch.masks, kind, device, image_size, thickness, channels_last)
+    if params is not None:
+        x = augment(x, params.slice(batch.offset, batch.offset + len(batch.positions)))
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool) -> torch.Tensor:
+    """One optimizer step of BCE-with-logits on (x, y); returns the (detached) mean loss."""
+    with autocast(x.device, amp):
+        logits = net(x)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 # ----------------------------------------------------------------------------- distributed
 
 class Dist:
@@ -313,18 +334,10 @@ def train(args) -> Path:
         loss_sum, seen = 0.0, 0
         for step, batch in enumerate(loader, 1):
             params = None if args.no_augment else draw_params(aug_rng, batch.global_size)
-            x = to_model_input(batch.images, batch.masks, train_source.kind, device, args.image_size,
-                               args.overlay_thickness, ctx.channels_last)
-            if params is not None:
-                x = augment(x, params.slice(batch.offset, batch.offset + len(batch.positions)))
-            y = torch.from_numpy(batch.labels).to(device)
-            with autocast(device, ctx.amp):
-                logits = net(x)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(batch.positions)
+            x = training_input(batch, train_source.kind, device, args.image_size,
+                               args.overlay_thickness, ctx.channels_last, params)
+            loss = train_step(net, optimizer, x, torch.from_numpy(batch.labels).to(device), ctx.amp)
+            loss_sum += float(loss) * len(batch.positions)
             seen += len(batch.positions)
             if time.time() - last_print >= args.log_every:
                 last_print = time.time()
