@@ -254,6 +254,8 @@ def format_seconds(s: float) -> str:
 
 
 def train(args) -> Path:
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     ctx = Dist(args.device)
     device = ctx.device
     ctx.amp = not args.no_amp and device.type == "cuda"
@@ -457,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--log-every", type=float, default=30.0,
                         help="seconds between progress lines within an epoch")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (0: torch's default); 1 is often fastest on a "
+                             "busy shared machine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:i")
     return parser
@@ -468,7 +473,11 @@ def main(argv: list[str] | None = None) -> None:
         for flag in ("epochs", "patience", "batch_size", "eval_batch_size"):
             if getattr(args, flag) < 1:
                 raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
-        train(args)
+        threads = torch.get_num_threads()
+        try:
+            train(args)
+        finally:
+            torch.set_num_threads(threads)  # --threads must not outlive the call (tests, notebooks)
     except (ValueError, FileNotFoundError) as error:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -20,6 +20,15 @@ from cxrcls.models import Classifier
 from cxrcls.synthetic import make_work
 from cxrstats.fileio import read_csv
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One thread: on a busy 2-core machine, 2 OpenMP threads per process are many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--arch", "resnet18", "--weights", "none", "--device", "cpu", "--lr", "1e-2",
         "--batch-size", "4", "--epochs", "2", "--freeze-backbone", "--seed", "5"]
