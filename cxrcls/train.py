@@ -160,6 +160,13 @@ class Dist:
         dist.all_gather_object(out, obj)
         return out
 
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers (BatchNorm running statistics drift apart per rank
+        after the last training forward), so all ranks predict with the model rank 0 saves."""
+        if self.world_size > 1:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, 0)
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
@@ -349,6 +356,7 @@ def train(args) -> Path:
                     flush=True)
         loss_sum, seen = ctx.sum(loss_sum, seen)
         train_seconds = time.time() - start
+        ctx.sync_buffers(model)
         val_logits = predict_logits(model, train_source, parts["val"], findings, args, ctx, device)
         val_auc, _ = macro_auroc(y_val6[:, :len(FINDINGS)], sigmoid(val_logits))
         val_loss = bce(val_logits, y_val6[:, :len(FINDINGS)])
