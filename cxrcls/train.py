@@ -231,7 +231,7 @@ def thresholds_rows(y6: np.ndarray, probs: np.ndarray) -> list[list]:
     scores = [probs[:, j] for j in range(len(FINDINGS))] + [no_finding_score(probs)]
     for j, (label, score) in enumerate(zip(LABELS, scores)):
         best = best_f1_threshold(y6[:, j], score)
-        rows.append([label, f"{best.threshold:.6g}", f"{best.f1:.6g}"])
+        rows.append([label, repr(float(best.threshold)), f"{best.f1:.6g}"])
     return rows
 
 
