@@ -21,6 +21,15 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One thread: on a busy 2-core machine, 2 OpenMP threads per process are many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def lite():
     model = load_medsam("lite")

