@@ -17,7 +17,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cxrstats.fileio import atomic_path, write_csv, write_run_json
