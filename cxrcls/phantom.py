@@ -208,14 +208,14 @@ def _draw_findings(rng, u, v, lungs: np.ndarray, findings, size: int) -> np.ndar
     soft_lungs = ndimage.gaussian_filter(lungs.astype(np.float32), sigma=max(1.0, 0.006 * size))
 
     if "Mass" in findings:
-        r = rng.uniform(0.11, 0.16)
+        r = rng.uniform(0.13, 0.18)
         cu, cv = _pick_point(rng, u, v, depth > 0.7 * r)
         theta = np.arctan2(v - cv, u - cu)
         lobes = 1 + 0.12 * np.cos(3 * theta + rng.uniform(0, 2 * np.pi))
-        out += rng.uniform(0.36, 0.46) * _soft_disk(u, v, cu, cv, r * lobes, edge=0.12)
+        out += rng.uniform(0.40, 0.50) * _soft_disk(u, v, cu, cv, r * lobes, edge=0.12)
     if "Nodule" in findings:
         for _ in range(int(rng.integers(3, 7))):
-            r = rng.uniform(0.028, 0.045)
+            r = rng.uniform(0.032, 0.05)
             cu, cv = _pick_point(rng, u, v, depth > r)
             out += rng.uniform(0.32, 0.45) * _soft_disk(u, v, cu, cv, r, edge=0.2)
     if "Pneumonia" in findings:
@@ -235,8 +235,8 @@ def _draw_findings(rng, u, v, lungs: np.ndarray, findings, size: int) -> np.ndar
     if "Fibrosis" in findings:
         hf = _smooth_noise(rng, size, 0.01)
         net = np.exp(-(hf / 0.45) ** 2)                          # coarse lines on zero-crossings
-        periphery = np.exp(-depth / 0.09) * (0.5 + 0.5 * np.clip(v + 0.3, 0, 1))
-        out += rng.uniform(0.30, 0.38) * (0.35 + net) * periphery
+        periphery = np.exp(-depth / 0.1) * (0.5 + 0.5 * np.clip(v + 0.3, 0, 1))
+        out += rng.uniform(0.36, 0.44) * (0.5 + net) * periphery
     return out * soft_lungs
 
 

@@ -5,8 +5,8 @@ WORK        ?= work/demo
 DATA_SOURCE := demo
 
 # Generated data (cxrcls.demo_data): a segmentation set like RSUA and an NIH-like set.
-DEMO_N_SEG  ?= 48
-DEMO_N_CLS  ?= 200
+DEMO_N_SEG  ?= 40
+DEMO_N_CLS  ?= 160
 DEMO_SIZE   ?= 256
 DEMO_FLAGS  ?=
 SEG_IMAGES  := $(WORK)/data/seg/images
@@ -23,7 +23,7 @@ FINETUNE_ARGS ?= --train decoder --epochs 8 --patience 3 --batch-size 8
 EVALUATE_ARGS ?=
 PREDICT_ARGS  ?= --refine 1 --batch-size 8
 
-# Cohort and cache: every generated image is used (the study's caps of 2,000 are far above 200).
+# Cohort and cache: every generated image is used (the study's caps of 2,000 are far above 160).
 SPLITS      ?= 2
 COHORT_ARGS ?= --split-by image
 CACHE_SIZE  ?= 512
@@ -31,5 +31,5 @@ CACHE_ARGS  ?=
 ERODE       ?= 5
 
 # Classifiers: both backbones on all three inputs, from scratch (no downloads), small input.
-TRAIN_ARGS  ?= --weights none --image-size 64 --epochs 4 --patience 4 --batch-size 16 --lr 1e-3
+TRAIN_ARGS  ?= --weights none --image-size 64 --epochs 4 --patience 4 --batch-size 8 --lr 1e-3
 REPORT_ARGS ?=
