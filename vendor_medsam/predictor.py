@@ -33,7 +33,10 @@ def _rows(values, n: int, width: tuple[int, ...], name: str) -> np.ndarray | Non
 
 
 class Predictor:
-    """Predictor(model, device="auto", batch_size=8): predict(images, boxes, points, point_labels), embed(images)."""
+    """Predictor(model, device="auto", batch_size=8): predict(images, boxes, points, point_labels), embed(images).
+
+    Moves `model` to `device` and puts it in eval mode (the model itself, not a copy).
+    """
 
     def __init__(self, model: Sam, device: str | torch.device = "auto", batch_size: int = 8) -> None:
         if batch_size < 1:

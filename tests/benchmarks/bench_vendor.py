@@ -1,8 +1,8 @@
 """vendor_medsam speed on CPU: LiteMedSAM prediction throughput (256x256, batch 1 and 8), A/B of what
 makes its encoder fast, and the ViT-B (MedSAM) image encoder on one 1024x1024 image (random weights).
 
-Variants are timed interleaved in the same process (the best of several rounds), so A/B comparisons
-stay meaningful on a shared machine. Uses the real LiteMedSAM weights when installed (speed does not
+Variants are timed interleaved in the same process (the best of several rounds, wall and CPU time),
+so A/B comparisons stay meaningful on a shared machine. Uses the real LiteMedSAM weights when installed (speed does not
 depend on them). For scale: the official LiteMedSAM code runs about 0.75 images/s on the team's
 2-core machine (batch 1, float32).
 """
@@ -24,21 +24,23 @@ from vendor_medsam.predictor import Predictor  # noqa: E402
 from vendor_medsam.tiny_vit import Conv2dBN  # noqa: E402
 
 
-def timed(fn, rounds: int) -> list[float]:
+def timed(fn, rounds: int) -> list[tuple[float, float]]:
+    """(wall seconds, process CPU seconds) per call. On a busy machine wall time swings with other
+    people's load; CPU time (all threads together) is the steadier measure of the work done."""
     out = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - start)
+        out.append((time.perf_counter() - wall, time.process_time() - cpu))
     return out
 
 
-def interleaved(variants: dict, rounds: int) -> dict[str, list[float]]:
+def interleaved(variants: dict, rounds: int) -> dict[str, list[tuple[float, float]]]:
     """Time each variant once per round, round-robin, after one warm-up call each."""
     for setup, fn in variants.values():
         setup()
         fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, (setup, fn) in variants.items():
             setup()
@@ -46,12 +48,13 @@ def interleaved(variants: dict, rounds: int) -> dict[str, list[float]]:
     return times
 
 
-def report(times: dict[str, list[float]], unit_images: int = 1) -> None:
-    base = min(next(iter(times.values())))
+def report(times: dict[str, list[tuple[float, float]]]) -> None:
+    base_wall = min(w for w, _ in next(iter(times.values())))
+    base_cpu = min(c for _, c in next(iter(times.values())))
     for name, ts in times.items():
-        best, med = min(ts), statistics.median(ts)
-        print(f"  {name:48s} best {best:6.3f} s  median {med:6.3f} s  "
-              f"{unit_images / best:6.2f} images/s  ({best / base:4.2f}x of first)")
+        wall, cpu = min(w for w, _ in ts), min(c for _, c in ts)
+        print(f"  {name:48s} wall best {wall:6.3f} s (median {statistics.median(w for w, _ in ts):6.3f}, "
+              f"{1 / wall:5.2f} images/s, {wall / base_wall:4.2f}x)  CPU best {cpu:6.3f} s ({cpu / base_cpu:4.2f}x)")
 
 
 def lite_model():
@@ -117,9 +120,8 @@ def predictor_throughput(model, batch: int, n_images: int, rounds: int) -> None:
     images = rng.integers(0, 256, (n_images, 256, 256), dtype=np.uint8)
     boxes = np.tile(np.array([[40, 50, 200, 220]], np.float32), (n_images, 1))
     predictor = Predictor(model, device="cpu", batch_size=batch)
-    predictor.predict(images[:batch], boxes=boxes[:batch])  # warm-up
-    ts = timed(lambda: predictor.predict(images, boxes=boxes), rounds)
-    best = min(ts)
+    predictor.predict(images[:1], boxes=boxes[:1])  # warm-up
+    best = min(wall for wall, _ in timed(lambda: predictor.predict(images, boxes=boxes), rounds))
     print(f"  LiteMedSAM Predictor.predict, batch {batch}: {n_images / best:.2f} images/s "
           f"(best of {rounds}; {n_images} images of 256x256 with a box, pre/post-processing included)")
 
@@ -129,9 +131,8 @@ def vit_b_encoder(rounds: int) -> None:
     model = build_sam("vit_b").eval()
     x = torch.rand(1, 3, 1024, 1024)
     with torch.inference_mode():
-        ts = timed(lambda: model.image_encoder(x), rounds)
-    print(f"  ViT-B image encoder, one 1024x1024 image: best {min(ts):.2f} s of {rounds} "
-          f"({[round(t, 2) for t in ts]})")
+        ts = [wall for wall, _ in timed(lambda: model.image_encoder(x), rounds)]
+    print(f"  ViT-B image encoder, one 1024x1024 image: best {min(ts):.2f} s of {rounds}")
 
 
 def main(argv=None) -> int:
