@@ -51,6 +51,7 @@ def main(argv=None) -> None:
     parser.add_argument("--frame", default="content", choices=["content", "image"])
     parser.add_argument("--refine", type=int, default=1)
     parser.add_argument("--cache-dir", default=str(ROOT / "work" / "bench_cache"))
+    parser.add_argument("--only-fold", type=int, default=None, help="run just this held-out fold")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
 
     folds = split_folds(stems, args.folds, args.seed)
     results: dict[str, list[np.ndarray]] = {}
-    for k in range(args.folds):
+    for k in range(args.folds) if args.only_fold is None else [args.only_fold]:
         parts = parts_for_fold(folds, k, args.seed)
         idx = {p: [i for i, s in enumerate(stems) if parts[s] == p] for p in ("train", "val", "test")}
         pick = (lambda seq, part: [seq[i] for i in idx[part]])
