@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
 
     write_csv(out, EVAL_COLUMNS, rows)
     write_csv(out.with_name(out.stem + "_per_image.csv"), PER_IMAGE_COLUMNS, per_image)
-    write_run_json(out.parent, args, seconds=time.time() - started, device=str(device), thresholds=chosen)
+    write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started, device=str(device), thresholds=chosen)
 
 
 def _means(metrics: np.ndarray) -> list[str]:

@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
     seconds = time.time() - started
     print(f"finetune: best epoch {best_epoch} (val loss {best_loss:.4f}); {seconds:.0f} s -> {out}/best.pt")
-    write_run_json(out, args, seconds=seconds, device=str(device), best_epoch=best_epoch,
+    write_run_json(out, args, name="run_finetune.json", seconds=seconds, device=str(device), best_epoch=best_epoch,
                    best_val_loss=best_loss, n={p: len(stems[p]) for p in PARTS})
 
 

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.time() - start
     print(f"postprocess: {len(raw)} masks in {seconds:.1f} s; {flagged} flagged, {fallbacks} fallback(s) "
           f"-> {out}/eroded.npy, " + ", ".join(f"m{r}.npy" for r in args.dilate) + ", qc.csv")
-    write_run_json(out, args, seconds=seconds, flagged=flagged, fallbacks=fallbacks)
+    write_run_json(out, args, name="run_postprocess.json", seconds=seconds, flagged=flagged, fallbacks=fallbacks)
 
 
 if __name__ == "__main__":

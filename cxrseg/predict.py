@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     empty = int(sum(1 for r in range(n) if to_stack and not raw[r].any()))
     print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), threshold {threshold:.2f}, "
           f"{empty} empty mask(s) -> {out}")
-    write_run_json(folder, args, seconds=seconds, device=str(device), threshold=threshold, images=n)
+    write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device), threshold=threshold, images=n)
 
 
 if __name__ == "__main__":

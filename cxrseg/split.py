@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"split: {len(stems)} pairs -> {counts} -> {args.out}")
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    write_run_json(Path(args.out).parent, args, seconds=time.time() - start)
+    write_run_json(Path(args.out).parent, args, name="run_split.json", seconds=time.time() - start)
 
 
 if __name__ == "__main__":

@@ -113,10 +113,12 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_run_json(folder: str | os.PathLike, args, seconds: float | None = None, **extra) -> Path:
-    """Write `folder/run.json`: the stage's arguments, seed, git commit, versions and duration.
+def write_run_json(folder: str | os.PathLike, args, seconds: float | None = None,
+                   name: str = "run.json", **extra) -> Path:
+    """Write `folder/<name>`: the stage's arguments, seed, git commit, versions and duration.
 
     `args` is an argparse.Namespace or a dict; `extra` adds stage-specific facts (e.g. device).
+    Stages that share a folder pass their own `name` (e.g. "run_split.json") so none overwrites another.
     """
     arguments = vars(args) if not isinstance(args, dict) else dict(args)
     info = {
@@ -131,6 +133,6 @@ def write_run_json(folder: str | os.PathLike, args, seconds: float | None = None
         "seconds": None if seconds is None else round(float(seconds), 3),
     }
     info.update(extra)
-    path = Path(folder) / "run.json"
+    path = Path(folder) / name
     write_json(path, info)
     return path

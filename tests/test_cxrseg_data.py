@@ -117,7 +117,7 @@ def test_split_cli_writes_csv(tmp_path):
                 "--out", str(tmp_path / "seg" / "splits.csv")])
     parts = split.read_splits(tmp_path / "seg" / "splits.csv")
     assert sorted(parts.values()).count("train") == 6  # 10 -> 6/2/2
-    assert (tmp_path / "seg" / "run.json").is_file()
+    assert (tmp_path / "seg" / "run_split.json").is_file()
     split.main(["--images", str(tmp_path / "i"), "--masks", str(tmp_path / "m"),
                 "--out", str(tmp_path / "folds.csv"), "--folds", "5"])
     with pytest.raises(ValueError, match="--fold"):

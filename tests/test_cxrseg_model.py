@@ -104,7 +104,7 @@ def test_finetune_outputs_and_checkpoint_format(pairs, tmp_path):
     assert list(out.glob("embeddings_micro_*.pt"))     # encoded once, cached for evaluate
     from vendor_medsam import load_medsam
     assert load_medsam(out / "best.pt").config_name == "micro"   # the vendor loader reads it
-    assert (out / "prior.json").is_file() and (out / "run.json").is_file()
+    assert (out / "prior.json").is_file() and (out / "run_finetune.json").is_file()
 
 
 def test_evaluate_sweeps_thresholds_on_val_and_adds_zero_shot(pairs, tmp_path):
