@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m cxrcls.demo_data",
         description="Generate synthetic chest X-ray demo data: a lung-segmentation set (like RSUA) "
                     "and a classification set with an NIH-style label table.",
-        epilog="example: python -m cxrcls.demo_data --out work/demo/data --n-seg 40 --n-cls 160 "
+        epilog="example: python -m cxrcls.demo_data --out work/demo/data --n-seg 32 --n-cls 120 "
                "--seed 0",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="output folder (DATA)")

@@ -5,8 +5,8 @@ WORK        ?= work/demo
 DATA_SOURCE := demo
 
 # Generated data (cxrcls.demo_data): a segmentation set like RSUA and an NIH-like set.
-DEMO_N_SEG  ?= 40
-DEMO_N_CLS  ?= 160
+DEMO_N_SEG  ?= 32
+DEMO_N_CLS  ?= 120
 DEMO_SIZE   ?= 256
 DEMO_FLAGS  ?=
 SEG_IMAGES  := $(WORK)/data/seg/images
@@ -19,11 +19,11 @@ SEG_CHECKPOINT = $(if $(LITE_WEIGHTS),lite,micro)
 SEG_CONFIG     = $(SEG_CHECKPOINT)
 SEG_WARNING    = $(if $(LITE_WEIGHTS),,LiteMedSAM weights not found (run make setup): the demo segments \
                  with a RANDOM micro model, so its masks are meaningless)
-FINETUNE_ARGS ?= --train decoder --epochs 8 --patience 3 --batch-size 8
+FINETUNE_ARGS ?= --train decoder --epochs 4 --patience 3 --batch-size 8
 EVALUATE_ARGS ?=
 PREDICT_ARGS  ?= --refine 1 --batch-size 8
 
-# Cohort and cache: every generated image is used (the study's caps of 2,000 are far above 160).
+# Cohort and cache: every generated image is used (the study's caps of 2,000 are far above 120).
 SPLITS      ?= 2
 COHORT_ARGS ?= --split-by image
 CACHE_SIZE  ?= 512

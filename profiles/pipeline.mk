@@ -168,6 +168,7 @@ endef
 
 reproduce: $(REPORT_DONE) | $(SETUP)
 	$(print_stage_times)
+	@echo; if [ -f $(W)/results/table2.md ]; then cat $(W)/results/table2.md; echo; fi
 	@echo "results: $(W)/results (summary.md, table1-3, ttests, mantel, figures/)"
 
 stage-times:
