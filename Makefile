@@ -4,6 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:
 MAKEFLAGS += --no-builtin-rules
+.DEFAULT_GOAL := reproduce
 
 PYTHON ?= python3
 VENV   := .venv
