@@ -21,13 +21,7 @@ from cxrcls.synthetic import make_work
 from cxrstats.fileio import read_csv
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: on a busy 2-core machine, 2 OpenMP threads per process are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--arch", "resnet18", "--weights", "none", "--device", "cpu", "--lr", "1e-2",

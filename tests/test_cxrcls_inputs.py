@@ -11,13 +11,7 @@ from cxrcls.synthetic import make_work
 from cxrstats.fileio import save_npy
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: on a busy 2-core machine, 2 OpenMP threads per process are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,7 @@ def make_pairs(root, n=10, h=40, w=36, seed=0):
     return root
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The micro model's tensors are tiny: one thread avoids thread wake-ups dominating on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

