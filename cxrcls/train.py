@@ -40,7 +40,7 @@ from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
 from cxrcls.models import ARCHS, Classifier, build_model
 from cxrstats.fileio import atomic_path, read_csv, save_npy, write_csv, write_json, write_run_json
 from cxrstats.metrics import auroc, best_f1_threshold, no_finding_score
-from vendor_medsam.device import autocast, resolve_device
+from vendor_medsam.device import autocast, prepare_device
 
 # Settings that must not change when a run is resumed (the rest, e.g. --epochs, may).
 RESUME_KEYS = ("arch", "train_input", "split", "seed", "batch_size", "lr", "image_size",
@@ -133,7 +133,7 @@ class Dist:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        device = resolve_device(device_name)
+        device = prepare_device(device_name)
         if self.world_size > 1 and device.type == "cuda":
             device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(device)

@@ -62,8 +62,15 @@ def model_inputs(model, images: list[np.ndarray]) -> tuple[list[InputFrame], tor
 
 def encode(model, images: list[np.ndarray], device: torch.device, batch_size: int = 8,
            label: str = "encode", progress_every: float = 10.0) -> torch.Tensor:
-    """(N, C, h, w) float16 CPU image embeddings (float16 halves the memory; the decoder runs in float32)."""
+    """(N, C, h, w) float16 CPU image embeddings (float16 halves the memory; the decoder runs in float32).
+
+    On CPU the encoder takes one image at a time whatever `batch_size` says: LiteMedSAM encoded
+    batches of 8 about a quarter slower per image than single images there (more memory traffic;
+    `make bench` shows both), and each image's embedding does not depend on its batch.
+    """
     model.to(device).eval()
+    if device.type == "cpu":
+        batch_size = 1
     out = []
     start = last = time.time()
     with torch.inference_mode(), autocast(device):

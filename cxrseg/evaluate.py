@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.fileio import write_csv, write_run_json
-from vendor_medsam.device import resolve_device
+from vendor_medsam.device import prepare_device
 
 from .data import find_pairs, load_pairs
 from .engine import embeddings_for, gt_boxes, load_model, segment
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     dataset = args.dataset or Path(args.images).resolve().parent.name
     prompt_label = f"{args.prompt}:{args.box_source}" + (f"+refine{args.refine}" if args.refine else "")
     try:
-        device = resolve_device(args.device)
+        device = prepare_device(args.device)
         pairs = find_pairs(args.images, args.masks, args.mask_suffix)
         if args.splits:
             parts = read_splits(args.splits, args.fold, args.seed)

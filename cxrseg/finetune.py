@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from cxrstats.fileio import atomic_path, write_csv, write_run_json
-from vendor_medsam.device import autocast, resolve_device
+from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
 
 from .data import find_pairs, load_pairs
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     out = Path(args.out)
     try:
-        device = resolve_device(args.device)
+        device = prepare_device(args.device)
         if not 0 <= args.prior_box_fraction <= 1:
             raise ValueError("--prior-box-fraction must be in [0, 1]")
         parts = read_splits(args.splits, args.fold, args.seed)

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cxrstats.fileio import atomic_path, read_csv, save_npy, write_csv, write_run_json
-from vendor_medsam.device import resolve_device
+from vendor_medsam.device import prepare_device
 
 from .data import load_stack
 from .engine import encode, load_model, segment
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     to_stack = out.suffix == ".npy"
     try:
-        device = resolve_device(args.device)
+        device = prepare_device(args.device)
         if Path(args.images).suffix == ".npy" and args.index is None:
             raise ValueError(f"{args.images}: a .npy stack needs --index (CSV `row, image`)")
         stack, names = load_stack(args.images, args.index)

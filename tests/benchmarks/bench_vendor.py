@@ -1,7 +1,8 @@
 """vendor_medsam speed on CPU: LiteMedSAM prediction throughput (256x256, batch 1 and 8), A/B of what
 makes its encoder fast, and the ViT-B (MedSAM) image encoder on one 1024x1024 image (random weights).
 
-Variants are timed interleaved in the same process (the best of several rounds, wall and CPU time),
+Runs with keep_freed_cpu_memory() (as the CLIs do), then repeats the LiteMedSAM part without it in a
+child process. Variants are timed interleaved in the same process (the best of several rounds, wall and CPU time),
 so A/B comparisons stay meaningful on a shared machine. Uses the real LiteMedSAM weights when installed (speed does not
 depend on them). For scale: the official LiteMedSAM code runs about 0.75 images/s on the team's
 2-core machine (batch 1, float32).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from vendor_medsam import build_sam, load_medsam, weights  # noqa: E402
+from vendor_medsam.device import keep_freed_cpu_memory  # noqa: E402
 from vendor_medsam.predictor import Predictor  # noqa: E402
 from vendor_medsam.tiny_vit import Conv2dBN  # noqa: E402
 
@@ -143,14 +146,18 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--skip-ab", action="store_true", help="only the headline numbers")
     parser.add_argument("--skip-vit", action="store_true", help="skip the ViT-B encoder timing")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc malloc as it is (the CLIs call keep_freed_cpu_memory(); this shows why)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    allocator = "glibc default allocator" if args.default_allocator else (
+        "freed memory kept for reuse" if keep_freed_cpu_memory() else "allocator unchanged (not glibc)")
     model, source = lite_model()
     print(f"vendor_medsam CPU benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"LiteMedSAM {source}")
+          f"LiteMedSAM {source}, {allocator}")
     print("LiteMedSAM prediction throughput")
     for batch in (1, 8):
         predictor_throughput(model, batch, args.images, args.rounds)
@@ -162,6 +169,12 @@ def main(argv=None) -> int:
     if not args.skip_vit:
         print("MedSAM ViT-B")
         vit_b_encoder(rounds=1)
+    if not args.default_allocator and not args.skip_ab:
+        # The allocator setting cannot be undone in-process, so the comparison runs in a fresh one.
+        print("The same without keep_freed_cpu_memory() (a separate process)", flush=True)
+        child = [sys.executable, __file__, "--default-allocator", "--skip-vit", "--rounds", str(args.rounds),
+                 "--images", str(args.images), "--threads", str(args.threads), "--seed", str(args.seed)]
+        subprocess.run(child, check=True)
     return 0
 
 

@@ -1,0 +1,62 @@
+"""vendor_medsam.device: --device resolution, CPU-only-off autocast, and the CPU allocator setting."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from vendor_medsam.device import autocast, prepare_device, resolve_device
+
+
+def test_auto_is_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_cuda_without_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_autocast_is_off_on_cpu():
+    with autocast(torch.device("cpu")):
+        y = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert y.dtype == torch.float32
+
+
+def test_prepare_device_gives_the_resolved_device():
+    assert prepare_device("cpu") == torch.device("cpu")
+
+
+# A child process (torch: numpy asks for huge pages, which hides the effect) frees and re-allocates a 64 MB buffer 8 times and prints its minor page faults.
+_FAULTS = textwrap.dedent("""
+    import resource, sys
+    import torch
+    if sys.argv[1] == "keep":
+        from vendor_medsam.device import keep_freed_cpu_memory
+        assert keep_freed_cpu_memory()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(8):
+        a = torch.ones(16 * 2**20)  # 64 MB, touched
+        del a
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="the allocator setting is glibc-only")
+def test_keep_freed_cpu_memory_stops_repeated_page_faults():
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+
+    pages = 64 * 2**20 // 4096
+    default, keep = faults("default"), faults("keep")
+    print(f"minor page faults for 8 x 64 MB: default {default}, kept {keep} ({pages} pages each)")
+    assert default > 6 * pages  # each allocation maps fresh pages
+    assert keep < 3 * pages  # the first allocations map pages, the rest reuse them
