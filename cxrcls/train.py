@@ -10,7 +10,7 @@ Macro AUROC is the mean over the findings that have both classes in the validati
 one class there are skipped (a run whose validation set has no such finding is refused at the start).
 
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
-from last.pt; the batches of an epoch depend only on (seed, epoch), so a resumed run ends exactly
+from last.pt (written every --save-every seconds and at the end); the batches of an epoch depend only on (seed, epoch), so a resumed run ends exactly
 where an uninterrupted one does. Under `torchrun --nproc_per_node=N` the run is data-parallel
 (DistributedDataParallel; nccl on CUDA, gloo on CPU), `--batch-size` is the global batch, and only
 rank 0 writes files.
@@ -335,6 +335,7 @@ def train(args) -> Path:
         f"{train_source.size}px -> {args.image_size or train_source.size}px, device {device}"
         f"{f' x{ctx.world_size}' if ctx.world_size > 1 else ''}, out {out}")
 
+    last_saved = time.time()
     while not state["stopped_early"] and state["epoch"] < args.epochs:
         epoch = state["epoch"] + 1
         start = last_print = time.time()
@@ -377,9 +378,14 @@ def train(args) -> Path:
                 save_checkpoint(best_path, {"model": weights, "arch": args.arch, "labels": list(FINDINGS),
                                             "input": args.train_input, "image_size": args.image_size or train_source.size,
                                             "epoch": epoch, "val_macro_auroc": val_auc, "config": config})
-            save_checkpoint(last_path, {"model": weights, "optimizer": optimizer.state_dict(),
-                                        "aug_rng": aug_rng.get_state(), "torch_rng": torch.get_rng_state(),
-                                        "config": config, **state})
+            # last.pt (model + Adam state: 3x the model) costs about a second for ResNet50 on a
+            # slow disk, so on short epochs it is written every --save-every seconds and at the end.
+            final = state["stopped_early"] or epoch == args.epochs
+            if final or time.time() - last_saved >= args.save_every:
+                save_checkpoint(last_path, {"model": weights, "optimizer": optimizer.state_dict(),
+                                            "aug_rng": aug_rng.get_state(), "torch_rng": torch.get_rng_state(),
+                                            "config": config, **state})
+                last_saved = time.time()
             write_history(out / "history.csv", state["history"])
         mean_epoch = state["train_seconds"] / len(state["history"])
         log(f"epoch {epoch}/{args.epochs} train_loss {loss_sum / seen:.4f} val_loss {val_loss:.4f} "
@@ -465,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deterministic", action="store_true",
                         help="torch.use_deterministic_algorithms (CPU runs are deterministic anyway)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--save-every", type=float, default=60.0,
+                        help="seconds between last.pt saves (for --resume); it is always written "
+                             "after the last epoch. 0: after every epoch")
     parser.add_argument("--log-every", type=float, default=30.0,
                         help="seconds between progress lines within an epoch")
     parser.add_argument("--threads", type=int, default=0,

@@ -2,7 +2,7 @@
 paired t-test, Spearman, Mantel) and the report that turns training runs into the study's tables.
 
 Every function is checked against scipy or a brute-force reference in tests/test_cxrstats_*.py.
-Importing this package loads numpy and scipy.stats only (`cxrstats.fileio` and `cxrstats.report`
+Importing this package loads numpy and scipy.special only (`cxrstats.fileio` and `cxrstats.report`
 are imported explicitly by the stages that need them).
 """
 from cxrstats.formatting import mean_sd

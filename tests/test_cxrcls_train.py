@@ -84,6 +84,23 @@ def test_resume_ends_where_an_uninterrupted_run_ends(work, uninterrupted):
                     *FAST[:-4], "--lr", "0.5", *FAST[-2:]])
 
 
+@pytest.mark.parametrize("save_every, expected_last_saves", [("0", [1, 2, 3]), ("1e9", [3])])
+def test_last_checkpoint_is_saved_every_n_seconds_and_at_the_end(work, monkeypatch, save_every,
+                                                                  expected_last_saves):
+    saved = []
+    real_save = train.save_checkpoint
+    def recording_save(path, obj):
+        if path.name == "last.pt":
+            saved.append(obj["epoch"])
+        real_save(path, obj)
+    monkeypatch.setattr(train, "save_checkpoint", recording_save)
+    out = work / "runs" / f"save_every_{save_every}"
+    train.main(["--work", str(work), "--epochs", "3", "--patience", "9", "--out", str(out),
+                "--save-every", save_every, "--freeze-backbone", *FAST])
+    assert saved == expected_last_saves
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 3
+
+
 def test_train_on_masked_test_on_original_linear_probe(work):
     train.main(["--work", str(work), "--train-input", "m15", "--eval-input", "original",
                 "--epochs", "1", "--freeze-backbone", "--image-size", "40", *FAST])
