@@ -25,6 +25,7 @@ from cxrcls.data import BatchLoader  # noqa: E402
 from cxrcls.inputs import open_input  # noqa: E402
 from cxrcls.models import build_model  # noqa: E402
 from cxrcls.train import train_step, training_input  # noqa: E402
+from vendor_medsam.device import prepare_device  # noqa: E402
 
 N_PNG = 24
 N_CACHE = 200
@@ -72,7 +73,7 @@ def bench_loader(folder: Path, image_size: int, seconds: float = 3.0) -> float:
     labels = np.zeros((N_CACHE, 5), np.float32)
     loader = BatchLoader(source, np.arange(N_CACHE), labels, BATCH, shuffle=True, drop_last=True)
     generator = torch.Generator().manual_seed(0)
-    device = torch.device("cpu")
+    device = prepare_device("cpu")  # as the CLIs do (keeps freed memory for reuse)
     delivered, start, epoch = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         epoch += 1

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cxrseg.engine import encode, load_model, segment  # noqa: E402
 from cxrseg.morphology import dilate_disks, disk, erode_disk  # noqa: E402
 from cxrseg.prompts import Prior  # noqa: E402
+from vendor_medsam.device import prepare_device  # noqa: E402
 
 
 def lung_like_mask(size: int = 1024, seed: int = 0) -> np.ndarray:
@@ -55,7 +56,7 @@ def bench_predict(n: int = 8, size: int = 512) -> None:
     except (FileNotFoundError, ValueError) as error:
         print(f"predict: skipped, LiteMedSAM weights unavailable ({error})")
         return
-    device = torch.device("cpu")
+    device = prepare_device("cpu")  # as the CLIs do (keeps freed memory for reuse)
     rng = np.random.default_rng(0)
     images = [np.clip(ndimage.gaussian_filter(rng.normal(120, 40, (size, size)), 3) + 60 * lung_like_mask(size, i),
                       0, 255).astype(np.uint8) for i in range(n)]
