@@ -76,3 +76,12 @@ def test_embed(predictor, images):
     emb = predictor.embed(images)
     assert emb.shape == (3, 32, 4, 4) and emb.dtype == torch.float32 and emb.device.type == "cpu"
     assert not emb.requires_grad
+
+
+def test_default_batch_size_is_one_on_cpu_and_gives_the_same_masks(predictor, images):
+    default = Predictor(predictor.model, device="cpu")
+    assert default.batch_size == 1
+    np.testing.assert_allclose(default.predict(images, boxes=BOXES), predictor.predict(images, boxes=BOXES),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        Predictor(predictor.model, device="cpu", batch_size=0)

@@ -33,15 +33,19 @@ def _rows(values, n: int, width: tuple[int, ...], name: str) -> np.ndarray | Non
 
 
 class Predictor:
-    """Predictor(model, device="auto", batch_size=8): predict(images, boxes, points, point_labels), embed(images).
+    """Predictor(model, device="auto", batch_size=None): predict(images, boxes, points, point_labels), embed(images).
 
-    Moves `model` to `device` and puts it in eval mode (the model itself, not a copy).
+    Moves `model` to `device` and puts it in eval mode (the model itself, not a copy). `batch_size`
+    is the number of images per forward; None means 1 on CPU (faster per image there than batch 8:
+    1.54 vs 1.34 images/s for LiteMedSAM in `make bench`) and 8 on CUDA.
     """
 
-    def __init__(self, model: Sam, device: str | torch.device = "auto", batch_size: int = 8) -> None:
+    def __init__(self, model: Sam, device: str | torch.device = "auto", batch_size: int | None = None) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        if batch_size is None:
+            batch_size = 1 if self.device.type == "cpu" else 8
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
 
