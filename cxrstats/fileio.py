@@ -136,3 +136,75 @@ def write_run_json(folder: str | os.PathLike, args, seconds: float | None = None
     path = Path(folder) / name
     write_json(path, info)
     return path
+
+
+# ----------------------------------------------------------------------------- completion records
+# A stage's outputs count as finished only when its completion record exists. The record is written
+# last, after every output; every run removes the old record when it starts (`begin_run`, which also
+# removes the old outputs unless the run resumes), so a run killed half-way can never be read as the
+# finished run it replaced. Readers call `read_done` before trusting a folder.
+
+class IncompleteRunError(RuntimeError):
+    """A stage's folder has no completion record (or one from other settings): not a finished run."""
+
+
+def arguments_hash(arguments) -> str:
+    """A short stable hash of a stage's arguments (argparse.Namespace or dict), for completion records."""
+    import hashlib
+
+    arguments = vars(arguments) if not isinstance(arguments, dict) else dict(arguments)
+    text = json.dumps(arguments, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def begin_run(folder: str | os.PathLike, outputs: Iterable[str], done: str = "done.json",
+              resume: bool = False) -> None:
+    """Call when a stage starts: remove its old completion record, and unless it resumes, the outputs
+    that record covered (so a killed fresh run leaves nothing of the old run beside its own files).
+
+    The record goes first, so even if removing the outputs is interrupted nothing reads as finished.
+    """
+    folder = Path(folder)
+    for name in [done, *([] if resume else outputs)]:
+        path = folder / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+
+
+def write_done(folder: str | os.PathLike, arguments, outputs: Sequence[str], done: str = "done.json",
+               **facts) -> Path:
+    """Write the completion record `folder/<done>` last: the outputs it vouches for, the arguments and
+    their hash, and stage-specific `facts`. Refuses when a listed output is missing."""
+    folder = Path(folder)
+    missing = [name for name in outputs if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: outputs {missing} missing; not marking the run finished")
+    arguments = vars(arguments) if not isinstance(arguments, dict) else dict(arguments)
+    record = {
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "outputs": list(outputs),
+        "arguments_hash": arguments_hash(arguments),
+        "arguments": arguments,
+        **facts,
+    }
+    path = folder / done
+    write_json(path, record)
+    return path
+
+
+def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "run") -> dict:
+    """The completion record of `folder`, or IncompleteRunError naming the folder and what to do."""
+    folder = Path(folder)
+    path = folder / done
+    if not path.is_file():
+        raise IncompleteRunError(
+            f"{folder}: no {done}, so this {what} did not finish (killed, still running, or started "
+            f"again over an older run); re-run it")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise IncompleteRunError(f"{path}: unreadable completion record ({e}); re-run the {what}") from None
+    missing = [name for name in record.get("outputs", []) if not (folder / name).exists()]
+    if missing:
+        raise IncompleteRunError(f"{folder}: {done} lists {missing}, which are missing; re-run the {what}")
+    return record
