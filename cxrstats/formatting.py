@@ -1,20 +1,66 @@
-"""Formatting numbers the way the study's tables print them."""
+"""Formatting numbers the way the study's tables print them: "mean ± sd" cells and Markdown tables."""
 from __future__ import annotations
 
 import numpy as np
+
+PARTIAL = "*"  # marks a cell averaged over fewer values than it has (a metric undefined on some split)
 
 
 def mean_sd(values, decimals: int = 1) -> str:
     """"mean ± sd" of `values` with `decimals` digits, sd the sample standard deviation (ddof = 1).
 
     Example: [79.0, 79.5, 79.7] -> "79.4 ± 0.4". With a single value the sd cannot be estimated and is
-    shown as "n/a" ("79.4 ± n/a"). NaN values propagate ("nan ± nan"): filter them first if you mean to.
-    Raises ValueError for no values.
+    shown as "n/a" ("79.4 ± n/a"). Raises ValueError for no values and for NaN or infinite values
+    (a silent "nan ± nan" would hide a failed split); `cell` skips them with a visible mark instead.
     """
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
         raise ValueError("mean_sd needs at least one value")
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise ValueError(f"mean_sd: {bad} of {values.size} values are NaN or infinite; drop them "
+                         f"first, or use cxrstats.formatting.cell, which marks such cells '{PARTIAL}'")
     mean = f"{values.mean():.{decimals}f}"
     if values.size == 1:
         return f"{mean} ± n/a"
     return f"{mean} ± {values.std(ddof=1):.{decimals}f}"
+
+
+def cell(values, decimals: int) -> str:
+    """mean ± sd of the finite values (None counts as undefined), with PARTIAL appended when some were
+    undefined, and 'n/a' when none is defined. Example: [0.8, nan, 0.9] -> "0.8 ± 0.1*"."""
+    values = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "n/a"
+    return mean_sd(finite, decimals) + (PARTIAL if finite.size < values.size else "")
+
+
+def num(value: float | None) -> str:
+    """A CSV field: the float's repr (unrounded), or "" for None, NaN or infinity."""
+    return "" if value is None or not np.isfinite(value) else repr(float(value))
+
+
+def short(value) -> str:
+    """A number with 3 significant digits ("0.0312"); text that is not a number is returned as is."""
+    try:
+        return f"{float(value):.3g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; columns whose cells all read as numbers ("79.4 ± 0.4", "3", "n/a") align
+    right."""
+    def numeric(value) -> bool:
+        text = str(value).split(" ")[0].rstrip(PARTIAL)
+        try:
+            float(text)
+            return True
+        except ValueError:
+            return text in ("n/a", "")
+    right = [bool(rows) and all(numeric(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---:" if r else ":---" for r in right) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Hypothesis tests, hand-written: paired t-test, Spearman's rho and the Mantel permutation test.
+"""Hypothesis tests, hand-written: paired t-test, Spearman's rho, the Mantel permutation test and
+Holm's adjustment of a family of p-values.
 
 scipy is used only for the t distribution's tail probability (`scipy.special.stdtr`, the Student t
 CDF; `scipy.stats` would give the same number but costs about 0.7 s to import in every stage).
@@ -187,3 +188,25 @@ def mantel(a, b, permutations: int = 9999, seed: int = 0, method: str = "pearson
     hits = int(np.count_nonzero(correlations(perms) >= r_obs - TIE_TOLERANCE))
     p_value = hits / count if exact else (1 + hits) / (1 + permutations)
     return MantelResult(r_obs, p_value, count, exact, method, rows.size)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values for one family of tests: (m,) -> (m,), same order.
+
+    With the finite p-values sorted, p_(1) <= ... <= p_(m), the adjusted value of the i-th is
+    max over j <= i of min(1, (m - j + 1) p_(j)): the smallest family-wise level at which Holm's
+    procedure (reject H_(1), H_(2), ... while p_(j) <= alpha / (m - j + 1)) rejects that hypothesis.
+    NaN entries (tests that could not be run) are left out of the family and stay NaN.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"holm expects a 1-D array of p-values, got shape {p.shape}")
+    finite = np.flatnonzero(~np.isnan(p))
+    if ((p[finite] < 0) | (p[finite] > 1)).any():
+        raise ValueError("holm: p-values must lie in [0, 1]")
+    adjusted = np.full(p.shape, np.nan)
+    m = finite.size
+    order = finite[np.argsort(p[finite], kind="stable")]
+    steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted[order] = np.maximum.accumulate(steps)
+    return adjusted

@@ -2,7 +2,9 @@
 
 Everything comes from files under WORK (see docs/DESIGN.md); every inconsistency (rows that disagree,
 an image missing from the cohort, a test image outside its split's test part) raises a ValueError or
-FileNotFoundError naming the file(s) and the problem.
+FileNotFoundError naming the file(s) and the problem. A run folder counts only once cxrcls.train has
+written its completion record `done.json` (last, after every output): `read_run` raises
+`IncompleteRunError` otherwise, so a killed or restarted run is never reported as the old one.
 """
 from __future__ import annotations
 
@@ -14,17 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import read_csv
-
-# The study's labels, in the order of cohort.csv and of the probability columns. cxrstats imports no
-# other package of the project, so the names are repeated here (they are part of docs/DESIGN.md).
-FINDINGS = ("Mass", "Nodule", "Pneumonia", "Edema", "Fibrosis")
-NO_FINDING = "No Finding"
-LABELS = FINDINGS + (NO_FINDING,)
+from cxrstats.fileio import IncompleteRunError, read_csv, read_done
+from cxrstats.study import FINDINGS, LABELS
 
 ARCH_ORDER = ("resnet50", "densenet121")
-INPUT_ORDER = ("original", "m15", "m50", "overlay")
 SPLIT_FOLDER = re.compile(r"^split(\d+)$")
+MASKED_INPUT = re.compile(r"^m(\d+)$")  # m<r>: the lung mask dilated by r pixels (m0: eroded only)
+DONE = "done.json"  # cxrcls.train's completion record in every run folder
 
 
 @dataclass
@@ -88,15 +86,35 @@ class Setting:
 
     @property
     def sort_key(self):
-        def position(value, order):
-            return (order.index(value), "") if value in order else (len(order), value)
-        return (position(self.arch, ARCH_ORDER), self.train_input != self.test_input,
-                position(self.train_input, INPUT_ORDER), position(self.test_input, INPUT_ORDER))
+        arch = (ARCH_ORDER.index(self.arch), "") if self.arch in ARCH_ORDER else (len(ARCH_ORDER),
+                                                                                 self.arch)
+        return (arch, self.train_input != self.test_input, input_order(self.train_input),
+                input_order(self.test_input))
+
+
+def mask_radius(input_name: str) -> int | None:
+    """The dilation radius of a masked input `m<r>` (m0, m15, m50, m100, ...), None for any other."""
+    match = MASKED_INPUT.match(input_name)
+    return int(match.group(1)) if match else None
+
+
+def input_order(input_name: str) -> tuple:
+    """Sort key of an input: original, then m<r> by increasing radius, then overlay, then any other
+    name alphabetically."""
+    radius = mask_radius(input_name)
+    if input_name == "original":
+        return (0, 0, "")
+    if radius is not None:
+        return (1, radius, "")
+    if input_name == "overlay":
+        return (2, 0, "")
+    return (3, 0, input_name)
 
 
 def parse_setting(name: str) -> Setting:
-    """`resnet50_m50` -> (resnet50, m50, m50); `densenet121_m15_on_original` -> (densenet121, m15, original).
-    A name without `_` is kept whole as the architecture, with input "unknown"."""
+    """`resnet50_m50` -> (resnet50, m50, m50); `densenet121_m15_on_original` -> (densenet121, m15,
+    original). Inputs are original, overlay or m<r> for any radius r (m0, m30, m100, ...); other names
+    are kept and sorted last. A name without `_` is kept whole as the architecture, input "unknown"."""
     arch, _, rest = name.partition("_")
     if not rest:
         return Setting(name, name, "unknown", "unknown")
@@ -120,7 +138,8 @@ def find_runs(runs_dir: Path) -> dict[str, dict[int, Path]]:
 @dataclass
 class Run:
     """One trained model's outputs: validation and test probabilities (n, 5) with their (n, 6) labels,
-    thresholds from thresholds.csv (6,) in LABELS order or None, training time and provenance."""
+    the test images' names (n,), thresholds from thresholds.csv (6,) in LABELS order or None, training
+    time and provenance."""
     setting: Setting
     split: int
     folder: Path
@@ -128,6 +147,7 @@ class Run:
     val_labels: np.ndarray
     test_probs: np.ndarray
     test_labels: np.ndarray
+    test_ids: list[str]
     thresholds: np.ndarray | None
     train_seconds: float | None
     epochs: int | None
@@ -135,8 +155,9 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
 
-def read_probs(folder: Path, part: str, cohort: Cohort) -> tuple[np.ndarray, np.ndarray]:
-    """`<part>_probs.npy` (n, 5) probabilities and the labels of `<part>_ids.csv`, rows checked aligned."""
+def read_probs(folder: Path, part: str, cohort: Cohort) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """`<part>_probs.npy` (n, 5) probabilities, the (n, 6) labels and the n names of `<part>_ids.csv`,
+    rows checked aligned."""
     probs_path = folder / f"{part}_probs.npy"
     ids_path = folder / f"{part}_ids.csv"
     if not probs_path.is_file():
@@ -158,7 +179,7 @@ def read_probs(folder: Path, part: str, cohort: Cohort) -> tuple[np.ndarray, np.
     if probs.min() < 0 or probs.max() > 1:
         raise ValueError(f"{probs_path}: values must be probabilities in [0, 1] "
                          f"(found {probs.min():.3g}..{probs.max():.3g}; logits saved by mistake?)")
-    return probs.astype(np.float64), cohort.labels_for(ids, ids_path)
+    return probs.astype(np.float64), cohort.labels_for(ids, ids_path), ids
 
 
 def check_parts(folder: Path, part: str, cohort: Cohort, split: int,
@@ -219,9 +240,11 @@ def read_training_time(folder: Path) -> tuple[float | None, int | None, list[str
 
 def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
              splits: dict[int, dict[str, str]], splits_path: Path) -> Run:
-    """Read and check one runs/<setting>/split<k>/ folder."""
-    val_probs, val_labels = read_probs(folder, "val", cohort)
-    test_probs, test_labels = read_probs(folder, "test", cohort)
+    """Read and check one finished runs/<setting>/split<k>/ folder; IncompleteRunError without its
+    completion record, FileNotFoundError for a missing file."""
+    read_done(folder, DONE, what="training run")
+    val_probs, val_labels, _ = read_probs(folder, "val", cohort)
+    test_probs, test_labels, test_ids = read_probs(folder, "test", cohort)
     for part in ("val", "test"):
         check_parts(folder, part, cohort, split, splits, splits_path)
     thresholds_path = folder / "thresholds.csv"
@@ -233,5 +256,6 @@ def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
             run_args = json.loads((folder / "run.json").read_text()).get("arguments")
         except (ValueError, AttributeError):
             notes.append("run.json unreadable: arguments not shown")
-    return Run(setting, split, folder, val_probs, val_labels, test_probs, test_labels,
+    return Run(setting, split, folder, val_probs, val_labels, test_probs, test_labels, test_ids,
                thresholds, seconds, epochs, run_args, notes)
+

@@ -9,8 +9,12 @@ import pytest
 
 from cxrstats import (auroc, best_f1_threshold, cooccurrence, mantel, mean_sd, no_finding_score,
                       paired_ttest, precision_recall_f1)
+from cxrstats.fileio import write_done
 from cxrstats.report import main
-from cxrstats.runs import LABELS, parse_setting
+from cxrstats.runs import parse_setting
+from cxrstats.study import LABELS
+
+RUN_OUTPUTS = ["val_probs.npy", "val_ids.csv", "test_probs.npy", "test_ids.csv"]
 
 FINDINGS = LABELS[:5]
 
@@ -66,6 +70,7 @@ def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3,
                 write_rows(folder / "history.csv", ["epoch", "train_loss", "val_loss", "val_macro_auroc",
                                                     "seconds"], [[e, 1, 1, 0.5, 30.0] for e in range(4)])
             (folder / "run.json").write_text(json.dumps({"arguments": {"arch": "resnet50", "split": k}}))
+            write_done(folder, {"arch": "resnet50", "split": k}, RUN_OUTPUTS)
     return root, images, labels
 
 
@@ -198,13 +203,37 @@ def test_error_probs_rows_differ_from_ids(work):
     assert str(folder / "test_ids.csv") in message and "rows" in message
 
 
-def test_error_missing_file_and_skip_incomplete(work):
+def test_error_missing_file_and_skip_incomplete(work, capsys):
     missing = work / "runs" / "resnet50_m50" / "split0" / "val_probs.npy"
     missing.unlink()
-    assert str(missing) in run_error(work)
+    message = run_error(work)
+    assert str(missing.parent) in message and "val_probs.npy" in message
     main(["--work", str(work), "--no-figures", "--skip-incomplete"])
-    assert "skipped incomplete run" in (work / "results" / "summary.md").read_text()
+    summary = (work / "results" / "summary.md").read_text()
+    assert "**WARNING: 1 unfinished run folder(s) LEFT OUT" in summary
+    assert "LEFT OUT" in capsys.readouterr().err
     assert [r["splits"] for r in read_rows(work / "results" / "table2.csv")] == ["2", "1"]
+
+
+def test_stale_run_without_done_json_is_refused(work, capsys):
+    """A fresh run killed over a finished one: the old outputs are all there, done.json is not."""
+    stale = work / "runs" / "resnet50_original" / "split1"
+    (stale / "done.json").unlink()
+    also = work / "runs" / "resnet50_m50" / "split0"
+    (also / "done.json").unlink()
+    message = run_error(work)
+    assert "2 run folder(s) are not finished" in message
+    assert f"{stale}: no done.json" in message and f"{also}: no done.json" in message
+    assert "--skip-incomplete" in message
+    assert not (work / "results" / "table2.csv").exists()
+    main(["--work", str(work), "--no-figures", "--skip-incomplete"])
+    summary = (work / "results" / "summary.md").read_text()
+    assert summary.index("**WARNING: 2 unfinished run folder(s) LEFT OUT") < summary.index("## Data")
+    assert str(stale) in summary and str(stale) in capsys.readouterr().err
+    table2 = {r["setting"]: r["splits"] for r in read_rows(work / "results" / "table2.csv")}
+    assert table2 == {"resnet50_original": "1", "resnet50_m50": "1"}
+    splits = {(r["setting"], r["split"]) for r in read_rows(work / "results" / "auroc_by_split.csv")}
+    assert ("resnet50_original", "1") not in splits and ("resnet50_m50", "0") not in splits
 
 
 def test_error_unknown_image_and_wrong_part(work):

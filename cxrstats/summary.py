@@ -1,0 +1,255 @@
+"""The report's summary.md: warnings first (a random segmenter, skipped runs), then what was run, the
+headline results, the shortcut audit, the segmentation, notes and every output file.
+
+Reads the tables already written to --out (table2.md, table3.md) and a few provenance files under WORK
+(cohort/run.json, seg/run_finetune.json, seg/curves.csv); results/attribution.csv when present.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cxrstats.fileio import atomic_path, git_commit, read_csv
+from cxrstats.formatting import cell, markdown_table, short
+from cxrstats.runs import Cohort, Setting
+from cxrstats.scoring import RunResult
+from cxrstats.study import LABELS
+
+DESCRIPTIONS = {
+    "table1.csv": "Table 1: images per label in the cohort (copied from cohort/table1.csv)",
+    "table1.md": "Table 1 as Markdown",
+    "table2.csv": "Table 2: test AUROC ×100 per label, macro, No Finding (mean ± sd over splits), "
+                  "training minutes",
+    "table2.md": "Table 2 as Markdown",
+    "table3.csv": "Table 3: macro and No Finding precision/recall/F1 ×100 at validation-tuned "
+                  "thresholds",
+    "table3.md": "Table 3 as Markdown",
+    "auroc_by_split.csv": "per-split, unrounded AUROC behind Table 2, with bootstrap 95% intervals "
+                          "(ci_low, ci_high)",
+    "prf_by_split.csv": "per-split thresholds and precision/recall/F1 behind Table 3",
+    "ttests.csv": "paired t-tests over splits between every pair of settings, Holm-adjusted p per "
+                  "metric (p_holm), DeLong p per split for the headline pairs (delong_p)",
+    "delong.csv": "DeLong's test per split, label and macro AUROC for the headline pairs "
+                  "(original vs M-15 / M-50 per backbone)",
+    "mantel.csv": "Spearman Mantel test per run: true vs predicted test co-occurrence (6 labels)",
+    "attribution.csv": "Grad-CAM share of positive attribution inside the lungs per setting, split "
+                       "and label (cxrcls.attribution)",
+    "tightness.csv": "AUROC against the mask's dilation radius (mask tightness)",
+    "figures/tightness.png": "AUROC against the mask's dilation radius",
+    "figures/cooccurrence_dataset.png": "label co-occurrence counts in the whole cohort",
+    "figures/roc_curves.png": "test ROC curves per label, derived No Finding dashed, two settings",
+    "figures/cooccurrence_predicted.png": "test-set true vs predicted label co-occurrence",
+    "figures/seg_loss_curves.png": "segmentation fine-tuning loss curves (cxrseg.figures)",
+    "figures/mask_panels.png": "example lung masks: raw, eroded, M-15, M-50 (cxrseg.figures)",
+    "run.json": "the report's arguments, git commit and package versions",
+    "summary.md": "this summary",
+}
+
+
+@dataclass
+class SummaryInputs:
+    """Everything summary.md shows, gathered by cxrstats.report."""
+    work: Path
+    out: Path
+    args: object                               # the report's argparse.Namespace
+    cohort: Cohort
+    splits: dict[int, dict[str, str]]
+    settings: list[Setting]
+    results: dict[str, list[RunResult]]
+    ttest_rows: list[dict]
+    warnings: list[str] = field(default_factory=list)   # shown first, in bold
+    notes: list[str] = field(default_factory=list)
+
+
+def random_segmenter_warning(work: Path) -> str | None:
+    """A warning when seg/run_finetune.json shows the segmenter started from random weights
+    (`--checkpoint micro` or `--config micro`): its masks, and every masked setting, are meaningless."""
+    path = work / "seg" / "run_finetune.json"
+    if not path.is_file():
+        return None
+    try:
+        arguments = json.loads(path.read_text()).get("arguments") or {}
+    except (OSError, ValueError, AttributeError):
+        return f"{path} is unreadable: cannot tell which segmenter made the masks"
+    if arguments.get("checkpoint") == "micro" or arguments.get("config") == "micro":
+        return (f"THE SEGMENTER WAS A RANDOM MODEL ({path}: checkpoint={arguments.get('checkpoint')}, "
+                f"config={arguments.get('config')}). Its lung masks are meaningless, and so is every "
+                "masked setting's result (m<r>, overlay). Install the LiteMedSAM weights "
+                "(make setup) or give a real checkpoint, and run again.")
+    return None
+
+
+def attribution_table(paths: list[Path]) -> list[str]:
+    """summary.md lines for the first existing attribution.csv among `paths`: mean in-lung share of
+    positive Grad-CAM attribution over splits, per setting and label, with the chance level (the
+    lung's share of the image). No file: no lines; an unreadable file: one line saying why."""
+    path = next((p for p in paths if p.is_file()), None)
+    if path is None:
+        return []
+    columns = ["setting", "split", "label", "in_lung_share", "chance_level", "n_images"]
+    try:
+        rows = read_csv(path, required=columns)
+        values = [(r["setting"], r["label"], float(r["in_lung_share"]), float(r["chance_level"]))
+                  for r in rows]
+    except ValueError as error:
+        return ["### Where the classifiers look", "", f"`{path}` is unreadable: {error}", ""]
+    settings = list(dict.fromkeys(v[0] for v in values))
+    found = list(dict.fromkeys(v[1] for v in values))
+    labels = [x for x in LABELS if x in found] + [x for x in found if x not in LABELS]
+    body = []
+    for setting in settings:
+        chance = [v[3] for v in values if v[0] == setting]
+        row = [setting, f"{np.nanmean(chance):.2f}" if chance else "n/a"]
+        for label in labels:
+            shares = [v[2] for v in values if v[0] == setting and v[1] == label]
+            row.append(cell(shares, 2) if shares else "")
+        body.append(row)
+    return ["### Where the classifiers look (Grad-CAM)", "",
+            f"From `{path}`: share of positive attribution inside the raw lung mask, mean ± sd over "
+            "splits, against the chance level (the lung's share of the image).", "",
+            markdown_table(["setting", "chance", *labels], body)]
+
+
+def describe_args(runs: list[RunResult]) -> str:
+    """The runs' run.json arguments: those shared by every split once, then those that vary."""
+    args = [r.run_args for r in runs if r.run_args]
+    if not args:
+        return "no run.json in the run folders"
+    keys = list(dict.fromkeys(k for a in args for k in a))
+    same = {k: args[0].get(k) for k in keys if all(a.get(k) == args[0].get(k) for a in args)}
+    varying = [k for k in keys if k not in same]
+    text = ", ".join(f"`{k}={v}`" for k, v in same.items())
+    if varying:
+        text += "; varying across splits: " + ", ".join(f"`{k}`" for k in varying)
+    return text
+
+
+def seg_summary(work: Path) -> list[str]:
+    curves_path = work / "seg" / "curves.csv"
+    if not curves_path.is_file():
+        return ["No segmentation run found (no seg/curves.csv)."]
+    rows = read_csv(curves_path, required=["epoch", "part", "loss"])
+    lines = [f"`{curves_path}`: {len({r['epoch'] for r in rows})} epoch(s) of fine-tuning."]
+    for part in ("train", "val"):
+        losses = [(float(r["loss"]), r["epoch"]) for r in rows if r["part"] == part and r["loss"]]
+        if losses:
+            best = min(losses)
+            lines.append(f"{part} loss: last {losses[-1][0]:.4f}, lowest {best[0]:.4f} "
+                         f"(epoch {best[1]}).")
+    return lines
+
+
+def _mean_text(values, decimals: int) -> str:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return f"{np.mean(finite):.{decimals}f}" if finite else "n/a"
+
+
+def header_section(s: SummaryInputs) -> list[str]:
+    lines = ["# Report summary", ""]
+    lines += [f"**WARNING: {w}**\n" for w in s.warnings]
+    lines += [f"Made by `python -m cxrstats.report` from `{s.work}` at "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S')} (code {git_commit()}). Report arguments: "
+              + ", ".join(f"`{k}={v}`" for k, v in vars(s.args).items()) + ".", ""]
+    return lines
+
+
+def data_section(s: SummaryInputs) -> list[str]:
+    cohort = s.cohort
+    lines = ["## Data", "",
+             f"- Cohort `{cohort.path}`: {len(cohort.images)} images; per label: "
+             + ", ".join(f"{label} {int(n)}" for label, n in zip(LABELS, cohort.labels.sum(axis=0)))
+             + "."]
+    cohort_run = cohort.path.parent / "run.json"
+    if cohort_run.is_file():
+        try:
+            cohort_args = json.loads(cohort_run.read_text()).get("arguments", {})
+            lines.append("- Cohort made with: "
+                         + ", ".join(f"`{k}={v}`" for k, v in cohort_args.items()) + ".")
+        except (ValueError, AttributeError):
+            lines.append(f"- `{cohort_run}` is unreadable.")
+    for k in sorted(s.splits):
+        parts = list(s.splits[k].values())
+        lines.append(f"- Split {k}: "
+                     + ", ".join(f"{p} {parts.count(p)}" for p in ("train", "val", "test")) + ".")
+    return lines + [""]
+
+
+def settings_section(s: SummaryInputs) -> list[str]:
+    rows = [[x.name, x.arch, x.train_input, x.test_input,
+             " ".join(str(r.split) for r in s.results[x.name]),
+             "; ".join(sorted({r.threshold_source for r in s.results[x.name]})),
+             _mean_text([r.epochs for r in s.results[x.name]], 1),
+             _mean_text([r.train_minutes for r in s.results[x.name]], 2)] for x in s.settings]
+    lines = ["## Settings", "",
+             markdown_table(["setting", "arch", "train input", "test input", "splits", "thresholds",
+                             "epochs (mean)", "train min (mean)"], rows).rstrip(), "",
+             "Training arguments (from each run's run.json):", ""]
+    return lines + [f"- {x.name}: {describe_args(s.results[x.name])}" for x in s.settings] + [""]
+
+
+def results_section(s: SummaryInputs) -> list[str]:
+    lines = ["## Results", "", (s.out / "table2.md").read_text().replace("# ", "### ", 1),
+             (s.out / "table3.md").read_text().replace("# ", "### ", 1)]
+    n_boot = getattr(s.args, "bootstrap", 0)
+    if n_boot:
+        lines += [f"Per-split stratified bootstrap 95% intervals ({n_boot} resamples) of every AUROC "
+                  "are in `auroc_by_split.csv` (`ci_low`, `ci_high`).", ""]
+    lines += ["### Headline comparisons", "",
+              "Paired t-test over splits (p; p_holm: Holm-adjusted within each metric's family of "
+              "all setting pairs) and DeLong's test on each split's test images (split:p).", ""]
+    headline = [r for r in s.ttest_rows if r["headline"]]
+    if headline:
+        lines.append(markdown_table(
+            ["metric", "a", "b", "t", "df", "p", "p_holm", "DeLong p per split", "note"],
+            [[r["metric"], r["a"], r["b"], short(r["t"]), r["df"], short(r["p"]),
+              short(r["p_holm"]), r["delong_p"], r["note"]] for r in headline]))
+    else:
+        lines.append("None: the settings do not include an architecture's original and M-15/M-50 "
+                     "inputs.\n")
+    permutations = s.args.permutations
+    lines += ["### Mantel tests", "",
+              "Spearman correlation between the test set's true and predicted 6x6 label co-occurrence "
+              "(No Finding included), upper triangle; p from all 720 relabellings (exact) when "
+              f"6! <= {permutations} permutations, else from {permutations} random ones.", ""]
+    lines.append(markdown_table(["setting", "r (mean ± sd)", "p per split", "mode"],
+                                [[name, cell([r.mantel.r for r in runs], 3),
+                                  " ".join(f"{r.mantel.p:.3g}" for r in runs),
+                                  "exact" if all(r.mantel.exact for r in runs) else "permutations"]
+                                 for name, runs in s.results.items()]))
+    return lines
+
+
+def notes_section(s: SummaryInputs) -> list[str]:
+    by_note: dict[tuple[str, str], list[str]] = {}  # one line per (setting, note)
+    for runs in s.results.values():
+        for r in runs:
+            for n in r.notes:
+                by_note.setdefault((r.setting.name, n), []).append(str(r.split))
+    run_notes = [f"{name} split(s) {', '.join(ks)}: {n}" for (name, n), ks in by_note.items()]
+    if not (s.notes or run_notes):
+        return []
+    return ["## Notes", ""] + [f"- {n}" for n in s.notes + run_notes] + [""]
+
+
+def files_section(out: Path) -> list[str]:
+    files = sorted({str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
+                    and not p.name.endswith(".tmp")} | {"summary.md"})
+    lines = ["## Files", "", f"All under `{out}`:", ""]
+    return lines + [f"- `{f}`: {DESCRIPTIONS.get(f, 'other output found in this folder')}"
+                    for f in files]
+
+
+def write_summary(s: SummaryInputs) -> Path:
+    """Write --out/summary.md from the sections above, in reading order."""
+    attribution = attribution_table([s.out / "attribution.csv", s.work / "results" / "attribution.csv"])
+    lines = (header_section(s) + data_section(s) + settings_section(s) + results_section(s)
+             + attribution + ["## Segmentation", ""] + [f"- {x}" for x in seg_summary(s.work)] + [""]
+             + notes_section(s) + files_section(s.out))
+    path = s.out / "summary.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return path
