@@ -42,7 +42,7 @@ def stratified_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator)
     for value in np.unique(strata):
         members = np.flatnonzero(strata == value)
         k = members.size
-        draws = rng.integers(0, k, size=(n_boot, k)) + k * np.arange(n_boot)[:, None]
+        draws = rng.integers(0, k, size=(n_boot, k), dtype=np.int32) + k * np.arange(n_boot)[:, None]
         counts[:, members] = np.bincount(draws.ravel(), minlength=n_boot * k).reshape(n_boot, k)
     return counts
 

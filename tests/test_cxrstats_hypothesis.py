@@ -7,6 +7,7 @@ import pytest
 import scipy.stats
 
 from cxrstats import mantel, mean_sd, paired_ttest, spearman
+from cxrstats.formatting import cell
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10, 50])
@@ -140,3 +141,15 @@ def test_mean_sd_formatting():
     assert mean_sd([80.04]) == "80.0 ± n/a"
     with pytest.raises(ValueError, match="at least one"):
         mean_sd([])
+
+
+def test_mean_sd_refuses_nan_and_cell_marks_it():
+    """[0.8, nan] used to print "nan ± nan" silently."""
+    with pytest.raises(ValueError, match="1 of 2 values are NaN"):
+        mean_sd([0.8, float("nan")])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        mean_sd([0.8, float("inf"), 0.7])
+    assert cell([0.8, float("nan"), 0.9], 2) == "0.85 ± 0.07*"
+    assert cell([0.8, None], 1) == "0.8 ± n/a*"
+    assert cell([float("nan")], 1) == "n/a"
+    assert cell([0.8, 0.9], 2) == "0.85 ± 0.07"

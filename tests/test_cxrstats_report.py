@@ -7,8 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from cxrstats import (auroc, best_f1_threshold, cooccurrence, mantel, mean_sd, no_finding_score,
-                      paired_ttest, precision_recall_f1)
+from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, delong_macro,
+                      delong_test, holm, mantel, mean_sd, no_finding_score, paired_ttest,
+                      precision_recall_f1)
 from cxrstats.fileio import write_done
 from cxrstats.report import main
 from cxrstats.runs import parse_setting
@@ -294,3 +295,128 @@ def test_label_with_one_class_in_a_test_set(work):
     summary = (out / "summary.md").read_text()
     assert "Fibrosis: one class only in the test set" in summary
     assert "val loss: last 0.4000, lowest 0.4000 (epoch 2)" in summary
+
+
+def test_intervals_delong_and_holm_in_the_report(tmp_path):
+    settings = ("resnet50_original", "resnet50_m15", "resnet50_m50")
+    root, images, labels = build_work(tmp_path / "work", settings=settings, n_splits=3, n_images=160)
+    main(["--work", str(root), "--no-figures", "--bootstrap", "300"])
+    out = root / "results"
+    index = {im: i for i, im in enumerate(images)}
+
+    def test_set(setting, k):
+        folder = root / "runs" / setting / f"split{k}"
+        probs = np.load(folder / "test_probs.npy").astype(np.float64)
+        ids = [r["image"] for r in read_rows(folder / "test_ids.csv")]
+        return labels[[index[i] for i in ids]], np.column_stack([probs, no_finding_score(probs)])
+
+    # per-split intervals: the seeded stratified bootstrap of that run's test set
+    by_split = read_rows(out / "auroc_by_split.csv")
+    assert list(by_split[0]) == ["setting", "split", "label", "auroc", "ci_low", "ci_high"]
+    truth, scores = test_set("resnet50_m15", 2)
+    expected = bootstrap_aurocs(truth[:, :5], scores[:, :5], n_boot=300, seed=[0, 2, 0])
+    rows = {r["label"]: r for r in by_split if (r["setting"], r["split"]) == ("resnet50_m15", "2")}
+    assert [float(rows["Nodule"]["ci_low"]), float(rows["Nodule"]["ci_high"])] == \
+        pytest.approx(expected.labels[1], abs=1e-12)
+    assert [float(rows["macro"]["ci_low"]), float(rows["macro"]["ci_high"])] == \
+        pytest.approx(expected.macro, abs=1e-12)
+    for r in by_split:
+        assert 0 <= float(r["ci_low"]) <= float(r["ci_high"]) <= 1
+
+    # DeLong for the headline pairs only (original vs m15, original vs m50), every split
+    delong_rows = read_rows(out / "delong.csv")
+    assert {(r["a"], r["b"]) for r in delong_rows} == {("resnet50_original", "resnet50_m15"),
+                                                       ("resnet50_original", "resnet50_m50")}
+    assert len(delong_rows) == 2 * 3 * 7
+    truth, scores_a = test_set("resnet50_original", 1)
+    _, scores_b = test_set("resnet50_m50", 1)
+    pick = {r["label"]: r for r in delong_rows
+            if (r["b"], r["split"]) == ("resnet50_m50", "1")}
+    ref = delong_test(truth[:, 5], scores_a[:, 5], scores_b[:, 5])
+    assert float(pick["No Finding"]["p"]) == pytest.approx(ref.p, rel=1e-9)
+    assert float(pick["No Finding"]["cov"]) == pytest.approx(ref.cov, rel=1e-9)
+    ref = delong_macro(truth[:, :5], scores_a[:, :5], scores_b[:, :5])
+    assert float(pick["macro"]["z"]) == pytest.approx(ref.z, rel=1e-9)
+    assert float(pick["macro"]["auc_a"]) == pytest.approx(np.mean(
+        [auroc(truth[:, j], scores_a[:, j]) for j in range(5)]), abs=1e-12)
+
+    # t-tests keep their columns, gain p_holm (one family per metric) and delong_p (headline rows)
+    ttests = read_rows(out / "ttests.csv")
+    assert list(ttests[0])[:11] == ["metric", "a", "b", "t", "df", "p", "headline", "n_splits",
+                                    "mean_a", "mean_b", "note"]
+    for metric in ("macro_auroc", "no_finding_auroc"):
+        family = [r for r in ttests if r["metric"] == metric]
+        assert len(family) == 3
+        np.testing.assert_allclose([float(r["p_holm"]) for r in family],
+                                   holm([float(r["p"]) for r in family]), rtol=1e-12)
+    row = next(r for r in ttests if (r["metric"], r["b"]) == ("macro_auroc", "resnet50_m50"))
+    macro_p = {r["split"]: float(r["p"]) for r in delong_rows
+               if (r["b"], r["label"]) == ("resnet50_m50", "macro")}
+    assert row["delong_p"] == " ".join(f"{k}:{macro_p[k]:.3g}" for k in ("0", "1", "2"))
+    assert next(r for r in ttests if r["b"] == "resnet50_m50" and r["a"] == "resnet50_m15"
+                )["delong_p"] == ""
+    summary = (out / "summary.md").read_text()
+    assert "p_holm" in summary and "`delong.csv`" in summary and "300 resamples" in summary
+
+    main(["--work", str(root), "--no-figures", "--bootstrap", "0"])
+    assert all(r["ci_low"] == r["ci_high"] == "" for r in read_rows(out / "auroc_by_split.csv"))
+
+
+def test_random_segmenter_is_announced_loudly(work, capsys):
+    (work / "seg").mkdir()
+    run_json = work / "seg" / "run_finetune.json"
+    run_json.write_text(json.dumps({"arguments": {"checkpoint": "micro", "config": None}}))
+    main(["--work", str(work), "--no-figures"])
+    summary = (work / "results" / "summary.md").read_text()
+    assert summary.splitlines()[2].startswith("**WARNING: THE SEGMENTER WAS A RANDOM MODEL")
+    assert "RANDOM MODEL" in capsys.readouterr().err
+    run_json.write_text(json.dumps({"arguments": {"checkpoint": "lite", "config": "micro"}}))
+    main(["--work", str(work), "--no-figures"])
+    assert "RANDOM MODEL" in (work / "results" / "summary.md").read_text()
+    capsys.readouterr()
+    run_json.write_text(json.dumps({"arguments": {"checkpoint": "lite", "config": "lite"}}))
+    main(["--work", str(work), "--no-figures"])
+    assert "WARNING" not in (work / "results" / "summary.md").read_text()
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_attribution_table_when_present(work):
+    main(["--work", str(work), "--no-figures"])
+    assert "Grad-CAM" not in (work / "results" / "summary.md").read_text()
+    rows = [[s, k, label, share + 0.1 * k, 0.4, 18]
+            for s, share in (("resnet50_original", 0.5), ("resnet50_m50", 0.9))
+            for k in (0, 1) for label in ("Mass", "Pneumonia")]
+    write_rows(work / "results" / "attribution.csv",
+               ["setting", "split", "label", "in_lung_share", "chance_level", "n_images"], rows)
+    main(["--work", str(work), "--no-figures"])
+    summary = (work / "results" / "summary.md").read_text()
+    assert "| setting | chance | Mass | Pneumonia |" in summary
+    assert f"| resnet50_m50 | 0.40 | {mean_sd([0.9, 1.0], 2)} | {mean_sd([0.9, 1.0], 2)} |" in summary
+    assert "`attribution.csv`: Grad-CAM" in summary
+    write_rows(work / "results" / "attribution.csv", ["setting", "split"], [["x", 0]])
+    main(["--work", str(work), "--no-figures"])
+    assert "attribution.csv` is unreadable" in (work / "results" / "summary.md").read_text()
+
+
+def test_masked_inputs_of_any_radius_sort_by_radius(tmp_path):
+    s = parse_setting("resnet50_m100")
+    assert (s.arch, s.train_input, s.test_input) == ("resnet50", "m100", "m100")
+    names = ["resnet50_overlay", "resnet50_m100", "densenet121_m0", "resnet50_m15_on_original",
+             "resnet50_m30", "resnet50_original", "resnet50_m0", "resnet50_m5x"]
+    ordered = [x.name for x in sorted(map(parse_setting, names), key=lambda x: x.sort_key)]
+    assert ordered == ["resnet50_original", "resnet50_m0", "resnet50_m30", "resnet50_m100",
+                       "resnet50_overlay", "resnet50_m5x", "resnet50_m15_on_original",
+                       "densenet121_m0"]
+    root, _, _ = build_work(tmp_path / "work", settings=("resnet50_m100", "resnet50_m0",
+                                                         "resnet50_original"), n_splits=1, n_images=80)
+    main(["--work", str(root), "--no-figures", "--bootstrap", "0"])
+    assert [r["setting"] for r in read_rows(root / "results" / "table2.csv")] == \
+        ["resnet50_original", "resnet50_m0", "resnet50_m100"]
+
+
+@pytest.mark.parametrize("flag", [["--bootstrap", "-1"], ["--permutations", "0"],
+                                  ["--decimals", "-2"], ["--roc-split", "-1"], ["--seed", "x"]])
+def test_numeric_flags_are_range_checked(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--work", "unused", *flag])
+    assert exit_info.value.code == 2 and flag[0] in capsys.readouterr().err
