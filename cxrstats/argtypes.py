@@ -38,7 +38,8 @@ def float_range(lo: float | None = None, hi: float | None = None, lo_open: bool 
         below = lo is not None and (value <= lo if lo_open else value < lo)
         above = hi is not None and (value >= hi if hi_open else value > hi)
         if not math.isfinite(value) or below or above:
-            raise argparse.ArgumentTypeError(f"{text} is not in {_interval(lo, hi, lo_open, hi_open)}")
+            interval = _interval(lo, hi, lo_open, hi_open)
+            raise argparse.ArgumentTypeError(f"{text} is not in {interval}")
         return value
 
     parse.__name__ = f"number in {_interval(lo, hi, lo_open, hi_open)}"

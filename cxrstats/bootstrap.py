@@ -12,9 +12,9 @@ O(B N) after one sort, no loop over resamples. The interval is the percentile in
 
 Strata: each label's interval resamples its positives and its negatives separately. The macro
 AUROC (mean over labels) resamples images jointly, so the correlation between labels scored on the
-same images is kept, stratified by each image's pattern of labels, which keeps every label's numbers of
-positives and negatives. A pattern held by a single image is drawn as itself in every resample, so
-when many patterns are that rare (small test sets) the macro interval is too narrow.
+same images is kept, stratified by each image's pattern of labels, which keeps every label's numbers
+of positives and negatives. A pattern held by a single image is drawn as itself in every resample,
+so when many patterns are that rare (small test sets) the macro interval is too narrow.
 """
 from __future__ import annotations
 
@@ -35,14 +35,16 @@ class AurocIntervals(NamedTuple):
 
 
 def stratified_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(B, N) float64 draw counts: each stratum (images with equal `strata` value, (N,) ints) resampled
-    with replacement to its own size, independently in every one of the B = n_boot resamples."""
+    """(B, N) float64 draw counts: each stratum (images with equal `strata` value, (N,) ints)
+    resampled with replacement to its own size, independently in every one of the B = n_boot
+    resamples."""
     strata = np.asarray(strata)
     counts = np.zeros((n_boot, strata.size))
     for value in np.unique(strata):
         members = np.flatnonzero(strata == value)
         k = members.size
-        draws = rng.integers(0, k, size=(n_boot, k), dtype=np.int32) + k * np.arange(n_boot)[:, None]
+        draws = rng.integers(0, k, size=(n_boot, k), dtype=np.int32)
+        draws = draws + k * np.arange(n_boot)[:, None]  # row b counts into bins b*k .. b*k + k-1
         counts[:, members] = np.bincount(draws.ravel(), minlength=n_boot * k).reshape(n_boot, k)
     return counts
 
@@ -82,9 +84,9 @@ def bootstrap_aurocs(labels, scores, n_boot: int = 1000, seed: int = 0, level: f
                      ) -> AurocIntervals:
     """Stratified bootstrap percentile intervals of each label's AUROC and of the macro AUROC.
 
-    labels (N, L) 0/1 and scores (N, L), e.g. the 5 findings' labels and probabilities of one test set.
-    Seeded: the same inputs and seed give the same intervals. The macro AUROC is the mean over the
-    labels with both classes (the study's rule); labels with one class get a NaN interval.
+    labels (N, L) 0/1 and scores (N, L), e.g. the 5 findings' labels and probabilities of one test
+    set. Seeded: the same inputs and seed give the same intervals. The macro AUROC is the mean over
+    the labels with both classes (the study's rule); labels with one class get a NaN interval.
     """
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)

@@ -1,7 +1,7 @@
 """DeLong's test for two correlated AUROCs measured on the same images, hand-written.
 
-DeLong, DeLong & Clarke-Pearson (Biometrics, 1988). For one label with m positives X and n negatives Y
-and a model's scores s, the placement values are
+DeLong, DeLong & Clarke-Pearson (Biometrics, 1988). For one label with m positives X and n negatives
+Y and a model's scores s, the placement values are
     V10(x_i) = (1/n) sum_j psi(s(x_i), s(y_j)),   V01(y_j) = (1/m) sum_i psi(s(x_i), s(y_j)),
 with psi(a, b) = 1 if a > b, 1/2 if a == b, 0 otherwise; the AUROC is the mean of either. For models
 a and b on the same images, Cov(AUC_a, AUC_b) = S10_ab / m + S01_ab / n, where S10 and S01 are the
@@ -11,9 +11,9 @@ z = (AUC_a - AUC_b) / sqrt(Var_a + Var_b - 2 Cov_ab) and p = 2 Phi(-|z|).
 Written per image, that covariance is a sum of products of structural components:
     c_i = (V(i) - AUC) / sqrt(k (k - 1)),  k = m if image i is positive, n if it is negative,
 so Cov(AUC_a, AUC_b) = sum_i c_a(i) c_b(i) reproduces DeLong's estimate exactly. Because the images
-are the sampling units, the same sum gives the covariance of AUROCs of DIFFERENT labels scored on the
-same images, and so the variance of the macro AUROC (the mean over labels): its structural component
-is the average of the labels' components, image by image.
+are the sampling units, the same sum gives the covariance of AUROCs of DIFFERENT labels scored on
+the same images, and so the variance of the macro AUROC (the mean over labels): its structural
+component is the average of the labels' components, image by image.
 
 Placement values come from mid-ranks (Sun & Xu, 2014): V10(x_i) = (R(x_i) - R_X(x_i)) / n and
 V01(y_j) = 1 - (R(y_j) - R_Y(y_j)) / m, with R the mid-rank among all scores and R_X / R_Y among the
@@ -46,7 +46,8 @@ class DeLongTest(NamedTuple):
 
 def placement_values(y, score) -> tuple[np.ndarray, np.ndarray]:
     """Placement values of one label: V10 (m,) for the positives, V01 (n,) for the negatives, in the
-    order they appear in `y`. Both have mean AUROC. Raises ValueError for one class, NaN, lengths."""
+    order they appear in `y`. Both have mean AUROC. Raises ValueError for one class, NaN or
+    different lengths."""
     y = _as_binary(y)
     score = _as_scores(score, y.size)
     m = int(y.sum())
@@ -94,7 +95,8 @@ def _test(auc_a: float, auc_b: float, c_a: np.ndarray, c_b: np.ndarray) -> DeLon
 
 
 def delong_test(y, score_a, score_b) -> DeLongTest:
-    """DeLong's test of AUROC(y, score_a) = AUROC(y, score_b), both models scored on the same images.
+    """DeLong's test of AUROC(y, score_a) = AUROC(y, score_b), both models scored on the same
+    images.
 
     y (N,) 0/1 with at least 2 positives and 2 negatives, score_a and score_b (N,) aligned with y.
     """

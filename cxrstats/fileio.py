@@ -57,7 +57,7 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
 
 
 def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict[str, str]]:
-    """Read a CSV into a list of dicts; raise ValueError naming the file when columns are missing."""
+    """Read a CSV into a list of dicts; ValueError naming the file when columns are missing."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
@@ -83,7 +83,7 @@ def _json_default(obj):
 
 
 def git_commit() -> str:
-    """The current git commit of the code (with '+dirty' when the tree has changes), or 'unknown'."""
+    """The code's git commit (with '+dirty' when the tree has changes), or 'unknown'."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
@@ -118,7 +118,8 @@ def write_run_json(folder: str | os.PathLike, args, seconds: float | None = None
     """Write `folder/<name>`: the stage's arguments, seed, git commit, versions and duration.
 
     `args` is an argparse.Namespace or a dict; `extra` adds stage-specific facts (e.g. device).
-    Stages that share a folder pass their own `name` (e.g. "run_split.json") so none overwrites another.
+    Stages that share a folder pass their own `name` (e.g. "run_split.json") so none overwrites
+    another.
     """
     arguments = vars(args) if not isinstance(args, dict) else dict(args)
     info = {
@@ -145,11 +146,13 @@ def write_run_json(folder: str | os.PathLike, args, seconds: float | None = None
 # finished run it replaced. Readers call `read_done` before trusting a folder.
 
 class IncompleteRunError(RuntimeError):
-    """A stage's folder has no completion record (or one from other settings): not a finished run."""
+    """A stage's folder has no completion record (or one from other settings): not a finished
+    run."""
 
 
 def arguments_hash(arguments) -> str:
-    """A short stable hash of a stage's arguments (argparse.Namespace or dict), for completion records."""
+    """A short stable hash of a stage's arguments (argparse.Namespace or dict), for completion
+    records."""
     import hashlib
 
     arguments = vars(arguments) if not isinstance(arguments, dict) else dict(arguments)
@@ -159,8 +162,9 @@ def arguments_hash(arguments) -> str:
 
 def begin_run(folder: str | os.PathLike, outputs: Iterable[str], done: str = "done.json",
               resume: bool = False) -> None:
-    """Call when a stage starts: remove its old completion record, and unless it resumes, the outputs
-    that record covered (so a killed fresh run leaves nothing of the old run beside its own files).
+    """Call when a stage starts: remove its old completion record, and unless it resumes, the
+    outputs that record covered (so a killed fresh run leaves nothing of the old run beside its own
+    files).
 
     The record goes first, so even if removing the outputs is interrupted nothing reads as finished.
     """
@@ -171,14 +175,15 @@ def begin_run(folder: str | os.PathLike, outputs: Iterable[str], done: str = "do
             path.unlink()
 
 
-def write_done(folder: str | os.PathLike, arguments, outputs: Sequence[str], done: str = "done.json",
-               **facts) -> Path:
-    """Write the completion record `folder/<done>` last: the outputs it vouches for, the arguments and
-    their hash, and stage-specific `facts`. Refuses when a listed output is missing."""
+def write_done(folder: str | os.PathLike, arguments, outputs: Sequence[str],
+               done: str = "done.json", **facts) -> Path:
+    """Write the completion record `folder/<done>` last: the outputs it vouches for, the arguments
+    and their hash, and stage-specific `facts`. Refuses when a listed output is missing."""
     folder = Path(folder)
     missing = [name for name in outputs if not (folder / name).exists()]
     if missing:
-        raise FileNotFoundError(f"{folder}: outputs {missing} missing; not marking the run finished")
+        raise FileNotFoundError(f"{folder}: outputs {missing} missing; not marking the run "
+                                "finished")
     arguments = vars(arguments) if not isinstance(arguments, dict) else dict(arguments)
     record = {
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -198,13 +203,15 @@ def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "r
     path = folder / done
     if not path.is_file():
         raise IncompleteRunError(
-            f"{folder}: no {done}, so this {what} did not finish (killed, still running, or started "
-            f"again over an older run); re-run it")
+            f"{folder}: no {done}, so this {what} did not finish (killed, still running, or "
+            f"started again over an older run); re-run it")
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise IncompleteRunError(f"{path}: unreadable completion record ({e}); re-run the {what}") from None
+        raise IncompleteRunError(f"{path}: unreadable completion record ({e}); "
+                                 f"re-run the {what}") from None
     missing = [name for name in record.get("outputs", []) if not (folder / name).exists()]
     if missing:
-        raise IncompleteRunError(f"{folder}: {done} lists {missing}, which are missing; re-run the {what}")
+        raise IncompleteRunError(f"{folder}: {done} lists {missing}, which are missing; "
+                                 f"re-run the {what}")
     return record

@@ -1,16 +1,16 @@
-"""Formatting numbers the way the study's tables print them: "mean ± sd" cells and Markdown tables."""
+"""Formatting numbers the way the study's tables print them: "mean ± sd" cells, Markdown tables."""
 from __future__ import annotations
 
 import numpy as np
 
-PARTIAL = "*"  # marks a cell averaged over fewer values than it has (a metric undefined on some split)
+PARTIAL = "*"  # marks a cell averaged over fewer values than it has (undefined on some split)
 
 
 def mean_sd(values, decimals: int = 1) -> str:
     """"mean ± sd" of `values` with `decimals` digits, sd the sample standard deviation (ddof = 1).
 
-    Example: [79.0, 79.5, 79.7] -> "79.4 ± 0.4". With a single value the sd cannot be estimated and is
-    shown as "n/a" ("79.4 ± n/a"). Raises ValueError for no values and for NaN or infinite values
+    Example: [79.0, 79.5, 79.7] -> "79.4 ± 0.4". With a single value the sd cannot be estimated and
+    is shown as "n/a" ("79.4 ± n/a"). Raises ValueError for no values and for NaN or infinite values
     (a silent "nan ± nan" would hide a failed split); `cell` skips them with a visible mark instead.
     """
     values = np.asarray(values, dtype=np.float64).ravel()
@@ -18,8 +18,9 @@ def mean_sd(values, decimals: int = 1) -> str:
         raise ValueError("mean_sd needs at least one value")
     bad = int(np.count_nonzero(~np.isfinite(values)))
     if bad:
-        raise ValueError(f"mean_sd: {bad} of {values.size} values are NaN or infinite; drop them "
-                         f"first, or use cxrstats.formatting.cell, which marks such cells '{PARTIAL}'")
+        raise ValueError(f"mean_sd: {bad} of {values.size} values are NaN or infinite; drop "
+                         "them first, or use cxrstats.formatting.cell, which marks such cells "
+                         f"'{PARTIAL}'")
     mean = f"{values.mean():.{decimals}f}"
     if values.size == 1:
         return f"{mean} ± n/a"
@@ -27,8 +28,8 @@ def mean_sd(values, decimals: int = 1) -> str:
 
 
 def cell(values, decimals: int) -> str:
-    """mean ± sd of the finite values (None counts as undefined), with PARTIAL appended when some were
-    undefined, and 'n/a' when none is defined. Example: [0.8, nan, 0.9] -> "0.8 ± 0.1*"."""
+    """mean ± sd of the finite values (None counts as undefined), with PARTIAL appended when some
+    were undefined, and 'n/a' when none is defined. Example: [0.8, nan, 0.9] -> "0.8 ± 0.1*"."""
     values = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
@@ -42,7 +43,7 @@ def num(value: float | None) -> str:
 
 
 def short(value) -> str:
-    """A number with 3 significant digits ("0.0312"); text that is not a number is returned as is."""
+    """A number with 3 significant digits ("0.0312"); text that is not a number comes back as is."""
     try:
         return f"{float(value):.3g}"
     except (TypeError, ValueError):

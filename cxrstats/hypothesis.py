@@ -21,8 +21,8 @@ TIE_TOLERANCE = 1e-12
 
 
 class TTest(NamedTuple):
-    """Paired t-test result: statistic t, degrees of freedom df = n - 1, two-sided p, and a note that
-    explains a degenerate case (empty when the test is ordinary)."""
+    """Paired t-test result: statistic t, degrees of freedom df = n - 1, two-sided p, and a note
+    that explains a degenerate case (empty when the test is ordinary)."""
     t: float
     df: int
     p: float
@@ -32,10 +32,10 @@ class TTest(NamedTuple):
 class MantelResult(NamedTuple):
     """Mantel test result.
 
-    r: the correlation of the two matrices' off-diagonal entries; p: one-sided p-value for r being this
-    large by chance; permutations: how many permutations were evaluated (n! when exact); exact: True when
-    all n! permutations were enumerated, False when `permutations` random ones were drawn; method:
-    "pearson" or "spearman"; entries: how many off-diagonal entries were correlated.
+    r: the correlation of the two matrices' off-diagonal entries; p: one-sided p-value for r being
+    this large by chance; permutations: how many permutations were evaluated (n! when exact); exact:
+    True when all n! permutations were enumerated, False when `permutations` random ones were drawn;
+    method: "pearson" or "spearman"; entries: how many off-diagonal entries were correlated.
     """
     r: float
     p: float
@@ -55,15 +55,17 @@ def _as_vector(x, name: str) -> np.ndarray:
 
 
 def paired_ttest(a, b) -> TTest:
-    """Two-sided paired t-test of H0: mean(a - b) = 0, for n matched pairs (e.g. one value per split).
+    """Two-sided paired t-test of H0: mean(a - b) = 0, for n matched pairs (e.g. one value per
+    split).
 
     With differences d = a - b: t = mean(d) / (sd(d) / sqrt(n)), sd with ddof = 1, df = n - 1, and
-    p = 2 * P(T_df <= -|t|) from the Student t CDF. Raises ValueError for fewer than 2 pairs (no variance
-    can be estimated), different lengths or NaN.
+    p = 2 * P(T_df <= -|t|) from the Student t CDF. Raises ValueError for fewer than 2 pairs (no
+    variance can be estimated), different lengths or NaN.
     Zero variance of the differences (every pair differs by the same amount) makes the statistic a
-    division by zero; we return what the formula's limit says, as scipy.stats.ttest_rel does, instead of
-    raising, so a report over many pairs of settings still completes:
-    - all differences 0 (identical results): t = nan, p = nan, since there is no evidence either way;
+    division by zero; we return what the formula's limit says, as scipy.stats.ttest_rel does,
+    instead of raising, so a report over many pairs of settings still completes:
+    - all differences 0 (identical results): t = nan, p = nan, since there is no evidence either
+      way;
     - all differences equal c != 0: t = +/-inf, p = 0.0, since the shift is perfectly consistent.
     The `note` field then says which case occurred.
     """
@@ -100,7 +102,8 @@ def spearman(x, y) -> float:
     """Spearman's rank correlation: Pearson's correlation of the mid-ranks of x and of y.
 
     Ties share their mid-rank (as scipy.stats.spearmanr does). Returns nan when either input is
-    constant (the correlation is 0/0). Raises ValueError for different lengths, fewer than 2 values or NaN.
+    constant (the correlation is 0/0). Raises ValueError for different lengths, fewer than 2 values
+    or NaN.
     """
     x = _as_vector(x, "x")
     y = _as_vector(y, "y")
@@ -123,16 +126,18 @@ def _square(m, name: str) -> np.ndarray:
 def mantel(a, b, permutations: int = 9999, seed: int = 0, method: str = "pearson") -> MantelResult:
     """Mantel test: is matrix `a` correlated with matrix `b` beyond what relabelling would give?
 
-    r is the correlation (Pearson, or Spearman with method="spearman") between the off-diagonal entries
-    of the two (n, n) matrices: only the upper triangle when both are exactly symmetric (each pair once),
-    all n(n-1) off-diagonal entries otherwise. The null distribution comes from permuting the rows and
-    columns of `b` together (relabelling its items), which keeps b's structure but breaks its link to a.
+    r is the correlation (Pearson, or Spearman with method="spearman") between the off-diagonal
+    entries of the two (n, n) matrices: only the upper triangle when both are exactly symmetric
+    (each pair once), all n(n-1) off-diagonal entries otherwise. The null distribution comes from
+    permuting the rows and columns of `b` together (relabelling its items), which keeps b's
+    structure but breaks its link to a.
     - Random mode: p = (1 + #{r_perm >= r_obs}) / (1 + permutations) with `permutations` random
       permutations drawn from numpy's default_rng(seed) (one-sided, the classic Mantel test).
-    - Exact mode, used when n! <= permutations (6 labels: 720): all n! permutations are enumerated and
-      p = #{r_perm >= r_obs} / n!, the identity included (so p >= 1 / n!).
-    `r_perm >= r_obs` allows a rounding tolerance of 1e-12. When either matrix's entries are constant
-    r and p are nan. All permutations are evaluated in one vectorised gather (chunked for large n).
+    - Exact mode, used when n! <= permutations (6 labels: 720): all n! permutations are enumerated
+      and p = #{r_perm >= r_obs} / n!, the identity included (so p >= 1 / n!).
+    `r_perm >= r_obs` allows a rounding tolerance of 1e-12. When either matrix's entries are
+    constant r and p are nan. All permutations are evaluated in one vectorised gather (chunked for
+    large n).
     """
     a = _square(a, "a")
     b = _square(b, "b")
@@ -165,7 +170,7 @@ def mantel(a, b, permutations: int = 9999, seed: int = 0, method: str = "pearson
     if den == 0:
         return MantelResult(math.nan, math.nan, count, exact, method, rows.size)
 
-    # b's (centred, maybe ranked) entries back in matrix form, so b permuted by pi is b_full[pi, pi].
+    # b's (centred, maybe ranked) entries back in matrix form: b permuted by pi is b_full[pi, pi].
     b_full = np.zeros((n, n))
     b_full[rows, cols] = y
     if symmetric:

@@ -1,9 +1,12 @@
-"""Classification metrics, hand-written: AUROC, ROC curve, P/R/F1, best-F1 threshold, No Finding score.
+"""Classification metrics, hand-written: AUROC, ROC curve, P/R/F1, best-F1 threshold, No Finding
+score.
 
 Conventions shared by every function here:
-- `y` holds the truth as 0/1 (bool, int or float); `score` holds real numbers, larger = more positive.
+- `y` holds the truth as 0/1 (bool, int or float); `score` holds real numbers, larger = more
+  positive.
 - A sample is predicted positive when `score >= threshold`.
-- Inputs with different lengths, NaN scores or labels other than 0/1 raise ValueError naming the problem.
+- Inputs with different lengths, NaN scores or labels other than 0/1 raise ValueError naming the
+  problem.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ class BestF1(NamedTuple):
 
 
 class ROC(NamedTuple):
-    """ROC curve points: (K+1,) arrays, from (0, 0) at threshold +inf to (1, 1) at the lowest score."""
+    """ROC curve points: (K+1,) arrays, from (0, 0) at threshold +inf to (1, 1) at the lowest
+    score."""
     fpr: np.ndarray
     tpr: np.ndarray
     thresholds: np.ndarray
@@ -47,7 +51,7 @@ def _as_binary(y, name: str = "y") -> np.ndarray:
 
 
 def _as_scores(score, n: int) -> np.ndarray:
-    """Return `score` as a 1-D float64 array of length n; raise ValueError on NaN or a length mismatch."""
+    """`score` as a 1-D float64 array of length n; ValueError on NaN or a length mismatch."""
     score = np.asarray(score, dtype=np.float64)
     if score.ndim != 1:
         raise ValueError(f"score must be 1-D, got shape {score.shape}")
@@ -64,8 +68,8 @@ def auroc(y, score) -> float:
     Computed from ranks, as the Mann-Whitney U statistic divided by n_pos * n_neg:
     U = (sum of the mid-ranks of the positives) - n_pos (n_pos + 1) / 2. Tied scores share their
     mid-rank, so a positive-negative tie counts one half. O(N log N).
-    Raises ValueError when `y` has only one class (AUROC is undefined), when lengths differ or a score
-    is NaN. All-equal scores give 0.5; perfect separation 1.0; perfectly inverted 0.0.
+    Raises ValueError when `y` has only one class (AUROC is undefined), when lengths differ or a
+    score is NaN. All-equal scores give 0.5; perfect separation 1.0; perfectly inverted 0.0.
     """
     y = _as_binary(y)
     score = _as_scores(score, y.size)
@@ -77,7 +81,8 @@ def auroc(y, score) -> float:
         only = "positives" if n_neg == 0 else "negatives"
         raise ValueError(f"AUROC is undefined: y has only one class ({y.size} {only})")
     # Mid-rank of a value v in the pooled sample: #{scores < v} + (#{scores == v} + 1) / 2, read off
-    # the sorted scores with two binary searches (faster than an argsort; queries sorted for locality).
+    # the sorted scores with two binary searches (faster than an argsort; queries sorted for
+    # locality).
     pooled = np.sort(score)
     positives = np.sort(score[y])
     below = np.searchsorted(pooled, positives, side="left")
@@ -88,11 +93,11 @@ def auroc(y, score) -> float:
 
 
 def _cumulative_counts(y: np.ndarray, score: np.ndarray):
-    """Counts at every distinct threshold: (thresholds, TP, FP), thresholds = the distinct scores from
-    highest to lowest, TP/FP = the positives/negatives with score >= threshold.
+    """Counts at every distinct threshold: (thresholds, TP, FP), thresholds = the distinct scores
+    from highest to lowest, TP/FP = the positives/negatives with score >= threshold.
 
-    Sort all scores and the positives' scores once; binary searches then give #{score >= t} for every
-    threshold t at once. O(N log N), no loop over thresholds.
+    Sort all scores and the positives' scores once; binary searches then give #{score >= t} for
+    every threshold t at once. O(N log N), no loop over thresholds.
     """
     pooled = np.sort(score)
     positives = np.sort(score[y])
@@ -107,17 +112,18 @@ def roc_curve(y, score) -> ROC:
     """False and true positive rates at every distinct threshold, for plotting ROC curves.
 
     FPR = FP / n_neg and TPR = TP / n_pos where TP/FP count the samples with score >= threshold.
-    Thresholds are +inf (nothing predicted positive: the point (0, 0)) followed by the distinct scores
-    in decreasing order (the last one predicts everything positive: the point (1, 1)). Tied scores move
-    together, so ties give diagonal segments; the trapezoid area under this curve equals `auroc`.
-    Raises ValueError when `y` has only one class (one of the rates would be 0/0).
+    Thresholds are +inf (nothing predicted positive: the point (0, 0)) followed by the distinct
+    scores in decreasing order (the last one predicts everything positive: the point (1, 1)). Tied
+    scores move together, so ties give diagonal segments; the trapezoid area under this curve equals
+    `auroc`. Raises ValueError when `y` has only one class (one of the rates would be 0/0).
     """
     y = _as_binary(y)
     score = _as_scores(score, y.size)
     n_pos = int(y.sum())
     n_neg = y.size - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"ROC curve is undefined: y has only one class (n_pos={n_pos}, n_neg={n_neg})")
+        raise ValueError(f"ROC curve is undefined: y has only one class (n_pos={n_pos}, "
+                         f"n_neg={n_neg})")
     thresholds, tp, fp = _cumulative_counts(y, score)
     fpr = np.concatenate([[0.0], fp / n_neg])
     tpr = np.concatenate([[0.0], tp / n_pos])
@@ -132,9 +138,10 @@ def _safe_ratio(num: float, den: float) -> float:
 def precision_recall_f1(y, y_pred) -> PRF:
     """Precision TP/(TP+FP), recall TP/(TP+FN) and F1 = 2 TP / (2 TP + FP + FN) of 0/1 predictions.
 
-    F1 is the harmonic mean of precision and recall, written in counts so it needs no special case when
-    one of them is 0. Convention: any 0/0 is 0.0 (no predicted positives -> precision 0.0; no true
-    positives in `y` -> recall 0.0; neither -> F1 0.0), so a label the model never predicts scores 0.
+    F1 is the harmonic mean of precision and recall, written in counts so it needs no special case
+    when one of them is 0. Convention: any 0/0 is 0.0 (no predicted positives -> precision 0.0; no
+    true positives in `y` -> recall 0.0; neither -> F1 0.0), so a label the model never predicts
+    scores 0.
     """
     y = _as_binary(y)
     y_pred = _as_binary(y_pred, "y_pred")
@@ -143,18 +150,19 @@ def precision_recall_f1(y, y_pred) -> PRF:
     tp = int(np.count_nonzero(y & y_pred))
     fp = int(np.count_nonzero(~y & y_pred))
     fn = int(np.count_nonzero(y & ~y_pred))
-    return PRF(_safe_ratio(tp, tp + fp), _safe_ratio(tp, tp + fn), _safe_ratio(2 * tp, 2 * tp + fp + fn))
+    return PRF(_safe_ratio(tp, tp + fp), _safe_ratio(tp, tp + fn),
+               _safe_ratio(2 * tp, 2 * tp + fp + fn))
 
 
 def best_f1_threshold(y, score) -> BestF1:
-    """The threshold among the distinct scores that maximizes F1 when predicting `score >= threshold`.
+    """The threshold among the distinct scores that maximizes F1 (predicting `score >= threshold`).
 
-    Sort once; cumulative counts (read off the sorted scores by binary search) give TP and FP at every
-    distinct threshold, and F1 = 2 TP / (TP + FP + n_pos) (since FN = n_pos - TP). O(N log N) in all.
-    Tie-break: when several thresholds reach the same maximal F1, the HIGHEST threshold wins (the
-    fewest positive predictions, i.e. the most conservative operating point).
-    When `y` has no positives, F1 is 0 at every threshold and the rule returns the highest score with
-    F1 0.0 (a threshold that flags as few samples as any distinct score can). Returns BestF1(threshold, f1).
+    Sort once; cumulative counts (read off the sorted scores by binary search) give TP and FP at
+    every distinct threshold, and F1 = 2 TP / (TP + FP + n_pos) (since FN = n_pos - TP). O(N log N)
+    in all. Tie-break: when several thresholds reach the same maximal F1, the HIGHEST threshold wins
+    (the fewest positive predictions, i.e. the most conservative operating point). When `y` has no
+    positives, F1 is 0 at every threshold and the rule returns the highest score with F1 0.0 (a
+    threshold that flags as few samples as any distinct score can). Returns BestF1(threshold, f1).
     """
     y = _as_binary(y)
     score = _as_scores(score, y.size)
@@ -163,7 +171,7 @@ def best_f1_threshold(y, score) -> BestF1:
     n_pos = int(y.sum())
     thresholds, tp, fp = _cumulative_counts(y, score)
     f1 = 2.0 * tp / (tp + fp + n_pos)  # denominator >= 1: at least one sample is predicted positive
-    best = int(np.argmax(f1))  # first maximum = highest threshold, thresholds being in decreasing order
+    best = int(np.argmax(f1))  # first maximum = highest threshold (thresholds are decreasing)
     return BestF1(float(thresholds[best]), float(f1[best]))
 
 
@@ -174,7 +182,8 @@ def no_finding_score(p) -> np.ndarray:
     """
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] == 0:
-        raise ValueError(f"no_finding_score expects an (N, L) array with L >= 1, got shape {p.shape}")
+        raise ValueError(f"no_finding_score expects an (N, L) array with L >= 1, got shape "
+                         f"{p.shape}")
     if np.isnan(p).any():
         raise ValueError("no_finding_score: probabilities contain NaN")
     return 1.0 - p.max(axis=1)

@@ -1,8 +1,8 @@
 """The report's figures: co-occurrence heatmaps and side-by-side ROC curves.
 
-matplotlib is imported inside the functions (figures are optional, and importing cxrstats stays light)
-and used through `matplotlib.figure.Figure`, which renders with Agg without touching pyplot's global
-backend. Files are written atomically.
+matplotlib is imported inside the functions (figures are optional, and importing cxrstats stays
+light) and used through `matplotlib.figure.Figure`, which renders with Agg without touching pyplot's
+global backend. Files are written atomically.
 """
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def _heatmap(ax, counts: np.ndarray, labels, title: str) -> None:
 
 
 def cooccurrence_figure(path: Path, panels: list[tuple[str, np.ndarray]], labels) -> Path:
-    """Heatmaps of label co-occurrence counts side by side; panels = [(title, (L, L) counts), ...]."""
+    """Heatmaps of label co-occurrence counts side by side; panels = [(title, (L, L) counts),
+    ...]."""
     fig = _figure(5.2 * len(panels), 4.6)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, counts) in zip(axes, panels):
@@ -50,8 +51,10 @@ def cooccurrence_figure(path: Path, panels: list[tuple[str, np.ndarray]], labels
     return _save(fig, path)
 
 
-def roc_figure(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray]], findings, no_finding) -> Path:
-    """ROC curves per finding, and the derived No Finding score (1 - max p) dashed, one panel per setting.
+def roc_figure(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray]], findings,
+               no_finding) -> Path:
+    """ROC curves per finding, and the derived No Finding score (1 - max p) dashed, one panel per
+    setting.
 
     panels = [(title, probs (n, 5), labels (n, 6) with No Finding last), ...]. A label with a single
     class in `labels` has no curve (its legend entry says so).
@@ -61,8 +64,8 @@ def roc_figure(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray]], fin
     for ax, (title, probs, labels) in zip(axes, panels):
         curves = [(name, probs[:, j], labels[:, j], COLORS[j % len(COLORS)], "-")
                   for j, name in enumerate(findings)]
-        curves.append((f"{no_finding} (1 - max p)", no_finding_score(probs), labels[:, len(findings)],
-                       "black", "--"))
+        curves.append((f"{no_finding} (1 - max p)", no_finding_score(probs),
+                       labels[:, len(findings)], "black", "--"))
         for name, score, truth, color, style in curves:
             if truth.min() == truth.max():
                 ax.plot([], [], color=color, linestyle=style, label=f"{name}: one class only")

@@ -9,7 +9,8 @@ def midranks(x) -> np.ndarray:
 
     Sort once, find runs of equal values, and give each run the average of its first and
     last rank: a run covering sorted positions i..j (0-based) gets (i + j) / 2 + 1. O(N log N).
-    Example: [10, 20, 20, 30] -> [1, 2.5, 2.5, 4]. NaN is rejected, because it has no place in an order.
+    Example: [10, 20, 20, 30] -> [1, 2.5, 2.5, 4]. NaN is rejected, because it has no place in an
+    order.
     """
     x = np.asarray(x)
     if x.ndim != 1:

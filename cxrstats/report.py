@@ -10,8 +10,8 @@ F1. Test predictions are used only to score. A run folder without done.json (kil
 or restarted over an old run) stops the report, unless --skip-incomplete leaves it out, loudly.
 
 Writes into --out (default WORK/results): table1/2/3 (.csv and .md), auroc_by_split.csv (with
-bootstrap 95% intervals), prf_by_split.csv, ttests.csv (with Holm-adjusted and DeLong p), delong.csv,
-mantel.csv, figures/*.png, run.json and summary.md.
+bootstrap 95% intervals), prf_by_split.csv, ttests.csv (with Holm-adjusted and DeLong p),
+delong.csv, mantel.csv, figures/*.png, run.json and summary.md.
 """
 from __future__ import annotations
 
@@ -20,19 +20,20 @@ import sys
 import time
 from pathlib import Path
 
+from cxrstats import tables
 from cxrstats.argtypes import int_range
 from cxrstats.fileio import IncompleteRunError, read_csv, write_run_json
 from cxrstats.metrics import cooccurrence
-from cxrstats.runs import Cohort, Setting, find_runs, parse_setting, read_cohort, read_run, read_splits
+from cxrstats.runs import (Cohort, Setting, find_runs, parse_setting, read_cohort, read_run,
+                           read_splits)
 from cxrstats.scoring import RunResult, evaluate_run
 from cxrstats.study import FINDINGS, LABELS, NO_FINDING
 from cxrstats.summary import SummaryInputs, random_segmenter_warning, write_summary
-from cxrstats import tables
 
 
 def choose_roc_settings(settings: list[Setting], requested: list[str] | None) -> list[str]:
-    """Two settings to compare: as requested; else <arch>_original vs <arch>_m50 (the study's figure)
-    for the first architecture that has both; else the first two (or the only one)."""
+    """Two settings to compare: as requested; else <arch>_original vs <arch>_m50 (the study's
+    figure) for the first architecture that has both; else the first two (or the only one)."""
     names = [s.name for s in settings]
     if requested:
         unknown = [n for n in requested if n not in names]
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m cxrstats.report --work work/demo --out work/demo/results "
                "--roc-settings resnet50_original resnet50_m50")
-    parser.add_argument("--work", required=True, help="work folder holding cohort/, runs/ (and seg/)")
+    parser.add_argument("--work", required=True,
+                        help="work folder holding cohort/, runs/ (and seg/)")
     parser.add_argument("--out", help="output folder (default: WORK/results)")
     parser.add_argument("--settings", nargs="+",
                         help="settings (runs/ folder names) to report; default all")
@@ -93,14 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--roc-split", type=int_range(0),
                         help="split shown in those figures (default: first common)")
     parser.add_argument("--permutations", type=int_range(1), default=9999,
-                        help="Mantel permutations; all n! are enumerated when n! <= this (6 labels: 720)")
-    parser.add_argument("--bootstrap", type=int_range(0, 1_000_000), default=1000, metavar="N",
-                        help="stratified bootstrap resamples per run for the AUROCs' 95%% intervals "
-                             "in auroc_by_split.csv (0: no intervals)")
-    parser.add_argument("--decimals", type=int_range(0, 10), default=1, help="decimals in the tables")
+                        help="Mantel permutations; all n! are enumerated when n! <= this "
+                             "(6 labels: 720)")
+    parser.add_argument("--bootstrap", type=int_range(0, 100_000), default=1000, metavar="N",
+                        help="stratified bootstrap resamples per run for the AUROCs' 95%% "
+                             "intervals in auroc_by_split.csv (0: no intervals)")
+    parser.add_argument("--decimals", type=int_range(0, 10), default=1,
+                        help="decimals in the tables")
     parser.add_argument("--skip-incomplete", action="store_true",
-                        help="leave out run folders without done.json or with missing files, instead "
-                             "of stopping (listed at the top of summary.md and on stderr)")
+                        help="leave out run folders without done.json or with missing files, "
+                             "instead of stopping (listed at the top of summary.md and on stderr)")
     parser.add_argument("--no-figures", action="store_true", help="write tables only")
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed of the Mantel permutations and the bootstrap")
@@ -119,9 +123,9 @@ def select_settings(work: Path, found: dict[str, dict[int, Path]], requested: li
 
 
 def read_finished_runs(settings, found, cohort, splits, splits_path, skip_incomplete: bool):
-    """Read every run folder of `settings`: ({setting: [Run]}, ["folder: reason" of unfinished ones]).
-    Unfinished = no done.json or a missing file; unless skip_incomplete, any stops the report with
-    the whole list (so one re-run fixes them all)."""
+    """Read every run folder of `settings`: ({setting: [Run]}, ["folder: reason" of unfinished
+    ones]). Unfinished = no done.json or a missing file; unless skip_incomplete, any stops the
+    report with the whole list (so one re-run fixes them all)."""
     runs, incomplete = {}, []
     for setting in settings:
         runs[setting.name] = []
@@ -131,8 +135,9 @@ def read_finished_runs(settings, found, cohort, splits, splits_path, skip_incomp
             except (IncompleteRunError, FileNotFoundError) as error:
                 incomplete.append(str(error))
     if incomplete and not skip_incomplete:
-        raise ValueError(f"{len(incomplete)} run folder(s) are not finished runs; re-run them, or "
-                         "pass --skip-incomplete to report without them:\n  " + "\n  ".join(incomplete))
+        raise ValueError(f"{len(incomplete)} run folder(s) are not finished runs; re-run them, "
+                         "or pass --skip-incomplete to report without them:\n  "
+                         + "\n  ".join(incomplete))
     return runs, incomplete
 
 

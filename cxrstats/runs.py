@@ -1,10 +1,11 @@
 """Read and check the files the report needs: the cohort's labels and splits, and the training runs.
 
-Everything comes from files under WORK (see docs/DESIGN.md); every inconsistency (rows that disagree,
-an image missing from the cohort, a test image outside its split's test part) raises a ValueError or
-FileNotFoundError naming the file(s) and the problem. A run folder counts only once cxrcls.train has
-written its completion record `done.json` (last, after every output): `read_run` raises
-`IncompleteRunError` otherwise, so a killed or restarted run is never reported as the old one.
+Everything comes from files under WORK (see docs/DESIGN.md); every inconsistency (rows that
+disagree, an image missing from the cohort, a test image outside its split's test part) raises a
+ValueError or FileNotFoundError naming the file(s) and the problem. A run folder counts only once
+cxrcls.train has written its completion record `done.json` (last, after every output): `read_run`
+raises `IncompleteRunError` otherwise, so a killed or restarted run is never reported as the old
+one.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class Setting:
 
 
 def mask_radius(input_name: str) -> int | None:
-    """The dilation radius of a masked input `m<r>` (m0, m15, m50, m100, ...), None for any other."""
+    """The dilation radius of a masked input `m<r>` (m0, m15, m50, m100, ...), else None."""
     match = MASKED_INPUT.match(input_name)
     return int(match.group(1)) if match else None
 
@@ -113,8 +114,9 @@ def input_order(input_name: str) -> tuple:
 
 def parse_setting(name: str) -> Setting:
     """`resnet50_m50` -> (resnet50, m50, m50); `densenet121_m15_on_original` -> (densenet121, m15,
-    original). Inputs are original, overlay or m<r> for any radius r (m0, m30, m100, ...); other names
-    are kept and sorted last. A name without `_` is kept whole as the architecture, input "unknown"."""
+    original). Inputs are original, overlay or m<r> for any radius r (m0, m30, m100, ...); other
+    names are kept and sorted last. A name without `_` is kept whole as the architecture, input
+    "unknown"."""
     arch, _, rest = name.partition("_")
     if not rest:
         return Setting(name, name, "unknown", "unknown")
@@ -137,9 +139,9 @@ def find_runs(runs_dir: Path) -> dict[str, dict[int, Path]]:
 
 @dataclass
 class Run:
-    """One trained model's outputs: validation and test probabilities (n, 5) with their (n, 6) labels,
-    the test images' names (n,), thresholds from thresholds.csv (6,) in LABELS order or None, training
-    time and provenance."""
+    """One trained model's outputs: validation and test probabilities (n, 5) with their (n, 6)
+    labels, the test images' names (n,), thresholds from thresholds.csv (6,) in LABELS order or
+    None, training time and provenance."""
     setting: Setting
     split: int
     folder: Path
@@ -156,8 +158,8 @@ class Run:
 
 
 def read_probs(folder: Path, part: str, cohort: Cohort) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """`<part>_probs.npy` (n, 5) probabilities, the (n, 6) labels and the n names of `<part>_ids.csv`,
-    rows checked aligned."""
+    """`<part>_probs.npy` (n, 5) probabilities, the (n, 6) labels and the n names of
+    `<part>_ids.csv`, rows checked aligned."""
     probs_path = folder / f"{part}_probs.npy"
     ids_path = folder / f"{part}_ids.csv"
     if not probs_path.is_file():
@@ -189,7 +191,8 @@ def check_parts(folder: Path, part: str, cohort: Cohort, split: int,
     if split not in splits:
         raise ValueError(f"{folder}: split {split} does not exist in {splits_path}")
     parts = splits[split]
-    wrong = [r["image"] for r in read_csv(ids_path, required=["image"]) if parts.get(r["image"]) != part]
+    wrong = [r["image"] for r in read_csv(ids_path, required=["image"])
+             if parts.get(r["image"]) != part]
     if wrong:
         raise ValueError(f"{ids_path}: {len(wrong)} image(s) are not in the {part} part of split "
                          f"{split} in {splits_path}, e.g. {wrong[:3]}")
@@ -212,7 +215,8 @@ def read_thresholds(path: Path) -> np.ndarray:
 
 
 def read_training_time(folder: Path) -> tuple[float | None, int | None, list[str]]:
-    """Training seconds and epochs from timing.json, else summed from history.csv; (None, None) if neither."""
+    """Training seconds and epochs from timing.json, else summed from history.csv; (None, None)
+    if neither."""
     notes = []
     timing_path = folder / "timing.json"
     history_path = folder / "history.csv"
@@ -223,7 +227,8 @@ def read_training_time(folder: Path) -> tuple[float | None, int | None, list[str
             seconds = float(timing["train_seconds"])
             epochs = int(timing["epochs"]) if timing.get("epochs") is not None else None
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{timing_path}: expected JSON with 'train_seconds' ({error})") from None
+            raise ValueError(f"{timing_path}: expected JSON with 'train_seconds' "
+                             f"({error})") from None
     if history_path.is_file():
         history = read_csv(history_path, required=["epoch", "seconds"])
         if epochs is None:

@@ -1,6 +1,7 @@
-"""Score the training runs on their test sets: per-run metrics with bootstrap intervals, and DeLong's
-test between two runs of one split. The study's rules (label order, No Finding score, macro AUROC,
-validation thresholds) come from `cxrstats.study`; this module only applies them to `Run`s."""
+"""Score the training runs on their test sets: per-run metrics with bootstrap intervals, and
+DeLong's test between two runs of one split. The study's rules (label order, No Finding score, macro
+AUROC, validation thresholds) come from `cxrstats.study`; this module only applies them to
+`Run`s."""
 from __future__ import annotations
 
 import math
@@ -13,7 +14,8 @@ from cxrstats.delong import DeLongTest, delong_macro, delong_test
 from cxrstats.hypothesis import MantelResult, mantel
 from cxrstats.metrics import cooccurrence, precision_recall_f1
 from cxrstats.runs import Run, Setting
-from cxrstats.study import FINDINGS, LABELS, label_aurocs, label_scores, macro_auroc, tune_thresholds
+from cxrstats.study import (FINDINGS, LABELS, label_aurocs, label_scores, macro_auroc,
+                            tune_thresholds)
 
 
 @dataclass
@@ -48,7 +50,8 @@ def run_intervals(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed) -> 
     if n_boot == 0:
         return per_label, np.full(2, np.nan)
     k = len(FINDINGS)
-    findings: AurocIntervals = bootstrap_aurocs(labels[:, :k], scores[:, :k], n_boot, seed=[*seed, 0])
+    findings: AurocIntervals = bootstrap_aurocs(labels[:, :k], scores[:, :k], n_boot,
+                                                seed=[*seed, 0])
     no_finding = bootstrap_aurocs(labels[:, k:], scores[:, k:], n_boot, seed=[*seed, 1])
     per_label[:k] = findings.labels
     per_label[k:] = no_finding.labels
@@ -74,21 +77,24 @@ def evaluate_run(run: Run, permutations: int, seed: int, n_boot: int = 0) -> Run
     intervals, macro_interval = run_intervals(truth, scores, n_boot, (seed, run.split))
     predicted = scores >= thresholds
     prf = np.array([precision_recall_f1(truth[:, j], predicted[:, j]) for j in range(len(LABELS))])
-    # Spearman Mantel between the test set's true and predicted 6x6 co-occurrence (No Finding included)
-    result = mantel(cooccurrence(truth), cooccurrence(predicted), permutations=permutations, seed=seed,
-                    method="spearman")
+    # Spearman Mantel between the test set's true and predicted 6x6 co-occurrence (No Finding
+    # included)
+    result = mantel(cooccurrence(truth), cooccurrence(predicted), permutations=permutations,
+                    seed=seed, method="spearman")
     if math.isnan(result.r):
-        notes.append("Mantel r undefined: the true or predicted co-occurrence entries are all equal")
+        notes.append("Mantel r undefined: the true or predicted co-occurrence entries are all "
+                     "equal")
     minutes = None if run.train_seconds is None else run.train_seconds / 60.0
     return RunResult(run.setting, run.split, aurocs, macro, intervals, macro_interval,
                      np.asarray(thresholds), source, prf, prf[:len(FINDINGS)].mean(axis=0), result,
-                     run.test_ids, truth, run.test_probs, predicted, minutes, run.epochs, run.run_args,
-                     notes)
+                     run.test_ids, truth, run.test_probs, predicted, minutes, run.epochs,
+                     run.run_args, notes)
 
 
 @dataclass
 class PairTest:
-    """DeLong's test between two runs of one split for one label or "macro"; test None when skipped."""
+    """DeLong's test between two runs of one split for one label or "macro"; test None when
+    skipped (`note` says why)."""
     label: str
     labels_used: int             # how many labels the AUROC averages (1 for a single label)
     test: DeLongTest | None
@@ -111,9 +117,11 @@ def delong_pair(a: RunResult, b: RunResult) -> list[PairTest]:
     tests = []
     for j, label in enumerate(LABELS):
         if j in enough:
-            tests.append(PairTest(label, 1, delong_test(truth[:, j], scores_a[:, j], scores_b[:, j])))
+            test = delong_test(truth[:, j], scores_a[:, j], scores_b[:, j])
+            tests.append(PairTest(label, 1, test))
         else:
-            tests.append(PairTest(label, 1, None, "fewer than 2 positives or negatives in the test set"))
+            tests.append(PairTest(label, 1, None, "fewer than 2 positives or negatives in the test "
+                                  "set"))
     used = [j for j in enough if j < len(FINDINGS)]
     if not used:
         tests.append(PairTest("macro", 0, None, "no finding has 2 positives and 2 negatives"))

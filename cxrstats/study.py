@@ -18,15 +18,18 @@ LABELS: tuple[str, ...] = FINDINGS + (NO_FINDING,)
 
 
 def label_scores(probs: np.ndarray) -> np.ndarray:
-    """(n, 5) finding probabilities -> (n, 6) scores in LABELS order, No Finding = 1 - max(p) appended."""
+    """(n, 5) finding probabilities -> (n, 6) scores in LABELS order, No Finding = 1 - max(p)
+    appended."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(FINDINGS):
-        raise ValueError(f"expected (n, {len(FINDINGS)}) finding probabilities, got shape {probs.shape}")
+        raise ValueError(f"expected (n, {len(FINDINGS)}) finding probabilities, got shape "
+                         f"{probs.shape}")
     return np.column_stack([probs, no_finding_score(probs)])
 
 
 def label_aurocs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """AUROC of each column: labels and scores (n, L) -> (L,), NaN where a column has one class only."""
+    """AUROC of each column: labels and scores (n, L) -> (L,), NaN where a column has one class
+    only."""
     labels = np.asarray(labels)
     scores = np.asarray(scores)
     if labels.shape != scores.shape:
@@ -39,10 +42,12 @@ def label_aurocs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def macro_auroc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[str]]:
-    """The study's macro AUROC: the mean AUROC over the 5 findings that have both classes in `labels`.
+    """The study's macro AUROC: the mean AUROC over the 5 findings that have both classes in
+    `labels`.
 
-    labels (n, 5 or 6) 0/1 (a 6th No Finding column is ignored), probs (n, 5). Returns the mean (NaN when
-    no finding has both classes) and the names of the findings skipped for having one class only.
+    labels (n, 5 or 6) 0/1 (a 6th No Finding column is ignored), probs (n, 5). Returns the mean (NaN
+    when no finding has both classes) and the names of the findings skipped for having one class
+    only.
     """
     labels = np.asarray(labels)[:, :len(FINDINGS)]
     values = label_aurocs(labels, np.asarray(probs, dtype=np.float64))
@@ -55,9 +60,9 @@ def tune_thresholds(val_probs: np.ndarray, val_labels: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Best-F1 threshold of each label on the validation set (No Finding on its derived score).
 
-    val_probs (n, 5), val_labels (n, 6) 0/1 in LABELS order -> thresholds (6,), validation F1 (6,), notes.
-    A label predicted positive when `score >= threshold`; ties and the no-positive case follow
-    `cxrstats.metrics.best_f1_threshold`.
+    val_probs (n, 5), val_labels (n, 6) 0/1 in LABELS order -> thresholds (6,), validation F1 (6,),
+    notes. A label predicted positive when `score >= threshold`; ties and the no-positive case
+    follow `cxrstats.metrics.best_f1_threshold`.
     """
     scores = label_scores(val_probs)
     val_labels = np.asarray(val_labels)

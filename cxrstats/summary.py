@@ -1,8 +1,8 @@
-"""The report's summary.md: warnings first (a random segmenter, skipped runs), then what was run, the
-headline results, the shortcut audit, the segmentation, notes and every output file.
+"""The report's summary.md: warnings first (a random segmenter, skipped runs), then what was run,
+the headline results, the shortcut audit, the segmentation, notes and every output file.
 
-Reads the tables already written to --out (table2.md, table3.md) and a few provenance files under WORK
-(cohort/run.json, seg/run_finetune.json, seg/curves.csv); results/attribution.csv when present.
+Reads the tables already written to --out (table2.md, table3.md) and a few provenance files under
+WORK (cohort/run.json, seg/run_finetune.json, seg/curves.csv); results/attribution.csv when present.
 """
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ class SummaryInputs:
 
 def random_segmenter_warning(work: Path) -> str | None:
     """A warning when seg/run_finetune.json shows the segmenter started from random weights
-    (`--checkpoint micro` or `--config micro`): its masks, and every masked setting, are meaningless."""
+    (`--checkpoint micro` or `--config micro`): its masks, and every masked setting, are
+    meaningless."""
     path = work / "seg" / "run_finetune.json"
     if not path.is_file():
         return None
@@ -76,10 +77,11 @@ def random_segmenter_warning(work: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return f"{path} is unreadable: cannot tell which segmenter made the masks"
     if arguments.get("checkpoint") == "micro" or arguments.get("config") == "micro":
-        return (f"THE SEGMENTER WAS A RANDOM MODEL ({path}: checkpoint={arguments.get('checkpoint')}, "
-                f"config={arguments.get('config')}). Its lung masks are meaningless, and so is every "
-                "masked setting's result (m<r>, overlay). Install the LiteMedSAM weights "
-                "(make setup) or give a real checkpoint, and run again.")
+        return (f"THE SEGMENTER WAS A RANDOM MODEL ({path}: "
+                f"checkpoint={arguments.get('checkpoint')}, config={arguments.get('config')}). "
+                "Its lung masks are meaningless, and so is every masked setting's result "
+                "(m<r>, overlay). Install the LiteMedSAM weights (make setup) or give a real "
+                "checkpoint, and run again.")
     return None
 
 
@@ -109,8 +111,8 @@ def attribution_table(paths: list[Path]) -> list[str]:
             row.append(cell(shares, 2) if shares else "")
         body.append(row)
     return ["### Where the classifiers look (Grad-CAM)", "",
-            f"From `{path}`: share of positive attribution inside the raw lung mask, mean ± sd over "
-            "splits, against the chance level (the lung's share of the image).", "",
+            f"From `{path}`: share of positive attribution inside the raw lung mask, mean ± sd "
+            "over splits, against the chance level (the lung's share of the image).", "",
             markdown_table(["setting", "chance", *labels], body)]
 
 
@@ -196,8 +198,8 @@ def results_section(s: SummaryInputs) -> list[str]:
              (s.out / "table3.md").read_text().replace("# ", "### ", 1)]
     n_boot = getattr(s.args, "bootstrap", 0)
     if n_boot:
-        lines += [f"Per-split stratified bootstrap 95% intervals ({n_boot} resamples) of every AUROC "
-                  "are in `auroc_by_split.csv` (`ci_low`, `ci_high`).", ""]
+        lines += [f"Per-split stratified bootstrap 95% intervals ({n_boot} resamples) of every "
+                  "AUROC are in `auroc_by_split.csv` (`ci_low`, `ci_high`).", ""]
     lines += ["### Headline comparisons", "",
               "Paired t-test over splits (p; p_holm: Holm-adjusted within each metric's family of "
               "all setting pairs) and DeLong's test on each split's test images (split:p).", ""]
@@ -212,8 +214,9 @@ def results_section(s: SummaryInputs) -> list[str]:
                      "inputs.\n")
     permutations = s.args.permutations
     lines += ["### Mantel tests", "",
-              "Spearman correlation between the test set's true and predicted 6x6 label co-occurrence "
-              "(No Finding included), upper triangle; p from all 720 relabellings (exact) when "
+              "Spearman correlation between the test set's true and predicted 6x6 label "
+              "co-occurrence (No Finding included), upper triangle; p from all 720 relabellings "
+              "(exact) when "
               f"6! <= {permutations} permutations, else from {permutations} random ones.", ""]
     lines.append(markdown_table(["setting", "r (mean ± sd)", "p per split", "mode"],
                                 [[name, cell([r.mantel.r for r in runs], 3),
@@ -245,9 +248,11 @@ def files_section(out: Path) -> list[str]:
 
 def write_summary(s: SummaryInputs) -> Path:
     """Write --out/summary.md from the sections above, in reading order."""
-    attribution = attribution_table([s.out / "attribution.csv", s.work / "results" / "attribution.csv"])
+    attribution = attribution_table([s.out / "attribution.csv",
+                                     s.work / "results" / "attribution.csv"])
+    segmentation = ["## Segmentation", ""] + [f"- {x}" for x in seg_summary(s.work)] + [""]
     lines = (header_section(s) + data_section(s) + settings_section(s) + results_section(s)
-             + attribution + ["## Segmentation", ""] + [f"- {x}" for x in seg_summary(s.work)] + [""]
+             + attribution + segmentation
              + notes_section(s) + files_section(s.out))
     path = s.out / "summary.md"
     with atomic_path(path) as tmp:

@@ -21,8 +21,8 @@ from cxrstats.study import FINDINGS, LABELS, NO_FINDING
 Results = dict[str, list[RunResult]]
 TTEST_COLUMNS = ["metric", "a", "b", "t", "df", "p", "headline", "n_splits", "mean_a", "mean_b",
                  "note", "p_holm", "delong_p"]
-DELONG_COLUMNS = ["a", "b", "split", "label", "labels_used", "n", "auc_a", "auc_b", "var_a", "var_b",
-                  "cov", "z", "p", "note"]
+DELONG_COLUMNS = ["a", "b", "split", "label", "labels_used", "n", "auc_a", "auc_b", "var_a",
+                  "var_b", "cov", "z", "p", "note"]
 
 
 def write_markdown(path: Path, title: str, table: str, notes: list[str]) -> None:
@@ -36,8 +36,8 @@ def write_markdown(path: Path, title: str, table: str, notes: list[str]) -> None
 def table_notes(rows: list[list]) -> list[str]:
     notes = ["Mean ± sd over splits (sd with ddof = 1; 'n/a' with a single split)."]
     if any(PARTIAL in str(v) for row in rows for v in row):
-        notes.append(f"{PARTIAL} averaged over the splits where the metric is defined (a label with a "
-                     "single class in some test sets; see summary.md).")
+        notes.append(f"{PARTIAL} averaged over the splits where the metric is defined (a label "
+                     "with a single class in some test sets; see summary.md).")
     return notes
 
 
@@ -79,8 +79,9 @@ def write_table3(results: Results, out: Path, decimals: int) -> list[str]:
         rows.append(row)
     write_csv(out / "table3.csv", header, rows)
     notes = table_notes(rows) + [
-        "Precision, recall and F1 ×100 on test, at per-label thresholds tuned on validation by best F1 "
-        "(No Finding on its derived score 1 - max p); macro = mean over the five findings."]
+        "Precision, recall and F1 ×100 on test, at per-label thresholds tuned on validation by "
+        "best F1 (No Finding on its derived score 1 - max p); macro = mean over the five "
+        "findings."]
     write_markdown(out / "table3.md", "Table 3. Macro and No Finding precision, recall and F1",
                    markdown_table(header, rows), notes)
     return ["table3.csv", "table3.md"]
@@ -100,10 +101,11 @@ def write_by_split(results: Results, out: Path) -> list[str]:
             auroc_rows.append([name, r.split, "macro", num(r.macro_auroc),
                                *(num(v) for v in r.macro_interval)])
             prf_rows.append([name, r.split, "macro", "", "", *(num(v) for v in r.macro_prf)])
-    write_csv(out / "auroc_by_split.csv", ["setting", "split", "label", "auroc", "ci_low", "ci_high"],
-              auroc_rows)
-    write_csv(out / "prf_by_split.csv", ["setting", "split", "label", "threshold", "threshold_source",
-                                         "precision", "recall", "f1"], prf_rows)
+    write_csv(out / "auroc_by_split.csv",
+              ["setting", "split", "label", "auroc", "ci_low", "ci_high"], auroc_rows)
+    write_csv(out / "prf_by_split.csv",
+              ["setting", "split", "label", "threshold", "threshold_source", "precision", "recall",
+               "f1"], prf_rows)
     return ["auroc_by_split.csv", "prf_by_split.csv"]
 
 
@@ -155,8 +157,9 @@ def _paired(results: Results, sa: Setting, sb: Setting, value) -> tuple[np.ndarr
 
 def ttests(results: Results, settings: list[Setting], delong_rows: list[dict]) -> list[dict]:
     """Paired t-tests over splits, every pair of settings, macro AUROC and No Finding AUROC (columns
-    TTEST_COLUMNS). p_holm: Holm's adjustment within each metric's family of tests; delong_p: for the
-    headline pairs, DeLong's p of that metric on each split, as "split:p" separated by spaces."""
+    TTEST_COLUMNS). p_holm: Holm's adjustment within each metric's family of tests; delong_p: for
+    the headline pairs, DeLong's p of that metric on each split, as "split:p" separated by
+    spaces."""
     metrics = {"macro_auroc": (lambda r: r.macro_auroc, "macro"),
                "no_finding_auroc": (lambda r: r.aurocs[len(FINDINGS)], NO_FINDING)}
     headline = set(headline_pairs(settings))
@@ -168,9 +171,11 @@ def ttests(results: Results, settings: list[Setting], delong_rows: list[dict]) -
             is_headline = (sa.name, sb.name) in headline
             delong_p = " ".join(f"{r['split']}:{_p_text(r['p'])}" for r in delong_rows
                                 if (r["a"], r["b"], r["label"]) == (sa.name, sb.name, delong_label))
-            row = dict(metric=metric, a=sa.name, b=sb.name, t="", df="", p="", headline=is_headline,
-                       n_splits=a.size, mean_a=num(a.mean()) if a.size else "",
-                       mean_b=num(b.mean()) if b.size else "", note="", p_holm="", delong_p=delong_p)
+            row = dict(metric=metric, a=sa.name, b=sb.name, t="", df="", p="",
+                       headline=is_headline, n_splits=a.size,
+                       mean_a=num(a.mean()) if a.size else "",
+                       mean_b=num(b.mean()) if b.size else "", note="", p_holm="",
+                       delong_p=delong_p)
             if a.size < 2:
                 row["note"] = f"skipped: {a.size} common split(s) with a defined value, need 2"
             else:

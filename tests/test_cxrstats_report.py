@@ -1,5 +1,5 @@
-"""cxrstats.report on a tiny synthetic WORK folder: numbers checked against direct computation, files,
-and clear errors for missing or misaligned inputs."""
+"""cxrstats.report on a tiny synthetic WORK folder: numbers checked against direct computation,
+files, and clear errors for missing or misaligned inputs."""
 import csv
 import json
 import shutil
@@ -34,8 +34,9 @@ def read_rows(path):
 
 
 def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3, n_images=200, seed=0):
-    """A WORK folder: cohort (labels, splits, table1) and seeded random runs whose probabilities carry
-    signal. The first setting ships thresholds.csv + timing.json, the others history.csv only."""
+    """A WORK folder: cohort (labels, splits, table1) and seeded random runs whose probabilities
+    carry signal. The first setting ships thresholds.csv + timing.json, the others history.csv
+    only."""
     rng = np.random.default_rng(seed)
     images = [f"img{i:04d}.png" for i in range(n_images)]
     findings = (rng.random((n_images, 5)) < 0.3).astype(int)
