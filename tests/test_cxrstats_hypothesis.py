@@ -40,7 +40,8 @@ def test_paired_ttest_zero_variance_and_errors():
 @pytest.mark.parametrize("n", [2, 3, 8, 40, 500])
 def test_spearman_matches_scipy_with_ties(n):
     rng = np.random.default_rng(n)
-    for x, y in ((rng.integers(0, 4, n), rng.integers(0, 3, n)), (rng.normal(size=n), rng.normal(size=n))):
+    for x, y in ((rng.integers(0, 4, n), rng.integers(0, 3, n)),
+                 (rng.normal(size=n), rng.normal(size=n))):
         if np.ptp(x) == 0 or np.ptp(y) == 0:
             continue
         assert spearman(x, y) == pytest.approx(scipy.stats.spearmanr(x, y).statistic, abs=1e-12)

@@ -149,7 +149,8 @@ def test_weighted_aurocs_match_auroc_on_repeated_samples():
     weights[:, np.flatnonzero(y)[0]] += 1  # both classes present in every row
     weights[:, np.flatnonzero(1 - y)[0]] += 1
     weights[0] = 1.0
-    expected = [auroc(np.repeat(y, w.astype(int)), np.repeat(score, w.astype(int))) for w in weights]
+    expected = [auroc(np.repeat(y, w.astype(int)), np.repeat(score, w.astype(int)))
+                for w in weights]
     np.testing.assert_allclose(weighted_aurocs(y, score, weights), expected, atol=1e-12)
 
 

@@ -1,4 +1,5 @@
-"""cxrstats.metrics and cxrstats.ranks against scipy and brute-force references, with ties and edge cases."""
+"""cxrstats.metrics and cxrstats.ranks against scipy and brute-force references, with ties and edge
+cases."""
 import numpy as np
 import pytest
 import scipy.stats
@@ -10,7 +11,7 @@ SIZES = [2, 3, 5, 17, 100, 1001]
 
 
 def random_case(rng, n, tied):
-    """Binary truth with both classes and scores that are tied (few distinct values) or continuous."""
+    """Binary truth with both classes, and scores tied (few distinct values) or continuous."""
     y = rng.integers(0, 2, n)
     y[0], y[-1] = 0, 1
     score = rng.integers(0, 5, n).astype(float) if tied else rng.normal(size=n) + y
@@ -25,7 +26,7 @@ def brute_auroc(y, score):
 
 
 def brute_best_f1(y, score):
-    """Loop over every distinct score, recomputing F1 from scratch; ties -> the highest threshold."""
+    """Loop over every distinct score, recomputing F1 from scratch; ties -> highest threshold."""
     best_t, best_f1 = None, -1.0
     for t in sorted(set(score.tolist()), reverse=True):
         pred = score >= t

@@ -33,7 +33,8 @@ def read_rows(path):
         return list(csv.DictReader(f))
 
 
-def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3, n_images=200, seed=0):
+def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3, n_images=200,
+               seed=0):
     """A WORK folder: cohort (labels, splits, table1) and seeded random runs whose probabilities
     carry signal. The first setting ships thresholds.csv + timing.json, the others history.csv
     only."""
@@ -44,7 +45,8 @@ def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3,
     write_rows(root / "cohort" / "cohort.csv", ["image", *LABELS, "patient_id"],
                [[im, *row, f"p{i // 2}"] for i, (im, row) in enumerate(zip(images, labels))])
     write_rows(root / "cohort" / "table1.csv", ["label", "images"],
-               [[name, int(n)] for name, n in zip(LABELS, labels.sum(axis=0))] + [["Total unique", n_images]])
+               [[name, int(n)] for name, n in zip(LABELS, labels.sum(axis=0))]
+               + [["Total unique", n_images]])
     split_rows, parts = [], {}
     for k in range(n_splits):
         order = rng.permutation(n_images)
@@ -61,18 +63,22 @@ def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3,
             for part in ("val", "test"):
                 rows = parts[k][part]
                 logits = (1.0 + s) * findings[rows] + rng.normal(0, 1.0, (len(rows), 5))
-                np.save(folder / f"{part}_probs.npy", (1 / (1 + np.exp(-logits))).astype(np.float32))
+                probs = (1 / (1 + np.exp(-logits))).astype(np.float32)
+                np.save(folder / f"{part}_probs.npy", probs)
                 write_rows(folder / f"{part}_ids.csv", ["image"], [[images[i]] for i in rows])
             if s == 0:
                 write_rows(folder / "thresholds.csv", ["label", "threshold", "val_f1"],
                            [[label, 0.5, ""] for label in LABELS])
                 (folder / "timing.json").write_text(json.dumps(
-                    {"train_seconds": 60.0 * (k + 1), "epochs": 3, "best_epoch": 2, "device": "cpu"}))
+                    {"train_seconds": 60.0 * (k + 1), "epochs": 3, "best_epoch": 2,
+                     "device": "cpu"}))
             else:
-                write_rows(folder / "history.csv", ["epoch", "train_loss", "val_loss", "val_macro_auroc",
-                                                    "seconds"], [[e, 1, 1, 0.5, 30.0] for e in range(4)])
-            (folder / "run.json").write_text(json.dumps({"arguments": {"arch": "resnet50", "split": k}}))
-            write_done(folder, {"arch": "resnet50", "split": k}, RUN_OUTPUTS)
+                write_rows(folder / "history.csv",
+                           ["epoch", "train_loss", "val_loss", "val_macro_auroc", "seconds"],
+                           [[e, 1, 1, 0.5, 30.0] for e in range(4)])
+            arguments = {"arch": "resnet50", "split": k}
+            (folder / "run.json").write_text(json.dumps({"arguments": arguments}))
+            write_done(folder, arguments, RUN_OUTPUTS)
     return root, images, labels
 
 
@@ -84,9 +90,11 @@ def expected_run(root, images, labels, setting, k, tuned):
     for part in ("val", "test"):
         probs = np.load(folder / f"{part}_probs.npy").astype(np.float64)
         ids = [r["image"] for r in read_rows(folder / f"{part}_ids.csv")]
-        out[part] = (np.column_stack([probs, no_finding_score(probs)]), labels[[index[i] for i in ids]])
+        out[part] = (np.column_stack([probs, no_finding_score(probs)]),
+                     labels[[index[i] for i in ids]])
     (vs, vy), (ts, ty) = out["val"], out["test"]
-    thresholds = [best_f1_threshold(vy[:, j], vs[:, j]).threshold for j in range(6)] if tuned else [0.5] * 6
+    thresholds = ([best_f1_threshold(vy[:, j], vs[:, j]).threshold for j in range(6)] if tuned
+                  else [0.5] * 6)
     pred = ts >= np.array(thresholds)
     prf = np.array([precision_recall_f1(ty[:, j], pred[:, j]) for j in range(6)])
     return {"auroc": [auroc(ty[:, j], ts[:, j]) for j in range(6)], "prf": prf,
@@ -103,7 +111,8 @@ def test_report_numbers_files_and_figures(tmp_path):
     main(["--work", str(root)])
     out = root / "results"
     settings = ["resnet50_original", "resnet50_m50"]
-    expected = {s: [expected_run(root, images, labels, s, k, tuned=(s != settings[0])) for k in range(3)]
+    expected = {s: [expected_run(root, images, labels, s, k, tuned=(s != settings[0]))
+                    for k in range(3)]
                 for s in settings}
 
     table2 = {r["setting"]: r for r in read_rows(out / "table2.csv")}
@@ -116,14 +125,17 @@ def test_report_numbers_files_and_figures(tmp_path):
         macro = [100 * np.mean(e["auroc"][:5]) for e in runs]
         assert table2[s]["Macro"] == mean_sd(macro)
         for m, name in enumerate(["P", "R", "F1"]):
-            assert table3[s][f"Macro {name}"] == mean_sd([100 * e["prf"][:5, m].mean() for e in runs])
+            assert table3[s][f"Macro {name}"] == mean_sd([100 * e["prf"][:5, m].mean()
+                                                          for e in runs])
             assert table3[s][f"No Finding {name}"] == mean_sd([100 * e["prf"][5, m] for e in runs])
     assert table2[settings[0]]["Train (min)"] == mean_sd([1.0, 2.0, 3.0])  # timing.json
     assert table2[settings[1]]["Train (min)"] == mean_sd([2.0, 2.0, 2.0])  # summed from history.csv
 
     by_split = read_rows(out / "auroc_by_split.csv")
-    mass = [float(r["auroc"]) for r in by_split if r["setting"] == settings[1] and r["label"] == "Mass"]
-    np.testing.assert_allclose(mass, [e["auroc"][0] for e in expected[settings[1]]], rtol=0, atol=1e-12)
+    mass = [float(r["auroc"]) for r in by_split
+            if r["setting"] == settings[1] and r["label"] == "Mass"]
+    np.testing.assert_allclose(mass, [e["auroc"][0] for e in expected[settings[1]]], rtol=0,
+                               atol=1e-12)
 
     ttests = read_rows(out / "ttests.csv")
     assert len(ttests) == 2  # one pair x two metrics
@@ -144,7 +156,8 @@ def test_report_numbers_files_and_figures(tmp_path):
         assert float(r["r"]) == pytest.approx(e.r) and float(r["p"]) == pytest.approx(e.p)
         assert r["exact"] == "True" and r["permutations"] == "720"
 
-    for name in ["table1.csv", "table1.md", "table2.md", "table3.md", "prf_by_split.csv", "run.json",
+    for name in ["table1.csv", "table1.md", "table2.md", "table3.md", "prf_by_split.csv",
+                 "run.json",
                  "figures/cooccurrence_dataset.png", "figures/roc_curves.png",
                  "figures/cooccurrence_predicted.png"]:
         assert (out / name).is_file(), name
@@ -175,7 +188,8 @@ def test_report_with_one_split_and_cross_setting(tmp_path):
 
 def test_parse_setting():
     s = parse_setting("resnet50_m50")
-    assert (s.name, s.arch, s.train_input, s.test_input) == ("resnet50_m50", "resnet50", "m50", "m50")
+    assert (s.name, s.arch, s.train_input, s.test_input) == ("resnet50_m50", "resnet50", "m50",
+                                                             "m50")
     s = parse_setting("densenet121_m15_on_original")
     assert (s.arch, s.train_input, s.test_input) == ("densenet121", "m15", "original")
 
@@ -230,11 +244,13 @@ def test_stale_run_without_done_json_is_refused(work, capsys):
     assert not (work / "results" / "table2.csv").exists()
     main(["--work", str(work), "--no-figures", "--skip-incomplete"])
     summary = (work / "results" / "summary.md").read_text()
-    assert summary.index("**WARNING: 2 unfinished run folder(s) LEFT OUT") < summary.index("## Data")
+    warning = summary.index("**WARNING: 2 unfinished run folder(s) LEFT OUT")
+    assert warning < summary.index("## Data")
     assert str(stale) in summary and str(stale) in capsys.readouterr().err
     table2 = {r["setting"]: r["splits"] for r in read_rows(work / "results" / "table2.csv")}
     assert table2 == {"resnet50_original": "1", "resnet50_m50": "1"}
-    splits = {(r["setting"], r["split"]) for r in read_rows(work / "results" / "auroc_by_split.csv")}
+    splits = {(r["setting"], r["split"])
+              for r in read_rows(work / "results" / "auroc_by_split.csv")}
     assert ("resnet50_original", "1") not in splits and ("resnet50_m50", "0") not in splits
 
 
@@ -273,7 +289,8 @@ def test_help_works(capsys):
 
 
 def test_label_with_one_class_in_a_test_set(work):
-    """A test set without Fibrosis: that AUROC is undefined there, the cell is marked, macro uses 4 labels."""
+    """A test set without Fibrosis: that AUROC is undefined there, the cell is marked, macro uses 4
+    labels."""
     folder = work / "runs" / "resnet50_m50" / "split0"
     cohort = {r["image"]: r for r in read_rows(work / "cohort" / "cohort.csv")}
     ids = [r["image"] for r in read_rows(folder / "test_ids.csv")]
@@ -291,7 +308,8 @@ def test_label_with_one_class_in_a_test_set(work):
                 if r["setting"] == "resnet50_m50" and r["split"] == "0"]
     values = {r["label"]: r["auroc"] for r in by_split}
     assert values["Fibrosis"] == ""
-    assert float(values["macro"]) == pytest.approx(np.mean([float(values[x]) for x in FINDINGS[:4]]))
+    assert float(values["macro"]) == pytest.approx(np.mean([float(values[x])
+                                                            for x in FINDINGS[:4]]))
     assert parse_cell(row["Fibrosis"].rstrip("*"))[1] is None  # the one remaining split
     summary = (out / "summary.md").read_text()
     assert "Fibrosis: one class only in the test set" in summary
@@ -300,7 +318,8 @@ def test_label_with_one_class_in_a_test_set(work):
 
 def test_intervals_delong_and_holm_in_the_report(tmp_path):
     settings = ("resnet50_original", "resnet50_m15", "resnet50_m50")
-    root, images, labels = build_work(tmp_path / "work", settings=settings, n_splits=3, n_images=160)
+    root, images, labels = build_work(tmp_path / "work", settings=settings, n_splits=3,
+                                      n_images=160)
     main(["--work", str(root), "--no-figures", "--bootstrap", "300"])
     out = root / "results"
     index = {im: i for i, im in enumerate(images)}
@@ -392,7 +411,8 @@ def test_attribution_table_when_present(work):
     main(["--work", str(work), "--no-figures"])
     summary = (work / "results" / "summary.md").read_text()
     assert "| setting | chance | Mass | Pneumonia |" in summary
-    assert f"| resnet50_m50 | 0.40 | {mean_sd([0.9, 1.0], 2)} | {mean_sd([0.9, 1.0], 2)} |" in summary
+    share = mean_sd([0.9, 1.0], 2)
+    assert f"| resnet50_m50 | 0.40 | {share} | {share} |" in summary
     assert "`attribution.csv`: Grad-CAM" in summary
     write_rows(work / "results" / "attribution.csv", ["setting", "split"], [["x", 0]])
     main(["--work", str(work), "--no-figures"])
@@ -408,8 +428,8 @@ def test_masked_inputs_of_any_radius_sort_by_radius(tmp_path):
     assert ordered == ["resnet50_original", "resnet50_m0", "resnet50_m30", "resnet50_m100",
                        "resnet50_overlay", "resnet50_m5x", "resnet50_m15_on_original",
                        "densenet121_m0"]
-    root, _, _ = build_work(tmp_path / "work", settings=("resnet50_m100", "resnet50_m0",
-                                                         "resnet50_original"), n_splits=1, n_images=80)
+    settings = ("resnet50_m100", "resnet50_m0", "resnet50_original")
+    root, _, _ = build_work(tmp_path / "work", settings=settings, n_splits=1, n_images=80)
     main(["--work", str(root), "--no-figures", "--bootstrap", "0"])
     assert [r["setting"] for r in read_rows(root / "results" / "table2.csv")] == \
         ["resnet50_original", "resnet50_m0", "resnet50_m100"]

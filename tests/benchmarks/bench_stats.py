@@ -34,7 +34,8 @@ def main():
     seconds, value = best_time(lambda: auroc(y, score))
     print(f"auroc, 10^6 scores:                 {seconds:.3f} s  (AUROC {value:.4f})")
     seconds, value = best_time(lambda: best_f1_threshold(y, score))
-    print(f"best_f1_threshold, 10^6 scores:     {seconds:.3f} s  (threshold {value.threshold:.3f}, F1 {value.f1:.4f})")
+    print(f"best_f1_threshold, 10^6 scores:     {seconds:.3f} s  "
+          f"(threshold {value.threshold:.3f}, F1 {value.f1:.4f})")
 
     for size in (6, 8):
         m = rng.integers(0, 100, (size, size))
@@ -44,7 +45,8 @@ def main():
         seconds, result = best_time(lambda: mantel(a, b, permutations=9999, method="spearman"))
         mode = f"exact, {result.permutations} permutations" if result.exact else \
             f"random, {result.permutations} permutations"
-        print(f"mantel {size}x{size}, 9,999 requested ({mode}): {seconds:.3f} s  (r {result.r:.3f}, p {result.p:.4f})")
+        print(f"mantel {size}x{size}, 9,999 requested ({mode}): {seconds:.3f} s  "
+              f"(r {result.r:.3f}, p {result.p:.4f})")
 
     n = 2000
     labels = (rng.random((n, 5)) < 0.3).astype(int)
@@ -58,9 +60,11 @@ def main():
     print(f"bootstrap, 1,000 resamples, 2,000 x 5 labels + macro: {seconds:.3f} s  "
           f"(macro interval {result.macro[0]:.4f}-{result.macro[1]:.4f})")
     seconds, result = best_time(lambda: delong_test(labels[:, 0], scores[:, 0], other[:, 0]))
-    print(f"delong_test, 2,000 scores:          {seconds:.4f} s  (z {result.z:.2f}, p {result.p:.3g})")
+    print(f"delong_test, 2,000 scores:          {seconds:.4f} s  "
+          f"(z {result.z:.2f}, p {result.p:.3g})")
     seconds, result = best_time(lambda: delong_macro(labels, scores, other))
-    print(f"delong_macro, 2,000 x 5 labels:     {seconds:.4f} s  (z {result.z:.2f}, p {result.p:.3g})")
+    print(f"delong_macro, 2,000 x 5 labels:     {seconds:.4f} s  "
+          f"(z {result.z:.2f}, p {result.p:.3g})")
 
 
 if __name__ == "__main__":
