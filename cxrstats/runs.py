@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import IncompleteRunError, read_csv, read_done
+from cxrstats.fileio import read_csv, read_done
 from cxrstats.study import FINDINGS, LABELS
 
 ARCH_ORDER = ("resnet50", "densenet121")
