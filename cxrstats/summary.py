@@ -38,8 +38,16 @@ DESCRIPTIONS = {
     "mantel.csv": "Spearman Mantel test per run: true vs predicted test co-occurrence (6 labels)",
     "attribution.csv": "Grad-CAM share of positive attribution inside the lungs per setting, split "
                        "and label (cxrcls.attribution)",
-    "tightness.csv": "AUROC against the mask's dilation radius (mask tightness)",
-    "figures/tightness.png": "AUROC against the mask's dilation radius",
+    "attribution_per_image.csv": "the same per test image (cxrcls.attribution)",
+    "attribution.md": "attribution table as Markdown (cxrcls.attribution)",
+    "figures/attribution_panels.png": "Grad-CAM heat maps over test images, lung outline drawn "
+                                      "(cxrcls.attribution)",
+    "run_attribution.json": "cxrcls.attribution's arguments and provenance",
+    "done_attribution.json": "cxrcls.attribution's completion record",
+    "tightness.csv": "AUROC against the mask's dilation radius (cxrstats.tightness)",
+    "figures/tightness.png": "AUROC against the mask's dilation radius (cxrstats.tightness)",
+    "run_tightness.json": "cxrstats.tightness's arguments and provenance",
+    "done_tightness.json": "cxrstats.tightness's completion record",
     "figures/cooccurrence_dataset.png": "label co-occurrence counts in the whole cohort",
     "figures/roc_curves.png": "test ROC curves per label, derived No Finding dashed, two settings",
     "figures/cooccurrence_predicted.png": "test-set true vs predicted label co-occurrence",
@@ -85,6 +93,11 @@ def random_segmenter_warning(work: Path) -> str | None:
     return None
 
 
+def _float(text: str) -> float:
+    """A CSV number; an empty field (undefined) is NaN."""
+    return float(text) if text.strip() else float("nan")
+
+
 def attribution_table(paths: list[Path]) -> list[str]:
     """summary.md lines for the first existing attribution.csv among `paths`: mean in-lung share of
     positive Grad-CAM attribution over splits, per setting and label, with the chance level (the
@@ -95,7 +108,7 @@ def attribution_table(paths: list[Path]) -> list[str]:
     columns = ["setting", "split", "label", "in_lung_share", "chance_level", "n_images"]
     try:
         rows = read_csv(path, required=columns)
-        values = [(r["setting"], r["label"], float(r["in_lung_share"]), float(r["chance_level"]))
+        values = [(r["setting"], r["label"], _float(r["in_lung_share"]), _float(r["chance_level"]))
                   for r in rows]
     except ValueError as error:
         return ["### Where the classifiers look", "", f"`{path}` is unreadable: {error}", ""]
@@ -104,8 +117,8 @@ def attribution_table(paths: list[Path]) -> list[str]:
     labels = [x for x in LABELS if x in found] + [x for x in found if x not in LABELS]
     body = []
     for setting in settings:
-        chance = [v[3] for v in values if v[0] == setting]
-        row = [setting, f"{np.nanmean(chance):.2f}" if chance else "n/a"]
+        chance = [v[3] for v in values if v[0] == setting and np.isfinite(v[3])]
+        row = [setting, f"{np.mean(chance):.2f}" if chance else "n/a"]
         for label in labels:
             shares = [v[2] for v in values if v[0] == setting and v[1] == label]
             row.append(cell(shares, 2) if shares else "")

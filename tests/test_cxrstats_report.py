@@ -414,6 +414,12 @@ def test_attribution_table_when_present(work):
     share = mean_sd([0.9, 1.0], 2)
     assert f"| resnet50_m50 | 0.40 | {share} | {share} |" in summary
     assert "`attribution.csv`: Grad-CAM" in summary
+    rows[0][3] = ""  # an undefined share (no image with positive attribution): left out, marked
+    write_rows(work / "results" / "attribution.csv",
+               ["setting", "split", "label", "in_lung_share", "chance_level", "n_images"], rows)
+    main(["--work", str(work), "--no-figures"])
+    summary = (work / "results" / "summary.md").read_text()
+    assert f"| resnet50_original | 0.40 | 0.60 ± n/a* | {mean_sd([0.5, 0.6], 2)} |" in summary
     write_rows(work / "results" / "attribution.csv", ["setting", "split"], [["x", 0]])
     main(["--work", str(work), "--no-figures"])
     assert "attribution.csv` is unreadable" in (work / "results" / "summary.md").read_text()
