@@ -64,4 +64,9 @@ ifeq ($(filter image patient,$(SPLIT_BY)),)
 $(error SPLIT_BY=$(SPLIT_BY): choose image or patient)
 endif
 include profiles/$(PROFILE).mk
+# SLURM=1: every stage as its own Slurm job step (sets LAUNCH_GPU and LAUNCH_CPU, see the file).
+SLURM ?= 0
+ifeq ($(SLURM),1)
+include profiles/slurm/steps.mk
+endif
 include profiles/pipeline.mk

@@ -40,9 +40,10 @@ ATTRIBUTION     ?= 0
 # Masks: `m<r>` in INPUTS is the eroded mask dilated by r pixels (m0: the eroded mask itself). The
 # post-processing writes masks/m<r>.npy for the study's 15 and 50 and every radius INPUTS names.
 MASK_RADII := $(patsubst m%,%,$(filter m%,$(INPUTS)))
-BAD_RADII  := $(shell for r in $(MASK_RADII); do case $$r in (''|*[!0-9]*|0?*) echo m$$r;; esac; done)
-ifneq ($(BAD_RADII),)
-$(error INPUTS=$(INPUTS): $(BAD_RADII) is not m<radius in pixels>, e.g. m0 m15 m30 m50 m100)
+BAD_RADII  := $(filter m,$(INPUTS)) \
+	$(shell for r in $(MASK_RADII); do case $$r in (*[!0-9]*|0?*) echo m$$r;; esac; done)
+ifneq ($(strip $(BAD_RADII)),)
+$(error INPUTS=$(INPUTS): $(strip $(BAD_RADII)) is not m<radius in pixels>, e.g. m0 m15 m30 m50 m100)
 endif
 DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 
