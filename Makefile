@@ -54,7 +54,7 @@ lint: $(RUFF)
 # ---------------------------------------------------------------- the study
 # PROFILE=demo (default) runs on generated data; PROFILE=paper on the real datasets.
 # SPLIT_BY=patient keeps each patient's images in one part of every split (the study split by
-# image); its work folder is work/<profile>-patient by default, so both kinds can exist side by side.
+# image); its work folder is work/<profile>-patient by default, so both can exist side by side.
 PROFILE      ?= demo
 SPLIT_BY     ?= image
 WORK_IMAGE   ?= work/$(PROFILE)

@@ -14,11 +14,12 @@ SEG_MASKS   := $(WORK)/data/seg/masks
 NIH_LABELS  := $(WORK)/data/nih/Data_Entry_2017.csv
 NIH_IMAGES  := $(WORK)/data/nih/images
 
-# Segmentation: LiteMedSAM's real weights when installed (make setup does), else a random micro model.
+# Segmentation: LiteMedSAM's real weights when installed (make setup does), else a random micro
+# model, with a loud warning when make starts.
 SEG_CHECKPOINT = $(if $(LITE_WEIGHTS),lite,micro)
 SEG_CONFIG     = $(SEG_CHECKPOINT)
-SEG_WARNING    = $(if $(LITE_WEIGHTS),,LiteMedSAM weights not found (run make setup): the demo segments \
-                 with a RANDOM micro model, so its masks are meaningless)
+SEG_WARNING    = $(if $(LITE_WEIGHTS),,LiteMedSAM weights not found (run make setup): the demo \
+                 segments with a RANDOM micro model, so its masks are meaningless)
 FINETUNE_ARGS ?= --train decoder --epochs 4 --patience 3 --batch-size 8
 EVALUATE_ARGS ?=
 PREDICT_ARGS  ?= --refine 1

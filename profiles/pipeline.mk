@@ -10,8 +10,8 @@
 # does nothing; deleting a folder (e.g. one run) re-runs only that stage and what reads it; an
 # interrupted run continues (fine-tuning and training resume from their last.pt). A stage also
 # depends on the project source files it imports (found by profiles/module_deps.py) and on its
-# command line (recorded in $(WORK)/.args/<stage>), so editing code or a profile value re-runs exactly
-# the stages it affects. `make -j N reproduce` trains independent runs in parallel.
+# command line (recorded in $(WORK)/.args/<stage>), so editing code or a profile value re-runs
+# exactly the stages it affects. `make -j N reproduce` trains independent runs in parallel.
 #
 # Every stage command is `$(LAUNCH_<kind>) <runner> -m <module> <arguments>`: the launcher (empty by
 # default; e.g. `srun --gres=gpu:1`) is LAUNCH_GPU for the stages that use a GPU when there is one
@@ -43,7 +43,7 @@ MASK_RADII := $(patsubst m%,%,$(filter m%,$(INPUTS)))
 BAD_RADII  := $(filter m,$(INPUTS)) \
 	$(shell for r in $(MASK_RADII); do case $$r in (*[!0-9]*|0?*) echo m$$r;; esac; done)
 ifneq ($(strip $(BAD_RADII)),)
-$(error INPUTS=$(INPUTS): $(strip $(BAD_RADII)) is not m<radius in pixels>, e.g. m0 m15 m30 m50 m100)
+$(error INPUTS=$(INPUTS): $(strip $(BAD_RADII)) is not m<radius in pixels> (m0 m15 m30 m50 ...))
 endif
 DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 
@@ -86,8 +86,9 @@ CMD_DATA        = cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls
 CMD_SPLIT       = cxrseg.split --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
                   --out $(W)/seg/splits.csv --seed $(SEED)
 CMD_FINETUNE    = cxrseg.finetune --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
-                  --splits $(W)/seg/splits.csv --checkpoint $(SEG_CHECKPOINT) --config $(SEG_CONFIG) \
-                  --out $(W)/seg $(FINETUNE_ARGS) --seed $(SEED) --device $(DEVICE)
+                  --splits $(W)/seg/splits.csv --checkpoint $(SEG_CHECKPOINT) \
+                  --config $(SEG_CONFIG) --out $(W)/seg $(FINETUNE_ARGS) --seed $(SEED) \
+                  --device $(DEVICE)
 CMD_EVALUATE    = cxrseg.evaluate --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
                   --splits $(W)/seg/splits.csv --checkpoint $(W)/seg/best.pt \
                   --zero-shot $(SEG_CHECKPOINT) --config $(SEG_CONFIG) --out $(W)/seg/eval.csv \
@@ -104,7 +105,8 @@ CMD_POSTPROCESS = cxrseg.postprocess --masks $(W)/masks/raw.npy --index $(W)/cac
                   --erode $(ERODE) --dilate $(DILATE) --out $(W)/masks
 # One training run: $(call CMD_TRAIN,arch,input,split)
 CMD_TRAIN       = cxrcls.train --work $(W) --arch $(1) --train-input $(2) --split $(3) \
-                  --out $(W)/runs/$(1)_$(2)/split$(3) $(TRAIN_ARGS) --seed $(SEED) --device $(DEVICE)
+                  --out $(W)/runs/$(1)_$(2)/split$(3) $(TRAIN_ARGS) --seed $(SEED) \
+                  --device $(DEVICE)
 CMD_SEGFIGURES  = cxrseg.figures --seg $(W)/seg --cache $(W)/cache --masks $(W)/masks \
                   --out $(W)/results/figures
 CMD_REPORT      = cxrstats.report --work $(W) --out $(W)/results --settings $(SETTINGS) \
@@ -112,7 +114,8 @@ CMD_REPORT      = cxrstats.report --work $(W) --out $(W)/results --settings $(SE
 CMD_ATTRIBUTION = cxrcls.attribution --work $(W) --settings $(SETTINGS) --out $(W)/results \
                   $(ATTRIBUTION_ARGS) --seed $(SEED) --device $(DEVICE)
 CMD_TIGHTNESS   = cxrstats.tightness --work $(W) --out $(W)/results $(TIGHTNESS_ARGS)
-CMD_COMPARE     = cxrstats.compare --a $(A) --b $(B) --out $(B)/compare $(COMPARE_ARGS) --seed $(SEED)
+CMD_COMPARE     = cxrstats.compare --a $(A) --b $(B) --out $(B)/compare $(COMPARE_ARGS) \
+                  --seed $(SEED)
 ATTRIBUTION_ARGS ?=
 TIGHTNESS_ARGS   ?=
 COMPARE_ARGS     ?=
@@ -192,7 +195,8 @@ COHORT_DONE   := $(W)/cohort/.done-cohort
 CACHE_DONE    := $(W)/cache/.done-cache
 PREDICT_DONE  := $(W)/masks/.done-predict
 POST_DONE     := $(W)/masks/.done-postprocess
-RUN_DONE       = $(foreach s,$(SETTINGS),$(foreach k,$(SPLIT_IDS),$(W)/runs/$(s)/split$(k)/.done-train))
+RUN_DONE       = $(foreach s,$(SETTINGS),$(foreach k,$(SPLIT_IDS),\
+	$(W)/runs/$(s)/split$(k)/.done-train))
 SEGFIG_DONE   := $(if $(wildcard cxrseg/figures.py),$(W)/results/figures/.done-segfigures)
 ATTR_DONE     := $(W)/results/.done-attribution
 TIGHT_DONE    := $(W)/results/.done-tightness
@@ -219,20 +223,25 @@ endif
 
 # Resume flag for stages that can continue: --resume when $(1)/last.pt exists and is newer than
 # every prerequisite (an interrupted run of the same job), otherwise a fresh start.
-resume_if_fresh = $(if $(wildcard $(1)/last.pt),$(if $(shell find $^ -newer $(1)/last.pt -print -quit),,--resume))
+resume_if_fresh = $(if $(wildcard $(1)/last.pt),$(if \
+	$(shell find $^ -newer $(1)/last.pt -print -quit),,--resume))
 
 # Mask checksums: masks/.sum-<name> holds the checksum of masks/<name>.npy and is rewritten only
 # when the content changed. A training run depends on the checksum of the mask its input reads, so
 # re-running the post-processing (e.g. with another INPUTS, hence another --dilate list) re-trains
 # only the runs whose mask changed. mask_of: m<r> -> m<r>, overlay -> raw, original -> none.
-mask_of  = $(if $(filter m%,$(1)),$(1),$(if $(filter overlay,$(1)),raw,$(if $(filter-out original,$(1)),?)))
-mask_dep = $(if $(filter ?,$(call mask_of,$(1))),$(POST_DONE),$(if $(call mask_of,$(1)),$(W)/masks/.sum-$(call mask_of,$(1))))
+# Any other input that is not `original` waits for the whole post-processing stamp instead.
+mask_of  = $(if $(filter m%,$(1)),$(1),$(if $(filter overlay,$(1)),raw,$(if \
+	$(filter-out original,$(1)),?)))
+mask_dep = $(if $(filter ?,$(call mask_of,$(1))),$(POST_DONE),$(if \
+	$(call mask_of,$(1)),$(W)/masks/.sum-$(call mask_of,$(1))))
 UPDATE_SUMS = for f in $(W)/masks/*.npy; do n=$${f%.npy}; s=$(W)/masks/.sum-$${n\#\#*/}; \
 	md5sum < $$f > $$s.tmp; if cmp -s $$s.tmp $$s; then rm $$s.tmp; else mv $$s.tmp $$s; fi; done
 
 # ---------------------------------------------------------------- rules
-ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(EVALUATE_DONE) $(COHORT_DONE) $(CACHE_DONE) \
-	$(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(ATTR_DONE) $(REPORT_DONE) $(TIGHT_DONE)
+ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(EVALUATE_DONE) $(COHORT_DONE) \
+	$(CACHE_DONE) $(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(ATTR_DONE) \
+	$(REPORT_DONE) $(TIGHT_DONE)
 define print_stage_times
 @echo "stage times in seconds (profile $(PROFILE); each from the run that produced its output):"
 @cat /dev/null $(wildcard $(ALL_DONE)) | awk -F'\t' \
@@ -290,7 +299,8 @@ $(W)/masks/.sum-%: | $(POST_DONE)
 define TRAIN_RULE
 $(W)/runs/$(1)_$(2)/split$(3)/.done-train: $(CACHE_DONE) $(call mask_dep,$(2)) \
 		$(CODE_TRAIN) $(ARGS_DIR)/TRAIN_SHARED | $(SETUP)
-	$$(call run_train,train $(1)_$(2)/split$(3),$$(call CMD_TRAIN,$(1),$(2),$(3)) $$(call resume_if_fresh,$(W)/runs/$(1)_$(2)/split$(3)))
+	$$(call run_train,train $(1)_$(2)/split$(3),$$(call CMD_TRAIN,$(1),$(2),$(3)) \
+		$$(call resume_if_fresh,$(W)/runs/$(1)_$(2)/split$(3)))
 endef
 $(foreach a,$(ARCHS),$(foreach i,$(INPUTS),$(foreach k,$(SPLIT_IDS),\
 	$(eval $(call TRAIN_RULE,$(a),$(i),$(k))))))
@@ -312,9 +322,10 @@ $(TIGHT_DONE): $(REPORT_DONE) $(CODE_TIGHTNESS) $(ARGS_DIR)/TIGHTNESS | $(SETUP)
 # `make compare`: first the two work folders' pipelines (image-level splits into A, patient-level
 # into B) when A and B are the profile's defaults, then the comparison. Folders given by hand
 # (A=... B=...) must hold finished runs: they are read, never re-run.
+SUBMAKE := --no-print-directory reproduce
 compare: | $(SETUP)
-	$(if $(filter $(WORK_IMAGE),$(A)),+@$(MAKE) --no-print-directory reproduce WORK=$(A) SPLIT_BY=image)
-	$(if $(filter $(WORK_PATIENT),$(B)),+@$(MAKE) --no-print-directory reproduce WORK=$(B) SPLIT_BY=patient)
+	$(if $(filter $(WORK_IMAGE),$(A)),+@$(MAKE) $(SUBMAKE) WORK=$(A) SPLIT_BY=image)
+	$(if $(filter $(WORK_PATIENT),$(B)),+@$(MAKE) $(SUBMAKE) WORK=$(B) SPLIT_BY=patient)
 	+@$(MAKE) --no-print-directory $(COMPARE_DONE) WORK=$(B) SPLIT_BY=patient
 
 $(COMPARE_DONE): $(wildcard $(A)/results/.done-report $(B)/results/.done-report) $(CODE_COMPARE) \

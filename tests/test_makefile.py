@@ -9,7 +9,7 @@ from makeutil import HAVE_MAKE, ROOT, SETUP, commands, run_make
 
 pytestmark = [
     pytest.mark.skipif(not HAVE_MAKE, reason="GNU make not installed"),
-    pytest.mark.skipif(not SETUP.exists(), reason="run `make setup` first (the tests never install)"),
+    pytest.mark.skipif(not SETUP.exists(), reason="run `make setup` first (tests never install)"),
 ]
 
 GPU = "gpu-launcher"
@@ -92,7 +92,8 @@ def test_paper_profile_takes_litemedsam_with_one_variable(tmp_path):
         pytest.skip("LiteMedSAM weights not installed")
     lite = _paper(tmp_path, "SEG_MODEL=lite")
     _assert_no_undefined(lite)
-    seg = [c for c in commands(lite.stdout) if re.search(r"-m cxrseg\.(finetune|evaluate|predict)", c)]
+    seg = [c for c in commands(lite.stdout)
+           if re.search(r"-m cxrseg\.(finetune|evaluate|predict)", c)]
     assert len(seg) == 3 and all("--config lite" in c for c in seg)
     assert "--checkpoint lite" in seg[0] and "--zero-shot lite" in seg[1]
     wrong = _paper(tmp_path, "SEG_MODEL=vit", check=False)
@@ -127,7 +128,8 @@ def test_launchers_go_in_front_of_each_stage_by_kind_and_are_not_recorded(tmp_pa
         "cxrseg.figures": {CPU}, "cxrstats.report": {CPU}}
     for command in stages:
         if "-m cxrcls.train" in command:
-            assert command.startswith(f"{GPU} --gres=gpu:1 torchrun --nproc_per_node=2 -m cxrcls.train")
+            assert command.startswith(
+                f"{GPU} --gres=gpu:1 torchrun --nproc_per_node=2 -m cxrcls.train")
         else:
             assert " python" in command or "/python" in command
     # Same recorded command lines: changing the launcher re-runs nothing.
@@ -242,7 +244,8 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
     stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
               "cohort/.done-cohort", "cache/.done-cache", "masks/.done-predict",
               "masks/.done-postprocess", "masks/.sum-m50"]
-    stamps += [f"runs/resnet18_{i}/split{k}/.done-train" for i in ("original", "m50") for k in (0, 1)]
+    stamps += [f"runs/resnet18_{i}/split{k}/.done-train"
+               for i in ("original", "m50") for k in (0, 1)]
     stamps += ["results/figures/.done-segfigures", "results/.done-report"]
     now = time.time()
     for n, name in enumerate(stamps):                             # one second apart, in order
