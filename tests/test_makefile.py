@@ -1,7 +1,10 @@
 """The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
 SPLIT_BY, INPUTS (m<r>), ATTRIBUTION, SEG_MODEL and the targets tightness, compare, lint."""
+import os
 import re
+import subprocess
+import time
 
 import pytest
 
@@ -236,9 +239,6 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
     """Stamps made by hand in pipeline order: `make -q` says up to date; a post-processing that
     re-ran with the same masks (checksums unchanged) re-runs the figures and report, no training;
     a changed mask re-trains the runs that read it."""
-    import os
-    import time
-
     work = tmp_path / "w"
     stages = commands(_dry(work, "PROFILE=tiny").stdout)          # writes .make/env.mk and .args
     stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
@@ -265,3 +265,24 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
     changed = commands(run_make("-n", f"WORK={work}", "PROFILE=tiny").stdout)
     assert [c for c in changed if "-m cxrcls.train" in c and "--train-input m50" in c]
     assert not [c for c in changed if "--train-input original" in c]
+
+
+def test_gpu_slot_launcher_gives_each_command_its_own_gpu_slot(tmp_path):
+    """Three commands at once on two GPUs with one slot each: never two on one GPU at a time."""
+    script = ROOT / "profiles" / "gpu_slot.sh"
+    job = ('echo "$CUDA_VISIBLE_DEVICES $OMP_NUM_THREADS $(date +%s.%N)" > "$0.start"; sleep 0.6; '
+           'date +%s.%N > "$0.end"')
+    env = {**os.environ, "GPU_IDS": "0 1", "GPU_THREADS": "3", "GPU_LOCK_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([str(script), "bash", "-c", job, str(tmp_path / f"job{i}")], env=env)
+             for i in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    spans = []
+    for i in range(3):
+        gpu, threads, start = (tmp_path / f"job{i}.start").read_text().split()
+        end = float((tmp_path / f"job{i}.end").read_text())
+        assert gpu in ("0", "1") and threads == "3"
+        spans.append((gpu, float(start), end))
+    for a in range(3):
+        for b in range(a + 1, 3):
+            (ga, sa, ea), (gb, sb, eb) = spans[a], spans[b]
+            assert ga != gb or ea <= sb or eb <= sa, spans        # same GPU: one after the other
