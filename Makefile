@@ -1,4 +1,4 @@
-# cxr-lungmask: two commands matter, `make reproduce` and `make test`.
+# cxr-lungmask: two commands matter, `make reproduce` (also a plain `make`) and `make test`.
 # Every target depends on the virtual environment, created on first use.
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,6 +16,7 @@ SETUP  := $(VENV)/.installed
 # Goals that never run the study (setup, tests, lint): for them no profile check runs and nothing
 # under $(WORK) is touched. Every other goal, and a plain `make` (whose goal is .DEFAULT_GOAL, set
 # above), runs the pipeline: PIPELINE_GOALS is the one definition profiles/*.mk test against.
+# ($(value ...) reads MAKECMDGOALS, which a plain `make` leaves undefined, without a warning.)
 RUFF := $(VENV)/bin/ruff
 NON_PIPELINE_GOALS := setup test test-fast bench lint clean-work $(SETUP) $(RUFF)
 PIPELINE_GOALS := $(filter-out $(NON_PIPELINE_GOALS),$(or $(value MAKECMDGOALS),$(.DEFAULT_GOAL)))
