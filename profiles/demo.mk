@@ -1,7 +1,7 @@
 # Demo profile: the whole study on generated phantoms, small enough for 7-9 minutes on a
 # 2-core CPU after setup. Same stages and file layout as the paper profile; only sizes differ.
 # Every value can be overridden on the command line, e.g. `make reproduce SPLITS=3 DEMO_N_CLS=400`.
-WORK        ?= work/demo
+# WORK defaults to work/demo (work/demo-patient with SPLIT_BY=patient), set in the Makefile.
 DATA_SOURCE := demo
 
 # Generated data (cxrcls.demo_data): a segmentation set like RSUA and an NIH-like set.
@@ -14,18 +14,20 @@ SEG_MASKS   := $(WORK)/data/seg/masks
 NIH_LABELS  := $(WORK)/data/nih/Data_Entry_2017.csv
 NIH_IMAGES  := $(WORK)/data/nih/images
 
-# Segmentation: LiteMedSAM's real weights when installed (make setup does), else a random micro model.
+# Segmentation: LiteMedSAM's real weights when installed (make setup does), else a random micro
+# model, with a loud warning when make starts.
 SEG_CHECKPOINT = $(if $(LITE_WEIGHTS),lite,micro)
 SEG_CONFIG     = $(SEG_CHECKPOINT)
-SEG_WARNING    = $(if $(LITE_WEIGHTS),,LiteMedSAM weights not found (run make setup): the demo segments \
-                 with a RANDOM micro model, so its masks are meaningless)
+SEG_WARNING    = $(if $(LITE_WEIGHTS),,LiteMedSAM weights not found (run make setup): the demo \
+                 segments with a RANDOM micro model, so its masks are meaningless)
 FINETUNE_ARGS ?= --train decoder --epochs 4 --patience 3 --batch-size 8
 EVALUATE_ARGS ?=
-PREDICT_ARGS  ?= --refine 1 --batch-size 8
+PREDICT_ARGS  ?= --refine 1
 
-# Cohort and cache: every generated image is used (the study's caps of 2,000 are far above 120).
+# Cohort and cache: every generated image is used (the study's caps of 2,000 are far above 120),
+# split by image unless SPLIT_BY=patient.
 SPLITS      ?= 2
-COHORT_ARGS ?= --split-by image
+COHORT_ARGS ?=
 CACHE_SIZE  ?= 512
 CACHE_ARGS  ?=
 ERODE       ?= 5

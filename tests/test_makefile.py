@@ -1,0 +1,289 @@
+"""The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
+reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
+SPLIT_BY, INPUTS (m<r>), ATTRIBUTION, SEG_MODEL and the targets tightness, compare, lint."""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from makeutil import HAVE_MAKE, ROOT, SETUP, commands, run_make
+
+pytestmark = [
+    pytest.mark.skipif(not HAVE_MAKE, reason="GNU make not installed"),
+    pytest.mark.skipif(not SETUP.exists(), reason="run `make setup` first (tests never install)"),
+]
+
+GPU = "gpu-launcher"
+CPU = "cpu-launcher"
+UNDEFINED = re.compile(r"^(\S+):\d+: warning: undefined variable '([^']*)'", re.MULTILINE)
+
+
+def _dry(work, *args, check=True):
+    return run_make("-n", "--warn-undefined-variables", f"WORK={work}", *args, check=check)
+
+
+def _lite_installed() -> bool:
+    from vendor_medsam.weights import find_lite_weights  # light: no torch
+    return find_lite_weights() is not None
+
+
+def _assert_no_undefined(result):
+    ours = [m for m in UNDEFINED.finditer(result.stderr)]
+    assert not ours, result.stderr
+
+
+@pytest.mark.parametrize("profile", ["tiny", "demo"])
+def test_plain_make_runs_exactly_what_make_reproduce_runs(tmp_path, profile):
+    plain = _dry(tmp_path / "w", f"PROFILE={profile}")
+    goal = _dry(tmp_path / "w", f"PROFILE={profile}", "reproduce")
+    assert commands(plain.stdout) == commands(goal.stdout)
+    assert plain.stdout == goal.stdout and plain.stderr == goal.stderr
+    stages = commands(plain.stdout)
+    assert any("-m cxrseg.finetune" in c for c in stages) and any("-m cxrstats.report" in c
+                                                                    for c in stages)
+    _assert_no_undefined(plain)
+    _assert_no_undefined(goal)
+    # Recorded once for every goal: the stage's command lines under WORK/.args.
+    assert (tmp_path / "w" / ".args" / "FINETUNE").is_file()
+
+
+def test_demo_plain_make_uses_litemedsam_when_installed(tmp_path):
+    if not _lite_installed():
+        pytest.skip("LiteMedSAM weights not installed")
+    plain = _dry(tmp_path / "w")
+    finetune = [c for c in commands(plain.stdout) if "-m cxrseg.finetune" in c]
+    assert len(finetune) == 1 and "--checkpoint lite --config lite" in finetune[0]
+    assert "RANDOM" not in plain.stderr
+
+
+def test_plain_make_warns_loudly_when_the_demo_falls_back_to_a_random_segmenter(tmp_path):
+    plain = _dry(tmp_path / "w", "LITE_WEIGHTS=")
+    finetune = [c for c in commands(plain.stdout) if "-m cxrseg.finetune" in c]
+    assert "--checkpoint micro" in finetune[0]
+    assert "RANDOM micro model" in plain.stderr
+
+
+@pytest.mark.parametrize("goal", ["test", "test-fast", "bench", "setup", "lint", "clean-work"])
+def test_non_pipeline_goals_touch_nothing_under_work(tmp_path, goal):
+    result = _dry(tmp_path / "w", goal, "PROFILE=paper")    # paper: no NIH_DIR, yet no error
+    _assert_no_undefined(result)
+    assert not (tmp_path / "w" / ".args").exists()
+
+
+def test_paper_profile_checks_run_for_plain_make_too(tmp_path):
+    result = _dry(tmp_path / "w", "PROFILE=paper", check=False)
+    assert result.returncode != 0 and "PROFILE=paper needs NIH_DIR" in result.stderr
+    assert "cxrcls.cohort" not in result.stdout
+
+
+def _paper(tmp_path, *args, check=True):
+    nih = tmp_path / "nih"
+    nih.mkdir(exist_ok=True)
+    (nih / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels,Patient ID\n")
+    for name in ("images", "masks"):
+        (tmp_path / "rsua" / name).mkdir(parents=True, exist_ok=True)
+    return _dry(tmp_path / "w", "PROFILE=paper", f"NIH_DIR={nih}", f"RSUA_DIR={tmp_path / 'rsua'}",
+                *args, check=check)
+
+
+def test_paper_profile_takes_litemedsam_with_one_variable(tmp_path):
+    missing = _paper(tmp_path, check=False)
+    assert missing.returncode != 0 and "MEDSAM_CKPT" in missing.stderr
+    if not _lite_installed():
+        pytest.skip("LiteMedSAM weights not installed")
+    lite = _paper(tmp_path, "SEG_MODEL=lite")
+    _assert_no_undefined(lite)
+    seg = [c for c in commands(lite.stdout)
+           if re.search(r"-m cxrseg\.(finetune|evaluate|predict)", c)]
+    assert len(seg) == 3 and all("--config lite" in c for c in seg)
+    assert "--checkpoint lite" in seg[0] and "--zero-shot lite" in seg[1]
+    wrong = _paper(tmp_path, "SEG_MODEL=vit", check=False)
+    assert wrong.returncode != 0 and "SEG_MODEL=vit" in wrong.stderr
+
+
+def test_paper_profile_refuses_lite_when_its_weights_are_missing(tmp_path):
+    result = _paper(tmp_path, "SEG_MODEL=lite", "LITE_WEIGHTS=", check=False)
+    assert result.returncode != 0 and "LiteMedSAM weights not found" in result.stderr
+
+
+def _kind(command):
+    return GPU if command.startswith(GPU) else CPU if command.startswith(CPU) else None
+
+
+def test_launchers_go_in_front_of_each_stage_by_kind_and_are_not_recorded(tmp_path):
+    plain = commands(_dry(tmp_path / "w", "PROFILE=tiny").stdout)
+    args = {p.name: p.read_text() for p in (tmp_path / "w" / ".args").iterdir()}
+    launched = _dry(tmp_path / "w", "PROFILE=tiny", f"LAUNCH_GPU={GPU} --gres=gpu:1",
+                    f"LAUNCH_CPU={CPU} -c 1", "RUN_TRAIN=torchrun --nproc_per_node=2")
+    _assert_no_undefined(launched)
+    stages = commands(launched.stdout)
+    assert len(stages) == len(plain) == 14          # 10 stages and 4 training runs
+    kinds = {}
+    for command in stages:
+        module = re.search(r" -m (\S+)", command).group(1)
+        kinds.setdefault(module, set()).add(_kind(command))
+    assert kinds == {
+        "cxrcls.demo_data": {CPU}, "cxrseg.split": {CPU}, "cxrseg.finetune": {GPU},
+        "cxrseg.evaluate": {GPU}, "cxrcls.cohort": {CPU}, "cxrcls.cache": {CPU},
+        "cxrseg.predict": {GPU}, "cxrseg.postprocess": {CPU}, "cxrcls.train": {GPU},
+        "cxrseg.figures": {CPU}, "cxrstats.report": {CPU}}
+    for command in stages:
+        if "-m cxrcls.train" in command:
+            assert command.startswith(
+                f"{GPU} --gres=gpu:1 torchrun --nproc_per_node=2 -m cxrcls.train")
+        else:
+            assert " python" in command or "/python" in command
+    # Same recorded command lines: changing the launcher re-runs nothing.
+    assert {p.name: p.read_text() for p in (tmp_path / "w" / ".args").iterdir()} == args
+
+
+def test_slurm_fragment_runs_each_stage_as_a_job_step(tmp_path):
+    stages = commands(_dry(tmp_path / "w", "PROFILE=tiny", "SLURM=1").stdout)
+    assert stages and all(c.startswith("srun --exact --ntasks=1 ") for c in stages)
+    for command in stages:
+        gpu = re.search(r" -m cxr(seg\.(finetune|evaluate|predict)|cls\.train) ", command)
+        assert ("--gres=gpu:1" in command) == bool(gpu), command
+        assert "env OMP_NUM_THREADS=" in command
+
+
+def test_split_by_patient_gets_its_own_work_folder(tmp_path):
+    result = run_make("-n", "--warn-undefined-variables", "PROFILE=tiny", "SPLIT_BY=patient",
+                      f"WORK_PATIENT={tmp_path / 'patient'}", f"WORK_IMAGE={tmp_path / 'image'}")
+    _assert_no_undefined(result)
+    cohort = [c for c in commands(result.stdout) if "-m cxrcls.cohort" in c]
+    assert len(cohort) == 1 and "--split-by patient" in cohort[0]
+    assert f"--out {tmp_path / 'patient'}/cohort" in cohort[0]
+    assert not (tmp_path / "image").exists()
+    image = commands(_dry(tmp_path / "w", "PROFILE=tiny").stdout)
+    assert "--split-by image" in next(c for c in image if "-m cxrcls.cohort" in c)
+    bad = _dry(tmp_path / "w", "SPLIT_BY=study", check=False)
+    assert bad.returncode != 0 and "SPLIT_BY=study" in bad.stderr
+
+
+def test_inputs_with_any_radius_set_the_dilation_list(tmp_path):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", "INPUTS=original m100 m0 m15 m30 m50")
+    stages = commands(result.stdout)
+    post = [c for c in stages if "-m cxrseg.postprocess" in c]
+    assert len(post) == 1 and "--dilate 0 15 30 50 100 --out" in post[0]
+    runs = [c for c in stages if "-m cxrcls.train" in c]
+    assert len(runs) == 6 * 2
+    report = next(c for c in stages if "-m cxrstats.report" in c)
+    assert "--settings resnet18_original resnet18_m100 resnet18_m0 resnet18_m15" in report
+    default = commands(_dry(tmp_path / "v", "PROFILE=tiny", "INPUTS=original").stdout)
+    assert "--dilate 15 50 --out" in next(c for c in default if "-m cxrseg.postprocess" in c)
+    for bad in ("m015", "mx", "m"):
+        result = _dry(tmp_path / "x", "PROFILE=tiny", f"INPUTS=original {bad}", check=False)
+        assert result.returncode != 0 and f"{bad} is not m<radius" in result.stderr, bad
+
+
+def _names(stages):
+    return [re.search(r" -m (\S+)", c).group(1) for c in stages]
+
+
+@pytest.mark.parametrize("how", [["ATTRIBUTION=1"], ["attribution"]])
+def test_attribution_is_opt_in_and_runs_before_the_report(tmp_path, how):
+    launched = _dry(tmp_path / "w", "PROFILE=tiny", f"LAUNCH_GPU={GPU}", *how)
+    _assert_no_undefined(launched)
+    stages = commands(launched.stdout)
+    names = _names(stages)
+    assert names.count("cxrcls.attribution") == 1
+    at = names.index("cxrcls.attribution")
+    assert names.index("cxrstats.report") > at and names[:at].count("cxrcls.train") == 4
+    assert stages[at].startswith(f"{GPU} ") and stages[at].endswith(
+        f"-m cxrcls.attribution --work {tmp_path / 'w'} --settings resnet18_original resnet18_m50"
+        f" --out {tmp_path / 'w'}/results --seed 0 --device auto")
+    assert "cxrcls.attribution" not in _names(commands(_dry(tmp_path / "w", "PROFILE=tiny").stdout))
+
+
+def test_tightness_runs_after_the_report(tmp_path):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", "tightness", "INPUTS=original m0 m15 m50")
+    _assert_no_undefined(result)
+    stages = commands(result.stdout)
+    names = _names(stages)
+    assert names[-1] == "cxrstats.tightness" and names[-2] == "cxrstats.report"
+    assert stages[-1].endswith(f"-m cxrstats.tightness --work {tmp_path / 'w'} "
+                               f"--out {tmp_path / 'w'}/results")
+
+
+def test_compare_runs_both_pipelines_then_the_comparison(tmp_path):
+    a, b = tmp_path / "image", tmp_path / "patient"
+    result = run_make("-n", "--warn-undefined-variables", "PROFILE=tiny", "compare",
+                      f"WORK_IMAGE={a}", f"WORK_PATIENT={b}")
+    _assert_no_undefined(result)
+    stages = commands(result.stdout)
+    cohorts = [c for c in stages if "-m cxrcls.cohort" in c]
+    assert [f"--out {a}/cohort" in cohorts[0], f"--out {b}/cohort" in cohorts[1]] == [True, True]
+    assert "--split-by image" in cohorts[0] and "--split-by patient" in cohorts[1]
+    assert stages[-1].endswith(f"-m cxrstats.compare --a {a} --b {b} --out {b}/compare --seed 0")
+    # Folders given by hand are only read, never re-run.
+    given = run_make("-n", "PROFILE=tiny", "compare", f"A={tmp_path / 'x'}", f"B={tmp_path / 'y'}",
+                     f"WORK_IMAGE={a}", f"WORK_PATIENT={b}")
+    assert _names(commands(given.stdout)) == ["cxrstats.compare"]
+
+
+def test_demo_profile_leaves_the_prediction_batch_to_cxrseg_predict(tmp_path):
+    # batch 8 is slower per image than batch 1 on CPU; the CLI should choose per device
+    predict = [c for c in commands(_dry(tmp_path / "w").stdout) if "-m cxrseg.predict" in c]
+    assert len(predict) == 1 and "--batch-size" not in predict[0]
+
+
+def test_lint_installs_ruff_once_then_checks_with_the_repository_settings(tmp_path):
+    result = _dry(tmp_path / "w", "lint")
+    assert "ruff check" in result.stdout
+    config = (ROOT / "ruff.toml").read_text()
+    assert "line-length = 100" in config
+
+
+def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tmp_path):
+    """Stamps made by hand in pipeline order: `make -q` says up to date; a post-processing that
+    re-ran with the same masks (checksums unchanged) re-runs the figures and report, no training;
+    a changed mask re-trains the runs that read it."""
+    work = tmp_path / "w"
+    stages = commands(_dry(work, "PROFILE=tiny").stdout)          # writes .make/env.mk and .args
+    stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
+              "cohort/.done-cohort", "cache/.done-cache", "masks/.done-predict",
+              "masks/.done-postprocess", "masks/.sum-m50"]
+    stamps += [f"runs/resnet18_{i}/split{k}/.done-train"
+               for i in ("original", "m50") for k in (0, 1)]
+    stamps += ["results/figures/.done-segfigures", "results/.done-report"]
+    now = time.time()
+    for n, name in enumerate(stamps):                             # one second apart, in order
+        path = work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\t1.0\t1.0\n")
+        os.utime(path, (now + n, now + n))
+    assert len(stages) == 14
+    # (stamps in the near future: newer than the project files and the recorded command lines)
+    assert run_make("-q", f"WORK={work}", "PROFILE=tiny", str(work / "results/.done-report"),
+                    check=False).returncode == 0
+    post = work / "masks/.done-postprocess"
+    os.utime(post, (now + 100, now + 100))
+    again = _names(commands(run_make("-n", f"WORK={work}", "PROFILE=tiny").stdout))
+    assert again == ["cxrseg.figures", "cxrstats.report"]
+    os.utime(work / "masks/.sum-m50", (now + 101, now + 101))
+    changed = commands(run_make("-n", f"WORK={work}", "PROFILE=tiny").stdout)
+    assert [c for c in changed if "-m cxrcls.train" in c and "--train-input m50" in c]
+    assert not [c for c in changed if "--train-input original" in c]
+
+
+def test_gpu_slot_launcher_gives_each_command_its_own_gpu_slot(tmp_path):
+    """Three commands at once on two GPUs with one slot each: never two on one GPU at a time."""
+    script = ROOT / "profiles" / "gpu_slot.sh"
+    job = ('echo "$CUDA_VISIBLE_DEVICES $OMP_NUM_THREADS $(date +%s.%N)" > "$0.start"; sleep 0.6; '
+           'date +%s.%N > "$0.end"')
+    env = {**os.environ, "GPU_IDS": "0 1", "GPU_THREADS": "3", "GPU_LOCK_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([str(script), "bash", "-c", job, str(tmp_path / f"job{i}")], env=env)
+             for i in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    spans = []
+    for i in range(3):
+        gpu, threads, start = (tmp_path / f"job{i}.start").read_text().split()
+        end = float((tmp_path / f"job{i}.end").read_text())
+        assert gpu in ("0", "1") and threads == "3"
+        spans.append((gpu, float(start), end))
+    for a in range(3):
+        for b in range(a + 1, 3):
+            (ga, sa, ea), (gb, sb, eb) = spans[a], spans[b]
+            assert ga != gb or ea <= sb or eb <= sa, spans        # same GPU: one after the other
