@@ -1,14 +1,17 @@
 """Input variants, the memmap batch loader, batch augmentation and the model wrapper."""
+import argparse
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from cxrcls import augment as A
 from cxrcls.data import BatchLoader
-from cxrcls.inputs import compose, mask_boundary, open_input
+from cxrcls.inputs import check_input, compose, input_type, mask_boundary, mask_radius, open_input
 from cxrcls.models import Classifier, build_model, load_weights
 from cxrcls.synthetic import make_work
-from cxrstats.fileio import save_npy
+from cxrstats.fileio import IncompleteRunError, read_csv, save_npy, write_csv
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -48,14 +51,78 @@ def test_overlay_matches_cxrseg_and_cutout_is_image_times_mask():
     assert compose(x, None, "original") is x
 
 
+def copy_work(work, tmp_path):
+    """A private copy of the module's work folder, for tests that damage it."""
+    import shutil
+    return Path(shutil.copytree(work, tmp_path / "work"))
+
+
 def test_misaligned_masks_are_refused_naming_both_files(work, tmp_path):
     source = open_input(work / "cache", work / "masks", "m50")
     assert source.masks.shape == source.images.shape
-    save_npy(tmp_path / "m15.npy", np.zeros((19, 32, 32), np.uint8))
+    bad = copy_work(work, tmp_path)
+    save_npy(bad / "masks" / "m15.npy", np.zeros((19, 32, 32), np.uint8))
     with pytest.raises(ValueError, match=r"m15.npy.*images.npy.*not aligned"):
-        open_input(work / "cache", tmp_path, "m15")
-    with pytest.raises(FileNotFoundError, match="raw.npy"):
-        open_input(work / "cache", tmp_path, "overlay")
+        open_input(bad / "cache", bad / "masks", "m15")
+    (bad / "masks" / "raw.npy").unlink()
+    with pytest.raises(IncompleteRunError, match="done_predict.json.*lists.*raw.npy"):
+        open_input(bad / "cache", bad / "masks", "overlay")
+
+
+def test_masks_made_for_another_cache_are_refused_row_by_row(work, tmp_path):
+    """Same N, same shape, one image renamed: the shapes agree, the index files do not."""
+    bad = copy_work(work, tmp_path)
+    rows = read_csv(bad / "cache" / "index.csv")
+    rows[7]["image"] = "renamed.png"
+    write_csv(bad / "cache" / "index.csv", ["row", "image"], [[r["row"], r["image"]] for r in rows])
+    for kind in ("m15", "overlay"):
+        with pytest.raises(ValueError, match=r"masks/index.csv and .*cache/index.csv differ "
+                                             r"\(row 7 is \('7', 'img00007.png'\)"):
+            open_input(bad / "cache", bad / "masks", kind)
+    assert open_input(bad / "cache", bad / "masks", "original").masks is None
+    write_csv(bad / "masks" / "index.csv", ["row", "image"], [[0, "img00000.png"]])
+    with pytest.raises(ValueError, match=r"1 rows against 20"):
+        open_input(bad / "cache", bad / "masks", "m50")
+    (bad / "masks" / "index.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="masks/index.csv: not found"):
+        open_input(bad / "cache", bad / "masks", "m50")
+    with pytest.raises(IncompleteRunError, match="index.csv"):  # listed by done_predict.json
+        open_input(bad / "cache", bad / "masks", "overlay")
+
+
+def test_unfinished_stages_and_stale_mask_files_are_refused(work, tmp_path):
+    bad = copy_work(work, tmp_path)
+    save_npy(bad / "masks" / "m30.npy", np.load(bad / "masks" / "m15.npy"))  # left by an older run
+    with pytest.raises(FileNotFoundError, match=r"m30.npy.*not among the outputs.*done_postprocess"):
+        open_input(bad / "cache", bad / "masks", "m30")
+    (bad / "masks" / "done_postprocess.json").unlink()
+    with pytest.raises(IncompleteRunError, match="no done_postprocess.json"):
+        open_input(bad / "cache", bad / "masks", "m15")
+    (bad / "cache" / "done.json").unlink()
+    with pytest.raises(IncompleteRunError, match=r"cache: no done.json"):
+        open_input(bad / "cache", bad / "masks", "original")
+    other = copy_work(work, tmp_path / "o")
+    write_csv(other / "cache" / "index.csv", ["row", "image"], [[0, "img00000.png"]])
+    with pytest.raises(ValueError, match=r"images.npy has 20 rows but .*index.csv has 1"):
+        open_input(other / "cache", other / "masks", "original")
+
+
+def test_any_dilation_radius_is_an_input_and_other_names_are_refused(tmp_path):
+    radii = make_work(tmp_path / "w", n=6, size=32, radii=(0, 30, 100))
+    for r in (0, 30, 100):
+        source = open_input(radii / "cache", radii / "masks", f"m{r}")
+        np.testing.assert_array_equal(source.masks, np.load(radii / "masks" / f"m{r}.npy"))
+        assert mask_radius(f"m{r}") == r and input_type(f"m{r}") == f"m{r}"
+    assert (np.load(radii / "masks" / "m100.npy").sum() > np.load(radii / "masks" / "m30.npy").sum()
+            > np.load(radii / "masks" / "m0.npy").sum())
+    assert mask_radius("original") is None and mask_radius("overlay") is None
+    for bad in ("m-1", "m015", "m", "m1.5", "M15", "m15 ", "mask15", "originals", ""):
+        with pytest.raises(ValueError, match="unknown input"):
+            check_input(bad)
+        with pytest.raises(argparse.ArgumentTypeError):
+            input_type(bad)
+    with pytest.raises(ValueError, match="unknown input"):
+        open_input(radii / "cache", radii / "masks", "m-1")
 
 
 def test_loader_slices_in_order_and_shards_global_batches(work):
