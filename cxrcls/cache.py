@@ -102,8 +102,8 @@ def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.Pa
                 if now - last >= progress_every or i + 1 == len(jobs):
                     rate = (i + 1) / max(now - start, 1e-9)
                     eta = (len(jobs) - i - 1) / rate
-                    print(f"cache: {i + 1}/{len(jobs)} images, {rate:.1f} images/s, ETA {eta:.0f} s",
-                          file=sys.stderr, flush=True)
+                    print(f"cache: {i + 1}/{len(jobs)} images, {rate:.1f} images/s, "
+                          f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
                     last = now
         finally:
             if pool:
@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                "--images data/nih/images --size 512 --out work/cache")
     parser.add_argument("--cohort", required=True,
                         help="cohort.csv (column 'image'); its folder must hold cohort's done.json")
-    parser.add_argument("--images", required=True, help="folder searched (recursively) for the images")
+    parser.add_argument("--images", required=True,
+                        help="folder searched (recursively, following links) for the images")
     parser.add_argument("--out", required=True, help="output folder (cache/)")
     parser.add_argument("--size", type=int_range(1), default=512,
                         help="side S of the cached images (study: 512)")

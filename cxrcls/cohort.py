@@ -1,13 +1,14 @@
 """Curate the study's NIH ChestX-ray14 cohort and its 5 matched 70/15/15 splits.
 
-Sampling (the study's): for each of Mass, Nodule, Pneumonia, Edema and Fibrosis draw up to 2,000 images
-that carry it (all of them when fewer exist), plus 2,000 "No Finding" images; merge and drop
+Sampling (the study's): for each of Mass, Nodule, Pneumonia, Edema and Fibrosis draw up to 2,000
+images that carry it (all of them when fewer exist), plus 2,000 "No Finding" images; merge and drop
 duplicates. An image drawn for one label keeps all its labels, so a label's count in the cohort can
 exceed what was drawn for it. The draw is seeded and does not depend on the table's row order.
 
 Outputs (cohort/): cohort.csv (image, the six 0/1 labels in LABELS order, patient_id), splits.csv
-(image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"), run.json,
-and last the completion record done.json (the cache and training refuse a cohort without it).
+(image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"),
+run.json, and last the completion record done.json (the cache and training refuse a cohort without
+it).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrcls.files import check_plain_name, locate_images
-from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
+from cxrcls.labels import LABELS, NO_FINDING
 from cxrstats.argtypes import int_range
 from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
@@ -67,7 +68,8 @@ def sample_cohort(records: list[Record], per_label: int = 2000, no_finding: int 
                   seed: int = 0) -> tuple[list[Record], dict[str, int]]:
     """The study's draw: up to `per_label` carriers of each finding plus `no_finding` normals.
 
-    Returns the merged cohort sorted by image name and, per label, how many images were drawn for it.
+    Returns the merged cohort sorted by image name and, per label, how many images were drawn for
+    it.
     """
     records = sorted(records, key=lambda r: r.image)
     rng = np.random.default_rng(seed)
@@ -155,7 +157,8 @@ def make_splits(cohort: list[Record], n_splits: int = 5, split_by: str = "image"
 
 
 def table1_rows(records: list[Record], cohort: list[Record], drawn: dict[str, int]) -> list[list]:
-    """Table 1: per label, images in the cohort carrying it, drawn for it, available in the table."""
+    """Table 1: per label, images in the cohort carrying it, drawn for it, available in the
+    table."""
     labels = label_matrix(cohort)
     rows = []
     for j, label in enumerate(LABELS):
@@ -173,11 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
                "--images data/nih/images --out work/cohort --split-by patient")
     parser.add_argument("--labels", required=True, help="NIH label table (Data_Entry_2017.csv)")
     parser.add_argument("--out", required=True, help="output folder (cohort/)")
-    parser.add_argument("--images", help="image folder; when given, every cohort image must be found "
-                                         "by name somewhere under it")
-    parser.add_argument("--per-label", type=int_range(1), default=2000, help="images drawn per finding")
-    parser.add_argument("--no-finding", type=int_range(0), default=2000, help="'No Finding' images drawn")
-    parser.add_argument("--splits", type=int_range(1), default=5, help="number of matched 70/15/15 splits")
+    parser.add_argument("--images", help="image folder; when given, every cohort image must be "
+                                         "found by name somewhere under it")
+    parser.add_argument("--per-label", type=int_range(1), default=2000,
+                        help="images drawn per finding")
+    parser.add_argument("--no-finding", type=int_range(0), default=2000,
+                        help="'No Finding' images drawn")
+    parser.add_argument("--splits", type=int_range(1), default=5,
+                        help="number of matched 70/15/15 splits")
     parser.add_argument("--split-by", choices=("image", "patient"), default="image",
                         help="'image' as in the study; 'patient' keeps each patient in one part")
     parser.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0,
@@ -213,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     write_run_json(out, args, time.time() - start, images=len(cohort))
     write_done(out, args, OUTPUTS, images=len(cohort), splits=args.splits, split_by=args.split_by)
     for row in table1:
-        print(f"{row[0]:>14}: {row[1]}" + (f" (drawn {row[2]} of {row[3]})" if row[2] != "" else ""))
+        drawn_note = f" (drawn {row[2]} of {row[3]})" if row[2] != "" else ""
+        print(f"{row[0]:>14}: {row[1]}{drawn_note}")
     print(f"cohort: {len(cohort)} images, {args.splits} splits by {args.split_by} -> {out}")
 
 

@@ -1,7 +1,8 @@
 """Generate the demo data: a RSUA-like lung-segmentation set and an NIH-like classification set.
 
 Both are synthetic chest X-ray phantoms (`cxrcls.phantom`), drawn deterministically from `--seed`:
-every image has its own generator seeded by (seed, set, index), so the same seed gives the same bytes.
+every image has its own generator seeded by (seed, set, index), so the same seed gives the same
+bytes.
 
     DATA/seg/images/<stem>.png, DATA/seg/masks/<stem>.png   (lung mask 0/255, same stems)
     DATA/nih/images/<Image Index>.png, DATA/nih/Data_Entry_2017.csv, DATA/nih/phantoms.csv
@@ -28,7 +29,8 @@ from cxrstats.fileio import write_csv, write_run_json
 NIH_COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
                "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
                "OriginalImagePixelSpacing[x", "y]")
-"""Columns of NIH's Data_Entry_2017.csv as a CSV reader splits them (the header has commas in brackets)."""
+"""Columns of NIH's Data_Entry_2017.csv as a CSV reader splits them (the header has commas in
+brackets)."""
 
 SEG_SET, CLS_SET = 1, 2  # generator streams of the two sets
 
@@ -54,11 +56,13 @@ def make_segmentation_set(out: Path, n: int, size: int, seed: int) -> dict:
         _save_png(out / "images" / f"{stem}.png", phantom.image)
         _save_png(out / "masks" / f"{stem}.png", phantom.lungs * np.uint8(255))
         areas.append(float(phantom.lungs.mean()))
-    return {"images": n, "lung_area_fraction_mean": round(float(np.mean(areas)), 4) if areas else None}
+    mean_area = round(float(np.mean(areas)), 4) if areas else None
+    return {"images": n, "lung_area_fraction_mean": mean_area}
 
 
 def plan_patients(rng: np.random.Generator, n: int, max_per_patient: int = 4) -> list[int]:
-    """Split n images into patients of 1..max_per_patient images; return each image's patient number."""
+    """Split n images into patients of 1..max_per_patient images; return each image's patient
+    number."""
     patients: list[int] = []
     pid = 0
     while len(patients) < n:

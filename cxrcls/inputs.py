@@ -1,4 +1,5 @@
-"""The classifier's input variants, composed per batch on the device from the cached images and masks.
+"""The classifier's input variants, composed per batch on the device from the cached images and
+masks.
 
 - `original`: the cached image.
 - `m<r>` for a dilation radius r >= 0 (the study's `m15`, `m50`; `m0` is the eroded mask itself):
@@ -7,9 +8,9 @@
   picture as `cxrseg.morphology.overlay(image, raw_mask, thickness)`, computed for a whole batch.
 
 Masks are (N, S, S) uint8 0/1 arrays whose rows are aligned with cache/index.csv. Before any mask is
-used, the mask stage must have finished (masks/done_postprocess.json for m<r>, masks/done_predict.json
-for overlay, listing the mask file) and masks/index.csv must equal cache/index.csv row for row; any
-difference is refused with an error naming both files.
+used, the mask stage must have finished (masks/done_postprocess.json for m<r>,
+masks/done_predict.json for overlay, listing the mask file) and masks/index.csv must equal
+cache/index.csv row for row; any difference is refused with an error naming both files.
 """
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
     """Open cache/images.npy and, for masked variants, the mask file, checking they line up.
 
     Refuses an unfinished cache (no cache/done.json), a cache whose row count differs from
-    cache/index.csv, masks from an unfinished mask stage, a mask file the last run of that stage did not write, and masks made for other rows.
+    cache/index.csv, masks from an unfinished mask stage, a mask file the last run of that stage
+    did not write, and masks made for other rows.
     """
     check_input(kind)
     cache_dir, masks_dir = Path(cache_dir), Path(masks_dir)
@@ -119,7 +121,8 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
     read_done(cache_dir, "done.json", what="image cache (python -m cxrcls.cache)")
     images = np.load(image_path, mmap_mode="r")
     if images.ndim != 3 or images.dtype != np.uint8 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"{image_path}: expected (N, S, S) uint8, got {images.shape} {images.dtype}")
+        raise ValueError(f"{image_path}: expected (N, S, S) uint8, got {images.shape} "
+                         f"{images.dtype}")
     n_index = len(read_csv(index_path, required=["row", "image"]))
     if n_index != len(images):
         raise ValueError(f"{image_path} has {len(images)} rows but {index_path} has {n_index}")

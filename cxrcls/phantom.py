@@ -122,12 +122,14 @@ def _smooth_noise(rng: np.random.Generator, size: int, sigma_frac: float) -> np.
     field_ = ndimage.gaussian_filter(rng.standard_normal((small, small)).astype(np.float32),
                                      sigma=sigma / factor, mode="wrap")
     if factor > 1:
-        field_ = ndimage.zoom(field_, factor, order=1, mode="grid-wrap", grid_mode=True)[:size, :size]
+        field_ = ndimage.zoom(field_, factor, order=1, mode="grid-wrap",
+                              grid_mode=True)[:size, :size]
     return (field_ - field_.mean()) / (field_.std() + 1e-8)
 
 
 def _soft_disk(u, v, cu, cv, radius, edge=0.15):
-    """A disk of `radius` at (cu, cv) with a logistic edge `edge * radius` wide, values in [0, 1]."""
+    """A disk of `radius` at (cu, cv) with a logistic edge `edge * radius` wide, values in
+    [0, 1]."""
     d = np.hypot(u - cu, v - cv)
     return 1.0 / (1.0 + np.exp(np.clip((d - radius) / (edge * radius + 1e-6), -30, 30)))
 
@@ -263,7 +265,8 @@ def spurious_cue_layer(u, v, corner: int) -> np.ndarray:
 
 def render(rng: np.random.Generator, anatomy: Anatomy, size: int = 256,
            findings: tuple[str, ...] = (), cue: bool = False) -> Phantom:
-    """Draw one image of `anatomy` with `findings` (subset of FINDINGS); `cue` adds the spurious ring.
+    """Draw one image of `anatomy` with `findings` (subset of FINDINGS); `cue` adds the spurious
+    ring.
 
     Returns a Phantom with the image (S, S) uint8, the lung mask and the body mask (S, S) uint8 0/1.
     """

@@ -69,6 +69,8 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
     write_csv(work / "masks" / "index.csv", ["row", "image"], list(enumerate(names)))
     write_done(work / "masks", arguments, ["raw.npy", "index.csv"], done="done_predict.json")
     for r in radii:
-        save_npy(work / "masks" / f"m{r}.npy", lung_masks(n, size, max(1, band * r // 200) if r else 0))
-    write_done(work / "masks", arguments, [f"m{r}.npy" for r in radii], done="done_postprocess.json")
+        grow = max(1, band * r // 200) if r else 0
+        save_npy(work / "masks" / f"m{r}.npy", lung_masks(n, size, grow))
+    write_done(work / "masks", arguments, [f"m{r}.npy" for r in radii],
+               done="done_postprocess.json")
     return work

@@ -1,23 +1,24 @@
 """Train one classifier run of the study (backbone x input x split) and write its predictions.
 
-The study's recipe is the default: BCE with logits on the 5 findings, Adam lr 1e-4, batch 4, up to 30
-epochs, early stopping on validation macro AUROC, flips / +-7 degree rotations / +-10% intensity done
-on whole batches on the device. The checkpoint with the best validation macro AUROC is kept; at the
-end the validation set (training input) and the test set (evaluation input) are predicted once with
-it, and best-F1 thresholds are tuned on validation only. Macro AUROC and the thresholds are
+The study's recipe is the default: BCE with logits on the 5 findings, Adam lr 1e-4, batch 4, up to
+30 epochs, early stopping on validation macro AUROC, flips / +-7 degree rotations / +-10% intensity
+done on whole batches on the device. The checkpoint with the best validation macro AUROC is kept; at
+the end the validation set (training input) and the test set (evaluation input) are predicted once
+with it, and best-F1 thresholds are tuned on validation only. Macro AUROC and the thresholds are
 `cxrstats.study`'s, the same functions the report uses.
 
-Macro AUROC is the mean over the findings that have both classes in the validation set; findings with
-one class there are skipped (a run whose validation set has no such finding is refused at the start).
+Macro AUROC is the mean over the findings that have both classes in the validation set; findings
+with one class there are skipped (a run whose validation set has no such finding is refused at the
+start).
 
 Inputs must be finished stages: cohort/done.json, cache/done.json, and for masked inputs the mask
-stage's record (see `cxrcls.inputs`). A fresh run first removes the run folder's old completion record
-and outputs (`cxrstats.fileio.begin_run`), and writes `done.json` last, after every output: a run
-killed half-way never leaves old predictions beside new weights looking finished.
+stage's record (see `cxrcls.inputs`). A fresh run first removes the run folder's old completion
+record and outputs (`cxrstats.fileio.begin_run`), and writes `done.json` last, after every output: a
+run killed half-way never leaves old predictions beside new weights looking finished.
 
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
-from last.pt (written every --save-every seconds and at the end); the batches of an epoch depend only
-on (seed, epoch), so a resumed run ends exactly where an uninterrupted one does. Under
+from last.pt (written every --save-every seconds and at the end); the batches of an epoch depend
+only on (seed, epoch), so a resumed run ends exactly where an uninterrupted one does. Under
 `torchrun --nproc_per_node=N` the run is data-parallel (DistributedDataParallel; nccl on CUDA, gloo
 on CPU; `cxrcls.distributed`), `--batch-size` is the global batch, and only rank 0 writes files.
 
@@ -109,7 +110,8 @@ def load_split(work: Path, split: int) -> tuple[list[str], np.ndarray, dict[str,
 
 def to_model_input(images: np.ndarray, masks: np.ndarray | None, kind: str, device: torch.device,
                    image_size: int | None, thickness: int, channels_last: bool) -> torch.Tensor:
-    """uint8 (B, S, S) (+ masks) -> float (B, 1, s, s) in [0, 1] on `device`: variant, then resize."""
+    """uint8 (B, S, S) (+ masks) -> float (B, 1, s, s) in [0, 1] on `device`: variant, then
+    resize."""
     pin = device.type == "cuda"
     def move(a):
         t = torch.from_numpy(a)
@@ -127,7 +129,8 @@ def training_input(batch, kind: str, device: torch.device, image_size: int | Non
                    channels_last: bool, params=None) -> torch.Tensor:
     """A loader Batch -> augmented model input (b, 1, s, s) on `device` (this rank's share of the
     global batch's augmentation parameters)."""
-    x = to_model_input(batch.images, batch.masks, kind, device, image_size, thickness, channels_last)
+    x = to_model_input(batch.images, batch.masks, kind, device, image_size, thickness,
+                       channels_last)
     if params is not None:
         x = augment(x, params.slice(batch.offset, batch.offset + len(batch.positions)))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -267,10 +270,12 @@ def setup(args) -> Run:
     log = print if ctx.main else (lambda *a, **k: None)
 
     names, labels6, parts = load_split(work, args.split)
-    valid = [l for j, l in enumerate(FINDINGS) if 0 < labels6[parts["val"], j].sum() < len(parts["val"])]
+    n_val = len(parts["val"])
+    valid = [f for j, f in enumerate(FINDINGS) if 0 < labels6[parts["val"], j].sum() < n_val]
     if not valid:
-        raise ValueError(f"{work / 'cohort' / 'splits.csv'}: split {args.split}'s validation set has "
-                         "no finding with both classes; macro AUROC (early stopping) is undefined")
+        raise ValueError(f"{work / 'cohort' / 'splits.csv'}: split {args.split}'s validation set "
+                         "has no finding with both classes; macro AUROC (early stopping) is "
+                         "undefined")
     if len(valid) < len(FINDINGS):
         log(f"note: validation macro AUROC uses {valid} (other findings have one class there)")
     train_source = open_input(work / "cache", work / "masks", args.train_input)
@@ -406,8 +411,9 @@ def save_epoch(run: Run, state: State, improved: bool, last_saved: float) -> flo
     weights = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
     if improved:
         save_checkpoint(run.out / "best.pt", {
-            "model": weights, "arch": args.arch, "labels": list(FINDINGS), "input": args.train_input,
-            "image_size": args.image_size or run.train_source.size, "epoch": state.epoch,
+            "model": weights, "arch": args.arch, "labels": list(FINDINGS),
+            "input": args.train_input, "image_size": args.image_size or run.train_source.size,
+            "epoch": state.epoch,
             "val_macro_auroc": state.best_metric, "config": run.config})
     # last.pt (model + Adam state: 3x the model) costs about a second for ResNet50 on a slow disk,
     # so on short epochs it is written every --save-every seconds and at the end.
@@ -443,7 +449,8 @@ def final_predictions(run: Run, state: State) -> None:
         for note in notes:
             run.log(f"note: {note}")
         write_csv(out / "thresholds.csv", ["label", "threshold", "val_f1"],
-                  [[label, repr(float(t)), f"{f:.6g}"] for label, t, f in zip(LABELS, thresholds, f1)])
+                  [[label, repr(float(t)), f"{f:.6g}"]
+                   for label, t, f in zip(LABELS, thresholds, f1)])
         device = run.device
         write_json(out / "timing.json", {
             "train_seconds": round(state.train_seconds, 3), "epochs": state.epoch,
@@ -456,8 +463,9 @@ def final_predictions(run: Run, state: State) -> None:
         write_done(out, args, OUTPUTS, done=DONE, epochs=state.epoch, best_epoch=state.best_epoch,
                    val_macro_auroc=state.best_metric, inputs=run.input_records)
         test_auc, skipped = macro_auroc(run.labels6[test], test_probs)
+        skipped_note = f" (skipped {skipped})" if skipped else ""
         run.log(f"done: best epoch {state.best_epoch} (val macro AUROC {state.best_metric:.4f}); "
-                f"test macro AUROC {test_auc:.4f}{f' (skipped {skipped})' if skipped else ''} -> {out}")
+                f"test macro AUROC {test_auc:.4f}{skipped_note} -> {out}")
     ctx.barrier()
 
 
@@ -470,9 +478,10 @@ def train(args) -> Path:
                          shuffle=True, drop_last=True, seed=args.seed, rank=run.ctx.rank,
                          world_size=run.ctx.world_size)
     n = {p: len(rows) for p, rows in run.parts.items()}
+    size = run.train_source.size
     run.log(f"train {args.arch} on {args.train_input} (test on {run.eval_source.kind}), split "
-            f"{args.split}: {n['train']}/{n['val']}/{n['test']} images, {run.train_source.size}px -> "
-            f"{args.image_size or run.train_source.size}px, device {run.device}"
+            f"{args.split}: {n['train']}/{n['val']}/{n['test']} images, {size}px -> "
+            f"{args.image_size or size}px, device {run.device}"
             f"{f' x{run.ctx.world_size}' if run.ctx.world_size > 1 else ''}, out {run.out}")
 
     last_saved = time.time()
@@ -483,10 +492,11 @@ def train(args) -> Path:
         seconds = time.time() - start
         improved = record_epoch(run, state, epoch, train_loss, val_auc, val_loss, seconds)
         last_saved = save_epoch(run, state, improved, last_saved)
+        eta = state.train_seconds / len(state.history) * (args.epochs - epoch)
         run.log(f"epoch {epoch}/{args.epochs} train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
-                f"val_macro_auroc {val_auc:.4f} (best {state.best_metric:.4f} @ {state.best_epoch}) "
-                f"{seconds:.1f} s, {seen / train_seconds:.1f} img/s, ETA <= "
-                f"{format_seconds(state.train_seconds / len(state.history) * (args.epochs - epoch))}"
+                f"val_macro_auroc {val_auc:.4f} (best {state.best_metric:.4f} @ "
+                f"{state.best_epoch}) {seconds:.1f} s, {seen / train_seconds:.1f} img/s, "
+                f"ETA <= {format_seconds(eta)}"
                 + ("  [early stop]" if state.stopped_early else ""), flush=True)
         run.ctx.barrier()
 
@@ -506,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m cxrcls.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m cxrcls.train --work work --arch densenet121 --train-input m15 --split 0\n"
+               "  python -m cxrcls.train --work work --arch densenet121 --train-input m15 "
+               "--split 0\n"
                "  python -m cxrcls.train --work work --arch resnet50 --train-input m50 "
                "--eval-input original --split 2 --resume\n"
                "  torchrun --nproc_per_node=4 -m cxrcls.train --work work --arch resnet50 "
@@ -518,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(study: m15, m50)")
     parser.add_argument("--eval-input", type=input_type, default=None,
                         help="input of the test set (default: the training input)")
-    parser.add_argument("--split", type=int_range(0), default=0, help="split number in cohort/splits.csv")
+    parser.add_argument("--split", type=int_range(0), default=0,
+                        help="split number in cohort/splits.csv")
     parser.add_argument("--out", default=None,
                         help="run folder (default WORK/runs/<arch>_<input>[_on_<eval>]/split<K>)")
     parser.add_argument("--weights", default="imagenet",
@@ -528,11 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop after this many epochs without a better val macro AUROC "
                              "(the study does not state its value)")
     parser.add_argument("--batch-size", type=int_range(1), default=4, help="global batch size")
-    parser.add_argument("--eval-batch-size", type=int_range(1), default=16, help="per-process batch size "
-                        "for predictions")
-    parser.add_argument("--lr", type=float_range(0, lo_open=True), default=1e-4, help="Adam learning rate")
+    parser.add_argument("--eval-batch-size", type=int_range(1), default=16,
+                        help="per-process batch size for predictions")
+    parser.add_argument("--lr", type=float_range(0, lo_open=True), default=1e-4,
+                        help="Adam learning rate")
     parser.add_argument("--image-size", type=int_range(1), default=None,
-                        help="resize the cached images to this side on the fly (default: as cached)")
+                        help="resize the cached images to this side on the fly "
+                             "(default: as cached)")
     parser.add_argument("--freeze-backbone", action="store_true",
                         help="linear probe: train only the 5-logit head")
     parser.add_argument("--no-augment", action="store_true", help="turn augmentation off")
@@ -541,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-amp", action="store_true", help="CUDA: no bf16 autocast")
     parser.add_argument("--no-channels-last", action="store_true", help="CUDA: no channels_last")
     parser.add_argument("--deterministic", action="store_true",
-                        help="torch.use_deterministic_algorithms (CPU runs are deterministic anyway)")
+                        help="torch.use_deterministic_algorithms (CPU runs are deterministic "
+                             "anyway)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--save-every", type=float_range(0), default=60.0,
                         help="seconds between last.pt saves (for --resume); it is always written "

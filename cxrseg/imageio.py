@@ -8,13 +8,13 @@ The rule, by how the file stores its pixels (PIL mode):
 - Colour (`RGB`, `RGBA`, palette, `CMYK`, `YCbCr`) becomes ITU-R 601 luma,
   round(0.299 R + 0.587 G + 0.114 B); an alpha channel is dropped (NIH's few RGBA files carry the
   gray value in R, G and B). Gray with alpha (`LA`) keeps its gray channel.
-- Deeper gray (16-bit `I;16*`, 32-bit `I`, float `F`) is stretched per image, min -> 0 and max -> 255,
-  round((v - min) / (max - min) * 255); a constant image becomes all 0. Why min-max and not v / 257:
-  deep radiographs rarely use the container's whole range (12-bit detector data stored in 16 bits
-  holds 0..4095, which v / 257 would squeeze into 0..16, a nearly black image with 4 bits of
-  contrast); min-max gives every file full contrast whatever its bit depth, and it is the
-  normalisation MedSAM applies to its input anyway. 8-bit files are not stretched: the study used
-  NIH's 8-bit PNGs as they are.
+- Deeper gray (16-bit `I;16*`, 32-bit `I`, float `F`) is stretched per image, min -> 0 and
+  max -> 255, round((v - min) / (max - min) * 255); a constant image becomes all 0.
+  Why min-max and not v / 257: deep radiographs rarely use the container's whole range (12-bit
+  detector data stored in 16 bits holds 0..4095, which v / 257 would squeeze into 0..16, a nearly
+  black image with 4 bits of contrast); min-max gives every file full contrast whatever its bit
+  depth, and it is the normalisation MedSAM applies to its input anyway. 8-bit files are not
+  stretched: the study used NIH's 8-bit PNGs as they are.
 Anything else (other modes, non-finite values, files PIL cannot decode) is a ValueError that names
 the file.
 """
@@ -64,7 +64,7 @@ def to_gray(image: Image.Image, source: str | os.PathLike = "image") -> np.ndarr
     if mode in COLOUR_MODES:
         if mode not in ("RGB", "RGBA", "RGBX", "RGBa"):
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        if mode == "RGBa":  # premultiplied alpha: undo it so the gray value does not depend on alpha
+        if mode == "RGBa":  # premultiplied alpha: undo it, so gray does not depend on alpha
             image = image.convert("RGBA")
         rgb = np.asarray(image)[..., :3].astype(np.float64)
         return np.clip(np.rint(rgb @ LUMA), 0, 255).astype(np.uint8)

@@ -55,11 +55,11 @@ def test_caps_all_when_fewer_dedup_and_order(table):
     by_label = dict(zip(LABELS, labels.sum(axis=0).tolist()))
     # Every Nodule image (6 < cap) is in, and each brings its Mass label along: Mass >= 10.
     assert by_label["Nodule"] == 6 and by_label["Edema"] == 4
-    assert by_label["Pneumonia"] == 10 and by_label["Fibrosis"] == 10 and by_label["No Finding"] == 10
+    assert by_label["Pneumonia"] == by_label["Fibrosis"] == by_label["No Finding"] == 10
     assert 10 <= by_label["Mass"] <= 16
     # Merging dropped duplicates: Nodule images drawn again for Mass are counted once.
-    # Mass, Pneumonia, Edema, Fibrosis and No Finding carriers are disjoint here, and every Nodule one is
-    # a Mass one, so the unique count is exact (the sum of draws would count overlaps twice).
+    # Mass, Pneumonia, Edema, Fibrosis and No Finding carriers are disjoint here, and every Nodule
+    # one is a Mass one, so the unique count is exact (the sum of draws would count overlaps twice).
     assert len(cohort) == by_label["Mass"] + 10 + 4 + 10 + 10
     assert len(cohort) < sum(drawn.values()) or by_label["Mass"] == 16
     # Images with other findings only are never drawn.
@@ -88,7 +88,8 @@ def test_image_splits_are_70_15_15_and_differ_by_seed(table):
     per_split = []
     for k in range(5):
         parts = [p for _, s, p in rows if s == k]
-        assert (parts.count("train"), parts.count("val"), parts.count("test")) == (n_train, n_val, n_test)
+        counts = (parts.count("train"), parts.count("val"), parts.count("test"))
+        assert counts == (n_train, n_val, n_test)
         per_split.append(tuple(parts))
     assert len(set(per_split)) == 5
 

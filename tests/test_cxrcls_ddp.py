@@ -69,4 +69,4 @@ def test_two_gloo_processes_agree_with_one(tmp_path):
         assert abs(float(r["val_macro_auroc"]) - float(s["val_macro_auroc"])) < 1e-6
         assert abs(float(r["train_loss"]) - float(s["train_loss"])) < 1e-5
         assert abs(float(r["val_loss"]) - float(s["val_loss"])) < 1e-5
-    assert read_done(ddp_out, "done.json")["outputs"] == read_done(single_out, "done.json")["outputs"]
+    assert read_done(ddp_out)["outputs"] == read_done(single_out)["outputs"]

@@ -28,7 +28,8 @@ def blob_masks(n=3, size=40, seed=0):
     masks = []
     for _ in range(n):
         cy, cx, r = rng.integers(10, 30), rng.integers(10, 30), rng.integers(5, 12)
-        m = ((y - cy) ** 2 + (x - cx) ** 2 <= r * r) | ((y > 30) & (x < 8))  # touches the border too
+        # a disk, plus a block that touches the border
+        m = ((y - cy) ** 2 + (x - cx) ** 2 <= r * r) | ((y > 30) & (x < 8))
         masks.append(m.astype(np.uint8))
     return np.stack(masks)
 
@@ -43,7 +44,8 @@ def test_overlay_matches_cxrseg_and_cutout_is_image_times_mask():
     for thickness in (1, 2, 3):
         got = (compose(x, m, "overlay", thickness) * 255).round().byte().squeeze(1).numpy()
         for i in range(3):
-            np.testing.assert_array_equal(got[i], morphology.overlay(images[i], masks[i], thickness))
+            expected = morphology.overlay(images[i], masks[i], thickness)
+            np.testing.assert_array_equal(got[i], expected)
             np.testing.assert_array_equal(mask_boundary(m, thickness)[i, 0].numpy(),
                                           morphology.boundary(masks[i], thickness))
     cut = (compose(x, m, "m15") * 255).round().byte().squeeze(1).numpy()
@@ -93,7 +95,7 @@ def test_masks_made_for_another_cache_are_refused_row_by_row(work, tmp_path):
 def test_unfinished_stages_and_stale_mask_files_are_refused(work, tmp_path):
     bad = copy_work(work, tmp_path)
     save_npy(bad / "masks" / "m30.npy", np.load(bad / "masks" / "m15.npy"))  # left by an older run
-    with pytest.raises(FileNotFoundError, match=r"m30.npy.*not among the outputs.*done_postprocess"):
+    with pytest.raises(FileNotFoundError, match=r"m30.npy.*not among the outputs.*postprocess"):
         open_input(bad / "cache", bad / "masks", "m30")
     (bad / "masks" / "done_postprocess.json").unlink()
     with pytest.raises(IncompleteRunError, match="no done_postprocess.json"):
@@ -159,12 +161,14 @@ def test_augmentation_is_seeded_and_bounded():
     assert p1.radians.abs().max() <= np.radians(7) and (p1.intensity - 1).abs().max() <= 0.1
     # With no rotation and no intensity change, the augmentation is exactly a flip (or nothing).
     flip = torch.tensor([True, False, True, False, True, False])
-    plain = A.AugmentParams(flip, torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64))
+    plain = A.AugmentParams(flip, torch.zeros(6, dtype=torch.float64),
+                            torch.ones(6, dtype=torch.float64))
     out = A.augment(x, plain)
     torch.testing.assert_close(out[flip], x[flip].flip(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[~flip], x[~flip], atol=1e-5, rtol=0)
     # A 90 degree rotation of a square maps pixel centres onto pixel centres: exact up to rounding.
-    quarter = A.AugmentParams(torch.zeros(1, dtype=torch.bool), torch.full((1,), np.pi / 2, dtype=torch.float64),
+    quarter = A.AugmentParams(torch.zeros(1, dtype=torch.bool),
+                              torch.full((1,), np.pi / 2, dtype=torch.float64),
                               torch.ones(1, dtype=torch.float64))
     turned = A.augment(x[:1], quarter)
     assert any(torch.allclose(turned, torch.rot90(x[:1], k, (2, 3)), atol=1e-5) for k in (1, 3))

@@ -61,9 +61,11 @@ def test_loss_goes_down_and_outputs_have_the_documented_shapes(work, uninterrupt
         assert probs.dtype == np.float32 and probs.shape == (len(ids), 5) == (6, 5)
         assert sorted(ids) == sorted(r["image"] for r in splits if r["part"] == part)
         assert ((probs > 0) & (probs < 1)).all()
-    thresholds = read_csv(uninterrupted / "thresholds.csv", required=["label", "threshold", "val_f1"])
+    thresholds = read_csv(uninterrupted / "thresholds.csv",
+                          required=["label", "threshold", "val_f1"])
     assert [r["label"] for r in thresholds] == list(LABELS)
-    labels = {r["image"]: [int(r[c]) for c in LABELS] for r in read_csv(work / "cohort" / "cohort.csv")}
+    cohort = read_csv(work / "cohort" / "cohort.csv")
+    labels = {r["image"]: [int(r[c]) for c in LABELS] for r in cohort}
     val_ids = [r["image"] for r in read_csv(uninterrupted / "val_ids.csv")]
     expected, f1, _ = tune_thresholds(np.load(uninterrupted / "val_probs.npy"),
                                       np.array([labels[i] for i in val_ids]))
@@ -74,7 +76,8 @@ def test_loss_goes_down_and_outputs_have_the_documented_shapes(work, uninterrupt
     timing = json.loads((uninterrupted / "timing.json").read_text())
     assert timing["epochs"] == 2 and timing["device"] == "cpu" and timing["train_seconds"] > 0
     best = torch.load(uninterrupted / "best.pt", map_location="cpu", weights_only=True)
-    assert best["epoch"] == timing["best_epoch"] == done["best_epoch"] and best["arch"] == "resnet18"
+    assert best["epoch"] == timing["best_epoch"] == done["best_epoch"]
+    assert best["arch"] == "resnet18"
     assert (uninterrupted / "run.json").is_file()
     assert not list(uninterrupted.glob("*.tmp"))
 
@@ -85,15 +88,18 @@ def test_resume_ends_where_an_uninterrupted_run_ends(work, uninterrupted):
     train.main(["--work", str(work), "--epochs", "2", "--out", str(out), "--resume", *FAST])
     assert_same_weights(weights(out / "last.pt"), weights(uninterrupted / "last.pt"))
     assert_same_weights(weights(out / "best.pt"), weights(uninterrupted / "best.pt"))
-    a, b = torch.load(out / "last.pt", weights_only=True), torch.load(uninterrupted / "last.pt", weights_only=True)
+    a = torch.load(out / "last.pt", weights_only=True)
+    b = torch.load(uninterrupted / "last.pt", weights_only=True)
     assert torch.equal(a["aug_rng"], b["aug_rng"])
-    np.testing.assert_array_equal(np.load(out / "test_probs.npy"), np.load(uninterrupted / "test_probs.npy"))
+    np.testing.assert_array_equal(np.load(out / "test_probs.npy"),
+                                  np.load(uninterrupted / "test_probs.npy"))
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert drop(history(out)) == drop(history(uninterrupted))
     # Resuming with different settings is refused, naming the checkpoint.
     with pytest.raises(SystemExit, match=r"last.pt: cannot resume with different settings.*lr"):
         train.main(["--work", str(work), "--epochs", "3", "--out", str(out), "--resume",
                     *FAST[:-4], "--lr", "0.5", *FAST[-2:]])
+    assert read_done(out, "done.json")["epochs"] == 2  # refused before touching the finished run
 
 
 @pytest.mark.parametrize("save_every, expected_last_saves", [("0", [1, 2, 3]), ("1e9", [3])])
@@ -168,15 +174,18 @@ def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
         run(bad, "--train-input", "m15")
     bad = fresh("dupcohort")
     rows = read_csv(bad / "cohort" / "cohort.csv")
-    write_csv(bad / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows + rows[3:4]])
+    write_csv(bad / "cohort" / "cohort.csv", list(rows[0]),
+              [list(r.values()) for r in rows + rows[3:4]])
     with pytest.raises(SystemExit, match=r"cohort.csv: image 'img00003.png' is listed twice"):
         run(bad)
     bad = fresh("dupsplit")
     rows = read_csv(bad / "cohort" / "splits.csv")
     moved = next(r for r in rows if r["part"] == "test")
     rows.append({**moved, "part": "train"})  # the same image again, now in training
-    write_csv(bad / "cohort" / "splits.csv", ["image", "split", "part"], [list(r.values()) for r in rows])
-    with pytest.raises(SystemExit, match=rf"splits.csv \(split 0\): image '{moved['image']}' is listed twice"):
+    write_csv(bad / "cohort" / "splits.csv", ["image", "split", "part"],
+              [list(r.values()) for r in rows])
+    listed_twice = rf"splits.csv \(split 0\): image '{moved['image']}' is listed twice"
+    with pytest.raises(SystemExit, match=listed_twice):
         run(bad)
     assert not (tmp_path / "out").exists()  # nothing was started
 
@@ -196,7 +205,8 @@ def test_bad_flags_stop_at_parse_time(tmp_path, capsys, flag, value):
 
 def test_bad_inputs_are_named(work, tmp_path):
     with pytest.raises(SystemExit, match="split 7 has no"):
-        train.main(["--work", str(work), "--split", "7", "--epochs", "1", "--out", str(tmp_path), *FAST])
+        train.main(["--work", str(work), "--split", "7", "--epochs", "1", "--out", str(tmp_path),
+                    *FAST])
     with pytest.raises(SystemExit, match="raw.npy"):
         bad = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3))
         (bad / "masks" / "raw.npy").unlink()
