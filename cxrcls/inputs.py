@@ -130,6 +130,9 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
     files = mask_file(kind)
     if files:
         name, done = files
+        if not masks_dir.is_dir():
+            raise FileNotFoundError(f"{masks_dir}: mask folder not found; input {kind!r} needs "
+                                    "python -m cxrseg.predict and cxrseg.postprocess first")
         record = read_done(masks_dir, done, what="mask stage")
         mask_path = masks_dir / name
         if name not in record.get("outputs", []):

@@ -78,6 +78,9 @@ def load_split(work: Path, split: int) -> tuple[list[str], np.ndarray, dict[str,
     cohort_path = work / "cohort" / "cohort.csv"
     index_path = work / "cache" / "index.csv"
     splits_path = work / "cohort" / "splits.csv"
+    if not (work / "cohort").is_dir():
+        raise FileNotFoundError(f"{work / 'cohort'}: cohort folder not found (run python -m "
+                                "cxrcls.cohort and cxrcls.cache first)")
     read_done(work / "cohort", "done.json", what="cohort (python -m cxrcls.cohort)")
     cohort = read_csv(cohort_path, required=["image", *LABELS])
     names = [r["image"] for r in cohort]

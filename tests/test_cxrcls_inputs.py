@@ -125,6 +125,8 @@ def test_any_dilation_radius_is_an_input_and_other_names_are_refused(tmp_path):
             input_type(bad)
     with pytest.raises(ValueError, match="unknown input"):
         open_input(radii / "cache", radii / "masks", "m-1")
+    with pytest.raises(FileNotFoundError, match=r"nomasks: mask folder not found.*'m0'"):
+        open_input(radii / "cache", radii / "nomasks", "m0")
 
 
 def test_loader_slices_in_order_and_shards_global_batches(work):
