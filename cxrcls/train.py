@@ -266,33 +266,11 @@ def setup(args) -> Run:
         torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not args.deterministic
-    work = Path(args.work)
     eval_input = args.eval_input or args.train_input
-    out = Path(args.out) if args.out else run_folder(work, args.arch, args.train_input, eval_input,
-                                                     args.split)
+    out = Path(args.out) if args.out else run_folder(args.work, args.arch, args.train_input,
+                                                     eval_input, args.split)
     log = print if ctx.main else (lambda *a, **k: None)
-
-    names, labels6, parts = load_split(work, args.split)
-    n_val = len(parts["val"])
-    valid = [f for j, f in enumerate(FINDINGS) if 0 < labels6[parts["val"], j].sum() < n_val]
-    if not valid:
-        raise ValueError(f"{work / 'cohort' / 'splits.csv'}: split {args.split}'s validation set "
-                         "has no finding with both classes; macro AUROC (early stopping) is "
-                         "undefined")
-    if len(valid) < len(FINDINGS):
-        log(f"note: validation macro AUROC uses {valid} (other findings have one class there)")
-    train_source = open_input(work / "cache", work / "masks", args.train_input)
-    eval_source = (train_source if eval_input == args.train_input
-                   else open_input(work / "cache", work / "masks", eval_input))
-    if len(parts["train"]) < args.batch_size:
-        raise ValueError(f"split {args.split}: {len(parts['train'])} training images, fewer than "
-                         f"one batch of {args.batch_size}")
-    input_records = {"cohort": read_done(work / "cohort")["arguments_hash"],
-                     "cache": read_done(work / "cache")["arguments_hash"]}
-    for kind in {args.train_input, eval_input}:
-        if mask_file(kind):
-            record = mask_file(kind)[1]
-            input_records[f"masks/{record}"] = read_done(work / "masks", record)["arguments_hash"]
+    names, labels6, parts, sources, input_records = check_inputs(args, eval_input, log)
     config = {k: getattr(args, k) for k in RESUME_KEYS}
     checkpoint = resume_checkpoint(args, out / "last.pt", config, log)
 
@@ -313,10 +291,40 @@ def setup(args) -> Run:
     if ctx.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    return Run(args, ctx, out, names, labels6, parts, train_source, eval_source, model, net,
-               optimizer, torch.Generator().manual_seed(args.seed + 1), config, checkpoint,
-               input_records, amp=not args.no_amp and device.type == "cuda",
-               channels_last=channels_last, log=log)
+    return Run(args, ctx, out, names, labels6, parts, *sources, model, net, optimizer,
+               torch.Generator().manual_seed(args.seed + 1), config, checkpoint, input_records,
+               amp=not args.no_amp and device.type == "cuda", channels_last=channels_last, log=log)
+
+
+def check_inputs(args, eval_input: str, log: Callable):
+    """Load the split and open the inputs, refusing anything a finished run could not use.
+
+    Returns (names, labels (N, 6), parts, (train source, eval source), input records): the records
+    map each input stage to its completion record's arguments hash, for this run's done.json.
+    """
+    work = Path(args.work)
+    names, labels6, parts = load_split(work, args.split)
+    n_val = len(parts["val"])
+    valid = [f for j, f in enumerate(FINDINGS) if 0 < labels6[parts["val"], j].sum() < n_val]
+    if not valid:
+        raise ValueError(f"{work / 'cohort' / 'splits.csv'}: split {args.split}'s validation set "
+                         "has no finding with both classes; macro AUROC (early stopping) is "
+                         "undefined")
+    if len(valid) < len(FINDINGS):
+        log(f"note: validation macro AUROC uses {valid} (other findings have one class there)")
+    if len(parts["train"]) < args.batch_size:
+        raise ValueError(f"split {args.split}: {len(parts['train'])} training images, fewer than "
+                         f"one batch of {args.batch_size}")
+    train_source = open_input(work / "cache", work / "masks", args.train_input)
+    eval_source = (train_source if eval_input == args.train_input
+                   else open_input(work / "cache", work / "masks", eval_input))
+    records = {"cohort": read_done(work / "cohort")["arguments_hash"],
+               "cache": read_done(work / "cache")["arguments_hash"]}
+    for kind in sorted({args.train_input, eval_input}):
+        if mask_file(kind):
+            done = mask_file(kind)[1]
+            records[f"masks/{done}"] = read_done(work / "masks", done)["arguments_hash"]
+    return names, labels6, parts, (train_source, eval_source), records
 
 
 def resume_checkpoint(args, last_path: Path, config: dict, log: Callable) -> dict | None:
@@ -390,8 +398,8 @@ def validate(run: Run) -> tuple[float, float]:
 
 def record_epoch(run: Run, state: State, epoch: int, train_loss: float, val_auc: float,
                  val_loss: float, seconds: float) -> bool:
-    """Update history and early stopping; rank 0 saves best.pt when validation improved. Returns
-    whether it improved."""
+    """Add the epoch to the history and update early stopping; returns whether validation
+    improved."""
     state.train_seconds += seconds
     state.epoch = epoch
     state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
