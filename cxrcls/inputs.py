@@ -30,9 +30,22 @@ INPUT_PATTERN = re.compile(r"original|overlay|m(0|[1-9][0-9]*)")
 (so each radius has one name and one run folder)."""
 
 
+class _InputNames:
+    """The set of valid input names, for `kind in INPUTS`: membership is INPUT_PATTERN."""
+
+    def __contains__(self, kind) -> bool:
+        return isinstance(kind, str) and INPUT_PATTERN.fullmatch(kind) is not None
+
+    def __repr__(self) -> str:
+        return "original, overlay or m<r> (r >= 0)"
+
+
+INPUTS = _InputNames()
+
+
 def check_input(kind: str) -> str:
     """`kind` if it names an input variant (see INPUT_PATTERN); ValueError otherwise."""
-    if not isinstance(kind, str) or not INPUT_PATTERN.fullmatch(kind):
+    if kind not in INPUTS:
         raise ValueError(f"unknown input {kind!r}: use original, overlay, or m<r> for a mask "
                          "dilated by r >= 0 pixels (e.g. m0, m15, m50)")
     return kind

@@ -8,7 +8,8 @@ import torch
 
 from cxrcls import augment as A
 from cxrcls.data import BatchLoader
-from cxrcls.inputs import check_input, compose, input_type, mask_boundary, mask_radius, open_input
+from cxrcls.inputs import (INPUTS, check_input, compose, input_type, mask_boundary,
+                           mask_radius, open_input)
 from cxrcls.models import Classifier, build_model, load_weights
 from cxrcls.synthetic import make_work
 from cxrstats.fileio import IncompleteRunError, read_csv, save_npy, write_csv
@@ -118,6 +119,7 @@ def test_any_dilation_radius_is_an_input_and_other_names_are_refused(tmp_path):
     assert (np.load(radii / "masks" / "m100.npy").sum() > np.load(radii / "masks" / "m30.npy").sum()
             > np.load(radii / "masks" / "m0.npy").sum())
     assert mask_radius("original") is None and mask_radius("overlay") is None
+    assert "m7" in INPUTS and "overlay" in INPUTS and "m07" not in INPUTS and 15 not in INPUTS
     for bad in ("m-1", "m015", "m", "m1.5", "M15", "m15 ", "mask15", "originals", ""):
         with pytest.raises(ValueError, match="unknown input"):
             check_input(bad)
