@@ -1,19 +1,20 @@
 """Decode the cohort's images once into one (N, S, S) uint8 grayscale array for fast training.
 
-Each image (PNG or JPEG; grayscale, RGB, RGBA, 8- or 16-bit) is converted to 8-bit grayscale and
+Each image (PNG or JPEG; grayscale, RGB, RGBA, 8- or 16-bit) is read by the project's one image
+reader, `cxrseg.imageio.read_gray` (its docstring gives the rule for colour and 16-bit files), and
 resized to S x S (bilinear with antialiasing; NIH images are square). Workers decode in parallel and
 rows stream in order into a memory-mapped `.npy`, so memory does not grow with N. The array is
-written under a temporary name and renamed; `cache.json` stores a fingerprint of the inputs (names,
-sizes, modification times, S) and a re-run with the same fingerprint does nothing.
+written under a temporary name and renamed. The completion record `done.json`, written last, holds a
+fingerprint of the inputs (names, sizes, modification times, S, reader version); a re-run with the
+same fingerprint does nothing.
 
 Outputs (cache/): images.npy (N, S, S) uint8, row i = index.csv row i = cohort.csv row i;
-index.csv (row, image); cache.json; run.json.
+index.csv (row, image); run.json; done.json.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import time
@@ -23,33 +24,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrcls.files import check_plain_name, locate_images
-from cxrstats.fileio import atomic_path, read_csv, write_csv, write_json, write_run_json
+from cxrcls.files import check_plain_name, check_unique, locate_images
+from cxrseg.imageio import read_gray
+from cxrstats.argtypes import int_range
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
+                             write_csv, write_done, write_run_json)
 
-CACHE_VERSION = 1  # bump when the decoding or resizing changes, so old caches are rebuilt
-
-
-def to_gray8(image: Image.Image, source: str | os.PathLike = "image") -> np.ndarray:
-    """(H, W) uint8 grayscale from any PIL image; 16-bit values map to 8 bits by v / 257, rounded.
-
-    Colour uses ITU-R 601 luma (PIL's 'L'); an alpha channel is ignored (NIH's few RGBA files carry
-    the gray value in R, G and B with an opaque alpha).
-    """
-    mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        values = np.asarray(image).astype(np.float64)
-        if values.min() < 0 or values.max() > 65535:
-            raise ValueError(f"{source}: integer image values outside 0..65535")
-        return np.round(values / 257.0).astype(np.uint8)
-    if mode == "F":
-        raise ValueError(f"{source}: floating-point images are not supported")
-    if mode == "L":
-        return np.asarray(image, dtype=np.uint8)
-    if mode in ("LA", "PA"):
-        return np.asarray(image.convert("L"), dtype=np.uint8)
-    if mode == "RGBA" or mode == "P":
-        image = image.convert("RGB")
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+CACHE_VERSION = 2  # bump when the decoding or resizing changes, so old caches are rebuilt
+OUTPUTS = ("images.npy", "index.csv", "run.json")
+DONE = "done.json"
 
 
 def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
@@ -61,13 +44,7 @@ def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
 
 def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """Decode one file to (size, size) uint8 gray; ValueError naming the file when it cannot."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            gray = to_gray8(image, path)
-    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{path}: cannot decode image ({error})") from None
-    return resize_gray(gray, size)
+    return resize_gray(read_gray(path), size)
 
 
 def _load_job(job: tuple[str, int]) -> np.ndarray:
@@ -84,27 +61,33 @@ def fingerprint(paths: list[Path], size: int) -> str:
 
 
 def is_up_to_date(out: Path, stamp: str, n: int, size: int) -> bool:
-    """True when out/ holds a finished cache with this fingerprint and shape."""
+    """True when out/ holds a finished cache (done.json) with this fingerprint and shape."""
     try:
-        meta = json.loads((out / "cache.json").read_text())
+        record = read_done(out, DONE, what="image cache")
         array = np.load(out / "images.npy", mmap_mode="r")
-    except (OSError, ValueError):
+    except (IncompleteRunError, OSError, ValueError):
         return False
-    return meta.get("fingerprint") == stamp and array.shape == (n, size, size) \
-        and (out / "index.csv").is_file()
+    return record.get("fingerprint") == stamp and array.shape == (n, size, size)
 
 
 def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.PathLike,
-                size: int = 512, workers: int = 1, progress_every: float = 5.0) -> bool:
-    """Write out/images.npy, out/index.csv and out/cache.json; False when already up to date."""
+                size: int = 512, workers: int = 1, progress_every: float = 5.0,
+                arguments=None) -> bool:
+    """Write out/images.npy, index.csv, run.json and, last, done.json; False when up to date.
+
+    `arguments` (argparse.Namespace or dict) go into run.json and done.json. A name listed twice
+    is refused (it would be cached twice). The old completion record and outputs are removed
+    before anything is written, so a killed build never passes for a finished one.
+    """
     out = Path(out)
+    check_unique(names, "image list given to build_cache")
     paths = locate_images(names, image_dir)
     stamp = fingerprint(paths, size)
     if is_up_to_date(out, stamp, len(names), size):
         print(f"cache: {out / 'images.npy'} is up to date ({len(names)} images, {size} px)")
         return False
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cache.json").unlink(missing_ok=True)  # the stamp goes last: no stamp, no valid cache
+    begin_run(out, OUTPUTS, done=DONE)
     start = last = time.time()
     with atomic_path(out / "images.npy") as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
@@ -119,8 +102,8 @@ def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.Pa
                 if now - last >= progress_every or i + 1 == len(jobs):
                     rate = (i + 1) / max(now - start, 1e-9)
                     eta = (len(jobs) - i - 1) / rate
-                    print(f"cache: {i + 1}/{len(jobs)} images, {rate:.1f} images/s, ETA {eta:.0f} s",
-                          file=sys.stderr, flush=True)
+                    print(f"cache: {i + 1}/{len(jobs)} images, {rate:.1f} images/s, "
+                          f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
                     last = now
         finally:
             if pool:
@@ -129,8 +112,11 @@ def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.Pa
         array.flush()
         del array
     write_csv(out / "index.csv", ["row", "image"], list(enumerate(names)))
-    write_json(out / "cache.json", {"fingerprint": stamp, "images": len(names), "size": size,
-                                    "version": CACHE_VERSION})
+    if arguments is None:
+        arguments = {"images": str(image_dir), "out": str(out), "size": size, "workers": workers}
+    write_run_json(out, arguments, time.time() - start, images=len(names))
+    write_done(out, arguments, OUTPUTS, done=DONE, fingerprint=stamp, images=len(names), size=size,
+               version=CACHE_VERSION)
     return True
 
 
@@ -140,30 +126,39 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m cxrcls.cache --cohort work/cohort/cohort.csv "
                "--images data/nih/images --size 512 --out work/cache")
-    parser.add_argument("--cohort", required=True, help="cohort.csv (column 'image')")
-    parser.add_argument("--images", required=True, help="folder searched (recursively) for the images")
+    parser.add_argument("--cohort", required=True,
+                        help="cohort.csv (column 'image'); its folder must hold cohort's done.json")
+    parser.add_argument("--images", required=True,
+                        help="folder searched (recursively, following links) for the images")
     parser.add_argument("--out", required=True, help="output folder (cache/)")
-    parser.add_argument("--size", type=int, default=512, help="side S of the cached images (study: 512)")
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+    parser.add_argument("--size", type=int_range(1), default=512,
+                        help="side S of the cached images (study: 512)")
+    parser.add_argument("--workers", type=int_range(1), default=min(8, os.cpu_count() or 1),
                         help="decoding processes")
-    parser.add_argument("--seed", type=int, default=0, help="unused (no randomness); kept for uniformity")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="unused (no randomness); kept for uniformity")
     return parser
+
+
+def read_cohort_names(cohort: str | os.PathLike) -> list[str]:
+    """Image names of a finished cohort (cohort/done.json present), plain and unique."""
+    cohort = Path(cohort)
+    read_done(cohort.parent, "done.json", what="cohort (python -m cxrcls.cohort)")
+    names = [check_plain_name(row["image"], cohort) for row in read_csv(cohort, required=["image"])]
+    check_unique(names, cohort)
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.size < 1:
-        raise SystemExit(f"error: --size must be positive, got {args.size}")
     start = time.time()
     try:
-        names = [check_plain_name(row["image"], args.cohort)
-                 for row in read_csv(args.cohort, required=["image"])]
-        built = build_cache(names, args.images, args.out, args.size, max(1, args.workers))
-    except (ValueError, FileNotFoundError) as error:
+        names = read_cohort_names(args.cohort)
+        built = build_cache(names, args.images, args.out, args.size, args.workers, arguments=args)
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
     if built:
         seconds = time.time() - start
-        write_run_json(args.out, args, seconds, images=len(names))
         print(f"cache: {len(names)} images -> {Path(args.out) / 'images.npy'} "
               f"({len(names) / max(seconds, 1e-9):.1f} images/s)")
 

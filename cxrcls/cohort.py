@@ -1,12 +1,14 @@
 """Curate the study's NIH ChestX-ray14 cohort and its 5 matched 70/15/15 splits.
 
-Sampling (the study's): for each of Mass, Nodule, Pneumonia, Edema and Fibrosis draw up to 2,000 images
-that carry it (all of them when fewer exist), plus 2,000 "No Finding" images; merge and drop
+Sampling (the study's): for each of Mass, Nodule, Pneumonia, Edema and Fibrosis draw up to 2,000
+images that carry it (all of them when fewer exist), plus 2,000 "No Finding" images; merge and drop
 duplicates. An image drawn for one label keeps all its labels, so a label's count in the cohort can
 exceed what was drawn for it. The draw is seeded and does not depend on the table's row order.
 
 Outputs (cohort/): cohort.csv (image, the six 0/1 labels in LABELS order, patient_id), splits.csv
-(image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"), run.json.
+(image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"),
+run.json, and last the completion record done.json (the cache and training refuse a cohort without
+it).
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from cxrcls.files import check_plain_name, locate_images
-from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
-from cxrstats.fileio import read_csv, write_csv, write_run_json
+from cxrcls.labels import LABELS, NO_FINDING
+from cxrstats.argtypes import int_range
+from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
 # Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table.
 COLUMN_ALIASES = {
@@ -28,6 +31,7 @@ COLUMN_ALIASES = {
     "patient": ("Patient ID", "patient_id"),
 }
 PARTS = ("train", "val", "test")
+OUTPUTS = ("cohort.csv", "splits.csv", "table1.csv", "run.json")
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ def sample_cohort(records: list[Record], per_label: int = 2000, no_finding: int 
                   seed: int = 0) -> tuple[list[Record], dict[str, int]]:
     """The study's draw: up to `per_label` carriers of each finding plus `no_finding` normals.
 
-    Returns the merged cohort sorted by image name and, per label, how many images were drawn for it.
+    Returns the merged cohort sorted by image name and, per label, how many images were drawn for
+    it.
     """
     records = sorted(records, key=lambda r: r.image)
     rng = np.random.default_rng(seed)
@@ -143,12 +148,17 @@ def make_splits(cohort: list[Record], n_splits: int = 5, split_by: str = "image"
             parts = split_by_patient([r.patient_id for r in cohort], seed + k)
         else:
             raise ValueError(f"split_by must be 'image' or 'patient', got {split_by!r}")
+        empty = [p for p in PARTS if p not in parts]
+        if empty:
+            raise ValueError(f"split {k} by {split_by}: no {'/'.join(empty)} images "
+                             f"({len(cohort)} images are too few to split 70/15/15)")
         rows.extend((r.image, k, part) for r, part in zip(cohort, parts))
     return rows
 
 
 def table1_rows(records: list[Record], cohort: list[Record], drawn: dict[str, int]) -> list[list]:
-    """Table 1: per label, images in the cohort carrying it, drawn for it, available in the table."""
+    """Table 1: per label, images in the cohort carrying it, drawn for it, available in the
+    table."""
     labels = label_matrix(cohort)
     rows = []
     for j, label in enumerate(LABELS):
@@ -166,14 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
                "--images data/nih/images --out work/cohort --split-by patient")
     parser.add_argument("--labels", required=True, help="NIH label table (Data_Entry_2017.csv)")
     parser.add_argument("--out", required=True, help="output folder (cohort/)")
-    parser.add_argument("--images", help="image folder; when given, every cohort image must be found "
-                                         "by name somewhere under it")
-    parser.add_argument("--per-label", type=int, default=2000, help="images drawn per finding")
-    parser.add_argument("--no-finding", type=int, default=2000, help="'No Finding' images drawn")
-    parser.add_argument("--splits", type=int, default=5, help="number of matched 70/15/15 splits")
+    parser.add_argument("--images", help="image folder; when given, every cohort image must be "
+                                         "found by name somewhere under it")
+    parser.add_argument("--per-label", type=int_range(1), default=2000,
+                        help="images drawn per finding")
+    parser.add_argument("--no-finding", type=int_range(0), default=2000,
+                        help="'No Finding' images drawn")
+    parser.add_argument("--splits", type=int_range(1), default=5,
+                        help="number of matched 70/15/15 splits")
     parser.add_argument("--split-by", choices=("image", "patient"), default="image",
                         help="'image' as in the study; 'patient' keeps each patient in one part")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0,
                         help="seed of the draw; split k uses seed + k")
     return parser
 
@@ -187,11 +200,16 @@ def main(argv: list[str] | None = None) -> None:
         cohort, drawn = sample_cohort(records, args.per_label, args.no_finding, args.seed)
         if not cohort:
             raise ValueError(f"{args.labels}: no image carries any of {list(LABELS)}")
+        unknown = [r.image for r in cohort if not r.patient_id]
+        if args.split_by == "patient" and unknown:
+            raise ValueError(f"{args.labels}: {len(unknown)} cohort images have no Patient ID "
+                             f"(e.g. {unknown[0]}); --split-by patient needs one for every image")
         if args.images:
             locate_images([r.image for r in cohort], args.images)
         splits = make_splits(cohort, args.splits, args.split_by, args.seed)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
+    begin_run(out, OUTPUTS)
     labels = label_matrix(cohort)
     write_csv(out / "cohort.csv", ["image", *LABELS, "patient_id"],
               [[r.image, *labels[i].tolist(), r.patient_id] for i, r in enumerate(cohort)])
@@ -199,8 +217,10 @@ def main(argv: list[str] | None = None) -> None:
     table1 = table1_rows(records, cohort, drawn)
     write_csv(out / "table1.csv", ["label", "images", "drawn", "available"], table1)
     write_run_json(out, args, time.time() - start, images=len(cohort))
+    write_done(out, args, OUTPUTS, images=len(cohort), splits=args.splits, split_by=args.split_by)
     for row in table1:
-        print(f"{row[0]:>14}: {row[1]}" + (f" (drawn {row[2]} of {row[3]})" if row[2] != "" else ""))
+        drawn_note = f" (drawn {row[2]} of {row[3]})" if row[2] != "" else ""
+        print(f"{row[0]:>14}: {row[1]}{drawn_note}")
     print(f"cohort: {len(cohort)} images, {args.splits} splits by {args.split_by} -> {out}")
 
 

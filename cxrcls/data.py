@@ -20,8 +20,9 @@ from cxrcls.inputs import InputSource
 
 @dataclass
 class Batch:
-    """One rank's share of a global batch. `offset` is where that share starts in the global batch."""
-    positions: np.ndarray      # (b,) positions in the loader's `rows` (for reassembling predictions)
+    """One rank's share of a global batch. `offset` is where that share starts in the global
+    batch."""
+    positions: np.ndarray      # (b,) positions in the loader's `rows` (to reassemble predictions)
     images: np.ndarray         # (b, S, S) uint8
     masks: np.ndarray | None   # (b, S, S) uint8 0/1, or None
     labels: np.ndarray         # (b, L) float32
@@ -38,7 +39,8 @@ class BatchLoader:
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
         self.source, self.rows, self.labels = source, np.asarray(rows, dtype=np.int64), labels
-        self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.drop_last, self.seed = drop_last, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
 

@@ -1,7 +1,8 @@
 """Generate the demo data: a RSUA-like lung-segmentation set and an NIH-like classification set.
 
 Both are synthetic chest X-ray phantoms (`cxrcls.phantom`), drawn deterministically from `--seed`:
-every image has its own generator seeded by (seed, set, index), so the same seed gives the same bytes.
+every image has its own generator seeded by (seed, set, index), so the same seed gives the same
+bytes.
 
     DATA/seg/images/<stem>.png, DATA/seg/masks/<stem>.png   (lung mask 0/255, same stems)
     DATA/nih/images/<Image Index>.png, DATA/nih/Data_Entry_2017.csv, DATA/nih/phantoms.csv
@@ -20,13 +21,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrcls.phantom import LABELS, render, sample_labels, sample_patient
+from cxrcls.labels import FINDINGS, NO_FINDING
+from cxrcls.phantom import render, sample_labels, sample_patient
+from cxrstats.argtypes import int_range
 from cxrstats.fileio import write_csv, write_run_json
 
 NIH_COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
                "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
                "OriginalImagePixelSpacing[x", "y]")
-"""Columns of NIH's Data_Entry_2017.csv as a CSV reader splits them (the header has commas in brackets)."""
+"""Columns of NIH's Data_Entry_2017.csv as a CSV reader splits them (the header has commas in
+brackets)."""
 
 SEG_SET, CLS_SET = 1, 2  # generator streams of the two sets
 
@@ -52,11 +56,13 @@ def make_segmentation_set(out: Path, n: int, size: int, seed: int) -> dict:
         _save_png(out / "images" / f"{stem}.png", phantom.image)
         _save_png(out / "masks" / f"{stem}.png", phantom.lungs * np.uint8(255))
         areas.append(float(phantom.lungs.mean()))
-    return {"images": n, "lung_area_fraction_mean": round(float(np.mean(areas)), 4) if areas else None}
+    mean_area = round(float(np.mean(areas)), 4) if areas else None
+    return {"images": n, "lung_area_fraction_mean": mean_area}
 
 
 def plan_patients(rng: np.random.Generator, n: int, max_per_patient: int = 4) -> list[int]:
-    """Split n images into patients of 1..max_per_patient images; return each image's patient number."""
+    """Split n images into patients of 1..max_per_patient images; return each image's patient
+    number."""
     patients: list[int] = []
     pid = 0
     while len(patients) < n:
@@ -95,7 +101,7 @@ def make_classification_set(out: Path, n: int, size: int, seed: int, spurious_cu
         phantom = render(rng, anatomy, size, findings, cue=cue)
         name = f"{pid:08d}_{follow_up:03d}.png"
         _save_png(out / "images" / name, phantom.image)
-        labels = "|".join(findings) if findings else "No Finding"
+        labels = "|".join(findings) if findings else NO_FINDING
         rows.append((name, labels, follow_up, pid, age, sex, str(rng.choice(["PA", "AP"])),
                      size, size, 0.143, 0.143))
         truth.append((name, int(cue), anatomy.marker, round(float(phantom.lungs.mean()), 4)))
@@ -104,7 +110,7 @@ def make_classification_set(out: Path, n: int, size: int, seed: int, spurious_cu
               truth)
     counts = Counter(label for row in rows for label in row[1].split("|"))
     return {"images": n, "patients": len(set(patient_of)),
-            "labels": {label: counts.get(label, 0) for label in (*LABELS, "No Finding")},
+            "labels": {label: counts.get(label, 0) for label in (*FINDINGS, NO_FINDING)},
             "spurious_cue": {"enabled": spurious_cue, "label": cue_label,
                              "images_with_cue": sum(t[1] for t in truth)}}
 
@@ -118,12 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                "--seed 0",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="output folder (DATA)")
-    parser.add_argument("--n-seg", type=int, default=292,
+    parser.add_argument("--n-seg", type=int_range(0), default=292,
                         help="image/mask pairs in DATA/seg (RSUA has 292)")
-    parser.add_argument("--n-cls", type=int, default=1000,
+    parser.add_argument("--n-cls", type=int_range(0), default=1000,
                         help="images in DATA/nih with Data_Entry_2017.csv")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--size", type=int_range(32), default=256, help="image side in pixels")
+    parser.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed")
     parser.add_argument("--spurious-cue", action="store_true",
                         help="add a ring outside the lungs that mostly appears with Pneumonia "
                              "(a shortcut that lung masking removes)")
@@ -133,10 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.n_seg < 0 or args.n_cls < 0:
-            raise ValueError("--n-seg and --n-cls must be >= 0")
-        if args.size < 32:
-            raise ValueError(f"--size {args.size}: must be at least 32 pixels")
         start = time.perf_counter()
         for part in ("seg", "nih"):  # start clean, so stale images never mix with new ones
             if (args.out / part).exists():

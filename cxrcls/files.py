@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 
 def check_plain_name(name: str, source: str | os.PathLike) -> str:
@@ -20,11 +20,40 @@ def check_plain_name(name: str, source: str | os.PathLike) -> str:
     return name
 
 
+def check_unique(names: Iterable[str], source: str | os.PathLike) -> None:
+    """Raise ValueError naming `source` when a name occurs twice (a row would count twice)."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in first:
+            raise ValueError(f"{source}: image {name!r} is listed twice (rows {first[name] + 1} "
+                             f"and {i + 1} after the header); remove the duplicate")
+        first[name] = i
+
+
+def walk_files(root: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """(folder, file name) of every file under `root`, following symbolic links to folders.
+
+    Datasets are often linked in (`images -> /mnt/bigdisk/nih`), so links are followed; a folder
+    reached twice (a link to an ancestor, or two links to one folder) is walked once, so a loop
+    cannot run forever and a file is never seen twice through two routes.
+    """
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        for name in files:
+            yield folder, name
+
+
 def locate_images(names: Iterable[str], root: str | os.PathLike) -> list[Path]:
     """Paths of `names` found anywhere under `root` (NIH ships images_001/images/...), in order.
 
-    Raises FileNotFoundError counting (and listing a few of) the names that are missing, and
-    ValueError when a name occurs in two sub-folders (which file is meant would be a guess).
+    Symbolic links to folders and files are followed (see `walk_files`). Raises FileNotFoundError
+    counting (and listing a few of) the names that are missing, and ValueError when a name occurs
+    in two sub-folders (which file is meant would be a guess) or is a broken link.
     """
     root = Path(root)
     if not root.is_dir():
@@ -32,13 +61,16 @@ def locate_images(names: Iterable[str], root: str | os.PathLike) -> list[Path]:
     names = list(names)
     wanted = set(names)
     found: dict[str, Path] = {}
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            if name in wanted:
-                path = Path(folder) / name
-                if name in found:
-                    raise ValueError(f"{root}: image {name!r} occurs twice: {found[name]} and {path}")
-                found[name] = path
+    for folder, name in walk_files(root):
+        if name not in wanted:
+            continue
+        path = Path(folder) / name
+        if not path.exists():
+            raise ValueError(f"{path}: broken symbolic link (its target {os.readlink(path)!r} "
+                             "does not exist)")
+        if name in found and not os.path.samefile(found[name], path):
+            raise ValueError(f"{root}: image {name!r} occurs twice: {found[name]} and {path}")
+        found.setdefault(name, path)
     missing = [n for n in names if n not in found]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")

@@ -1,15 +1,21 @@
-"""The classifier's input variants, composed per batch on the device from the cached images and masks.
+"""The classifier's input variants, composed per batch on the device from the cached images and
+masks.
 
 - `original`: the cached image.
-- `m15`, `m50`: image x mask (the study's cut-outs), masks from cxrseg's masks/m15.npy, masks/m50.npy.
+- `m<r>` for a dilation radius r >= 0 (the study's `m15`, `m50`; `m0` is the eroded mask itself):
+  image x mask, the mask read from masks/m<r>.npy (written by `cxrseg.postprocess --dilate r`).
 - `overlay`: the unchanged image with the raw mask's inner boundary drawn in white (255), the same
   picture as `cxrseg.morphology.overlay(image, raw_mask, thickness)`, computed for a whole batch.
 
-Masks are (N, S, S) uint8 0/1 arrays whose rows are aligned with cache/index.csv; a mask file whose
-shape disagrees with cache/images.npy is refused with an error naming both files.
+Masks are (N, S, S) uint8 0/1 arrays whose rows are aligned with cache/index.csv. Before any mask is
+used, the mask stage must have finished (masks/done_postprocess.json for m<r>,
+masks/done_predict.json for overlay, listing the mask file) and masks/index.csv must equal
+cache/index.csv row for row; any difference is refused with an error naming both files.
 """
 from __future__ import annotations
 
+import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +23,55 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-INPUTS = ("original", "m15", "m50", "overlay")
-MASK_FILES = {"original": None, "m15": "m15.npy", "m50": "m50.npy", "overlay": "raw.npy"}
+from cxrstats.fileio import read_csv, read_done
+
+INPUT_PATTERN = re.compile(r"original|overlay|m(0|[1-9][0-9]*)")
+"""Valid input names: original, overlay, or m<r> with r a non-negative integer without leading zeros
+(so each radius has one name and one run folder)."""
+
+
+class _InputNames:
+    """The set of valid input names, for `kind in INPUTS`: membership is INPUT_PATTERN."""
+
+    def __contains__(self, kind) -> bool:
+        return isinstance(kind, str) and INPUT_PATTERN.fullmatch(kind) is not None
+
+    def __repr__(self) -> str:
+        return "original, overlay or m<r> (r >= 0)"
+
+
+INPUTS = _InputNames()
+
+
+def check_input(kind: str) -> str:
+    """`kind` if it names an input variant (see INPUT_PATTERN); ValueError otherwise."""
+    if kind not in INPUTS:
+        raise ValueError(f"unknown input {kind!r}: use original, overlay, or m<r> for a mask "
+                         "dilated by r >= 0 pixels (e.g. m0, m15, m50)")
+    return kind
+
+
+def input_type(text: str) -> str:
+    """argparse `type=` for --train-input / --eval-input."""
+    try:
+        return check_input(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def mask_radius(kind: str) -> int | None:
+    """The dilation radius r of `m<r>`, or None for inputs that are not cut-outs."""
+    check_input(kind)
+    return int(kind[1:]) if kind.startswith("m") else None
+
+
+def mask_file(kind: str) -> tuple[str, str] | None:
+    """(mask file, completion record of the stage that writes it) of an input, None for original."""
+    if mask_radius(kind) is not None:
+        return f"{kind}.npy", "done_postprocess.json"
+    if kind == "overlay":
+        return "raw.npy", "done_predict.json"
+    return None
 
 
 @dataclass
@@ -48,28 +101,65 @@ class InputSource:
         return take(self.images), (take(self.masks) if self.masks is not None else None)
 
 
+def check_same_rows(cache_index: Path, masks_index: Path) -> None:
+    """Refuse masks/index.csv unless it equals cache/index.csv row for row (row, image)."""
+    cache_rows = [(r["row"], r["image"]) for r in read_csv(cache_index, required=["row", "image"])]
+    if not masks_index.is_file():
+        raise FileNotFoundError(f"{masks_index}: not found; the masks cannot be matched to "
+                                f"{cache_index} (run python -m cxrseg.predict again)")
+    mask_rows = [(r["row"], r["image"]) for r in read_csv(masks_index, required=["row", "image"])]
+    if mask_rows == cache_rows:
+        return
+    if len(mask_rows) != len(cache_rows):
+        problem = f"{len(mask_rows)} rows against {len(cache_rows)}"
+    else:
+        k = next(k for k, (a, b) in enumerate(zip(mask_rows, cache_rows)) if a != b)
+        problem = f"row {k} is {mask_rows[k]} against {cache_rows[k]}"
+    raise ValueError(f"{masks_index} and {cache_index} differ ({problem}): the masks were made for "
+                     "another image cache; run cxrseg.predict and cxrseg.postprocess again")
+
+
 def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> InputSource:
-    """Open cache/images.npy and, for masked variants, the mask file, checking they line up."""
-    if kind not in INPUTS:
-        raise ValueError(f"unknown input {kind!r}; choose one of {INPUTS}")
-    image_path = Path(cache_dir) / "images.npy"
+    """Open cache/images.npy and, for masked variants, the mask file, checking they line up.
+
+    Refuses an unfinished cache (no cache/done.json), a cache whose row count differs from
+    cache/index.csv, masks from an unfinished mask stage, a mask file the last run of that stage
+    did not write, and masks made for other rows.
+    """
+    check_input(kind)
+    cache_dir, masks_dir = Path(cache_dir), Path(masks_dir)
+    image_path, index_path = cache_dir / "images.npy", cache_dir / "index.csv"
     if not image_path.is_file():
         raise FileNotFoundError(f"{image_path}: image cache not found (run python -m cxrcls.cache)")
+    read_done(cache_dir, "done.json", what="image cache (python -m cxrcls.cache)")
     images = np.load(image_path, mmap_mode="r")
     if images.ndim != 3 or images.dtype != np.uint8 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"{image_path}: expected (N, S, S) uint8, got {images.shape} {images.dtype}")
+        raise ValueError(f"{image_path}: expected (N, S, S) uint8, got {images.shape} "
+                         f"{images.dtype}")
+    n_index = len(read_csv(index_path, required=["row", "image"]))
+    if n_index != len(images):
+        raise ValueError(f"{image_path} has {len(images)} rows but {index_path} has {n_index}")
     masks = None
-    if MASK_FILES[kind]:
-        mask_path = Path(masks_dir) / MASK_FILES[kind]
-        if not mask_path.is_file():
-            raise FileNotFoundError(f"{mask_path}: mask file for input {kind!r} not found "
-                                    "(run python -m cxrseg.predict and cxrseg.postprocess)")
+    files = mask_file(kind)
+    if files:
+        name, done = files
+        if not masks_dir.is_dir():
+            raise FileNotFoundError(f"{masks_dir}: mask folder not found; input {kind!r} needs "
+                                    "python -m cxrseg.predict and cxrseg.postprocess first")
+        record = read_done(masks_dir, done, what="mask stage")
+        mask_path = masks_dir / name
+        if name not in record.get("outputs", []):
+            raise FileNotFoundError(
+                f"{mask_path}: mask file for input {kind!r} is not among the outputs of the last "
+                f"run recorded in {masks_dir / done} ({record.get('outputs')}); "
+                "run cxrseg.postprocess with that radius in --dilate")
         masks = np.load(mask_path, mmap_mode="r")
         if masks.shape != images.shape:
             raise ValueError(f"{mask_path} has shape {masks.shape} but {image_path} has "
                              f"{images.shape}: the masks are not aligned with the image cache")
         if masks.dtype not in (np.uint8, np.bool_):
             raise ValueError(f"{mask_path}: expected uint8 0/1 masks, got {masks.dtype}")
+        check_same_rows(index_path, masks_dir / "index.csv")
     return InputSource(kind, images, masks)
 
 
@@ -98,8 +188,6 @@ def compose(images: torch.Tensor, masks: torch.Tensor | None, kind: str,
         return images
     if masks is None:
         raise ValueError(f"input {kind!r} needs masks")
-    if kind in ("m15", "m50"):
+    if mask_radius(kind) is not None:
         return images * (masks > 0).to(images.dtype)
-    if kind == "overlay":
-        return torch.where(mask_boundary(masks, thickness), torch.ones_like(images), images)
-    raise ValueError(f"unknown input {kind!r}; choose one of {INPUTS}")
+    return torch.where(mask_boundary(masks, thickness), torch.ones_like(images), images)

@@ -36,7 +36,8 @@ class Classifier(nn.Module):
         self.net = getattr(torchvision.models, arch)(weights=weights)
         head_name = "fc" if arch.startswith("resnet") else "classifier"
         self.head_name = head_name
-        setattr(self.net, head_name, nn.Linear(getattr(self.net, head_name).in_features, num_outputs))
+        in_features = getattr(self.net, head_name).in_features
+        setattr(self.net, head_name, nn.Linear(in_features, num_outputs))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.frozen_backbone = False
@@ -46,7 +47,8 @@ class Classifier(nn.Module):
         return getattr(self.net, self.head_name)
 
     def freeze_backbone(self) -> None:
-        """Linear probe: only the head trains; the backbone (BatchNorm statistics included) is fixed."""
+        """Linear probe: only the head trains; the backbone (BatchNorm statistics included) is
+        fixed."""
         for p in self.net.parameters():
             p.requires_grad_(False)
         for p in self.head.parameters():
@@ -68,9 +70,10 @@ class Classifier(nn.Module):
 
 
 def load_weights(model: Classifier, path: str | Path) -> str:
-    """Load a checkpoint into `model`: our best.pt/last.pt ({"model": ...}) or a raw state dict, with
-    or without the `net.` prefix (a plain torchvision state dict). A head of another shape (another
-    label set) is skipped and re-initialized. Returns a one-line note of what was loaded."""
+    """Load a checkpoint into `model`: our best.pt/last.pt ({"model": ...}) or a raw state dict,
+    with or without the `net.` prefix (a plain torchvision state dict). A head of another shape
+    (another label set) is skipped and re-initialized. Returns a one-line note of what was
+    loaded."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
@@ -102,13 +105,15 @@ def load_weights(model: Classifier, path: str | Path) -> str:
 
 
 def build_model(arch: str, weights: str = "none", num_outputs: int = len(FINDINGS)) -> Classifier:
-    """`weights`: 'imagenet' (torchvision's download, on the user's machine), 'none', or a file path."""
+    """`weights`: 'imagenet' (torchvision's download, on the user's machine), 'none', or a file
+    path."""
     if weights == "imagenet":
         try:
             return Classifier(arch, num_outputs, imagenet=True)
         except Exception as error:  # no network, no cached file
-            raise ValueError(f"--weights imagenet: cannot get torchvision's {IMAGENET_WEIGHTS[arch]} "
-                             f"({error}); use --weights none or a checkpoint path") from None
+            raise ValueError(f"--weights imagenet: cannot get torchvision's "
+                             f"{IMAGENET_WEIGHTS[arch]} ({error}); use --weights none or a "
+                             "checkpoint path") from None
     model = Classifier(arch, num_outputs)
     if weights != "none":
         print(load_weights(model, weights))

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-LABELS = ("Mass", "Nodule", "Pneumonia", "Edema", "Fibrosis")
-"""The five findings, in the order used everywhere in the project."""
+from cxrcls.labels import FINDINGS
 
 # 5x7 bitmap glyphs for the side marker (1 = ink); drawn with numpy, no font files.
 _GLYPHS = {
@@ -96,12 +95,12 @@ def sample_labels(rng: np.random.Generator, p_normal: float = 0.3,
     """
     if rng.random() < p_normal:
         return ()
-    present = rng.random(len(LABELS)) < np.asarray(rates)
+    present = rng.random(len(FINDINGS)) < np.asarray(rates)
     if present[0]:
         present[1] = rng.random() < nodule_given_mass
     if not present.any():
-        present[rng.integers(len(LABELS))] = True
-    return tuple(label for label, p in zip(LABELS, present) if p)
+        present[rng.integers(len(FINDINGS))] = True
+    return tuple(label for label, p in zip(FINDINGS, present) if p)
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,12 +122,14 @@ def _smooth_noise(rng: np.random.Generator, size: int, sigma_frac: float) -> np.
     field_ = ndimage.gaussian_filter(rng.standard_normal((small, small)).astype(np.float32),
                                      sigma=sigma / factor, mode="wrap")
     if factor > 1:
-        field_ = ndimage.zoom(field_, factor, order=1, mode="grid-wrap", grid_mode=True)[:size, :size]
+        field_ = ndimage.zoom(field_, factor, order=1, mode="grid-wrap",
+                              grid_mode=True)[:size, :size]
     return (field_ - field_.mean()) / (field_.std() + 1e-8)
 
 
 def _soft_disk(u, v, cu, cv, radius, edge=0.15):
-    """A disk of `radius` at (cu, cv) with a logistic edge `edge * radius` wide, values in [0, 1]."""
+    """A disk of `radius` at (cu, cv) with a logistic edge `edge * radius` wide, values in
+    [0, 1]."""
     d = np.hypot(u - cu, v - cv)
     return 1.0 / (1.0 + np.exp(np.clip((d - radius) / (edge * radius + 1e-6), -30, 30)))
 
@@ -264,13 +265,14 @@ def spurious_cue_layer(u, v, corner: int) -> np.ndarray:
 
 def render(rng: np.random.Generator, anatomy: Anatomy, size: int = 256,
            findings: tuple[str, ...] = (), cue: bool = False) -> Phantom:
-    """Draw one image of `anatomy` with `findings` (subset of LABELS); `cue` adds the spurious ring.
+    """Draw one image of `anatomy` with `findings` (subset of FINDINGS); `cue` adds the spurious
+    ring.
 
     Returns a Phantom with the image (S, S) uint8, the lung mask and the body mask (S, S) uint8 0/1.
     """
-    unknown = set(findings) - set(LABELS)
+    unknown = set(findings) - set(FINDINGS)
     if unknown:
-        raise ValueError(f"unknown finding(s) {sorted(unknown)}; expected a subset of {LABELS}")
+        raise ValueError(f"unknown finding(s) {sorted(unknown)}; expected a subset of {FINDINGS}")
     u, v = _grid(size)
     # Per-image positioning jitter: the same patient never lies exactly the same way twice.
     jitter = Anatomy(**{**anatomy.__dict__,

@@ -3,7 +3,8 @@ benchmarks of the classification stages; no real images needed.
 
 Finding j is present with probability `prevalence`; an image carrying it shows a bright horizontal
 band in band j of 5 (flip- and small-rotation-invariant), on a noisy background. Lung masks are two
-rectangles; m15/m50 are the same rectangles grown by 1/8 and 1/4 of a band.
+rectangles; m<r> are the same rectangles grown by max(1, r/200 of a band) pixels (m0: not grown).
+Every stage folder gets its completion record, as the real stages write it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrcls.labels import FINDINGS, LABELS
-from cxrstats.fileio import save_npy, write_csv
+from cxrstats.fileio import save_npy, write_csv, write_done
 
 
 def synthetic_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -36,10 +37,14 @@ def lung_masks(n: int, size: int, grow: int = 0) -> np.ndarray:
 
 
 def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float = 0.35,
-              fractions=(0.6, 0.2, 0.2), splits: int = 1, seed: int = 0) -> Path:
+              fractions=(0.6, 0.2, 0.2), splits: int = 1, seed: int = 0,
+              radii: tuple[int, ...] = (15, 50)) -> Path:
     """Write WORK/cohort/{cohort,splits}.csv, WORK/cache/{images.npy,index.csv} and
-    WORK/masks/{raw,m15,m50}.npy for `n` synthetic images of side `size`."""
+    WORK/masks/{raw,m<r>...}.npy + index.csv for `n` synthetic images of side `size`, each folder
+    with its completion record (cohort/done.json, cache/done.json, masks/done_predict.json,
+    masks/done_postprocess.json)."""
     work = Path(work)
+    arguments = {"synthetic": True, "n": n, "size": size, "seed": seed}
     rng = np.random.default_rng(seed)
     findings = (rng.random((n, len(FINDINGS))) < prevalence).astype(np.uint8)
     labels = np.concatenate([findings, (findings.sum(1, keepdims=True) == 0).astype(np.uint8)], 1)
@@ -55,10 +60,17 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
         part[order[n_train + n_val:]] = "test"
         rows += [[name, k, part[i]] for i, name in enumerate(names)]
     write_csv(work / "cohort" / "splits.csv", ["image", "split", "part"], rows)
+    write_done(work / "cohort", arguments, ["cohort.csv", "splits.csv"])
     save_npy(work / "cache" / "images.npy", synthetic_images(findings, size, rng))
     write_csv(work / "cache" / "index.csv", ["row", "image"], list(enumerate(names)))
+    write_done(work / "cache", arguments, ["images.npy", "index.csv"])
     band = max(1, size // len(FINDINGS))
     save_npy(work / "masks" / "raw.npy", lung_masks(n, size))
-    save_npy(work / "masks" / "m15.npy", lung_masks(n, size, max(1, band // 8)))
-    save_npy(work / "masks" / "m50.npy", lung_masks(n, size, max(1, band // 4)))
+    write_csv(work / "masks" / "index.csv", ["row", "image"], list(enumerate(names)))
+    write_done(work / "masks", arguments, ["raw.npy", "index.csv"], done="done_predict.json")
+    for r in radii:
+        grow = max(1, band * r // 200) if r else 0
+        save_npy(work / "masks" / f"m{r}.npy", lung_masks(n, size, grow))
+    write_done(work / "masks", arguments, [f"m{r}.npy" for r in radii],
+               done="done_postprocess.json")
     return work

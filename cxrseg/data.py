@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrseg.imageio import read_gray
 from cxrstats.fileio import read_csv
 
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -110,16 +111,8 @@ def to_gray_uint8(array: np.ndarray, where: str = "image") -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as (H, W) uint8 grayscale (RGB/RGBA/16-bit handled as in to_gray_uint8)."""
-    path = Path(path)
-    image = _open(path)
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("LA", "PA"):
-        image = image.convert("RGBA")
-    if image.mode == "1":
-        image = image.convert("L")
-    return to_gray_uint8(np.array(image), where=str(path))
+    """Read an image file as (H, W) uint8 grayscale by the shared rule of `cxrseg.imageio`."""
+    return read_gray(path)
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

@@ -1,12 +1,16 @@
-"""Image cache: every pixel format gives the same gray image; bad files are named; re-runs are no-ops."""
+"""Image cache: every pixel format gives the same gray image (through the one reader cxrseg uses
+too); bad files, duplicates and unfinished cohorts are refused; re-runs are no-ops."""
 import os
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cxrcls import cache
-from cxrstats.fileio import read_csv, write_csv
+from cxrseg.data import read_image
+from cxrseg.imageio import read_gray
+from cxrstats.fileio import IncompleteRunError, read_csv, read_done, write_csv, write_done
 
 
 def gray_image(seed=0, size=40):
@@ -20,14 +24,24 @@ def write_formats(folder, gray):
     rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
     Image.fromarray(rgba, mode="RGBA").save(folder / "rgba.png")
     Image.fromarray(np.dstack([gray] * 3)).save(folder / "rgb.png")
+    gray = gray.copy()
+    gray[0, :2] = 0, 255  # full range, so the 16-bit copy stretches back to the same values
     sixteen = Image.fromarray(gray.astype(np.uint16) * 257)
     sixteen.save(folder / "sixteen.png")
     Image.fromarray(gray).save(folder / "gray.jpg", quality=95)
     return ["gray.png", "rgba.png", "rgb.png", "sixteen.png", "gray.jpg"]
 
 
+def write_cohort(path, names):
+    """cohort.csv with its completion record, as cxrcls.cohort leaves it."""
+    write_csv(path, ["image"], [[n] for n in names])
+    write_done(path.parent, {}, [path.name])
+    return path
+
+
 def test_formats_give_the_same_gray_image(tmp_path):
     gray = gray_image()
+    gray[0, :2] = 0, 255
     names = write_formats(tmp_path / "images" / "sub", gray)
     with Image.open(tmp_path / "images" / "sub" / "sixteen.png") as im:
         assert im.mode.startswith("I")  # really a 16-bit file
@@ -52,9 +66,8 @@ def test_corrupt_png_is_named(tmp_path):
     names = write_formats(tmp_path / "images", gray_image())
     data = (tmp_path / "images" / "gray.png").read_bytes()
     (tmp_path / "images" / "broken.png").write_bytes(data[: len(data) // 2])
-    cohort = tmp_path / "cohort.csv"
-    write_csv(cohort, ["image"], [[n] for n in names + ["broken.png"]])
-    with pytest.raises(SystemExit, match="broken.png: cannot decode image"):
+    cohort = write_cohort(tmp_path / "cohort.csv", names + ["broken.png"])
+    with pytest.raises(SystemExit, match="broken.png: cannot read image"):
         cache.main(["--cohort", str(cohort), "--images", str(tmp_path / "images"),
                     "--out", str(tmp_path / "cache"), "--size", "16", "--workers", "2"])
     assert not (tmp_path / "cache" / "images.npy").exists()
@@ -63,8 +76,7 @@ def test_corrupt_png_is_named(tmp_path):
 
 def test_second_run_does_nothing_until_an_input_changes(tmp_path, capsys):
     names = write_formats(tmp_path / "images", gray_image())
-    cohort = tmp_path / "cohort.csv"
-    write_csv(cohort, ["image"], [[n] for n in names])
+    cohort = write_cohort(tmp_path / "cohort.csv", names)
     argv = ["--cohort", str(cohort), "--images", str(tmp_path / "images"),
             "--out", str(tmp_path / "cache"), "--size", "16", "--workers", "1"]
     cache.main(argv)
@@ -81,3 +93,84 @@ def test_second_run_does_nothing_until_an_input_changes(tmp_path, capsys):
     np.testing.assert_array_equal(np.load(npy)[0], cache.resize_gray(gray_image(seed=1), 16))
     assert cache.build_cache(names, tmp_path / "images", tmp_path / "cache", size=8)
     assert np.load(npy).shape == (5, 8, 8)
+
+
+def test_one_16bit_file_gives_the_same_uint8_for_segmentation_and_the_cache(tmp_path):
+    """12-bit detector data in a 16-bit PNG: one rule (min-max) in both stages, full contrast."""
+    values = np.random.default_rng(2).integers(200, 4096, (30, 30)).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode.startswith("I")
+    seg = read_image(tmp_path / "deep.png")
+    cached = cache.load_image(tmp_path / "deep.png", 30)
+    np.testing.assert_array_equal(seg, cached)
+    assert seg.dtype == np.uint8 and seg.min() == 0 and seg.max() == 255
+    expected = np.rint((values - values.min()) * 255.0 / (values.max() - values.min()))
+    np.testing.assert_array_equal(seg, expected.astype(np.uint8))
+
+
+def test_reader_rules_and_errors(tmp_path):
+    gray = gray_image(3, 8)
+    Image.fromarray(np.dstack([gray, gray, gray, np.zeros_like(gray)]), mode="RGBA").save(
+        tmp_path / "clear.png")  # fully transparent: alpha is dropped, not applied
+    np.testing.assert_array_equal(read_gray(tmp_path / "clear.png"), gray)
+    colour = np.zeros((2, 2, 3), np.uint8)
+    colour[..., 0] = 200
+    Image.fromarray(colour).save(tmp_path / "red.png")
+    assert (read_gray(tmp_path / "red.png") == round(200 * 0.299)).all()
+    Image.fromarray(np.full((4, 4), 7, np.uint16)).save(tmp_path / "flat16.png")
+    assert (read_gray(tmp_path / "flat16.png") == 0).all()
+    Image.fromarray(np.array([[0.0, np.nan]], np.float32)).save(tmp_path / "nan.tif")
+    with pytest.raises(ValueError, match=r"nan.tif: image holds NaN"):
+        read_gray(tmp_path / "nan.tif")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.png: cannot read image"):
+        read_gray(tmp_path / "empty.png")
+    with pytest.raises(FileNotFoundError, match=r"absent.png: file not found"):
+        read_gray(tmp_path / "absent.png")
+
+
+def test_duplicate_rows_and_unfinished_cohorts_are_refused(tmp_path):
+    names = write_formats(tmp_path / "images", gray_image())
+    cohort = write_cohort(tmp_path / "c" / "cohort.csv", names + [names[1]])
+    argv = ["--cohort", str(cohort), "--images", str(tmp_path / "images"),
+            "--out", str(tmp_path / "cache"), "--size", "8", "--workers", "1"]
+    with pytest.raises(SystemExit, match=r"cohort.csv: image 'rgba.png' is listed twice"):
+        cache.main(argv)
+    with pytest.raises(ValueError, match="listed twice"):
+        cache.build_cache(names + [names[0]], tmp_path / "images", tmp_path / "cache", size=8)
+    write_csv(cohort, ["image"], [[n] for n in names])
+    (tmp_path / "c" / "done.json").unlink()
+    with pytest.raises(SystemExit, match=r"c: no done.json, so this cohort"):
+        cache.main(argv)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_done_json_is_the_last_word(tmp_path, monkeypatch):
+    names = write_formats(tmp_path / "images", gray_image())
+    cohort = write_cohort(tmp_path / "cohort.csv", names)
+    argv = ["--cohort", str(cohort), "--images", str(tmp_path / "images"),
+            "--out", str(tmp_path / "cache"), "--size", "8", "--workers", "1"]
+    cache.main(argv)
+    record = read_done(tmp_path / "cache", "done.json")
+    assert record["outputs"] == ["images.npy", "index.csv", "run.json"]
+    assert record["images"] == 5 and record["size"] == 8 and len(record["fingerprint"]) == 64
+    # A rebuild killed half-way (here: a new size, decoding interrupted) leaves no record.
+    def killed(job):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cache, "_load_job", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cache.main(argv[:-4] + ["--size", "16", "--workers", "1"])
+    with pytest.raises(IncompleteRunError):
+        read_done(tmp_path / "cache", "done.json")
+    assert not (tmp_path / "cache" / "images.npy").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--size", "0"), ("--workers", "0"), ("--size", "-3"),
+                                         ("--seed", "-1"), ("--size", "1.5")])
+def test_numeric_flags_are_range_checked(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        cache.main(["--cohort", str(tmp_path / "c.csv"), "--images", str(tmp_path),
+                    "--out", str(tmp_path / "cache"), flag, value])
+    assert re.search(f"argument {flag}: ('{value}' is not an integer|{value} is not in)",
+                     capsys.readouterr().err)

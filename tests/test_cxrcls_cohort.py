@@ -1,12 +1,13 @@
 """Cohort sampling and splits on a synthetic NIH label table with known counts."""
 import csv
 import random
+import re
 
 import pytest
 
 from cxrcls import cohort as C
 from cxrcls.labels import LABELS
-from cxrstats.fileio import read_csv
+from cxrstats.fileio import IncompleteRunError, read_csv, read_done
 
 # Known counts: Mass 30, Nodule 6 (all of which also carry Mass), Pneumonia 12, Edema 4,
 # Fibrosis 10, No Finding 40, and 15 images with other findings only. Cap 10 per label.
@@ -54,11 +55,11 @@ def test_caps_all_when_fewer_dedup_and_order(table):
     by_label = dict(zip(LABELS, labels.sum(axis=0).tolist()))
     # Every Nodule image (6 < cap) is in, and each brings its Mass label along: Mass >= 10.
     assert by_label["Nodule"] == 6 and by_label["Edema"] == 4
-    assert by_label["Pneumonia"] == 10 and by_label["Fibrosis"] == 10 and by_label["No Finding"] == 10
+    assert by_label["Pneumonia"] == by_label["Fibrosis"] == by_label["No Finding"] == 10
     assert 10 <= by_label["Mass"] <= 16
     # Merging dropped duplicates: Nodule images drawn again for Mass are counted once.
-    # Mass, Pneumonia, Edema, Fibrosis and No Finding carriers are disjoint here, and every Nodule one is
-    # a Mass one, so the unique count is exact (the sum of draws would count overlaps twice).
+    # Mass, Pneumonia, Edema, Fibrosis and No Finding carriers are disjoint here, and every Nodule
+    # one is a Mass one, so the unique count is exact (the sum of draws would count overlaps twice).
     assert len(cohort) == by_label["Mass"] + 10 + 4 + 10 + 10
     assert len(cohort) < sum(drawn.values()) or by_label["Mass"] == 16
     # Images with other findings only are never drawn.
@@ -87,7 +88,8 @@ def test_image_splits_are_70_15_15_and_differ_by_seed(table):
     per_split = []
     for k in range(5):
         parts = [p for _, s, p in rows if s == k]
-        assert (parts.count("train"), parts.count("val"), parts.count("test")) == (n_train, n_val, n_test)
+        counts = (parts.count("train"), parts.count("val"), parts.count("test"))
+        assert counts == (n_train, n_val, n_test)
         per_split.append(tuple(parts))
     assert len(set(per_split)) == 5
 
@@ -146,3 +148,51 @@ def test_missing_images_are_counted(table, tmp_path):
     C.main(["--labels", str(table), "--out", str(tmp_path / "o"), "--images", str(images),
             "--per-label", str(CAP), "--no-finding", str(CAP)])
     assert not (tmp_path / "o" / "cohort.csv.tmp").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--splits", "0", r"--splits: 0 is not in \[1, inf\)"),
+    ("--per-label", "-5", r"--per-label: -5 is not in \[1, inf\)"),
+    ("--no-finding", "-1", r"--no-finding: -1 is not in \[0, inf\)"),
+    ("--seed", "-1", r"--seed: -1 is not in \[0, "),
+    ("--splits", "two", r"--splits: 'two' is not an integer"),
+])
+def test_numeric_flags_are_checked_before_anything_runs(table, tmp_path, capsys, flag, value,
+                                                        message):
+    with pytest.raises(SystemExit):
+        C.main(["--labels", str(table), "--out", str(tmp_path / "o"), flag, value])
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_done_json_is_written_last_and_a_rerun_clears_the_old_record(table, tmp_path, monkeypatch):
+    out = tmp_path / "cohort"
+    argv = ["--labels", str(table), "--out", str(out), "--per-label", str(CAP),
+            "--no-finding", str(CAP)]
+    C.main(argv)
+    record = read_done(out, "done.json")
+    assert record["outputs"] == ["cohort.csv", "splits.csv", "table1.csv", "run.json"]
+    assert record["splits"] == 5
+    # A second run killed while writing leaves no record: the old one went first.
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(C, "table1_rows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        C.main(argv)
+    with pytest.raises(IncompleteRunError, match="no done.json"):
+        read_done(out, "done.json")
+    assert not (out / "table1.csv").exists()
+
+
+def test_patient_split_needs_patient_ids_and_tiny_cohorts_are_refused(tmp_path):
+    rows = synthetic_table()
+    rows[5]["Patient ID"] = ""
+    path = write_table(tmp_path / "nopid.csv", rows)
+    with pytest.raises(SystemExit, match=r"nopid.csv: 1 cohort images have no Patient ID"):
+        C.main(["--labels", str(path), "--out", str(tmp_path / "o"), "--split-by", "patient",
+                "--per-label", "50", "--no-finding", "50"])
+    C.main(["--labels", str(path), "--out", str(tmp_path / "o"), "--per-label", "50",
+            "--no-finding", "50"])  # by image, patients do not matter
+    tiny = write_table(tmp_path / "tiny.csv", synthetic_table()[:2])
+    with pytest.raises(SystemExit, match=r"split 0 by image: no val/test images \(2 images"):
+        C.main(["--labels", str(tiny), "--out", str(tmp_path / "t")])

@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from cxrcls import train
+from cxrcls.labels import LABELS
 from cxrcls.models import Classifier
 from cxrcls.synthetic import make_work
-from cxrstats.fileio import read_csv
+from cxrstats.fileio import read_csv, read_done
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -55,10 +56,17 @@ def test_two_gloo_processes_agree_with_one(tmp_path):
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6, msg=k)
     for name in ("val_probs.npy", "test_probs.npy"):
         np.testing.assert_allclose(np.load(ddp_out / name), np.load(single_out / name), atol=1e-5)
-    for part in ("val_ids.csv", "test_ids.csv", "thresholds.csv"):
-        assert (ddp_out / part).read_text().splitlines()[0] == (single_out / part).read_text().splitlines()[0]
-    assert (ddp_out / "val_ids.csv").read_text() == (single_out / "val_ids.csv").read_text()
+    for part in ("val_ids.csv", "test_ids.csv"):
+        assert (ddp_out / part).read_text() == (single_out / part).read_text(), part
+    t_ddp, t_one = read_csv(ddp_out / "thresholds.csv"), read_csv(single_out / "thresholds.csv")
+    assert [r["label"] for r in t_ddp] == [r["label"] for r in t_one] == list(LABELS)
+    for r, s in zip(t_ddp, t_one, strict=True):  # thresholds are probabilities: float tolerance
+        assert abs(float(r["threshold"]) - float(s["threshold"])) < 1e-5, r["label"]
+        assert abs(float(r["val_f1"]) - float(s["val_f1"])) < 1e-6, r["label"]
     h_ddp, h_one = read_csv(ddp_out / "history.csv"), read_csv(single_out / "history.csv")
-    for r, s in zip(h_ddp, h_one):
+    assert [r["epoch"] for r in h_ddp] == [r["epoch"] for r in h_one] == ["1", "2"]
+    for r, s in zip(h_ddp, h_one, strict=True):
         assert abs(float(r["val_macro_auroc"]) - float(s["val_macro_auroc"])) < 1e-6
         assert abs(float(r["train_loss"]) - float(s["train_loss"])) < 1e-5
+        assert abs(float(r["val_loss"]) - float(s["val_loss"])) < 1e-5
+    assert read_done(ddp_out)["outputs"] == read_done(single_out)["outputs"]

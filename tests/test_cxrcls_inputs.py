@@ -1,14 +1,18 @@
 """Input variants, the memmap batch loader, batch augmentation and the model wrapper."""
+import argparse
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from cxrcls import augment as A
 from cxrcls.data import BatchLoader
-from cxrcls.inputs import compose, mask_boundary, open_input
+from cxrcls.inputs import (INPUTS, check_input, compose, input_type, mask_boundary,
+                           mask_radius, open_input)
 from cxrcls.models import Classifier, build_model, load_weights
 from cxrcls.synthetic import make_work
-from cxrstats.fileio import save_npy
+from cxrstats.fileio import IncompleteRunError, read_csv, save_npy, write_csv
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -25,7 +29,8 @@ def blob_masks(n=3, size=40, seed=0):
     masks = []
     for _ in range(n):
         cy, cx, r = rng.integers(10, 30), rng.integers(10, 30), rng.integers(5, 12)
-        m = ((y - cy) ** 2 + (x - cx) ** 2 <= r * r) | ((y > 30) & (x < 8))  # touches the border too
+        # a disk, plus a block that touches the border
+        m = ((y - cy) ** 2 + (x - cx) ** 2 <= r * r) | ((y > 30) & (x < 8))
         masks.append(m.astype(np.uint8))
     return np.stack(masks)
 
@@ -40,7 +45,8 @@ def test_overlay_matches_cxrseg_and_cutout_is_image_times_mask():
     for thickness in (1, 2, 3):
         got = (compose(x, m, "overlay", thickness) * 255).round().byte().squeeze(1).numpy()
         for i in range(3):
-            np.testing.assert_array_equal(got[i], morphology.overlay(images[i], masks[i], thickness))
+            expected = morphology.overlay(images[i], masks[i], thickness)
+            np.testing.assert_array_equal(got[i], expected)
             np.testing.assert_array_equal(mask_boundary(m, thickness)[i, 0].numpy(),
                                           morphology.boundary(masks[i], thickness))
     cut = (compose(x, m, "m15") * 255).round().byte().squeeze(1).numpy()
@@ -48,14 +54,81 @@ def test_overlay_matches_cxrseg_and_cutout_is_image_times_mask():
     assert compose(x, None, "original") is x
 
 
+def copy_work(work, tmp_path):
+    """A private copy of the module's work folder, for tests that damage it."""
+    import shutil
+    return Path(shutil.copytree(work, tmp_path / "work"))
+
+
 def test_misaligned_masks_are_refused_naming_both_files(work, tmp_path):
     source = open_input(work / "cache", work / "masks", "m50")
     assert source.masks.shape == source.images.shape
-    save_npy(tmp_path / "m15.npy", np.zeros((19, 32, 32), np.uint8))
+    bad = copy_work(work, tmp_path)
+    save_npy(bad / "masks" / "m15.npy", np.zeros((19, 32, 32), np.uint8))
     with pytest.raises(ValueError, match=r"m15.npy.*images.npy.*not aligned"):
-        open_input(work / "cache", tmp_path, "m15")
-    with pytest.raises(FileNotFoundError, match="raw.npy"):
-        open_input(work / "cache", tmp_path, "overlay")
+        open_input(bad / "cache", bad / "masks", "m15")
+    (bad / "masks" / "raw.npy").unlink()
+    with pytest.raises(IncompleteRunError, match="done_predict.json.*lists.*raw.npy"):
+        open_input(bad / "cache", bad / "masks", "overlay")
+
+
+def test_masks_made_for_another_cache_are_refused_row_by_row(work, tmp_path):
+    """Same N, same shape, one image renamed: the shapes agree, the index files do not."""
+    bad = copy_work(work, tmp_path)
+    rows = read_csv(bad / "cache" / "index.csv")
+    rows[7]["image"] = "renamed.png"
+    write_csv(bad / "cache" / "index.csv", ["row", "image"], [[r["row"], r["image"]] for r in rows])
+    for kind in ("m15", "overlay"):
+        with pytest.raises(ValueError, match=r"masks/index.csv and .*cache/index.csv differ "
+                                             r"\(row 7 is \('7', 'img00007.png'\)"):
+            open_input(bad / "cache", bad / "masks", kind)
+    assert open_input(bad / "cache", bad / "masks", "original").masks is None
+    write_csv(bad / "masks" / "index.csv", ["row", "image"], [[0, "img00000.png"]])
+    with pytest.raises(ValueError, match=r"1 rows against 20"):
+        open_input(bad / "cache", bad / "masks", "m50")
+    (bad / "masks" / "index.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="masks/index.csv: not found"):
+        open_input(bad / "cache", bad / "masks", "m50")
+    with pytest.raises(IncompleteRunError, match="index.csv"):  # listed by done_predict.json
+        open_input(bad / "cache", bad / "masks", "overlay")
+
+
+def test_unfinished_stages_and_stale_mask_files_are_refused(work, tmp_path):
+    bad = copy_work(work, tmp_path)
+    save_npy(bad / "masks" / "m30.npy", np.load(bad / "masks" / "m15.npy"))  # left by an older run
+    with pytest.raises(FileNotFoundError, match=r"m30.npy.*not among the outputs.*postprocess"):
+        open_input(bad / "cache", bad / "masks", "m30")
+    (bad / "masks" / "done_postprocess.json").unlink()
+    with pytest.raises(IncompleteRunError, match="no done_postprocess.json"):
+        open_input(bad / "cache", bad / "masks", "m15")
+    (bad / "cache" / "done.json").unlink()
+    with pytest.raises(IncompleteRunError, match=r"cache: no done.json"):
+        open_input(bad / "cache", bad / "masks", "original")
+    other = copy_work(work, tmp_path / "o")
+    write_csv(other / "cache" / "index.csv", ["row", "image"], [[0, "img00000.png"]])
+    with pytest.raises(ValueError, match=r"images.npy has 20 rows but .*index.csv has 1"):
+        open_input(other / "cache", other / "masks", "original")
+
+
+def test_any_dilation_radius_is_an_input_and_other_names_are_refused(tmp_path):
+    radii = make_work(tmp_path / "w", n=6, size=32, radii=(0, 30, 100))
+    for r in (0, 30, 100):
+        source = open_input(radii / "cache", radii / "masks", f"m{r}")
+        np.testing.assert_array_equal(source.masks, np.load(radii / "masks" / f"m{r}.npy"))
+        assert mask_radius(f"m{r}") == r and input_type(f"m{r}") == f"m{r}"
+    assert (np.load(radii / "masks" / "m100.npy").sum() > np.load(radii / "masks" / "m30.npy").sum()
+            > np.load(radii / "masks" / "m0.npy").sum())
+    assert mask_radius("original") is None and mask_radius("overlay") is None
+    assert "m7" in INPUTS and "overlay" in INPUTS and "m07" not in INPUTS and 15 not in INPUTS
+    for bad in ("m-1", "m015", "m", "m1.5", "M15", "m15 ", "mask15", "originals", ""):
+        with pytest.raises(ValueError, match="unknown input"):
+            check_input(bad)
+        with pytest.raises(argparse.ArgumentTypeError):
+            input_type(bad)
+    with pytest.raises(ValueError, match="unknown input"):
+        open_input(radii / "cache", radii / "masks", "m-1")
+    with pytest.raises(FileNotFoundError, match=r"nomasks: mask folder not found.*'m0'"):
+        open_input(radii / "cache", radii / "nomasks", "m0")
 
 
 def test_loader_slices_in_order_and_shards_global_batches(work):
@@ -92,12 +165,14 @@ def test_augmentation_is_seeded_and_bounded():
     assert p1.radians.abs().max() <= np.radians(7) and (p1.intensity - 1).abs().max() <= 0.1
     # With no rotation and no intensity change, the augmentation is exactly a flip (or nothing).
     flip = torch.tensor([True, False, True, False, True, False])
-    plain = A.AugmentParams(flip, torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64))
+    plain = A.AugmentParams(flip, torch.zeros(6, dtype=torch.float64),
+                            torch.ones(6, dtype=torch.float64))
     out = A.augment(x, plain)
     torch.testing.assert_close(out[flip], x[flip].flip(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[~flip], x[~flip], atol=1e-5, rtol=0)
     # A 90 degree rotation of a square maps pixel centres onto pixel centres: exact up to rounding.
-    quarter = A.AugmentParams(torch.zeros(1, dtype=torch.bool), torch.full((1,), np.pi / 2, dtype=torch.float64),
+    quarter = A.AugmentParams(torch.zeros(1, dtype=torch.bool),
+                              torch.full((1,), np.pi / 2, dtype=torch.float64),
                               torch.ones(1, dtype=torch.float64))
     turned = A.augment(x[:1], quarter)
     assert any(torch.allclose(turned, torch.rot90(x[:1], k, (2, 3)), atol=1e-5) for k in (1, 3))

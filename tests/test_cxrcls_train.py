@@ -1,6 +1,8 @@
-"""Classifier training on a tiny learnable synthetic task: learning, outputs, resume, input pairs."""
-import csv
+"""Classifier training on a tiny learnable synthetic task: learning, outputs, resume, input pairs,
+completion records and refused inputs."""
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +11,8 @@ import torch
 from cxrcls import train
 from cxrcls.labels import LABELS
 from cxrcls.synthetic import make_work
-from cxrstats.fileio import read_csv
+from cxrstats.fileio import read_csv, read_done, write_csv
+from cxrstats.study import tune_thresholds
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -35,7 +38,8 @@ def history(folder):
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    return make_work(tmp_path_factory.mktemp("work"), n=20, size=32, fractions=(0.4, 0.3, 0.3))
+    return make_work(tmp_path_factory.mktemp("work"), n=20, size=32, fractions=(0.4, 0.3, 0.3),
+                     radii=(0, 15, 30, 50))
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +61,23 @@ def test_loss_goes_down_and_outputs_have_the_documented_shapes(work, uninterrupt
         assert probs.dtype == np.float32 and probs.shape == (len(ids), 5) == (6, 5)
         assert sorted(ids) == sorted(r["image"] for r in splits if r["part"] == part)
         assert ((probs > 0) & (probs < 1)).all()
-    thresholds = read_csv(uninterrupted / "thresholds.csv", required=["label", "threshold", "val_f1"])
+    thresholds = read_csv(uninterrupted / "thresholds.csv",
+                          required=["label", "threshold", "val_f1"])
     assert [r["label"] for r in thresholds] == list(LABELS)
+    cohort = read_csv(work / "cohort" / "cohort.csv")
+    labels = {r["image"]: [int(r[c]) for c in LABELS] for r in cohort}
+    val_ids = [r["image"] for r in read_csv(uninterrupted / "val_ids.csv")]
+    expected, f1, _ = tune_thresholds(np.load(uninterrupted / "val_probs.npy"),
+                                      np.array([labels[i] for i in val_ids]))
+    assert [float(r["threshold"]) for r in thresholds] == expected.tolist()  # the study's rule
+    done = read_done(uninterrupted, "done.json")
+    assert set(done["outputs"]) == {p.name for p in uninterrupted.iterdir()} - {"done.json"}
+    assert set(done["inputs"]) == {"cohort", "cache"}
     timing = json.loads((uninterrupted / "timing.json").read_text())
     assert timing["epochs"] == 2 and timing["device"] == "cpu" and timing["train_seconds"] > 0
     best = torch.load(uninterrupted / "best.pt", map_location="cpu", weights_only=True)
-    assert best["epoch"] == timing["best_epoch"] and best["arch"] == "resnet18"
+    assert best["epoch"] == timing["best_epoch"] == done["best_epoch"]
+    assert best["arch"] == "resnet18"
     assert (uninterrupted / "run.json").is_file()
     assert not list(uninterrupted.glob("*.tmp"))
 
@@ -73,15 +88,18 @@ def test_resume_ends_where_an_uninterrupted_run_ends(work, uninterrupted):
     train.main(["--work", str(work), "--epochs", "2", "--out", str(out), "--resume", *FAST])
     assert_same_weights(weights(out / "last.pt"), weights(uninterrupted / "last.pt"))
     assert_same_weights(weights(out / "best.pt"), weights(uninterrupted / "best.pt"))
-    a, b = torch.load(out / "last.pt", weights_only=True), torch.load(uninterrupted / "last.pt", weights_only=True)
+    a = torch.load(out / "last.pt", weights_only=True)
+    b = torch.load(uninterrupted / "last.pt", weights_only=True)
     assert torch.equal(a["aug_rng"], b["aug_rng"])
-    np.testing.assert_array_equal(np.load(out / "test_probs.npy"), np.load(uninterrupted / "test_probs.npy"))
+    np.testing.assert_array_equal(np.load(out / "test_probs.npy"),
+                                  np.load(uninterrupted / "test_probs.npy"))
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert drop(history(out)) == drop(history(uninterrupted))
     # Resuming with different settings is refused, naming the checkpoint.
     with pytest.raises(SystemExit, match=r"last.pt: cannot resume with different settings.*lr"):
         train.main(["--work", str(work), "--epochs", "3", "--out", str(out), "--resume",
                     *FAST[:-4], "--lr", "0.5", *FAST[-2:]])
+    assert read_done(out, "done.json")["epochs"] == 2  # refused before touching the finished run
 
 
 @pytest.mark.parametrize("save_every, expected_last_saves", [("0", [1, 2, 3]), ("1e9", [3])])
@@ -101,18 +119,94 @@ def test_last_checkpoint_is_saved_every_n_seconds_and_at_the_end(work, monkeypat
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 3
 
 
-def test_train_on_masked_test_on_original_linear_probe(work):
-    train.main(["--work", str(work), "--train-input", "m15", "--eval-input", "original",
+def test_train_on_any_mask_radius_test_on_original_linear_probe(work):
+    train.main(["--work", str(work), "--train-input", "m30", "--eval-input", "original",
                 "--epochs", "1", "--freeze-backbone", "--image-size", "40", *FAST])
-    out = work / "runs" / "resnet18_m15_on_original" / "split0"
+    out = work / "runs" / "resnet18_m30_on_original" / "split0"
     assert np.load(out / "test_probs.npy").shape == (6, 5)
     start = torch.load(out / "best.pt", weights_only=True)
-    assert start["input"] == "m15" and start["image_size"] == 40
+    assert start["input"] == "m30" and start["image_size"] == 40
+    assert set(read_done(out, "done.json")["inputs"]) == {"cohort", "cache",
+                                                          "masks/done_postprocess.json"}
+
+
+def test_a_fresh_run_killed_over_a_finished_one_leaves_nothing_of_the_old_run(work, uninterrupted,
+                                                                               monkeypatch):
+    out = work / "runs" / "killed"
+    shutil.copytree(uninterrupted, out)
+
+    def killed(*args, **kwargs):  # the process dies as the final predictions start
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(train, "save_npy", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(["--work", str(work), "--epochs", "1", "--out", str(out), *FAST])
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["best.pt", "history.csv", "last.pt"]  # no old test_probs/thresholds/timing
+    assert [r["epoch"] for r in history(out)] == ["1"]
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 1
+    # Resuming keeps last.pt and what the killed run wrote, and finishes with done.json.
+    before = torch.load(out / "last.pt", weights_only=True)["epoch"]
+    train.main(["--work", str(work), "--epochs", "1", "--out", str(out), "--resume", *FAST])
+    assert before == 1 and torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+    assert read_done(out, "done.json")["epochs"] == 1
+    assert (out / "test_probs.npy").is_file() and (out / "thresholds.csv").is_file()
+
+
+def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
+    def fresh(name):
+        return make_work(tmp_path / name, n=20, size=32, fractions=(0.4, 0.3, 0.3))
+
+    def run(folder, *extra):
+        train.main(["--work", str(folder), "--epochs", "1", "--out", str(tmp_path / "out"),
+                    *extra, *FAST])
+    bad = fresh("nocohort")
+    (bad / "cohort" / "done.json").unlink()
+    with pytest.raises(SystemExit, match=r"cohort: no done.json, so this cohort"):
+        run(bad)
+    bad = fresh("nocache")
+    (bad / "cache" / "done.json").unlink()
+    with pytest.raises(SystemExit, match=r"cache: no done.json, so this image cache"):
+        run(bad)
+    bad = fresh("nomasks")
+    (bad / "masks" / "done_postprocess.json").unlink()
+    with pytest.raises(SystemExit, match=r"masks: no done_postprocess.json"):
+        run(bad, "--train-input", "m15")
+    bad = fresh("dupcohort")
+    rows = read_csv(bad / "cohort" / "cohort.csv")
+    write_csv(bad / "cohort" / "cohort.csv", list(rows[0]),
+              [list(r.values()) for r in rows + rows[3:4]])
+    with pytest.raises(SystemExit, match=r"cohort.csv: image 'img00003.png' is listed twice"):
+        run(bad)
+    bad = fresh("dupsplit")
+    rows = read_csv(bad / "cohort" / "splits.csv")
+    moved = next(r for r in rows if r["part"] == "test")
+    rows.append({**moved, "part": "train"})  # the same image again, now in training
+    write_csv(bad / "cohort" / "splits.csv", ["image", "split", "part"],
+              [list(r.values()) for r in rows])
+    listed_twice = rf"splits.csv \(split 0\): image '{moved['image']}' is listed twice"
+    with pytest.raises(SystemExit, match=listed_twice):
+        run(bad)
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--epochs", "0"), ("--patience", "0"), ("--batch-size", "0"), ("--eval-batch-size", "-1"),
+    ("--lr", "0"), ("--lr", "nan"), ("--split", "-1"), ("--image-size", "0"),
+    ("--overlay-thickness", "0"), ("--save-every", "-1"), ("--log-every", "-1"),
+    ("--threads", "-2"), ("--seed", "-1"), ("--train-input", "m-1"), ("--eval-input", "m015"),
+    ("--train-input", "m15.5")])
+def test_bad_flags_stop_at_parse_time(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        train.main(["--work", str(tmp_path), flag, value])
+    assert re.search(f"argument {re.escape(flag)}: .*({re.escape(value)}|unknown input)",
+                     capsys.readouterr().err)
 
 
 def test_bad_inputs_are_named(work, tmp_path):
     with pytest.raises(SystemExit, match="split 7 has no"):
-        train.main(["--work", str(work), "--split", "7", "--epochs", "1", "--out", str(tmp_path), *FAST])
+        train.main(["--work", str(work), "--split", "7", "--epochs", "1", "--out", str(tmp_path),
+                    *FAST])
     with pytest.raises(SystemExit, match="raw.npy"):
         bad = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3))
         (bad / "masks" / "raw.npy").unlink()

@@ -10,6 +10,7 @@ from PIL import Image
 from scipy import ndimage
 
 from cxrcls import demo_data, phantom
+from cxrcls.labels import FINDINGS, LABELS
 from cxrstats.fileio import read_csv
 
 
@@ -69,10 +70,11 @@ def test_label_table_is_well_formed(demo):
     names = [r["Image Index"] for r in rows]
     assert len(set(names)) == 24
     assert sorted(names) == sorted(p.name for p in (demo / "nih" / "images").glob("*.png"))
-    allowed = set(phantom.LABELS)
+    allowed = set(FINDINGS)
     for row in rows:
         labels = row["Finding Labels"].split("|")
-        assert labels == ["No Finding"] or (set(labels) <= allowed and len(set(labels)) == len(labels))
+        distinct = len(set(labels)) == len(labels)
+        assert labels == ["No Finding"] or (set(labels) <= allowed and distinct)
         assert row["Image Index"].startswith(f"{int(row['Patient ID']):08d}_")
     patients = [r["Patient ID"] for r in rows]
     assert len(set(patients)) < len(patients)  # several images per patient
@@ -83,7 +85,7 @@ def test_label_table_is_well_formed(demo):
 def test_mass_and_nodule_cooccur_more_than_any_other_pair():
     rng = np.random.default_rng(0)
     draws = [phantom.sample_labels(rng) for _ in range(4000)]
-    y = np.array([[label in d for label in phantom.LABELS] for d in draws], float)
+    y = np.array([[label in d for label in FINDINGS] for d in draws], float)
     assert 0.2 < (y.sum(1) == 0).mean() < 0.4   # normal images
     assert y.mean(0).min() > 0.1                # every finding is common enough to learn
 
@@ -98,7 +100,7 @@ def test_mass_and_nodule_cooccur_more_than_any_other_pair():
 def test_findings_brighten_the_lungs_only_inside():
     rng = np.random.default_rng(1)
     anatomy = phantom.sample_patient(rng)
-    for label in phantom.LABELS:
+    for label in FINDINGS:
         u, v = phantom._grid(96)
         lungs = phantom._anatomy_layers(u, v, anatomy)["lungs"]
         added = phantom._draw_findings(np.random.default_rng(7), u, v, lungs, (label,), 96)
@@ -116,7 +118,8 @@ def test_spurious_cue_off_by_default_and_tied_to_pneumonia_when_on(demo, tmp_pat
                     "--seed", "1", "--spurious-cue"])
     labels = {r["Image Index"]: r["Finding Labels"].split("|")
               for r in read_csv(out / "nih" / "Data_Entry_2017.csv")}
-    cue = {r["Image Index"]: r["spurious_cue"] == "1" for r in read_csv(out / "nih" / "phantoms.csv")}
+    truth = read_csv(out / "nih" / "phantoms.csv")
+    cue = {r["Image Index"]: r["spurious_cue"] == "1" for r in truth}
     with_p = [cue[n] for n, ls in labels.items() if "Pneumonia" in ls]
     without = [cue[n] for n, ls in labels.items() if "Pneumonia" not in ls]
     assert with_p and without and np.mean(with_p) > np.mean(without) + 0.4
@@ -133,9 +136,21 @@ def test_cue_ring_lies_outside_the_lungs():
             assert ring.any() and not (ring & lungs).any()
 
 
-def test_bad_arguments_give_clear_errors(tmp_path):
-    with pytest.raises(SystemExit, match="--size"):
-        demo_data.main(["--out", str(tmp_path), "--size", "8"])
+def test_phantom_findings_are_the_projects_findings():
+    assert not hasattr(phantom, "LABELS")  # LABELS means the 6 columns (with No Finding) elsewhere
+    assert LABELS[:5] == FINDINGS and len(LABELS) == 6
+
+
+@pytest.mark.parametrize("flag, value", [("--size", "8"), ("--n-seg", "-1"), ("--n-cls", "-3"),
+                                         ("--seed", "-1"), ("--n-cls", "ten")])
+def test_bad_arguments_give_clear_errors(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        demo_data.main(["--out", str(tmp_path / "d"), flag, value])
+    assert f"argument {flag}: " in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_unknown_finding_is_refused():
     with pytest.raises(ValueError, match="unknown finding"):
         rng = np.random.default_rng(0)
         phantom.render(rng, phantom.sample_patient(rng), 64, ("Cardiomegaly",))

@@ -25,6 +25,7 @@ from cxrcls.data import BatchLoader  # noqa: E402
 from cxrcls.inputs import open_input  # noqa: E402
 from cxrcls.models import build_model  # noqa: E402
 from cxrcls.train import train_step, training_input  # noqa: E402
+from cxrstats.fileio import write_csv, write_done  # noqa: E402
 from vendor_medsam.device import prepare_device  # noqa: E402
 
 N_PNG = 24
@@ -66,6 +67,11 @@ def make_cache(folder: Path, size: int = 512) -> None:
         masks[i, size // 8:-size // 8, size // 8:-size // 8] = 1
     images.flush(), masks.flush()
     del images, masks
+    index = [[i, f"img{i:05d}.png"] for i in range(N_CACHE)]  # open_input checks both records
+    for stage, outputs, done in (("cache", ["images.npy", "index.csv"], "done.json"),
+                                 ("masks", ["m15.npy", "index.csv"], "done_postprocess.json")):
+        write_csv(folder / stage / "index.csv", ["row", "image"], index)
+        write_done(folder / stage, {"benchmark": True}, outputs, done=done)
 
 
 def bench_loader(folder: Path, image_size: int, seconds: float = 3.0) -> float:
