@@ -47,6 +47,11 @@ def float_range(lo: float | None = None, hi: float | None = None, lo_open: bool 
 
 
 def _interval(lo, hi, lo_open: bool, hi_open: bool) -> str:
-    left = "(-inf" if lo is None else ("(" if lo_open else "[") + f"{lo:g}"
-    right = "inf)" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
+    left = "(-inf" if lo is None else ("(" if lo_open else "[") + _number(lo)
+    right = "inf)" if hi is None else _number(hi) + (")" if hi_open else "]")
     return f"{left}, {right}"
+
+
+def _number(value) -> str:
+    """Integers in full (a seed bound of 2**32 - 1 stays readable), floats in short form."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
