@@ -32,8 +32,8 @@ def load_model(checkpoint: str, config: str | None = None, seed: int = 0):
     """`lite` -> the LiteMedSAM weights; `micro`/`tiny` -> a random model seeded with `seed`;
     anything else -> a checkpoint file (raw state dict or our best.pt/last.pt). Eval mode, CPU.
 
-    A checkpoint that cxrseg.finetune wrote is read only when that run finished: `done_finetune.json`
-    beside it must list it (a killed run's best.pt is refused with IncompleteRunError)."""
+    A checkpoint that cxrseg.finetune wrote is read only when that run finished:
+    `done_finetune.json` beside it must list it (a killed run's best.pt raises IncompleteRunError)."""
     if checkpoint in RANDOM_CONFIGS and not Path(checkpoint).exists():
         if config not in (None, checkpoint):
             raise ValueError(f"--checkpoint {checkpoint} builds the {checkpoint} model; --config {config} disagrees")

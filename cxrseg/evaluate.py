@@ -80,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
     parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
     parser.add_argument("--splits", default=None, help="seg/splits.csv; omit to evaluate every pair as part 'all'")
-    parser.add_argument("--fold", type=int_range(0), default=None, help="test fold of a --folds split file")
-    parser.add_argument("--parts", nargs="+", default=["val", "test"], choices=PARTS, help="parts to report (default val test)")
+    parser.add_argument("--fold", type=int_range(0), default=None,
+                        help="test fold of a --folds split file")
+    parser.add_argument("--parts", nargs="+", default=["val", "test"], choices=PARTS,
+                        help="parts to report (default val test)")
     parser.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (seg/best.pt), lite or micro")
     parser.add_argument("--zero-shot", default=None, help="also evaluate this checkpoint (e.g. lite) as zero-shot")
     parser.add_argument("--config", default=None, choices=list(CONFIGS),
@@ -91,16 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--box-source", default="gt", choices=["gt", "prior"],
                         help="box from the ground-truth mask (the study) or from the prior (no ground truth)")
     parser.add_argument("--prior", default=None, help="prior.json (default: beside --checkpoint or --out)")
-    parser.add_argument("--refine", type=int_range(0), default=0, help="second passes re-prompting with the predicted box")
-    parser.add_argument("--refine-threshold", type=PROBABILITY, default=0.5, help="threshold of the mask a refine box is taken from")
+    parser.add_argument("--refine", type=int_range(0), default=0,
+                        help="second passes re-prompting with the predicted box")
+    parser.add_argument("--refine-threshold", type=PROBABILITY, default=0.5,
+                        help="threshold of the mask a refine box is taken from")
     parser.add_argument("--thresholds", type=PROBABILITY, nargs="+", default=list(SWEEP),
                         help="validation threshold sweep (default 0.50 0.55 0.60 0.65 0.70)")
-    parser.add_argument("--threshold", type=PROBABILITY, default=0.5, help="threshold when there is no validation part")
-    parser.add_argument("--batch-size", type=int_range(1), default=8, help="images per encoder batch")
+    parser.add_argument("--threshold", type=PROBABILITY, default=0.5,
+                        help="threshold when there is no validation part")
+    parser.add_argument("--batch-size", type=int_range(1), default=8,
+                        help="images per encoder batch")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out's folder)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     parser.add_argument("--out", required=True, help="output CSV (seg/eval.csv)")
-    parser.add_argument("--seed", type=int_range(0), default=0, help="seed of a random (micro) model")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="seed of a random (micro) model")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     return parser
 

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--row", type=int_range(0), default=None,
                         help="cache row for the panels (default: the first image whose QC flag is ok)")
     parser.add_argument("--out", required=True, help="output folder (results/figures/)")
-    parser.add_argument("--seed", type=int_range(0), default=0, help="unused (deterministic); kept for uniformity")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="unused (deterministic); kept for uniformity")
     return parser
 
 

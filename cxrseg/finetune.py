@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from cxrstats.argtypes import float_range, int_range
-from cxrstats.fileio import IncompleteRunError, atomic_path, begin_run, write_csv, write_done, write_run_json
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, write_csv, write_done,
+                             write_run_json)
 from vendor_medsam.checkpoint import check_state_dict, load_checkpoint_file, split_checkpoint
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import autocast, prepare_device
@@ -42,8 +43,8 @@ from .split import PARTS, read_finished_splits
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
 OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "run_finetune.json"]
 # Flags that must not change when a run is resumed (--epochs and --patience may).
-RESUME_KEYS = ("checkpoint", "train", "loss", "lr", "weight_decay", "batch_size", "prompt", "box_shift",
-               "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold", "mask_suffix")
+RESUME_KEYS = ("checkpoint", "train", "loss", "lr", "weight_decay", "batch_size", "prompt",
+               "box_shift", "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold", "mask_suffix")
 STATE_KEYS = ("model", "optimizer", "generator", "epoch", "best_loss", "best_epoch", "bad_epochs",
               "curves", "settings")
 
@@ -147,8 +148,8 @@ def _checkpoint(model, optimizer, epoch, state, args, settings: dict) -> dict:
 
 
 def resume_settings(args, model, parts: dict[str, str]) -> dict:
-    """The settings a resumed run must share with the run it continues (all that alter the result
-    except --epochs and --patience): the flags, the model config, and a hash of the stems per part."""
+    """The settings a resumed run must share with the run it continues (all that alter the
+    result but --epochs and --patience): the flags, the model config, a hash of the stems per part."""
     data = json.dumps(sorted(parts.items())).encode()
     return {**{k: getattr(args, k) for k in RESUME_KEYS}, "config": model.config_name,
             "data": hashlib.sha256(data).hexdigest()[:16]}
@@ -189,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
     parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
     parser.add_argument("--splits", required=True, help="seg/splits.csv from cxrseg.split")
-    parser.add_argument("--fold", type=int_range(0), default=None, help="test fold of a --folds split file")
+    parser.add_argument("--fold", type=int_range(0), default=None,
+                        help="test fold of a --folds split file")
     parser.add_argument("--checkpoint", default="lite", help="lite | micro (random, tests) | checkpoint file")
     parser.add_argument("--config", default=None, choices=list(CONFIGS),
                         help="model config (read from the file or implied by lite/micro when omitted)")
@@ -198,10 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="all: image encoder + mask decoder (MedSAM); decoder: mask decoder only")
     parser.add_argument("--loss", default="dicebce", choices=LOSSES, help="mean of Dice and BCE (or focal)")
     parser.add_argument("--epochs", type=int_range(0), default=30, help="maximum epochs")
-    parser.add_argument("--patience", type=int_range(1), default=5, help="stop after this many epochs without val improvement")
+    parser.add_argument("--patience", type=int_range(1), default=5,
+                        help="stop after this many epochs without val improvement")
     parser.add_argument("--batch-size", type=int_range(1), default=4, help="training batch size")
-    parser.add_argument("--lr", type=float_range(0, lo_open=True), default=1e-4, help="Adam learning rate")
-    parser.add_argument("--weight-decay", type=float_range(0), default=0.0, help="Adam weight decay (L2)")
+    parser.add_argument("--lr", type=float_range(0, lo_open=True), default=1e-4,
+                        help="Adam learning rate")
+    parser.add_argument("--weight-decay", type=float_range(0), default=0.0,
+                        help="Adam weight decay (L2)")
     parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode")
     parser.add_argument("--box-shift", type=float_range(0), default=None,
                         help="max random shift per box coordinate in model-input pixels "
@@ -215,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--seed", type=int_range(0), default=0, help="seed for the random model, order and prompts")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="seed for the random model, order and prompts")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     return parser
 
@@ -226,9 +232,9 @@ def warn_empty_masks(stems: dict[str, list[str]], loaded: dict, masks_dir) -> No
     for part in PARTS:
         empty = [s for s, m in zip(stems[part], loaded[part][1]) if not m.any()]
         if part == "train" and empty and len(empty) == len(stems["train"]):
-            raise ValueError(f"{masks_dir}: all {len(empty)} training masks are empty (no lung pixels), so "
-                             "there is nothing to learn; check --masks and --mask-suffix, and that the "
-                             "lungs are non-zero (0/1 or 0/255) in the mask files")
+            raise ValueError(f"{masks_dir}: all {len(empty)} training masks are empty (no lung "
+                             "pixels), so there is nothing to learn; check --masks and --mask-suffix, "
+                             "and that the lungs are non-zero (0/1 or 0/255) in the mask files")
         if empty:
             shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
             print(f"finetune: warning: {len(empty)} of {len(stems[part])} {part} masks are empty "
@@ -290,11 +296,12 @@ def main(argv: list[str] | None = None) -> None:
             optimizer.load_state_dict(state["optimizer"])
             generator.set_state(state["generator"])
         except (ValueError, KeyError, TypeError, RuntimeError) as error:
-            raise SystemExit(f"error: {out / 'last.pt'}: cannot restore the training state ({error}); "
-                             "start afresh without --resume") from None
+            raise SystemExit(f"error: {out / 'last.pt'}: cannot restore the training state "
+                             f"({error}); start afresh without --resume") from None
         epoch, best_loss, best_epoch, bad = state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"]
         curves = [list(r) for r in state["curves"]]
-        print(f"finetune: resumed from {out / 'last.pt'} at epoch {epoch} (best {best_loss:.4f} at epoch {best_epoch})")
+        print(f"finetune: resumed from {out / 'last.pt'} at epoch {epoch} "
+              f"(best {best_loss:.4f} at epoch {best_epoch})")
     else:
         # Epoch 0: the checkpoint before fine-tuning, so best.pt is never worse on validation.
         epoch, bad = 0, 0

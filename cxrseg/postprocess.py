@@ -23,8 +23,8 @@ import numpy as np
 from scipy import ndimage
 
 from cxrstats.argtypes import float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, read_done, save_npy, write_csv,
-                             write_done, write_run_json)
+from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, read_done, save_npy,
+                             write_csv, write_done, write_run_json)
 
 from .morphology import dilate_disks, erode_disk
 from .records import POSTPROCESS, PREDICT, require_finished
@@ -106,22 +106,26 @@ def build_parser() -> argparse.ArgumentParser:
                "--index work/cache/index.csv --erode 5 --dilate 15 50 --out work/masks/")
     parser.add_argument("--masks", required=True, help="raw masks (N, H, W) uint8 0/1 .npy")
     parser.add_argument("--index", required=True, help="CSV `row, image` naming the mask rows")
-    parser.add_argument("--erode", type=int_range(0), default=5, help="erosion disk radius in pixels (default 5)")
+    parser.add_argument("--erode", type=int_range(0), default=5,
+                        help="erosion disk radius in pixels (default 5)")
     parser.add_argument("--dilate", type=int_range(0), nargs="+", default=[15, 50],
-                        help="dilation radii in pixels (distinct, >= 0; 0 = the eroded mask itself); "
-                             "writes m<r>.npy for each (default 15 50)")
-    parser.add_argument("--min-area", type=float_range(0, 1), default=0.10, help="QC: flag area fraction below")
-    parser.add_argument("--max-area", type=float_range(0, 1), default=0.60, help="QC: flag area fraction above")
+                        help="dilation radii in pixels (distinct, >= 0; 0 = the eroded mask "
+                             "itself); writes m<r>.npy for each (default 15 50)")
+    parser.add_argument("--min-area", type=float_range(0, 1), default=0.10,
+                        help="QC: flag area fraction below")
+    parser.add_argument("--max-area", type=float_range(0, 1), default=0.60,
+                        help="QC: flag area fraction above")
     parser.add_argument("--max-components", type=int_range(1), default=2,
                         help="QC: flag more large components than this")
     parser.add_argument("--out", required=True, help="output folder (masks/)")
-    parser.add_argument("--seed", type=int_range(0), default=0, help="unused (deterministic); kept for uniformity")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="unused (deterministic); kept for uniformity")
     return parser
 
 
 def read_raw_masks(path: str | os.PathLike) -> np.ndarray:
-    """masks/raw.npy -> (N, H, W) masks; ValueError naming the file unless the values are exactly 0/1
-    of an integer or bool dtype (-1/0 or 0/255 masks would otherwise invert or pass unnoticed)."""
+    """masks/raw.npy -> (N, H, W) masks; ValueError naming the file unless the values are exactly
+    0/1 of an integer or bool dtype (-1/0 or 0/255 masks would otherwise invert or pass unnoticed)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
@@ -132,9 +136,11 @@ def read_raw_masks(path: str | os.PathLike) -> np.ndarray:
     if raw.ndim != 3:
         raise ValueError(f"{path}: expected (N, H, W) masks, got shape {raw.shape}")
     if raw.dtype != bool and not np.issubdtype(raw.dtype, np.integer):
-        raise ValueError(f"{path}: masks must be 0/1 of an integer or bool dtype, got dtype {raw.dtype}")
+        raise ValueError(f"{path}: masks must be 0/1 of an integer or bool dtype, got dtype "
+                         f"{raw.dtype}")
     if raw.size and (raw.min() < 0 or raw.max() > 1):
-        raise ValueError(f"{path}: masks must be exactly 0/1, found values {raw.min()}..{raw.max()}")
+        raise ValueError(f"{path}: masks must be exactly 0/1, found values "
+                         f"{raw.min()}..{raw.max()}")
     return raw
 
 
@@ -180,8 +186,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _previous_outputs(folder: Path) -> list[str]:
-    """The m<r>.npy files the previous finished run in `folder` wrote (other radii than this run's
-    would otherwise stay beside the new masks); only plain m<r>.npy names are taken from the record."""
+    """The m<r>.npy files the previous finished run in `folder` wrote (other radii than this
+    run's would otherwise stay beside the new masks); only plain m<r>.npy names are taken."""
     try:
         outputs = read_done(folder, POSTPROCESS).get("outputs", [])
     except IncompleteRunError:

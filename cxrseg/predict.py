@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from cxrstats.argtypes import float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, save_npy, write_csv,
-                             write_done, write_run_json)
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, save_npy,
+                             write_csv, write_done, write_run_json)
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
@@ -57,12 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode (default box)")
     parser.add_argument("--refine", type=int_range(0), default=0,
                         help="extra passes prompted with the box of the previous prediction (e.g. 1)")
-    parser.add_argument("--threshold", type=float_range(0, 1, lo_open=True, hi_open=True), default=0.5, help="binarization threshold")
+    parser.add_argument("--threshold", default=0.5,
+                        type=float_range(0, 1, lo_open=True, hi_open=True),
+                        help="binarization threshold")
     parser.add_argument("--threshold-from", default=None,
                         help="take the threshold chosen on validation from this eval.csv instead")
     parser.add_argument("--batch-size", type=int_range(1), default=8, help="images per batch")
     parser.add_argument("--out", required=True, help="masks/raw.npy, or a folder for PNG masks")
-    parser.add_argument("--seed", type=int_range(0), default=0, help="seed of a random (micro) model")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="seed of a random (micro) model")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     return parser
 
@@ -125,9 +128,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"predict: {rows[-1] + 1}/{n} images, {rate:.2f}/s, ETA {(n - rows[-1] - 1) / rate:.0f} s", flush=True)
 
     if len(empty) == n:
-        raise SystemExit(f"error: all {n} predicted masks are empty at threshold {threshold:g}: the "
-                         f"segmenter ({args.checkpoint}) or the threshold is wrong; the run is not marked "
-                         f"finished")
+        raise SystemExit(f"error: all {n} predicted masks are empty at threshold {threshold:g}: "
+                         f"the segmenter ({args.checkpoint}) or the threshold is wrong; the run is "
+                         "not marked finished")
     if empty:
         shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
         print(f"predict: warning: {len(empty)} of {n} masks are empty (postprocess uses the whole "

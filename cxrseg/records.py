@@ -1,7 +1,7 @@
 """Completion records of the cxrseg stages, and the check a reader makes before trusting a file.
 
-Each stage calls `cxrstats.fileio.begin_run` when it starts and `write_done` last; the record sits in
-the stage's output folder and lists the files it vouches for. A reader of one of those files calls
+Each stage calls `cxrstats.fileio.begin_run` when it starts and `write_done` last; the record sits
+in the stage's output folder and lists the files it vouches for. A reader of one of those files calls
 `require_finished(path, RECORD, stage)`: the record must exist beside the file and list its name,
 so a file left by a killed run (or a stale file beside another run's record) is refused.
 """
@@ -23,7 +23,7 @@ FINETUNE_STAGE = "cxrseg.finetune"     # the "stage" entry of the checkpoints cx
 
 
 def require_finished(path: str | os.PathLike, record: str, stage: str) -> dict:
-    """The completion record `record` beside `path`, which must list `path`'s name among its outputs.
+    """The completion record `record` beside `path`, which must list `path`'s name as an output.
 
     Raises IncompleteRunError naming the file and the stage to re-run otherwise."""
     path = Path(path)
@@ -39,5 +39,6 @@ def is_finetune_checkpoint(obj) -> bool:
     """True for a checkpoint that cxrseg.finetune wrote (best.pt, last.pt, or a copy of one).
 
     Those carry "stage"; files written before that entry existed are recognised by their loss
-    curves. Official weight files (a raw state dict) and other training scripts' files carry neither."""
+    curves. Official weight files (a raw state dict) and other training scripts' files have
+    neither."""
     return isinstance(obj, Mapping) and (obj.get("stage") == FINETUNE_STAGE or "curves" in obj)

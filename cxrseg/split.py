@@ -104,12 +104,14 @@ def read_splits(path: str | os.PathLike, fold: int | None = None, seed: int = 0)
 def _fold_number(row: dict[str, str], path) -> int:
     text = row["fold"]
     if not text.strip().isdigit():
-        raise ValueError(f"{path}: stem {row['stem']!r} has fold {text!r}; folds are integers 0..K-1")
+        raise ValueError(f"{path}: stem {row['stem']!r} has fold {text!r}; folds are integers "
+                         "0..K-1")
     return int(text)
 
 
-def read_finished_splits(path: str | os.PathLike, fold: int | None = None, seed: int = 0) -> dict[str, str]:
-    """`read_splits` of a file that cxrseg.split finished writing (done_split.json beside it lists it)."""
+def read_finished_splits(path: str | os.PathLike, fold: int | None = None,
+                         seed: int = 0) -> dict[str, str]:
+    """`read_splits` of a file cxrseg.split finished writing (done_split.json beside it lists it)."""
     require_finished(path, SPLIT, "cxrseg.split")
     return read_splits(path, fold, seed)
 
@@ -124,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
     parser.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this (e.g. _mask)")
     parser.add_argument("--out", required=True, help="output CSV (seg/splits.csv)")
-    parser.add_argument("--fractions", type=float_range(0, lo_open=True), nargs=3, default=[0.70, 0.15, 0.15],
+    parser.add_argument("--fractions", type=float_range(0, lo_open=True), nargs=3,
+                        default=[0.70, 0.15, 0.15],
                         metavar=("TRAIN", "VAL", "TEST"), help="part fractions (default 0.70 0.15 0.15)")
-    parser.add_argument("--folds", type=int_range(2), default=None, help="write K >= 2 folds instead of parts")
+    parser.add_argument("--folds", type=int_range(2), default=None,
+                        help="write K >= 2 folds instead of parts")
     parser.add_argument("--seed", type=int_range(0), default=0, help="shuffle seed")
     return parser
 

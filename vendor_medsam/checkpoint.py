@@ -20,8 +20,8 @@ SHOW = 5  # how many offending keys an error lists per kind
 
 
 def load_checkpoint_file(path: str | Path):
-    """torch.load(weights_only=True) of `path` with a clear ValueError for an empty, truncated, corrupt
-    or pickled file (and FileNotFoundError for a missing one). Returns the loaded object unchecked."""
+    """torch.load(weights_only=True) of `path`, with a clear ValueError for an empty, truncated,
+    corrupt or pickled file (FileNotFoundError for a missing one). Returns the object unchecked."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
@@ -33,9 +33,10 @@ def load_checkpoint_file(path: str | Path):
         if "global" not in str(e).lower():  # bytes that are no pickle at all, not refused code
             raise ValueError(f"{path}: not a readable PyTorch checkpoint (corrupt file, or not a "
                              f"checkpoint): {_detail(e, 'Unsupported')}") from e
-        raise ValueError(f"{path}: refused to load: the checkpoint contains pickled objects or code beyond "
-                         f"tensors and plain containers (loaded with torch.load(weights_only=True)). "
-                         f"Re-save it as a plain state dict. Details: {_detail(e, 'GLOBAL')}") from e
+        raise ValueError(f"{path}: refused to load: the checkpoint contains pickled objects or code "
+                         f"beyond tensors and plain containers (loaded with "
+                         f"torch.load(weights_only=True)). Re-save it as a plain state dict. "
+                         f"Details: {_detail(e, 'GLOBAL')}") from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file?): "
                          f"{_detail(e)}") from e
@@ -45,20 +46,21 @@ def _detail(error: BaseException, key: str = "") -> str:
     """The first line of an exception's message that contains `key` (else its first line), or the
     exception's type name when the message is empty."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return next((line for line in lines if key and key in line), lines[0] if lines else type(error).__name__)
+    fallback = lines[0] if lines else type(error).__name__
+    return next((line for line in lines if key and key in line), fallback)
 
 
 def split_checkpoint(obj, source: str) -> tuple[dict[str, torch.Tensor], str | None]:
-    """A loaded checkpoint -> (state_dict, config name stored in it or None); ValueError naming `source`
-    when it is neither a state dict nor {"model": state_dict, ...}."""
+    """A loaded checkpoint -> (state_dict, config name stored in it or None); ValueError naming
+    `source` when it is neither a state dict nor {"model": state_dict, ...}."""
     stored_config = None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         stored_config = obj.get("config") if isinstance(obj.get("config"), str) else None
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                for k, v in obj.items()):
-        raise ValueError(f"{source}: expected a state dict (name -> tensor) or {{'model': state_dict, ...}}, "
-                         f"got {type(obj).__name__}")
+        raise ValueError(f"{source}: expected a state dict (name -> tensor) or "
+                         f"{{'model': state_dict, ...}}, got {type(obj).__name__}")
     return dict(obj), stored_config
 
 
@@ -101,13 +103,13 @@ def load_medsam(path_or_name: str | Path, config: str | SamConfig | None = None)
 
 
 def sam_from_checkpoint(obj, config: str | SamConfig | None, source: str) -> Sam:
-    """A model built from a checkpoint already loaded with `load_checkpoint_file` (strict, eval mode);
+    """A model built from a checkpoint loaded with `load_checkpoint_file` (strict, eval mode);
     `config` may be None when the checkpoint stores its config name. Errors name `source`."""
     state_dict, stored_config = split_checkpoint(obj, source)
     if config is None:
         if stored_config is None:
-            raise ValueError(f"{source}: the file does not name its model config; pass config= one of "
-                             f"{', '.join(CONFIGS)}")
+            raise ValueError(f"{source}: the file does not name its model config; pass config= "
+                             f"one of {', '.join(CONFIGS)}")
         config = stored_config
     cfg = get_config(config)
     model = build_sam(cfg)
