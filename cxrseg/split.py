@@ -142,19 +142,21 @@ def main(argv: list[str] | None = None) -> None:
     outputs = [out.name, "run_split.json"]
     try:
         stems = [p.stem for p in find_pairs(args.images, args.masks, args.mask_suffix)]
-        begin_run(out.parent, outputs, done=SPLIT)
         if args.folds:
             folds = split_folds(stems, args.folds, args.seed)
-            write_csv(out, ["stem", "fold"], [(s, folds[s]) for s in sorted(folds)])
+            header, rows = ["stem", "fold"], [(s, folds[s]) for s in sorted(folds)]
             counts = np.bincount(list(folds.values()), minlength=args.folds).tolist()
-            print(f"split: {len(stems)} pairs into {args.folds} folds of {counts} -> {out}")
+            summary = f"{len(stems)} pairs into {args.folds} folds of {counts}"
         else:
             parts = split_parts(stems, args.seed, tuple(args.fractions))
-            write_csv(out, ["stem", "part"], [(s, parts[s]) for s in sorted(parts)])
+            header, rows = ["stem", "part"], [(s, parts[s]) for s in sorted(parts)]
             counts = {p: sum(v == p for v in parts.values()) for p in PARTS}
-            print(f"split: {len(stems)} pairs -> {counts} -> {out}")
+            summary = f"{len(stems)} pairs -> {counts}"
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
+    begin_run(out.parent, outputs, done=SPLIT)
+    write_csv(out, header, rows)
+    print(f"split: {summary} -> {out}")
     write_run_json(out.parent, args, name="run_split.json", seconds=time.time() - start)
     write_done(out.parent, args, outputs, done=SPLIT, pairs=len(stems))
 
