@@ -196,7 +196,7 @@ def load_stack(images: str | os.PathLike, index: str | os.PathLike | None = None
         if len(rows) != len(stack):
             raise ValueError(f"{index} has {len(rows)} rows but {images} has {len(stack)} images")
         for i, row in enumerate(rows):
-            if int(row["row"]) != i:
+            if row["row"].strip() != str(i):
                 raise ValueError(f"{index}: row {i} has row={row['row']}; rows must be 0..N-1 "
                                  f"in order to match {images}")
         names = [row["image"] for row in rows]

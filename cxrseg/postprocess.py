@@ -144,6 +144,26 @@ def read_raw_masks(path: str | os.PathLike) -> np.ndarray:
     return raw
 
 
+def check_same_images(rows: list[dict[str, str]], index, predicted_index: Path) -> None:
+    """`--index` must name rows 0..N-1 in order and, row by row, the images that cxrseg.predict
+    segmented (its index.csv beside raw.npy), so that no mask is paired with another image."""
+    for i, row in enumerate(rows):
+        if row["row"].strip() != str(i):
+            raise ValueError(f"{index}: row {i} has row={row['row']!r}; rows must be 0..N-1 in order")
+    if not predicted_index.is_file() or predicted_index.resolve() == Path(index).resolve():
+        return
+    predicted = [r["image"] for r in read_csv(predicted_index, required=["image"])]
+    if len(predicted) != len(rows):
+        raise ValueError(f"{predicted_index} (the images segmented) has {len(predicted)} rows but "
+                         f"{index} has {len(rows)}; re-run cxrseg.predict on the current images")
+    differ = [i for i, (a, b) in enumerate(zip(predicted, (r["image"] for r in rows))) if a != b]
+    if differ:
+        i = differ[0]
+        raise ValueError(f"{index} and {predicted_index} (the images segmented) differ in "
+                         f"{len(differ)} row(s), first row {i}: {rows[i]['image']!r} vs "
+                         f"{predicted[i]!r}; re-run cxrseg.predict on the current images")
+
+
 def check_radii(dilate: list[int]) -> None:
     """Refuse a dilation radius given twice (argparse has checked that each is an integer >= 0)."""
     repeated = sorted({r for r in dilate if dilate.count(r) > 1})
@@ -164,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = read_csv(args.index, required=["row", "image"])
         if len(rows) != len(raw):
             raise ValueError(f"{args.index} has {len(rows)} rows but {args.masks} has {len(raw)} masks")
+        check_same_images(rows, args.index, Path(args.masks).parent / "index.csv")
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
     outputs = ["eroded.npy", *(f"m{r}.npy" for r in args.dilate), "qc.csv", "run_postprocess.json"]

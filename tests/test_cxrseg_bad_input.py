@@ -360,3 +360,29 @@ def test_a_broken_or_looping_link_is_an_error_not_a_missing_image(tmp_path):
     (tmp_path / "images" / "d.png").symlink_to(tmp_path / "images" / "c.png")
     with pytest.raises(FileNotFoundError, match=r"c.png: broken symbolic link.*link loop"):
         load_stack(tmp_path / "images")
+
+
+# ----------------------------------------------------------------------------- index files
+
+def test_postprocess_refuses_an_index_other_than_the_one_segmented(tmp_path):
+    args = _predicted_masks(tmp_path / "masks")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "index.csv").write_text("row,image\n0,a.png\n1,renamed.png\n")
+    args[args.index("--index") + 1] = str(tmp_path / "cache" / "index.csv")
+    with pytest.raises(SystemExit, match=r"error: .*cache/index.csv and .*masks/index.csv \(the images "
+                                         r"segmented\) differ in 1 row\(s\), first row 1"):
+        postprocess.main(args)
+    (tmp_path / "cache" / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
+    postprocess.main(args)                       # the same images: accepted
+    assert (tmp_path / "masks" / "done_postprocess.json").is_file()
+
+
+@pytest.mark.parametrize("rows", ["0,a.png\nx,b.png\n", "1,a.png\n0,b.png\n"])
+def test_index_rows_must_be_0_to_n_minus_1(tmp_path, rows):
+    args = _predicted_masks(tmp_path)
+    (tmp_path / "index.csv").write_text("row,image\n" + rows)
+    with pytest.raises(SystemExit, match=r"error: .*index.csv: row \d has row="):
+        postprocess.main(args)
+    np.save(tmp_path / "stack.npy", np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"index.csv: row \d has row="):
+        load_stack(tmp_path / "stack.npy", tmp_path / "index.csv")
