@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_raw_masks(path: str | os.PathLike) -> np.ndarray:
     """masks/raw.npy -> (N, H, W) masks; ValueError naming the file unless the values are exactly
-    0/1 of an integer or bool dtype (-1/0 or 0/255 masks would otherwise invert or pass unnoticed)."""
+    0/1 of an integer or bool dtype (-1/0 or 0/255 masks would otherwise be inverted or
+    mistaken)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
@@ -149,7 +150,8 @@ def check_same_images(rows: list[dict[str, str]], index, predicted_index: Path) 
     segmented (its index.csv beside raw.npy), so that no mask is paired with another image."""
     for i, row in enumerate(rows):
         if row["row"].strip() != str(i):
-            raise ValueError(f"{index}: row {i} has row={row['row']!r}; rows must be 0..N-1 in order")
+            raise ValueError(f"{index}: row {i} has row={row['row']!r}; rows must be 0..N-1 in "
+                             "order")
     if not predicted_index.is_file() or predicted_index.resolve() == Path(index).resolve():
         return
     predicted = [r["image"] for r in read_csv(predicted_index, required=["image"])]

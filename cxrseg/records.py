@@ -1,9 +1,10 @@
 """Completion records of the cxrseg stages, and the check a reader makes before trusting a file.
 
-Each stage calls `cxrstats.fileio.begin_run` when it starts and `write_done` last; the record sits
-in the stage's output folder and lists the files it vouches for. A reader of one of those files calls
-`require_finished(path, RECORD, stage)`: the record must exist beside the file and list its name,
-so a file left by a killed run (or a stale file beside another run's record) is refused.
+Each stage calls `cxrstats.fileio.begin_run` when it starts and `write_done` last; the record
+sits in the stage's output folder and lists the files it vouches for. A reader of one of those
+files calls `require_finished(path, RECORD, stage)`: the record must exist beside the file and
+list its name, so a file left by a killed run (or a stale file beside another run's record) is
+refused.
 """
 from __future__ import annotations
 

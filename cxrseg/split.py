@@ -111,7 +111,7 @@ def _fold_number(row: dict[str, str], path) -> int:
 
 def read_finished_splits(path: str | os.PathLike, fold: int | None = None,
                          seed: int = 0) -> dict[str, str]:
-    """`read_splits` of a file cxrseg.split finished writing (done_split.json beside it lists it)."""
+    """`read_splits` of a file cxrseg.split finished (done_split.json beside it lists it)."""
     require_finished(path, SPLIT, "cxrseg.split")
     return read_splits(path, fold, seed)
 
