@@ -29,13 +29,21 @@ class Pair:
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
-    """Map stem -> path for every image file in `folder` (not recursive); error on duplicate stems."""
+    """Map stem -> path for every image file in `folder` (not recursive); error on duplicate stems.
+
+    Symbolic links are followed (a linked folder or linked files, e.g. data on another disk); a
+    link whose target is missing is an error rather than an image silently left out."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.is_symlink() and not path.exists():
+            raise FileNotFoundError(f"{path}: broken symbolic link (its target {os.readlink(path)} "
+                                    "does not exist or is a link loop)")
+        if not path.is_file():
             continue
         if path.stem in files:
             raise ValueError(f"{folder}: two images with the stem {path.stem!r} "
@@ -181,7 +189,7 @@ def load_stack(images: str | os.PathLike, index: str | os.PathLike | None = None
         if len(rows) != len(stack):
             raise ValueError(f"{index} has {len(rows)} rows but {images} has {len(stack)} images")
         for i, row in enumerate(rows):
-            if int(row["row"]) != i:
+            if row["row"].strip() != str(i):
                 raise ValueError(f"{index}: row {i} has row={row['row']}; rows must be 0..N-1 "
                                  f"in order to match {images}")
         names = [row["image"] for row in rows]

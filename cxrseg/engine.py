@@ -18,17 +18,22 @@ import torch
 
 from cxrstats.fileio import atomic_path
 from vendor_medsam import build_sam, load_medsam
+from vendor_medsam.checkpoint import load_checkpoint_file, sam_from_checkpoint
 from vendor_medsam.device import autocast
 from vendor_medsam.transforms import InputFrame
 
 from .prompts import PROMPT_MODES, Prior, mask_box, prediction_box
+from .records import FINETUNE, FINETUNE_STAGE, is_finetune_checkpoint, require_finished
 
 RANDOM_CONFIGS = ("micro", "tiny")   # names that build a seeded random model (tests, smoke runs)
 
 
 def load_model(checkpoint: str, config: str | None = None, seed: int = 0):
     """`lite` -> the LiteMedSAM weights; `micro`/`tiny` -> a random model seeded with `seed`;
-    anything else -> a checkpoint file (raw state dict or our best.pt/last.pt). Eval mode, CPU."""
+    anything else -> a checkpoint file (raw state dict or our best.pt/last.pt). Eval mode, CPU.
+
+    A checkpoint that cxrseg.finetune wrote is read only when that run finished:
+    `done_finetune.json` beside it must list it (a killed run's best.pt raises IncompleteRunError)."""
     if checkpoint in RANDOM_CONFIGS and not Path(checkpoint).exists():
         if config not in (None, checkpoint):
             raise ValueError(f"--checkpoint {checkpoint} builds the {checkpoint} model; --config {config} disagrees")
@@ -37,7 +42,10 @@ def load_model(checkpoint: str, config: str | None = None, seed: int = 0):
             return build_sam(checkpoint).eval()
     if checkpoint == "lite" and not Path(checkpoint).exists():
         return load_medsam("lite", config or "lite")
-    return load_medsam(checkpoint, config)
+    obj = load_checkpoint_file(checkpoint)
+    if is_finetune_checkpoint(obj):
+        require_finished(checkpoint, FINETUNE, FINETUNE_STAGE)
+    return sam_from_checkpoint(obj, config, str(checkpoint))
 
 
 def encoder_hash(model) -> str:

@@ -6,6 +6,9 @@ and a zero-shot one (`--zero-shot`, the checkpoint before fine-tuning) are evalu
 The binarization threshold is chosen per checkpoint on validation (sweep 0.50..0.70 by 0.05, best
 mean Dice) and applied to the other parts; without a validation part `--threshold` is used.
 Works on any dataset: pass another `--images/--masks` without `--splits` for a cross-dataset test.
+Reads a split file only with its done_split.json and a fine-tuned checkpoint only with its
+done_finetune.json; writes done_evaluate.json last (one evaluation per folder: the record covers
+the latest).
 """
 from __future__ import annotations
 
@@ -15,18 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import write_csv, write_run_json
+from cxrstats.argtypes import float_range, int_range
+from cxrstats.fileio import IncompleteRunError, begin_run, write_csv, write_done, write_run_json
+from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
 from .data import find_pairs, load_pairs
 from .engine import embeddings_for, gt_boxes, load_model, segment
 from .losses import dice_iou
 from .prompts import PROMPT_MODES, Prior
-from .split import read_splits
+from .records import EVALUATE
+from .split import PARTS, read_finished_splits
 
 EVAL_COLUMNS = ["checkpoint", "dataset", "part", "threshold", "dice", "iou", "dice_loss", "bce_loss", "n", "prompt"]
 PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", "dice", "iou", "dice_loss", "bce_loss"]
 SWEEP = (0.50, 0.55, 0.60, 0.65, 0.70)
+PROBABILITY = float_range(0, 1, lo_open=True, hi_open=True)  # a threshold on probabilities
 
 
 def soft_losses(prob: np.ndarray, mask: np.ndarray, eps: float = 1e-6) -> tuple[float, float]:
@@ -73,27 +80,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
     parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
     parser.add_argument("--splits", default=None, help="seg/splits.csv; omit to evaluate every pair as part 'all'")
-    parser.add_argument("--fold", type=int, default=None, help="test fold of a --folds split file")
-    parser.add_argument("--parts", nargs="+", default=["val", "test"], help="parts to report (default val test)")
+    parser.add_argument("--fold", type=int_range(0), default=None,
+                        help="test fold of a --folds split file")
+    parser.add_argument("--parts", nargs="+", default=["val", "test"], choices=PARTS,
+                        help="parts to report (default val test)")
     parser.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (seg/best.pt), lite or micro")
     parser.add_argument("--zero-shot", default=None, help="also evaluate this checkpoint (e.g. lite) as zero-shot")
-    parser.add_argument("--config", default=None, choices=["lite", "vit_b", "micro", "tiny"],
+    parser.add_argument("--config", default=None, choices=list(CONFIGS),
                         help="model config when the checkpoint file does not name it")
     parser.add_argument("--dataset", default=None, help="dataset name for the CSV (default: images folder's parent)")
     parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode")
     parser.add_argument("--box-source", default="gt", choices=["gt", "prior"],
                         help="box from the ground-truth mask (the study) or from the prior (no ground truth)")
     parser.add_argument("--prior", default=None, help="prior.json (default: beside --checkpoint or --out)")
-    parser.add_argument("--refine", type=int, default=0, help="second passes re-prompting with the predicted box")
-    parser.add_argument("--refine-threshold", type=float, default=0.5, help="threshold of the mask a refine box is taken from")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=list(SWEEP),
+    parser.add_argument("--refine", type=int_range(0), default=0,
+                        help="second passes re-prompting with the predicted box")
+    parser.add_argument("--refine-threshold", type=PROBABILITY, default=0.5,
+                        help="threshold of the mask a refine box is taken from")
+    parser.add_argument("--thresholds", type=PROBABILITY, nargs="+", default=list(SWEEP),
                         help="validation threshold sweep (default 0.50 0.55 0.60 0.65 0.70)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="threshold when there is no validation part")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per encoder batch")
+    parser.add_argument("--threshold", type=PROBABILITY, default=0.5,
+                        help="threshold when there is no validation part")
+    parser.add_argument("--batch-size", type=int_range(1), default=8,
+                        help="images per encoder batch")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out's folder)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     parser.add_argument("--out", required=True, help="output CSV (seg/eval.csv)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of a random (micro) model")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="seed of a random (micro) model")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     return parser
 
@@ -113,13 +127,14 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     started = time.time()
     out = Path(args.out)
+    per_image_path = out.with_name(out.stem + "_per_image.csv")
     dataset = args.dataset or Path(args.images).resolve().parent.name
     prompt_label = f"{args.prompt}:{args.box_source}" + (f"+refine{args.refine}" if args.refine else "")
     try:
         device = prepare_device(args.device)
         pairs = find_pairs(args.images, args.masks, args.mask_suffix)
         if args.splits:
-            parts = read_splits(args.splits, args.fold, args.seed)
+            parts = read_finished_splits(args.splits, args.fold, args.seed)
             missing = sorted(set(parts) - {p.stem for p in pairs})
             if missing:
                 raise ValueError(f"{args.splits}: stems without a pair in {args.images}: {missing[:5]}")
@@ -134,8 +149,10 @@ def main(argv: list[str] | None = None) -> None:
         images, masks = load_pairs(pairs)
         checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
         models = [load_model(c, args.config, args.seed) for c in checkpoints]
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
+    outputs = [out.name, per_image_path.name, "run_evaluate.json"]
+    begin_run(out.parent, outputs, done=EVALUATE)
     stems = [p.stem for p in pairs]
     part_of = np.array([parts[s] for s in stems])
     cache_dir = None if args.no_cache else args.cache_dir or out.parent
@@ -160,8 +177,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({prompt_label})", flush=True)
 
     write_csv(out, EVAL_COLUMNS, rows)
-    write_csv(out.with_name(out.stem + "_per_image.csv"), PER_IMAGE_COLUMNS, per_image)
+    write_csv(per_image_path, PER_IMAGE_COLUMNS, per_image)
     write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started, device=str(device), thresholds=chosen)
+    write_done(out.parent, args, outputs, done=EVALUATE, thresholds=chosen)
 
 
 def _means(metrics: np.ndarray) -> list[str]:

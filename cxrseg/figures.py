@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import atomic_path, read_csv, write_run_json
+from cxrstats.argtypes import int_range
+from cxrstats.fileio import IncompleteRunError, atomic_path, read_csv, write_run_json
 
 from .morphology import boundary, cutout
+from .records import FINETUNE, FINETUNE_STAGE, POSTPROCESS, PREDICT, require_finished
 
 PART_STYLE = {"train": "-", "val": "--", "test": ":"}
 
@@ -92,10 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seg", required=True, help="seg/ folder (curves.csv)")
     parser.add_argument("--cache", required=True, help="cache/ folder (images.npy, index.csv)")
     parser.add_argument("--masks", required=True, help="masks/ folder (raw, eroded, m15, m50 .npy; prompts.csv)")
-    parser.add_argument("--row", type=int, default=None,
+    parser.add_argument("--row", type=int_range(0), default=None,
                         help="cache row for the panels (default: the first image whose QC flag is ok)")
     parser.add_argument("--out", required=True, help="output folder (results/figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="unused (deterministic); kept for uniformity")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="unused (deterministic); kept for uniformity")
     return parser
 
 
@@ -104,6 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     out, masks_dir = Path(args.out), Path(args.masks)
     try:
+        require_finished(Path(args.seg) / "curves.csv", FINETUNE, FINETUNE_STAGE)
+        require_finished(masks_dir / "raw.npy", PREDICT, "cxrseg.predict")
+        for name in ("eroded.npy", "m15.npy", "m50.npy"):
+            require_finished(masks_dir / name, POSTPROCESS, "cxrseg.postprocess")
         best = plot_loss_curves(Path(args.seg) / "curves.csv", out / "seg_loss_curves.png")
         images = np.load(Path(args.cache) / "images.npy", mmap_mode="r")
         index = read_csv(Path(args.cache) / "index.csv", required=["row", "image"])
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = {int(r["row"]): r for r in read_csv(prompts, required=["row", "prior_x0"])}
             if row in rows:
                 box = [float(rows[row][k]) for k in ("prior_x0", "prior_y0", "prior_x1", "prior_y1")]
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
     plot_mask_panels(np.asarray(images[row]), box, *(np.asarray(stacks[n][row]) for n in ("raw", "eroded", "m15", "m50")),
                      out / "mask_panels.png", title=f"{index[row]['image']} (row {row})")

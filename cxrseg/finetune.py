@@ -5,7 +5,10 @@ instead of BCE). `--train all` trains the image encoder and the mask decoder (pr
 frozen, as MedSAM does); `--train decoder` trains the mask decoder only, on image embeddings
 computed once and cached (the encoder dominates CPU time). Adam; early stopping on the validation
 mean loss; the best epoch (epoch 0 = the checkpoint before fine-tuning) is kept in best.pt.
-`--resume` continues from last.pt and ends in the same state as an uninterrupted run.
+`--resume` continues from last.pt and ends in the same state as an uninterrupted run; it refuses a
+last.pt written with other settings (all flags that alter the result but --epochs and --patience).
+`done_finetune.json` is written last: evaluate and predict read best.pt only when it lists it.
+Empty training masks are listed in a warning; all of them empty is an error.
 
 Prompts while training: the ground-truth box shifted by up to `--box-shift` model-input pixels per
 coordinate, or, with probability `--prior-box-fraction`, the prior box (from the average training
@@ -14,12 +17,19 @@ mask, also shifted) so that the model learns to work from the box it will get at
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from cxrstats.fileio import atomic_path, write_csv, write_run_json
+from cxrstats.argtypes import float_range, int_range
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, write_csv, write_done,
+                             write_run_json)
+from vendor_medsam.checkpoint import check_state_dict, load_checkpoint_file, split_checkpoint
+from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
 
@@ -27,9 +37,16 @@ from .data import find_pairs, load_pairs
 from .engine import Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model, model_inputs
 from .losses import LOSSES, segmentation_loss
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
-from .split import PARTS, read_splits
+from .records import FINETUNE, FINETUNE_STAGE
+from .split import PARTS, read_finished_splits
 
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
+OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "run_finetune.json"]
+# Flags that must not change when a run is resumed (--epochs and --patience may).
+RESUME_KEYS = ("checkpoint", "train", "loss", "lr", "weight_decay", "batch_size", "prompt",
+               "box_shift", "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold", "mask_suffix")
+STATE_KEYS = ("model", "optimizer", "generator", "epoch", "best_loss", "best_epoch", "bad_epochs",
+              "curves", "settings")
 
 
 class SegData:
@@ -123,10 +140,39 @@ def train_epoch(model, data: SegData, optimizer, device, args, generator: torch.
     return tuple((totals / len(data)).tolist())
 
 
-def _checkpoint(model, optimizer, epoch, state, args) -> dict:
+def _checkpoint(model, optimizer, epoch, state, args, settings: dict) -> dict:
     return {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "config": model.config_name, "epoch": epoch, "optimizer": optimizer.state_dict(),
-            "train": args.train, "loss": args.loss, **state}
+            "train": args.train, "loss": args.loss, "stage": FINETUNE_STAGE, "settings": settings,
+            **state}
+
+
+def resume_settings(args, model, parts: dict[str, str]) -> dict:
+    """The settings a resumed run must share with the run it continues (all that alter the
+    result but --epochs and --patience): the flags, the model config, a hash of the stems per part."""
+    data = json.dumps(sorted(parts.items())).encode()
+    return {**{k: getattr(args, k) for k in RESUME_KEYS}, "config": model.config_name,
+            "data": hashlib.sha256(data).hexdigest()[:16]}
+
+
+def read_resume_state(path: Path, settings: dict, model) -> dict:
+    """last.pt for --resume, through the guarded reader; ValueError naming the file when it is
+    unreadable, incomplete, for another model, or written with other settings."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: nothing to resume from")
+    state = load_checkpoint_file(path)
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a cxrseg.finetune last.pt (missing {missing}); start afresh "
+                         "without --resume")
+    saved = state["settings"] if isinstance(state["settings"], dict) else {}
+    changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+    if changed:
+        raise ValueError(f"{path}: cannot resume with different settings {changed} (saved, given); "
+                         "use the same flags, or start afresh without --resume")
+    state_dict, _ = split_checkpoint(state, str(path))
+    check_state_dict(model, state_dict, str(path), model.config_name)
+    return state
 
 
 def _save(path: Path, obj: dict) -> None:
@@ -144,24 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
     parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
     parser.add_argument("--splits", required=True, help="seg/splits.csv from cxrseg.split")
-    parser.add_argument("--fold", type=int, default=None, help="test fold of a --folds split file")
+    parser.add_argument("--fold", type=int_range(0), default=None,
+                        help="test fold of a --folds split file")
     parser.add_argument("--checkpoint", default="lite", help="lite | micro (random, tests) | checkpoint file")
-    parser.add_argument("--config", default=None, choices=["lite", "vit_b", "micro", "tiny"],
+    parser.add_argument("--config", default=None, choices=list(CONFIGS),
                         help="model config (read from the file or implied by lite/micro when omitted)")
     parser.add_argument("--out", required=True, help="output folder (seg/)")
     parser.add_argument("--train", default="all", choices=["all", "decoder"],
                         help="all: image encoder + mask decoder (MedSAM); decoder: mask decoder only")
     parser.add_argument("--loss", default="dicebce", choices=LOSSES, help="mean of Dice and BCE (or focal)")
-    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs")
-    parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without val improvement")
-    parser.add_argument("--batch-size", type=int, default=4, help="training batch size")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (L2)")
+    parser.add_argument("--epochs", type=int_range(0), default=30, help="maximum epochs")
+    parser.add_argument("--patience", type=int_range(1), default=5,
+                        help="stop after this many epochs without val improvement")
+    parser.add_argument("--batch-size", type=int_range(1), default=4, help="training batch size")
+    parser.add_argument("--lr", type=float_range(0, lo_open=True), default=1e-4,
+                        help="Adam learning rate")
+    parser.add_argument("--weight-decay", type=float_range(0), default=0.0,
+                        help="Adam weight decay (L2)")
     parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode")
-    parser.add_argument("--box-shift", type=float, default=None,
+    parser.add_argument("--box-shift", type=float_range(0), default=None,
                         help="max random shift per box coordinate in model-input pixels "
                              "(default 20 x input side / 1024, MedSAM's 20 pixels at 1024)")
-    parser.add_argument("--prior-box-fraction", type=float, default=0.0,
+    parser.add_argument("--prior-box-fraction", type=float_range(0, 1), default=0.0,
                         help="share of training prompts that use the prior box instead of the GT box")
     parser.add_argument("--val-prompt", default="gt", choices=["gt", "prior"],
                         help="box used for validation/test losses: ground truth or prior")
@@ -170,9 +220,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the random model, order and prompts")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="seed for the random model, order and prompts")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     return parser
+
+
+def warn_empty_masks(stems: dict[str, list[str]], loaded: dict, masks_dir) -> None:
+    """Print a warning (count and names) for each part with empty masks; refuse when every training
+    mask is empty (a wrong --masks / --mask-suffix, or masks stored in a way read as all zero)."""
+    for part in PARTS:
+        empty = [s for s, m in zip(stems[part], loaded[part][1]) if not m.any()]
+        if part == "train" and empty and len(empty) == len(stems["train"]):
+            raise ValueError(f"{masks_dir}: all {len(empty)} training masks are empty (no lung "
+                             "pixels), so there is nothing to learn; check --masks and --mask-suffix, "
+                             "and that the lungs are non-zero (0/1 or 0/255) in the mask files")
+        if empty:
+            shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+            print(f"finetune: warning: {len(empty)} of {len(stems[part])} {part} masks are empty "
+                  f"(no lung pixels): {shown}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,9 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     try:
         device = prepare_device(args.device)
-        if not 0 <= args.prior_box_fraction <= 1:
-            raise ValueError("--prior-box-fraction must be in [0, 1]")
-        parts = read_splits(args.splits, args.fold, args.seed)
+        parts = read_finished_splits(args.splits, args.fold, args.seed)
         pairs = {p.stem: p for p in find_pairs(args.images, args.masks, args.mask_suffix)}
         unknown = sorted(set(parts) - set(pairs))
         if unknown:
@@ -194,10 +258,14 @@ def main(argv: list[str] | None = None) -> None:
         if not stems["train"] or not stems["val"]:
             raise ValueError(f"{args.splits}: needs train and val stems")
         loaded = {part: load_pairs([pairs[s] for s in stems[part]]) for part in PARTS}
-    except (ValueError, FileNotFoundError) as error:
+        warn_empty_masks(stems, loaded, args.masks)
+        if args.box_shift is None:
+            args.box_shift = 20 * model.img_size / 1024
+        settings = resume_settings(args, model, parts)
+        resumed = read_resume_state(out / "last.pt", settings, model) if args.resume else None
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
-    if args.box_shift is None:
-        args.box_shift = 20 * model.img_size / 1024
+    begin_run(out, OUTPUTS, done=FINETUNE, resume=args.resume)
 
     prior = build_prior(*loaded["train"], frame=args.prior_frame)
     prior.save(out / "prior.json")
@@ -221,20 +289,19 @@ def main(argv: list[str] | None = None) -> None:
     def evaluate(part):
         return evaluate_losses(model, data[part], device, train_all, args.val_prompt, args.loss, args.batch_size * 4)
 
-    if args.resume:
-        path = out / "last.pt"
-        if not path.is_file():
-            raise SystemExit(f"error: {path}: nothing to resume from")
-        state = torch.load(path, weights_only=True, map_location="cpu")
-        if state.get("train") != args.train or state.get("config") != model.config_name:
-            raise SystemExit(f"error: {path} was written with --train {state.get('train')} on "
-                             f"{state.get('config')}; resume with the same settings")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
+    if resumed is not None:
+        state = resumed
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as error:
+            raise SystemExit(f"error: {out / 'last.pt'}: cannot restore the training state "
+                             f"({error}); start afresh without --resume") from None
         epoch, best_loss, best_epoch, bad = state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"]
         curves = [list(r) for r in state["curves"]]
-        print(f"finetune: resumed from {path} at epoch {epoch} (best {best_loss:.4f} at epoch {best_epoch})")
+        print(f"finetune: resumed from {out / 'last.pt'} at epoch {epoch} "
+              f"(best {best_loss:.4f} at epoch {best_epoch})")
     else:
         # Epoch 0: the checkpoint before fine-tuning, so best.pt is never worse on validation.
         epoch, bad = 0, 0
@@ -242,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         best_loss, best_epoch = curves[1][2], 0
         state = {"best_loss": best_loss, "best_epoch": 0, "bad_epochs": 0, "generator": generator.get_state(),
                  "curves": curves}
-        _save(out / "best.pt", _checkpoint(model, optimizer, 0, state, args))
+        _save(out / "best.pt", _checkpoint(model, optimizer, 0, state, args, settings))
         print(f"finetune: epoch 0 (before fine-tuning) val loss {best_loss:.4f}")
 
     while epoch < args.epochs and bad < args.patience:
@@ -259,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
             bad += 1
         state = {"best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad,
                  "generator": generator.get_state(), "curves": curves}
-        checkpoint = _checkpoint(model, optimizer, epoch, state, args)
+        checkpoint = _checkpoint(model, optimizer, epoch, state, args, settings)
         if improved:
             _save(out / "best.pt", checkpoint)
         _save(out / "last.pt", checkpoint)
@@ -269,12 +336,13 @@ def main(argv: list[str] | None = None) -> None:
     if bad >= args.patience:
         print(f"finetune: early stop, no val improvement for {args.patience} epochs")
     if epoch == 0:  # no epoch ran (--epochs 0): last.pt is the starting checkpoint
-        _save(out / "last.pt", _checkpoint(model, optimizer, epoch, state, args))
+        _save(out / "last.pt", _checkpoint(model, optimizer, epoch, state, args, settings))
     write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
     seconds = time.time() - started
     print(f"finetune: best epoch {best_epoch} (val loss {best_loss:.4f}); {seconds:.0f} s -> {out}/best.pt")
     write_run_json(out, args, name="run_finetune.json", seconds=seconds, device=str(device), best_epoch=best_epoch,
                    best_val_loss=best_loss, n={p: len(stems[p]) for p in PARTS})
+    write_done(out, args, OUTPUTS, done=FINETUNE, best_epoch=best_epoch, epochs=epoch)
 
 
 def _fmt(row) -> list:

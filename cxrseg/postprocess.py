@@ -5,10 +5,16 @@ fraction and connected components and flags implausible masks. Fallback, stated 
 silently dropped: an empty raw mask (or one that erosion empties) is replaced by the full image
 (all ones) in eroded/M-15/M-50, so the classifier sees that image unmasked; qc.csv says so in
 `action`. Other flagged masks are kept as predicted (`action` = kept) for review.
+
+`--dilate R [R ...]` writes m<R>.npy for each distinct radius R >= 0 from one distance transform
+(m0 = the eroded mask itself). Reads raw.npy only with its done_predict.json and only as exact 0/1
+values; writes done_postprocess.json last.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +22,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cxrstats.fileio import read_csv, save_npy, write_csv, write_run_json
+from cxrstats.argtypes import float_range, int_range
+from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, read_done, save_npy,
+                             write_csv, write_done, write_run_json)
 
 from .morphology import dilate_disks, erode_disk
+from .records import POSTPROCESS, PREDICT, require_finished
 
 QC_COLUMNS = ["row", "image", "area_fraction", "components", "flag", "action"]
 
@@ -97,16 +106,71 @@ def build_parser() -> argparse.ArgumentParser:
                "--index work/cache/index.csv --erode 5 --dilate 15 50 --out work/masks/")
     parser.add_argument("--masks", required=True, help="raw masks (N, H, W) uint8 0/1 .npy")
     parser.add_argument("--index", required=True, help="CSV `row, image` naming the mask rows")
-    parser.add_argument("--erode", type=int, default=5, help="erosion disk radius in pixels (default 5)")
-    parser.add_argument("--dilate", type=int, nargs="+", default=[15, 50],
-                        help="dilation radii in pixels; writes m<r>.npy for each (default 15 50)")
-    parser.add_argument("--min-area", type=float, default=0.10, help="QC: flag area fraction below")
-    parser.add_argument("--max-area", type=float, default=0.60, help="QC: flag area fraction above")
-    parser.add_argument("--max-components", type=int, default=2,
+    parser.add_argument("--erode", type=int_range(0), default=5,
+                        help="erosion disk radius in pixels (default 5)")
+    parser.add_argument("--dilate", type=int_range(0), nargs="+", default=[15, 50],
+                        help="dilation radii in pixels (distinct, >= 0; 0 = the eroded mask "
+                             "itself); writes m<r>.npy for each (default 15 50)")
+    parser.add_argument("--min-area", type=float_range(0, 1), default=0.10,
+                        help="QC: flag area fraction below")
+    parser.add_argument("--max-area", type=float_range(0, 1), default=0.60,
+                        help="QC: flag area fraction above")
+    parser.add_argument("--max-components", type=int_range(1), default=2,
                         help="QC: flag more large components than this")
     parser.add_argument("--out", required=True, help="output folder (masks/)")
-    parser.add_argument("--seed", type=int, default=0, help="unused (deterministic); kept for uniformity")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="unused (deterministic); kept for uniformity")
     return parser
+
+
+def read_raw_masks(path: str | os.PathLike) -> np.ndarray:
+    """masks/raw.npy -> (N, H, W) masks; ValueError naming the file unless the values are exactly
+    0/1 of an integer or bool dtype (-1/0 or 0/255 masks would otherwise be inverted or
+    mistaken)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        raw = np.load(path, allow_pickle=False)
+    except Exception as error:  # numpy raises several types for a broken or foreign file
+        raise ValueError(f"{path}: cannot read as .npy ({error})") from None
+    if raw.ndim != 3:
+        raise ValueError(f"{path}: expected (N, H, W) masks, got shape {raw.shape}")
+    if raw.dtype != bool and not np.issubdtype(raw.dtype, np.integer):
+        raise ValueError(f"{path}: masks must be 0/1 of an integer or bool dtype, got dtype "
+                         f"{raw.dtype}")
+    if raw.size and (raw.min() < 0 or raw.max() > 1):
+        raise ValueError(f"{path}: masks must be exactly 0/1, found values "
+                         f"{raw.min()}..{raw.max()}")
+    return raw
+
+
+def check_same_images(rows: list[dict[str, str]], index, predicted_index: Path) -> None:
+    """`--index` must name rows 0..N-1 in order and, row by row, the images that cxrseg.predict
+    segmented (its index.csv beside raw.npy), so that no mask is paired with another image."""
+    for i, row in enumerate(rows):
+        if row["row"].strip() != str(i):
+            raise ValueError(f"{index}: row {i} has row={row['row']!r}; rows must be 0..N-1 in "
+                             "order")
+    if not predicted_index.is_file() or predicted_index.resolve() == Path(index).resolve():
+        return
+    predicted = [r["image"] for r in read_csv(predicted_index, required=["image"])]
+    if len(predicted) != len(rows):
+        raise ValueError(f"{predicted_index} (the images segmented) has {len(predicted)} rows but "
+                         f"{index} has {len(rows)}; re-run cxrseg.predict on the current images")
+    differ = [i for i, (a, b) in enumerate(zip(predicted, (r["image"] for r in rows))) if a != b]
+    if differ:
+        i = differ[0]
+        raise ValueError(f"{index} and {predicted_index} (the images segmented) differ in "
+                         f"{len(differ)} row(s), first row {i}: {rows[i]['image']!r} vs "
+                         f"{predicted[i]!r}; re-run cxrseg.predict on the current images")
+
+
+def check_radii(dilate: list[int]) -> None:
+    """Refuse a dilation radius given twice (argparse has checked that each is an integer >= 0)."""
+    repeated = sorted({r for r in dilate if dilate.count(r) > 1})
+    if repeated:
+        raise ValueError(f"--dilate lists radius {repeated} more than once; give each radius once")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,20 +178,19 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     out = Path(args.out)
     try:
-        if not Path(args.masks).is_file():
-            raise FileNotFoundError(f"{args.masks}: file not found")
-        raw = np.load(args.masks, allow_pickle=False)
-        if raw.ndim != 3:
-            raise ValueError(f"{args.masks}: expected (N, H, W) masks, got shape {raw.shape}")
-        if raw.size and raw.max() > 1:
-            raise ValueError(f"{args.masks}: masks must be 0/1, found value {raw.max()}")
+        check_radii(args.dilate)
+        if args.min_area >= args.max_area:
+            raise ValueError(f"--min-area {args.min_area} must be below --max-area {args.max_area}")
+        require_finished(args.masks, PREDICT, "cxrseg.predict")
+        raw = read_raw_masks(args.masks)
         rows = read_csv(args.index, required=["row", "image"])
         if len(rows) != len(raw):
             raise ValueError(f"{args.index} has {len(rows)} rows but {args.masks} has {len(raw)} masks")
-        if args.erode < 0 or min(args.dilate) < 0:
-            raise ValueError("radii must be non-negative")
-    except (ValueError, FileNotFoundError) as error:
+        check_same_images(rows, args.index, Path(args.masks).parent / "index.csv")
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
+    outputs = ["eroded.npy", *(f"m{r}.npy" for r in args.dilate), "qc.csv", "run_postprocess.json"]
+    begin_run(out, outputs + _previous_outputs(out), done=POSTPROCESS)
     limits = QCLimits(min_area=args.min_area, max_area=args.max_area,
                       max_large_components=args.max_components)
     eroded, dilated, qc_rows = postprocess_stack(raw, [r["image"] for r in rows], args.erode,
@@ -142,6 +205,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"postprocess: {len(raw)} masks in {seconds:.1f} s; {flagged} flagged, {fallbacks} fallback(s) "
           f"-> {out}/eroded.npy, " + ", ".join(f"m{r}.npy" for r in args.dilate) + ", qc.csv")
     write_run_json(out, args, name="run_postprocess.json", seconds=seconds, flagged=flagged, fallbacks=fallbacks)
+    write_done(out, args, outputs, done=POSTPROCESS, flagged=flagged, fallbacks=fallbacks)
+
+
+def _previous_outputs(folder: Path) -> list[str]:
+    """The m<r>.npy files the previous finished run in `folder` wrote (other radii than this
+    run's would otherwise stay beside the new masks); only plain m<r>.npy names are taken."""
+    try:
+        outputs = read_done(folder, POSTPROCESS).get("outputs", [])
+    except IncompleteRunError:
+        return []
+    return [name for name in outputs if isinstance(name, str) and re.fullmatch(r"m\d+\.npy", name)]
 
 
 if __name__ == "__main__":

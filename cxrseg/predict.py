@@ -6,23 +6,30 @@ training mask's box, placed in the image's content frame), optionally with the p
 `--refine N` re-prompts N more times with the box around the previous prediction (the image is
 encoded once). Batched; CUDA when present. Also writes `prompts.csv` (first and final box per image).
 With `--out` a folder instead of a `.npy` file, masks are written as PNG files (0/255), which
-allows images of different sizes.
+allows images of different sizes. `--threshold-from eval.csv` needs its done_evaluate.json, a
+fine-tuned checkpoint its done_finetune.json; done_predict.json is written last. If every mask comes
+out empty the run fails (a wrong segmenter or threshold) instead of writing them.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cxrstats.fileio import atomic_path, read_csv, save_npy, write_csv, write_run_json
+from cxrstats.argtypes import float_range, int_range
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, save_npy,
+                             write_csv, write_done, write_run_json)
+from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
 from .data import load_stack
 from .engine import encode, load_model, segment
 from .prompts import PROMPT_MODES, Prior
+from .records import EVALUATE, PREDICT, require_finished
 
 
 def threshold_from_eval(path: str | Path, checkpoint: str) -> float:
@@ -44,18 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", required=True, help="(N, H, W) uint8 .npy stack, or a folder of images")
     parser.add_argument("--index", default=None, help="CSV `row, image` naming the stack rows (with a .npy stack)")
     parser.add_argument("--checkpoint", required=True, help="seg/best.pt, lite, or micro (random, tests)")
-    parser.add_argument("--config", default=None, choices=["lite", "vit_b", "micro", "tiny"],
+    parser.add_argument("--config", default=None, choices=list(CONFIGS),
                         help="model config when the checkpoint file does not name it")
     parser.add_argument("--prior", required=True, help="seg/prior.json from cxrseg.finetune")
     parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode (default box)")
-    parser.add_argument("--refine", type=int, default=0,
+    parser.add_argument("--refine", type=int_range(0), default=0,
                         help="extra passes prompted with the box of the previous prediction (e.g. 1)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="binarization threshold")
+    parser.add_argument("--threshold", default=0.5,
+                        type=float_range(0, 1, lo_open=True, hi_open=True),
+                        help="binarization threshold")
     parser.add_argument("--threshold-from", default=None,
                         help="take the threshold chosen on validation from this eval.csv instead")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    parser.add_argument("--batch-size", type=int_range(1), default=8, help="images per batch")
     parser.add_argument("--out", required=True, help="masks/raw.npy, or a folder for PNG masks")
-    parser.add_argument("--seed", type=int, default=0, help="seed of a random (micro) model")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="seed of a random (micro) model")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     return parser
 
@@ -77,15 +87,21 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"{args.images}: images differ in size {sorted(shapes)[:3]}; "
                              "give a folder as --out to write one PNG mask per image")
         prior = Prior.load(args.prior)
-        threshold = (threshold_from_eval(args.threshold_from, args.checkpoint) if args.threshold_from
-                     else args.threshold)
+        threshold = args.threshold
+        if args.threshold_from:
+            require_finished(args.threshold_from, EVALUATE, "cxrseg.evaluate")
+            threshold = threshold_from_eval(args.threshold_from, args.checkpoint)
         model = load_model(args.checkpoint, args.config, args.seed).to(device)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
+    folder = out.parent if to_stack else out
+    files = [out.name] if to_stack else [Path(name).stem + ".png" for name in names]
+    outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
+    begin_run(folder, outputs, done=PREDICT)
 
     n = len(names)
     raw = np.zeros((n, *next(iter(shapes))), np.uint8) if to_stack else None
-    prompt_rows = []
+    prompt_rows, empty = [], []
     if not to_stack:
         out.mkdir(parents=True, exist_ok=True)
     last = time.time()
@@ -98,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                                   refine=args.refine, threshold=threshold, batch_size=args.batch_size)
         for j, i in enumerate(rows):
             mask = (probs[j].numpy() >= threshold).astype(np.uint8)
+            if not mask.any():
+                empty.append(names[i])
             if to_stack:
                 raw[i] = mask
             else:
@@ -109,17 +127,24 @@ def main(argv: list[str] | None = None) -> None:
             rate = (rows[-1] + 1) / (last - started)
             print(f"predict: {rows[-1] + 1}/{n} images, {rate:.2f}/s, ETA {(n - rows[-1] - 1) / rate:.0f} s", flush=True)
 
-    folder = out.parent if to_stack else out
+    if len(empty) == n:
+        raise SystemExit(f"error: all {n} predicted masks are empty at threshold {threshold:g}: "
+                         f"the segmenter ({args.checkpoint}) or the threshold is wrong; the run is "
+                         "not marked finished")
+    if empty:
+        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        print(f"predict: warning: {len(empty)} of {n} masks are empty (postprocess uses the whole "
+              f"image for them): {shown}", file=sys.stderr, flush=True)
     if to_stack:
         save_npy(out, raw)
     write_csv(folder / "index.csv", ["row", "image"], [(i, name) for i, name in enumerate(names)])
     write_csv(folder / "prompts.csv", ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
                                        "x0", "y0", "x1", "y1"], prompt_rows)
     seconds = time.time() - started
-    empty = int(sum(1 for r in range(n) if to_stack and not raw[r].any()))
     print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), threshold {threshold:.2f}, "
-          f"{empty} empty mask(s) -> {out}")
+          f"{len(empty)} empty mask(s) -> {out}")
     write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device), threshold=threshold, images=n)
+    write_done(folder, args, outputs, done=PREDICT, threshold=threshold, images=n, empty=len(empty))
 
 
 if __name__ == "__main__":

@@ -2,20 +2,24 @@
 
 `splits.csv` has columns `stem, part` (part in train/val/test) or, with `--folds K`, `stem, fold`
 (fold 0..K-1). For fold k, `parts_for_fold` makes fold k the test part and carves a seeded
-validation part out of the remaining folds.
+validation part out of the remaining folds. `done_split.json` beside the CSV is written last;
+cxrseg.finetune and cxrseg.evaluate read a split file only when it lists that file.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import read_csv, write_csv, write_run_json
+from cxrstats.argtypes import float_range, int_range
+from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
 from .data import find_pairs
+from .records import SPLIT, require_finished
 
 PARTS = ("train", "val", "test")
 
@@ -62,6 +66,8 @@ def parts_for_fold(folds: dict[str, int], fold: int, seed: int,
     k = max(folds.values()) + 1
     if not 0 <= fold < k:
         raise ValueError(f"fold {fold} out of range: splits have folds 0..{k - 1}")
+    if fold not in folds.values():
+        raise ValueError(f"fold {fold} has no stems (folds present: {sorted(set(folds.values()))})")
     rest = sorted(s for s, f in folds.items() if f != fold)
     n_val = max(1, int(round(val_fraction * len(folds))))
     if n_val >= len(rest):
@@ -72,12 +78,18 @@ def parts_for_fold(folds: dict[str, int], fold: int, seed: int,
 
 
 def read_splits(path: str | os.PathLike, fold: int | None = None, seed: int = 0) -> dict[str, str]:
-    """Read splits.csv -> {stem: part}. A fold file needs `fold`; a part file refuses one."""
+    """Read splits.csv -> {stem: part}. A fold file needs `fold`; a part file refuses one.
+
+    A stem listed twice is refused (a second row would silently move an image between parts)."""
     rows = read_csv(path, required=["stem"])
+    repeated = sorted(s for s, n in Counter(r["stem"] for r in rows).items() if n > 1)
+    if repeated:
+        raise ValueError(f"{path}: stem(s) listed more than once: {repeated[:5]}; each stem needs "
+                         f"exactly one row")
     if rows and "fold" in rows[0]:
         if fold is None:
             raise ValueError(f"{path}: a k-fold split file; pass --fold to choose the test fold")
-        return parts_for_fold({r["stem"]: int(r["fold"]) for r in rows}, fold, seed)
+        return parts_for_fold({r["stem"]: _fold_number(r, path) for r in rows}, fold, seed)
     if rows and "part" not in rows[0]:
         raise ValueError(f"{path}: needs a 'part' or a 'fold' column")
     if fold is not None:
@@ -87,6 +99,21 @@ def read_splits(path: str | os.PathLike, fold: int | None = None, seed: int = 0)
     if bad:
         raise ValueError(f"{path}: unknown part(s) {bad}; expected {PARTS}")
     return parts
+
+
+def _fold_number(row: dict[str, str], path) -> int:
+    text = row["fold"]
+    if not text.strip().isdigit():
+        raise ValueError(f"{path}: stem {row['stem']!r} has fold {text!r}; folds are integers "
+                         "0..K-1")
+    return int(text)
+
+
+def read_finished_splits(path: str | os.PathLike, fold: int | None = None,
+                         seed: int = 0) -> dict[str, str]:
+    """`read_splits` of a file cxrseg.split finished (done_split.json beside it lists it)."""
+    require_finished(path, SPLIT, "cxrseg.split")
+    return read_splits(path, fold, seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,31 +126,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
     parser.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this (e.g. _mask)")
     parser.add_argument("--out", required=True, help="output CSV (seg/splits.csv)")
-    parser.add_argument("--fractions", type=float, nargs=3, default=[0.70, 0.15, 0.15],
+    parser.add_argument("--fractions", type=float_range(0, lo_open=True), nargs=3,
+                        default=[0.70, 0.15, 0.15],
                         metavar=("TRAIN", "VAL", "TEST"), help="part fractions (default 0.70 0.15 0.15)")
-    parser.add_argument("--folds", type=int, default=None, help="write K folds instead of parts")
-    parser.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    parser.add_argument("--folds", type=int_range(2), default=None,
+                        help="write K >= 2 folds instead of parts")
+    parser.add_argument("--seed", type=int_range(0), default=0, help="shuffle seed")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     start = time.time()
+    out = Path(args.out)
+    outputs = [out.name, "run_split.json"]
     try:
         stems = [p.stem for p in find_pairs(args.images, args.masks, args.mask_suffix)]
         if args.folds:
             folds = split_folds(stems, args.folds, args.seed)
-            write_csv(args.out, ["stem", "fold"], [(s, folds[s]) for s in sorted(folds)])
+            header, rows = ["stem", "fold"], [(s, folds[s]) for s in sorted(folds)]
             counts = np.bincount(list(folds.values()), minlength=args.folds).tolist()
-            print(f"split: {len(stems)} pairs into {args.folds} folds of {counts} -> {args.out}")
+            summary = f"{len(stems)} pairs into {args.folds} folds of {counts}"
         else:
             parts = split_parts(stems, args.seed, tuple(args.fractions))
-            write_csv(args.out, ["stem", "part"], [(s, parts[s]) for s in sorted(parts)])
+            header, rows = ["stem", "part"], [(s, parts[s]) for s in sorted(parts)]
             counts = {p: sum(v == p for v in parts.values()) for p in PARTS}
-            print(f"split: {len(stems)} pairs -> {counts} -> {args.out}")
+            summary = f"{len(stems)} pairs -> {counts}"
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    write_run_json(Path(args.out).parent, args, name="run_split.json", seconds=time.time() - start)
+    begin_run(out.parent, outputs, done=SPLIT)
+    write_csv(out, header, rows)
+    print(f"split: {summary} -> {out}")
+    write_run_json(out.parent, args, name="run_split.json", seconds=time.time() - start)
+    write_done(out.parent, args, outputs, done=SPLIT, pairs=len(stems))
 
 
 if __name__ == "__main__":

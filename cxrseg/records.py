@@ -1,0 +1,45 @@
+"""Completion records of the cxrseg stages, and the check a reader makes before trusting a file.
+
+Each stage calls `cxrstats.fileio.begin_run` when it starts and `write_done` last; the record
+sits in the stage's output folder and lists the files it vouches for. A reader of one of those
+files calls `require_finished(path, RECORD, stage)`: the record must exist beside the file and
+list its name, so a file left by a killed run (or a stale file beside another run's record) is
+refused.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from cxrstats.fileio import IncompleteRunError, read_done
+
+SPLIT = "done_split.json"              # seg/: splits.csv
+FINETUNE = "done_finetune.json"        # seg/: best.pt, last.pt, curves.csv, prior.json
+EVALUATE = "done_evaluate.json"        # seg/: eval.csv, eval_per_image.csv
+PREDICT = "done_predict.json"          # masks/: raw.npy (or PNG masks), index.csv, prompts.csv
+POSTPROCESS = "done_postprocess.json"  # masks/: eroded.npy, m<r>.npy, qc.csv
+
+FINETUNE_STAGE = "cxrseg.finetune"     # the "stage" entry of the checkpoints cxrseg.finetune writes
+
+
+def require_finished(path: str | os.PathLike, record: str, stage: str) -> dict:
+    """The completion record `record` beside `path`, which must list `path`'s name as an output.
+
+    Raises IncompleteRunError naming the file and the stage to re-run otherwise."""
+    path = Path(path)
+    done = read_done(path.parent, record, what=f"{stage} run")
+    outputs = done.get("outputs", [])
+    if path.name not in outputs:
+        raise IncompleteRunError(f"{path}: {path.parent / record} vouches for {outputs}, not for "
+                                 f"{path.name}; re-run {stage} with this output")
+    return done
+
+
+def is_finetune_checkpoint(obj) -> bool:
+    """True for a checkpoint that cxrseg.finetune wrote (best.pt, last.pt, or a copy of one).
+
+    Those carry "stage"; files written before that entry existed are recognised by their loss
+    curves. Official weight files (a raw state dict) and other training scripts' files have
+    neither."""
+    return isinstance(obj, Mapping) and (obj.get("stage") == FINETUNE_STAGE or "curves" in obj)
