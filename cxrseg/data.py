@@ -88,36 +88,6 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
-def to_gray_uint8(array: np.ndarray, where: str = "image") -> np.ndarray:
-    """(H, W) or (H, W, C) array of any integer/float type -> (H, W) uint8 grayscale.
-
-    RGB(A) is converted with the ITU-R 601 luma weights (alpha dropped); 8-bit values are kept;
-    other ranges (16-bit, float) are min-max scaled to 0..255.
-    """
-    array = np.asarray(array)
-    if array.ndim == 3:
-        if array.shape[2] not in (1, 3, 4):
-            raise ValueError(f"{where}: expected 1, 3 or 4 channels, got shape {array.shape}")
-        if array.shape[2] == 1:
-            array = array[..., 0]
-        else:
-            luma = array[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-            if array.dtype == np.uint8:
-                return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
-            array = luma
-    if array.ndim != 2:
-        raise ValueError(f"{where}: expected a 2-D image, got shape {array.shape}")
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
-    values = array.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros(array.shape, np.uint8)
-    return np.rint((values - low) / (high - low) * 255).astype(np.uint8)
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as (H, W) uint8 grayscale by the shared rule of `cxrseg.imageio`."""
     return read_gray(path)
