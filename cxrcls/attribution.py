@@ -1,18 +1,19 @@
 """Where does the classifier look? Grad-CAM share of attribution inside the lungs, per finding.
 
 For every test image of each finished run (runs/<setting>/split<k>/ with best.pt), the run's own
-test input is composed exactly as training composed it (cxrcls.inputs + cxrcls.train.to_model_input),
-Grad-CAM maps of the last convolutional block are computed for each of the five findings
-(cxrcls.gradcam), upsampled to the cached image side S, and compared with the RAW lung mask
-(masks/raw.npy, the segmenter's own output, not the dilated cut-out):
+test input is composed exactly as training composed it (cxrcls.inputs and
+cxrcls.train.to_model_input), Grad-CAM maps of the last convolutional block are computed for each
+of the five findings (cxrcls.gradcam), upsampled to the cached image side S, and compared with the
+RAW lung mask (masks/raw.npy, the segmenter's own output, not the dilated cut-out):
 
     in-lung share = sum(cam * lung) / sum(cam)      chance level = lung area / image area
 
-A model that looks where the findings are drawn (inside the lungs) has a share well above chance; one
-that uses a cue outside the lungs (a marker, an electrode) has a share near or below it. Images whose
-map is zero everywhere (no positive attribution) have no share and are counted in `n_zero_cam`.
-Masked inputs hide everything outside the dilated mask, but Grad-CAM can still put weight there: the
-layer's grid is coarse (2 x 2 for a 64 px input, 16 x 16 at 512 px) and is upsampled bilinearly.
+A model that looks where the findings are drawn (inside the lungs) has a share well above chance;
+one that uses a cue outside the lungs (a marker, an electrode) has a share near or below it.
+Images whose map is zero everywhere (no positive attribution) have no share and are counted in
+`n_zero_cam`. Masked inputs hide everything outside the dilated mask, but Grad-CAM can still put
+weight there: the layer's grid is coarse (2 x 2 for a 64 px input, 16 x 16 at 512 px) and is
+upsampled bilinearly.
 
 Writes into --out (default WORK/results):
 - attribution.csv: setting, split, label, in_lung_share, chance_level, n_images, n_zero_cam,
@@ -143,8 +144,8 @@ def lung_shares(cams: torch.Tensor, lungs: torch.Tensor) -> torch.Tensor:
     """Share of each map's mass inside the lungs.
 
     cams (T, B, h, w) >= 0 on the model's grid, lungs (B, S, S) 0/1 -> (T, B) float64 in [0, 1], NaN
-    where a map is zero everywhere. Maps are upsampled bilinearly to S x S (the grid covers the whole
-    image, as the model input is the whole image resized)."""
+    where a map is zero everywhere. Maps are upsampled bilinearly to S x S (the grid covers the
+    whole image, as the model input is the whole image resized)."""
     t, b, h, w = cams.shape
     side = lungs.shape[-1]
     up = F.interpolate(cams.reshape(t * b, 1, h, w).float(), size=(side, side), mode="bilinear",
@@ -189,7 +190,8 @@ def test_rows(work: Path, info: RunInfo, max_images: int | None, seed: int
             raise ValueError(f"{ids_path} lists other test images than split {info.split} of "
                              f"{work / 'cohort' / 'splits.csv'} (cohort changed since training?)")
     if max_images is not None and max_images < len(rows):
-        pick = np.random.default_rng([seed, info.split]).choice(len(rows), max_images, replace=False)
+        rng = np.random.default_rng([seed, info.split])
+        pick = rng.choice(len(rows), max_images, replace=False)
         rows = rows[np.sort(pick)]
     return [names[i] for i in rows], rows, labels6[rows]
 
@@ -209,11 +211,13 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
     source = open_input(work / "cache", work / "masks", info.kind)
     raw_path = work / "masks" / "raw.npy"
     if not raw_path.is_file():
-        raise FileNotFoundError(f"{raw_path}: raw lung masks not found (run python -m cxrseg.predict)")
+        raise FileNotFoundError(f"{raw_path}: raw lung masks not found "
+                                "(run python -m cxrseg.predict)")
     raw = np.load(raw_path, mmap_mode="r")
     if raw.shape != source.images.shape:
-        raise ValueError(f"{raw_path} has shape {raw.shape} but {work / 'cache' / 'images.npy'} has "
-                         f"{source.images.shape}: the masks are not aligned with the image cache")
+        raise ValueError(f"{raw_path} has shape {raw.shape} but {work / 'cache' / 'images.npy'} "
+                         f"has {source.images.shape}: the masks are not aligned with the "
+                         "image cache")
     model = Classifier(info.arch)
     checkpoint = load_checkpoint(info.folder / "best.pt")
     try:
@@ -244,7 +248,8 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
                                    info.kind, device, display, info.thickness, False)
             cam = F.interpolate(cams[panel_label, b][None, None], size=(display, display),
                                 mode="bilinear", align_corners=False)
-            lung = F.interpolate(lungs[b][None, None].float(), size=(display, display), mode="nearest")
+            lung = F.interpolate(lungs[b][None, None].float(), size=(display, display),
+                                 mode="nearest")
             panels[pos] = Panel(shown[0, 0].cpu().numpy(), cam[0, 0].clamp_min(0).cpu().numpy(),
                                 lung[0, 0].cpu().numpy(), float(shares[-1][panel_label, b]))
     return RunResult(info, names, labels6[:, :len(FINDINGS)], np.concatenate(probs),
@@ -268,7 +273,8 @@ def summary_rows(result: RunResult) -> list[list]:
         def mean(values, where):
             return float(values[where].mean()) if where.any() else float("nan")
         rows.append([result.info.setting, result.info.split, label,
-                     _num(mean(result.share[j], defined)), _num(mean(result.lung_fraction, defined)),
+                     _num(mean(result.share[j], defined)),
+                     _num(mean(result.lung_fraction, defined)),
                      int(defined.sum()), int((~defined).sum()),
                      _num(mean(result.share[j], pos)), _num(mean(result.lung_fraction, pos)),
                      int(pos.sum())])
@@ -286,7 +292,7 @@ def per_image_rows(result: RunResult) -> list[list]:
 
 
 def markdown(results: list[RunResult]) -> str:
-    """Per setting (rows) and finding (columns): in-lung share x100, mean over splits, and chance."""
+    """Per setting (rows) and finding (columns): in-lung share x100 (mean over splits), chance."""
     settings = list(dict.fromkeys(r.info.setting for r in results))
     lines = ["# Where the classifiers look: Grad-CAM share of attribution inside the raw lung mask",
              "", "In-lung share ×100 (mean over splits of the mean over test images), chance level "
@@ -349,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrcls.attribution --work work/demo "
                "--settings resnet50_original resnet50_m15 --out work/demo/results")
-    parser.add_argument("--work", required=True, help="work folder with cohort/, cache/, masks/, runs/")
+    parser.add_argument("--work", required=True,
+                        help="work folder with cohort/, cache/, masks/, runs/")
     parser.add_argument("--settings", nargs="+", default=None,
                         help="runs/<setting> folders to explain (default: every setting)")
     parser.add_argument("--out", default=None, help="output folder (default WORK/results)")
@@ -393,16 +400,19 @@ def run(args) -> Path:
         if info.split == panel_split and not panel_at:
             _, _, labels6 = test_rows(work, info, args.max_images, args.seed)
             panel_at = panel_positions(labels6, label, args.panel_images)
-        result = attribute_run(work, info, device, args, panel_at if info.split == panel_split else [])
+        result = attribute_run(work, info, device, args,
+                               panel_at if info.split == panel_split else [])
         results.append(result)
         shares = ", ".join(f"{f} {100 * np.nanmean(result.share[j]):.0f}%"
                            if np.isfinite(result.share[j]).any() else f"{f} n/a"
                            for j, f in enumerate(FINDINGS))
         print(f"attribution: {info.setting} split {info.split} ({info.kind}, {result.layer}): "
               f"{len(result.names)} images, in-lung share {shares} "
-              f"(chance {100 * result.lung_fraction.mean():.0f}%), {result.seconds:.1f} s", flush=True)
+              f"(chance {100 * result.lung_fraction.mean():.0f}%), {result.seconds:.1f} s",
+              flush=True)
 
-    write_csv(out / "attribution.csv", SUMMARY_HEADER, [row for r in results for row in summary_rows(r)])
+    write_csv(out / "attribution.csv", SUMMARY_HEADER,
+              [row for r in results for row in summary_rows(r)])
     write_csv(out / "attribution_per_image.csv", PER_IMAGE_HEADER,
               [row for r in results for row in per_image_rows(r)])
     with atomic_path(out / "attribution.md") as tmp:

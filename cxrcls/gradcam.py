@@ -5,17 +5,17 @@ finding), Grad-CAM weights each channel by its average gradient and keeps the po
 
     alpha_k = mean over (h, w) of d y_c / d A_k,      cam = ReLU(sum_k alpha_k A_k)   (B, h, w)
 
-The map lives on the layer's grid (for a 64 px input, ResNet's `layer4` is 2 x 2; at 512 px, 16 x 16)
-and is upsampled to the image by the caller. The default layer is each backbone's last convolutional
-block: `layer4` for ResNets, `features` for DenseNet121 (its output before the final ReLU, as
-torchvision's `DenseNet.forward` applies that ReLU in place after the module).
+The map lives on the layer's grid (for a 64 px input, ResNet's `layer4` is 2 x 2; at 512 px,
+16 x 16) and is upsampled to the image by the caller. The default layer is each backbone's last
+convolutional block: `layer4` for ResNets, `features` for DenseNet121 (its output before the final
+ReLU, as torchvision's `DenseNet.forward` applies that ReLU in place after the module).
 
 How the gradient is taken: a forward hook replaces the layer's output with a detached copy that
 requires grad, so the graph of the rest of the network starts there; `torch.autograd.grad` of the
 score with respect to that copy then runs back through the head only (pooling and the linear layer)
 and accumulates no parameter gradients. (A module backward hook would need the layer's output to be
 left untouched, which DenseNet's in-place ReLU breaks.) The network's parameters are switched to
-`requires_grad=False` during the call, so no graph is recorded before the layer either, and restored.
+`requires_grad=False` during the call (and restored), so no graph is recorded before the layer.
 """
 from __future__ import annotations
 

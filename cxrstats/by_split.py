@@ -1,7 +1,7 @@
-"""Read results/auroc_by_split.csv (written by cxrstats.report): the per-split AUROCs behind Table 2.
+"""Read results/auroc_by_split.csv (written by cxrstats.report): per-split AUROCs behind Table 2.
 
-Columns `setting, split, label, auroc`; label is one of the six LABELS or "macro"; auroc is a number in
-[0, 1], or empty where the label has one class in that split's test set (undefined there).
+Columns `setting, split, label, auroc`; label is one of the six LABELS or "macro"; auroc is a number
+in [0, 1], or empty where the label has one class in that split's test set (undefined there).
 """
 from __future__ import annotations
 

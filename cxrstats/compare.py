@@ -1,5 +1,5 @@
-"""Compare the study under two work folders (e.g. image-level vs patient-level splits): do its numbers
-and its conclusions survive?
+"""Compare the study under two work folders (e.g. image-level vs patient-level splits): do its
+numbers and its conclusions survive?
 
 Reads WORK_A/results/auroc_by_split.csv and WORK_B/results/auroc_by_split.csv (cxrstats.report) and
 writes into --out:
@@ -12,13 +12,13 @@ writes into --out:
   whether the direction is the same under both.
 - compare.md (the three tables, AUROC x100), run_compare.json, then done_compare.json last.
 
-Why Welch: split k of A and split k of B are different random partitions (different test images), so
-the splits are not paired across folders; the two sets of split AUROCs are independent samples whose
-spread may differ (patient-level splits can vary more), so the unequal-variance (Welch) t interval is
-used rather than a pooled or a paired one. Within one folder split k is the same test set for every
-setting, so the headline comparisons there use the paired t-test, as the report does. With 2 splits
-per folder the Welch interval has about 1-2 degrees of freedom and is very wide: it says how little
-the data can tell, not that there is no difference.
+Why Welch: split k of A and split k of B are different random partitions (different test images),
+so the splits are not paired across folders; the two sets of split AUROCs are independent samples
+whose spread may differ (patient-level splits can vary more), so the unequal-variance (Welch) t
+interval is used rather than a pooled or a paired one. Within one folder split k is the same test
+set for every setting, so the headline comparisons there use the paired t-test, as the report does.
+With 2 splits per folder the Welch interval has about 1-2 degrees of freedom and is very wide: it
+says how little the data can tell, not that there is no difference.
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def setting_rows(a: AurocsBySplit, b: AurocsBySplit) -> list[list]:
 
 
 def order_rows(a: AurocsBySplit, b: AurocsBySplit) -> list[list]:
-    """Per metric: the settings defined under both, ranked by mean AUROC under each; Kendall's tau."""
+    """Per metric: settings defined under both, ranked by mean AUROC under each; Kendall's tau."""
     rows = []
     for label, _ in METRICS:
         common = [s for s in ordered_settings(a, b) if values(a, s, label) and values(b, s, label)]
@@ -140,7 +140,9 @@ def paired_difference(table: AurocsBySplit, original: str, masked: str, label: s
     if not splits:
         return math.nan, math.nan, 0
     d = [y[k] - x[k] for k in splits]
-    p = paired_ttest([y[k] for k in splits], [x[k] for k in splits]).p if len(splits) > 1 else math.nan
+    p = math.nan
+    if len(splits) > 1:
+        p = paired_ttest([y[k] for k in splits], [x[k] for k in splits]).p
     return float(np.mean(d)), p, len(splits)
 
 
@@ -179,13 +181,14 @@ def markdown(a_path: Path, b_path: Path, settings: list[list], order: list[list]
              headline: list[list]) -> str:
     lines = ["# Comparison of two work folders", "",
              f"- A: `{a_path}`", f"- B: `{b_path}`", "",
-             "AUROC ×100, mean ± sd over each folder's splits (n = number of splits where the metric "
-             "is defined). B − A with a 95% Welch t interval: the splits of A and B are independent "
-             "partitions, not pairs, and their spreads may differ. With few splits the interval is "
-             "wide (its degrees of freedom are shown).", ""]
+             "AUROC ×100, mean ± sd over each folder's splits (n = number of splits where the "
+             "metric is defined). B − A with a 95% Welch t interval: the splits of A and B are "
+             "independent partitions, not pairs, and their spreads may differ. With few splits "
+             "the interval is wide (its degrees of freedom are shown).", ""]
     for label, title in METRICS:
         lines += [f"## {title}", "",
-                  "| setting | A | n | B | n | B − A [95% CI] | df |", "|:---|---:|---:|---:|---:|---:|---:|"]
+                  "| setting | A | n | B | n | B − A [95% CI] | df |",
+                  "|:---|---:|---:|---:|---:|---:|---:|"]
         for r in (r for r in settings if r[1] == label):
             a = f"{_x100(r[2])} ± {_x100(r[3])}" if r[2] else "n/a"
             b = f"{_x100(r[5])} ± {_x100(r[6])}" if r[5] else "n/a"
@@ -221,11 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrstats.compare --a work/demo --b work/demo-patient "
                "--out work/compare")
-    parser.add_argument("--a", required=True, help="first work folder (reads results/auroc_by_split.csv)")
+    parser.add_argument("--a", required=True,
+                        help="first work folder (reads results/auroc_by_split.csv)")
     parser.add_argument("--b", required=True, help="second work folder")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0,
-                        help="recorded for uniform command lines; nothing in the comparison is random")
+                        help="recorded for uniform command lines; nothing here is random")
     return parser
 
 

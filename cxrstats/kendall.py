@@ -1,8 +1,9 @@
 """Kendall's rank correlation tau-b, written out from its definition (ties allowed).
 
 Over all n (n - 1) / 2 pairs (i, j), a pair is concordant when x and y order it the same way
-(sign(x_i - x_j) * sign(y_i - y_j) = +1) and discordant when they order it oppositely (-1); pairs tied
-in x or in y count as neither. With C and D those counts, n1 the pairs tied in x and n2 those tied in y,
+(sign(x_i - x_j) * sign(y_i - y_j) = +1) and discordant when they order it oppositely (-1); pairs
+tied in x or in y count as neither. With C and D those counts, n1 the pairs tied in x and n2 those
+tied in y,
 
     tau_b = (C - D) / sqrt((n0 - n1) (n0 - n2)),        n0 = n (n - 1) / 2
 

@@ -2,14 +2,15 @@
 
 Reads WORK/results/auroc_by_split.csv (cxrstats.report) and keeps the settings `<arch>_m<r>` (inputs
 cut out with the lung mask dilated by r pixels; m0 = the eroded mask itself) and `<arch>_original`
-(the reference). Other settings (overlay, train/test pairs) are left out and listed in the run record.
+(the reference). Other settings (overlay, train/test pairs) are left out and listed in
+run_tightness.json.
 
 Writes into --out (default WORK/results):
 - tightness.csv: arch, radius (an integer, or "original" for the reference rows), label (the five
   findings, macro, No Finding), mean, sd (ddof 1; empty with one split), n_splits (splits where the
   AUROC is defined).
-- figures/tightness.png: one panel per backbone, AUROC (mean ± sd over splits) against the radius for
-  each label, the original images' AUROC as a dotted line of the same colour.
+- figures/tightness.png: one panel per backbone, AUROC (mean ± sd over splits) against the radius
+  for each label, the original images' AUROC as a dotted line of the same colour.
 - run_tightness.json, then done_tightness.json last.
 """
 from __future__ import annotations
@@ -49,7 +50,7 @@ def radius_of(setting: str) -> tuple[str, int | str] | None:
 
 
 def curves(table) -> tuple[dict[str, dict], list[str]]:
-    """{arch: {radius or "original": {label: finite AUROCs over splits}}} and the settings left out."""
+    """{arch: {radius or "original": {label: finite AUROCs over splits}}}, settings left out."""
     found: dict[str, dict] = {}
     skipped = []
     for setting in table:
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m cxrstats.tightness", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrstats.tightness --work work/demo --out work/demo/results")
-    parser.add_argument("--work", required=True, help="work folder (reads results/auroc_by_split.csv)")
+    parser.add_argument("--work", required=True,
+                        help="work folder (reads results/auroc_by_split.csv)")
     parser.add_argument("--out", default=None, help="output folder (default WORK/results)")
     return parser
 
@@ -135,7 +137,8 @@ def run(args) -> Path:
     found, skipped = curves(read_auroc_by_split(path))
     if not any(r != ORIGINAL for arch in found.values() for r in arch):
         raise ValueError(f"{path}: no <arch>_m<r> settings (train inputs m<r>, e.g. "
-                         f"INPUTS=\"original m0 m15 m30 m50\"); found {sorted(found)} and {skipped}")
+                         f"INPUTS=\"original m0 m15 m30 m50\"); found {sorted(found)} and "
+                         f"{skipped}")
     out = Path(args.out) if args.out else Path(args.work) / "results"
     begin_run(out, OUTPUTS, done=DONE)
     write_csv(out / "tightness.csv", HEADER, tightness_rows(found))

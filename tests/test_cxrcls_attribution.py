@@ -114,8 +114,8 @@ def test_grad_cam_errors_and_leaves_the_model_as_it_was(gated):
 
 
 def direct_grad_cam(model: Classifier, x: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM of the last block computed without hooks, by splitting torchvision's forward by hand:
-    ResNet: A = layer4 output -> avgpool -> fc; DenseNet: A = features output -> ReLU -> pool -> head."""
+    """Grad-CAM of the last block without hooks, splitting torchvision's forward by hand. ResNet:
+    A = layer4 output -> avgpool -> fc; DenseNet: A = features output -> ReLU -> pool -> head."""
     net = model.net
     z = (x.expand(-1, 3, -1, -1) - model.mean) / model.std
     if model.arch.startswith("resnet"):
@@ -196,7 +196,8 @@ def test_cli_writes_the_documented_files(trained, tmp_path):
                       "--panel-images", "2"])
     rows = read(out / "attribution.csv")
     assert list(rows[0]) == attribution.SUMMARY_HEADER
-    assert [(r["setting"], r["label"]) for r in rows] == [(s, f) for s in SETTINGS for f in FINDINGS]
+    expected = [(s, f) for s in SETTINGS for f in FINDINGS]
+    assert [(r["setting"], r["label"]) for r in rows] == expected
     chance = float(lung_masks(1, SIDE).mean())
     for r in rows:
         assert int(r["n_images"]) + int(r["n_zero_cam"]) == 6          # the split's test images

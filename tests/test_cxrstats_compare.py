@@ -134,7 +134,8 @@ def test_compare_cli_numbers(tmp_path):
     assert float(first["a_sd"]) == pytest.approx(np.std([0.80, 0.82], ddof=1))
     assert (first["a_splits"], first["b_splits"]) == ("2", "3")
     assert float(first["diff_b_minus_a"]) == pytest.approx(-0.09)
-    ci = scipy.stats.ttest_ind([0.70, 0.74, 0.72], [0.80, 0.82], equal_var=False).confidence_interval()
+    ci = scipy.stats.ttest_ind([0.70, 0.74, 0.72], [0.80, 0.82],
+                               equal_var=False).confidence_interval()
     assert (float(first["ci_low"]), float(first["ci_high"])) == pytest.approx((ci.low, ci.high))
 
     order = {r["metric"]: r for r in read(out / "compare_order.csv")}
@@ -145,7 +146,8 @@ def test_compare_cli_numbers(tmp_path):
 
     headline = {(r["metric"], r["masked"]): r for r in read(out / "compare_headline.csv")}
     m15 = headline[("macro", "resnet50_m15")]
-    assert float(m15["a_diff"]) == pytest.approx(-0.04) and float(m15["b_diff"]) == pytest.approx(0.04)
+    assert float(m15["a_diff"]) == pytest.approx(-0.04)
+    assert float(m15["b_diff"]) == pytest.approx(0.04)
     assert m15["same_direction"] == "no"
     assert headline[("macro", "resnet50_m50")]["same_direction"] == "yes"
     # paired over splits within a folder: A's m15 - original is -0.04 on both splits (no spread up
@@ -202,6 +204,7 @@ def test_tightness_rows_and_figure(tmp_path):
 
 def test_tightness_without_radius_settings_is_refused(tmp_path):
     work = tmp_path / "work"
-    write_aurocs(work / "results" / "auroc_by_split.csv", {"resnet50_original": {"macro": [0.8, 0.8]}})
+    write_aurocs(work / "results" / "auroc_by_split.csv",
+                 {"resnet50_original": {"macro": [0.8, 0.8]}})
     with pytest.raises(SystemExit, match="no <arch>_m<r> settings"):
         tightness.main(["--work", str(work)])
