@@ -341,8 +341,8 @@ def panels_figure(path: Path, results: list[RunResult], positions: list[int], la
                 positive = "+" if result.positive[pos, FINDINGS.index(label)] else "-"
                 ax.text(-0.04, 0.5, f"{result.names[pos]}\n{label} {positive}", fontsize=6,
                         rotation=90, ha="right", va="center", transform=ax.transAxes)
-    fig.suptitle(f"Grad-CAM for {label} (last conv block), raw lung outline in cyan, "
-                 "in-lung share top left", fontsize=9)
+    fig.suptitle(f"Grad-CAM for {label}\nraw lung outline cyan,\nin-lung share top left",
+                 fontsize=8)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
 
