@@ -97,12 +97,14 @@ def figure(path: Path, found: dict[str, dict]) -> None:
     axes = fig.subplots(1, len(archs), squeeze=False, sharey=True)[0]
     for ax, arch in zip(axes, archs):
         radii = sorted((r for r in found[arch] if r != ORIGINAL))
-        for label in CURVE_LABELS:
+        # Labels are drawn side by side around each radius so that their error bars stay apart.
+        dodge = 0.012 * max(max(radii) - min(radii), 1)
+        for i, label in enumerate(CURVE_LABELS):
             color = COLORS[label]
             width = 2.2 if label in (MACRO, NO_FINDING) else 1.2
             points = [(r, found[arch][r][label]) for r in radii if found[arch][r][label]]
             if points:
-                x = [r for r, _ in points]
+                x = [r + (i - (len(CURVE_LABELS) - 1) / 2) * dodge for r, _ in points]
                 mean = [np.mean(v) for _, v in points]
                 sd = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for _, v in points]
                 ax.errorbar(x, mean, yerr=sd, color=color, linewidth=width, marker="o",
