@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrcls.gradcam import grad_cam, target_layer
-from cxrcls.inputs import INPUTS, open_input
+from cxrcls.inputs import open_input
 from cxrcls.labels import FINDINGS
 from cxrcls.models import ARCHS, Classifier
 from cxrcls.train import load_checkpoint, load_split, to_model_input
@@ -129,9 +129,10 @@ def run_info(setting: str, split: int, folder: Path, legacy: bool) -> RunInfo:
     arguments, note = run_arguments(folder, legacy)
     arch = arguments.get("arch")
     kind = arguments.get("eval_input") or arguments.get("train_input")
-    if arch not in ARCHS or kind not in INPUTS:
+    # The input name is checked by cxrcls.inputs.open_input when the run is opened.
+    if arch not in ARCHS or not isinstance(kind, str) or not kind:
         raise ValueError(f"{folder}: training arguments name arch {arch!r} and input {kind!r}; "
-                         f"expected one of {ARCHS} and {INPUTS}")
+                         f"expected an arch in {ARCHS} and an input name")
     if not (folder / "best.pt").is_file():
         raise FileNotFoundError(f"{folder / 'best.pt'}: checkpoint not found")
     return RunInfo(setting, split, folder, arch, kind, arguments.get("image_size"),
@@ -177,7 +178,7 @@ class RunResult:
     layer: str = ""
 
 
-def test_rows(work: Path, info: RunInfo, max_images: int | None, seed: int
+def split_test_rows(work: Path, info: RunInfo, max_images: int | None, seed: int
               ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Names, cache rows and (n, 6) labels of the run's test images (a seeded subset of
     `max_images`, the same for every setting of a split); checks the run's test_ids.csv agrees."""
@@ -207,7 +208,7 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
                   panel_at: list[int]) -> RunResult:
     """Grad-CAM shares of every test image of one run, and the panels at positions `panel_at`."""
     start = time.time()
-    names, rows, labels6 = test_rows(work, info, args.max_images, args.seed)
+    names, rows, labels6 = split_test_rows(work, info, args.max_images, args.seed)
     source = open_input(work / "cache", work / "masks", info.kind)
     raw_path = work / "masks" / "raw.npy"
     if not raw_path.is_file():
@@ -398,7 +399,7 @@ def run(args) -> Path:
     results = []
     for info in infos:
         if info.split == panel_split and not panel_at:
-            _, _, labels6 = test_rows(work, info, args.max_images, args.seed)
+            _, _, labels6 = split_test_rows(work, info, args.max_images, args.seed)
             panel_at = panel_positions(labels6, label, args.panel_images)
         result = attribute_run(work, info, device, args,
                                panel_at if info.split == panel_split else [])
