@@ -4,7 +4,6 @@ import csv
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
