@@ -93,7 +93,10 @@ def test_resume_ends_where_an_uninterrupted_run_ends(work, uninterrupted):
     assert torch.equal(a["aug_rng"], b["aug_rng"])
     np.testing.assert_array_equal(np.load(out / "test_probs.npy"),
                                   np.load(uninterrupted / "test_probs.npy"))
-    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    def drop(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
     assert drop(history(out)) == drop(history(uninterrupted))
     # Resuming with different settings is refused, naming the checkpoint.
     with pytest.raises(SystemExit, match=r"last.pt: cannot resume with different settings.*lr"):

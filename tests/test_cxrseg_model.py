@@ -15,7 +15,9 @@ from cxrstats.fileio import write_done
 
 
 def make_pairs(root, n=10, h=40, w=36, seed=0):
-    """n synthetic CXR-like pairs: noise plus two bright 'lungs'; masks 0/255 PNG with the same stems."""
+    """n synthetic CXR-like pairs: noise plus two bright 'lungs'; masks 0/255 PNG with the same
+    stems.
+    """
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir(parents=True)
@@ -42,7 +44,8 @@ def pairs(tmp_path_factory):
 
 
 def _finetune_args(root, out, *extra):
-    return ["--images", str(root / "images"), "--masks", str(root / "masks"), "--splits", str(root / "splits.csv"),
+    return ["--images", str(root / "images"), "--masks", str(root / "masks"),
+            "--splits", str(root / "splits.csv"),
             "--checkpoint", "micro", "--out", str(out), "--batch-size", "4", "--lr", "1e-3",
             "--patience", "10", "--prior-box-fraction", "0.5", "--device", "cpu", *extra]
 
@@ -52,9 +55,11 @@ def test_one_epoch_lowers_the_loss_on_a_fixed_batch(pairs):
     model = load_model("micro", seed=0)
     images, masks = load_pairs(find_pairs(pairs / "images", pairs / "masks"))
     prior = build_prior(images, masks)
-    data = finetune.SegData(model, [f"c{i}" for i in range(len(images))], images, masks, prior, "box")
+    stems = [f"c{i}" for i in range(len(images))]
+    data = finetune.SegData(model, stems, images, masks, prior, "box")
     data.embeddings = None
-    args = argparse.Namespace(train="all", batch_size=5, box_shift=0.0, prior_box_fraction=0.0, loss="dicebce")
+    args = argparse.Namespace(train="all", batch_size=5, box_shift=0.0, prior_box_fraction=0.0,
+                              loss="dicebce")
     params = finetune._set_trainable(model, "all")
     optimizer = torch.optim.Adam(params, lr=1e-3)
     device = torch.device("cpu")
@@ -62,14 +67,16 @@ def test_one_epoch_lowers_the_loss_on_a_fixed_batch(pairs):
     finetune.train_epoch(model, data, optimizer, device, args, torch.Generator().manual_seed(0))
     after = finetune.evaluate_losses(model, data, device, True, "gt", "dicebce", 10)[0]
     assert after < before - 1e-4
-    assert not model.prompt_encoder.point_embeddings[0].weight.requires_grad  # prompt encoder frozen
+    # prompt encoder frozen
+    assert not model.prompt_encoder.point_embeddings[0].weight.requires_grad
 
 
 @pytest.mark.parametrize("train", ["decoder", "all"])
 def test_resume_equals_uninterrupted_run(pairs, tmp_path, train):
     finetune.main(_finetune_args(pairs, tmp_path / "full", "--train", train, "--epochs", "2"))
     finetune.main(_finetune_args(pairs, tmp_path / "cut", "--train", train, "--epochs", "1"))
-    finetune.main(_finetune_args(pairs, tmp_path / "cut", "--train", train, "--epochs", "2", "--resume"))
+    finetune.main(_finetune_args(pairs, tmp_path / "cut", "--train", train, "--epochs", "2",
+                                 "--resume"))
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert full["epoch"] == cut["epoch"] == 2 and full["config"] == "micro"
@@ -77,7 +84,8 @@ def test_resume_equals_uninterrupted_run(pairs, tmp_path, train):
         assert torch.equal(value, cut["model"][key]), key
     for pid, state in full["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg"], cut["optimizer"]["state"][pid]["exp_avg"])
-    assert (tmp_path / "full" / "curves.csv").read_text() == (tmp_path / "cut" / "curves.csv").read_text()
+    assert ((tmp_path / "full" / "curves.csv").read_text()
+            == (tmp_path / "cut" / "curves.csv").read_text())
     # the decoder changed; in decoder mode the encoder did not
     start = load_model("micro", seed=0).state_dict()
     assert not torch.equal(full["model"]["mask_decoder.output_upscaling.0.weight"],
@@ -88,7 +96,8 @@ def test_resume_equals_uninterrupted_run(pairs, tmp_path, train):
 
 def test_finetune_outputs_and_checkpoint_format(pairs, tmp_path):
     out = tmp_path / "seg"
-    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "3", "--prompt", "box+points"))
+    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "3",
+                                 "--prompt", "box+points"))
     rows = list(csv.DictReader(open(out / "curves.csv")))
     assert [r["part"] for r in rows[:3]] == ["train", "val", "test"] and rows[-1]["epoch"] == "3"
     assert set(rows[0]) == {"epoch", "part", "loss", "dice_loss", "bce_loss"}
@@ -136,12 +145,15 @@ def test_predict_writes_uint8_masks_and_index(pairs, tmp_path):
     from cxrseg.data import read_image
     files = sorted((pairs / "images").iterdir())
     np.save(tmp_path / "images.npy", np.stack([read_image(f) for f in files]))
-    (tmp_path / "index.csv").write_text("row,image\n" + "".join(f"{i},{f.name}\n" for i, f in enumerate(files)))
+    index_lines = "".join(f"{i},{f.name}\n" for i, f in enumerate(files))
+    (tmp_path / "index.csv").write_text("row,image\n" + index_lines)
     predict.main(["--images", str(tmp_path / "images.npy"), "--index", str(tmp_path / "index.csv"),
-                  "--checkpoint", str(out / "best.pt"), "--prior", str(out / "prior.json"), "--refine", "1",
-                  "--batch-size", "4", "--out", str(tmp_path / "masks" / "raw.npy"), "--device", "cpu"])
+                  "--checkpoint", str(out / "best.pt"), "--prior", str(out / "prior.json"),
+                  "--refine", "1", "--batch-size", "4",
+                  "--out", str(tmp_path / "masks" / "raw.npy"), "--device", "cpu"])
     raw = np.load(tmp_path / "masks" / "raw.npy")
-    assert raw.shape == (len(files), 40, 36) and raw.dtype == np.uint8 and set(np.unique(raw)) <= {0, 1}
+    assert raw.shape == (len(files), 40, 36) and raw.dtype == np.uint8
+    assert set(np.unique(raw)) <= {0, 1}
     index = list(csv.DictReader(open(tmp_path / "masks" / "index.csv")))
     assert [r["image"] for r in index] == [f.name for f in files]
     prompts = list(csv.DictReader(open(tmp_path / "masks" / "prompts.csv")))
@@ -151,7 +163,8 @@ def test_predict_writes_uint8_masks_and_index(pairs, tmp_path):
     Image.fromarray(np.full((30, 20), 90, np.uint8)).save(tmp_path / "mixed" / "a.png")
     Image.fromarray(np.full((25, 40, 3), 90, np.uint8)).save(tmp_path / "mixed" / "b.jpg")
     predict.main(["--images", str(tmp_path / "mixed"), "--checkpoint", str(out / "best.pt"),
-                  "--prior", str(out / "prior.json"), "--out", str(tmp_path / "pngs"), "--device", "cpu"])
+                  "--prior", str(out / "prior.json"), "--out", str(tmp_path / "pngs"),
+                  "--device", "cpu"])
     assert np.asarray(Image.open(tmp_path / "pngs" / "b.png")).shape == (25, 40)
 
 
@@ -159,12 +172,13 @@ def test_bad_inputs_give_clear_errors(pairs, tmp_path):
     (tmp_path / "splits.csv").write_text("stem,part\nc00,train\nnope,val\n")
     write_done(tmp_path, {}, ["splits.csv"], done="done_split.json")
     with pytest.raises(SystemExit, match=r"error: .*splits.csv.*nope"):
-        finetune.main(_finetune_args(pairs, tmp_path / "o", "--epochs", "1")[:5] + [str(tmp_path / "splits.csv"),
-                      "--checkpoint", "micro", "--out", str(tmp_path / "o")])
+        finetune.main(_finetune_args(pairs, tmp_path / "o", "--epochs", "1")[:5]
+                      + [str(tmp_path / "splits.csv"), "--checkpoint", "micro",
+                         "--out", str(tmp_path / "o")])
     np.save(tmp_path / "s.npy", np.zeros((2, 8, 8), np.uint8))
     with pytest.raises(SystemExit, match=r"error: .*s.npy.*needs --index"):
-        predict.main(["--images", str(tmp_path / "s.npy"), "--checkpoint", "micro", "--prior", "x.json",
-                      "--out", str(tmp_path / "raw.npy")])
+        predict.main(["--images", str(tmp_path / "s.npy"), "--checkpoint", "micro",
+                      "--prior", "x.json", "--out", str(tmp_path / "raw.npy")])
     (tmp_path / "index.csv").write_text("row,image\n0,a\n1,b\n")
     with pytest.raises(SystemExit, match=r"error: .*missing.json: prior file not found"):
         predict.main(["--images", str(tmp_path / "s.npy"), "--index", str(tmp_path / "index.csv"),
@@ -173,7 +187,8 @@ def test_bad_inputs_give_clear_errors(pairs, tmp_path):
     torch.save({"model": {"x": torch.zeros(1)}, "config": "micro"}, tmp_path / "bad.pt")
     with pytest.raises(SystemExit, match=r"error: .*bad.pt"):
         evaluate.main(["--images", str(pairs / "images"), "--masks", str(pairs / "masks"),
-                       "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "eval.csv")])
+                       "--checkpoint", str(tmp_path / "bad.pt"),
+                       "--out", str(tmp_path / "eval.csv")])
 
 
 def test_figures_from_a_small_run(pairs, tmp_path):
@@ -182,15 +197,18 @@ def test_figures_from_a_small_run(pairs, tmp_path):
     out = tmp_path / "seg"
     finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
     files = sorted((pairs / "images").iterdir())[:3]
-    (tmp_path / "cache").mkdir()
-    np.save(tmp_path / "cache" / "images.npy", np.stack([read_image(f) for f in files]))
-    (tmp_path / "cache" / "index.csv").write_text("row,image\n" + "".join(f"{i},{f.name}\n" for i, f in enumerate(files)))
-    predict.main(["--images", str(tmp_path / "cache" / "images.npy"), "--index", str(tmp_path / "cache" / "index.csv"),
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    np.save(cache / "images.npy", np.stack([read_image(f) for f in files]))
+    index_lines = "".join(f"{i},{f.name}\n" for i, f in enumerate(files))
+    (cache / "index.csv").write_text("row,image\n" + index_lines)
+    predict.main(["--images", str(cache / "images.npy"), "--index", str(cache / "index.csv"),
                   "--checkpoint", str(out / "best.pt"), "--prior", str(out / "prior.json"),
                   "--out", str(tmp_path / "masks" / "raw.npy"), "--device", "cpu"])
-    postprocess.main(["--masks", str(tmp_path / "masks" / "raw.npy"), "--index", str(tmp_path / "cache" / "index.csv"),
+    postprocess.main(["--masks", str(tmp_path / "masks" / "raw.npy"),
+                      "--index", str(cache / "index.csv"),
                       "--erode", "1", "--out", str(tmp_path / "masks")])
-    figures.main(["--seg", str(out), "--cache", str(tmp_path / "cache"), "--masks", str(tmp_path / "masks"),
+    figures.main(["--seg", str(out), "--cache", str(cache), "--masks", str(tmp_path / "masks"),
                   "--out", str(tmp_path / "fig")])
     for name in ("seg_loss_curves.png", "mask_panels.png"):
         assert Image.open(tmp_path / "fig" / name).size[0] > 500

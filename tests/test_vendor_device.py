@@ -1,4 +1,6 @@
-"""vendor_medsam.device: --device resolution, CPU-only-off autocast, and the CPU allocator setting."""
+"""vendor_medsam.device: --device resolution, CPU-only-off autocast, and the CPU allocator
+setting.
+"""
 from __future__ import annotations
 
 import platform
@@ -33,9 +35,9 @@ def test_prepare_device_gives_the_resolved_device():
     assert prepare_device("cpu") == torch.device("cpu")
 
 
-# A child process mallocs, touches and frees a 64 MB block 8 times and prints its minor page faults.
-# It calls glibc's malloc directly: torch's own small allocations in between can split a freed block,
-# which makes a torch-level count depend on the address layout of the run.
+# A child process mallocs, touches and frees a 64 MB block 8 times and prints its minor page
+# faults. It calls glibc's malloc directly: torch's own small allocations in between can split a
+# freed block, which makes a torch-level count depend on the address layout of the run.
 _FAULTS = textwrap.dedent("""
     import ctypes, resource, sys
     if sys.argv[1] == "keep":
@@ -58,7 +60,8 @@ _FAULTS = textwrap.dedent("""
                     reason="the allocator setting is glibc-only")
 def test_keep_freed_cpu_memory_stops_repeated_page_faults():
     def faults(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True,
+                             text=True, check=True)
         return int(out.stdout.strip())
 
     pages = 64 * 2**20 // 4096

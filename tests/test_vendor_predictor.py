@@ -1,4 +1,6 @@
-"""Predictor on the micro model: shapes, dtype, image-prompt pairing, points-only prompts, embeddings."""
+"""Predictor on the micro model: shapes, dtype, image-prompt pairing, points-only prompts,
+embeddings.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +13,8 @@ from vendor_medsam import load_medsam
 from vendor_medsam.predictor import Predictor
 from vendor_medsam.transforms import InputFrame
 
-MICRO = Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam" / "state_dict.pt"
+MICRO = (Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam"
+         / "state_dict.pt")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -49,7 +52,8 @@ def test_predict_matches_manual_pipeline(predictor, images):
     with torch.inference_mode():
         logits, _ = model(x, boxes=torch.as_tensor(frame.boxes_to_input(BOXES[1:2])))
     expected = frame.probabilities(logits[0, 0]).numpy()
-    np.testing.assert_allclose(predictor.predict(images[1:2], boxes=BOXES[1:2])[0], expected, atol=1e-6)
+    np.testing.assert_allclose(predictor.predict(images[1:2], boxes=BOXES[1:2])[0], expected,
+                               atol=1e-6)
 
 
 def test_predict_points_only_and_lists_of_sizes(predictor, images):
@@ -81,7 +85,7 @@ def test_embed(predictor, images):
 def test_default_batch_size_is_one_on_cpu_and_gives_the_same_masks(predictor, images):
     default = Predictor(predictor.model, device="cpu")
     assert default.batch_size == 1
-    np.testing.assert_allclose(default.predict(images, boxes=BOXES), predictor.predict(images, boxes=BOXES),
-                               atol=1e-5)
+    np.testing.assert_allclose(default.predict(images, boxes=BOXES),
+                               predictor.predict(images, boxes=BOXES), atol=1e-5)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         Predictor(predictor.model, device="cpu", batch_size=0)

@@ -18,7 +18,8 @@ def models():
 def test_medsam_boxes_and_points_scale_per_axis(models):
     frame = InputFrame.for_model(models["vit_b"], 500, 1000)  # H=500, W=1000
     boxes = np.array([[100, 50, 900, 450]], np.float32)
-    np.testing.assert_allclose(frame.boxes_to_input(boxes), [[102.4, 102.4, 921.6, 921.6]], rtol=1e-6)
+    np.testing.assert_allclose(frame.boxes_to_input(boxes), [[102.4, 102.4, 921.6, 921.6]],
+                               rtol=1e-6)
     pts = torch.tensor([[[10.0, 20.0], [1000.0, 500.0]]])
     out = frame.points_to_input(pts)
     assert isinstance(out, torch.Tensor)
@@ -28,11 +29,13 @@ def test_medsam_boxes_and_points_scale_per_axis(models):
 def test_lite_boxes_and_points_scale_by_longest_side(models):
     frame = InputFrame.for_model(models["lite"], 500, 1000)
     assert frame.content_size == (128, 256)
-    np.testing.assert_allclose(frame.boxes_to_input([100, 50, 900, 450]), [25.6, 12.8, 230.4, 115.2], rtol=1e-6)
+    np.testing.assert_allclose(frame.boxes_to_input([100, 50, 900, 450]),
+                               [25.6, 12.8, 230.4, 115.2], rtol=1e-6)
     np.testing.assert_allclose(frame.points_to_input([[1000, 500]]), [[256, 128]], rtol=1e-6)
     tall = InputFrame.for_model(models["lite"], 1000, 500)
     assert tall.content_size == (256, 128)
-    np.testing.assert_allclose(tall.boxes_to_input([100, 50, 400, 900]), [25.6, 12.8, 102.4, 230.4], rtol=1e-6)
+    np.testing.assert_allclose(tall.boxes_to_input([100, 50, 400, 900]),
+                               [25.6, 12.8, 102.4, 230.4], rtol=1e-6)
 
 
 def test_medsam_image_to_input(models):
@@ -43,7 +46,8 @@ def test_medsam_image_to_input(models):
     assert x.shape == (3, 64, 64) and x.dtype == torch.float32
     assert x.min().item() == 0.0 and x.max().item() == 1.0
     assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
-    rgb = frame.image_to_input(np.stack([img, img, img, img], axis=-1))  # extra channels are dropped
+    # extra channels are dropped
+    rgb = frame.image_to_input(np.stack([img, img, img, img], axis=-1))
     torch.testing.assert_close(rgb, x)
     flat = frame.image_to_input(np.full((90, 70), 7, np.uint8))  # constant image: zeros, not NaN
     assert torch.equal(flat, torch.zeros(3, 64, 64))
@@ -64,7 +68,9 @@ def test_lite_image_is_resized_normalized_and_padded(models):
 
 
 def test_lite_mask_and_logits_round_trip(models):
-    """A mask taken into the low-res frame and back (as logits) is unchanged; padding stays empty."""
+    """A mask taken into the low-res frame and back (as logits) is unchanged; padding stays
+    empty.
+    """
     frame = InputFrame.for_model(models["lite"], 64, 128)  # scale 2: content 128x256 of 256x256
     mask = np.zeros((64, 128), np.uint8)
     mask[10:50, 20:100] = 1

@@ -1,8 +1,9 @@
 """Strict checkpoint loading: the official files load unchanged, anything else fails loudly.
 
-Accepted files: a raw state dict (MedSAM's medsam_vit_b.pth, LiteMedSAM's lite_medsam.pth) or a dict
-with the state dict under "model" (MedSAM's training script, our cxrseg best.pt / last.pt, which also
-store "config"). Always torch.load(weights_only=True): a file that needs pickled code is refused.
+Accepted files: a raw state dict (MedSAM's medsam_vit_b.pth, LiteMedSAM's lite_medsam.pth) or a
+dict with the state dict under "model" (MedSAM's training script, our cxrseg best.pt / last.pt,
+which also store "config"). Always torch.load(weights_only=True): a file that needs pickled code is
+refused.
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def load_checkpoint_file(path: str | Path):
         if "global" not in str(e).lower():  # bytes that are no pickle at all, not refused code
             raise ValueError(f"{path}: not a readable PyTorch checkpoint (corrupt file, or not a "
                              f"checkpoint): {_detail(e, 'Unsupported')}") from e
-        raise ValueError(f"{path}: refused to load: the checkpoint contains pickled objects or code "
-                         f"beyond tensors and plain containers (loaded with "
+        raise ValueError(f"{path}: refused to load: the checkpoint contains pickled objects or "
+                         f"code beyond tensors and plain containers (loaded with "
                          f"torch.load(weights_only=True)). Re-save it as a plain state dict. "
                          f"Details: {_detail(e, 'GLOBAL')}") from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
@@ -69,7 +70,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
     return split_checkpoint(load_checkpoint_file(path), str(path))
 
 
-def check_state_dict(model: Sam, state_dict: Mapping[str, torch.Tensor], source: str, config: str) -> None:
+def check_state_dict(model: Sam, state_dict: Mapping[str, torch.Tensor], source: str,
+                     config: str) -> None:
     """Raise ValueError listing the first few missing, unexpected and mis-shaped keys, if any."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -80,7 +82,8 @@ def check_state_dict(model: Sam, state_dict: Mapping[str, torch.Tensor], source:
         return
     lines = [f"{source}: does not match model config {config!r} "
              f"({len(state_dict)} keys in file, {len(expected)} in model)"]
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+    for label, items in (("missing", missing), ("unexpected", unexpected),
+                         ("mis-shaped", misshaped)):
         if items:
             more = f" (+{len(items) - SHOW} more)" if len(items) > SHOW else ""
             lines.append(f"  {len(items)} {label}: " + ", ".join(items[:SHOW]) + more)

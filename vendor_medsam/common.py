@@ -6,7 +6,9 @@ from torch import nn
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel axis of a (B, C, H, W) map (SAM's neck and upscaling use eps 1e-6)."""
+    """LayerNorm over the channel axis of a (B, C, H, W) map (SAM's neck and upscaling use eps
+    1e-6).
+    """
 
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
         super().__init__()

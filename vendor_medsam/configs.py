@@ -18,7 +18,9 @@ from .transformer import TwoWayTransformer
 
 @dataclass(frozen=True)
 class SamConfig:
-    """encoder: "vit" or "tinyvit" plus its constructor kwargs; prompt/decoder sizes; family for pre-processing."""
+    """encoder: "vit" or "tinyvit" plus its constructor kwargs; prompt/decoder sizes; family for
+    pre-processing.
+    """
 
     name: str
     family: str  # "medsam" | "lite"
@@ -37,25 +39,25 @@ class SamConfig:
 CONFIGS: dict[str, SamConfig] = {
     "vit_b": SamConfig(
         name="vit_b", family="medsam", encoder="vit", img_size=1024, embed_grid=64,
-        encoder_args=dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, out_chans=256, window_size=14,
-                          global_attn_indexes=(2, 5, 8, 11)),
+        encoder_args=dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, out_chans=256,
+                          window_size=14, global_attn_indexes=(2, 5, 8, 11)),
     ),
     "lite": SamConfig(
         name="lite", family="lite", encoder="tinyvit", img_size=256, embed_grid=64,
-        encoder_args=dict(embed_dims=(64, 128, 160, 320), depths=(2, 2, 6, 2), num_heads=(2, 4, 5, 10),
-                          window_sizes=(7, 7, 14, 7), mlp_ratio=4.0, mbconv_expand_ratio=4.0, local_conv_size=3,
-                          out_chans=256),
+        encoder_args=dict(embed_dims=(64, 128, 160, 320), depths=(2, 2, 6, 2),
+                          num_heads=(2, 4, 5, 10), window_sizes=(7, 7, 14, 7), mlp_ratio=4.0,
+                          mbconv_expand_ratio=4.0, local_conv_size=3, out_chans=256),
     ),
     "tiny": SamConfig(
         name="tiny", family="medsam", encoder="vit", img_size=256, embed_grid=16,
-        encoder_args=dict(patch_size=16, embed_dim=64, depth=2, num_heads=2, out_chans=256, window_size=5,
-                          global_attn_indexes=(1,)),
+        encoder_args=dict(patch_size=16, embed_dim=64, depth=2, num_heads=2, out_chans=256,
+                          window_size=5, global_attn_indexes=(1,)),
     ),
     "micro": SamConfig(
-        name="micro", family="medsam", encoder="vit", img_size=64, embed_grid=4, prompt_dim=32, mask_in_chans=4,
-        decoder_mlp_dim=64, decoder_heads=2, iou_head_hidden_dim=32,
-        encoder_args=dict(patch_size=16, embed_dim=32, depth=2, num_heads=2, out_chans=32, window_size=3,
-                          global_attn_indexes=(1,)),
+        name="micro", family="medsam", encoder="vit", img_size=64, embed_grid=4, prompt_dim=32,
+        mask_in_chans=4, decoder_mlp_dim=64, decoder_heads=2, iou_head_hidden_dim=32,
+        encoder_args=dict(patch_size=16, embed_dim=32, depth=2, num_heads=2, out_chans=32,
+                          window_size=3, global_attn_indexes=(1,)),
     ),
 }
 

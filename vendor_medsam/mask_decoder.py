@@ -1,5 +1,6 @@
 """SAM's mask decoder: output tokens + prompt tokens run through the two-way transformer; each mask
-token's output, through its own small MLP, becomes a linear classifier over the upscaled image tokens.
+token's output, through its own small MLP, becomes a linear classifier over the upscaled image
+tokens.
 
 Outputs (B, 1|3, 4h, 4w) low-resolution mask logits and (B, 1|3) predicted IoU. Mask 0 is the
 single-mask output; masks 1-3 are the multimask outputs (for ambiguous prompts).
@@ -30,8 +31,9 @@ class MLP(nn.Module):
 
 
 class MaskDecoder(nn.Module):
-    def __init__(self, transformer_dim: int, transformer: TwoWayTransformer, num_multimask_outputs: int = 3,
-                 iou_head_depth: int = 3, iou_head_hidden_dim: int = 256) -> None:
+    def __init__(self, transformer_dim: int, transformer: TwoWayTransformer,
+                 num_multimask_outputs: int = 3, iou_head_depth: int = 3,
+                 iou_head_hidden_dim: int = 256) -> None:
         super().__init__()
         self.transformer_dim = transformer_dim
         self.transformer = transformer
@@ -46,24 +48,31 @@ class MaskDecoder(nn.Module):
             nn.GELU(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(
-            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
         )
-        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens,
+                                       iou_head_depth)
 
-    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse_prompt_embeddings: torch.Tensor,
-                dense_prompt_embeddings: torch.Tensor, multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """image_embeddings (B|1, C, h, w) paired row by row with the B prompt rows (one image is shared)."""
+    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
+                multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """image_embeddings (B|1, C, h, w) paired row by row with the B prompt rows (one image is
+        shared).
+        """
         masks, iou_pred = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
                                              dense_prompt_embeddings)
         keep = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, keep], iou_pred[:, keep]
 
-    def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor,
+    def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                      sparse: torch.Tensor,
                       dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B = sparse.shape[0]
         if image_embeddings.shape[0] not in (1, B):
-            raise ValueError(f"{image_embeddings.shape[0]} image embeddings cannot pair with {B} prompt rows "
-                             "(give one image per prompt row, or one image for all rows)")
+            raise ValueError(f"{image_embeddings.shape[0]} image embeddings cannot pair with {B} "
+                             "prompt rows (give one image per prompt row, or one image for all "
+                             "rows)")
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(B, -1, -1), sparse], dim=1)
 
@@ -75,7 +84,8 @@ class MaskDecoder(nn.Module):
         b, c, h, w = src.shape[0], self.transformer_dim, dense.shape[2], dense.shape[3]
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
         hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
         )  # (B, num_mask_tokens, C/8)
         b, c8, H4, W4 = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c8, H4 * W4)).reshape(b, -1, H4, W4)

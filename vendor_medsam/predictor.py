@@ -1,4 +1,5 @@
-"""Batched inference: images + per-image prompts (in image pixels) -> probability masks in image pixels.
+"""Batched inference: images + per-image prompts (in image pixels) -> probability masks in image
+pixels.
 
 Image i goes with prompt row i. Runs under torch.inference_mode(), with bf16 autocast on CUDA only.
 """
@@ -17,7 +18,8 @@ def _image_list(images) -> list:
         return list(images)
     arr = images
     if arr.ndim == 2:
-        raise ValueError(f"expected a batch of images (N, H, W) or a list of (H, W) arrays, got shape {arr.shape}")
+        raise ValueError(f"expected a batch of images (N, H, W) or a list of (H, W) arrays, "
+                         f"got shape {arr.shape}")
     return [arr[i] for i in range(arr.shape[0])]
 
 
@@ -27,20 +29,22 @@ def _rows(values, n: int, width: tuple[int, ...], name: str) -> np.ndarray | Non
         return None
     arr = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float32)
     if arr.ndim < 2 or arr.shape[0] != n or tuple(arr.shape[-len(width):]) != width:
-        raise ValueError(f"{name}: expected one row per image, shape ({n}, ..., {', '.join(map(str, width))}), "
-                         f"got {arr.shape}")
+        raise ValueError(f"{name}: expected one row per image, "
+                         f"shape ({n}, ..., {', '.join(map(str, width))}), got {arr.shape}")
     return arr
 
 
 class Predictor:
-    """Predictor(model, device="auto", batch_size=None): predict(images, boxes, points, point_labels), embed(images).
+    """Predictor(model, device="auto", batch_size=None): predict(images, boxes, points,
+    point_labels), embed(images).
 
     Moves `model` to `device` and puts it in eval mode (the model itself, not a copy). `batch_size`
     is the number of images per forward; None means 1 on CPU (faster per image there than batch 8:
     1.54 vs 1.34 images/s for LiteMedSAM in `make bench`) and 8 on CUDA.
     """
 
-    def __init__(self, model: Sam, device: str | torch.device = "auto", batch_size: int | None = None) -> None:
+    def __init__(self, model: Sam, device: str | torch.device = "auto",
+                 batch_size: int | None = None) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         if batch_size is None:
             batch_size = 1 if self.device.type == "cpu" else 8
@@ -80,7 +84,8 @@ class Predictor:
         if points is not None and points.ndim != 3:
             raise ValueError(f"points: expected (N, P, 2), got {points.shape}")
         if points is not None:
-            labels = np.ones(points.shape[:2], np.int64) if point_labels is None else np.asarray(point_labels, np.int64)
+            labels = (np.ones(points.shape[:2], np.int64) if point_labels is None
+                      else np.asarray(point_labels, np.int64))
             if labels.shape != points.shape[:2]:
                 raise ValueError(f"point_labels: expected {points.shape[:2]}, got {labels.shape}")
 
@@ -91,11 +96,14 @@ class Predictor:
                 frames, x = self._inputs(images[rows])
                 box_t = pts = None
                 if boxes is not None:
-                    box_t = torch.stack([torch.as_tensor(f.boxes_to_input(b)) for f, b in zip(frames, boxes[rows])])
+                    box_t = torch.stack([torch.as_tensor(f.boxes_to_input(b))
+                                         for f, b in zip(frames, boxes[rows])])
                     box_t = box_t.to(self.device)
                 if points is not None:
-                    coords = torch.stack([torch.as_tensor(f.points_to_input(p)) for f, p in zip(frames, points[rows])])
-                    pts = (coords.to(self.device), torch.as_tensor(labels[rows], device=self.device))
+                    coords = torch.stack([torch.as_tensor(f.points_to_input(p))
+                                          for f, p in zip(frames, points[rows])])
+                    pts = (coords.to(self.device),
+                           torch.as_tensor(labels[rows], device=self.device))
                 logits, _ = self.model(x, boxes=box_t, points=pts, multimask_output=False)
                 logits = logits.float().cpu()
                 results += [f.probabilities(logits[i, 0]).numpy() for i, f in enumerate(frames)]

@@ -1,8 +1,9 @@
-"""SAM's prompt encoder: points and box corners -> sparse tokens, a mask (or "no mask") -> dense map.
+"""SAM's prompt encoder: points and box corners -> sparse tokens, a mask (or "no mask") -> dense
+map.
 
-Coordinates are in model-input pixels (x, y). Each gets +0.5 (pixel centre), is divided by the input
-width/height, mapped to [-1, 1] and projected by a fixed random Gaussian matrix (random Fourier
-features): pe(c) = [sin(2 pi (2c-1) G), cos(2 pi (2c-1) G)].
+Coordinates are in model-input pixels (x, y). Each gets +0.5 (pixel centre), is divided by the
+input width/height, mapped to [-1, 1] and projected by a fixed random Gaussian matrix (random
+Fourier features): pe(c) = [sin(2 pi (2c-1) G), cos(2 pi (2c-1) G)].
 """
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ from .common import LayerNorm2d
 
 
 class PositionEmbeddingRandom(nn.Module):
-    """Random-Fourier positional encoding of normalized (x, y) coordinates into `2 * num_pos_feats` values."""
+    """Random-Fourier positional encoding of normalized (x, y) coordinates into
+    `2 * num_pos_feats` values.
+    """
 
     def __init__(self, num_pos_feats: int, scale: float = 1.0) -> None:
         super().__init__()
-        # Persistent buffer: it is part of the checkpoint (prompt_encoder.pe_layer.positional_encoding_gaussian_matrix).
-        self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
+        # Persistent buffer: it is part of the checkpoint
+        # (prompt_encoder.pe_layer.positional_encoding_gaussian_matrix).
+        self.register_buffer("positional_encoding_gaussian_matrix",
+                             scale * torch.randn((2, num_pos_feats)))
 
     def encode(self, coords: torch.Tensor) -> torch.Tensor:
         """(..., 2) coordinates in [0, 1] -> (..., 2 * num_pos_feats)."""
@@ -41,15 +46,18 @@ class PositionEmbeddingRandom(nn.Module):
     def encode_pixels(self, coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """(..., 2) pixel coordinates (x, y) of an image of size (H, W) -> (..., C)."""
         coords = coords.to(torch.float32)
-        normalized = torch.stack([coords[..., 0] / image_size[1], coords[..., 1] / image_size[0]], dim=-1)
+        normalized = torch.stack([coords[..., 0] / image_size[1], coords[..., 1] / image_size[0]],
+                                 dim=-1)
         return self.encode(normalized)
 
 
 class PromptEncoder(nn.Module):
-    """Points (B, P, 2) + labels (B, P), boxes (B, 4), masks (B, 1, 4h, 4w) -> sparse (B, n, C), dense (B, C, h, w)."""
+    """Points (B, P, 2) + labels (B, P), boxes (B, 4), masks (B, 1, 4h, 4w) -> sparse (B, n, C),
+    dense (B, C, h, w).
+    """
 
-    def __init__(self, embed_dim: int, image_embedding_size: tuple[int, int], input_image_size: tuple[int, int],
-                 mask_in_chans: int) -> None:
+    def __init__(self, embed_dim: int, image_embedding_size: tuple[int, int],
+                 input_image_size: tuple[int, int], mask_in_chans: int) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.image_embedding_size = tuple(image_embedding_size)
@@ -74,7 +82,9 @@ class PromptEncoder(nn.Module):
         return self.pe_layer.grid(self.image_embedding_size).unsqueeze(0)
 
     def embed_points(self, coords: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
-        """(B, P, 2), (B, P) -> (B, P[+1], C). Label 1 positive, 0 negative, -1 padding (no position)."""
+        """(B, P, 2), (B, P) -> (B, P[+1], C). Label 1 positive, 0 negative, -1 padding (no
+        position).
+        """
         coords = coords + 0.5
         if pad:  # without a box, SAM appends a padding point (0, 0) with label -1
             coords = torch.cat([coords, torch.zeros_like(coords[:, :1])], dim=1)
@@ -92,7 +102,8 @@ class PromptEncoder(nn.Module):
         """(B, 4) or (B, 1, 4) boxes x0, y0, x1, y1 -> (B, 2, C) corner tokens."""
         corners = (boxes.reshape(-1, 2, 2) + 0.5)
         pe = self.pe_layer.encode_pixels(corners, self.input_image_size)
-        corner_type = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight], dim=0)
+        corner_type = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight],
+                                dim=0)
         return pe + corner_type
 
     def forward(self, points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
@@ -102,7 +113,8 @@ class PromptEncoder(nn.Module):
         sparse = torch.empty((batch, 0, self.embed_dim), device=device)
         if points is not None:
             coords, labels = points
-            sparse = torch.cat([sparse, self.embed_points(coords, labels, pad=boxes is None)], dim=1)
+            point_tokens = self.embed_points(coords, labels, pad=boxes is None)
+            sparse = torch.cat([sparse, point_tokens], dim=1)
         if boxes is not None:
             sparse = torch.cat([sparse, self.embed_boxes(boxes)], dim=1)
         if masks is not None:

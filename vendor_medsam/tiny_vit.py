@@ -7,9 +7,9 @@ Data flow at 256x256 (LiteMedSAM):
   stage 2: 6 TinyViT blocks, window 14, 5 heads, then PatchMerging (stride 1)  (B, 320, 64, 64)
   stage 3: 2 TinyViT blocks, window 7, 10 heads                                (B, 320, 64, 64)
   neck: 1x1 conv, LayerNorm2d, 3x3 conv, LayerNorm2d                           (B, 256, 64, 64)
-A TinyViT block is: windowed attention (learned per-head bias on |dy|, |dx|) + residual, a 3x3 depthwise
-Conv-BN over the grid, then a pre-norm MLP + residual. Stage tensors here are NCHW (conv stages) or
-channels-last grids (B, H, W, C) (attention stages).
+A TinyViT block is: windowed attention (learned per-head bias on |dy|, |dx|) + residual, a 3x3
+depthwise Conv-BN over the grid, then a pre-norm MLP + residual. Stage tensors here are NCHW (conv
+stages) or channels-last grids (B, H, W, C) (attention stages).
 """
 from __future__ import annotations
 
@@ -24,16 +24,18 @@ from .image_encoder import window_partition, window_unpartition
 class Conv2dBN(nn.Module):
     """Bias-free Conv2d followed by BatchNorm2d (submodules `c` and `bn`, as in the checkpoint).
 
-    In eval mode BatchNorm (running statistics) is a per-channel affine map, so it is folded into the
-    conv weights on the fly: same parameters and state dict, one pass less over the activations.
+    In eval mode BatchNorm (running statistics) is a per-channel affine map, so it is folded into
+    the conv weights on the fly: same parameters and state dict, one pass less over the
+    activations.
     """
 
     fold_bn_at_eval = True  # class switch, for A/B benchmarks
 
-    def __init__(self, in_chans: int, out_chans: int, kernel_size: int = 1, stride: int = 1, padding: int = 0,
-                 groups: int = 1) -> None:
+    def __init__(self, in_chans: int, out_chans: int, kernel_size: int = 1, stride: int = 1,
+                 padding: int = 0, groups: int = 1) -> None:
         super().__init__()
-        self.c = nn.Conv2d(in_chans, out_chans, kernel_size, stride, padding, groups=groups, bias=False)
+        self.c = nn.Conv2d(in_chans, out_chans, kernel_size, stride, padding, groups=groups,
+                           bias=False)
         self.bn = nn.BatchNorm2d(out_chans)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +44,8 @@ class Conv2dBN(nn.Module):
         c, bn = self.c, self.bn
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         bias = bn.bias - bn.running_mean * scale
-        return F.conv2d(x, c.weight * scale[:, None, None, None], bias, c.stride, c.padding, c.dilation, c.groups)
+        return F.conv2d(x, c.weight * scale[:, None, None, None], bias, c.stride, c.padding,
+                        c.dilation, c.groups)
 
 
 class PatchEmbed(nn.Module):
@@ -50,7 +53,8 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_chans: int, embed_dim: int) -> None:
         super().__init__()
-        self.seq = nn.Sequential(Conv2dBN(in_chans, embed_dim // 2), nn.GELU(), Conv2dBN(embed_dim // 2, embed_dim))
+        self.seq = nn.Sequential(Conv2dBN(in_chans, embed_dim // 2), nn.GELU(),
+                                 Conv2dBN(embed_dim // 2, embed_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.seq(x)
@@ -76,11 +80,14 @@ class MBConv(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """Downsample (B, C, H, W) -> (B, out, H', W'): 1x1, 3x3 depthwise (stride 2; 1 for 320/448/576 out), 1x1."""
+    """Downsample (B, C, H, W) -> (B, out, H', W'): 1x1, 3x3 depthwise (stride 2; 1 for
+    320/448/576 out), 1x1.
+    """
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
-        stride = 1 if out_dim in (320, 448, 576) else 2  # TinyViT-for-SAM keeps 64x64 in the last stage
+        # TinyViT-for-SAM keeps 64x64 in the last stage
+        stride = 1 if out_dim in (320, 448, 576) else 2
         self.conv1 = Conv2dBN(dim, out_dim)
         self.act = nn.GELU()
         self.conv2 = Conv2dBN(out_dim, out_dim, 3, stride, 1, groups=out_dim)
@@ -93,14 +100,18 @@ class PatchMerging(nn.Module):
 
 
 def attention_bias_index(window: int) -> torch.Tensor:
-    """(N, N) index, N = window^2, of the offset |dy| * window + |dx| between two positions of a window."""
+    """(N, N) index, N = window^2, of the offset |dy| * window + |dx| between two positions of a
+    window.
+    """
     ys, xs = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
     ys, xs = ys.flatten(), xs.flatten()
     return (ys[:, None] - ys[None, :]).abs() * window + (xs[:, None] - xs[None, :]).abs()
 
 
 class Attention(nn.Module):
-    """Window attention on (B*, N, C) tokens: LayerNorm, per-head qkv, learned offset bias, projection."""
+    """Window attention on (B*, N, C) tokens: LayerNorm, per-head qkv, learned offset bias,
+    projection.
+    """
 
     def __init__(self, dim: int, num_heads: int, window: int) -> None:
         super().__init__()
@@ -111,14 +122,16 @@ class Attention(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        # Not in the checkpoint; indexing on every call means there is no eval-time cache to go stale.
+        # Not in the checkpoint; indexing on every call means there is no eval-time cache to go
+        # stale.
         self.register_buffer("attention_bias_idxs", attention_bias_index(window), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         x = self.norm(x)
         # Per-head layout: (heads, [q | k | v]) -- unlike the SAM ViT's (3, heads, head_dim).
-        q, k, v = self.qkv(x).view(B, N, self.num_heads, 3 * self.head_dim).transpose(1, 2).chunk(3, dim=-1)
+        qkv = self.qkv(x).view(B, N, self.num_heads, 3 * self.head_dim).transpose(1, 2)
+        q, k, v = qkv.chunk(3, dim=-1)
         bias = self.attention_biases[:, self.attention_bias_idxs]  # (heads, N, N)
         # Written out rather than F.scaled_dot_product_attention: with a float bias on CPU the fused
         # call was ~1.7x slower here (it scans the mask for -inf rows on every call).
@@ -142,9 +155,12 @@ class Mlp(nn.Module):
 
 
 class TinyViTBlock(nn.Module):
-    """(B, H, W, C) grid -> same. Attention runs on zero-padded raw tokens (padding before the norm)."""
+    """(B, H, W, C) grid -> same. Attention runs on zero-padded raw tokens (padding before the
+    norm).
+    """
 
-    def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, local_conv_size: int) -> None:
+    def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float,
+                 local_conv_size: int) -> None:
         super().__init__()
         self.window = window
         self.attn = Attention(dim, num_heads, window)
@@ -156,7 +172,8 @@ class TinyViTBlock(nn.Module):
         windows, padded = window_partition(x, self.window)
         attn = self.attn(windows.view(-1, self.window * self.window, C))
         x = x + window_unpartition(attn.view_as(windows), self.window, padded, (H, W))
-        x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # no residual around the conv
+        # no residual around the conv
+        x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return x + self.mlp(x)
 
 
@@ -175,10 +192,12 @@ class ConvLayer(nn.Module):
 
 
 class BasicLayer(nn.Module):
-    """An attention stage on (B, C, H, W) input: TinyViT blocks on the channels-last grid, optional downsample."""
+    """An attention stage on (B, C, H, W) input: TinyViT blocks on the channels-last grid,
+    optional downsample.
+    """
 
-    def __init__(self, dim: int, out_dim: int | None, depth: int, num_heads: int, window: int, mlp_ratio: float,
-                 local_conv_size: int) -> None:
+    def __init__(self, dim: int, out_dim: int | None, depth: int, num_heads: int, window: int,
+                 mlp_ratio: float, local_conv_size: int) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             TinyViTBlock(dim, num_heads, window, mlp_ratio, local_conv_size) for _ in range(depth)
@@ -196,21 +215,24 @@ class BasicLayer(nn.Module):
 class TinyViT(nn.Module):
     """(B, 3, S, S) image in [0, 1] -> (B, out_chans, S/4, S/4) embedding."""
 
-    def __init__(self, img_size: int = 256, in_chans: int = 3, embed_dims: tuple[int, ...] = (64, 128, 160, 320),
+    def __init__(self, img_size: int = 256, in_chans: int = 3,
+                 embed_dims: tuple[int, ...] = (64, 128, 160, 320),
                  depths: tuple[int, ...] = (2, 2, 6, 2), num_heads: tuple[int, ...] = (2, 4, 5, 10),
                  window_sizes: tuple[int, ...] = (7, 7, 14, 7), mlp_ratio: float = 4.0,
-                 mbconv_expand_ratio: float = 4.0, local_conv_size: int = 3, out_chans: int = 256) -> None:
+                 mbconv_expand_ratio: float = 4.0, local_conv_size: int = 3,
+                 out_chans: int = 256) -> None:
         super().__init__()
         self.img_size = img_size
-        # Run the convs in channels-last (NHWC) layout: faster on CPU here, and the attention stages'
-        # (B, H, W, C) grids then convert to and from NCHW without copies.
+        # Run the convs in channels-last (NHWC) layout: faster on CPU here, and the attention
+        # stages' (B, H, W, C) grids then convert to and from NCHW without copies.
         self.channels_last = True
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
-        layers: list[nn.Module] = [ConvLayer(embed_dims[0], embed_dims[1], depths[0], mbconv_expand_ratio)]
+        layers: list[nn.Module] = [
+            ConvLayer(embed_dims[0], embed_dims[1], depths[0], mbconv_expand_ratio)]
         for i in range(1, len(depths)):
             out_dim = embed_dims[i + 1] if i + 1 < len(depths) else None
-            layers.append(BasicLayer(embed_dims[i], out_dim, depths[i], num_heads[i], window_sizes[i],
-                                     mlp_ratio, local_conv_size))
+            layers.append(BasicLayer(embed_dims[i], out_dim, depths[i], num_heads[i],
+                                     window_sizes[i], mlp_ratio, local_conv_size))
         self.layers = nn.ModuleList(layers)
         self.neck = nn.Sequential(
             nn.Conv2d(embed_dims[-1], out_chans, kernel_size=1, bias=False),

@@ -1,14 +1,16 @@
-"""Pre- and post-processing: map between an image's pixel frame (H, W) and the model-input frame (S, S).
+"""Pre- and post-processing: map between an image's pixel frame (H, W) and the model-input frame
+(S, S).
 
 Two families, as in the official inference scripts:
   medsam (ViT-B, micro, tiny): resize the image to S x S (bicubic, antialiased: skimage's order-3
       resize with anti_aliasing in MedSAM), min-max to [0, 1]; x scales by S/W and y by S/H; output
       sigmoid(low-res logits) resized bilinearly to (H, W).
-  lite (LiteMedSAM): resize the longest side to S keeping the aspect ratio (antialiased bilinear, in
-      place of cv2 INTER_AREA), min-max to [0, 1], zero-pad bottom/right to S x S; coordinates scale by
-      S / max(H, W) (kept as floats; the official script truncates boxes to integers); output logits
-      cropped to the unpadded area, resized bilinearly to (H, W), then sigmoid.
-The mask decoder's low-resolution frame (L x L, L = 4 x embedding grid) covers the whole model input.
+  lite (LiteMedSAM): resize the longest side to S keeping the aspect ratio (antialiased bilinear,
+      in place of cv2 INTER_AREA), min-max to [0, 1], zero-pad bottom/right to S x S; coordinates
+      scale by S / max(H, W) (kept as floats; the official script truncates boxes to integers);
+      output logits cropped to the unpadded area, resized bilinearly to (H, W), then sigmoid.
+The mask decoder's low-resolution frame (L x L, L = 4 x embedding grid) covers the whole model
+input.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import torch.nn.functional as F
 
 
 def _to_tensor(array) -> torch.Tensor:
-    """numpy-like -> tensor sharing memory when possible (read-only arrays, e.g. from PIL, are copied)."""
+    """numpy-like -> tensor sharing memory when possible (read-only arrays, e.g. from PIL, are
+    copied).
+    """
     array = np.asarray(array)
     if not array.flags.writeable:
         array = array.copy()
@@ -28,7 +32,9 @@ def _to_tensor(array) -> torch.Tensor:
 
 
 def _as_float_hwc(img) -> torch.Tensor:
-    """(H, W) or (H, W, C) array/tensor of any dtype -> (H, W, C) float32 tensor with C in {1, 3}."""
+    """(H, W) or (H, W, C) array/tensor of any dtype -> (H, W, C) float32 tensor with C in
+    {1, 3}.
+    """
     t = img if isinstance(img, torch.Tensor) else _to_tensor(img)
     if t.ndim == 2:
         t = t[..., None]
@@ -47,7 +53,9 @@ def _min_max(x: torch.Tensor) -> torch.Tensor:
 
 
 def _scale_like(values, factors: tuple[float, float]):
-    """Multiply (..., 2k) x/y-interleaved coordinates by (fx, fy); numpy in -> numpy out, tensor -> tensor."""
+    """Multiply (..., 2k) x/y-interleaved coordinates by (fx, fy); numpy in -> numpy out,
+    tensor -> tensor.
+    """
     if isinstance(values, torch.Tensor):
         n = values.shape[-1]
         scale = torch.tensor(factors * (n // 2), dtype=torch.float32, device=values.device)
@@ -58,7 +66,9 @@ def _scale_like(values, factors: tuple[float, float]):
 
 @dataclass(frozen=True)
 class InputFrame:
-    """The geometry linking one image of size (height, width) to a model's input and low-res frames."""
+    """The geometry linking one image of size (height, width) to a model's input and low-res
+    frames.
+    """
 
     family: str  # "medsam" | "lite"
     size: int  # model input side S
@@ -72,7 +82,8 @@ class InputFrame:
             raise ValueError(f"image size must be positive, got {height}x{width}")
         if model.family not in ("medsam", "lite"):
             raise ValueError(f"unknown model family {model.family!r}")
-        return cls(model.family, int(model.img_size), int(model.low_res_size), int(height), int(width))
+        return cls(model.family, int(model.img_size), int(model.low_res_size), int(height),
+                   int(width))
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -101,10 +112,13 @@ class InputFrame:
         """(H, W) or (H, W, C) image, any dtype -> (3, S, S) float32 in [0, 1]."""
         x = _as_float_hwc(img)
         if tuple(x.shape[:2]) != (self.height, self.width):
-            raise ValueError(f"image is {tuple(x.shape[:2])}, this frame was made for {(self.height, self.width)}")
-        if x.min() == x.max():  # constant image: all zeros (resampling noise must not be min-max stretched)
+            raise ValueError(f"image is {tuple(x.shape[:2])}, "
+                             f"this frame was made for {(self.height, self.width)}")
+        # constant image: all zeros (resampling noise must not be min-max stretched)
+        if x.min() == x.max():
             return torch.zeros(3, self.size, self.size)
-        x = x.permute(2, 0, 1)[None]  # (1, C, H, W); grayscale stays 1 channel until the end (3x less work)
+        # (1, C, H, W); grayscale stays 1 channel until the end (3x less work)
+        x = x.permute(2, 0, 1)[None]
         ch, cw = self.content_size
         if (ch, cw) != (self.height, self.width):
             mode = "bilinear" if self.family == "lite" else "bicubic"
@@ -123,10 +137,13 @@ class InputFrame:
         return _scale_like(points, self.scale)
 
     def mask_to_input(self, mask) -> torch.Tensor:
-        """(H, W) binary mask -> (L, L) float32 0/1 target in the low-res logits frame (zero in the padding)."""
+        """(H, W) binary mask -> (L, L) float32 0/1 target in the low-res logits frame (zero in
+        the padding).
+        """
         m = mask if isinstance(mask, torch.Tensor) else _to_tensor(mask)
         if tuple(m.shape) != (self.height, self.width):
-            raise ValueError(f"mask is {tuple(m.shape)}, this frame was made for {(self.height, self.width)}")
+            raise ValueError(f"mask is {tuple(m.shape)}, "
+                             f"this frame was made for {(self.height, self.width)}")
         m = (m > 0).to(torch.float32)[None, None]
         lh, lw = self._low_res_content()
         m = F.interpolate(m, size=(lh, lw), mode="bilinear", align_corners=False, antialias=True)
@@ -144,7 +161,9 @@ class InputFrame:
         return x.reshape(*lead, self.height, self.width)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """(..., L, L) logits -> (..., H, W) probabilities, in each family's official order of operations."""
+        """(..., L, L) logits -> (..., H, W) probabilities, in each family's official order of
+        operations.
+        """
         if self.family == "lite":
             return torch.sigmoid(self.logits_to_image(logits))
         return self.logits_to_image(torch.sigmoid(logits))  # MedSAM: sigmoid, then resize

