@@ -39,8 +39,8 @@ class Predictor:
     point_labels), embed(images).
 
     Moves `model` to `device` and puts it in eval mode (the model itself, not a copy). `batch_size`
-    is the number of images per forward; None means 1 on CPU (faster per image there than batch 8:
-    1.54 vs 1.34 images/s for LiteMedSAM in `make bench`) and 8 on CUDA.
+    is the number of images per forward; None means 1 on CPU (faster per image there than batch 8
+    for LiteMedSAM; `make bench` compares both) and 8 on CUDA.
     """
 
     def __init__(self, model: Sam, device: str | torch.device = "auto",

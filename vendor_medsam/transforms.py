@@ -117,7 +117,7 @@ class InputFrame:
         # constant image: all zeros (resampling noise must not be min-max stretched)
         if x.min() == x.max():
             return torch.zeros(3, self.size, self.size)
-        # (1, C, H, W); grayscale stays 1 channel until the end (3x less work)
+        # (1, C, H, W); grayscale stays 1 channel until the end (a third of the work)
         x = x.permute(2, 0, 1)[None]
         ch, cw = self.content_size
         if (ch, cw) != (self.height, self.width):
