@@ -266,7 +266,7 @@ def train(args) -> Path:
     ctx = Dist(args.device)
     device = ctx.device
     ctx.amp = not args.no_amp and device.type == "cuda"
-    ctx.channels_last = not args.no_channels_last and device.type == "cuda"
+    ctx.channels_last = not args.no_channels_last  # faster convolutions on CPU too
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -300,7 +300,9 @@ def train(args) -> Path:
     model.to(device)
     if ctx.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+    # fused: one pass over the parameters per step instead of one per operation (CPU and CUDA)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr,
+                                 fused=True)
     aug_rng = torch.Generator().manual_seed(args.seed + 1)
 
     config = {k: getattr(args, k) for k in RESUME_KEYS}
@@ -467,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlay-thickness", type=int, default=2,
                         help="boundary width in cached pixels for --*-input overlay")
     parser.add_argument("--no-amp", action="store_true", help="CUDA: no bf16 autocast")
-    parser.add_argument("--no-channels-last", action="store_true", help="CUDA: no channels_last")
+    parser.add_argument("--no-channels-last", action="store_true", help="no channels_last memory layout")
     parser.add_argument("--deterministic", action="store_true",
                         help="torch.use_deterministic_algorithms (CPU runs are deterministic anyway)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
