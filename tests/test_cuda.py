@@ -21,7 +21,8 @@ from vendor_medsam import build_sam, load_medsam, weights
 from vendor_medsam.device import autocast, resolve_device
 from vendor_medsam.predictor import Predictor
 
-MICRO = Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam" / "state_dict.pt"
+MICRO = (Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam"
+         / "state_dict.pt")
 CUDA = torch.device("cuda") if torch.cuda.is_available() else None
 
 pytestmark = [pytest.mark.cuda,
@@ -49,7 +50,8 @@ def test_channels_last_model_input_keeps_its_layout_and_values():
     masks = (rng.random((3, 32, 32)) > 0.5).astype(np.uint8)
     for size in (None, 16):
         fast = to_model_input(images, masks, "m15", CUDA, size, 2, channels_last=True)
-        plain = to_model_input(images, masks, "m15", torch.device("cpu"), size, 2, channels_last=False)
+        plain = to_model_input(images, masks, "m15", torch.device("cpu"), size, 2,
+                               channels_last=False)
         assert fast.device.type == "cuda"
         assert fast.is_contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(fast.cpu(), plain, atol=1e-5, rtol=0)

@@ -1,11 +1,12 @@
-"""Projected wall time of `make -j N reproduce` on an idle N-core machine, from one run's stage stamps.
+"""Projected wall time of `make -j N reproduce` on an idle N-core machine, from a run's stamps.
 
 Each stage stamp (`WORK/**/.done-*`: name, wall s, CPU s) gives the stage's CPU seconds; on an idle
 machine a one-thread stage takes about that long on one core. The stages are then list-scheduled on
-N cores along the pipeline's dependency graph (profiles/pipeline.mk), each free core taking the first
-ready stage in a priority order: make's (the report's prerequisites depth first: the training runs
-in settings order, then the segmentation figures), or segmentation first (the chain fine-tune ->
-evaluate -> predict -> post-process ahead of the training runs, since the masked runs wait for it).
+N cores along the pipeline's dependency graph (profiles/pipeline.mk), each free core taking the
+first ready stage in a priority order: make's (the report's prerequisites depth first: the training
+runs in settings order, then the segmentation figures), or segmentation first (the chain fine-tune
+-> evaluate -> predict -> post-process ahead of the training runs, since the masked runs wait for
+it).
 This measures nothing itself: it tells how much of a run's CPU time a 2-core machine can overlap,
 when the stamps come from a run whose wall times were inflated by other jobs.
 

@@ -71,7 +71,8 @@ SIZES = {
                  train_steps=20, train_budget=6.0, warmup=3, eval_batch=16, loader_images=200,
                  loader_seconds=5.0, concurrent=(2, 4, 8), concurrent_seconds=10.0),
     "cpu-smoke": dict(models={"lite": "micro", "vit_b": "micro"}, predict_size=64,
-                      predict_images=4, predict_rounds=1, finetune_batch=2, finetune_steps=1, train_size=32,
+                      predict_images=4, predict_rounds=1, finetune_batch=2, finetune_steps=1,
+                      train_size=32,
                       train_batches=(2, 4), train_steps=1, train_budget=0.0, warmup=1,
                       eval_batch=4, loader_images=16, loader_seconds=0.5, concurrent=(2,),
                       concurrent_seconds=0.5),
@@ -144,8 +145,8 @@ def finetune_step_seconds(device: str, config: str, batch: int, steps: int) -> f
                      prior_box_fraction=0.0, loss="dicebce")
     generator = torch.Generator().manual_seed(0)
     warm = SegData(model, [f"w{i}" for i in range(batch)], *lung_pairs(batch), None, "box")
-    data = SegData(model, [f"s{i}" for i in range(batch * steps)], *lung_pairs(batch * steps, seed=1),
-                   None, "box")
+    data = SegData(model, [f"s{i}" for i in range(batch * steps)],
+                   *lung_pairs(batch * steps, seed=1), None, "box")
     train_epoch(model, warm, optimizer, dev, args, generator)
     sync(dev)
     start = time.perf_counter()
@@ -180,7 +181,7 @@ def train_rates(device: str, sizes: dict) -> list[dict]:
 
 
 def eval_rates(device: str, sizes: dict) -> dict:
-    """Prediction images/s per backbone (bf16 + channels_last, the CUDA default) at the eval batch."""
+    """Prediction images/s per backbone at the eval batch (bf16 + channels_last: CUDA's default)."""
     out = {}
     for arch in ARCHS:
         out[arch] = bench_eval(arch, sizes["train_size"], batch=sizes["eval_batch"],
@@ -218,7 +219,8 @@ def concurrent_rates(device: str, sizes: dict, batch: int) -> list[dict]:
                 for proc in procs:
                     out, _ = proc.communicate()
                     if proc.returncode != 0:
-                        raise RuntimeError(f"worker {arch} x{count} failed (exit {proc.returncode})")
+                        raise RuntimeError(f"worker {arch} x{count} failed "
+                                           f"(exit {proc.returncode})")
                     results.append(json.loads(out.strip().splitlines()[-1]))
             rows.append({"arch": arch, "runs": count, "batch": batch,
                          "images_per_s": sum(r["images_per_s"] for r in results),
@@ -317,7 +319,8 @@ def measure(mode: str, device: str, skip_tests: bool) -> dict:
             f"{r['images_per_s']:.1f} images/s")
     figures["eval"] = eval_rates(str(dev), sizes)
     for arch, rate in figures["eval"].items():
-        log(f"predict {arch} {sizes['train_size']}px batch {sizes['eval_batch']}: {rate:.1f} images/s")
+        log(f"predict {arch} {sizes['train_size']}px batch {sizes['eval_batch']}: "
+            f"{rate:.1f} images/s")
     figures["loader_images_per_s"] = loader_rate(str(dev), sizes)
     log(f"loader {sizes['train_size']}px: {figures['loader_images_per_s']:.0f} images/s")
     figures["concurrent"] = concurrent_rates(str(dev), sizes, figures["paper_batch"])
@@ -355,7 +358,7 @@ def main(argv=None) -> int:
     mode = "cpu-smoke" if args.cpu_smoke else "cuda"
     device = "cpu" if args.cpu_smoke else args.device
     if args.cpu_smoke:
-        torch.set_num_threads(1)  # tiny models: on a shared CPU, more threads only wait on each other
+        torch.set_num_threads(1)  # tiny models: on a shared CPU, more threads only wait
     if mode == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device here; run with --cpu-smoke for the CPU version")
     figures = measure(mode, device, args.skip_tests)
