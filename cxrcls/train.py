@@ -283,10 +283,12 @@ def setup(args) -> Run:
     if args.freeze_backbone:
         model.freeze_backbone()
     model.to(device)
-    channels_last = not args.no_channels_last and device.type == "cuda"
+    channels_last = not args.no_channels_last  # faster convolutions on CPU too
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+    # fused: one pass over the parameters per step instead of one per operation (CPU and CUDA)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr,
+                                 fused=True)
     net = model
     if ctx.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -564,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlay-thickness", type=int_range(1), default=2,
                         help="boundary width in cached pixels for --*-input overlay")
     parser.add_argument("--no-amp", action="store_true", help="CUDA: no bf16 autocast")
-    parser.add_argument("--no-channels-last", action="store_true", help="CUDA: no channels_last")
+    parser.add_argument("--no-channels-last", action="store_true",
+                        help="no channels_last memory layout")
     parser.add_argument("--deterministic", action="store_true",
                         help="torch.use_deterministic_algorithms (CPU runs are deterministic "
                              "anyway)")

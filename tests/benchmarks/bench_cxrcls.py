@@ -26,7 +26,7 @@ from cxrcls.inputs import open_input  # noqa: E402
 from cxrcls.models import build_model  # noqa: E402
 from cxrcls.train import train_step, training_input  # noqa: E402
 from cxrstats.fileio import write_csv, write_done  # noqa: E402
-from vendor_medsam.device import prepare_device  # noqa: E402
+from vendor_medsam.device import autocast, prepare_device  # noqa: E402
 
 N_PNG = 24
 N_CACHE = 200
@@ -53,16 +53,16 @@ def bench_cache(folder: Path) -> float:
     return rate
 
 
-def make_cache(folder: Path, size: int = 512) -> None:
-    """A (N_CACHE, 512, 512) image memmap with m15 masks, written without holding it in memory."""
+def make_cache(folder: Path, size: int = 512, n: int = N_CACHE) -> None:
+    """An (n, size, size) image memmap with m15 masks, written without holding it in memory."""
     rng = np.random.default_rng(1)
     (folder / "cache").mkdir()
     (folder / "masks").mkdir()
     images = np.lib.format.open_memmap(folder / "cache" / "images.npy", "w+", np.uint8,
-                                       (N_CACHE, size, size))
+                                       (n, size, size))
     masks = np.lib.format.open_memmap(folder / "masks" / "m15.npy", "w+", np.uint8,
-                                      (N_CACHE, size, size))
-    for i in range(N_CACHE):
+                                      (n, size, size))
+    for i in range(n):
         images[i] = rng.integers(0, 256, (size, size), dtype=np.uint8)
         masks[i, size // 8:-size // 8, size // 8:-size // 8] = 1
     images.flush(), masks.flush()
@@ -74,45 +74,100 @@ def make_cache(folder: Path, size: int = 512) -> None:
         write_done(folder / stage, {"benchmark": True}, outputs, done=done)
 
 
-def bench_loader(folder: Path, image_size: int, seconds: float = 3.0) -> float:
+def sync(device: torch.device) -> None:
+    """Wait for queued CUDA work, so that a timer read afterwards covers it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_loader(folder: Path, image_size: int, seconds: float = 3.0, device: str = "cpu",
+                 batch: int = BATCH) -> float:
+    """Images/s the loader delivers as model input on `device` (cache in `folder`, m15 masks)."""
     source = open_input(folder / "cache", folder / "masks", "m15")
-    labels = np.zeros((N_CACHE, 5), np.float32)
-    loader = BatchLoader(source, np.arange(N_CACHE), labels, BATCH, shuffle=True, drop_last=True)
+    n = len(source.images)
+    labels = np.zeros((n, 5), np.float32)
+    loader = BatchLoader(source, np.arange(n), labels, batch, shuffle=True, drop_last=True)
     generator = torch.Generator().manual_seed(0)
-    device = prepare_device("cpu")  # as the CLIs do (keeps freed memory for reuse)
+    device = prepare_device(device)  # as the CLIs do (on CPU: keeps freed memory for reuse)
     delivered, start, epoch = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         epoch += 1
         loader.set_epoch(epoch)
-        for batch in loader:
-            x = training_input(batch, "m15", device, image_size, 2, False,
-                               draw_params(generator, batch.global_size))
+        for batch_ in loader:
+            x = training_input(batch_, "m15", device, image_size, 2, False,
+                               draw_params(generator, batch_.global_size))
             delivered += x.shape[0]
             if time.perf_counter() - start >= seconds:
                 break
+    sync(device)
     rate = delivered / (time.perf_counter() - start)
     print(f"loader (memmap slice + m15 mask + resize + augmentation) at {image_size}px: "
           f"{rate:.0f} images/s")
     return rate
 
 
-def bench_train(arch: str, image_size: int, max_steps: int = 3, budget: float = 8.0) -> float:
-    """Seconds per step after one warm-up step: up to `max_steps` steps or `budget` seconds."""
+def bench_train(arch: str, image_size: int, max_steps: int = 3, budget: float = 8.0,
+                batch: int = BATCH, device: str = "cpu", amp: bool = False,
+                channels_last: bool = False, warmup: int = 1, quiet: bool = False,
+                ready=None) -> float:
+    """Training images/s of cxrcls.train's train_step on random data: after `warmup` steps, up to
+    `max_steps` steps or `budget` seconds. `amp` (bf16 autocast) and `channels_last` as the
+    training CLI sets them on CUDA. `ready()`, when given, is called between warm-up and timing
+    (a barrier for runs timed side by side)."""
+    device = torch.device(device)
     torch.manual_seed(0)
-    model = build_model(arch, "none").train()
+    model = build_model(arch, "none").train().to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(BATCH, 1, image_size, image_size)
-    y = (torch.rand(BATCH, 5) < 0.3).float()
-    train_step(model, optimizer, x, y, amp=False)  # warm-up
+    x = torch.rand(batch, 1, image_size, image_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(batch, 5, device=device) < 0.3).float()
+    for _ in range(warmup):
+        train_step(model, optimizer, x, y, amp=amp)
+    sync(device)
+    if ready is not None:
+        ready()
     start, steps = time.perf_counter(), 0
     while steps < max_steps and (steps == 0 or time.perf_counter() - start < budget):
-        train_step(model, optimizer, x, y, amp=False)
+        train_step(model, optimizer, x, y, amp=amp)
         steps += 1
+    sync(device)
     seconds = (time.perf_counter() - start) / steps
-    rate = BATCH / seconds
-    print(f"train step {arch:>11} at {image_size}px, batch {BATCH}: {seconds:.2f} s/step, "
-          f"{rate:.2f} images/s")
+    rate = batch / seconds
+    if not quiet:
+        print(f"train step {arch:>11} at {image_size}px, batch {batch}: {seconds:.2f} s/step, "
+              f"{rate:.2f} images/s")
     return rate
+
+
+def bench_eval(arch: str, image_size: int, batch: int = 16, max_steps: int = 3,
+               budget: float = 8.0, device: str = "cpu", amp: bool = False,
+               channels_last: bool = False, warmup: int = 1) -> float:
+    """Prediction images/s (eval mode, no gradients, cxrcls.train's default eval batch of 16), the
+    validation and test passes of a training run."""
+    device = torch.device(device)
+    torch.manual_seed(0)
+    model = build_model(arch, "none").eval().to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 1, image_size, image_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def forward():
+        with torch.no_grad(), autocast(device, amp):
+            model(x)
+    for _ in range(warmup):
+        forward()
+    sync(device)
+    start, steps = time.perf_counter(), 0
+    while steps < max_steps and (steps == 0 or time.perf_counter() - start < budget):
+        forward()
+        steps += 1
+    sync(device)
+    return batch * steps / (time.perf_counter() - start)
 
 
 def main() -> None:

@@ -123,16 +123,24 @@ def threads_ab(model, rounds: int) -> None:
         torch.set_num_threads(default)
 
 
-def predictor_throughput(model, batch: int, n_images: int, rounds: int) -> None:
+def predictor_throughput(model, batch: int | None, n_images: int, rounds: int, device: str = "cpu",
+                         size: int = 256, quiet: bool = False) -> float:
+    """Images/s of Predictor.predict on `n_images` random (size, size) images with one box each
+    (pre/post-processing included); the best of `rounds` after one warm-up batch. batch None: the
+    Predictor's default for the device."""
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n_images, 256, 256), dtype=np.uint8)
-    boxes = np.tile(np.array([[40, 50, 200, 220]], np.float32), (n_images, 1))
-    predictor = Predictor(model, device="cpu", batch_size=batch)
-    predictor.predict(images[:1], boxes=boxes[:1])  # warm-up
+    images = rng.integers(0, 256, (n_images, size, size), dtype=np.uint8)
+    box = np.array([[40, 50, 200, 220]], np.float32) * size / 256
+    boxes = np.tile(box, (n_images, 1))
+    predictor = Predictor(model, device=device, batch_size=batch)
+    warm = min(predictor.batch_size, n_images)
+    predictor.predict(images[:warm], boxes=boxes[:warm])  # warm-up (CUDA: kernels, cuDNN plans)
     best = min(wall for wall, _ in timed(lambda: predictor.predict(images, boxes=boxes), rounds))
-    print(f"  LiteMedSAM Predictor.predict, batch {batch}: {n_images / best:.2f} images/s "
-          f"(best of {rounds}; {n_images} images of 256x256 with a box, "
-          f"pre/post-processing included)")
+    if not quiet:
+        print(f"  {model.config_name} Predictor.predict, batch {predictor.batch_size}: "
+              f"{n_images / best:.2f} images/s (best of {rounds}; {n_images} images of "
+              f"{size}x{size} with a box, pre/post-processing included)")
+    return n_images / best
 
 
 def vit_b_encoder(rounds: int) -> None:

@@ -1,0 +1,125 @@
+"""The CUDA path: bf16 autocast, channels_last, pinned transfers, the Predictor's CUDA batch, a
+classifier step under autocast, and CUDA-vs-CPU agreement of SAM predictions.
+
+Every test here is marked `cuda` and skipped where CUDA is absent (`pytest -m cuda` selects them;
+tests/benchmarks/gpu_check.py runs them first). Tolerances are loose on purpose: bf16 keeps about
+3 significant digits, so CUDA results agree with float32 CPU ones, not bit for bit.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cxrcls.inputs import InputSource
+from cxrcls.data import BatchLoader
+from cxrcls.models import build_model
+from cxrcls.train import to_model_input, train_step
+from vendor_medsam import build_sam, load_medsam, weights
+from vendor_medsam.device import autocast, resolve_device
+from vendor_medsam.predictor import Predictor
+
+MICRO = (Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam"
+         / "state_dict.pt")
+CUDA = torch.device("cuda") if torch.cuda.is_available() else None
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(CUDA is None, reason="needs a CUDA GPU")]
+
+
+def test_auto_device_is_cuda():
+    assert resolve_device("auto").type == "cuda"
+
+
+def test_autocast_runs_matmul_and_conv_in_bf16_and_can_be_switched_off():
+    a = torch.rand(8, 16, device=CUDA)
+    conv = torch.nn.Conv2d(3, 4, 3).to(CUDA)
+    x = torch.rand(1, 3, 8, 8, device=CUDA)
+    with autocast(CUDA):
+        assert (a @ a.T).dtype == torch.bfloat16
+        assert conv(x).dtype == torch.bfloat16
+    with autocast(CUDA, enabled=False):
+        assert (a @ a.T).dtype == torch.float32
+
+
+def test_channels_last_model_input_keeps_its_layout_and_values():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    masks = (rng.random((3, 32, 32)) > 0.5).astype(np.uint8)
+    for size in (None, 16):
+        fast = to_model_input(images, masks, "m15", CUDA, size, 2, channels_last=True)
+        plain = to_model_input(images, masks, "m15", torch.device("cpu"), size, 2,
+                               channels_last=False)
+        assert fast.device.type == "cuda"
+        assert fast.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(fast.cpu(), plain, atol=1e-5, rtol=0)
+
+
+def test_pinned_transfer_of_a_loader_batch_is_exact():
+    rng = np.random.default_rng(1)
+    source = InputSource("original", rng.integers(0, 256, (6, 24, 24), dtype=np.uint8), None)
+    batch = next(iter(BatchLoader(source, np.arange(6), np.zeros((6, 5), np.float32), 4)))
+    assert torch.from_numpy(batch.images).pin_memory().is_pinned()
+    x = to_model_input(batch.images, None, "original", CUDA, None, 2, channels_last=False)
+    torch.cuda.synchronize()
+    expected = torch.from_numpy(batch.images).float().div(255).unsqueeze(1)
+    assert torch.equal(x.cpu(), expected)
+
+
+def test_predictor_batches_eight_images_on_cuda():
+    predictor = Predictor(load_medsam(MICRO, "micro"), device="cuda")
+    assert predictor.batch_size == 8
+    assert next(predictor.model.parameters()).device.type == "cuda"
+
+
+def test_resnet_step_under_bf16_autocast_matches_float32_loosely():
+    x = torch.rand(4, 1, 64, 64, device=CUDA)
+    y = (torch.rand(4, 5, device=CUDA) < 0.3).float()
+    losses = {}
+    for amp in (False, True):
+        torch.manual_seed(0)
+        model = build_model("resnet18", "none").to(CUDA).train()
+        model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+        xl = x.contiguous(memory_format=torch.channels_last)
+        losses[amp] = [float(train_step(model, optimizer, xl, y, amp)) for _ in range(3)]
+    assert all(np.isfinite(losses[True]))
+    np.testing.assert_allclose(losses[True], losses[False], rtol=0.05, atol=0.02)
+
+
+def _images_and_boxes(n: int, size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] / size
+    blob = (((x - 0.5) / 0.3) ** 2 + ((y - 0.5) / 0.35) ** 2 < 1)
+    images = np.stack([np.clip(rng.normal(90, 25, (size, size)) + 100 * blob, 0, 255)
+                       for _ in range(n)]).astype(np.uint8)
+    boxes = np.tile(np.array([[0.2, 0.15, 0.8, 0.85]], np.float32) * size, (n, 1))
+    return images, boxes
+
+
+def _agreement(model, n: int, size: int):
+    images, boxes = _images_and_boxes(n, size)
+    on_cpu = Predictor(model, device="cpu", batch_size=4).predict(images, boxes=boxes)
+    on_cuda = Predictor(model, device="cuda").predict(images, boxes=boxes)
+    assert on_cuda.shape == on_cpu.shape and on_cuda.dtype == np.float32
+    return np.abs(on_cuda - on_cpu), ((on_cuda > 0.5) == (on_cpu > 0.5)).mean()
+
+
+def test_micro_predictions_agree_between_cuda_and_cpu():
+    diff, _ = _agreement(load_medsam(MICRO, "micro"), 9, 50)  # random weights: p near 0.5, no masks
+    assert diff.mean() < 0.02
+
+
+def test_litemedsam_predictions_agree_between_cuda_and_cpu():
+    real = weights.find_lite_weights() is not None
+    if real:
+        model = load_medsam("lite")
+    else:
+        torch.manual_seed(0)
+        model = build_sam("lite").eval()
+    diff, same = _agreement(model, 9, 256)
+    assert diff.mean() < 0.02
+    if real:  # trained weights give confident masks, which must not flip beyond their edges
+        assert same >= 0.97
