@@ -31,16 +31,6 @@ def test_autocast_is_off_on_cpu():
     assert y.dtype == torch.float32
 
 
-def test_cpu_bf16_is_opt_in():
-    cpu = torch.device("cpu")
-    with autocast(cpu, cpu_bf16=True):
-        y = torch.ones(2, 2) @ torch.ones(2, 2)
-    assert y.dtype == torch.bfloat16
-    with autocast(cpu, enabled=False, cpu_bf16=True):
-        y = torch.ones(2, 2) @ torch.ones(2, 2)
-    assert y.dtype == torch.float32
-
-
 def test_prepare_device_gives_the_resolved_device():
     assert prepare_device("cpu") == torch.device("cpu")
 

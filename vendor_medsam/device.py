@@ -1,7 +1,6 @@
 """One place that turns a `--device` flag into a torch device and an autocast context.
 
-CUDA when present, CPU otherwise; autocast (bf16) on CUDA, and on CPU only when asked for
-(`cpu_bf16=True`), so CPU runs stay plain float32 by default.
+CUDA when present, CPU otherwise; autocast (bf16) only ever on CUDA, so CPU runs stay plain float32.
 """
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import contextlib
 import ctypes
 import platform
 import sys
-from pathlib import Path
 
 import torch
 
@@ -55,21 +53,9 @@ def prepare_device(name: str = "auto") -> torch.device:
     return device
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX, from /proc/cpuinfo); elsewhere
-    bf16 is emulated and slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):
-    """bf16 autocast on CUDA when `enabled`; on CPU only when `cpu_bf16` is also asked for (opt-in:
-    it changes the numbers, and CPU runs are float32 and match the official models otherwise)."""
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA when `enabled`; a no-op on CPU, where runs stay float32 and match the
+    official models."""
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    if enabled and cpu_bf16 and device.type == "cpu":
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
