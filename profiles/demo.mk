@@ -4,6 +4,17 @@
 # WORK defaults to work/demo (work/demo-patient with SPLIT_BY=patient), set in the Makefile.
 DATA_SOURCE := demo
 
+# Two stages at a time, one thread each: on 2 cores this keeps both busy (the segmentation chain
+# beside the runs on original images; two runs side by side), where two threads per process mostly
+# wait on each other. DEMO_JOBS=1 runs one stage at a time with torch's default threads.
+DEMO_JOBS ?= 2
+ifneq ($(PIPELINE_GOALS),)
+ifneq ($(DEMO_JOBS),1)
+MAKEFLAGS += -j$(DEMO_JOBS)
+export OMP_NUM_THREADS ?= 1
+endif
+endif
+
 # Generated data (cxrcls.demo_data): a segmentation set like RSUA and an NIH-like set.
 DEMO_N_SEG  ?= 32
 DEMO_N_CLS  ?= 120
