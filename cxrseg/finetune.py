@@ -23,7 +23,8 @@ from cxrstats.fileio import atomic_path, write_csv, write_run_json
 from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
 
-from .data import find_pairs, load_pairs
+from .data import load_pairs
+from .datasets import add_data_argument, find_all_pairs, sources_from_args
 from .engine import Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model, model_inputs
 from .losses import LOSSES, segmentation_loss
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
@@ -140,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.finetune --images data/seg/images --masks data/seg/masks "
                "--splits work/seg/splits.csv --checkpoint lite --config lite --train decoder --out work/seg/")
-    parser.add_argument("--images", required=True, help="folder of training images")
-    parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
+    parser.add_argument("--images", default=None, help="folder of training images")
+    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
+    add_data_argument(parser)
     parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
     parser.add_argument("--splits", required=True, help="seg/splits.csv from cxrseg.split")
     parser.add_argument("--fold", type=int, default=None, help="test fold of a --folds split file")
@@ -184,11 +186,12 @@ def main(argv: list[str] | None = None) -> None:
         if not 0 <= args.prior_box_fraction <= 1:
             raise ValueError("--prior-box-fraction must be in [0, 1]")
         parts = read_splits(args.splits, args.fold, args.seed)
-        pairs = {p.stem: p for p in find_pairs(args.images, args.masks, args.mask_suffix)}
+        sources = sources_from_args(args)
+        pairs = {p.stem: p for p in find_all_pairs(sources)[0]}
         unknown = sorted(set(parts) - set(pairs))
         if unknown:
             raise ValueError(f"{args.splits}: {len(unknown)} stem(s) have no image/mask pair in "
-                             f"{args.images}: {unknown[:5]}")
+                             f"{', '.join(s.images for s in sources)}: {unknown[:5]}")
         model = load_model(args.checkpoint, args.config, args.seed)
         stems = {part: sorted(s for s, p in parts.items() if p == part) for part in PARTS}
         if not stems["train"] or not stems["val"]:

@@ -26,11 +26,14 @@ from .prompts import PROMPT_MODES, Prior
 
 
 def threshold_from_eval(path: str | Path, checkpoint: str) -> float:
-    """The threshold that cxrseg.evaluate chose on validation for `checkpoint` (max mean val Dice)."""
+    """The threshold that cxrseg.evaluate chose on validation for `checkpoint` (max mean val Dice,
+    over all datasets pooled when eval.csv has several)."""
     rows = [r for r in read_csv(path, required=["checkpoint", "part", "threshold", "dice"])
             if r["part"] == "val" and r["checkpoint"] == checkpoint]
     if not rows:
         raise ValueError(f"{path}: no validation rows for checkpoint {checkpoint!r}")
+    pooled = [r for r in rows if r.get("dataset") == "all"]   # several datasets: the pooled rows
+    rows = pooled or rows
     best = max(rows, key=lambda r: (float(r["dice"]), -float(r["threshold"])))
     return float(best["threshold"])
 

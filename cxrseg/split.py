@@ -1,7 +1,8 @@
 """Seeded train/val/test split (70/15/15) or K folds of the segmentation pairs -> seg/splits.csv.
 
-`splits.csv` has columns `stem, part` (part in train/val/test) or, with `--folds K`, `stem, fold`
-(fold 0..K-1). For fold k, `parts_for_fold` makes fold k the test part and carves a seeded
+`splits.csv` has columns `stem, dataset, part` (part in train/val/test) or, with `--folds K`,
+`stem, dataset, fold` (fold 0..K-1). With several datasets (`--data NAME=IMAGES:MASKS`, repeated)
+each dataset is split on its own, so every part holds the same share of every dataset. For fold k, `parts_for_fold` makes fold k the test part and carves a seeded
 validation part out of the remaining folds.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from cxrstats.fileio import read_csv, write_csv, write_run_json
 
-from .data import find_pairs
+from .datasets import add_data_argument, find_all_pairs, sources_from_args
 
 PARTS = ("train", "val", "test")
 
@@ -95,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.split --images data/seg/images --masks data/seg/masks "
                "--out work/seg/splits.csv --seed 0")
-    parser.add_argument("--images", required=True, help="folder of images")
-    parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
+    parser.add_argument("--images", default=None, help="folder of images")
+    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
+    add_data_argument(parser)
     parser.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this (e.g. _mask)")
     parser.add_argument("--out", required=True, help="output CSV (seg/splits.csv)")
     parser.add_argument("--fractions", type=float, nargs=3, default=[0.70, 0.15, 0.15],
@@ -110,15 +112,23 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     start = time.time()
     try:
-        stems = [p.stem for p in find_pairs(args.images, args.masks, args.mask_suffix)]
+        pairs, dataset_of = find_all_pairs(sources_from_args(args))
+        stems = [p.stem for p in pairs]
+        by_dataset = {d: [s for s in stems if dataset_of[s] == d] for d in dict.fromkeys(dataset_of.values())}
         if args.folds:
-            folds = split_folds(stems, args.folds, args.seed)
-            write_csv(args.out, ["stem", "fold"], [(s, folds[s]) for s in sorted(folds)])
+            folds = {}
+            for group in by_dataset.values():
+                folds.update(split_folds(group, args.folds, args.seed))
+            write_csv(args.out, ["stem", "dataset", "fold"],
+                      [(s, dataset_of[s], folds[s]) for s in sorted(folds)])
             counts = np.bincount(list(folds.values()), minlength=args.folds).tolist()
             print(f"split: {len(stems)} pairs into {args.folds} folds of {counts} -> {args.out}")
         else:
-            parts = split_parts(stems, args.seed, tuple(args.fractions))
-            write_csv(args.out, ["stem", "part"], [(s, parts[s]) for s in sorted(parts)])
+            parts = {}
+            for group in by_dataset.values():
+                parts.update(split_parts(group, args.seed, tuple(args.fractions)))
+            write_csv(args.out, ["stem", "dataset", "part"],
+                      [(s, dataset_of[s], parts[s]) for s in sorted(parts)])
             counts = {p: sum(v == p for v in parts.values()) for p in PARTS}
             print(f"split: {len(stems)} pairs -> {counts} -> {args.out}")
     except (ValueError, FileNotFoundError) as error:
