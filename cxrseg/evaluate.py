@@ -24,6 +24,7 @@ import numpy as np
 from cxrstats.fileio import write_csv, write_run_json
 from vendor_medsam.device import prepare_device
 
+from .anatomy import add_anatomy_arguments, clean_mask
 from .coverage import lung_kept
 from .data import load_pairs
 from .datasets import add_data_argument, find_all_pairs, sources_from_args
@@ -48,20 +49,21 @@ def soft_losses(prob: np.ndarray, mask: np.ndarray, eps: float = 1e-6) -> tuple[
 
 
 def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: float,
-                  erode: int = 5, kept_size: int | None = 512) -> np.ndarray:
-    """(N, 6) per image: Dice, IoU (binarized at `threshold`), soft Dice loss, BCE, and the shares
-    of the true lung kept by M-15 and M-50 (cxrseg.coverage.lung_kept)."""
+                  erode: int = 5, kept_size: int | None = 512, clean=None) -> np.ndarray:
+    """(N, 6) per image: Dice, IoU (binarized at `threshold`, then `clean`ed when given, e.g.
+    cxrseg.anatomy.clean_mask), soft Dice loss, BCE, and the shares of the true lung kept by M-15
+    and M-50 (cxrseg.coverage.lung_kept)."""
     rows = []
     for p, m in zip(probs, masks):
-        pred = p >= threshold
+        pred = p >= threshold if clean is None else clean(p >= threshold).astype(bool)
         rows.append([*dice_iou(pred, m), *soft_losses(p, m), *lung_kept(pred, m, erode, size=kept_size)])
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(METRICS))
 
 
-def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = 5, kept_size: int | None = 512
-                     ) -> tuple[float, list[tuple[float, np.ndarray]]]:
+def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = 5, kept_size: int | None = 512,
+                     clean=None) -> tuple[float, list[tuple[float, np.ndarray]]]:
     """Best mean Dice threshold (lowest on ties) and the per-threshold metrics."""
-    sweep = [(t, image_metrics(probs, masks, t, erode, kept_size)) for t in thresholds]
+    sweep = [(t, image_metrics(probs, masks, t, erode, kept_size, clean)) for t in thresholds]
     best = max(sweep, key=lambda item: (round(item[1][:, 0].mean(), 12), -item[0]))[0]
     return best, sweep
 
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="images per encoder batch")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out's folder)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
+    add_anatomy_arguments(parser)
     parser.add_argument("--erode", type=int, default=5, help="erosion radius of the kept-lung shares")
     parser.add_argument("--kept-size", type=int, default=512,
                         help="pipeline image side the radii refer to (the cache size); "
@@ -131,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     started = time.time()
     out = Path(args.out)
-    prompt_label = f"{args.prompt}:{args.box_source}" + (f"+refine{args.refine}" if args.refine else "")
+    prompt_label = (f"{args.prompt}:{args.box_source}" + (f"+refine{args.refine}" if args.refine else "")
+                    + ("+fill" if args.fill_holes else "")
+                    + (f"+largest{args.keep_largest}" if args.keep_largest else ""))
     try:
         device = prepare_device(args.device)
         if args.erode < 0 or args.kept_size < 0:
@@ -160,6 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     dataset = np.array([dataset_of[s] for s in stems])
     groups = list(dict.fromkeys(dataset)) + (["all"] if len(set(dataset)) > 1 else [])
     kept_size = args.kept_size or None
+    clean = None
+    if args.fill_holes or args.keep_largest:
+        def clean(m):
+            return clean_mask(m, args.fill_holes, args.keep_largest)
     cache_dir = None if args.no_cache else args.cache_dir or out.parent
 
     rows, per_image, chosen = [], [], {}
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         if "val" in part_of:
             val = np.flatnonzero(part_of == "val")
             threshold, sweep = choose_threshold([probs[i] for i in val], [masks[i] for i in val],
-                                                args.thresholds, args.erode, kept_size)
+                                                args.thresholds, args.erode, kept_size, clean)
             for t, metrics in sweep:
                 for group in groups:
                     sel = dataset[val] == group if group != "all" else np.ones(len(val), bool)
@@ -177,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
                         rows.append([name, group, "val", f"{t:.2f}", *_means(metrics[sel]),
                                      int(sel.sum()), prompt_label])
         chosen[name] = threshold
-        metrics = image_metrics(probs, masks, threshold, args.erode, kept_size)
+        metrics = image_metrics(probs, masks, threshold, args.erode, kept_size, clean)
         for part in [p for p in dict.fromkeys(part_of) if p != "val"]:
             for group in groups:
                 sel = (part_of == part) & ((dataset == group) | (group == "all"))

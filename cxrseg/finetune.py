@@ -10,6 +10,9 @@ mean loss; the best epoch (epoch 0 = the checkpoint before fine-tuning) is kept 
 Prompts while training: the ground-truth box shifted by up to `--box-shift` model-input pixels per
 coordinate, or, with probability `--prior-box-fraction`, the prior box (from the average training
 mask, also shifted) so that the model learns to work from the box it will get at inference.
+
+`--augment opacity photometric letterbox` adds `--augment-copies` seeded augmented copies of each
+training image (cxrseg.seg_augment) as extra training rows; they are encoded once and cached.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from cxrstats.argtypes import int_range
 from cxrstats.fileio import atomic_path, write_csv, write_run_json
 from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
@@ -28,6 +32,7 @@ from .datasets import add_data_argument, find_all_pairs, sources_from_args
 from .engine import Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model, model_inputs
 from .losses import LOSSES, segmentation_loss
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
+from .seg_augment import AUGMENTATIONS, augmented_copies
 from .split import PARTS, read_splits
 
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
@@ -169,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="box used for validation/test losses: ground truth or prior")
     parser.add_argument("--prior-frame", default="content", choices=FRAMES,
                         help="prior coordinates relative to the whole image or its content box")
+    parser.add_argument("--augment", nargs="+", default=[], choices=AUGMENTATIONS,
+                        help="augmented copies of the training images (default none)")
+    parser.add_argument("--augment-copies", type=int_range(0, 16), default=1,
+                        help="augmented copies per training image with --augment (default 1)")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -204,6 +213,12 @@ def main(argv: list[str] | None = None) -> None:
 
     prior = build_prior(*loaded["train"], frame=args.prior_frame)
     prior.save(out / "prior.json")
+    if args.augment and args.augment_copies > 0:
+        extra = augmented_copies(stems["train"], *loaded["train"], args.augment, args.augment_copies,
+                                 args.seed)
+        stems["train"] = stems["train"] + extra[0]
+        loaded["train"] = (loaded["train"][0] + extra[1], loaded["train"][1] + extra[2])
+        print(f"finetune: {len(extra[0])} augmented training copies ({' '.join(args.augment)})")
     data = {part: SegData(model, stems[part], *loaded[part], prior, args.prompt) for part in PARTS}
     model.to(device)
     if args.train == "decoder":

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from cxrstats.fileio import read_csv, save_npy, write_csv, write_run_json
 
+from .anatomy import add_anatomy_arguments, clean_mask
 from .morphology import dilate_disks, erode_disk
 
 QC_COLUMNS = ["row", "image", "area_fraction", "components", "flag", "action"]
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-area", type=float, default=0.60, help="QC: flag area fraction above")
     parser.add_argument("--max-components", type=int, default=2,
                         help="QC: flag more large components than this")
+    add_anatomy_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder (masks/)")
     parser.add_argument("--seed", type=int, default=0, help="unused (deterministic); kept for uniformity")
     return parser
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     limits = QCLimits(min_area=args.min_area, max_area=args.max_area,
                       max_large_components=args.max_components)
+    if len(raw) and (args.fill_holes or args.keep_largest):
+        raw = np.stack([clean_mask(m, args.fill_holes, args.keep_largest) for m in raw])
     eroded, dilated, qc_rows = postprocess_stack(raw, [r["image"] for r in rows], args.erode,
                                                  tuple(args.dilate), limits)
     save_npy(out / "eroded.npy", eroded)

@@ -21,6 +21,7 @@ from cxrstats.fileio import atomic_path, read_csv, save_npy, write_csv, write_ru
 from vendor_medsam.device import prepare_device
 
 from .data import load_stack
+from .anatomy import add_anatomy_arguments, clean_mask
 from .engine import encode, load_model, segment
 from .prompts import PROMPT_MODES, Prior
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=0.5, help="binarization threshold")
     parser.add_argument("--threshold-from", default=None,
                         help="take the threshold chosen on validation from this eval.csv instead")
+    add_anatomy_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch")
     parser.add_argument("--out", required=True, help="masks/raw.npy, or a folder for PNG masks")
     parser.add_argument("--seed", type=int, default=0, help="seed of a random (micro) model")
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         _, probs, boxes = segment(model, embeddings, images, device, args.prompt, prior,
                                   refine=args.refine, threshold=threshold, batch_size=args.batch_size)
         for j, i in enumerate(rows):
-            mask = (probs[j].numpy() >= threshold).astype(np.uint8)
+            mask = clean_mask(probs[j].numpy() >= threshold, args.fill_holes, args.keep_largest)
             if to_stack:
                 raw[i] = mask
             else:

@@ -1,0 +1,70 @@
+"""Anatomy-aware mask clean-up and augmented training copies, on tiny masks."""
+import numpy as np
+import pytest
+
+from cxrseg import postprocess
+from cxrseg.anatomy import clean_mask, fill_holes, keep_largest
+from cxrseg.seg_augment import augment, augmented_copies
+
+
+def _two_lungs():
+    m = np.zeros((30, 30), np.uint8)
+    m[4:26, 3:12] = 1
+    m[4:26, 17:27] = 1
+    return m
+
+
+def test_fill_holes_fills_inside_each_lung_but_not_between_them():
+    m = _two_lungs()
+    holed = m.copy()
+    holed[10:14, 6:9] = 0           # a hole in the left lung
+    holed[15:17, 20:23] = 0         # and in the right
+    np.testing.assert_array_equal(fill_holes(holed), m)
+    assert fill_holes(m)[15, 14] == 0    # the gap between the lungs stays open
+
+
+def test_keep_largest_drops_specks_and_keeps_two_lungs():
+    m = _two_lungs()
+    specks = m.copy()
+    specks[0, 0] = specks[28, 14] = 1
+    np.testing.assert_array_equal(keep_largest(specks, 2), m)
+    np.testing.assert_array_equal(keep_largest(specks, 0), specks)
+    assert keep_largest(m, 1).sum() == 22 * 10
+    assert not keep_largest(np.zeros((5, 5)), 2).any()
+
+
+def test_clean_mask_combines_both():
+    m = _two_lungs()
+    noisy = m.copy()
+    noisy[10, 6] = 0
+    noisy[0, 29] = 1
+    np.testing.assert_array_equal(clean_mask(noisy, fill=True, largest=2), m)
+
+
+def test_postprocess_cli_applies_the_clean_up(tmp_path):
+    raw = np.stack([_two_lungs()] * 2)
+    raw[0, 10:13, 6:9] = 0
+    raw[1, 0, 0] = 1
+    np.save(tmp_path / "raw.npy", raw)
+    (tmp_path / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
+    postprocess.main(["--masks", str(tmp_path / "raw.npy"), "--index", str(tmp_path / "index.csv"),
+                      "--erode", "0", "--dilate", "0", "--fill-holes", "--keep-largest", "2",
+                      "--out", str(tmp_path / "out")])
+    eroded = np.load(tmp_path / "out" / "eroded.npy")
+    np.testing.assert_array_equal(eroded, np.stack([_two_lungs()] * 2))
+
+
+def test_augmented_copies_are_seeded_and_keep_the_mask_for_pixel_changes():
+    rng = np.random.default_rng(0)
+    m = _two_lungs()
+    image = np.clip(np.where(m, 60, 190) + rng.normal(0, 4, m.shape), 0, 255).astype(np.uint8)
+    stems, images, masks = augmented_copies(["a"], [image], [m], ["opacity", "photometric"], 2, 0)
+    assert stems == ["a~aug0", "a~aug1"]
+    again = augmented_copies(["a"], [image], [m], ["opacity", "photometric"], 2, 0)
+    np.testing.assert_array_equal(images[1], again[1][1])
+    np.testing.assert_array_equal(masks[0], m)
+    assert not np.array_equal(images[0], images[1])
+    boxed, boxed_mask = augment(image, m, ["letterbox"], np.random.default_rng(3))
+    assert boxed.shape == image.shape and boxed_mask.sum() < m.sum()
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment(image, m, ["rotate"], rng)
