@@ -33,6 +33,7 @@ from .engine import Prompts, decode, embeddings_for, gt_boxes, image_prompts, lo
 from .losses import LOSSES, segmentation_loss
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
 from .seg_augment import AUGMENTATIONS, augmented_copies
+from .shape_qc import ShapePrior
 from .split import PARTS, read_splits
 
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
 
     prior = build_prior(*loaded["train"], frame=args.prior_frame)
     prior.save(out / "prior.json")
+    ShapePrior.from_masks(*loaded["train"]).save(out / "shape_prior.json")
     if args.augment and args.augment_copies > 0:
         extra = augmented_copies(stems["train"], *loaded["train"], args.augment, args.augment_copies,
                                  args.seed)

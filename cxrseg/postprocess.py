@@ -20,6 +20,7 @@ from cxrstats.fileio import read_csv, save_npy, write_csv, write_run_json
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .morphology import dilate_disks, erode_disk
+from .shape_qc import SHAPE_COLUMNS, ShapePrior, shape_qc_rows
 
 QC_COLUMNS = ["row", "image", "area_fraction", "components", "flag", "action"]
 
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-components", type=int, default=2,
                         help="QC: flag more large components than this")
     add_anatomy_arguments(parser)
+    parser.add_argument("--shape-prior", default=None,
+                        help="seg/shape_prior.json: also flag shapes implausible against the "
+                             "training masks (needs --images)")
+    parser.add_argument("--images", default=None,
+                        help="the (N, H, W) image stack the masks were predicted on (cache/images.npy)")
     parser.add_argument("--out", required=True, help="output folder (masks/)")
     parser.add_argument("--seed", type=int, default=0, help="unused (deterministic); kept for uniformity")
     return parser
@@ -128,6 +134,14 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"{args.index} has {len(rows)} rows but {args.masks} has {len(raw)} masks")
         if args.erode < 0 or min(args.dilate) < 0:
             raise ValueError("radii must be non-negative")
+        shape_prior = ShapePrior.load(args.shape_prior) if args.shape_prior else None
+        stack = None
+        if shape_prior is not None:
+            if not args.images:
+                raise ValueError("--shape-prior needs --images (the stack the masks were predicted on)")
+            stack = np.load(args.images, mmap_mode="r", allow_pickle=False)
+            if stack.shape != raw.shape:
+                raise ValueError(f"{args.images} has shape {stack.shape} but {args.masks} has {raw.shape}")
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     limits = QCLimits(min_area=args.min_area, max_area=args.max_area,
@@ -139,7 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     save_npy(out / "eroded.npy", eroded)
     for r, masks in dilated.items():
         save_npy(out / f"m{r}.npy", masks)
-    write_csv(out / "qc.csv", QC_COLUMNS, qc_rows)
+    columns = QC_COLUMNS
+    if shape_prior is not None:
+        values, shape = shape_qc_rows(stack, raw, shape_prior)
+        columns = QC_COLUMNS + SHAPE_COLUMNS
+        qc_rows = [(*row[:4], ";".join(([] if row[4] == "ok" else [row[4]]) + f) or "ok", row[5], *v)
+                   for row, v, f in zip(qc_rows, values, shape)]
+    write_csv(out / "qc.csv", columns, qc_rows)
     flagged = sum(row[4] != "ok" for row in qc_rows)
     fallbacks = sum(row[5] != "kept" for row in qc_rows)
     seconds = time.time() - start
