@@ -38,7 +38,8 @@ def plot(rows, names, kinds, strengths, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(kinds), figsize=(3.6 * len(kinds), 6.4), sharex=True)
+    fig, axes = plt.subplots(2, len(kinds), figsize=(3.6 * len(kinds), 6.4), sharex=True,
+                             squeeze=False)
     for col, kind in enumerate(kinds):
         for name in names:
             mine = {r[2]: r for r in rows if r[0] == name and r[1] == kind}
