@@ -5,7 +5,7 @@ Each row is a run trained on one set: a fine-tuning output folder (best.pt, prio
 a run is tested on the test part of its own set (SPLITS) and on every image of the other sets.
 Columns per test set: Dice with the ground-truth box, Dice with automatic prompting (prior box +
 `--refine` passes), and the share of the true lung kept by M-15 (mean and worst image), threshold
-0.5; `--clean` applies --fill-holes --keep-largest 2 to the automatic masks. Usage:
+0.5; the `_clean` columns apply --fill-holes --keep-largest 2 to the automatic masks. Usage:
   python tests/benchmarks/seg_cross_dataset.py \\
       --set montgomery=IMG:MSK:work/x/mont/splits.csv:work/emb/montgomery \\
       --set shenzhen=IMG:MSK:work/x/shen/splits.csv:work/emb/shenzhen \\
@@ -20,7 +20,8 @@ from pathlib import Path
 from seg_bench_common import embed, load_run, load_set, score  # noqa: I001 (sets sys.path)
 from cxrstats.fileio import write_csv
 
-COLUMNS = ["run", "train", "test", "part", "n", "dice_gt", "dice_auto", "kept_m15", "kept_m15_min"]
+COLUMNS = ["run", "train", "test", "part", "n", "dice_gt", "dice_auto", "kept_m15", "kept_m15_min",
+           "dice_auto_clean", "kept_m15_clean", "kept_m15_min_clean"]
 
 
 def main(argv=None) -> None:
@@ -29,7 +30,6 @@ def main(argv=None) -> None:
     parser.add_argument("--set", action="append", required=True, metavar="NAME=IMG:MSK:SPLITS:CACHE")
     parser.add_argument("--row", action="append", required=True, metavar="LABEL|TRAIN|RUN")
     parser.add_argument("--refine", type=int, default=1)
-    parser.add_argument("--clean", action="store_true")
     parser.add_argument("--out", required=True, help="CSV to write")
     args = parser.parse_args(argv)
     started = time.time()
@@ -51,7 +51,7 @@ def main(argv=None) -> None:
             loaded[key] = (imgs, msks, embed(stems, imgs, cache))
         return loaded[key]
 
-    cleans = [(True, 2)] if args.clean else [(False, 0)]
+    cleans = [(False, 0), (True, 2)]
     rows = []
     for spec in args.row:
         label, train, run = spec.split("|")
@@ -60,10 +60,11 @@ def main(argv=None) -> None:
             own = name == train
             imgs, msks, emb = test_data(name, own)
             gt = score(model, prior, emb, imgs, msks, box="gt")[0]
-            auto = score(model, prior, emb, imgs, msks, refine=args.refine, cleans=cleans)[0]
+            auto, clean = score(model, prior, emb, imgs, msks, refine=args.refine, cleans=cleans)
             rows.append([label, train, name, "test" if own else "all", len(imgs),
-                         f"{gt[:, 0].mean():.4f}", f"{auto[:, 0].mean():.4f}",
-                         f"{auto[:, 1].mean():.4f}", f"{auto[:, 1].min():.4f}"])
+                         f"{gt[:, 0].mean():.4f}"]
+                        + [f"{v:.4f}" for a in (auto, clean)
+                           for v in (a[:, 0].mean(), a[:, 1].mean(), a[:, 1].min())])
             print(" | ".join(map(str, rows[-1])), f"({time.time() - started:.0f} s)", flush=True)
     write_csv(args.out, COLUMNS, rows)
     print("\n| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))

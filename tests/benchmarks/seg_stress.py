@@ -3,11 +3,11 @@ lungs, masks unchanged; Dice and the share of the true lung kept by M-15 against
 
 Each run is a fine-tuning output folder (best.pt, prior.json from cxrseg.finetune --train decoder)
 or `lite:FOLDER` (zero-shot LiteMedSAM with FOLDER's prior). Prompting is automatic: the prior box
-plus `--refine` passes, threshold 0.5; with `--clean` each run is also scored after filling holes
-and keeping the two largest components. Every stressed image is encoded once (cached in
+plus `--refine` passes, threshold 0.5; `--clean fill largest2 fill+largest2` also scores each run
+after filling holes and/or keeping the two largest components. Every stressed image is encoded once (cached in
 --cache-dir); decoder-only runs share those embeddings. Writes a CSV and a figure:
   python tests/benchmarks/seg_stress.py --images DIR --masks DIR --splits splits.csv \\
-      --run today=work/x/mont_today --run zero-shot=lite:work/x/mont_today --clean \\
+      --run today=work/x/mont_today --run zero-shot=lite:work/x/mont_today --clean fill \\
       --out work/x/stress
 """
 from __future__ import annotations
@@ -69,7 +69,8 @@ def main(argv=None) -> None:
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--run", action="append", required=True, metavar="NAME=RUN")
     parser.add_argument("--refine", type=int, default=1)
-    parser.add_argument("--clean", action="store_true", help="also score --fill-holes --keep-largest 2")
+    parser.add_argument("--clean", nargs="*", default=[], choices=["fill", "largest2", "fill+largest2"],
+                        help="also score these clean-ups (--fill-holes, --keep-largest 2, both)")
     parser.add_argument("--cache-dir", default="work/emb/stress")
     parser.add_argument("--out", required=True, help="folder for stress.csv and stress.png")
     args = parser.parse_args(argv)
@@ -90,7 +91,8 @@ def main(argv=None) -> None:
     row_of = {s: i for i, s in enumerate(order)}
     print(f"{len(stems)} held-out images x {len(cells)} cells; embeddings after "
           f"{time.time() - started:.0f} s", flush=True)
-    cleans = [(False, 0)] + ([(True, 2)] if args.clean else [])
+    options = {"fill": (True, 0), "largest2": (False, 2), "fill+largest2": (True, 2)}
+    cleans = [(False, 0)] + [options[c] for c in args.clean]
     rows, names = [], []
     for spec in args.run:
         name, _, run = spec.partition("=")
@@ -100,7 +102,7 @@ def main(argv=None) -> None:
             idx = [row_of[s] for s in st]
             scores = score(model, prior, emb[idx], im, masks, refine=args.refine, cleans=cleans)
             for (fill, largest), values in zip(cleans, scores):
-                label = name + (" + fill/2 largest" if fill else "")
+                label = name + (" + fill" if fill else "") + (f" + largest{largest}" if largest else "")
                 rows.append([label, kind, strength, *values.mean(axis=0), values[:, 1].min(),
                              len(values)])
                 if label not in names:
