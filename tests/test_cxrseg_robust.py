@@ -124,3 +124,22 @@ def test_data_and_images_together_is_an_error(two_sets, tmp_path):
     root, data = two_sets
     with pytest.raises(SystemExit, match="either --data"):
         split.main([*data, "--images", "x", "--masks", "y", "--out", str(tmp_path / "s.csv")])
+
+
+def test_finetune_augment_adds_copies_and_evaluate_cleans_up(two_sets, tmp_path, capsys):
+    root, data = two_sets
+    out = tmp_path / "seg"
+    finetune.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", "micro",
+                   "--out", str(out), "--train", "decoder", "--epochs", "1", "--device", "cpu",
+                   "--augment", "opacity", "photometric", "--augment-copies", "2"])
+    n_train = sum(r["part"] == "train" for r in csv.DictReader(open(root / "splits.csv")))
+    assert f"{2 * n_train} augmented training copies" in capsys.readouterr().out
+    assert (out / "shape_prior.json").is_file()
+    evaluate.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", str(out / "best.pt"),
+                   "--out", str(out / "eval.csv"), "--kept-size", "0", "--device", "cpu",
+                   "--fill-holes", "--keep-largest", "2"])
+    rows = list(csv.DictReader(open(out / "eval.csv")))
+    assert all(r["prompt"].endswith("+fill+largest2") for r in rows)
+    with pytest.raises(SystemExit):
+        finetune.main([*data, "--splits", str(root / "splits.csv"), "--out", str(out),
+                       "--augment-copies", "99"])
