@@ -31,7 +31,7 @@ def to_pipeline_size(mask: np.ndarray, size: int | None) -> np.ndarray:
 
 def lung_kept(pred: np.ndarray, truth: np.ndarray, erode: int = 5, radii=KEPT_RADII,
               size: int | None = 512) -> list[float]:
-    """Share of the true lung (0..1) inside M-r of the predicted mask, one value per radius in `radii`.
+    """Share of the true lung (0..1) inside M-r of the predicted mask, one per radius in `radii`.
 
     pred, truth: (H, W) 0/1 of the same shape. An empty true lung keeps everything (1.0).
     """

@@ -32,7 +32,8 @@ def parse_source(text: str) -> Source:
     if not sep or len(parts) not in (2, 3) or not all(parts[:2]):
         raise ValueError(f"--data {text!r}: expected NAME=IMAGES:MASKS or NAME=IMAGES:MASKS:SUFFIX")
     if not NAME_PATTERN.match(name):
-        raise ValueError(f"--data {text!r}: dataset name {name!r} may hold only letters, digits, . _ -")
+        raise ValueError(f"--data {text!r}: dataset name {name!r} may hold only letters, digits "
+                         "and . _ -")
     return Source(name, parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
 
@@ -41,8 +42,8 @@ def sources_from_args(args) -> list[Source]:
     specs = getattr(args, "data", None) or []
     if specs:
         if getattr(args, "images", None) or getattr(args, "masks", None):
-            raise ValueError("give either --data NAME=IMAGES:MASKS (repeatable) or --images/--masks, "
-                             "not both")
+            raise ValueError("give either --data NAME=IMAGES:MASKS (repeatable) or "
+                             "--images/--masks, not both")
         sources = [parse_source(s) for s in specs]
         names = [s.name for s in sources]
         repeated = sorted({n for n in names if names.count(n) > 1})

@@ -56,7 +56,8 @@ def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: f
     rows = []
     for p, m in zip(probs, masks):
         pred = p >= threshold if clean is None else clean(p >= threshold).astype(bool)
-        rows.append([*dice_iou(pred, m), *soft_losses(p, m), *lung_kept(pred, m, erode, size=kept_size)])
+        rows.append([*dice_iou(pred, m), *soft_losses(p, m),
+                     *lung_kept(pred, m, erode, size=kept_size)])
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(METRICS))
 
 
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out's folder)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     add_anatomy_arguments(parser)
-    parser.add_argument("--erode", type=int, default=5, help="erosion radius of the kept-lung shares")
+    parser.add_argument("--erode", type=int, default=5,
+                        help="erosion radius of the kept-lung shares")
     parser.add_argument("--kept-size", type=int, default=512,
                         help="pipeline image side the radii refer to (the cache size); "
                              "0 = the masks' own pixels")
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     started = time.time()
     out = Path(args.out)
-    prompt_label = (f"{args.prompt}:{args.box_source}" + (f"+refine{args.refine}" if args.refine else "")
+    prompt_label = (f"{args.prompt}:{args.box_source}"
+                    + (f"+refine{args.refine}" if args.refine else "")
                     + ("+fill" if args.fill_holes else "")
                     + (f"+largest{args.keep_largest}" if args.keep_largest else ""))
     try:
@@ -197,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
             per_image.append([name, dataset[i], part_of[i], stem, f"{threshold:.2f}"]
                              + [f"{v:.6f}" for v in metrics[i]])
         summary = ", ".join(f"{p} Dice {metrics[part_of == p, 0].mean():.4f} "
-                            f"M-15 keeps {metrics[part_of == p, 4].mean():.4f}" for p in dict.fromkeys(part_of))
+                            f"M-15 keeps {metrics[part_of == p, 4].mean():.4f}"
+                            for p in dict.fromkeys(part_of))
         print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({prompt_label})", flush=True)
 
     write_csv(out, EVAL_COLUMNS, rows)

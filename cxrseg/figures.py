@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         by_row = {int(r["row"]): r for r in qc_rows}
         labels = [f"{by_row[r]['image']}: {by_row[r]['flag']}" for r in worst]
         plot_worst(images, stacks["raw"], worst, labels, out / "worst_masks.png")
-    print(f"figures: best epoch {best}; panels for row {row} -> {out}/seg_loss_curves.png, mask_panels.png"
-          + (", worst_masks.png" if args.worst else ""))
+    print(f"figures: best epoch {best}; panels for row {row} -> {out}/seg_loss_curves.png, "
+          "mask_panels.png" + (", worst_masks.png" if args.worst else ""))
     write_run_json(out, args, seconds=time.time() - started, row=row)
 
 

@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     prior.save(out / "prior.json")
     ShapePrior.from_masks(*loaded["train"]).save(out / "shape_prior.json")
     if args.augment and args.augment_copies > 0:
-        extra = augmented_copies(stems["train"], *loaded["train"], args.augment, args.augment_copies,
-                                 args.seed)
+        extra = augmented_copies(stems["train"], *loaded["train"], args.augment,
+                                 args.augment_copies, args.seed)
         stems["train"] = stems["train"] + extra[0]
         loaded["train"] = (loaded["train"][0] + extra[1], loaded["train"][1] + extra[2])
         print(f"finetune: {len(extra[0])} augmented training copies ({' '.join(args.augment)})")

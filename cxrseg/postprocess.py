@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seg/shape_prior.json: also flag shapes implausible against the "
                              "training masks (needs --images)")
     parser.add_argument("--images", default=None,
-                        help="the (N, H, W) image stack the masks were predicted on (cache/images.npy)")
+                        help="the (N, H, W) image stack the masks were predicted on "
+                             "(cache/images.npy)")
     parser.add_argument("--out", required=True, help="output folder (masks/)")
     parser.add_argument("--seed", type=int, default=0, help="unused (deterministic); kept for uniformity")
     return parser
@@ -138,10 +139,12 @@ def main(argv: list[str] | None = None) -> None:
         stack = None
         if shape_prior is not None:
             if not args.images:
-                raise ValueError("--shape-prior needs --images (the stack the masks were predicted on)")
+                raise ValueError("--shape-prior needs --images (the stack the masks were "
+                                 "predicted on)")
             stack = np.load(args.images, mmap_mode="r", allow_pickle=False)
             if stack.shape != raw.shape:
-                raise ValueError(f"{args.images} has shape {stack.shape} but {args.masks} has {raw.shape}")
+                raise ValueError(f"{args.images} has shape {stack.shape} but {args.masks} has "
+                                 f"{raw.shape}")
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     limits = QCLimits(min_area=args.min_area, max_area=args.max_area,
@@ -157,8 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     if shape_prior is not None:
         values, shape = shape_qc_rows(stack, raw, shape_prior)
         columns = QC_COLUMNS + SHAPE_COLUMNS
-        qc_rows = [(*row[:4], ";".join(([] if row[4] == "ok" else [row[4]]) + f) or "ok", row[5], *v)
-                   for row, v, f in zip(qc_rows, values, shape)]
+        qc_rows = [(*row[:4], ";".join(([] if row[4] == "ok" else [row[4]]) + f) or "ok", row[5],
+                    *v) for row, v, f in zip(qc_rows, values, shape)]
     write_csv(out / "qc.csv", columns, qc_rows)
     flagged = sum(row[4] != "ok" for row in qc_rows)
     fallbacks = sum(row[5] != "kept" for row in qc_rows)

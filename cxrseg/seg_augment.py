@@ -41,9 +41,13 @@ def letterbox(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     """Squeeze the picture along one axis to 75..100% and pad it back to (H, W) with black."""
     h, w = image.shape
     factor = rng.uniform(0.75, 1.0)
-    size = (max(1, int(round(w * factor))), h) if rng.random() < 0.5 else (w, max(1, int(round(h * factor))))
+    if rng.random() < 0.5:
+        size = (max(1, int(round(w * factor))), h)
+    else:
+        size = (w, max(1, int(round(h * factor))))
     small = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-    small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 127
+    small_mask = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)
+    small_mask = np.asarray(small_mask) > 127
     out, out_mask = np.zeros_like(image), np.zeros(mask.shape, np.uint8)
     y0, x0 = (h - size[1]) // 2, (w - size[0]) // 2
     out[y0:y0 + size[1], x0:x0 + size[0]] = small
@@ -53,7 +57,7 @@ def letterbox(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
 
 def augment(image: np.ndarray, mask: np.ndarray, kinds: list[str], rng: np.random.Generator
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply each augmentation in `kinds` in order; returns (image (H, W) uint8, mask (H, W) 0/1)."""
+    """Apply each augmentation in `kinds` in order -> (image (H, W) uint8, mask (H, W) 0/1)."""
     image, mask = np.asarray(image), (np.asarray(mask) > 0).astype(np.uint8)
     for kind in kinds:
         if kind == "opacity":

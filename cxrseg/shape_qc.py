@@ -66,7 +66,8 @@ class ShapePrior:
         balance = np.array([m[1] for m in measured])
         boxes = np.stack([m[2] for m in measured])
         return cls(float(area.mean()), float(area.std()), float(balance.mean()),
-                   float(balance.std()), boxes.mean(0).tolist(), boxes.std(0).tolist(), len(measured))
+                   float(balance.std()), boxes.mean(0).tolist(), boxes.std(0).tolist(),
+                   len(measured))
 
     def save(self, path: str | os.PathLike) -> None:
         write_json(path, asdict(self))

@@ -2,8 +2,9 @@
 
 `splits.csv` has columns `stem, dataset, part` (part in train/val/test) or, with `--folds K`,
 `stem, dataset, fold` (fold 0..K-1). With several datasets (`--data NAME=IMAGES:MASKS`, repeated)
-each dataset is split on its own, so every part holds the same share of every dataset. For fold k, `parts_for_fold` makes fold k the test part and carves a seeded
-validation part out of the remaining folds.
+each dataset is split on its own, so every part holds the same share of every dataset. For fold
+k, `parts_for_fold` makes fold k the test part and carves a seeded validation part out of the
+remaining folds.
 """
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         pairs, dataset_of = find_all_pairs(sources_from_args(args))
         stems = [p.stem for p in pairs]
-        by_dataset = {d: [s for s in stems if dataset_of[s] == d] for d in dict.fromkeys(dataset_of.values())}
+        by_dataset = {d: [s for s in stems if dataset_of[s] == d]
+                      for d in dict.fromkeys(dataset_of.values())}
         if args.folds:
             folds = {}
             for group in by_dataset.values():

@@ -97,7 +97,8 @@ def test_postprocess_adds_shape_columns_and_figures_rank_the_worst(tmp_path):
     np.save(tmp_path / "images.npy", np.stack([image, image]))
     (tmp_path / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
     postprocess.main(["--masks", str(tmp_path / "raw.npy"), "--index", str(tmp_path / "index.csv"),
-                      "--erode", "1", "--dilate", "2", "--shape-prior", str(tmp_path / "shape_prior.json"),
+                      "--erode", "1", "--dilate", "2",
+                      "--shape-prior", str(tmp_path / "shape_prior.json"),
                       "--images", str(tmp_path / "images.npy"), "--out", str(tmp_path / "out")])
     from cxrstats.fileio import read_csv
     rows = read_csv(tmp_path / "out" / "qc.csv")
@@ -105,5 +106,7 @@ def test_postprocess_adds_shape_columns_and_figures_rank_the_worst(tmp_path):
     assert float(rows[1]["shape_score"]) > 1 > float(rows[0]["shape_score"])
     assert worst_rows(rows, 1) == [1]
     with pytest.raises(SystemExit, match="needs --images"):
-        postprocess.main(["--masks", str(tmp_path / "raw.npy"), "--index", str(tmp_path / "index.csv"),
-                          "--shape-prior", str(tmp_path / "shape_prior.json"), "--out", str(tmp_path / "o2")])
+        postprocess.main(["--masks", str(tmp_path / "raw.npy"),
+                          "--index", str(tmp_path / "index.csv"),
+                          "--shape-prior", str(tmp_path / "shape_prior.json"),
+                          "--out", str(tmp_path / "o2")])

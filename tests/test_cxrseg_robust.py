@@ -107,7 +107,8 @@ def test_finetune_and_evaluate_report_per_dataset_and_kept_shares(two_sets, tmp_
     out = tmp_path / "seg"
     finetune.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", "micro",
                    "--out", str(out), "--train", "decoder", "--epochs", "1", "--device", "cpu"])
-    evaluate.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", str(out / "best.pt"),
+    evaluate.main([*data, "--splits", str(root / "splits.csv"),
+                   "--checkpoint", str(out / "best.pt"),
                    "--out", str(out / "eval.csv"), "--kept-size", "0", "--device", "cpu"])
     rows = list(csv.DictReader(open(out / "eval.csv")))
     test_rows = {r["dataset"]: r for r in rows if r["part"] == "test"}
@@ -135,7 +136,8 @@ def test_finetune_augment_adds_copies_and_evaluate_cleans_up(two_sets, tmp_path,
     n_train = sum(r["part"] == "train" for r in csv.DictReader(open(root / "splits.csv")))
     assert f"{2 * n_train} augmented training copies" in capsys.readouterr().out
     assert (out / "shape_prior.json").is_file()
-    evaluate.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", str(out / "best.pt"),
+    evaluate.main([*data, "--splits", str(root / "splits.csv"),
+                   "--checkpoint", str(out / "best.pt"),
                    "--out", str(out / "eval.csv"), "--kept-size", "0", "--device", "cpu",
                    "--fill-holes", "--keep-largest", "2"])
     rows = list(csv.DictReader(open(out / "eval.csv")))

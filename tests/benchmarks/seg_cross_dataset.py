@@ -27,7 +27,8 @@ COLUMNS = ["run", "train", "test", "part", "n", "dice_gt", "dice_auto", "kept_m1
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", action="append", required=True, metavar="NAME=IMG:MSK:SPLITS:CACHE")
+    parser.add_argument("--set", action="append", required=True,
+                        metavar="NAME=IMG:MSK:SPLITS:CACHE")
     parser.add_argument("--row", action="append", required=True, metavar="LABEL|TRAIN|RUN")
     parser.add_argument("--refine", type=int, default=1)
     parser.add_argument("--out", required=True, help="CSV to write")

@@ -4,8 +4,8 @@ lungs, masks unchanged; Dice and the share of the true lung kept by M-15 against
 Each run is a fine-tuning output folder (best.pt, prior.json from cxrseg.finetune --train decoder)
 or `lite:FOLDER` (zero-shot LiteMedSAM with FOLDER's prior). Prompting is automatic: the prior box
 plus `--refine` passes, threshold 0.5; `--clean fill largest2 fill+largest2` also scores each run
-after filling holes and/or keeping the two largest components. Every stressed image is encoded once (cached in
---cache-dir); decoder-only runs share those embeddings. Writes a CSV and a figure:
+after filling holes and/or keeping the two largest components. Every stressed image is encoded
+once (cached in --cache-dir); decoder-only runs share those embeddings. Writes a CSV and a figure:
   python tests/benchmarks/seg_stress.py --images DIR --masks DIR --splits splits.csv \\
       --run today=work/x/mont_today --run zero-shot=lite:work/x/mont_today --clean fill \\
       --out work/x/stress
@@ -69,7 +69,8 @@ def main(argv=None) -> None:
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--run", action="append", required=True, metavar="NAME=RUN")
     parser.add_argument("--refine", type=int, default=1)
-    parser.add_argument("--clean", nargs="*", default=[], choices=["fill", "largest2", "fill+largest2"],
+    parser.add_argument("--clean", nargs="*", default=[],
+                        choices=["fill", "largest2", "fill+largest2"],
                         help="also score these clean-ups (--fill-holes, --keep-largest 2, both)")
     parser.add_argument("--cache-dir", default="work/emb/stress")
     parser.add_argument("--out", required=True, help="folder for stress.csv and stress.png")
@@ -102,7 +103,8 @@ def main(argv=None) -> None:
             idx = [row_of[s] for s in st]
             scores = score(model, prior, emb[idx], im, masks, refine=args.refine, cleans=cleans)
             for (fill, largest), values in zip(cleans, scores):
-                label = name + (" + fill" if fill else "") + (f" + largest{largest}" if largest else "")
+                label = (name + (" + fill" if fill else "")
+                         + (f" + largest{largest}" if largest else ""))
                 rows.append([label, kind, strength, *values.mean(axis=0), values[:, 1].min(),
                              len(values)])
                 if label not in names:
@@ -120,7 +122,8 @@ def main(argv=None) -> None:
             mine = {r[2]: r for r in rows if r[0] == name and r[1] == kind}
             print(f"| {name} | {kind} | " + " | ".join(f"{mine[s][3]:.4f}" for s in args.strengths)
                   + " | " + " | ".join(f"{mine[s][4]:.4f}" for s in args.strengths) + " |")
-    print(f"({len(stems)} held-out images, {time.time() - started:.0f} s) -> {out}/stress.csv, stress.png")
+    print(f"({len(stems)} held-out images, {time.time() - started:.0f} s) -> "
+          f"{out}/stress.csv, stress.png")
 
 
 if __name__ == "__main__":
