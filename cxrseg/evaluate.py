@@ -6,6 +6,13 @@ and a zero-shot one (`--zero-shot`, the checkpoint before fine-tuning) are evalu
 The binarization threshold is chosen per checkpoint on validation (sweep 0.50..0.70 by 0.05, best
 mean Dice) and applied to the other parts; without a validation part `--threshold` is used.
 Works on any dataset: pass another `--images/--masks` without `--splits` for a cross-dataset test.
+Several datasets at once: `--data NAME=IMAGES:MASKS` per dataset; rows are written per dataset and
+part, plus `all` rows pooling the datasets when there are several.
+
+Beside Dice, `kept_m15` / `kept_m50` give the share of the true lung inside the M-15 / M-50 mask
+built from the prediction as cxrseg.postprocess builds it (eroded `--erode`, dilated 15 / 50, in
+pixels of the pipeline's `--kept-size` side; cxrseg.coverage): whether masking could hide lung.
+
 Reads a split file only with its done_split.json and a fine-tuned checkpoint only with its
 done_finetune.json; writes done_evaluate.json last (one evaluation per folder: the record covers
 the latest).
@@ -23,15 +30,19 @@ from cxrstats.fileio import IncompleteRunError, begin_run, write_csv, write_done
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
-from .data import find_pairs, load_pairs
+from .anatomy import add_anatomy_arguments, clean_mask
+from .coverage import lung_kept
+from .data import load_pairs
+from .datasets import add_data_argument, find_all_pairs, sources_from_args
 from .engine import embeddings_for, gt_boxes, load_model, segment
 from .losses import dice_iou
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE
 from .split import PARTS, read_finished_splits
 
-EVAL_COLUMNS = ["checkpoint", "dataset", "part", "threshold", "dice", "iou", "dice_loss", "bce_loss", "n", "prompt"]
-PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", "dice", "iou", "dice_loss", "bce_loss"]
+METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
+EVAL_COLUMNS = ["checkpoint", "dataset", "part", "threshold", *METRICS, "n", "prompt"]
+PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", *METRICS]
 SWEEP = (0.50, 0.55, 0.60, 0.65, 0.70)
 PROBABILITY = float_range(0, 1, lo_open=True, hi_open=True)  # a threshold on probabilities
 
@@ -45,17 +56,23 @@ def soft_losses(prob: np.ndarray, mask: np.ndarray, eps: float = 1e-6) -> tuple[
     return float(dice), float(bce)
 
 
-def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: float) -> np.ndarray:
-    """(N, 4) per image: Dice, IoU (binarized at `threshold`), soft Dice loss, BCE."""
+def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: float,
+                  erode: int = 5, kept_size: int | None = 512, clean=None) -> np.ndarray:
+    """(N, 6) per image: Dice, IoU (binarized at `threshold`, then `clean`ed when given, e.g.
+    cxrseg.anatomy.clean_mask), soft Dice loss, BCE, and the shares of the true lung kept by M-15
+    and M-50 (cxrseg.coverage.lung_kept)."""
     rows = []
     for p, m in zip(probs, masks):
-        rows.append([*dice_iou(p >= threshold, m), *soft_losses(p, m)])
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+        pred = p >= threshold if clean is None else clean(p >= threshold).astype(bool)
+        rows.append([*dice_iou(pred, m), *soft_losses(p, m),
+                     *lung_kept(pred, m, erode, size=kept_size)])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(METRICS))
 
 
-def choose_threshold(probs, masks, thresholds=SWEEP) -> tuple[float, list[tuple[float, np.ndarray]]]:
+def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = 5, kept_size: int | None = 512,
+                     clean=None) -> tuple[float, list[tuple[float, np.ndarray]]]:
     """Best mean Dice threshold (lowest on ties) and the per-threshold metrics."""
-    sweep = [(t, image_metrics(probs, masks, t)) for t in thresholds]
+    sweep = [(t, image_metrics(probs, masks, t, erode, kept_size, clean)) for t in thresholds]
     best = max(sweep, key=lambda item: (round(item[1][:, 0].mean(), 12), -item[0]))[0]
     return best, sweep
 
@@ -76,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  python -m cxrseg.evaluate --images data/seg/images --masks data/seg/masks "
                "--splits work/seg/splits.csv --checkpoint work/seg/best.pt --zero-shot lite "
                "--out work/seg/eval.csv")
-    parser.add_argument("--images", required=True, help="folder of images")
-    parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
+    parser.add_argument("--images", default=None, help="folder of images")
+    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
+    add_data_argument(parser)
     parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
     parser.add_argument("--splits", default=None, help="seg/splits.csv; omit to evaluate every pair as part 'all'")
     parser.add_argument("--fold", type=int_range(0), default=None,
@@ -105,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images per encoder batch")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out's folder)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
+    add_anatomy_arguments(parser)
+    parser.add_argument("--erode", type=int_range(0), default=5,
+                        help="erosion radius of the kept-lung shares")
+    parser.add_argument("--kept-size", type=int_range(0), default=512,
+                        help="pipeline image side the radii refer to (the cache size); "
+                             "0 = the masks' own pixels")
     parser.add_argument("--out", required=True, help="output CSV (seg/eval.csv)")
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed of a random (micro) model")
@@ -128,16 +152,20 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     out = Path(args.out)
     per_image_path = out.with_name(out.stem + "_per_image.csv")
-    dataset = args.dataset or Path(args.images).resolve().parent.name
-    prompt_label = f"{args.prompt}:{args.box_source}" + (f"+refine{args.refine}" if args.refine else "")
+    prompt_label = (f"{args.prompt}:{args.box_source}"
+                    + (f"+refine{args.refine}" if args.refine else "")
+                    + ("+fill" if args.fill_holes else "")
+                    + (f"+largest{args.keep_largest}" if args.keep_largest else ""))
     try:
         device = prepare_device(args.device)
-        pairs = find_pairs(args.images, args.masks, args.mask_suffix)
+        if args.erode < 0 or args.kept_size < 0:
+            raise ValueError("--erode and --kept-size must be non-negative")
+        pairs, dataset_of = find_all_pairs(sources_from_args(args))
         if args.splits:
             parts = read_finished_splits(args.splits, args.fold, args.seed)
             missing = sorted(set(parts) - {p.stem for p in pairs})
             if missing:
-                raise ValueError(f"{args.splits}: stems without a pair in {args.images}: {missing[:5]}")
+                raise ValueError(f"{args.splits}: stems without an image/mask pair: {missing[:5]}")
             pairs = [p for p in pairs if parts.get(p.stem) in args.parts]
         else:
             parts = {p.stem: "all" for p in pairs}
@@ -155,6 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     begin_run(out.parent, outputs, done=EVALUATE)
     stems = [p.stem for p in pairs]
     part_of = np.array([parts[s] for s in stems])
+    dataset = np.array([dataset_of[s] for s in stems])
+    groups = list(dict.fromkeys(dataset)) + (["all"] if len(set(dataset)) > 1 else [])
+    kept_size = args.kept_size or None
+    clean = None
+    if args.fill_holes or args.keep_largest:
+        def clean(m):
+            return clean_mask(m, args.fill_holes, args.keep_largest)
     cache_dir = None if args.no_cache else args.cache_dir or out.parent
 
     rows, per_image, chosen = [], [], {}
@@ -163,17 +198,28 @@ def main(argv: list[str] | None = None) -> None:
         threshold = args.threshold
         if "val" in part_of:
             val = np.flatnonzero(part_of == "val")
-            threshold, sweep = choose_threshold([probs[i] for i in val], [masks[i] for i in val], args.thresholds)
+            threshold, sweep = choose_threshold([probs[i] for i in val], [masks[i] for i in val],
+                                                args.thresholds, args.erode, kept_size, clean)
             for t, metrics in sweep:
-                rows.append([name, dataset, "val", f"{t:.2f}", *_means(metrics), len(val), prompt_label])
+                for group in groups:
+                    sel = dataset[val] == group if group != "all" else np.ones(len(val), bool)
+                    if sel.any():
+                        rows.append([name, group, "val", f"{t:.2f}", *_means(metrics[sel]),
+                                     int(sel.sum()), prompt_label])
         chosen[name] = threshold
-        metrics = image_metrics(probs, masks, threshold)
+        metrics = image_metrics(probs, masks, threshold, args.erode, kept_size, clean)
         for part in [p for p in dict.fromkeys(part_of) if p != "val"]:
-            sel = part_of == part
-            rows.append([name, dataset, part, f"{threshold:.2f}", *_means(metrics[sel]), int(sel.sum()), prompt_label])
+            for group in groups:
+                sel = (part_of == part) & ((dataset == group) | (group == "all"))
+                if sel.any():
+                    rows.append([name, group, part, f"{threshold:.2f}", *_means(metrics[sel]),
+                                 int(sel.sum()), prompt_label])
         for i, stem in enumerate(stems):
-            per_image.append([name, dataset, part_of[i], stem, f"{threshold:.2f}"] + [f"{v:.6f}" for v in metrics[i]])
-        summary = ", ".join(f"{p} Dice {metrics[part_of == p, 0].mean():.4f}" for p in dict.fromkeys(part_of))
+            per_image.append([name, dataset[i], part_of[i], stem, f"{threshold:.2f}"]
+                             + [f"{v:.6f}" for v in metrics[i]])
+        summary = ", ".join(f"{p} Dice {metrics[part_of == p, 0].mean():.4f} "
+                            f"M-15 keeps {metrics[part_of == p, 4].mean():.4f}"
+                            for p in dict.fromkeys(part_of))
         print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({prompt_label})", flush=True)
 
     write_csv(out, EVAL_COLUMNS, rows)

@@ -4,6 +4,8 @@ seg_loss_curves.png: mean loss, Dice loss and BCE per epoch for train/val/test (
 with the best epoch (lowest validation loss) marked.
 mask_panels.png: the six-panel figure for one image of the cache: image with its prompt box, raw
 mask overlay, eroded mask, M-15, M-50, and the M-50 masked image (cutout).
+worst_masks.png (`--worst N`): the N least plausible raw masks for review, ranked by qc.csv's
+`shape_score` (cxrseg.shape_qc; flagged masks first when qc.csv has no shape columns).
 """
 from __future__ import annotations
 
@@ -85,6 +87,36 @@ def plot_mask_panels(image: np.ndarray, box, raw, eroded, m15, m50, out: str | P
     plt.close(fig)
 
 
+def worst_rows(qc_rows: list[dict], n: int) -> list[int]:
+    """Cache rows of the `n` least plausible masks: highest shape_score, else flagged first."""
+    def badness(row):
+        score = row.get("shape_score", "")
+        return (row["flag"] != "ok", float(score) if score not in ("", "nan") else 0.0)
+    return [int(r["row"]) for r in sorted(qc_rows, key=badness, reverse=True)[:n]]
+
+
+def plot_worst(images, raw, rows: list[int], labels: list[str], out: str | Path) -> None:
+    """A grid of raw-mask overlays, one per cache row in `rows`, titled with `labels`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(len(rows), 5)
+    lines = (len(rows) + cols - 1) // cols
+    fig, axes = plt.subplots(lines, cols, figsize=(3 * cols, 3.2 * lines), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, row, label in zip(axes.ravel(), rows, labels):
+        ax.imshow(np.asarray(images[row]), cmap="gray", vmin=0, vmax=255)
+        tint = np.zeros((*raw[row].shape, 4))
+        tint[boundary(np.asarray(raw[row]), 2)] = (0.9, 0.2, 0.1, 1.0)
+        ax.imshow(tint)
+        ax.set_title(label, fontsize=7)
+    fig.tight_layout()
+    _save(fig, Path(out))
+    plt.close(fig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cxrseg.figures", description=__doc__,
@@ -96,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--masks", required=True, help="masks/ folder (raw, eroded, m15, m50 .npy; prompts.csv)")
     parser.add_argument("--row", type=int_range(0), default=None,
                         help="cache row for the panels (default: the first image whose QC flag is ok)")
+    parser.add_argument("--worst", type=int_range(0, 100), default=0,
+                        help="also draw the N least plausible masks (worst_masks.png)")
     parser.add_argument("--out", required=True, help="output folder (results/figures/)")
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="unused (deterministic); kept for uniformity")
@@ -139,7 +173,17 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     plot_mask_panels(np.asarray(images[row]), box, *(np.asarray(stacks[n][row]) for n in ("raw", "eroded", "m15", "m50")),
                      out / "mask_panels.png", title=f"{index[row]['image']} (row {row})")
-    print(f"figures: best epoch {best}; panels for row {row} -> {out}/seg_loss_curves.png, mask_panels.png")
+    if args.worst:
+        qc = masks_dir / "qc.csv"
+        if not qc.is_file():
+            raise SystemExit(f"error: {qc}: file not found (run cxrseg.postprocess)")
+        qc_rows = read_csv(qc, required=["row", "image", "flag"])
+        worst = worst_rows(qc_rows, args.worst)
+        by_row = {int(r["row"]): r for r in qc_rows}
+        labels = [f"{by_row[r]['image']}: {by_row[r]['flag']}" for r in worst]
+        plot_worst(images, stacks["raw"], worst, labels, out / "worst_masks.png")
+    print(f"figures: best epoch {best}; panels for row {row} -> {out}/seg_loss_curves.png, "
+          "mask_panels.png" + (", worst_masks.png" if args.worst else ""))
     write_run_json(out, args, seconds=time.time() - started, row=row)
 
 

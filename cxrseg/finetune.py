@@ -13,6 +13,9 @@ Empty training masks are listed in a warning; all of them empty is an error.
 Prompts while training: the ground-truth box shifted by up to `--box-shift` model-input pixels per
 coordinate, or, with probability `--prior-box-fraction`, the prior box (from the average training
 mask, also shifted) so that the model learns to work from the box it will get at inference.
+
+`--augment opacity photometric letterbox` adds `--augment-copies` seeded augmented copies of each
+training image (cxrseg.seg_augment) as extra training rows; they are encoded once and cached.
 """
 from __future__ import annotations
 
@@ -33,18 +36,23 @@ from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
 
-from .data import find_pairs, load_pairs
+from .data import load_pairs
+from .datasets import add_data_argument, find_all_pairs, sources_from_args
 from .engine import Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model, model_inputs
 from .losses import LOSSES, segmentation_loss
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
 from .records import FINETUNE, FINETUNE_STAGE
+from .seg_augment import AUGMENTATIONS, augmented_copies
+from .shape_qc import ShapePrior
 from .split import PARTS, read_finished_splits
 
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
-OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "run_finetune.json"]
+OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "shape_prior.json",
+           "run_finetune.json"]
 # Flags that must not change when a run is resumed (--epochs and --patience may).
 RESUME_KEYS = ("checkpoint", "train", "loss", "lr", "weight_decay", "batch_size", "prompt",
-               "box_shift", "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold", "mask_suffix")
+               "box_shift", "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold",
+               "mask_suffix", "augment", "augment_copies")
 STATE_KEYS = ("model", "optimizer", "generator", "epoch", "best_loss", "best_epoch", "bad_epochs",
               "curves", "settings")
 
@@ -186,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.finetune --images data/seg/images --masks data/seg/masks "
                "--splits work/seg/splits.csv --checkpoint lite --config lite --train decoder --out work/seg/")
-    parser.add_argument("--images", required=True, help="folder of training images")
-    parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
+    parser.add_argument("--images", default=None, help="folder of training images")
+    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
+    add_data_argument(parser)
     parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
     parser.add_argument("--splits", required=True, help="seg/splits.csv from cxrseg.split")
     parser.add_argument("--fold", type=int_range(0), default=None,
@@ -217,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="box used for validation/test losses: ground truth or prior")
     parser.add_argument("--prior-frame", default="content", choices=FRAMES,
                         help="prior coordinates relative to the whole image or its content box")
+    parser.add_argument("--augment", nargs="+", default=[], choices=AUGMENTATIONS,
+                        help="augmented copies of the training images (default none)")
+    parser.add_argument("--augment-copies", type=int_range(0, 16), default=1,
+                        help="augmented copies per training image with --augment (default 1)")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out)")
     parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -248,17 +261,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         device = prepare_device(args.device)
         parts = read_finished_splits(args.splits, args.fold, args.seed)
-        pairs = {p.stem: p for p in find_pairs(args.images, args.masks, args.mask_suffix)}
+        sources = sources_from_args(args)
+        pairs = {p.stem: p for p in find_all_pairs(sources)[0]}
         unknown = sorted(set(parts) - set(pairs))
         if unknown:
             raise ValueError(f"{args.splits}: {len(unknown)} stem(s) have no image/mask pair in "
-                             f"{args.images}: {unknown[:5]}")
+                             f"{', '.join(s.images for s in sources)}: {unknown[:5]}")
         model = load_model(args.checkpoint, args.config, args.seed)
         stems = {part: sorted(s for s, p in parts.items() if p == part) for part in PARTS}
         if not stems["train"] or not stems["val"]:
             raise ValueError(f"{args.splits}: needs train and val stems")
         loaded = {part: load_pairs([pairs[s] for s in stems[part]]) for part in PARTS}
-        warn_empty_masks(stems, loaded, args.masks)
+        warn_empty_masks(stems, loaded, args.masks or " ".join(args.data or []))
         if args.box_shift is None:
             args.box_shift = 20 * model.img_size / 1024
         settings = resume_settings(args, model, parts)
@@ -269,6 +283,13 @@ def main(argv: list[str] | None = None) -> None:
 
     prior = build_prior(*loaded["train"], frame=args.prior_frame)
     prior.save(out / "prior.json")
+    ShapePrior.from_masks(*loaded["train"]).save(out / "shape_prior.json")
+    if args.augment and args.augment_copies > 0:
+        extra = augmented_copies(stems["train"], *loaded["train"], args.augment,
+                                 args.augment_copies, args.seed)
+        stems["train"] = stems["train"] + extra[0]
+        loaded["train"] = (loaded["train"][0] + extra[1], loaded["train"][1] + extra[2])
+        print(f"finetune: {len(extra[0])} augmented training copies ({' '.join(args.augment)})")
     data = {part: SegData(model, stems[part], *loaded[part], prior, args.prompt) for part in PARTS}
     model.to(device)
     if args.train == "decoder":

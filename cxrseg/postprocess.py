@@ -26,8 +26,10 @@ from cxrstats.argtypes import float_range, int_range
 from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, read_done, save_npy,
                              write_csv, write_done, write_run_json)
 
+from .anatomy import add_anatomy_arguments, clean_mask
 from .morphology import dilate_disks, erode_disk
 from .records import POSTPROCESS, PREDICT, require_finished
+from .shape_qc import SHAPE_COLUMNS, ShapePrior, shape_qc_rows
 
 QC_COLUMNS = ["row", "image", "area_fraction", "components", "flag", "action"]
 
@@ -117,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="QC: flag area fraction above")
     parser.add_argument("--max-components", type=int_range(1), default=2,
                         help="QC: flag more large components than this")
+    add_anatomy_arguments(parser)
+    parser.add_argument("--shape-prior", default=None,
+                        help="seg/shape_prior.json: also flag shapes implausible against the "
+                             "training masks (needs --images)")
+    parser.add_argument("--images", default=None,
+                        help="the (N, H, W) image stack the masks were predicted on "
+                             "(cache/images.npy)")
     parser.add_argument("--out", required=True, help="output folder (masks/)")
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="unused (deterministic); kept for uniformity")
@@ -187,18 +196,36 @@ def main(argv: list[str] | None = None) -> None:
         if len(rows) != len(raw):
             raise ValueError(f"{args.index} has {len(rows)} rows but {args.masks} has {len(raw)} masks")
         check_same_images(rows, args.index, Path(args.masks).parent / "index.csv")
+        shape_prior = ShapePrior.load(args.shape_prior) if args.shape_prior else None
+        stack = None
+        if shape_prior is not None:
+            if not args.images:
+                raise ValueError("--shape-prior needs --images (the stack the masks were "
+                                 "predicted on)")
+            stack = np.load(args.images, mmap_mode="r", allow_pickle=False)
+            if stack.shape != raw.shape:
+                raise ValueError(f"{args.images} has shape {stack.shape} but {args.masks} has "
+                                 f"{raw.shape}")
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
     outputs = ["eroded.npy", *(f"m{r}.npy" for r in args.dilate), "qc.csv", "run_postprocess.json"]
     begin_run(out, outputs + _previous_outputs(out), done=POSTPROCESS)
     limits = QCLimits(min_area=args.min_area, max_area=args.max_area,
                       max_large_components=args.max_components)
+    if len(raw) and (args.fill_holes or args.keep_largest):
+        raw = np.stack([clean_mask(m, args.fill_holes, args.keep_largest) for m in raw])
     eroded, dilated, qc_rows = postprocess_stack(raw, [r["image"] for r in rows], args.erode,
                                                  tuple(args.dilate), limits)
     save_npy(out / "eroded.npy", eroded)
     for r, masks in dilated.items():
         save_npy(out / f"m{r}.npy", masks)
-    write_csv(out / "qc.csv", QC_COLUMNS, qc_rows)
+    columns = QC_COLUMNS
+    if shape_prior is not None:
+        values, shape = shape_qc_rows(stack, raw, shape_prior)
+        columns = QC_COLUMNS + SHAPE_COLUMNS
+        qc_rows = [(*row[:4], ";".join(([] if row[4] == "ok" else [row[4]]) + f) or "ok", row[5],
+                    *v) for row, v, f in zip(qc_rows, values, shape)]
+    write_csv(out / "qc.csv", columns, qc_rows)
     flagged = sum(row[4] != "ok" for row in qc_rows)
     fallbacks = sum(row[5] != "kept" for row in qc_rows)
     seconds = time.time() - start

@@ -27,17 +27,21 @@ from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
 from .data import load_stack
+from .anatomy import add_anatomy_arguments, clean_mask
 from .engine import encode, load_model, segment
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE, PREDICT, require_finished
 
 
 def threshold_from_eval(path: str | Path, checkpoint: str) -> float:
-    """The threshold that cxrseg.evaluate chose on validation for `checkpoint` (max mean val Dice)."""
+    """The threshold that cxrseg.evaluate chose on validation for `checkpoint` (max mean val Dice,
+    over all datasets pooled when eval.csv has several)."""
     rows = [r for r in read_csv(path, required=["checkpoint", "part", "threshold", "dice"])
             if r["part"] == "val" and r["checkpoint"] == checkpoint]
     if not rows:
         raise ValueError(f"{path}: no validation rows for checkpoint {checkpoint!r}")
+    pooled = [r for r in rows if r.get("dataset") == "all"]   # several datasets: the pooled rows
+    rows = pooled or rows
     best = max(rows, key=lambda r: (float(r["dice"]), -float(r["threshold"])))
     return float(best["threshold"])
 
@@ -62,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="binarization threshold")
     parser.add_argument("--threshold-from", default=None,
                         help="take the threshold chosen on validation from this eval.csv instead")
+    add_anatomy_arguments(parser)
     parser.add_argument("--batch-size", type=int_range(1), default=8, help="images per batch")
     parser.add_argument("--out", required=True, help="masks/raw.npy, or a folder for PNG masks")
     parser.add_argument("--seed", type=int_range(0), default=0,
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         _, probs, boxes = segment(model, embeddings, images, device, args.prompt, prior,
                                   refine=args.refine, threshold=threshold, batch_size=args.batch_size)
         for j, i in enumerate(rows):
-            mask = (probs[j].numpy() >= threshold).astype(np.uint8)
+            mask = clean_mask(probs[j].numpy() >= threshold, args.fill_holes, args.keep_largest)
             if not mask.any():
                 empty.append(names[i])
             if to_stack:

@@ -1,8 +1,10 @@
 """Seeded train/val/test split (70/15/15) or K folds of the segmentation pairs -> seg/splits.csv.
 
-`splits.csv` has columns `stem, part` (part in train/val/test) or, with `--folds K`, `stem, fold`
-(fold 0..K-1). For fold k, `parts_for_fold` makes fold k the test part and carves a seeded
-validation part out of the remaining folds. `done_split.json` beside the CSV is written last;
+`splits.csv` has columns `stem, dataset, part` (part in train/val/test) or, with `--folds K`,
+`stem, dataset, fold` (fold 0..K-1). With several datasets (`--data NAME=IMAGES:MASKS`, repeated)
+each dataset is split on its own, so every part holds the same share of every dataset. For fold
+k, `parts_for_fold` makes fold k the test part and carves a seeded validation part out of the
+remaining folds. `done_split.json` beside the CSV is written last;
 cxrseg.finetune and cxrseg.evaluate read a split file only when it lists that file.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from cxrstats.argtypes import float_range, int_range
 from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
-from .data import find_pairs
+from .datasets import add_data_argument, find_all_pairs, sources_from_args
 from .records import SPLIT, require_finished
 
 PARTS = ("train", "val", "test")
@@ -122,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.split --images data/seg/images --masks data/seg/masks "
                "--out work/seg/splits.csv --seed 0")
-    parser.add_argument("--images", required=True, help="folder of images")
-    parser.add_argument("--masks", required=True, help="folder of masks with the same stems")
+    parser.add_argument("--images", default=None, help="folder of images")
+    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
+    add_data_argument(parser)
     parser.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this (e.g. _mask)")
     parser.add_argument("--out", required=True, help="output CSV (seg/splits.csv)")
     parser.add_argument("--fractions", type=float_range(0, lo_open=True), nargs=3,
@@ -141,15 +144,24 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     outputs = [out.name, "run_split.json"]
     try:
-        stems = [p.stem for p in find_pairs(args.images, args.masks, args.mask_suffix)]
+        pairs, dataset_of = find_all_pairs(sources_from_args(args))
+        stems = [p.stem for p in pairs]
+        by_dataset = {d: [s for s in stems if dataset_of[s] == d]
+                      for d in dict.fromkeys(dataset_of.values())}
         if args.folds:
-            folds = split_folds(stems, args.folds, args.seed)
-            header, rows = ["stem", "fold"], [(s, folds[s]) for s in sorted(folds)]
+            folds = {}
+            for group in by_dataset.values():
+                folds.update(split_folds(group, args.folds, args.seed))
+            header = ["stem", "dataset", "fold"]
+            rows = [(s, dataset_of[s], folds[s]) for s in sorted(folds)]
             counts = np.bincount(list(folds.values()), minlength=args.folds).tolist()
             summary = f"{len(stems)} pairs into {args.folds} folds of {counts}"
         else:
-            parts = split_parts(stems, args.seed, tuple(args.fractions))
-            header, rows = ["stem", "part"], [(s, parts[s]) for s in sorted(parts)]
+            parts = {}
+            for group in by_dataset.values():
+                parts.update(split_parts(group, args.seed, tuple(args.fractions)))
+            header = ["stem", "dataset", "part"]
+            rows = [(s, dataset_of[s], parts[s]) for s in sorted(parts)]
             counts = {p: sum(v == p for v in parts.values()) for p in PARTS}
             summary = f"{len(stems)} pairs -> {counts}"
     except (ValueError, FileNotFoundError) as error:

@@ -1,0 +1,77 @@
+"""Cross-dataset table: train on one lung set, test on the other (and on its own held-out part).
+
+Each row is a run trained on one set: a fine-tuning output folder (best.pt, prior.json) or
+`lite:FOLDER` (zero-shot LiteMedSAM, FOLDER's prior). Each set is `NAME=IMAGES:MASKS:SPLITS:CACHE`;
+a run is tested on the test part of its own set (SPLITS) and on every image of the other sets.
+Columns per test set: Dice with the ground-truth box, Dice with automatic prompting (prior box +
+`--refine` passes), and the share of the true lung kept by M-15 (mean and worst image), threshold
+0.5; the `_clean` columns apply --fill-holes --keep-largest 2 to the automatic masks. Usage:
+  python tests/benchmarks/seg_cross_dataset.py \\
+      --set montgomery=IMG:MSK:work/x/mont/splits.csv:work/emb/montgomery \\
+      --set shenzhen=IMG:MSK:work/x/shen/splits.csv:work/emb/shenzhen \\
+      --row "zero-shot|montgomery|lite:work/x/mont_today" --row "today|montgomery|work/x/mont_today"
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from seg_bench_common import embed, load_run, load_set, score  # noqa: I001 (sets sys.path)
+from cxrstats.fileio import write_csv
+
+COLUMNS = ["run", "train", "test", "part", "n", "dice_gt", "dice_auto", "kept_m15", "kept_m15_min",
+           "dice_auto_clean", "kept_m15_clean", "kept_m15_min_clean"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", action="append", required=True,
+                        metavar="NAME=IMG:MSK:SPLITS:CACHE")
+    parser.add_argument("--row", action="append", required=True, metavar="LABEL|TRAIN|RUN")
+    parser.add_argument("--refine", type=int, default=1)
+    parser.add_argument("--out", required=True, help="CSV to write")
+    args = parser.parse_args(argv)
+    started = time.time()
+    sets = {}
+    for spec in args.set:
+        name, _, rest = spec.partition("=")
+        images, masks, splits, cache = rest.split(":")
+        if not Path(images).is_dir():
+            print(f"skip: {images} not found")
+            return
+        sets[name] = (images, masks, splits, cache)
+    loaded = {}
+
+    def test_data(name, own):
+        key = (name, own)
+        if key not in loaded:
+            images, masks, splits, cache = sets[name]
+            stems, imgs, msks = load_set(images, masks, splits if own else None, ("test",))
+            loaded[key] = (imgs, msks, embed(stems, imgs, cache))
+        return loaded[key]
+
+    cleans = [(False, 0), (True, 2)]
+    rows = []
+    for spec in args.row:
+        label, train, run = spec.split("|")
+        model, prior = load_run(run)
+        for name in sets:
+            own = name == train
+            imgs, msks, emb = test_data(name, own)
+            gt = score(model, prior, emb, imgs, msks, box="gt")[0]
+            auto, clean = score(model, prior, emb, imgs, msks, refine=args.refine, cleans=cleans)
+            rows.append([label, train, name, "test" if own else "all", len(imgs),
+                         f"{gt[:, 0].mean():.4f}"]
+                        + [f"{v:.4f}" for a in (auto, clean)
+                           for v in (a[:, 0].mean(), a[:, 1].mean(), a[:, 1].min())])
+            print(" | ".join(map(str, rows[-1])), f"({time.time() - started:.0f} s)", flush=True)
+    write_csv(args.out, COLUMNS, rows)
+    print("\n| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))
+    for r in rows:
+        print("| " + " | ".join(map(str, r)) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Kept-lung shares, several datasets at once (split/finetune/evaluate), on tiny synthetic pairs."""
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from cxrseg import evaluate, finetune, split
+from cxrseg.coverage import lung_kept, to_pipeline_size
+from cxrseg.datasets import find_all_pairs, parse_source
+from cxrseg.morphology import disk
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
+
+def _square(h, w, box):
+    m = np.zeros((h, w), np.uint8)
+    y0, y1, x0, x1 = box
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def test_lung_kept_perfect_prediction_keeps_everything():
+    truth = _square(40, 40, (8, 32, 8, 32))
+    assert lung_kept(truth, truth, erode=2, radii=(3, 6), size=None) == [1.0, 1.0]
+
+
+def test_lung_kept_counts_the_lung_outside_the_dilated_mask():
+    # The prediction misses the right half of the lung; M-3 (erode 1, dilate 3) regrows 2 columns.
+    truth = _square(40, 40, (8, 32, 8, 32))
+    pred = _square(40, 40, (8, 32, 8, 20))
+    kept3, kept30 = lung_kept(pred, truth, erode=1, radii=(3, 30), size=None)
+    reference = ndimage.binary_dilation(ndimage.binary_erosion(pred, disk(1)), disk(3))
+    assert kept3 == pytest.approx((reference & truth.astype(bool)).sum() / truth.sum())
+    assert 12 / 24 < kept3 < 14 / 24 + 1e-9
+    assert kept30 == 1.0
+
+
+def test_lung_kept_empty_prediction_falls_back_to_the_full_image():
+    truth = _square(20, 20, (4, 10, 4, 10))
+    assert lung_kept(np.zeros((20, 20)), truth, erode=1, radii=(2,), size=None) == [1.0]
+
+
+def test_lung_kept_scales_radii_to_the_pipeline_size():
+    # Radii are pipeline pixels: at twice the size, the same dilation regrows half as much lung.
+    truth = _square(32, 32, (4, 28, 4, 28))
+    pred = _square(32, 32, (4, 28, 4, 16))
+    own = lung_kept(pred, truth, erode=1, radii=(4,), size=None)[0]
+    scaled = lung_kept(pred, truth, erode=1, radii=(4,), size=64)[0]
+    assert 0.5 < scaled < own < 1
+    assert to_pipeline_size(pred, 64).shape == (64, 64)
+
+
+def test_lung_kept_rejects_shape_mismatch():
+    with pytest.raises(ValueError, match="differ in shape"):
+        lung_kept(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def _write_pairs(root, prefix, n, seed):
+    rng = np.random.default_rng(seed)
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        m = _square(40, 36, (rng.integers(4, 10), rng.integers(28, 36), 4, 15))
+        m[:, 20:32] = m[:, 4:16]
+        img = (rng.normal(60, 10, m.shape) + 120 * m).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / "images" / f"{prefix}{i:02d}.png")
+        Image.fromarray(m * 255).save(root / "masks" / f"{prefix}{i:02d}.png")
+    return f"{root / 'images'}:{root / 'masks'}"
+
+
+def test_parse_source_and_duplicate_stems(tmp_path):
+    assert parse_source("mont=/a:/b").masks == "/b"
+    assert parse_source("mont=/a:/b:_mask").mask_suffix == "_mask"
+    for bad in ("/a:/b", "x=/a", "bad name=/a:/b"):
+        with pytest.raises(ValueError, match="--data"):
+            parse_source(bad)
+    a = parse_source("a=" + _write_pairs(tmp_path / "a", "c", 3, 0))
+    b = parse_source("b=" + _write_pairs(tmp_path / "b", "c", 3, 1))
+    with pytest.raises(ValueError, match="'c00' is in both a and b"):
+        find_all_pairs([a, b])
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("two")
+    data = ["--data", "mont=" + _write_pairs(root / "mont", "m", 10, 0),
+            "--data", "shen=" + _write_pairs(root / "shen", "s", 14, 1)]
+    split.main([*data, "--out", str(root / "splits.csv"), "--seed", "0"])
+    return root, data
+
+
+def test_split_keeps_a_dataset_column_and_splits_each_dataset(two_sets):
+    root, _ = two_sets
+    rows = list(csv.DictReader(open(root / "splits.csv")))
+    assert list(rows[0]) == ["stem", "dataset", "part"]
+    for name, prefix, n in (("mont", "m", 10), ("shen", "s", 14)):
+        mine = [r for r in rows if r["dataset"] == name]
+        assert len(mine) == n and all(r["stem"].startswith(prefix) for r in mine)
+        assert {r["part"] for r in mine} == {"train", "val", "test"}
+    assert split.read_splits(root / "splits.csv")["m00"] in split.PARTS
+
+
+def test_finetune_and_evaluate_report_per_dataset_and_kept_shares(two_sets, tmp_path):
+    root, data = two_sets
+    out = tmp_path / "seg"
+    finetune.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", "micro",
+                   "--out", str(out), "--train", "decoder", "--epochs", "1", "--device", "cpu"])
+    evaluate.main([*data, "--splits", str(root / "splits.csv"),
+                   "--checkpoint", str(out / "best.pt"),
+                   "--out", str(out / "eval.csv"), "--kept-size", "0", "--device", "cpu"])
+    rows = list(csv.DictReader(open(out / "eval.csv")))
+    test_rows = {r["dataset"]: r for r in rows if r["part"] == "test"}
+    assert set(test_rows) == {"mont", "shen", "all"}
+    assert int(test_rows["all"]["n"]) == int(test_rows["mont"]["n"]) + int(test_rows["shen"]["n"])
+    for r in rows:
+        assert 0 <= float(r["kept_m15"]) <= float(r["kept_m50"]) <= 1
+    per_image = list(csv.DictReader(open(out / "eval_per_image.csv")))
+    assert {r["dataset"] for r in per_image} == {"mont", "shen"}
+    assert set(evaluate.PER_IMAGE_COLUMNS) <= set(per_image[0])
+
+
+def test_data_and_images_together_is_an_error(two_sets, tmp_path):
+    root, data = two_sets
+    with pytest.raises(SystemExit, match="either --data"):
+        split.main([*data, "--images", "x", "--masks", "y", "--out", str(tmp_path / "s.csv")])
+
+
+def test_finetune_augment_adds_copies_and_evaluate_cleans_up(two_sets, tmp_path, capsys):
+    root, data = two_sets
+    out = tmp_path / "seg"
+    finetune.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", "micro",
+                   "--out", str(out), "--train", "decoder", "--epochs", "1", "--device", "cpu",
+                   "--augment", "opacity", "photometric", "--augment-copies", "2"])
+    n_train = sum(r["part"] == "train" for r in csv.DictReader(open(root / "splits.csv")))
+    assert f"{2 * n_train} augmented training copies" in capsys.readouterr().out
+    assert (out / "shape_prior.json").is_file()
+    evaluate.main([*data, "--splits", str(root / "splits.csv"),
+                   "--checkpoint", str(out / "best.pt"),
+                   "--out", str(out / "eval.csv"), "--kept-size", "0", "--device", "cpu",
+                   "--fill-holes", "--keep-largest", "2"])
+    rows = list(csv.DictReader(open(out / "eval.csv")))
+    assert all(r["prompt"].endswith("+fill+largest2") for r in rows)
+    with pytest.raises(SystemExit):
+        finetune.main([*data, "--splits", str(root / "splits.csv"), "--out", str(out),
+                       "--augment-copies", "99"])
