@@ -36,9 +36,12 @@ else
 $(error SEG_MODEL=$(SEG_MODEL): choose medsam (MedSAM ViT-B, MEDSAM_CKPT) or lite (LiteMedSAM))
 endif
 SEG_WARNING    :=
-FINETUNE_ARGS ?= --train all
-EVALUATE_ARGS ?=
-PREDICT_ARGS  ?=
+# Segmentation recipe (README, cxrseg): prior boxes on half the training steps, synthetic-opacity
+# augmentation (lungs hidden by disease), the threshold chosen on validation with predict's prompts
+# (prior box + 1 refine pass, holes filled).
+FINETUNE_ARGS ?= --train all --prior-box-fraction 0.5 --augment opacity
+EVALUATE_ARGS ?= --box-source prior --refine 1 --fill-holes
+PREDICT_ARGS  ?= --refine 1 --fill-holes
 
 # 2,000 images per label and 2,000 No Finding, 5 matched 70/15/15 splits by image (SPLIT_BY),
 # 512 px.

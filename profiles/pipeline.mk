@@ -102,7 +102,8 @@ CMD_PREDICT     = cxrseg.predict --images $(W)/cache/images.npy --index $(W)/cac
                   --threshold-from $(W)/seg/eval.csv $(PREDICT_ARGS) --out $(W)/masks/raw.npy \
                   --seed $(SEED) --device $(DEVICE)
 CMD_POSTPROCESS = cxrseg.postprocess --masks $(W)/masks/raw.npy --index $(W)/cache/index.csv \
-                  --erode $(ERODE) --dilate $(DILATE) --out $(W)/masks
+                  --erode $(ERODE) --dilate $(DILATE) --shape-prior $(W)/seg/shape_prior.json \
+                  --images $(W)/cache/images.npy --out $(W)/masks
 # One training run: $(call CMD_TRAIN,arch,input,split)
 CMD_TRAIN       = cxrcls.train --work $(W) --arch $(1) --train-input $(2) --split $(3) \
                   --out $(W)/runs/$(1)_$(2)/split$(3) $(TRAIN_ARGS) --seed $(SEED) \
