@@ -23,15 +23,17 @@ SEG_MASK_SUFFIX := $(RSUA_MASK_SUFFIX)
 
 # The segmenter: SEG_MODEL=medsam (the study's MedSAM ViT-B at 1024, needs MEDSAM_CKPT) or
 # SEG_MODEL=lite (LiteMedSAM, the weights `make setup` installs; for a machine without a GPU or
-# without the ViT-B weights). Either is fully fine-tuned (image encoder + mask decoder) as in the
-# study.
+# without the ViT-B weights). MedSAM is fully fine-tuned (image encoder + mask decoder) as in the
+# study; LiteMedSAM trains its decoder on cached embeddings, the recipe measured in the README.
 SEG_MODEL ?= medsam
 ifeq ($(SEG_MODEL),medsam)
 SEG_CHECKPOINT := $(MEDSAM_CKPT)
 SEG_CONFIG     := vit_b
+SEG_TRAIN      := all
 else ifeq ($(SEG_MODEL),lite)
 SEG_CHECKPOINT := lite
 SEG_CONFIG     := lite
+SEG_TRAIN      := decoder
 else
 $(error SEG_MODEL=$(SEG_MODEL): choose medsam (MedSAM ViT-B, MEDSAM_CKPT) or lite (LiteMedSAM))
 endif
@@ -39,7 +41,7 @@ SEG_WARNING    :=
 # Segmentation recipe (README, cxrseg): prior boxes on half the training steps, synthetic-opacity
 # augmentation (lungs hidden by disease), the threshold chosen on validation with predict's prompts
 # (prior box + 1 refine pass, holes filled).
-FINETUNE_ARGS ?= --train all --prior-box-fraction 0.5 --augment opacity
+FINETUNE_ARGS ?= --train $(SEG_TRAIN) --prior-box-fraction 0.5 --augment opacity
 EVALUATE_ARGS ?= --box-source prior --refine 1 --fill-holes
 PREDICT_ARGS  ?= --refine 1 --fill-holes
 
