@@ -5,6 +5,7 @@ import pytest
 from cxrseg import postprocess
 from cxrseg.anatomy import clean_mask, fill_holes, keep_largest
 from cxrseg.seg_augment import augment, augmented_copies
+from cxrstats.fileio import write_done
 
 
 def _two_lungs():
@@ -47,6 +48,7 @@ def test_postprocess_cli_applies_the_clean_up(tmp_path):
     raw[1, 0, 0] = 1
     np.save(tmp_path / "raw.npy", raw)
     (tmp_path / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
+    write_done(tmp_path, {}, ["raw.npy", "index.csv"], done="done_predict.json")
     postprocess.main(["--masks", str(tmp_path / "raw.npy"), "--index", str(tmp_path / "index.csv"),
                       "--erode", "0", "--dilate", "0", "--fill-holes", "--keep-largest", "2",
                       "--out", str(tmp_path / "out")])
@@ -96,6 +98,7 @@ def test_postprocess_adds_shape_columns_and_figures_rank_the_worst(tmp_path):
     np.save(tmp_path / "raw.npy", raw)
     np.save(tmp_path / "images.npy", np.stack([image, image]))
     (tmp_path / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
+    write_done(tmp_path, {}, ["raw.npy", "index.csv"], done="done_predict.json")
     postprocess.main(["--masks", str(tmp_path / "raw.npy"), "--index", str(tmp_path / "index.csv"),
                       "--erode", "1", "--dilate", "2",
                       "--shape-prior", str(tmp_path / "shape_prior.json"),
