@@ -166,7 +166,7 @@ def test_inputs_with_any_radius_set_the_dilation_list(tmp_path):
     result = _dry(tmp_path / "w", "PROFILE=tiny", "INPUTS=original m100 m0 m15 m30 m50")
     stages = commands(result.stdout)
     post = [c for c in stages if "-m cxrseg.postprocess" in c]
-    assert len(post) == 1 and "--dilate 0 15 30 50 100 --out" in post[0]
+    assert len(post) == 1 and "--dilate 0 15 30 50 100 " in post[0]
     runs = [c for c in stages if "-m cxrcls.train" in c]
     assert len(runs) == 6 * 2
     report = next(c for c in stages if "-m cxrstats.report" in c)

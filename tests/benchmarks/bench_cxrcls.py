@@ -67,7 +67,7 @@ def make_cache(folder: Path, size: int = 512, n: int = N_CACHE) -> None:
         masks[i, size // 8:-size // 8, size // 8:-size // 8] = 1
     images.flush(), masks.flush()
     del images, masks
-    index = [[i, f"img{i:05d}.png"] for i in range(N_CACHE)]  # open_input checks both records
+    index = [[i, f"img{i:05d}.png"] for i in range(n)]  # open_input checks both records
     for stage, outputs, done in (("cache", ["images.npy", "index.csv"], "done.json"),
                                  ("masks", ["m15.npy", "index.csv"], "done_postprocess.json")):
         write_csv(folder / stage / "index.csv", ["row", "image"], index)
