@@ -33,10 +33,12 @@ def load_model(checkpoint: str, config: str | None = None, seed: int = 0):
     anything else -> a checkpoint file (raw state dict or our best.pt/last.pt). Eval mode, CPU.
 
     A checkpoint that cxrseg.finetune wrote is read only when that run finished:
-    `done_finetune.json` beside it must list it (a killed run's best.pt raises IncompleteRunError)."""
+    `done_finetune.json` beside it must list it (a killed run's best.pt raises
+    IncompleteRunError)."""
     if checkpoint in RANDOM_CONFIGS and not Path(checkpoint).exists():
         if config not in (None, checkpoint):
-            raise ValueError(f"--checkpoint {checkpoint} builds the {checkpoint} model; --config {config} disagrees")
+            raise ValueError(f"--checkpoint {checkpoint} builds the {checkpoint} model; "
+                             f"--config {config} disagrees")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return build_sam(checkpoint).eval()
@@ -49,7 +51,8 @@ def load_model(checkpoint: str, config: str | None = None, seed: int = 0):
 
 
 def encoder_hash(model) -> str:
-    """sha256 (16 hex digits) of the image encoder's weights: embeddings are valid while it holds."""
+    """sha256 (16 hex digits) of the image encoder's weights: embeddings are valid while it
+    holds."""
     digest = hashlib.sha256(model.config_name.encode())
     for name, tensor in model.image_encoder.state_dict().items():
         digest.update(name.encode())
@@ -70,7 +73,8 @@ def model_inputs(model, images: list[np.ndarray]) -> tuple[list[InputFrame], tor
 
 def encode(model, images: list[np.ndarray], device: torch.device, batch_size: int = 8,
            label: str = "encode", progress_every: float = 10.0) -> torch.Tensor:
-    """(N, C, h, w) float16 CPU image embeddings (float16 halves the memory; the decoder runs in float32).
+    """(N, C, h, w) float16 CPU image embeddings (float16 halves the memory; the decoder runs in
+    float32).
 
     On CPU the encoder takes one image at a time whatever `batch_size` says: LiteMedSAM encoded
     batches of 8 about a quarter slower per image than single images there (more memory traffic;
@@ -89,7 +93,8 @@ def encode(model, images: list[np.ndarray], device: torch.device, batch_size: in
             if time.time() - last > progress_every and done < len(images):
                 last = time.time()
                 rate = done / (last - start)
-                print(f"{label}: {done}/{len(images)} images, {rate:.2f}/s, ETA {(len(images) - done) / rate:.0f} s",
+                eta = (len(images) - done) / rate
+                print(f"{label}: {done}/{len(images)} images, {rate:.2f}/s, ETA {eta:.0f} s",
                       flush=True)
     if not out:
         raise ValueError("no images to encode")
@@ -98,7 +103,8 @@ def encode(model, images: list[np.ndarray], device: torch.device, batch_size: in
 
 def embeddings_for(model, images: list[np.ndarray], stems: list[str], device: torch.device,
                    batch_size: int = 8, cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
-    """Embeddings of `images` (N, C, h, w) float16, reusing and extending the cache in `cache_dir`."""
+    """Embeddings of `images` (N, C, h, w) float16, reusing and extending the cache in
+    `cache_dir`."""
     keys = [image_key(s, img) for s, img in zip(stems, images)]
     if cache_dir is None:
         return encode(model, images, device, batch_size)
@@ -127,18 +133,20 @@ def embeddings_for(model, images: list[np.ndarray], stems: list[str], device: to
 
 @dataclass
 class Prompts:
-    """Prompts for N images in model-input pixels: boxes (N, 4) or None; points (N, P, 2), labels (N, P) or None."""
+    """Prompts for N images in model-input pixels: boxes (N, 4) or None; points (N, P, 2),
+    labels (N, P) or None."""
     boxes: torch.Tensor | None
     points: torch.Tensor | None
     labels: torch.Tensor | None
 
     def rows(self, index) -> "Prompts":
-        pick = (lambda t: None if t is None else t[index])
+        def pick(t):
+            return None if t is None else t[index]
         return Prompts(pick(self.boxes), pick(self.points), pick(self.labels))
 
 
-def image_prompts(frames: list[InputFrame], images: list[np.ndarray], mode: str, prior: Prior | None,
-                  boxes_px: np.ndarray | None = None) -> Prompts:
+def image_prompts(frames: list[InputFrame], images: list[np.ndarray], mode: str,
+                  prior: Prior | None, boxes_px: np.ndarray | None = None) -> Prompts:
     """Prompts in model-input pixels for images. Boxes come from `boxes_px` (N, 4) image pixels when
     given (GT or refined boxes), else from the prior; points always from the prior."""
     if mode not in PROMPT_MODES:
@@ -155,7 +163,8 @@ def image_prompts(frames: list[InputFrame], images: list[np.ndarray], mode: str,
         if prior is None:
             raise ValueError("point prompts need a prior (prior.json)")
         pts = [prior.points_for(img) for img in images]
-        points = torch.stack([torch.as_tensor(f.points_to_input(p.astype(np.float32))) for f, (p, _) in zip(frames, pts)])
+        points = torch.stack([torch.as_tensor(f.points_to_input(p.astype(np.float32)))
+                              for f, (p, _) in zip(frames, pts)])
         labels = torch.stack([torch.as_tensor(lab) for _, lab in pts])
     return Prompts(boxes, points, labels)
 
@@ -172,7 +181,8 @@ def decode(model, embeddings: torch.Tensor, prompts: Prompts, device: torch.devi
 
 
 def gt_boxes(masks: list[np.ndarray]) -> np.ndarray:
-    """(N, 4) boxes around each ground-truth mask (image pixels); an empty mask gets the whole image."""
+    """(N, 4) boxes around each ground-truth mask (image pixels); an empty mask gets the whole
+    image."""
     out = []
     for m in masks:
         h, w = m.shape
@@ -180,11 +190,12 @@ def gt_boxes(masks: list[np.ndarray]) -> np.ndarray:
     return np.stack(out)
 
 
-def segment(model, embeddings: torch.Tensor, images: list[np.ndarray], device: torch.device, mode: str,
-            prior: Prior | None, boxes_px: np.ndarray | None = None, refine: int = 0, threshold: float = 0.5,
-            batch_size: int = 16) -> tuple[list[torch.Tensor], list[torch.Tensor], np.ndarray]:
-    """Decode every image: returns (low-res logits (1, L, L) per image, probabilities (H, W) per image,
-    final boxes (N, 4) in image pixels or NaN without a box).
+def segment(model, embeddings: torch.Tensor, images: list[np.ndarray], device: torch.device,
+            mode: str, prior: Prior | None, boxes_px: np.ndarray | None = None, refine: int = 0,
+            threshold: float = 0.5, batch_size: int = 16
+            ) -> tuple[list[torch.Tensor], list[torch.Tensor], np.ndarray]:
+    """Decode every image: returns (low-res logits (1, L, L) per image, probabilities (H, W) per
+    image, final boxes (N, 4) in image pixels or NaN without a box).
 
     `refine` extra passes re-prompt with the box around the previous pass's prediction (thresholded
     at `threshold`); an image whose prediction is empty keeps its previous box.
@@ -207,10 +218,12 @@ def segment(model, embeddings: torch.Tensor, images: list[np.ndarray], device: t
                 logits = decode(model, embeddings[list(rows)], prompts, device).float().cpu()
                 p = [f.probabilities(logits[j, 0]) for j, f in enumerate(fr)]
                 if step < refine:
-                    # the next pass is prompted with the box around this pass's prediction (points-only
-                    # prompting gains a box); an empty prediction keeps the previous box (or the prior's)
+                    # the next pass is prompted with the box around this pass's prediction
+                    # (points-only prompting gains a box); an empty prediction keeps the previous
+                    # box (or the prior's)
                     new = [prediction_box(q.numpy() >= threshold) for q in p]
-                    old = boxes if boxes is not None else np.stack([prior.box_for(img) for img in imgs])
+                    old = (boxes if boxes is not None
+                           else np.stack([prior.box_for(img) for img in imgs]))
                     boxes = np.stack([b if n is None else n for b, n in zip(old, new)])
                     pass_mode = "box+points" if "points" in mode else "box"
             low_res += [logits[j] for j in range(len(fr))]

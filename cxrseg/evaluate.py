@@ -77,9 +77,12 @@ def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = 5, kept_size: 
     return best, sweep
 
 
-def predict_probabilities(model, images, masks, stems, device, args, prior, cache_dir) -> list[np.ndarray]:
-    """Probabilities (H, W) per image with the requested prompts (GT box or prior box, refine passes)."""
-    embeddings = embeddings_for(model, images, stems, device, batch_size=args.batch_size, cache_dir=cache_dir)
+def predict_probabilities(model, images, masks, stems, device, args, prior,
+                          cache_dir) -> list[np.ndarray]:
+    """Probabilities (H, W) per image with the requested prompts (GT box or prior box, refine
+    passes)."""
+    embeddings = embeddings_for(model, images, stems, device, batch_size=args.batch_size,
+                                cache_dir=cache_dir)
     boxes = gt_boxes(masks) if args.box_source == "gt" else None
     _, probs, _ = segment(model, embeddings, images, device, args.prompt, prior, boxes_px=boxes,
                           refine=args.refine, threshold=args.refine_threshold)
@@ -90,27 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cxrseg.evaluate", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.evaluate --images data/seg/images --masks data/seg/masks "
-               "--splits work/seg/splits.csv --checkpoint work/seg/best.pt --zero-shot lite "
-               "--out work/seg/eval.csv")
+        epilog="example:\n  python -m cxrseg.evaluate --images data/seg/images "
+               "--masks data/seg/masks --splits work/seg/splits.csv "
+               "--checkpoint work/seg/best.pt --zero-shot lite --out work/seg/eval.csv")
     parser.add_argument("--images", default=None, help="folder of images")
     parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
     add_data_argument(parser)
     parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
-    parser.add_argument("--splits", default=None, help="seg/splits.csv; omit to evaluate every pair as part 'all'")
+    parser.add_argument("--splits", default=None,
+                        help="seg/splits.csv; omit to evaluate every pair as part 'all'")
     parser.add_argument("--fold", type=int_range(0), default=None,
                         help="test fold of a --folds split file")
     parser.add_argument("--parts", nargs="+", default=["val", "test"], choices=PARTS,
                         help="parts to report (default val test)")
-    parser.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (seg/best.pt), lite or micro")
-    parser.add_argument("--zero-shot", default=None, help="also evaluate this checkpoint (e.g. lite) as zero-shot")
+    parser.add_argument("--checkpoint", required=True,
+                        help="fine-tuned checkpoint (seg/best.pt), lite or micro")
+    parser.add_argument("--zero-shot", default=None,
+                        help="also evaluate this checkpoint (e.g. lite) as zero-shot")
     parser.add_argument("--config", default=None, choices=list(CONFIGS),
                         help="model config when the checkpoint file does not name it")
-    parser.add_argument("--dataset", default=None, help="dataset name for the CSV (default: images folder's parent)")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset name for the CSV (default: images folder's parent)")
     parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode")
     parser.add_argument("--box-source", default="gt", choices=["gt", "prior"],
-                        help="box from the ground-truth mask (the study) or from the prior (no ground truth)")
-    parser.add_argument("--prior", default=None, help="prior.json (default: beside --checkpoint or --out)")
+                        help="box from the ground-truth mask (the study) or from the prior "
+                             "(no ground truth)")
+    parser.add_argument("--prior", default=None,
+                        help="prior.json (default: beside --checkpoint or --out)")
     parser.add_argument("--refine", type=int_range(0), default=0,
                         help="second passes re-prompting with the predicted box")
     parser.add_argument("--refine-threshold", type=PROBABILITY, default=0.5,
@@ -121,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="threshold when there is no validation part")
     parser.add_argument("--batch-size", type=int_range(1), default=8,
                         help="images per encoder batch")
-    parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out's folder)")
-    parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
+    parser.add_argument("--cache-dir", default=None,
+                        help="embedding cache folder (default: --out's folder)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="do not keep image embeddings on disk")
     add_anatomy_arguments(parser)
     parser.add_argument("--erode", type=int_range(0), default=5,
                         help="erosion radius of the kept-lung shares")
@@ -220,11 +231,13 @@ def main(argv: list[str] | None = None) -> None:
         summary = ", ".join(f"{p} Dice {metrics[part_of == p, 0].mean():.4f} "
                             f"M-15 keeps {metrics[part_of == p, 4].mean():.4f}"
                             for p in dict.fromkeys(part_of))
-        print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({prompt_label})", flush=True)
+        print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({prompt_label})",
+              flush=True)
 
     write_csv(out, EVAL_COLUMNS, rows)
     write_csv(per_image_path, PER_IMAGE_COLUMNS, per_image)
-    write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started, device=str(device), thresholds=chosen)
+    write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started,
+                   device=str(device), thresholds=chosen)
     write_done(out.parent, args, outputs, done=EVALUATE, thresholds=chosen)
 
 

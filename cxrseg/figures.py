@@ -42,9 +42,11 @@ def plot_loss_curves(curves_csv: str | Path, out: str | Path) -> int:
         raise ValueError(f"{curves_csv}: no validation rows")
     best = min(val)[1]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharex=True)
-    for ax, column, title in zip(axes, ("loss", "dice_loss", "bce_loss"), ("mean loss", "Dice loss", "BCE")):
+    for ax, column, title in zip(axes, ("loss", "dice_loss", "bce_loss"),
+                                 ("mean loss", "Dice loss", "BCE")):
         for part, style in PART_STYLE.items():
-            pts = [(int(r["epoch"]), float(r[column])) for r in rows if r["part"] == part and r[column] != "nan"]
+            pts = [(int(r["epoch"]), float(r[column])) for r in rows
+                   if r["part"] == part and r[column] != "nan"]
             if pts:
                 ax.plot(*zip(*pts), style, marker="o", markersize=3, label=part)
         ax.axvline(best, color="tab:red", alpha=0.6, linewidth=1)
@@ -58,7 +60,8 @@ def plot_loss_curves(curves_csv: str | Path, out: str | Path) -> int:
     return best
 
 
-def plot_mask_panels(image: np.ndarray, box, raw, eroded, m15, m50, out: str | Path, title: str = "") -> None:
+def plot_mask_panels(image: np.ndarray, box, raw, eroded, m15, m50, out: str | Path,
+                     title: str = "") -> None:
     """The six panels for one (H, W) image; box (x0, y0, x1, y1) in image pixels or None."""
     import matplotlib
     matplotlib.use("Agg")
@@ -66,8 +69,9 @@ def plot_mask_panels(image: np.ndarray, box, raw, eroded, m15, m50, out: str | P
     from matplotlib.patches import Rectangle
 
     fig, axes = plt.subplots(1, 6, figsize=(18, 3.4))
-    panels = [("image + prompt box", image, None), ("raw mask", image, raw), ("eroded", image, eroded),
-              ("M-15", image, m15), ("M-50", image, m50), ("M-50 masked image", cutout(image, m50), None)]
+    panels = [("image + prompt box", image, None), ("raw mask", image, raw),
+              ("eroded", image, eroded), ("M-15", image, m15), ("M-50", image, m50),
+              ("M-50 masked image", cutout(image, m50), None)]
     for ax, (name, img, mask) in zip(axes, panels):
         ax.imshow(img, cmap="gray", vmin=0, vmax=255)
         if mask is not None:
@@ -77,7 +81,8 @@ def plot_mask_panels(image: np.ndarray, box, raw, eroded, m15, m50, out: str | P
             ax.imshow(tint)
         if name.startswith("image") and box is not None and np.all(np.isfinite(box)):
             x0, y0, x1, y1 = box
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="tab:orange", linewidth=2))
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="tab:orange",
+                                   linewidth=2))
         ax.set_title(name, fontsize=10)
         ax.axis("off")
     if title:
@@ -121,13 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cxrseg.figures", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.figures --seg work/seg --cache work/cache --masks work/masks "
-               "--out work/results/figures/")
+        epilog="example:\n  python -m cxrseg.figures --seg work/seg --cache work/cache "
+               "--masks work/masks --out work/results/figures/")
     parser.add_argument("--seg", required=True, help="seg/ folder (curves.csv)")
     parser.add_argument("--cache", required=True, help="cache/ folder (images.npy, index.csv)")
-    parser.add_argument("--masks", required=True, help="masks/ folder (raw, eroded, m15, m50 .npy; prompts.csv)")
+    parser.add_argument("--masks", required=True,
+                        help="masks/ folder (raw, eroded, m15, m50 .npy; prompts.csv)")
     parser.add_argument("--row", type=int_range(0), default=None,
-                        help="cache row for the panels (default: the first image whose QC flag is ok)")
+                        help="cache row for the panels "
+                             "(default: the first image whose QC flag is ok)")
     parser.add_argument("--worst", type=int_range(0, 100), default=0,
                         help="also draw the N least plausible masks (worst_masks.png)")
     parser.add_argument("--out", required=True, help="output folder (results/figures/)")
@@ -152,10 +159,12 @@ def main(argv: list[str] | None = None) -> None:
         for name in ("raw", "eroded", "m15", "m50"):
             path = masks_dir / f"{name}.npy"
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: file not found (run cxrseg.predict and cxrseg.postprocess)")
+                raise FileNotFoundError(f"{path}: file not found "
+                                        "(run cxrseg.predict and cxrseg.postprocess)")
             stacks[name] = np.load(path, mmap_mode="r")
             if stacks[name].shape != images.shape:
-                raise ValueError(f"{path} has shape {stacks[name].shape} but {args.cache}/images.npy has {images.shape}")
+                raise ValueError(f"{path} has shape {stacks[name].shape} but "
+                                 f"{args.cache}/images.npy has {images.shape}")
         row = args.row
         if row is None:
             qc = masks_dir / "qc.csv"
@@ -168,10 +177,12 @@ def main(argv: list[str] | None = None) -> None:
         if prompts.is_file():
             rows = {int(r["row"]): r for r in read_csv(prompts, required=["row", "prior_x0"])}
             if row in rows:
-                box = [float(rows[row][k]) for k in ("prior_x0", "prior_y0", "prior_x1", "prior_y1")]
+                box = [float(rows[row][k])
+                       for k in ("prior_x0", "prior_y0", "prior_x1", "prior_y1")]
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
-    plot_mask_panels(np.asarray(images[row]), box, *(np.asarray(stacks[n][row]) for n in ("raw", "eroded", "m15", "m50")),
+    plot_mask_panels(np.asarray(images[row]), box,
+                     *(np.asarray(stacks[n][row]) for n in ("raw", "eroded", "m15", "m50")),
                      out / "mask_panels.png", title=f"{index[row]['image']} (row {row})")
     if args.worst:
         qc = masks_dir / "qc.csv"

@@ -1,4 +1,5 @@
-"""Fine-tune MedSAM / LiteMedSAM for lung segmentation -> seg/best.pt, last.pt, curves.csv, prior.json.
+"""Fine-tune MedSAM / LiteMedSAM for lung segmentation -> seg/best.pt, last.pt, curves.csv,
+prior.json.
 
 Loss: the mean of soft Dice loss and BCE on the low-resolution logits (`--loss dicefocal`: focal
 instead of BCE). `--train all` trains the image encoder and the mask decoder (prompt encoder
@@ -38,7 +39,8 @@ from vendor_medsam.transforms import InputFrame
 
 from .data import load_pairs
 from .datasets import add_data_argument, find_all_pairs, sources_from_args
-from .engine import Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model, model_inputs
+from .engine import (Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model,
+                     model_inputs)
 from .losses import LOSSES, segmentation_loss
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
 from .records import FINETUNE, FINETUNE_STAGE
@@ -63,18 +65,21 @@ class SegData:
     def __init__(self, model, stems, images, masks, prior: Prior | None, prompt: str):
         self.stems, self.images, self.masks = stems, images, masks
         self.frames = [InputFrame.for_model(model, *img.shape) for img in images]
-        self.targets = torch.stack([f.mask_to_input(m) for f, m in zip(self.frames, masks)])[:, None]
+        targets = torch.stack([f.mask_to_input(m) for f, m in zip(self.frames, masks)])
+        self.targets = targets[:, None]
         self.gt = image_prompts(self.frames, images, prompt, prior, gt_boxes(masks))
-        self.prior = image_prompts(self.frames, images, prompt, prior) if prior is not None else None
+        self.prior = (image_prompts(self.frames, images, prompt, prior) if prior is not None
+                      else None)
         self.embeddings: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.stems)
 
 
-def _prompts_for_batch(data: SegData, idx: torch.Tensor, side: int, box_shift: float, prior_fraction: float,
-                       generator: torch.Generator) -> Prompts:
-    """Training prompts for rows `idx`: shifted GT boxes, or shifted prior boxes with probability prior_fraction."""
+def _prompts_for_batch(data: SegData, idx: torch.Tensor, side: int, box_shift: float,
+                       prior_fraction: float, generator: torch.Generator) -> Prompts:
+    """Training prompts for rows `idx`: shifted GT boxes, or shifted prior boxes with probability
+    prior_fraction."""
     prompts = data.gt.rows(idx)
     if prompts.boxes is None:
         return prompts
@@ -86,7 +91,8 @@ def _prompts_for_batch(data: SegData, idx: torch.Tensor, side: int, box_shift: f
     return Prompts(boxes, prompts.points, prompts.labels)
 
 
-def _logits(model, data: SegData, idx: torch.Tensor, prompts: Prompts, device, train_all: bool) -> torch.Tensor:
+def _logits(model, data: SegData, idx: torch.Tensor, prompts: Prompts, device,
+            train_all: bool) -> torch.Tensor:
     if train_all:
         _, x = model_inputs(model, [data.images[i] for i in idx.tolist()])
         embeddings = model.image_encoder(x.to(device))
@@ -95,9 +101,10 @@ def _logits(model, data: SegData, idx: torch.Tensor, prompts: Prompts, device, t
     return decode(model, embeddings, prompts, device)
 
 
-def evaluate_losses(model, data: SegData, device, train_all: bool, prompt_source: str, loss_kind: str,
-                    batch_size: int) -> tuple[float, float, float]:
-    """Mean (loss, dice_loss, bce_or_focal) over a part with deterministic prompts (GT or prior box)."""
+def evaluate_losses(model, data: SegData, device, train_all: bool, prompt_source: str,
+                    loss_kind: str, batch_size: int) -> tuple[float, float, float]:
+    """Mean (loss, dice_loss, bce_or_focal) over a part with deterministic prompts (GT or prior
+    box)."""
     if len(data) == 0:
         return float("nan"), float("nan"), float("nan")
     model.eval()
@@ -129,22 +136,26 @@ def _train_mode(model, train: str) -> None:
     model.mask_decoder.train()
 
 
-def train_epoch(model, data: SegData, optimizer, device, args, generator: torch.Generator) -> tuple[float, float, float]:
-    """One pass over the training part in a seeded random order; returns the mean training losses."""
+def train_epoch(model, data: SegData, optimizer, device, args,
+                generator: torch.Generator) -> tuple[float, float, float]:
+    """One pass over the training part in a seeded random order; returns the mean training
+    losses."""
     _train_mode(model, args.train)
     train_all = args.train == "all"
     order = torch.randperm(len(data), generator=generator)
     totals = torch.zeros(3, dtype=torch.float64)
     for start in range(0, len(data), args.batch_size):
         idx = order[start:start + args.batch_size]
-        prompts = _prompts_for_batch(data, idx, model.img_size, args.box_shift, args.prior_box_fraction, generator)
+        prompts = _prompts_for_batch(data, idx, model.img_size, args.box_shift,
+                                     args.prior_box_fraction, generator)
         with autocast(device):
             logits = _logits(model, data, idx, prompts, device, train_all).float()
         loss, dice, second = segmentation_loss(logits, data.targets[idx].to(device), args.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.mean().backward()
         optimizer.step()
-        totals += torch.stack([loss.detach().sum(), dice.detach().sum(), second.detach().sum()]).double().cpu()
+        sums = torch.stack([loss.detach().sum(), dice.detach().sum(), second.detach().sum()])
+        totals += sums.double().cpu()
     return tuple((totals / len(data)).tolist())
 
 
@@ -157,7 +168,8 @@ def _checkpoint(model, optimizer, epoch, state, args, settings: dict) -> dict:
 
 def resume_settings(args, model, parts: dict[str, str]) -> dict:
     """The settings a resumed run must share with the run it continues (all that alter the
-    result but --epochs and --patience): the flags, the model config, a hash of the stems per part."""
+    result but --epochs and --patience): the flags, the model config, a hash of the stems per
+    part."""
     data = json.dumps(sorted(parts.items())).encode()
     return {**{k: getattr(args, k) for k in RESUME_KEYS}, "config": model.config_name,
             "data": hashlib.sha256(data).hexdigest()[:16]}
@@ -192,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cxrseg.finetune", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.finetune --images data/seg/images --masks data/seg/masks "
-               "--splits work/seg/splits.csv --checkpoint lite --config lite --train decoder --out work/seg/")
+        epilog="example:\n  python -m cxrseg.finetune --images data/seg/images "
+               "--masks data/seg/masks --splits work/seg/splits.csv --checkpoint lite "
+               "--config lite --train decoder --out work/seg/")
     parser.add_argument("--images", default=None, help="folder of training images")
     parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
     add_data_argument(parser)
@@ -201,13 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--splits", required=True, help="seg/splits.csv from cxrseg.split")
     parser.add_argument("--fold", type=int_range(0), default=None,
                         help="test fold of a --folds split file")
-    parser.add_argument("--checkpoint", default="lite", help="lite | micro (random, tests) | checkpoint file")
+    parser.add_argument("--checkpoint", default="lite",
+                        help="lite | micro (random, tests) | checkpoint file")
     parser.add_argument("--config", default=None, choices=list(CONFIGS),
-                        help="model config (read from the file or implied by lite/micro when omitted)")
+                        help="model config "
+                             "(read from the file or implied by lite/micro when omitted)")
     parser.add_argument("--out", required=True, help="output folder (seg/)")
     parser.add_argument("--train", default="all", choices=["all", "decoder"],
-                        help="all: image encoder + mask decoder (MedSAM); decoder: mask decoder only")
-    parser.add_argument("--loss", default="dicebce", choices=LOSSES, help="mean of Dice and BCE (or focal)")
+                        help="all: image encoder + mask decoder (MedSAM); "
+                             "decoder: mask decoder only")
+    parser.add_argument("--loss", default="dicebce", choices=LOSSES,
+                        help="mean of Dice and BCE (or focal)")
     parser.add_argument("--epochs", type=int_range(0), default=30, help="maximum epochs")
     parser.add_argument("--patience", type=int_range(1), default=5,
                         help="stop after this many epochs without val improvement")
@@ -221,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="max random shift per box coordinate in model-input pixels "
                              "(default 20 x input side / 1024, MedSAM's 20 pixels at 1024)")
     parser.add_argument("--prior-box-fraction", type=float_range(0, 1), default=0.0,
-                        help="share of training prompts that use the prior box instead of the GT box")
+                        help="share of training prompts that use the prior box "
+                             "instead of the GT box")
     parser.add_argument("--val-prompt", default="gt", choices=["gt", "prior"],
                         help="box used for validation/test losses: ground truth or prior")
     parser.add_argument("--prior-frame", default="content", choices=FRAMES,
@@ -231,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment-copies", type=int_range(0, 16), default=1,
                         help="augmented copies per training image with --augment (default 1)")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out)")
-    parser.add_argument("--no-cache", action="store_true", help="do not keep image embeddings on disk")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="do not keep image embeddings on disk")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed for the random model, order and prompts")
@@ -246,8 +265,9 @@ def warn_empty_masks(stems: dict[str, list[str]], loaded: dict, masks_dir) -> No
         empty = [s for s, m in zip(stems[part], loaded[part][1]) if not m.any()]
         if part == "train" and empty and len(empty) == len(stems["train"]):
             raise ValueError(f"{masks_dir}: all {len(empty)} training masks are empty (no lung "
-                             "pixels), so there is nothing to learn; check --masks and --mask-suffix, "
-                             "and that the lungs are non-zero (0/1 or 0/255) in the mask files")
+                             "pixels), so there is nothing to learn; "
+                             "check --masks and --mask-suffix, and that the lungs are non-zero "
+                             "(0/1 or 0/255) in the mask files")
         if empty:
             shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
             print(f"finetune: warning: {len(empty)} of {len(stems[part])} {part} masks are empty "
@@ -308,7 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     train_all = args.train == "all"
 
     def evaluate(part):
-        return evaluate_losses(model, data[part], device, train_all, args.val_prompt, args.loss, args.batch_size * 4)
+        return evaluate_losses(model, data[part], device, train_all, args.val_prompt, args.loss,
+                               args.batch_size * 4)
 
     if resumed is not None:
         state = resumed
@@ -319,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, KeyError, TypeError, RuntimeError) as error:
             raise SystemExit(f"error: {out / 'last.pt'}: cannot restore the training state "
                              f"({error}); start afresh without --resume") from None
-        epoch, best_loss, best_epoch, bad = state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"]
+        epoch, best_loss = state["epoch"], state["best_loss"]
+        best_epoch, bad = state["best_epoch"], state["bad_epochs"]
         curves = [list(r) for r in state["curves"]]
         print(f"finetune: resumed from {out / 'last.pt'} at epoch {epoch} "
               f"(best {best_loss:.4f} at epoch {best_epoch})")
@@ -328,8 +350,8 @@ def main(argv: list[str] | None = None) -> None:
         epoch, bad = 0, 0
         curves = [[0, part, *evaluate(part)] for part in PARTS]
         best_loss, best_epoch = curves[1][2], 0
-        state = {"best_loss": best_loss, "best_epoch": 0, "bad_epochs": 0, "generator": generator.get_state(),
-                 "curves": curves}
+        state = {"best_loss": best_loss, "best_epoch": 0, "bad_epochs": 0,
+                 "generator": generator.get_state(), "curves": curves}
         _save(out / "best.pt", _checkpoint(model, optimizer, 0, state, args, settings))
         print(f"finetune: epoch 0 (before fine-tuning) val loss {best_loss:.4f}")
 
@@ -337,7 +359,8 @@ def main(argv: list[str] | None = None) -> None:
         epoch += 1
         t0 = time.time()
         train_losses = train_epoch(model, data["train"], optimizer, device, args, generator)
-        rows = [[epoch, "train", *train_losses], [epoch, "val", *evaluate("val")], [epoch, "test", *evaluate("test")]]
+        rows = [[epoch, "train", *train_losses], [epoch, "val", *evaluate("val")],
+                [epoch, "test", *evaluate("test")]]
         curves += rows
         val_loss = rows[1][2]
         improved = val_loss < best_loss
@@ -352,17 +375,20 @@ def main(argv: list[str] | None = None) -> None:
             _save(out / "best.pt", checkpoint)
         _save(out / "last.pt", checkpoint)
         write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
-        print(f"finetune: epoch {epoch}/{args.epochs} train {train_losses[0]:.4f} val {val_loss:.4f} "
-              f"test {rows[2][2]:.4f}{' *best' if improved else ''} ({time.time() - t0:.1f} s)", flush=True)
+        print(f"finetune: epoch {epoch}/{args.epochs} train {train_losses[0]:.4f} "
+              f"val {val_loss:.4f} test {rows[2][2]:.4f}{' *best' if improved else ''} "
+              f"({time.time() - t0:.1f} s)", flush=True)
     if bad >= args.patience:
         print(f"finetune: early stop, no val improvement for {args.patience} epochs")
     if epoch == 0:  # no epoch ran (--epochs 0): last.pt is the starting checkpoint
         _save(out / "last.pt", _checkpoint(model, optimizer, epoch, state, args, settings))
     write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
     seconds = time.time() - started
-    print(f"finetune: best epoch {best_epoch} (val loss {best_loss:.4f}); {seconds:.0f} s -> {out}/best.pt")
-    write_run_json(out, args, name="run_finetune.json", seconds=seconds, device=str(device), best_epoch=best_epoch,
-                   best_val_loss=best_loss, n={p: len(stems[p]) for p in PARTS})
+    print(f"finetune: best epoch {best_epoch} (val loss {best_loss:.4f}); "
+          f"{seconds:.0f} s -> {out}/best.pt")
+    write_run_json(out, args, name="run_finetune.json", seconds=seconds, device=str(device),
+                   best_epoch=best_epoch, best_val_loss=best_loss,
+                   n={p: len(stems[p]) for p in PARTS})
     write_done(out, args, OUTPUTS, done=FINETUNE, best_epoch=best_epoch, epochs=epoch)
 
 

@@ -24,7 +24,9 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> 
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(B,) mean binary cross-entropy per image."""
-    return F.binary_cross_entropy_with_logits(_flat(logits), _flat(target.float()), reduction="none").mean(1)
+    per_pixel = F.binary_cross_entropy_with_logits(_flat(logits), _flat(target.float()),
+                                                   reduction="none")
+    return per_pixel.mean(1)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:

@@ -37,7 +37,8 @@ def _distance(mask: np.ndarray) -> np.ndarray:
 
 
 def _bounding_slices(fg: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """Row/column slices of the foreground's bounding box grown by `margin`, clipped to the image."""
+    """Row/column slices of the foreground's bounding box grown by `margin`, clipped to the
+    image."""
     rows = np.flatnonzero(fg.any(axis=1))
     cols = np.flatnonzero(fg.any(axis=0))
     return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, fg.shape[0])),
@@ -92,16 +93,20 @@ def cutout(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The image with everything outside the mask set to 0 (the study's masked input)."""
     image = np.asarray(image)
     if image.shape[:2] != np.asarray(mask).shape:
-        raise ValueError(f"image shape {image.shape} and mask shape {np.asarray(mask).shape} differ")
+        raise ValueError(f"image shape {image.shape} and mask shape "
+                         f"{np.asarray(mask).shape} differ")
     keep = np.asarray(mask).astype(bool)
     return np.where(keep if image.ndim == 2 else keep[..., None], image, 0).astype(image.dtype)
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, thickness: int = 2, value: int = 255) -> np.ndarray:
-    """The unchanged image with the mask's boundary drawn in `value` (the anatomical-overlay input)."""
+def overlay(image: np.ndarray, mask: np.ndarray, thickness: int = 2,
+            value: int = 255) -> np.ndarray:
+    """The unchanged image with the mask's boundary drawn in `value` (the anatomical-overlay
+    input)."""
     image = np.asarray(image)
     if image.shape[:2] != np.asarray(mask).shape:
-        raise ValueError(f"image shape {image.shape} and mask shape {np.asarray(mask).shape} differ")
+        raise ValueError(f"image shape {image.shape} and mask shape "
+                         f"{np.asarray(mask).shape} differ")
     out = image.copy()
     out[boundary(mask, thickness)] = value
     return out

@@ -65,7 +65,8 @@ def quality_flags(mask: np.ndarray, limits: QCLimits = QCLimits()) -> tuple[floa
     return area, int(n), flags
 
 
-def process_mask(raw: np.ndarray, erode: int, dilate: list[int]) -> tuple[np.ndarray, list[np.ndarray], str]:
+def process_mask(raw: np.ndarray, erode: int,
+                 dilate: list[int]) -> tuple[np.ndarray, list[np.ndarray], str]:
     """One raw mask -> (eroded, [dilated per radius], action), applying the empty-mask fallback."""
     if not raw.any():
         full = np.ones(raw.shape, np.uint8)
@@ -77,8 +78,9 @@ def process_mask(raw: np.ndarray, erode: int, dilate: list[int]) -> tuple[np.nda
     return eroded, dilate_disks(eroded, dilate), "kept"
 
 
-def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = 5, dilate: tuple[int, ...] = (15, 50),
-                      limits: QCLimits = QCLimits(), progress_every: float = 10.0):
+def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = 5,
+                      dilate: tuple[int, ...] = (15, 50), limits: QCLimits = QCLimits(),
+                      progress_every: float = 10.0):
     """(N, H, W) 0/1 masks -> eroded (N, H, W), {radius: (N, H, W)} uint8 0/1, and qc rows."""
     eroded = np.zeros(raw.shape, np.uint8)
     dilated = {r: np.zeros(raw.shape, np.uint8) for r in dilate}
@@ -96,7 +98,8 @@ def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = 5, dilate:
         if time.time() - last > progress_every:
             last = time.time()
             rate = (i + 1) / (last - start)
-            print(f"postprocess: {i + 1}/{len(raw)} masks, {rate:.1f}/s, ETA {(len(raw) - i - 1) / rate:.0f} s")
+            eta = (len(raw) - i - 1) / rate
+            print(f"postprocess: {i + 1}/{len(raw)} masks, {rate:.1f}/s, ETA {eta:.0f} s")
     return eroded, dilated, qc_rows
 
 
@@ -194,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         raw = read_raw_masks(args.masks)
         rows = read_csv(args.index, required=["row", "image"])
         if len(rows) != len(raw):
-            raise ValueError(f"{args.index} has {len(rows)} rows but {args.masks} has {len(raw)} masks")
+            raise ValueError(f"{args.index} has {len(rows)} rows but {args.masks} has "
+                             f"{len(raw)} masks")
         check_same_images(rows, args.index, Path(args.masks).parent / "index.csv")
         shape_prior = ShapePrior.load(args.shape_prior) if args.shape_prior else None
         stack = None
@@ -229,9 +233,11 @@ def main(argv: list[str] | None = None) -> None:
     flagged = sum(row[4] != "ok" for row in qc_rows)
     fallbacks = sum(row[5] != "kept" for row in qc_rows)
     seconds = time.time() - start
-    print(f"postprocess: {len(raw)} masks in {seconds:.1f} s; {flagged} flagged, {fallbacks} fallback(s) "
-          f"-> {out}/eroded.npy, " + ", ".join(f"m{r}.npy" for r in args.dilate) + ", qc.csv")
-    write_run_json(out, args, name="run_postprocess.json", seconds=seconds, flagged=flagged, fallbacks=fallbacks)
+    print(f"postprocess: {len(raw)} masks in {seconds:.1f} s; {flagged} flagged, "
+          f"{fallbacks} fallback(s) -> {out}/eroded.npy, "
+          + ", ".join(f"m{r}.npy" for r in args.dilate) + ", qc.csv")
+    write_run_json(out, args, name="run_postprocess.json", seconds=seconds, flagged=flagged,
+                   fallbacks=fallbacks)
     write_done(out, args, outputs, done=POSTPROCESS, flagged=flagged, fallbacks=fallbacks)
 
 

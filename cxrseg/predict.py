@@ -4,9 +4,9 @@ Images come from an (N, H, W) uint8 `.npy` stack with its `index.csv` (`row, ima
 classifier's image cache) or from a folder. Each image is prompted with the prior box (the average
 training mask's box, placed in the image's content frame), optionally with the prior's points;
 `--refine N` re-prompts N more times with the box around the previous prediction (the image is
-encoded once). Batched; CUDA when present. Also writes `prompts.csv` (first and final box per image).
-With `--out` a folder instead of a `.npy` file, masks are written as PNG files (0/255), which
-allows images of different sizes. `--threshold-from eval.csv` needs its done_evaluate.json, a
+encoded once). Batched; CUDA when present. Also writes `prompts.csv` (first and final box per
+image). With `--out` a folder instead of a `.npy` file, masks are written as PNG files (0/255),
+which allows images of different sizes. `--threshold-from eval.csv` needs its done_evaluate.json, a
 fine-tuned checkpoint its done_finetune.json; done_predict.json is written last. If every mask comes
 out empty the run fails (a wrong segmenter or threshold) instead of writing them.
 """
@@ -50,17 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cxrseg.predict", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.predict --images work/cache/images.npy --index work/cache/index.csv "
-               "--checkpoint work/seg/best.pt --prior work/seg/prior.json --refine 1 --out work/masks/raw.npy")
-    parser.add_argument("--images", required=True, help="(N, H, W) uint8 .npy stack, or a folder of images")
-    parser.add_argument("--index", default=None, help="CSV `row, image` naming the stack rows (with a .npy stack)")
-    parser.add_argument("--checkpoint", required=True, help="seg/best.pt, lite, or micro (random, tests)")
+        epilog="example:\n  python -m cxrseg.predict --images work/cache/images.npy "
+               "--index work/cache/index.csv --checkpoint work/seg/best.pt "
+               "--prior work/seg/prior.json --refine 1 --out work/masks/raw.npy")
+    parser.add_argument("--images", required=True,
+                        help="(N, H, W) uint8 .npy stack, or a folder of images")
+    parser.add_argument("--index", default=None,
+                        help="CSV `row, image` naming the stack rows (with a .npy stack)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="seg/best.pt, lite, or micro (random, tests)")
     parser.add_argument("--config", default=None, choices=list(CONFIGS),
                         help="model config when the checkpoint file does not name it")
     parser.add_argument("--prior", required=True, help="seg/prior.json from cxrseg.finetune")
-    parser.add_argument("--prompt", default="box", choices=PROMPT_MODES, help="prompt mode (default box)")
+    parser.add_argument("--prompt", default="box", choices=PROMPT_MODES,
+                        help="prompt mode (default box)")
     parser.add_argument("--refine", type=int_range(0), default=0,
-                        help="extra passes prompted with the box of the previous prediction (e.g. 1)")
+                        help="extra passes prompted with the box of the previous prediction "
+                             "(e.g. 1)")
     parser.add_argument("--threshold", default=0.5,
                         type=float_range(0, 1, lo_open=True, hi_open=True),
                         help="binarization threshold")
@@ -87,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         stack, names = load_stack(args.images, args.index)
         if len(names) == 0:
             raise ValueError(f"{args.images}: no images")
-        shapes = {tuple(np.shape(img)) for img in stack} if isinstance(stack, list) else {stack.shape[1:]}
+        if isinstance(stack, list):
+            shapes = {tuple(np.shape(img)) for img in stack}
+        else:
+            shapes = {stack.shape[1:]}
         if to_stack and len(shapes) > 1:
             raise ValueError(f"{args.images}: images differ in size {sorted(shapes)[:3]}; "
                              "give a folder as --out to write one PNG mask per image")
@@ -112,11 +121,13 @@ def main(argv: list[str] | None = None) -> None:
     last = time.time()
     for start in range(0, n, args.batch_size):
         rows = list(range(start, min(start + args.batch_size, n)))
-        images = [np.array(stack[i]) for i in rows]  # a copy: the stack may be a read-only memory map
+        # a copy: the stack may be a read-only memory map
+        images = [np.array(stack[i]) for i in rows]
         embeddings = encode(model, images, device, args.batch_size)
         first = np.stack([prior.box_for(img) for img in images])
         _, probs, boxes = segment(model, embeddings, images, device, args.prompt, prior,
-                                  refine=args.refine, threshold=threshold, batch_size=args.batch_size)
+                                  refine=args.refine, threshold=threshold,
+                                  batch_size=args.batch_size)
         for j, i in enumerate(rows):
             mask = clean_mask(probs[j].numpy() >= threshold, args.fill_holes, args.keep_largest)
             if not mask.any():
@@ -126,11 +137,14 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 with atomic_path(out / (Path(names[i]).stem + ".png")) as tmp:
                     Image.fromarray(mask * 255).save(tmp, format="PNG")
-            prompt_rows.append([i, names[i], *(f"{v:.1f}" for v in first[j]), *(f"{v:.1f}" for v in boxes[j])])
+            prompt_rows.append([i, names[i], *(f"{v:.1f}" for v in first[j]),
+                                *(f"{v:.1f}" for v in boxes[j])])
         if time.time() - last > 10 or rows[-1] == n - 1:
             last = time.time()
             rate = (rows[-1] + 1) / (last - started)
-            print(f"predict: {rows[-1] + 1}/{n} images, {rate:.2f}/s, ETA {(n - rows[-1] - 1) / rate:.0f} s", flush=True)
+            eta = (n - rows[-1] - 1) / rate
+            print(f"predict: {rows[-1] + 1}/{n} images, {rate:.2f}/s, ETA {eta:.0f} s",
+                  flush=True)
 
     if len(empty) == n:
         raise SystemExit(f"error: all {n} predicted masks are empty at threshold {threshold:g}: "
@@ -143,12 +157,14 @@ def main(argv: list[str] | None = None) -> None:
     if to_stack:
         save_npy(out, raw)
     write_csv(folder / "index.csv", ["row", "image"], [(i, name) for i, name in enumerate(names)])
-    write_csv(folder / "prompts.csv", ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
-                                       "x0", "y0", "x1", "y1"], prompt_rows)
+    write_csv(folder / "prompts.csv",
+              ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
+               "x0", "y0", "x1", "y1"], prompt_rows)
     seconds = time.time() - started
-    print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), threshold {threshold:.2f}, "
-          f"{len(empty)} empty mask(s) -> {out}")
-    write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device), threshold=threshold, images=n)
+    print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), "
+          f"threshold {threshold:.2f}, {len(empty)} empty mask(s) -> {out}")
+    write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device),
+                   threshold=threshold, images=n)
     write_done(folder, args, outputs, done=PREDICT, threshold=threshold, images=n, empty=len(empty))
 
 

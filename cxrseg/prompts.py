@@ -1,4 +1,5 @@
-"""Box and point prompts: from a ground-truth mask, from the average training mask, from a prediction.
+"""Box and point prompts: from a ground-truth mask, from the average training mask, from a
+prediction.
 
 Boxes are (x0, y0, x1, y1) in pixel indices of an image (x1, y1 = last column/row inside, as
 MedSAM does); points are (x, y) pixel coordinates with label 1 (lung) or 0 (not lung).
@@ -38,7 +39,8 @@ def mask_box(mask: np.ndarray) -> np.ndarray:
 
 def content_frame(image: np.ndarray, level: float = 0.1) -> np.ndarray:
     """(4,) int frame (x0, y0, x1, y1), end-exclusive, of the rows/columns whose maximum exceeds
-    `level` x the image maximum: the picture without black borders. Whole image if none are found."""
+    `level` x the image maximum: the picture without black borders. Whole image if none are
+    found."""
     image = np.asarray(image, dtype=np.float32)
     h, w = image.shape[:2]
     gray = image if image.ndim == 2 else image.mean(axis=2)
@@ -63,11 +65,12 @@ def image_frame(image: np.ndarray, frame: str) -> np.ndarray:
 
 @dataclass
 class Prior:
-    """The average training mask's prompts, normalized to the frame ((0,0) top-left, (1,1) bottom-right)."""
+    """The average training mask's prompts, normalized to the frame ((0,0) top-left,
+    (1,1) bottom-right)."""
     box: list[float]                       # x0, y0, x1, y1 covering the region (pixel extents)
     points: list[list[float]]              # [x, y, label] with label 1 positive, 0 negative
     frame: str = "content"
-    level: float = 0.5                     # the average-mask level whose region gives box and points
+    level: float = 0.5                     # average-mask level whose region gives box and points
     n_masks: int = 0
     grid: int = 256
     notes: str = field(default="")
@@ -85,7 +88,8 @@ class Prior:
         """((P, 2) float xy pixel coordinates, (P,) int labels) for one image."""
         fx0, fy0, fx1, fy1 = image_frame(image, self.frame).astype(np.float64)
         pts = np.asarray(self.points, dtype=np.float64).reshape(-1, 3)
-        xy = np.stack([fx0 + pts[:, 0] * (fx1 - fx0) - 0.5, fy0 + pts[:, 1] * (fy1 - fy0) - 0.5], axis=1)
+        xy = np.stack([fx0 + pts[:, 0] * (fx1 - fx0) - 0.5,
+                       fy0 + pts[:, 1] * (fy1 - fy0) - 0.5], axis=1)
         return xy, pts[:, 2].astype(np.int64)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -95,7 +99,8 @@ class Prior:
     def load(cls, path: str | os.PathLike) -> "Prior":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: prior file not found (cxrseg.finetune writes prior.json)")
+            raise FileNotFoundError(f"{path}: prior file not found "
+                                    "(cxrseg.finetune writes prior.json)")
         try:
             data = json.loads(path.read_text())
             prior = cls(**data)
@@ -118,7 +123,8 @@ def average_mask(images: list[np.ndarray], masks: list[np.ndarray], frame: str =
 
 
 def build_prior(images: list[np.ndarray], masks: list[np.ndarray], frame: str = "content",
-                level: float = 0.5, grid: int = 256, n_positive: int = 2, n_negative: int = 1) -> Prior:
+                level: float = 0.5, grid: int = 256, n_positive: int = 2,
+                n_negative: int = 1) -> Prior:
     """Prior prompts from training pairs.
 
     Box: the region where the average mask is >= `level`. Positive points: the most interior point
@@ -154,7 +160,8 @@ def build_prior(images: list[np.ndarray], masks: list[np.ndarray], frame: str = 
         points.append([(x + 0.5) / grid, (y + 0.5) / grid, 0])
         yy, xx = np.ogrid[:grid, :grid]
         outside = np.where((yy - y) ** 2 + (xx - x) ** 2 <= (grid // 8) ** 2, 0, outside)
-    return Prior(box=[float(v) for v in box], points=[[float(a), float(b), int(c)] for a, b, c in points],
+    return Prior(box=[float(v) for v in box],
+                 points=[[float(a), float(b), int(c)] for a, b, c in points],
                  frame=frame, level=level, n_masks=len(masks), grid=grid,
                  notes="normalized to the frame; x right, y down")
 

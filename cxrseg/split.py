@@ -26,8 +26,10 @@ from .records import SPLIT, require_finished
 PARTS = ("train", "val", "test")
 
 
-def split_counts(n: int, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)) -> tuple[int, int, int]:
-    """Sizes of train/val/test for n items: val and test rounded, train gets the rest (292 -> 204/44/44)."""
+def split_counts(n: int, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+                 ) -> tuple[int, int, int]:
+    """Sizes of train/val/test for n items: val and test rounded, train gets the rest
+    (292 -> 204/44/44)."""
     if n < 3:
         raise ValueError(f"need at least 3 pairs to split into train/val/test, got {n}")
     total = sum(fractions)
@@ -64,7 +66,8 @@ def split_folds(stems: list[str], folds: int, seed: int) -> dict[str, int]:
 
 def parts_for_fold(folds: dict[str, int], fold: int, seed: int,
                    val_fraction: float = 0.15) -> dict[str, str]:
-    """Fold `fold` is test; a seeded `val_fraction` of all stems (taken from the other folds) is val."""
+    """Fold `fold` is test; a seeded `val_fraction` of all stems (taken from the other folds) is
+    val."""
     k = max(folds.values()) + 1
     if not 0 <= fold < k:
         raise ValueError(f"fold {fold} out of range: splits have folds 0..{k - 1}")
@@ -73,7 +76,8 @@ def parts_for_fold(folds: dict[str, int], fold: int, seed: int,
     rest = sorted(s for s, f in folds.items() if f != fold)
     n_val = max(1, int(round(val_fraction * len(folds))))
     if n_val >= len(rest):
-        raise ValueError(f"fold {fold}: {len(rest)} training stems cannot give {n_val} for validation")
+        raise ValueError(f"fold {fold}: {len(rest)} training stems cannot give {n_val} "
+                         "for validation")
     order = np.random.default_rng([seed, fold]).permutation(len(rest))
     val = {rest[i] for i in order[:n_val]}
     return {s: "test" if f == fold else "val" if s in val else "train" for s, f in folds.items()}
@@ -127,11 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", default=None, help="folder of images")
     parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
     add_data_argument(parser)
-    parser.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this (e.g. _mask)")
+    parser.add_argument("--mask-suffix", default="",
+                        help="mask file stem = image stem + this (e.g. _mask)")
     parser.add_argument("--out", required=True, help="output CSV (seg/splits.csv)")
     parser.add_argument("--fractions", type=float_range(0, lo_open=True), nargs=3,
                         default=[0.70, 0.15, 0.15],
-                        metavar=("TRAIN", "VAL", "TEST"), help="part fractions (default 0.70 0.15 0.15)")
+                        metavar=("TRAIN", "VAL", "TEST"),
+                        help="part fractions (default 0.70 0.15 0.15)")
     parser.add_argument("--folds", type=int_range(2), default=None,
                         help="write K >= 2 folds instead of parts")
     parser.add_argument("--seed", type=int_range(0), default=0, help="shuffle seed")

@@ -27,7 +27,8 @@ def test_formats_are_read_as_gray_uint8_and_masks_as_01(tmp_path, rng):
     _write(tmp_path / "images" / "d.png", gray.astype(np.uint16) * 257)  # 16-bit
     _write(tmp_path / "images" / "e.jpg", gray)
     mask = (rng.random((12, 10)) > 0.5).astype(np.uint8)
-    for stem, values in [("a", mask * 255), ("b", mask), ("c", mask * 255), ("d", mask), ("e", mask * 255)]:
+    for stem, values in [("a", mask * 255), ("b", mask), ("c", mask * 255), ("d", mask),
+                         ("e", mask * 255)]:
         _write(tmp_path / "masks" / f"{stem}_mask.png", values.astype(np.uint8))
     pairs = find_pairs(tmp_path / "images", tmp_path / "masks", mask_suffix="_mask")
     assert [p.stem for p in pairs] == ["a", "b", "c", "d", "e"]
@@ -122,7 +123,9 @@ def test_split_cli_writes_csv(tmp_path):
                 "--out", str(tmp_path / "folds.csv"), "--folds", "5"])
     with pytest.raises(ValueError, match="--fold"):
         split.read_splits(tmp_path / "folds.csv")
-    assert set(split.read_splits(tmp_path / "folds.csv", fold=1).values()) == {"train", "val", "test"}
+    parts = split.read_splits(tmp_path / "folds.csv", fold=1)
+    assert set(parts.values()) == {"train", "val", "test"}
     with pytest.raises(SystemExit, match="error: .*no images"):
         (tmp_path / "e").mkdir()
-        split.main(["--images", str(tmp_path / "e"), "--masks", str(tmp_path / "m"), "--out", str(tmp_path / "z.csv")])
+        split.main(["--images", str(tmp_path / "e"), "--masks", str(tmp_path / "m"),
+                    "--out", str(tmp_path / "z.csv")])

@@ -1,4 +1,5 @@
-"""cxrseg.morphology equals scipy's reference; masked images; QC flags and the empty-mask fallback."""
+"""cxrseg.morphology equals scipy's reference; masked images; QC flags and the empty-mask
+fallback."""
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -29,8 +30,10 @@ def test_erosion_and_dilation_equal_scipy(radius):
     rng = np.random.default_rng(radius)
     for mask in _random_masks(rng):
         footprint = disk(radius)
-        np.testing.assert_array_equal(erode_disk(mask, radius), ndimage.binary_erosion(mask, structure=footprint))
-        np.testing.assert_array_equal(dilate_disk(mask, radius), ndimage.binary_dilation(mask, structure=footprint))
+        np.testing.assert_array_equal(erode_disk(mask, radius),
+                                      ndimage.binary_erosion(mask, structure=footprint))
+        np.testing.assert_array_equal(dilate_disk(mask, radius),
+                                      ndimage.binary_dilation(mask, structure=footprint))
 
 
 def test_radius_50_on_a_border_touching_mask_equals_scipy():
@@ -109,5 +112,5 @@ def test_postprocess_refuses_mismatched_index(tmp_path):
     _save_predicted(tmp_path / "raw.npy", np.zeros((2, 8, 8), np.uint8))
     (tmp_path / "index.csv").write_text("row,image\n0,a.png\n")
     with pytest.raises(SystemExit, match="index.csv has 1 rows.*2 masks"):
-        postprocess.main(["--masks", str(tmp_path / "raw.npy"), "--index", str(tmp_path / "index.csv"),
-                          "--out", str(tmp_path / "o")])
+        postprocess.main(["--masks", str(tmp_path / "raw.npy"),
+                          "--index", str(tmp_path / "index.csv"), "--out", str(tmp_path / "o")])

@@ -1,10 +1,12 @@
-"""cxrseg.prompts and cxrseg.losses: boxes, the prior from the average mask, perturbation, losses."""
+"""cxrseg.prompts and cxrseg.losses: boxes, the prior from the average mask, perturbation,
+losses."""
 import numpy as np
 import pytest
 import torch
 
 from cxrseg.losses import dice_iou, dice_loss, segmentation_loss
-from cxrseg.prompts import Prior, build_prior, content_frame, mask_box, perturb_boxes, prediction_box
+from cxrseg.prompts import (Prior, build_prior, content_frame, mask_box, perturb_boxes,
+                            prediction_box)
 
 
 def _lungs(h=60, w=50, top=10, bottom=50, shift=0):
@@ -65,7 +67,8 @@ def test_perturb_boxes_stays_inside_and_is_seeded():
     a = perturb_boxes(boxes, 5, 64, torch.Generator().manual_seed(1))
     b = perturb_boxes(boxes, 5, 64, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and not torch.equal(a, boxes)
-    assert (a >= 0).all() and (a <= 63).all() and (a[:, 2] > a[:, 0]).all() and (a[:, 3] > a[:, 1]).all()
+    assert ((a >= 0).all() and (a <= 63).all()
+            and (a[:, 2] > a[:, 0]).all() and (a[:, 3] > a[:, 1]).all())
     assert ((a - boxes).abs() <= 5 + 1e-5).all()
 
 
@@ -75,7 +78,8 @@ def test_losses():
     perfect = (target * 2 - 1) * 50
     assert dice_loss(perfect, target).max() < 1e-4
     loss, dice, bce = segmentation_loss(torch.zeros_like(target), target)
-    assert torch.allclose(loss, (dice + bce) / 2) and torch.allclose(bce, torch.full((2,), np.log(2)))
+    assert (torch.allclose(loss, (dice + bce) / 2)
+            and torch.allclose(bce, torch.full((2,), np.log(2))))
     loss_f, _, focal = segmentation_loss(torch.zeros_like(target), target, "dicefocal")
     assert (focal < bce).all()
     a, b = np.zeros((4, 4)), np.zeros((4, 4))

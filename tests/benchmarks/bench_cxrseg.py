@@ -1,6 +1,7 @@
 """cxrseg benchmark (run by `make bench`):
   1. mask post-processing per 1024x1024 mask: erode r=5 + dilate r=15 + dilate r=50
-     (distance transform), next to scipy.ndimage binary morphology with the same disks (same output);
+     (distance transform), next to scipy.ndimage binary morphology with the same disks
+     (same output);
   2. LiteMedSAM prediction throughput on CPU (images/s, 512x512 images, prior box, with and without
      one refine pass), through the same code as `cxrseg.predict`.
 """
@@ -26,7 +27,9 @@ def lung_like_mask(size: int = 1024, seed: int = 0) -> np.ndarray:
     """Two elliptical 'lungs' with a rough edge, (size, size) uint8 0/1."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[:size, :size] / size
-    mask = (((x - 0.3) / 0.16) ** 2 + ((y - 0.5) / 0.32) ** 2 < 1) | (((x - 0.7) / 0.16) ** 2 + ((y - 0.5) / 0.32) ** 2 < 1)
+    left = ((x - 0.3) / 0.16) ** 2 + ((y - 0.5) / 0.32) ** 2 < 1
+    right = ((x - 0.7) / 0.16) ** 2 + ((y - 0.5) / 0.32) ** 2 < 1
+    mask = left | right
     noise = ndimage.gaussian_filter(rng.normal(size=(size, size)), 8) > 0.02
     return (mask & (noise | ndimage.binary_erosion(mask, iterations=10))).astype(np.uint8)
 
@@ -45,8 +48,9 @@ def bench_postprocess(repeats: int = 10) -> None:
     ref50 = ndimage.binary_dilation(ref_eroded, structure=disk(50))
     scipy_seconds = time.perf_counter() - t
     same = (eroded == ref_eroded).all() and (m15 == ref15).all() and (m50 == ref50).all()
-    print(f"postprocess 1024x1024 (erode 5 + dilate 15 + dilate 50): median {np.median(times) * 1000:.0f} ms "
-          f"per mask over {repeats} (min {min(times) * 1000:.0f} ms); scipy binary morphology "
+    print(f"postprocess 1024x1024 (erode 5 + dilate 15 + dilate 50): "
+          f"median {np.median(times) * 1000:.0f} ms per mask over {repeats} "
+          f"(min {min(times) * 1000:.0f} ms); scipy binary morphology "
           f"{scipy_seconds:.2f} s; identical output: {same}")
 
 
@@ -58,9 +62,10 @@ def bench_predict(n: int = 8, size: int = 512) -> None:
         return
     device = prepare_device("cpu")  # as the CLIs do (keeps freed memory for reuse)
     rng = np.random.default_rng(0)
-    images = [np.clip(ndimage.gaussian_filter(rng.normal(120, 40, (size, size)), 3) + 60 * lung_like_mask(size, i),
-                      0, 255).astype(np.uint8) for i in range(n)]
-    prior = Prior(box=[0.12, 0.15, 0.88, 0.85], points=[[0.3, 0.5, 1], [0.7, 0.5, 1], [0.5, 0.5, 0]], frame="content")
+    images = [np.clip(ndimage.gaussian_filter(rng.normal(120, 40, (size, size)), 3)
+                      + 60 * lung_like_mask(size, i), 0, 255).astype(np.uint8) for i in range(n)]
+    prior = Prior(box=[0.12, 0.15, 0.88, 0.85],
+                  points=[[0.3, 0.5, 1], [0.7, 0.5, 1], [0.5, 0.5, 0]], frame="content")
     encode(model, images[:1], device, 1)     # warm-up
     for refine in (0, 1):
         t = time.perf_counter()
@@ -68,8 +73,9 @@ def bench_predict(n: int = 8, size: int = 512) -> None:
         encoded = time.perf_counter() - t
         segment(model, embeddings, images, device, "box", prior, refine=refine)
         total = time.perf_counter() - t
-        print(f"predict LiteMedSAM CPU ({torch.get_num_threads()} threads), {n} images {size}x{size}, "
-              f"refine {refine}: {n / total:.2f} images/s (encoder {encoded / n:.2f} s/image, "
+        print(f"predict LiteMedSAM CPU ({torch.get_num_threads()} threads), "
+              f"{n} images {size}x{size}, refine {refine}: {n / total:.2f} images/s "
+              f"(encoder {encoded / n:.2f} s/image, "
               f"decoding {(total - encoded) / n * 1000:.0f} ms/image)")
 
 

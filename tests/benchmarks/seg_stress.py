@@ -17,8 +17,6 @@ import time
 import zlib
 from pathlib import Path
 
-import numpy as np
-
 from seg_bench_common import embed, load_run, load_set, score  # noqa: I001 (sets sys.path)
 from cxrseg.opacity import KINDS, add_opacity
 from cxrstats.fileio import atomic_path, write_csv
@@ -115,7 +113,7 @@ def main(argv=None) -> None:
                                    "n"], [[r[0], r[1], f"{r[2]:g}", *(f"{v:.4f}" for v in r[3:6]),
                                            r[6]] for r in rows])
     plot(rows, names, args.kinds, args.strengths, out / "stress.png")
-    print(f"\n| run | kind | " + " | ".join(f"Dice s={s:g}" for s in args.strengths)
+    print("\n| run | kind | " + " | ".join(f"Dice s={s:g}" for s in args.strengths)
           + " | " + " | ".join(f"M-15 keeps s={s:g}" for s in args.strengths) + " |")
     for name in names:
         for kind in args.kinds:
