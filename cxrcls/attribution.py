@@ -2,9 +2,9 @@
 
 For every test image of each finished run (runs/<setting>/split<k>/ with best.pt), the run's own
 test input is composed exactly as training composed it (cxrcls.inputs and
-cxrcls.train.to_model_input), Grad-CAM maps of the last convolutional block are computed for each
-of the five findings (cxrcls.gradcam), upsampled to the cached image side S, and compared with the
-RAW lung mask (masks/raw.npy, the segmenter's own output, not the dilated cut-out):
+cxrcls.train.to_model_input), Grad-CAM maps of one convolutional block (see below) are computed
+for each of the five findings (cxrcls.gradcam), upsampled to the cached image side S, and compared
+with the RAW lung mask (masks/raw.npy, the segmenter's own output, not the dilated cut-out):
 
     in-lung share = sum(cam * lung) / sum(cam)      chance level = lung area / image area
 
