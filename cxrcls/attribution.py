@@ -2,26 +2,35 @@
 
 For every test image of each finished run (runs/<setting>/split<k>/ with best.pt), the run's own
 test input is composed exactly as training composed it (cxrcls.inputs and
-cxrcls.train.to_model_input), Grad-CAM maps of the last convolutional block are computed for each
-of the five findings (cxrcls.gradcam), upsampled to the cached image side S, and compared with the
-RAW lung mask (masks/raw.npy, the segmenter's own output, not the dilated cut-out):
+cxrcls.train.to_model_input), Grad-CAM maps of one convolutional block (see below) are computed
+for each of the five findings (cxrcls.gradcam), upsampled to the cached image side S, and compared
+with the RAW lung mask (masks/raw.npy, the segmenter's own output, not the dilated cut-out):
 
     in-lung share = sum(cam * lung) / sum(cam)      chance level = lung area / image area
 
 A model that looks where the findings are drawn (inside the lungs) has a share well above chance;
 one that uses a cue outside the lungs (a marker, an electrode) has a share near or below it.
+With --region-csv (a CSV naming, per image, a box in fractions of the image side, e.g. the demo's
+data/nih/phantoms.csv with the spurious cue's box), the share of attribution inside each image's
+box is measured too, against the box's area:
+
+    region share = sum(cam * box) / sum(cam)        region fraction = box area / image area
+
 Images whose map is zero everywhere (no positive attribution) have no share and are counted in
 `n_zero_cam`. Masked inputs hide everything outside the dilated mask, but Grad-CAM can still put
-weight there: the layer's grid is coarse (2 x 2 for a 64 px input, 16 x 16 at 512 px) and is
-upsampled bilinearly.
+weight there: the layer's grid is coarse and is upsampled bilinearly. The layer is the deepest block
+whose grid has at least --min-grid cells a side at the run's input size (cxrcls.gradcam; 64 px
+inputs: layer2 / features.denseblock2, 8 x 8; 224 px and larger: the last block), or --layer.
 
 Writes into --out (default WORK/results):
 - attribution.csv: setting, split, label, in_lung_share, chance_level, n_images, n_zero_cam,
   in_lung_share_pos, chance_level_pos, n_pos (means over the test images; *_pos over the images
-  positive for that label; empty where undefined)
+  positive for that label; empty where undefined), region_share, region_fraction, n_region (means
+  over the images with a --region-csv box; empty without one)
 - attribution_per_image.csv: setting, split, image, label, positive, probability, in_lung_share,
-  lung_fraction
-- attribution.md: per setting and finding, the in-lung share (mean over splits) against chance
+  lung_fraction, region_share, region_fraction (empty where the image has no box)
+- attribution.md: per setting and finding, the in-lung share (mean over splits) against chance,
+  and with --region-csv the region share against the box's area
 - figures/attribution_panels.png: a few test images x settings, the heat map of one finding over
   each setting's input, the raw lung outline drawn
 - run_attribution.json (arguments, layers, seconds), then done_attribution.json last.
@@ -41,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrcls.gradcam import grad_cam, target_layer
+from cxrcls.gradcam import MIN_GRID, grad_cam, target_layer
 from cxrcls.inputs import open_input
 from cxrcls.labels import FINDINGS
 from cxrcls.models import ARCHS, Classifier
@@ -57,9 +66,11 @@ DONE = "done_attribution.json"
 OUTPUTS = ("attribution.csv", "attribution_per_image.csv", "attribution.md",
            "figures/attribution_panels.png", "run_attribution.json")
 SUMMARY_HEADER = ["setting", "split", "label", "in_lung_share", "chance_level", "n_images",
-                  "n_zero_cam", "in_lung_share_pos", "chance_level_pos", "n_pos"]
+                  "n_zero_cam", "in_lung_share_pos", "chance_level_pos", "n_pos",
+                  "region_share", "region_fraction", "n_region"]
 PER_IMAGE_HEADER = ["setting", "split", "image", "label", "positive", "probability",
-                    "in_lung_share", "lung_fraction"]
+                    "in_lung_share", "lung_fraction", "region_share", "region_fraction"]
+BOX = ("x0", "y0", "x1", "y1")
 SETTING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SPLIT_FOLDER = re.compile(r"^split(\d+)$")
 PANEL_SIDE = 256  # panels are drawn at most this many pixels wide
@@ -128,10 +139,43 @@ def run_info(setting: str, split: int, folder: Path) -> RunInfo:
                    int(arguments.get("overlay_thickness", 2)), "")
 
 
+def read_regions(path: Path, name: str) -> dict[str, tuple[float, float, float, float]]:
+    """Per image, the box `<name>_x0, _y0, _x1, _y1` (fractions of the image side, x left to right,
+    y top to bottom) from the CSV at `path` (column `Image Index`); rows whose four cells are
+    empty have no box. ValueError naming the file and row for anything else."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: region CSV not found")
+    columns = [f"{name}_{c}" for c in BOX]
+    boxes = {}
+    for line, row in enumerate(read_csv(path, required=["Image Index", *columns]), start=2):
+        cells = [row[c].strip() for c in columns]
+        if not any(cells):
+            continue
+        try:
+            box = tuple(float(c) for c in cells)
+        except ValueError:
+            raise ValueError(f"{path} line {line}: {columns} must be four numbers or all empty, "
+                             f"got {cells}") from None
+        if not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
+            raise ValueError(f"{path} line {line}: box {box} is not 0 <= x0 < x1 <= 1 and "
+                             "0 <= y0 < y1 <= 1 (fractions of the image side)")
+        boxes[row["Image Index"]] = box
+    return boxes
+
+
 # ----------------------------------------------------------------------------- computing shares
 
+def box_masks(boxes: np.ndarray, side: int) -> torch.Tensor:
+    """boxes (B, 4) fractions (x0, y0, x1, y1), NaN rows for none -> (B, side, side) float 0/1: the
+    pixels whose centre lies in the box (all zero for a NaN row)."""
+    centre = (torch.arange(side, dtype=torch.float64) + 0.5) / side
+    b = torch.from_numpy(np.asarray(boxes, dtype=np.float64)).reshape(-1, 4, 1)
+    inside_x = (centre >= b[:, 0]) & (centre <= b[:, 2])          # (B, side) over columns
+    inside_y = (centre >= b[:, 1]) & (centre <= b[:, 3])          # (B, side) over rows
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()
+
 def lung_shares(cams: torch.Tensor, lungs: torch.Tensor) -> torch.Tensor:
-    """Share of each map's mass inside the lungs.
+    """Share of each map's mass inside the lungs (or any other (B, S, S) 0/1 region).
 
     cams (T, B, h, w) >= 0 on the model's grid, lungs (B, S, S) 0/1 -> (T, B) float64 in [0, 1], NaN
     where a map is zero everywhere. Maps are upsampled bilinearly to S x S (the grid covers the
@@ -162,6 +206,8 @@ class RunResult:
     probability: np.ndarray       # (n, 5)
     share: np.ndarray             # (5, n), NaN where the map is zero
     lung_fraction: np.ndarray     # (n,)
+    region_share: np.ndarray      # (5, n), NaN where the image has no box or the map is zero
+    region_fraction: np.ndarray   # (n,), NaN where the image has no box
     panels: dict[int, Panel] = field(default_factory=dict)
     seconds: float = 0.0
     layer: str = ""
@@ -194,7 +240,7 @@ def panel_positions(labels6: np.ndarray, label: int, count: int) -> list[int]:
 
 
 def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
-                  panel_at: list[int]) -> RunResult:
+                  panel_at: list[int], regions: dict | None = None) -> RunResult:
     """Grad-CAM shares of every test image of one run, and the panels at positions `panel_at`."""
     start = time.time()
     names, rows, labels6 = split_test_rows(work, info, args.max_images, args.seed)
@@ -216,12 +262,13 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
         raise ValueError(f"{info.folder / 'best.pt'}: does not fit {info.arch} ({error})") from None
     model.to(device).eval()
     image_size = checkpoint.get("image_size") or info.image_size
-    layer_name, layer = target_layer(model, args.layer)
+    side = source.size
+    layer_name, layer = target_layer(model, args.layer, image_size or side, args.min_grid)
 
     panel_label = FINDINGS.index(args.panel_label)
-    shares, probs, fractions = [], [], []
+    regions = regions or {}
+    shares, probs, fractions, region_shares, region_fractions = [], [], [], [], []
     panels: dict[int, Panel] = {}
-    side = source.size
     display = min(side, PANEL_SIDE)
     for lo in range(0, len(rows), args.batch_size):
         batch_rows = rows[lo:lo + args.batch_size]
@@ -232,6 +279,14 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
         shares.append(lung_shares(cams, lungs).cpu().numpy())
         probs.append(torch.sigmoid(logits).cpu().numpy())
         fractions.append(lungs.float().mean(dim=(1, 2)).double().cpu().numpy())
+        boxes = np.array([regions.get(names[lo + b], (np.nan,) * 4)
+                          for b in range(len(batch_rows))])
+        has_box = torch.from_numpy(np.isfinite(boxes).all(axis=1)).to(device)
+        region = box_masks(boxes, side).to(device)
+        region_shares.append(torch.where(has_box, lung_shares(cams, region), torch.nan)
+                             .cpu().numpy())
+        region_fractions.append(torch.where(has_box, region.mean(dim=(1, 2)).double(), torch.nan)
+                                .cpu().numpy())
         for pos in (p for p in panel_at if lo <= p < lo + len(batch_rows)):
             b = pos - lo
             shown = to_model_input(images[b:b + 1], None if masks is None else masks[b:b + 1],
@@ -243,8 +298,9 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
             panels[pos] = Panel(shown[0, 0].cpu().numpy(), cam[0, 0].clamp_min(0).cpu().numpy(),
                                 lung[0, 0].cpu().numpy(), float(shares[-1][panel_label, b]))
     return RunResult(info, names, labels6[:, :len(FINDINGS)], np.concatenate(probs),
-                     np.concatenate(shares, axis=1), np.concatenate(fractions), panels,
-                     time.time() - start, layer_name)
+                     np.concatenate(shares, axis=1), np.concatenate(fractions),
+                     np.concatenate(region_shares, axis=1), np.concatenate(region_fractions),
+                     panels, time.time() - start, layer_name)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -259,6 +315,7 @@ def summary_rows(result: RunResult) -> list[list]:
     for j, label in enumerate(FINDINGS):
         defined = np.isfinite(result.share[j])
         pos = defined & (result.positive[:, j] == 1)
+        boxed = np.isfinite(result.region_share[j])
 
         def mean(values, where):
             return float(values[where].mean()) if where.any() else float("nan")
@@ -267,7 +324,8 @@ def summary_rows(result: RunResult) -> list[list]:
                      _num(mean(result.lung_fraction, defined)),
                      int(defined.sum()), int((~defined).sum()),
                      _num(mean(result.share[j], pos)), _num(mean(result.lung_fraction, pos)),
-                     int(pos.sum())])
+                     int(pos.sum()), _num(mean(result.region_share[j], boxed)),
+                     _num(mean(result.region_fraction, boxed)), int(boxed.sum())])
     return rows
 
 
@@ -277,7 +335,8 @@ def per_image_rows(result: RunResult) -> list[list]:
         for j, label in enumerate(FINDINGS):
             rows.append([result.info.setting, result.info.split, image, label,
                          int(result.positive[i, j]), f"{result.probability[i, j]:.6g}",
-                         _num(result.share[j, i]), repr(float(result.lung_fraction[i]))])
+                         _num(result.share[j, i]), repr(float(result.lung_fraction[i])),
+                         _num(result.region_share[j, i]), _num(result.region_fraction[i])])
     return rows
 
 
@@ -299,7 +358,32 @@ def markdown(results: list[RunResult]) -> str:
             cells.append(f"{100 * np.mean(share):.1f} ({100 * np.mean(chance):.1f})" if share
                          else "n/a")
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    if any(np.isfinite(r.region_fraction).any() for r in results):
+        lines += region_markdown(results, settings)
     return "\n".join(lines) + "\n"
+
+
+def region_markdown(results: list[RunResult], settings: list[str]) -> list[str]:
+    """Lines of the region table: per setting and finding, the share of attribution inside each
+    image's --region-csv box x100 (mean over splits of the mean over the images with a box), the
+    box's area share in parentheses."""
+    lines = ["", "Share of attribution inside each image's region (--region-csv) ×100, over the "
+             "test images that have one (mean over splits); region area ÷ image area in "
+             "parentheses.", "",
+             "| setting | images | " + " | ".join(FINDINGS) + " |",
+             "|:---|---:|" + "---:|" * len(FINDINGS)]
+    for name in settings:
+        runs = [r for r in results if r.info.setting == name]
+        count = sum(int(np.isfinite(r.region_fraction).sum()) for r in runs)
+        cells = []
+        for j in range(len(FINDINGS)):
+            defined = [np.isfinite(r.region_share[j]) for r in runs]
+            share = [np.mean(r.region_share[j][d]) for r, d in zip(runs, defined) if d.any()]
+            area = [np.mean(r.region_fraction[d]) for r, d in zip(runs, defined) if d.any()]
+            cells.append(f"{100 * np.mean(share):.1f} ({100 * np.mean(area):.1f})" if share
+                         else "n/a")
+        lines.append(f"| {name} | {count} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def panels_figure(path: Path, results: list[RunResult], positions: list[int], label: str) -> None:
@@ -356,8 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="explain a seeded subset of this many test images per run "
                              "(default: all)")
     parser.add_argument("--layer", default=None,
-                        help="Grad-CAM layer inside the backbone (default: layer4 for ResNets, "
-                             "features for DenseNet121)")
+                        help="Grad-CAM layer inside the backbone (default: the deepest block whose "
+                             "grid has at least --min-grid cells a side at the run's input size)")
+    parser.add_argument("--min-grid", type=int_range(1), default=MIN_GRID,
+                        help="without --layer: the smallest grid side to accept (7, Grad-CAM's "
+                             "ResNet grid at 224 px; 1 always takes the last block)")
+    parser.add_argument("--region-csv", default=None,
+                        help="CSV with `Image Index` and a box per image (fractions of the image "
+                             "side) in columns NAME_x0, NAME_y0, NAME_x1, NAME_y1, empty for none; "
+                             "e.g. the demo's data/nih/phantoms.csv (the spurious cue's box)")
+    parser.add_argument("--region-name", default="cue",
+                        help="NAME, the prefix of the --region-csv box columns")
     parser.add_argument("--panel-label", choices=FINDINGS, default="Pneumonia",
                         help="finding whose maps the panel figure shows")
     parser.add_argument("--panel-images", type=int_range(1, 12), default=4,
@@ -374,6 +467,7 @@ def run(args) -> Path:
     out = Path(args.out) if args.out else work / "results"
     folders = find_run_folders(work, args.settings, args.splits)
     infos = [run_info(s, k, f) for s, k, f in folders]
+    regions = read_regions(Path(args.region_csv), args.region_name) if args.region_csv else {}
     device = prepare_device(args.device)
     torch.manual_seed(args.seed)
     begin_run(out, OUTPUTS, done=DONE)
@@ -387,7 +481,7 @@ def run(args) -> Path:
             _, _, labels6 = split_test_rows(work, info, args.max_images, args.seed)
             panel_at = panel_positions(labels6, label, args.panel_images)
         result = attribute_run(work, info, device, args,
-                               panel_at if info.split == panel_split else [])
+                               panel_at if info.split == panel_split else [], regions)
         results.append(result)
         shares = ", ".join(f"{f} {100 * np.nanmean(result.share[j]):.0f}%"
                            if np.isfinite(result.share[j]).any() else f"{f} n/a"

@@ -22,10 +22,14 @@ import numpy as np
 from PIL import Image
 
 from cxrcls.labels import FINDINGS, NO_FINDING
-from cxrcls.phantom import render, sample_labels, sample_patient
+from cxrcls.phantom import cue_box, cue_corner, render, sample_labels, sample_patient
 from cxrstats.argtypes import int_range
 from cxrstats.fileio import write_csv, write_run_json
 
+# phantoms.csv: the truth behind each image; cue_x0..cue_y1 is the box holding the spurious cue
+# (fractions of the image side, empty without a cue), for `cxrcls.attribution --region-csv`.
+PHANTOM_COLUMNS = ("Image Index", "spurious_cue", "marker", "lung_area_fraction",
+                   "cue_x0", "cue_y0", "cue_x1", "cue_y1")
 NIH_COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
                "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
                "OriginalImagePixelSpacing[x", "y]")
@@ -104,10 +108,11 @@ def make_classification_set(out: Path, n: int, size: int, seed: int, spurious_cu
         labels = "|".join(findings) if findings else NO_FINDING
         rows.append((name, labels, follow_up, pid, age, sex, str(rng.choice(["PA", "AP"])),
                      size, size, 0.143, 0.143))
-        truth.append((name, int(cue), anatomy.marker, round(float(phantom.lungs.mean()), 4)))
+        box = [f"{t:.4f}" for t in cue_box(cue_corner(anatomy))] if cue else [""] * 4
+        truth.append((name, int(cue), anatomy.marker, round(float(phantom.lungs.mean()), 4),
+                      *box))
     write_csv(out / "Data_Entry_2017.csv", NIH_COLUMNS, rows)
-    write_csv(out / "phantoms.csv", ("Image Index", "spurious_cue", "marker", "lung_area_fraction"),
-              truth)
+    write_csv(out / "phantoms.csv", PHANTOM_COLUMNS, truth)
     counts = Counter(label for row in rows for label in row[1].split("|"))
     return {"images": n, "patients": len(set(patient_of)),
             "labels": {label: counts.get(label, 0) for label in (*FINDINGS, NO_FINDING)},

@@ -8,7 +8,11 @@ finding), Grad-CAM weights each channel by its average gradient and keeps the po
 The map lives on the layer's grid (for a 64 px input, ResNet's `layer4` is 2 x 2; at 512 px,
 16 x 16) and is upsampled to the image by the caller. The default layer is each backbone's last
 convolutional block: `layer4` for ResNets, `features` for DenseNet121 (its output before the final
-ReLU, as torchvision's `DenseNet.forward` applies that ReLU in place after the module).
+ReLU, as torchvision's `DenseNet.forward` applies that ReLU in place after the module). Given the
+input size, `target_layer` instead takes the deepest block whose grid is at least `min_grid` cells
+a side (default 7, the grid Grad-CAM was introduced with: ResNet's last block at 224 px), so a small
+input (64 px: `layer2` / `features.denseblock2`, 8 x 8) still gets a map that can tell a corner
+from the lungs, while 224 px and larger inputs keep the last block.
 
 How the gradient is taken: a forward hook replaces the layer's output with a detached copy that
 requires grad, so the graph of the rest of the network starts there; `torch.autograd.grad` of the
@@ -24,26 +28,68 @@ import torch.nn as nn
 
 # The last convolutional block of each backbone family, as a path inside Classifier.net.
 DEFAULT_LAYERS = {"resnet": "layer4", "densenet": "features"}
+# Each family's blocks, deepest first; each one's grid is twice as fine as the one before.
+LAYER_LADDER = {"resnet": ("layer4", "layer3", "layer2", "layer1"),
+                "densenet": ("features", "features.denseblock3", "features.denseblock2",
+                             "features.denseblock1")}
+MIN_GRID = 7
 
 
 def default_layer_name(arch: str) -> str:
     """`layer4` for resnet18/50, `features` for densenet121."""
-    for family, name in DEFAULT_LAYERS.items():
+    return DEFAULT_LAYERS[_family(arch)]
+
+
+def _family(arch: str) -> str:
+    for family in LAYER_LADDER:
         if arch.startswith(family):
-            return name
+            return family
     raise ValueError(f"no default Grad-CAM layer for arch {arch!r}; pass a layer name")
 
 
-def target_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
+def layer_grids(model: nn.Module, names: tuple[str, ...], image_size: int) -> dict[str, int]:
+    """Grid side (h of the (B, C, h, w) output) of each named layer of `model.net` for a square
+    (1, 1, image_size, image_size) input, from one forward pass of zeros."""
+    root = getattr(model, "net", model)
+    sides: dict[str, int] = {}
+    handles = [root.get_submodule(name).register_forward_hook(
+        lambda _m, _i, out, name=name: sides.__setitem__(name, int(out.shape[-2])))
+        for name in names]
+    try:
+        parameter = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, 1, image_size, image_size, device=parameter.device,
+                              dtype=parameter.dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sides
+
+
+def finest_deep_layer(model: nn.Module, image_size: int, min_grid: int = MIN_GRID) -> str:
+    """The deepest block of the model's family whose grid is at least `min_grid` a side for
+    `image_size` px inputs; the finest block when none is."""
+    arch = getattr(model, "arch", None)
+    if arch is None:
+        raise ValueError("model has no `arch`; pass the Grad-CAM layer name")
+    ladder = LAYER_LADDER[_family(arch)]
+    sides = layer_grids(model, ladder, image_size)
+    return next((name for name in ladder if sides[name] >= min_grid), ladder[-1])
+
+
+def target_layer(model: nn.Module, name: str | None = None, image_size: int | None = None,
+                 min_grid: int = MIN_GRID) -> tuple[str, nn.Module]:
     """The layer to explain: `name` is a dotted path inside `model.net` (a cxrcls Classifier) or
-    inside `model` itself (any other module); None gives the backbone's last convolutional block.
+    inside `model` itself (any other module). Without a name: given `image_size`, the deepest block
+    with a grid of at least `min_grid` (`finest_deep_layer`), else the last convolutional block.
     Returns (name, module); ValueError naming the path when it does not exist."""
     root = getattr(model, "net", model)
     if name is None:
         arch = getattr(model, "arch", None)
         if arch is None:
             raise ValueError("model has no `arch`; pass the Grad-CAM layer name")
-        name = default_layer_name(arch)
+        name = (default_layer_name(arch) if image_size is None
+                else finest_deep_layer(model, image_size, min_grid))
     try:
         return name, root.get_submodule(name)
     except AttributeError:

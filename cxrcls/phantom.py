@@ -255,12 +255,37 @@ def _stamp_glyph(img: np.ndarray, letter: str, corner: int, value: float) -> Non
                                                    * value)
 
 
+# The spurious cue: a ring with a central dot (like an ECG electrode) centred at (+-CUE_U, CUE_V),
+# in the top corner opposite the side marker. It is a designed shortcut, so it is sized to stay a
+# distinct object at the demo's 64 px classifier input: the ring is about 9 px across there, twice
+# the side marker's 4 x 5 px (a ring a third this size shrank to a blob the marker's size and
+# brightness, which a classifier cannot tell from the marker).
+CUE_U, CUE_V = 0.8, -0.78
+CUE_RADIUS, CUE_WIDTH, CUE_DOT = 0.11, 0.025, 0.035   # normalised units (image half-width = 1)
+CUE_EXTENT = CUE_RADIUS + 2.5 * CUE_WIDTH             # beyond this the layer is below 0.002
+
+
 def spurious_cue_layer(u, v, corner: int) -> np.ndarray:
-    """A bright ring (an ECG-electrode-like object) in a top corner, far outside the lungs."""
-    cu = -0.8 if corner == 0 else 0.8
-    cv = -0.78
-    d = np.hypot(u - cu, v - cv)
-    return (np.exp(-((d - 0.055) / 0.012) ** 2) + (d < 0.02)).astype(np.float32)
+    """The cue ring in top corner `corner` (0 left, 1 right): (S, S) float32, about 1 on the ring
+    and the dot, 0 elsewhere. u, v: pixel-centre coordinates from `_grid`."""
+    cu = -CUE_U if corner == 0 else CUE_U
+    d = np.hypot(u - cu, v - CUE_V)
+    return (np.exp(-((d - CUE_RADIUS) / CUE_WIDTH) ** 2) + (d < CUE_DOT)).astype(np.float32)
+
+
+def cue_corner(anatomy: Anatomy) -> int:
+    """The top corner that carries the cue: the one opposite the side marker."""
+    return 1 - anatomy.marker_corner
+
+
+def cue_box(corner: int) -> tuple[float, float, float, float]:
+    """The square holding the cue of top corner `corner`, as (x0, y0, x1, y1) fractions of the
+    image side (x left to right, y top to bottom), the same at every pixel size."""
+    cu = -CUE_U if corner == 0 else CUE_U
+    def frac(t):
+        return float(np.clip((t + 1) / 2, 0, 1))
+    return (frac(cu - CUE_EXTENT), frac(CUE_V - CUE_EXTENT), frac(cu + CUE_EXTENT),
+            frac(CUE_V + CUE_EXTENT))
 
 
 def render(rng: np.random.Generator, anatomy: Anatomy, size: int = 256,
@@ -293,7 +318,7 @@ def render(rng: np.random.Generator, anatomy: Anatomy, size: int = 256,
     img += (layers["ribs"] * 0.11 + layers["clavicles"] * 0.16) * body
     img += _draw_findings(rng, u, v, lungs, findings, size)
     if cue:
-        img = np.maximum(img, 0.95 * spurious_cue_layer(u, v, 1 - anatomy.marker_corner))
+        img = np.maximum(img, 0.95 * spurious_cue_layer(u, v, cue_corner(anatomy)))
 
     # Exposure: contrast, brightness and gamma vary per image; then quantum noise.
     img = np.clip(img, 0, 1)

@@ -52,3 +52,6 @@ ERODE       ?= 5
 # all 8 epochs (patience = epochs: no early stop) and keeps the best validation epoch, as always.
 TRAIN_ARGS  ?= --weights none --image-size 64 --epochs 8 --patience 8 --batch-size 8 --lr 1e-3
 REPORT_ARGS ?=
+# Attribution (opt-in, ATTRIBUTION=1): also score each image's spurious-cue box (phantoms.csv; its
+# box columns are empty without DEMO_FLAGS=--spurious-cue, and then no region table is written).
+ATTRIBUTION_ARGS ?= --region-csv $(WORK)/data/nih/phantoms.csv

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cxrcls import attribution, train
-from cxrcls.gradcam import grad_cam, target_layer
+from cxrcls.gradcam import finest_deep_layer, grad_cam, target_layer
 from cxrcls.labels import FINDINGS
 from cxrcls.models import Classifier
 from cxrcls.synthetic import lung_masks, make_work
@@ -146,6 +146,37 @@ def test_hooks_read_the_last_block_of_the_real_backbones(arch, grid):
     assert (cams > 0).any()
 
 
+@pytest.mark.parametrize("arch, side, expected", [
+    ("resnet50", 64, "layer2"), ("resnet50", 128, "layer3"), ("resnet50", 224, "layer4"),
+    ("resnet50", 16, "layer1"), ("densenet121", 64, "features.denseblock2"),
+    ("densenet121", 224, "features")])
+def test_default_layer_is_the_deepest_with_a_grid_of_at_least_7(arch, side, expected):
+    model = Classifier(arch).eval()
+    name, layer = target_layer(model, image_size=side)
+    assert name == expected == finest_deep_layer(model, side, 7)
+    cams, _ = grad_cam(model, layer, torch.rand(1, 1, side, side), [0])
+    assert cams.shape[-1] >= 7 or name == "layer1"              # 16 px: no block reaches 7
+    assert target_layer(model, image_size=side, min_grid=1)[0] in ("layer4", "features")
+
+
+def test_box_masks_take_the_pixels_whose_centre_is_inside():
+    boxes = torch.tensor([[0.0, 0.0, 0.25, 0.5], [float("nan")] * 4]).numpy()
+    masks = attribution.box_masks(boxes, 8)
+    assert masks.shape == (2, 8, 8)
+    assert masks[0, :4, :2].all() and masks[0].sum() == 8       # 2 columns x 4 rows
+    assert not masks[1].any()
+
+
+def test_region_share_finds_a_corner_map_and_not_a_flat_one():
+    cams = torch.zeros(2, 1, 8, 8)
+    cams[0, 0, :2, -2:] = 1.0                                   # top-right corner cell block only
+    cams[1, 0] = 1.0                                            # flat
+    box = attribution.box_masks(torch.tensor([[0.75, 0.0, 1.0, 0.25]]).numpy(), 64)
+    shares = attribution.lung_shares(cams, box)
+    assert float(shares[0, 0]) > 0.6                            # bilinear blur leaks a little
+    assert float(shares[1, 0]) == pytest.approx(1 / 16)         # flat: the box's area
+
+
 def test_lung_shares_of_flat_zero_and_one_cell_maps():
     lungs = torch.zeros(3, 8, 8)
     lungs[:, :, :2] = 1                                      # a quarter of the image
@@ -186,7 +217,7 @@ def read(path):
 def test_cli_writes_the_documented_files(trained, tmp_path):
     out = tmp_path / "results"
     attribution.main(["--work", str(trained), "--out", str(out), "--device", "cpu",
-                      "--panel-images", "2"])
+                      "--panel-images", "2", "--min-grid", "1"])
     rows = read(out / "attribution.csv")
     assert list(rows[0]) == attribution.SUMMARY_HEADER
     expected = [(s, f) for s in SETTINGS for f in FINDINGS]
@@ -207,6 +238,48 @@ def test_cli_writes_the_documented_files(trained, tmp_path):
     record = json.loads((out / "run_attribution.json").read_text())
     assert [r["layer"] for r in record["runs"]] == ["layer4", "layer4"]
     assert [r["input"] for r in record["runs"]] == ["original", "m15"]
+    assert all(r["region_share"] == "" and r["n_region"] == "0" for r in rows)  # no --region-csv
+
+
+def test_region_csv_gives_each_boxed_image_its_share(trained, tmp_path):
+    out = tmp_path / "results"
+    first = tmp_path / "first"
+    attribution.main(["--work", str(trained), "--out", str(first), "--device", "cpu",
+                      "--settings", SETTINGS[0]])
+    images = sorted({r["image"] for r in read(first / "attribution_per_image.csv")})
+    regions = tmp_path / "regions.csv"
+    regions.write_text("Image Index,cue_x0,cue_y0,cue_x1,cue_y1\n"
+                       f"{images[0]},0,0,1,1\n{images[1]},0,0,0.5,0.5\n{images[2]},,,,\n")
+    attribution.main(["--work", str(trained), "--out", str(out), "--device", "cpu",
+                      "--settings", SETTINGS[0], "--region-csv", str(regions)])
+    per_image = read(out / "attribution_per_image.csv")
+    for r in per_image:
+        if r["in_lung_share"] == "":
+            continue
+        if r["image"] == images[0]:                              # the whole image: all of it
+            assert float(r["region_share"]) == pytest.approx(1.0)
+            assert float(r["region_fraction"]) == pytest.approx(1.0)
+        elif r["image"] == images[1]:
+            assert 0 <= float(r["region_share"]) <= 1
+            assert float(r["region_fraction"]) == pytest.approx(0.25)
+        else:
+            assert r["region_share"] == r["region_fraction"] == ""
+    rows = read(out / "attribution.csv")
+    assert all(0 < int(r["n_region"]) <= 2 for r in rows if int(r["n_images"]))
+    assert "inside each image's region" in (out / "attribution.md").read_text()
+
+
+@pytest.mark.parametrize("text, match", [
+    ("Image Index,cue_x0,cue_y0,cue_x1\na.png,0,0,1\n", "cue_y1"),
+    ("Image Index,cue_x0,cue_y0,cue_x1,cue_y1\na.png,0,0,1,x\n", "line 2.*four numbers"),
+    ("Image Index,cue_x0,cue_y0,cue_x1,cue_y1\na.png,0.5,0,0.4,1\n", "line 2.*x0 < x1")])
+def test_bad_region_csv_is_refused_naming_the_file(trained, tmp_path, text, match):
+    regions = tmp_path / "regions.csv"
+    regions.write_text(text)
+    with pytest.raises(SystemExit, match=match):
+        attribution.main(["--work", str(trained), "--out", str(tmp_path / "r"), "--device", "cpu",
+                          "--region-csv", str(regions)])
+    assert not (tmp_path / "r" / "done_attribution.json").exists()
 
 
 def test_max_images_takes_the_same_subset_for_every_setting(trained, tmp_path):

@@ -136,6 +136,43 @@ def test_cue_ring_lies_outside_the_lungs():
             assert ring.any() and not (ring & lungs).any()
 
 
+def test_cue_stays_a_ring_wider_than_the_side_marker_at_the_classifiers_64_px():
+    # Rendered at the demo's 256 px, resized to the classifier's 64 px as the cache and training do
+    # (bilinear with antialiasing): the ring must stay an object of its own, wider than the marker.
+    u, v = phantom._grid(256)
+    ring = Image.fromarray(np.uint8(255 * np.clip(phantom.spurious_cue_layer(u, v, 1), 0, 1)))
+    small = np.asarray(ring.resize((64, 64), Image.Resampling.BILINEAR)) / 255
+    columns = np.flatnonzero((small > 0.3).any(axis=0))
+    marker = phantom._GLYPHS["L"]
+    marker_width = len(marker[0]) * (256 // 80) * 64 / 256
+    assert columns.size >= 7 and columns.size >= 1.5 * marker_width
+    # the box recorded in phantoms.csv holds the whole ring
+    x0, y0, x1, y1 = (round(t * 256) for t in phantom.cue_box(1))
+    layer = phantom.spurious_cue_layer(u, v, 1)
+    inside = np.zeros_like(layer, bool)
+    inside[y0:y1, x0:x1] = True
+    assert layer[~inside].max() < 0.01 and layer[inside].max() > 0.9
+
+
+def test_phantoms_csv_records_the_cue_box_of_cue_images_only(tmp_path):
+    out = tmp_path / "cue"
+    demo_data.main(["--out", str(out), "--n-seg", "0", "--n-cls", "20", "--size", "64",
+                    "--seed", "2", "--spurious-cue"])
+    truth = read_csv(out / "nih" / "phantoms.csv", required=list(demo_data.PHANTOM_COLUMNS))
+    boxes = {"cue_x0", "cue_y0", "cue_x1", "cue_y1"}
+    assert any(r["spurious_cue"] == "1" for r in truth)
+    for r in truth:
+        cells = [r[c] for c in sorted(boxes)]
+        if r["spurious_cue"] == "1":
+            x0, y0, x1, y1 = (float(r[c]) for c in ("cue_x0", "cue_y0", "cue_x1", "cue_y1"))
+            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 < 0.3       # a top corner
+            image = np.asarray(Image.open(out / "nih" / "images" / r["Image Index"]))
+            patch = image[int(y0 * 64):int(np.ceil(y1 * 64)), int(x0 * 64):int(np.ceil(x1 * 64))]
+            assert patch.max() > 200                              # the ring is drawn there
+        else:
+            assert cells == [""] * 4
+
+
 def test_phantom_findings_are_the_projects_findings():
     assert not hasattr(phantom, "LABELS")  # LABELS means the 6 columns (with No Finding) elsewhere
     assert LABELS[:5] == FINDINGS and len(LABELS) == 6
