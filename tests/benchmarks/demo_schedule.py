@@ -20,6 +20,7 @@ from pathlib import Path
 
 SEG_CHAIN = ["data", "seg split", "seg fine-tune", "seg evaluate", "predict masks",
              "post-process masks"]
+PIPELINE = set(SEG_CHAIN) | {"cohort", "cache", "seg figures", "report"}
 
 
 def read_stamps(work: Path) -> dict[str, float]:
@@ -93,7 +94,11 @@ def main(argv=None) -> int:
     parser.add_argument("work", type=Path, help="a finished run's WORK folder")
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args(argv)
-    cpu = read_stamps(args.work)
+    stamps = read_stamps(args.work)
+    cpu = {k: v for k, v in stamps.items() if k in PIPELINE or k.startswith("train ")}
+    extra = sorted(set(stamps) - set(cpu))
+    if extra:
+        print(f"left out (opt-in analyses, not part of make reproduce): {', '.join(extra)}")
     if "report" not in cpu:
         raise SystemExit(f"error: {args.work}: no finished run (no results/.done-report)")
     total = sum(cpu.values())
