@@ -70,8 +70,13 @@ def find_all_pairs(sources: list[Source]) -> tuple[list[Pair], dict[str, str]]:
     return sorted(pairs, key=lambda p: p.stem), dataset_of
 
 
-def add_data_argument(parser) -> None:
-    """The repeatable `--data NAME=IMAGES:MASKS[:SUFFIX]` flag shared by split/finetune/evaluate."""
+def add_data_arguments(parser, images_help: str = "folder of images") -> None:
+    """The dataset flags shared by split/finetune/evaluate: one `--images/--masks[/--mask-suffix]`
+    pair, or the repeatable `--data NAME=IMAGES:MASKS[:SUFFIX]` (read by `sources_from_args`)."""
+    parser.add_argument("--images", default=None, help=images_help)
+    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
+    parser.add_argument("--mask-suffix", default="",
+                        help="mask file stem = image stem + this (e.g. _mask)")
     parser.add_argument("--data", action="append", default=None, metavar="NAME=IMAGES:MASKS",
                         help="a dataset (repeat for several; replaces --images/--masks); "
                              "NAME=IMAGES:MASKS:SUFFIX when mask stems carry a suffix")

@@ -33,7 +33,7 @@ from vendor_medsam.device import prepare_device
 from .anatomy import add_anatomy_arguments, clean_mask
 from .coverage import lung_kept
 from .data import load_pairs
-from .datasets import add_data_argument, find_all_pairs, sources_from_args
+from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .engine import embeddings_for, gt_boxes, load_model, segment
 from .losses import dice_iou
 from .prompts import PROMPT_MODES, Prior
@@ -96,10 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  python -m cxrseg.evaluate --images data/seg/images "
                "--masks data/seg/masks --splits work/seg/splits.csv "
                "--checkpoint work/seg/best.pt --zero-shot lite --out work/seg/eval.csv")
-    parser.add_argument("--images", default=None, help="folder of images")
-    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
-    add_data_argument(parser)
-    parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
+    add_data_arguments(parser)
     parser.add_argument("--splits", default=None,
                         help="seg/splits.csv; omit to evaluate every pair as part 'all'")
     parser.add_argument("--fold", type=int_range(0), default=None,

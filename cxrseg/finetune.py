@@ -38,7 +38,7 @@ from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
 
 from .data import load_pairs
-from .datasets import add_data_argument, find_all_pairs, sources_from_args
+from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .engine import (Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model,
                      model_inputs)
 from .losses import LOSSES, segmentation_loss
@@ -207,10 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  python -m cxrseg.finetune --images data/seg/images "
                "--masks data/seg/masks --splits work/seg/splits.csv --checkpoint lite "
                "--config lite --train decoder --out work/seg/")
-    parser.add_argument("--images", default=None, help="folder of training images")
-    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
-    add_data_argument(parser)
-    parser.add_argument("--mask-suffix", default="", help="mask stem = image stem + this")
+    add_data_arguments(parser, images_help="folder of training images")
     parser.add_argument("--splits", required=True, help="seg/splits.csv from cxrseg.split")
     parser.add_argument("--fold", type=int_range(0), default=None,
                         help="test fold of a --folds split file")

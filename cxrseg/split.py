@@ -20,7 +20,7 @@ import numpy as np
 from cxrstats.argtypes import float_range, int_range
 from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
-from .datasets import add_data_argument, find_all_pairs, sources_from_args
+from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .records import SPLIT, require_finished
 
 PARTS = ("train", "val", "test")
@@ -128,11 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.split --images data/seg/images --masks data/seg/masks "
                "--out work/seg/splits.csv --seed 0")
-    parser.add_argument("--images", default=None, help="folder of images")
-    parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
-    add_data_argument(parser)
-    parser.add_argument("--mask-suffix", default="",
-                        help="mask file stem = image stem + this (e.g. _mask)")
+    add_data_arguments(parser)
     parser.add_argument("--out", required=True, help="output CSV (seg/splits.csv)")
     parser.add_argument("--fractions", type=float_range(0, lo_open=True), nargs=3,
                         default=[0.70, 0.15, 0.15],

@@ -172,7 +172,8 @@ def test_inputs_with_any_radius_set_the_dilation_list(tmp_path):
     report = next(c for c in stages if "-m cxrstats.report" in c)
     assert "--settings resnet18_original resnet18_m100 resnet18_m0 resnet18_m15" in report
     default = commands(_dry(tmp_path / "v", "PROFILE=tiny", "INPUTS=original").stdout)
-    assert "--dilate 15 50 --shape-prior" in next(c for c in default if "-m cxrseg.postprocess" in c)
+    postprocess = next(c for c in default if "-m cxrseg.postprocess" in c)
+    assert "--dilate 15 50 --shape-prior" in postprocess
     for bad in ("m015", "mx", "m"):
         result = _dry(tmp_path / "x", "PROFILE=tiny", f"INPUTS=original {bad}", check=False)
         assert result.returncode != 0 and f"{bad} is not m<radius" in result.stderr, bad
