@@ -9,6 +9,10 @@ image). With `--out` a folder instead of a `.npy` file, masks are written as PNG
 which allows images of different sizes. `--threshold-from eval.csv` needs its done_evaluate.json, a
 fine-tuned checkpoint its done_finetune.json; done_predict.json is written last. If every mask comes
 out empty the run fails (a wrong segmenter or threshold) instead of writing them.
+
+`--shard K/N` segments only the K-th of N contiguous row ranges of a `.npy` stack, so that N
+processes (cores, GPUs or Slurm steps) share the work; `cxrseg.gather` then joins the N shard
+folders into the one `raw.npy` + `index.csv` that the next stages read.
 """
 from __future__ import annotations
 
@@ -46,6 +50,25 @@ def threshold_from_eval(path: str | Path, checkpoint: str) -> float:
     return float(best["threshold"])
 
 
+def shard_arg(text: str) -> tuple[int, int]:
+    """argparse type for `--shard K/N`: shard K (0-based) of N."""
+    k, sep, n = text.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 0/4)") from None
+    if not sep or n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= K < N, e.g. 0/4")
+    return k, n
+
+
+def shard_rows(n: int, shard: tuple[int, int]) -> range:
+    """Rows of shard (K, N) among n images: [K*n//N, (K+1)*n//N); the N shards cover 0..n-1 once,
+    in order, and differ in size by at most one."""
+    k, parts = shard
+    return range(k * n // parts, (k + 1) * n // parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cxrseg.predict", description=__doc__,
@@ -74,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="take the threshold chosen on validation from this eval.csv instead")
     add_anatomy_arguments(parser)
     parser.add_argument("--batch-size", type=int_range(1), default=8, help="images per batch")
+    parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+                        help="segment only shard K of N (contiguous rows of a .npy stack; join "
+                             "the shards with cxrseg.gather)")
     parser.add_argument("--out", required=True, help="masks/raw.npy, or a folder for PNG masks")
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed of a random (micro) model")
@@ -100,6 +126,14 @@ def main(argv: list[str] | None = None) -> None:
         if to_stack and len(shapes) > 1:
             raise ValueError(f"{args.images}: images differ in size {sorted(shapes)[:3]}; "
                              "give a folder as --out to write one PNG mask per image")
+        rows_to_do = range(len(names))
+        if args.shard is not None:
+            if not to_stack or isinstance(stack, list):
+                raise ValueError("--shard needs a .npy image stack and a .npy --out")
+            rows_to_do = shard_rows(len(names), args.shard)
+            if not rows_to_do:
+                raise ValueError(f"{args.images}: shard {args.shard[0]}/{args.shard[1]} of "
+                                 f"{len(names)} images is empty; use fewer shards")
         prior = Prior.load(args.prior)
         threshold = args.threshold
         if args.threshold_from:
@@ -113,14 +147,14 @@ def main(argv: list[str] | None = None) -> None:
     outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
     begin_run(folder, outputs, done=PREDICT)
 
-    n = len(names)
+    n, first_row = len(rows_to_do), rows_to_do.start
     raw = np.zeros((n, *next(iter(shapes))), np.uint8) if to_stack else None
     prompt_rows, empty = [], []
     if not to_stack:
         out.mkdir(parents=True, exist_ok=True)
     last = time.time()
-    for start in range(0, n, args.batch_size):
-        rows = list(range(start, min(start + args.batch_size, n)))
+    for start in range(rows_to_do.start, rows_to_do.stop, args.batch_size):
+        rows = list(range(start, min(start + args.batch_size, rows_to_do.stop)))
         # a copy: the stack may be a read-only memory map
         images = [np.array(stack[i]) for i in rows]
         embeddings = encode(model, images, device, args.batch_size)
@@ -133,20 +167,21 @@ def main(argv: list[str] | None = None) -> None:
             if not mask.any():
                 empty.append(names[i])
             if to_stack:
-                raw[i] = mask
+                raw[i - first_row] = mask
             else:
                 with atomic_path(out / (Path(names[i]).stem + ".png")) as tmp:
                     Image.fromarray(mask * 255).save(tmp, format="PNG")
             prompt_rows.append([i, names[i], *(f"{v:.1f}" for v in first[j]),
                                 *(f"{v:.1f}" for v in boxes[j])])
-        if time.time() - last > 10 or rows[-1] == n - 1:
+        done = rows[-1] + 1 - first_row
+        if time.time() - last > 10 or done == n:
             last = time.time()
-            rate = (rows[-1] + 1) / (last - started)
-            eta = (n - rows[-1] - 1) / rate
-            print(f"predict: {rows[-1] + 1}/{n} images, {rate:.2f}/s, ETA {eta:.0f} s",
+            rate = done / (last - started)
+            print(f"predict: {done}/{n} images, {rate:.2f}/s, ETA {(n - done) / rate:.0f} s",
                   flush=True)
 
-    if len(empty) == n:
+    # A shard may hold only empty masks by chance; cxrseg.gather checks all of them together.
+    if len(empty) == n and args.shard is None:
         raise SystemExit(f"error: all {n} predicted masks are empty at threshold {threshold:g}: "
                          f"the segmenter ({args.checkpoint}) or the threshold is wrong; the run is "
                          "not marked finished")
@@ -156,16 +191,18 @@ def main(argv: list[str] | None = None) -> None:
               f"image for them): {shown}", file=sys.stderr, flush=True)
     if to_stack:
         save_npy(out, raw)
-    write_csv(folder / "index.csv", ["row", "image"], [(i, name) for i, name in enumerate(names)])
+    write_csv(folder / "index.csv", ["row", "image"], [(i, names[i]) for i in rows_to_do])
     write_csv(folder / "prompts.csv",
               ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
                "x0", "y0", "x1", "y1"], prompt_rows)
     seconds = time.time() - started
     print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), "
           f"threshold {threshold:.2f}, {len(empty)} empty mask(s) -> {out}")
+    shard = {} if args.shard is None else {"shard": list(args.shard), "total_images": len(names)}
     write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device),
-                   threshold=threshold, images=n)
-    write_done(folder, args, outputs, done=PREDICT, threshold=threshold, images=n, empty=len(empty))
+                   threshold=threshold, images=n, **shard)
+    write_done(folder, args, outputs, done=PREDICT, threshold=threshold, images=n, empty=len(empty),
+               **shard)
 
 
 if __name__ == "__main__":

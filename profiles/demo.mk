@@ -15,6 +15,10 @@ export OMP_NUM_THREADS ?= 1
 endif
 endif
 
+# Mask prediction (the longest stage) in two halves, one per core, joined by cxrseg.gather: the
+# second half runs on the core that the runs on original images leave free.
+PREDICT_SHARDS ?= 2
+
 # Generated data (cxrcls.demo_data): a segmentation set like RSUA and an NIH-like set.
 DEMO_N_SEG  ?= 32
 DEMO_N_CLS  ?= 120

@@ -53,14 +53,14 @@ DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 ENV_MK := $(W)/.make/env.mk
 STAGE_MODULES := DATA=cxrcls.demo_data SPLIT=cxrseg.split FINETUNE=cxrseg.finetune \
 	EVALUATE=cxrseg.evaluate COHORT=cxrcls.cohort CACHE=cxrcls.cache PREDICT=cxrseg.predict \
-	POSTPROCESS=cxrseg.postprocess TRAIN=cxrcls.train REPORT=cxrstats.report \
+	$(if $(wildcard cxrseg/gather.py),GATHER=cxrseg.gather) POSTPROCESS=cxrseg.postprocess TRAIN=cxrcls.train REPORT=cxrstats.report \
 	$(if $(wildcard cxrseg/figures.py),SEGFIGURES=cxrseg.figures) \
 	$(if $(wildcard cxrcls/attribution.py),ATTRIBUTION=cxrcls.attribution) \
 	$(if $(wildcard cxrstats/tightness.py),TIGHTNESS=cxrstats.tightness) \
 	$(if $(wildcard cxrstats/compare.py),COMPARE=cxrstats.compare)
 PROJECT_PY := $(wildcard cxrseg/*.py cxrcls/*.py cxrstats/*.py vendor_medsam/*.py)
 # Each stage's source files: empty until $(ENV_MK) is read (and for a module not written yet).
-$(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT POSTPROCESS TRAIN REPORT SEGFIGURES \
+$(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS TRAIN REPORT SEGFIGURES \
 	ATTRIBUTION TIGHTNESS COMPARE,$(eval CODE_$(n) :=))
 
 ifneq ($(PIPELINE_GOALS),)
@@ -99,8 +99,20 @@ CMD_CACHE       = cxrcls.cache --cohort $(W)/cohort/cohort.csv --images $(NIH_IM
                   --size $(CACHE_SIZE) --out $(W)/cache $(CACHE_ARGS)
 CMD_PREDICT     = cxrseg.predict --images $(W)/cache/images.npy --index $(W)/cache/index.csv \
                   --checkpoint $(W)/seg/best.pt --config $(SEG_CONFIG) --prior $(W)/seg/prior.json \
-                  --threshold-from $(W)/seg/eval.csv $(PREDICT_ARGS) --out $(W)/masks/raw.npy \
-                  --seed $(SEED) --device $(DEVICE)
+                  --threshold-from $(W)/seg/eval.csv $(PREDICT_ARGS) --seed $(SEED) \
+                  --device $(DEVICE) $(PREDICT_OUT)
+# With PREDICT_SHARDS=N > 1, N predict jobs each segment a contiguous N-th of the images into
+# masks/shards/<k>of<N>/ (in parallel under make -j, or as N Slurm steps), then cxrseg.gather
+# joins them into masks/raw.npy. One shard: predict writes masks/raw.npy itself.
+PREDICT_SHARDS ?= 1
+ifneq ($(shell case '$(PREDICT_SHARDS)' in (''|*[!0-9]*|0*) echo bad;; esac),)
+$(error PREDICT_SHARDS=$(PREDICT_SHARDS): give a whole number of shards >= 1)
+endif
+SHARD_IDS      := $(shell seq 0 $$(( $(PREDICT_SHARDS) - 1 )))
+shard_dir       = $(W)/masks/shards/$(1)of$(PREDICT_SHARDS)
+PREDICT_OUT     = $(if $(filter 1,$(PREDICT_SHARDS)),--out $(W)/masks/raw.npy)
+CMD_GATHER      = cxrseg.gather --shards $(foreach k,$(SHARD_IDS),$(call shard_dir,$(k))) \
+                  --out $(W)/masks/raw.npy
 CMD_POSTPROCESS = cxrseg.postprocess --masks $(W)/masks/raw.npy --index $(W)/cache/index.csv \
                   --erode $(ERODE) --dilate $(DILATE) --shape-prior $(W)/seg/shape_prior.json \
                   --images $(W)/cache/images.npy --out $(W)/masks
@@ -125,7 +137,7 @@ COMPARE_ARGS     ?=
 # $(ARGS_DIR)/<stage> holds the stage's module and arguments and is rewritten only when they change,
 # so a changed profile value re-runs its stage. Training records the part shared by all runs.
 STAGES := SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT POSTPROCESS SEGFIGURES REPORT ATTRIBUTION \
-	TIGHTNESS $(if $(filter demo,$(DATA_SOURCE)),DATA)
+	TIGHTNESS $(if $(filter demo,$(DATA_SOURCE)),DATA) $(if $(filter-out 1,$(PREDICT_SHARDS)),GATHER)
 CMD_TRAIN_SHARED = $(call CMD_TRAIN,ARCH,INPUT,K)
 
 # The comparison of two work folders lives in the second one, B (patient-level splits by default).
@@ -195,6 +207,8 @@ EVALUATE_DONE := $(W)/seg/.done-evaluate
 COHORT_DONE   := $(W)/cohort/.done-cohort
 CACHE_DONE    := $(W)/cache/.done-cache
 PREDICT_DONE  := $(W)/masks/.done-predict
+SHARD_DONE    := $(if $(filter-out 1,$(PREDICT_SHARDS)),\
+	$(foreach k,$(SHARD_IDS),$(call shard_dir,$(k))/.done-predict))
 POST_DONE     := $(W)/masks/.done-postprocess
 RUN_DONE       = $(foreach s,$(SETTINGS),$(foreach k,$(SPLIT_IDS),\
 	$(W)/runs/$(s)/split$(k)/.done-train))
@@ -241,7 +255,7 @@ UPDATE_SUMS = for f in $(W)/masks/*.npy; do n=$${f%.npy}; s=$(W)/masks/.sum-$${n
 
 # ---------------------------------------------------------------- rules
 ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(EVALUATE_DONE) $(COHORT_DONE) \
-	$(CACHE_DONE) $(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(ATTR_DONE) \
+	$(CACHE_DONE) $(SHARD_DONE) $(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(ATTR_DONE) \
 	$(REPORT_DONE) $(TIGHT_DONE)
 define print_stage_times
 @echo "stage times in seconds (profile $(PROFILE); each from the run that produced its output):"
@@ -286,8 +300,18 @@ $(COHORT_DONE): $(NIH_INPUTS) $(CODE_COHORT) $(ARGS_DIR)/COHORT | $(SETUP)
 $(CACHE_DONE): $(COHORT_DONE) $(CODE_CACHE) $(ARGS_DIR)/CACHE | $(SETUP)
 	$(call run_cpu,cache,$(CMD_CACHE))
 
+ifeq ($(PREDICT_SHARDS),1)
 $(PREDICT_DONE): $(CACHE_DONE) $(EVALUATE_DONE) $(CODE_PREDICT) $(ARGS_DIR)/PREDICT | $(SETUP)
 	$(call run_gpu,predict masks,$(CMD_PREDICT))
+else
+$(W)/masks/shards/%of$(PREDICT_SHARDS)/.done-predict: $(CACHE_DONE) $(EVALUATE_DONE) \
+		$(CODE_PREDICT) $(ARGS_DIR)/PREDICT | $(SETUP)
+	$(call run_gpu,predict masks $*/$(PREDICT_SHARDS),$(CMD_PREDICT) --shard $*/$(PREDICT_SHARDS) \
+		--out $(@D)/raw.npy)
+
+$(PREDICT_DONE): $(SHARD_DONE) $(CODE_GATHER) $(ARGS_DIR)/GATHER | $(SETUP)
+	$(call run_cpu,gather masks,$(CMD_GATHER))
+endif
 
 $(POST_DONE): $(PREDICT_DONE) $(CODE_POSTPROCESS) $(ARGS_DIR)/POSTPROCESS | $(SETUP)
 	$(call run_cpu,post-process masks,$(CMD_POSTPROCESS),$(UPDATE_SUMS))

@@ -17,6 +17,7 @@ SEG_WARNING    :=
 FINETUNE_ARGS ?= --train decoder --epochs 1 --batch-size 4
 EVALUATE_ARGS ?=
 PREDICT_ARGS  ?= --batch-size 8
+PREDICT_SHARDS ?= 2
 
 SPLITS      ?= 2
 COHORT_ARGS ?=

@@ -119,7 +119,7 @@ def test_launchers_go_in_front_of_each_stage_by_kind_and_are_not_recorded(tmp_pa
                     f"LAUNCH_CPU={CPU} -c 1", "RUN_TRAIN=torchrun --nproc_per_node=2")
     _assert_no_undefined(launched)
     stages = commands(launched.stdout)
-    assert len(stages) == len(plain) == 14          # 10 stages and 4 training runs
+    assert len(stages) == len(plain) == 16          # 12 stages (2 predict shards) and 4 runs
     kinds = {}
     for command in stages:
         module = re.search(r" -m (\S+)", command).group(1)
@@ -127,8 +127,8 @@ def test_launchers_go_in_front_of_each_stage_by_kind_and_are_not_recorded(tmp_pa
     assert kinds == {
         "cxrcls.demo_data": {CPU}, "cxrseg.split": {CPU}, "cxrseg.finetune": {GPU},
         "cxrseg.evaluate": {GPU}, "cxrcls.cohort": {CPU}, "cxrcls.cache": {CPU},
-        "cxrseg.predict": {GPU}, "cxrseg.postprocess": {CPU}, "cxrcls.train": {GPU},
-        "cxrseg.figures": {CPU}, "cxrstats.report": {CPU}}
+        "cxrseg.predict": {GPU}, "cxrseg.gather": {CPU}, "cxrseg.postprocess": {CPU},
+        "cxrcls.train": {GPU}, "cxrseg.figures": {CPU}, "cxrstats.report": {CPU}}
     for command in stages:
         if "-m cxrcls.train" in command:
             assert command.startswith(
@@ -146,6 +146,24 @@ def test_slurm_fragment_runs_each_stage_as_a_job_step(tmp_path):
         gpu = re.search(r" -m cxr(seg\.(finetune|evaluate|predict)|cls\.train) ", command)
         assert ("--gres=gpu:1" in command) == bool(gpu), command
         assert "env OMP_NUM_THREADS=" in command
+    shards = [c for c in stages if "-m cxrseg.predict" in c]
+    assert [re.search(r"--shard (\S+)", c).group(1) for c in shards] == ["0/2", "1/2"]
+
+
+def test_predict_shards_are_checked_and_one_shard_writes_raw_npy_itself(tmp_path):
+    one = commands(_dry(tmp_path / "w", "PROFILE=tiny", "PREDICT_SHARDS=1").stdout)
+    predict = [c for c in one if "-m cxrseg.predict" in c]
+    assert len(predict) == 1 and "--shard" not in predict[0]
+    assert predict[0].endswith(f"--out {tmp_path / 'w'}/masks/raw.npy")
+    assert not [c for c in one if "-m cxrseg.gather" in c]
+    three = commands(_dry(tmp_path / "w3", "PROFILE=tiny", "PREDICT_SHARDS=3").stdout)
+    gather = [c for c in three if "-m cxrseg.gather" in c]
+    shards = " ".join(f"{tmp_path / 'w3'}/masks/shards/{k}of3" for k in range(3))
+    assert len(gather) == 1 and shards in gather[0]
+    for bad in ("0", "x", "02", ""):
+        result = run_make("-n", "PROFILE=tiny", f"WORK={tmp_path / 'b'}", f"PREDICT_SHARDS={bad}",
+                          check=False)
+        assert result.returncode != 0 and "PREDICT_SHARDS" in result.stderr, bad
 
 
 def test_split_by_patient_gets_its_own_work_folder(tmp_path):
@@ -227,7 +245,7 @@ def test_compare_runs_both_pipelines_then_the_comparison(tmp_path):
 def test_demo_profile_leaves_the_prediction_batch_to_cxrseg_predict(tmp_path):
     # batch 8 is slower per image than batch 1 on CPU; the CLI should choose per device
     predict = [c for c in commands(_dry(tmp_path / "w").stdout) if "-m cxrseg.predict" in c]
-    assert len(predict) == 1 and "--batch-size" not in predict[0]
+    assert len(predict) == 2 and not any("--batch-size" in c for c in predict)
 
 
 def test_lint_installs_ruff_once_then_checks_with_the_repository_settings(tmp_path):
@@ -244,7 +262,8 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
     work = tmp_path / "w"
     stages = commands(_dry(work, "PROFILE=tiny").stdout)          # writes .make/env.mk and .args
     stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
-              "cohort/.done-cohort", "cache/.done-cache", "masks/.done-predict",
+              "cohort/.done-cohort", "cache/.done-cache", "masks/shards/0of2/.done-predict",
+              "masks/shards/1of2/.done-predict", "masks/.done-predict",
               "masks/.done-postprocess", "masks/.sum-m50"]
     stamps += [f"runs/resnet18_{i}/split{k}/.done-train"
                for i in ("original", "m50") for k in (0, 1)]
@@ -255,7 +274,7 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x\t1.0\t1.0\n")
         os.utime(path, (now + n, now + n))
-    assert len(stages) == 14
+    assert len(stages) == 16
     # (stamps in the near future: newer than the project files and the recorded command lines)
     assert run_make("-q", f"WORK={work}", "PROFILE=tiny", str(work / "results/.done-report"),
                     check=False).returncode == 0

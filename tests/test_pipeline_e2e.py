@@ -16,7 +16,8 @@ GPU_FLAG = "--gres=gpu:1"
 CPU_FLAG = "--cpus-per-task=1"
 KINDS = {"cxrcls.demo_data": "cpu", "cxrseg.split": "cpu", "cxrseg.finetune": "gpu",
          "cxrseg.evaluate": "gpu", "cxrcls.cohort": "cpu", "cxrcls.cache": "cpu",
-         "cxrseg.predict": "gpu", "cxrseg.postprocess": "cpu", "cxrcls.train": "gpu",
+         "cxrseg.predict 0/2": "gpu", "cxrseg.predict 1/2": "gpu", "cxrseg.gather": "cpu",
+         "cxrseg.postprocess": "cpu", "cxrcls.train": "gpu",
          "cxrseg.figures": "cpu", "cxrstats.report": "cpu"}
 FAILING_RUN = "runs/resnet18_m50/split1"
 
@@ -33,7 +34,9 @@ def _steps(log) -> list[tuple[str, str]]:
         kind = "gpu" if GPU_FLAG in args else "cpu" if CPU_FLAG in args else "?"
         module = args[args.index("-m") + 1]
         run = re.search(r"--out \S+/(runs/\S+)", " ".join(args))
-        steps.append((kind, run.group(1) if module == "cxrcls.train" else module))
+        shard = re.search(r"--shard (\S+)", " ".join(args))
+        job = run.group(1) if module == "cxrcls.train" else module
+        steps.append((kind, f"{job} {shard.group(1)}" if shard else job))
     return steps
 
 

@@ -19,8 +19,13 @@ import heapq
 from pathlib import Path
 
 SEG_CHAIN = ["data", "seg split", "seg fine-tune", "seg evaluate", "predict masks",
-             "post-process masks"]
+             "gather masks", "post-process masks"]
 PIPELINE = set(SEG_CHAIN) | {"cohort", "cache", "seg figures", "report"}
+
+
+def is_pipeline_stage(name: str) -> bool:
+    """A stage of `make reproduce` (shards of the prediction are "predict masks K/N")."""
+    return name in PIPELINE or name.startswith(("train ", "predict masks "))
 
 
 def read_stamps(work: Path) -> dict[str, float]:
@@ -38,8 +43,13 @@ def dependencies(stages: list[str]) -> dict[str, list[str]]:
     """Each stage's prerequisites among `stages` (the demo profile's graph)."""
     deps = {"data": [], "seg split": ["data"], "seg fine-tune": ["seg split"],
             "seg evaluate": ["seg fine-tune"], "cohort": ["data"], "cache": ["cohort"],
-            "predict masks": ["cache", "seg evaluate"], "post-process masks": ["predict masks"],
+            "predict masks": ["cache", "seg evaluate"],
             "seg figures": ["post-process masks", "seg evaluate"]}
+    shards = [s for s in stages if s.startswith("predict masks ")]
+    for shard in shards:
+        deps[shard] = ["cache", "seg evaluate"]
+    deps["gather masks"] = shards
+    deps["post-process masks"] = ["gather masks" if shards else "predict masks"]
     runs = [s for s in stages if s.startswith("train ")]
     for run in runs:
         deps[run] = ["cache"] + ([] if "_original/" in run else ["post-process masks"])
@@ -60,7 +70,7 @@ def make_order(stages: list[str], deps: dict[str, list[str]], seg_first: bool) -
         order.append(stage)
     roots = deps["report"]
     if seg_first:
-        roots = [s for s in SEG_CHAIN if s in stages] + roots
+        roots = [s for s in stages if s in SEG_CHAIN or s.startswith("predict masks ")] + roots
     for s in roots + ["report"]:
         visit(s)
     return order
@@ -95,7 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args(argv)
     stamps = read_stamps(args.work)
-    cpu = {k: v for k, v in stamps.items() if k in PIPELINE or k.startswith("train ")}
+    cpu = {k: v for k, v in stamps.items() if is_pipeline_stage(k)}
     extra = sorted(set(stamps) - set(cpu))
     if extra:
         print(f"left out (opt-in analyses, not part of make reproduce): {', '.join(extra)}")
