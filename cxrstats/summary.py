@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import atomic_path, git_commit, read_csv
+from cxrstats.fileio import IncompleteRunError, atomic_path, git_commit, read_csv, read_done
 from cxrstats.formatting import cell, markdown_table, short
 from cxrstats.runs import Cohort, Setting
 from cxrstats.scoring import RunResult
@@ -158,6 +158,36 @@ def seg_summary(work: Path) -> list[str]:
     return lines
 
 
+def flagged_masks(work: Path, limit: int = 20) -> list[str]:
+    """Summary lines on the masks that `cxrseg.postprocess` flagged in masks/qc.csv (read only
+    with its completion record), the least plausible first, at most `limit` listed."""
+    qc_path = work / "masks" / "qc.csv"
+    if not qc_path.is_file():
+        return []
+    try:
+        done = read_done(qc_path.parent, "done_postprocess.json", what="cxrseg.postprocess run")
+        if qc_path.name not in done.get("outputs", []):
+            raise IncompleteRunError(f"its record does not list {qc_path.name}")
+        rows = read_csv(qc_path, required=["row", "image", "flag", "action"])
+    except (IncompleteRunError, ValueError, FileNotFoundError) as error:
+        return [f"**Mask QC: `{qc_path}` not read ({error}).**", ""]
+    flagged = [r for r in rows if r["flag"] != "ok"]
+    lines = [f"Mask QC (`{qc_path}`): {len(flagged)} of {len(rows)} masks flagged"
+             + (" (none)." if not flagged else ", for review (`cxrseg.figures --worst N` draws "
+                "them; `action` says what the pipeline did).")]
+    if not flagged:
+        return lines + [""]
+    score = "shape_score" if "shape_score" in rows[0] else None
+    if score:
+        flagged.sort(key=lambda r: -np.nan_to_num(_float(r[score]), nan=np.inf))
+    shown = flagged[:limit]
+    columns = ["row", "image", "flag", "action"] + ([score] if score else [])
+    lines += ["", markdown_table(columns, [[r[c] for c in columns] for r in shown]).rstrip()]
+    if len(flagged) > limit:
+        lines.append(f"\n... and {len(flagged) - limit} more in `{qc_path}`.")
+    return lines + [""]
+
+
 def _mean_text(values, decimals: int) -> str:
     finite = [v for v in values if v is not None and np.isfinite(v)]
     return f"{np.mean(finite):.{decimals}f}" if finite else "n/a"
@@ -263,7 +293,8 @@ def write_summary(s: SummaryInputs) -> Path:
     """Write --out/summary.md from the sections above, in reading order."""
     attribution = attribution_table([s.out / "attribution.csv",
                                      s.work / "results" / "attribution.csv"])
-    segmentation = ["## Segmentation", ""] + [f"- {x}" for x in seg_summary(s.work)] + [""]
+    segmentation = (["## Segmentation", ""] + [f"- {x}" for x in seg_summary(s.work)] + [""]
+                    + flagged_masks(s.work))
     lines = (header_section(s) + data_section(s) + settings_section(s) + results_section(s)
              + attribution + segmentation
              + notes_section(s) + files_section(s.out))

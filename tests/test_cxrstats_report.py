@@ -425,6 +425,25 @@ def test_attribution_table_when_present(work):
     assert "attribution.csv` is unreadable" in (work / "results" / "summary.md").read_text()
 
 
+def test_flagged_masks_are_listed_in_the_summary_worst_first(work):
+    masks = work / "masks"
+    masks.mkdir(exist_ok=True)
+    header = ["row", "image", "area_fraction", "components", "flag", "action", "shape_score"]
+    write_rows(masks / "qc.csv", header,
+               [[0, "a.png", 0.2, 2, "ok", "kept", 0.3],
+                [1, "b.png", 0.05, 1, "area_low;shape_area", "kept", 1.8],
+                [2, "c.png", 0.9, 1, "area_high", "whole image", 4.5]])
+    main(["--work", str(work), "--no-figures"])        # no completion record: not read
+    assert "qc.csv` not read" in (work / "results" / "summary.md").read_text()
+    write_done(masks, {}, ["qc.csv"], done="done_postprocess.json")
+    main(["--work", str(work), "--no-figures"])
+    summary = (work / "results" / "summary.md").read_text()
+    assert "2 of 3 masks flagged" in summary
+    listed = [line for line in summary.splitlines() if line.startswith("| 1 |")
+              or line.startswith("| 2 |") or line.startswith("| 0 |")]
+    assert [line.split(" | ")[1] for line in listed] == ["c.png", "b.png"]
+
+
 def test_masked_inputs_of_any_radius_sort_by_radius(tmp_path):
     s = parse_setting("resnet50_m100")
     assert (s.arch, s.train_input, s.test_input) == ("resnet50", "m100", "m100")
