@@ -1,8 +1,9 @@
 """Cross-dataset table: train on one lung set, test on the other (and on its own held-out part).
 
-Each row is a run trained on one set: a fine-tuning output folder (best.pt, prior.json) or
-`lite:FOLDER` (zero-shot LiteMedSAM, FOLDER's prior). Each set is `NAME=IMAGES:MASKS:SPLITS:CACHE`;
-a run is tested on the test part of its own set (SPLITS) and on every image of the other sets.
+Each row is a run trained on one set, or on several joined by `+` (e.g. montgomery+shenzhen): a
+fine-tuning output folder (best.pt, prior.json) or `lite:FOLDER` (zero-shot LiteMedSAM, FOLDER's
+prior). Each set is `NAME=IMAGES:MASKS:SPLITS:CACHE`; a run is tested on the test part of each set it
+was trained on (SPLITS) and on every image of the other sets.
 Columns per test set: Dice with the ground-truth box, Dice with automatic prompting (prior box +
 `--refine` passes), and the share of the true lung kept by M-15 (mean and worst image), threshold
 0.5; the `_clean` columns apply --fill-holes --keep-largest 2 to the automatic masks. Usage:
@@ -58,7 +59,7 @@ def main(argv=None) -> None:
         label, train, run = spec.split("|")
         model, prior = load_run(run)
         for name in sets:
-            own = name == train
+            own = name in train.split("+")
             imgs, msks, emb = test_data(name, own)
             gt = score(model, prior, emb, imgs, msks, box="gt")[0]
             auto, clean = score(model, prior, emb, imgs, msks, refine=args.refine, cleans=cleans)

@@ -66,7 +66,10 @@ def main(argv=None) -> None:
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--run", action="append", required=True, metavar="NAME=RUN")
-    parser.add_argument("--refine", type=int, default=1)
+    parser.add_argument("--refine", type=int, nargs="+", default=[1],
+                        help="refine passes (several: each scored, named r<N>)")
+    parser.add_argument("--threshold", type=float, nargs="+", default=[0.5],
+                        help="thresholds (several: each scored, named t<T>)")
     parser.add_argument("--clean", nargs="*", default=[],
                         choices=["fill", "largest2", "fill+largest2"],
                         help="also score these clean-ups (--fill-holes, --keep-largest 2, both)")
@@ -96,12 +99,16 @@ def main(argv=None) -> None:
     for spec in args.run:
         name, _, run = spec.partition("=")
         model, prior = load_run(run)
-        for kind, strength in cells:
+        sweep = [(r, t) for r in args.refine for t in args.threshold]
+        for (refine, threshold), (kind, strength) in ((v, c) for v in sweep for c in cells):
             st, im = stressed(stems, images, masks, kind, strength)
             idx = [row_of[s] for s in st]
-            scores = score(model, prior, emb[idx], im, masks, refine=args.refine, cleans=cleans)
+            scores = score(model, prior, emb[idx], im, masks, refine=refine, threshold=threshold,
+                           cleans=cleans)
             for (fill, largest), values in zip(cleans, scores):
-                label = (name + (" + fill" if fill else "")
+                label = (name + (f" r{refine}" if len(args.refine) > 1 else "")
+                         + (f" t{threshold:g}" if len(args.threshold) > 1 else "")
+                         + (" + fill" if fill else "")
                          + (f" + largest{largest}" if largest else ""))
                 rows.append([label, kind, strength, *values.mean(axis=0), values[:, 1].min(),
                              len(values)])

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Issue 12's segmentation numbers from one run: today's recipe and the new one side by side.
+#
+#   bash tests/benchmarks/seg_recipes.sh [OUT]        (default OUT=work/seg-recipes)
+#
+# Data: Montgomery and Shenzhen under $LUNGSEG (default ../shared/data/lungseg; skipped if absent).
+# 1. Seeded 70/15/15 splits of each set (the joint split of both sets gives each set the same
+#    parts, since cxrseg.split splits every dataset on its own).
+# 2. LiteMedSAM, decoder-only fine-tuning on cached embeddings, with each recipe:
+#      today: --prior-box-fraction 0.5 (the README's recipe before issue 12)
+#      new:   today + --augment opacity (one synthetic-opacity copy per training image)
+#    on Montgomery and on Shenzhen (both recipes) and on both sets together (new only).
+# 3. seg_stress.py with the Montgomery-trained runs (zero-shot, today, new), every refine count
+#    (0, 1) and threshold (0.5, 0.4), with and without hole filling: on Montgomery's validation
+#    images (where choices are made), then on held-out test images of both hospitals.
+# 4. seg_cross_dataset.py: every run on each training set's test part and on all of the other
+#    set; Dice with the ground-truth box and with automatic prompting, M-15 kept share.
+# Each step is skipped when its output exists, so an interrupted run continues. Embeddings are
+# cached in OUT/emb and shared by every decoder-only run.
+set -euo pipefail
+OUT=${1:-work/seg-recipes}
+LUNGSEG=${LUNGSEG:-../shared/data/lungseg}
+PY=${PY:-.venv/bin/python}
+EPOCHS=${EPOCHS:-4}
+STRESS_LIMIT=${STRESS_LIMIT:-21}
+if [ ! -d "$LUNGSEG/montgomery" ] || [ ! -d "$LUNGSEG/shenzhen" ]; then
+    echo "skip: $LUNGSEG/montgomery and shenzhen not found"; exit 0
+fi
+mkdir -p "$OUT"
+data() { echo "--data $1=$LUNGSEG/$1/images:$LUNGSEG/$1/masks"; }
+declare -A SETS=([montgomery]="$(data montgomery)" [shenzhen]="$(data shenzhen)"
+                 [montgomery+shenzhen]="$(data montgomery) $(data shenzhen)")
+declare -A RECIPE=([today]="--prior-box-fraction 0.5"
+                   [new]="--prior-box-fraction 0.5 --augment opacity")
+start=$(date +%s)
+say() { echo "[seg_recipes $(( $(date +%s) - start )) s] $*"; }
+
+split() {
+    [ -f "$OUT/$1/done_split.json" ] && return 0
+    say "split $1"
+    # shellcheck disable=SC2086
+    $PY -m cxrseg.split ${SETS[$1]} --out "$OUT/$1/splits.csv" --seed 0
+}
+finetune() {  # finetune TRAIN RECIPE
+    local run=$OUT/runs/$1-$2
+    [ -f "$run/done_finetune.json" ] && return 0
+    say "fine-tune $1-$2"
+    # shellcheck disable=SC2086
+    $PY -m cxrseg.finetune ${SETS[$1]} --splits "$OUT/$1/splits.csv" --checkpoint lite \
+        --train decoder ${RECIPE[$2]} --epochs "$EPOCHS" --patience 2 --batch-size 8 \
+        --cache-dir "$OUT/emb" --out "$run" --seed 0 --device cpu
+}
+stress() {  # stress SET PART LIMIT NAME: Montgomery-trained runs on stressed images of SET/PART
+    [ -f "$OUT/$4/stress.csv" ] && return 0
+    say "stress test: $1 $2 images ($4)"
+    $PY tests/benchmarks/seg_stress.py --images "$LUNGSEG/$1/images" --masks "$LUNGSEG/$1/masks" \
+        --splits "$OUT/$1/splits.csv" --part "$2" --limit "$3" \
+        --run "zero-shot=lite:$OUT/runs/montgomery-today" --run "today=$OUT/runs/montgomery-today" \
+        --run "new=$OUT/runs/montgomery-new" --refine 0 1 --threshold 0.5 0.4 --clean fill \
+        --cache-dir "$OUT/emb" --out "$OUT/$4"
+}
+
+for train in montgomery shenzhen montgomery+shenzhen; do split "$train"; done
+finetune montgomery today
+finetune montgomery new
+# Choices (refine passes, threshold, hole filling) are made on validation images, then the same
+# settings are reported on test images of both hospitals.
+stress montgomery val 0 stress-val-montgomery
+stress montgomery test 0 stress-montgomery
+stress shenzhen test "$STRESS_LIMIT" stress-shenzhen
+finetune shenzhen today
+finetune shenzhen new
+finetune montgomery+shenzhen new
+
+sets=()
+for s in montgomery shenzhen; do
+    sets+=(--set "$s=$LUNGSEG/$s/images:$LUNGSEG/$s/masks:$OUT/$s/splits.csv:$OUT/emb")
+done
+if [ ! -f "$OUT/cross.csv" ]; then
+    rows=()
+    for train in montgomery shenzhen; do
+        rows+=(--row "zero-shot|$train|lite:$OUT/runs/$train-today")
+        for recipe in today new; do rows+=(--row "$recipe|$train|$OUT/runs/$train-$recipe"); done
+    done
+    rows+=(--row "new|montgomery+shenzhen|$OUT/runs/montgomery+shenzhen-new")
+    say "cross-dataset table"
+    $PY tests/benchmarks/seg_cross_dataset.py "${sets[@]}" "${rows[@]}" --out "$OUT/cross.csv"
+fi
+say "done: $OUT/cross.csv, $OUT/stress-*/stress.csv, stress.png"
