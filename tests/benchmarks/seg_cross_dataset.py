@@ -2,8 +2,8 @@
 
 Each row is a run trained on one set, or on several joined by `+` (e.g. montgomery+shenzhen): a
 fine-tuning output folder (best.pt, prior.json) or `lite:FOLDER` (zero-shot LiteMedSAM, FOLDER's
-prior). Each set is `NAME=IMAGES:MASKS:SPLITS:CACHE`; a run is tested on the test part of each set it
-was trained on (SPLITS) and on every image of the other sets.
+prior). Each set is `NAME=IMAGES:MASKS:SPLITS:CACHE`; a run is tested on the test part of each
+set it was trained on (SPLITS) and on every image of the other sets.
 Columns per test set: Dice with the ground-truth box, Dice with automatic prompting (prior box +
 `--refine` passes), and the share of the true lung kept by M-15 (mean and worst image), threshold
 0.5; the `_clean` columns apply --fill-holes --keep-largest 2 to the automatic masks. Usage:
