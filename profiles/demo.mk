@@ -1,4 +1,4 @@
-# Demo profile: the whole study on generated phantoms, small enough for about 6 minutes on a
+# Demo profile: the whole study on generated phantoms, small enough for about 5 minutes on a
 # 2-core CPU after setup. Same stages and file layout as the paper profile; only sizes differ.
 # Every value can be overridden on the command line, e.g. `make reproduce SPLITS=3 DEMO_N_CLS=400`.
 # WORK defaults to work/demo (work/demo-patient with SPLIT_BY=patient), set in the Makefile.
