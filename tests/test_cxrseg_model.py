@@ -121,9 +121,10 @@ def test_evaluate_sweeps_thresholds_on_val_and_adds_zero_shot(pairs, tmp_path):
     assert set(evaluate.EVAL_COLUMNS) <= set(rows[0])
     for name in (str(out / "best.pt"), "micro"):
         mine = [r for r in rows if r["checkpoint"] == name]
-        assert [r["part"] for r in mine] == ["val"] * 5 + ["test"]
-        val = {r["threshold"]: float(r["dice"]) for r in mine[:5]}
-        assert mine[5]["threshold"] == max(val, key=lambda t: (val[t], -float(t)))
+        assert [r["part"] for r in mine] == ["val"] * len(evaluate.SWEEP) + ["test"]
+        n = len(evaluate.SWEEP)
+        val = {r["threshold"]: float(r["dice"]) for r in mine[:n]}
+        assert mine[n]["threshold"] == max(val, key=lambda t: (val[t], -float(t)))
         for r in mine:
             assert 0 <= float(r["dice"]) <= 1 and 0 <= float(r["iou"]) <= float(r["dice"]) + 1e-9
     per_image = list(csv.DictReader(open(out / "eval_per_image.csv")))
@@ -136,7 +137,12 @@ def test_choose_threshold_picks_the_best_dice():
     prob = np.where(mask, 0.8, 0.0)
     prob[0, :] = 0.62            # false positives that only thresholds above 0.62 remove
     best, sweep = evaluate.choose_threshold([prob], [mask])
-    assert best == 0.65 and len(sweep) == 5
+    assert best == 0.65 and len(sweep) == 9 and min(t for t, _ in sweep) == 0.3
+    # a faint lung (0.42) beside fainter false positives (0.32): 0.35 and 0.40 are perfect, and
+    # the lower one is taken (it keeps more lung when an image is fainter still)
+    prob = np.where(mask, 0.42, 0.0)
+    prob[0, :] = 0.32
+    assert evaluate.choose_threshold([prob], [mask])[0] == 0.35
 
 
 def test_predict_writes_uint8_masks_and_index(pairs, tmp_path):
