@@ -39,9 +39,11 @@ $(error SEG_MODEL=$(SEG_MODEL): choose medsam (MedSAM ViT-B, MEDSAM_CKPT) or lit
 endif
 SEG_WARNING    :=
 # Segmentation recipe (README, cxrseg): prior boxes on half the training steps, synthetic-opacity
-# augmentation (lungs hidden by disease), the threshold chosen on validation with predict's prompts
+# augmentation, two copies per image (lungs hidden by disease; two beat one on validation), the
+# threshold chosen on validation with predict's prompts
 # (prior box + 1 refine pass, holes filled).
-FINETUNE_ARGS ?= --train $(SEG_TRAIN) --prior-box-fraction 0.5 --augment opacity
+FINETUNE_ARGS ?= --train $(SEG_TRAIN) --prior-box-fraction 0.5 --augment opacity \
+                 --augment-copies 2
 EVALUATE_ARGS ?= --box-source prior --refine 1 --fill-holes
 PREDICT_ARGS  ?= --refine 1 --fill-holes
 
