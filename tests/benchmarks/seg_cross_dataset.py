@@ -5,8 +5,9 @@ fine-tuning output folder (best.pt, prior.json) or `lite:FOLDER` (zero-shot Lite
 prior). Each set is `NAME=IMAGES:MASKS:SPLITS:CACHE`; a run is tested on the test part of each
 set it was trained on (SPLITS) and on every image of the other sets.
 Columns per test set: Dice with the ground-truth box, Dice with automatic prompting (prior box +
-`--refine` passes), and the share of the true lung kept by M-15 (mean and worst image), threshold
-0.5; the `_clean` columns apply --fill-holes --keep-largest 2 to the automatic masks. Usage:
+`--refine` passes), and the share of the true lung kept by M-15 (mean and worst image), at the
+row's threshold (`LABEL|TRAIN|RUN|THRESHOLD`, default 0.5); the `_fill` columns fill holes in the
+automatic masks (--fill-holes), as the pipeline does. Usage:
   python tests/benchmarks/seg_cross_dataset.py \\
       --set montgomery=IMG:MSK:work/x/mont/splits.csv:work/emb/montgomery \\
       --set shenzhen=IMG:MSK:work/x/shen/splits.csv:work/emb/shenzhen \\
@@ -21,8 +22,8 @@ from pathlib import Path
 from seg_bench_common import embed, load_run, load_set, score  # noqa: I001 (sets sys.path)
 from cxrstats.fileio import write_csv
 
-COLUMNS = ["run", "train", "test", "part", "n", "dice_gt", "dice_auto", "kept_m15", "kept_m15_min",
-           "dice_auto_clean", "kept_m15_clean", "kept_m15_min_clean"]
+COLUMNS = ["run", "train", "test", "part", "n", "threshold", "dice_gt", "dice_auto", "kept_m15",
+           "kept_m15_min", "dice_auto_fill", "kept_m15_fill", "kept_m15_min_fill"]
 
 
 def main(argv=None) -> None:
@@ -30,7 +31,8 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", action="append", required=True,
                         metavar="NAME=IMG:MSK:SPLITS:CACHE")
-    parser.add_argument("--row", action="append", required=True, metavar="LABEL|TRAIN|RUN")
+    parser.add_argument("--row", action="append", required=True,
+                        metavar="LABEL|TRAIN|RUN[|THRESHOLD]")
     parser.add_argument("--refine", type=int, default=1)
     parser.add_argument("--out", required=True, help="CSV to write")
     args = parser.parse_args(argv)
@@ -53,17 +55,19 @@ def main(argv=None) -> None:
             loaded[key] = (imgs, msks, embed(stems, imgs, cache))
         return loaded[key]
 
-    cleans = [(False, 0), (True, 2)]
+    cleans = [(False, 0), (True, 0)]
     rows = []
     for spec in args.row:
-        label, train, run = spec.split("|")
+        label, train, run, *rest = spec.split("|")
+        threshold = float(rest[0]) if rest else 0.5
         model, prior = load_run(run)
         for name in sets:
             own = name in train.split("+")
             imgs, msks, emb = test_data(name, own)
-            gt = score(model, prior, emb, imgs, msks, box="gt")[0]
-            auto, clean = score(model, prior, emb, imgs, msks, refine=args.refine, cleans=cleans)
-            rows.append([label, train, name, "test" if own else "all", len(imgs),
+            gt = score(model, prior, emb, imgs, msks, box="gt", threshold=threshold)[0]
+            auto, clean = score(model, prior, emb, imgs, msks, refine=args.refine,
+                                threshold=threshold, cleans=cleans)
+            rows.append([label, train, name, "test" if own else "all", len(imgs), threshold,
                          f"{gt[:, 0].mean():.4f}"]
                         + [f"{v:.4f}" for a in (auto, clean)
                            for v in (a[:, 0].mean(), a[:, 1].mean(), a[:, 1].min())])

@@ -85,10 +85,11 @@ if [ ! -f "$OUT/cross.csv" ]; then
     rows=()
     rows+=(--row "zero-shot|montgomery|lite:$OUT/runs/montgomery-today")
     rows+=(--row "today|montgomery|$OUT/runs/montgomery-today")
-    rows+=(--row "opacity1|montgomery|$OUT/runs/montgomery-opacity1")
-    rows+=(--row "new|montgomery|$OUT/runs/montgomery-new")
-    rows+=(--row "new|shenzhen|$OUT/runs/shenzhen-new")
-    rows+=(--row "new|montgomery+shenzhen|$OUT/runs/montgomery+shenzhen-new")
+    # the augmented runs at the threshold chosen for them on validation (0.4)
+    rows+=(--row "opacity1|montgomery|$OUT/runs/montgomery-opacity1|0.4")
+    rows+=(--row "new|montgomery|$OUT/runs/montgomery-new|0.4")
+    rows+=(--row "new|shenzhen|$OUT/runs/shenzhen-new|0.4")
+    rows+=(--row "new|montgomery+shenzhen|$OUT/runs/montgomery+shenzhen-new|0.4")
     say "cross-dataset table"
     $PY tests/benchmarks/seg_cross_dataset.py "${sets[@]}" "${rows[@]}" --out "$OUT/cross.csv"
 fi
