@@ -16,6 +16,8 @@
 #    the choice is made), then the chosen prompting on its held-out test images.
 # 4. seg_cross_dataset.py: every run on each training set's test part and on all of the other
 #    set; Dice with the ground-truth box and with automatic prompting, M-15 kept share.
+# 5. Shape QC (cxrseg.postprocess --shape-prior) of the masks that the Montgomery-trained runs
+#    predict for the 60 NIH sample images ($NIH, default ../shared/data/nih_sample).
 # Each step is skipped when its output exists, so an interrupted run continues. Embeddings are
 # cached in OUT/emb and shared by every decoder-only run.
 set -euo pipefail
@@ -93,4 +95,23 @@ if [ ! -f "$OUT/cross.csv" ]; then
     say "cross-dataset table"
     $PY tests/benchmarks/seg_cross_dataset.py "${sets[@]}" "${rows[@]}" --out "$OUT/cross.csv"
 fi
-say "done: $OUT/cross.csv, $OUT/stress-*/stress.csv, stress.png"
+# 5. Shape QC on the NIH sample (no ground truth): masks from the Montgomery-trained runs.
+nih_qc() {  # nih_qc RECIPE THRESHOLD
+    local dir=$OUT/nih-$1 run=$OUT/runs/montgomery-$1
+    [ -f "$dir/masks/done_postprocess.json" ] && return 0
+    [ -d "$NIH/images" ] || { echo "skip: $NIH/images not found"; return 0; }
+    say "NIH sample: masks and shape QC ($1)"
+    $PY -c 'import os, sys; from cxrcls.cache import build_cache
+build_cache(sorted(os.listdir(sys.argv[1])), sys.argv[1], sys.argv[2], size=512)' \
+        "$NIH/images" "$OUT/nih-cache"
+    $PY -m cxrseg.predict --images "$OUT/nih-cache/images.npy" --index "$OUT/nih-cache/index.csv" \
+        --checkpoint "$run/best.pt" --prior "$run/prior.json" --threshold "$2" --refine 1 \
+        --fill-holes --out "$dir/masks/raw.npy" --device cpu
+    $PY -m cxrseg.postprocess --masks "$dir/masks/raw.npy" --index "$OUT/nih-cache/index.csv" \
+        --erode 5 --dilate 15 50 --shape-prior "$run/shape_prior.json" \
+        --images "$OUT/nih-cache/images.npy" --out "$dir/masks"
+}
+NIH=${NIH:-${LUNGSEG%/*}/nih_sample}
+nih_qc today 0.5
+nih_qc new 0.4
+say "done: $OUT/cross.csv, $OUT/stress-*/stress.csv, stress.png, $OUT/nih-*/masks/qc.csv"
