@@ -55,7 +55,7 @@ from cxrcls.inputs import open_input
 from cxrcls.labels import FINDINGS
 from cxrcls.models import ARCHS, Classifier
 from cxrcls.train import load_checkpoint, load_split, to_model_input
-from cxrstats.argtypes import int_range
+from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
                              write_csv, write_done, write_run_json)
 from cxrstats.runs import parse_setting
@@ -423,8 +423,8 @@ def panels_figure(path: Path, results: list[RunResult], positions: list[int], la
 
 # ----------------------------------------------------------------------------- the command
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrcls.attribution", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrcls.attribution --work work/demo "

@@ -26,7 +26,7 @@ from PIL import Image
 
 from cxrcls.files import check_plain_name, check_unique, locate_images
 from cxrseg.imageio import read_gray
-from cxrstats.argtypes import int_range
+from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
                              write_csv, write_done, write_run_json)
 
@@ -120,8 +120,8 @@ def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.Pa
     return True
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrcls.cache", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m cxrcls.cache --cohort work/cohort/cohort.csv "

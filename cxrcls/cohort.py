@@ -21,7 +21,7 @@ import numpy as np
 
 from cxrcls.files import check_plain_name, locate_images
 from cxrcls.labels import LABELS, NO_FINDING
-from cxrstats.argtypes import int_range
+from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
 # Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table.
@@ -168,8 +168,8 @@ def table1_rows(records: list[Record], cohort: list[Record], drawn: dict[str, in
     return rows
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrcls.cohort", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m cxrcls.cohort --labels data/nih/Data_Entry_2017.csv "

@@ -23,7 +23,7 @@ from PIL import Image
 
 from cxrcls.labels import FINDINGS, NO_FINDING
 from cxrcls.phantom import cue_box, cue_corner, render, sample_labels, sample_patient
-from cxrstats.argtypes import int_range
+from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import write_csv, write_run_json
 
 # phantoms.csv: the truth behind each image; cue_x0..cue_y1 is the box holding the spurious cue
@@ -120,8 +120,8 @@ def make_classification_set(out: Path, n: int, size: int, seed: int, spurious_cu
                              "images_with_cue": sum(t[1] for t in truth)}}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrcls.demo_data",
         description="Generate synthetic chest X-ray demo data: a lung-segmentation set (like RSUA) "
                     "and a classification set with an NIH-style label table.",

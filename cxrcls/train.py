@@ -47,7 +47,7 @@ from cxrcls.files import check_unique
 from cxrcls.inputs import InputSource, compose, input_type, mask_file, open_input
 from cxrcls.labels import FINDINGS, LABELS
 from cxrcls.models import ARCHS, Classifier, build_model
-from cxrstats.argtypes import float_range, int_range
+from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
                              save_npy, write_csv, write_done, write_json, write_run_json)
 from cxrstats.study import macro_auroc, tune_thresholds
@@ -524,8 +524,8 @@ def write_history(path: Path, history: list[dict]) -> None:
                 f"{h['val_macro_auroc']:.6f}", f"{h['seconds']:.3f}"] for h in history])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrcls.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"

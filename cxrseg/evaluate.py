@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.argtypes import float_range, int_range
+from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import IncompleteRunError, begin_run, write_csv, write_done, write_run_json
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
@@ -92,8 +92,8 @@ def predict_probabilities(model, images, masks, stems, device, args, prior,
     return [p.numpy() for p in probs]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrseg.evaluate", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.evaluate --images data/seg/images "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.argtypes import int_range
+from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import IncompleteRunError, atomic_path, read_csv, write_run_json
 
 from .morphology import boundary, cutout
@@ -122,8 +122,8 @@ def plot_worst(images, raw, rows: list[int], labels: list[str], out: str | Path)
     plt.close(fig)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrseg.figures", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.figures --seg work/seg --cache work/cache "

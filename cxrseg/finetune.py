@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from cxrstats.argtypes import float_range, int_range
+from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, write_csv, write_done,
                              write_run_json)
 from vendor_medsam.checkpoint import check_state_dict, load_checkpoint_file, split_checkpoint
@@ -200,8 +200,8 @@ def _save(path: Path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrseg.finetune", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.finetune --images data/seg/images "

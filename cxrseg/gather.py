@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrstats.argtypes import Parser
 from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, save_npy, write_csv,
                              write_done, write_run_json)
 
@@ -80,8 +81,8 @@ def gather(records: list[dict]) -> tuple[np.ndarray, list[list[str]], list[list[
     return np.concatenate(masks), index, prompts
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cxrseg.gather", description=__doc__,
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m cxrseg.gather", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", nargs="+", required=True,
                         help="the N shard folders of cxrseg.predict --shard K/N")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cxrstats.argtypes import float_range, int_range
+from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, read_done, save_npy,
                              write_csv, write_done, write_run_json)
 
@@ -103,8 +103,8 @@ def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = 5,
     return eroded, dilated, qc_rows
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrseg.postprocess", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.postprocess --masks work/masks/raw.npy "

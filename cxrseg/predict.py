@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrstats.argtypes import float_range, int_range
+from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, save_npy,
                              write_csv, write_done, write_run_json)
 from vendor_medsam.configs import CONFIGS
@@ -69,8 +69,8 @@ def shard_rows(n: int, shard: tuple[int, int]) -> range:
     return range(k * n // parts, (k + 1) * n // parts)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrseg.predict", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.predict --images work/cache/images.npy "

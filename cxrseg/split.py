@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.argtypes import float_range, int_range
+from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
@@ -122,8 +122,8 @@ def read_finished_splits(path: str | os.PathLike, fold: int | None = None,
     return read_splits(path, fold, seed)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrseg.split", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.split --images data/seg/images --masks data/seg/masks "

@@ -1,4 +1,10 @@
-"""argparse `type=` helpers that check a number's range and name it in the error.
+"""The toolkit's command-line rules: one parser class, and `type=` helpers that check a range.
+
+Every CLI builds its parser with `Parser`, which refuses a single-valued flag given twice
+("--split-by patient ... --split-by image"): plain argparse keeps the last value without a word,
+so a setting typed by the user could be overridden by one that Make adds. Flags meant to repeat
+(append, extend or count actions, such as --data) are unaffected. Abbreviated flags are refused
+too, so that every flag on a command line is spelled out and the check sees it.
 
     parser.add_argument("--epochs", type=int_range(1), ...)            # an integer >= 1
     parser.add_argument("--threshold", type=float_range(0, 1, lo_open=True, hi_open=True))
@@ -10,6 +16,56 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+
+# Actions whose flag may be given more than once on purpose.
+REPEATABLE_ACTIONS = (argparse._AppendAction, argparse._AppendConstAction, argparse._ExtendAction,
+                      argparse._CountAction, argparse._HelpAction, argparse._VersionAction)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse.ArgumentParser that refuses a single-valued flag given twice, naming both values."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        self.refuse_repeated_flags(args)
+        return super().parse_known_args(args, namespace)
+
+    def refuse_repeated_flags(self, args: list[str]) -> None:
+        """Stop with argparse's usage error when a single-valued flag occurs twice in `args`."""
+        seen: dict[str, tuple[str, str]] = {}  # action dest -> (flag as given, its value)
+        for i, token in enumerate(args):
+            if token == "--":
+                break
+            flag, has_value, value = token.partition("=")
+            action = self._option_string_actions.get(flag)
+            if action is None or isinstance(action, REPEATABLE_ACTIONS):
+                continue
+            if not has_value:
+                value = _following_values(args[i + 1:], action, self._option_string_actions)
+            if action.dest in seen:
+                first_flag, first_value = seen[action.dest]
+                self.error(f"{flag} given twice ({first_flag} {first_value} and {flag} {value}); "
+                           "give it once")
+            seen[action.dest] = (flag, value)
+
+
+def _following_values(rest: list[str], action: argparse.Action, flags: dict) -> str:
+    """The value(s) written after a flag, as text for a message ("" for a switch)."""
+    if action.nargs == 0:
+        return "(switch)"
+    taken = []
+    for token in rest:
+        if token in flags or token == "--" or token.partition("=")[0] in flags:
+            break
+        taken.append(token)
+        if action.nargs in (None, "?"):
+            break
+    return " ".join(taken)
 
 
 def int_range(lo: int | None = None, hi: int | None = None):

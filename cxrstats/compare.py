@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
+from cxrstats.argtypes import Parser
 from cxrstats.by_split import MACRO, AurocsBySplit, read_auroc_by_split, values
 from cxrstats.fileio import atomic_path, begin_run, write_csv, write_done, write_run_json
 from cxrstats.hypothesis import paired_ttest
@@ -218,8 +219,8 @@ def markdown(a_path: Path, b_path: Path, settings: list[list], order: list[list]
 
 # ----------------------------------------------------------------------------- the command
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrstats.compare", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrstats.compare --a work/demo --b work/demo-patient "

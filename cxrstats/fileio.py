@@ -61,7 +61,8 @@ def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    with open(path, newline="") as f:
+    # utf-8-sig: a table saved by Excel or LibreOffice starts with a byte-order mark
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         missing = [c for c in required if c not in columns]
@@ -150,6 +151,64 @@ class IncompleteRunError(RuntimeError):
     run."""
 
 
+class ForeignFolderError(ValueError):
+    """An output folder holds files the toolkit did not write: a stage refuses to write there."""
+
+
+# A folder the toolkit writes holds this marker; Make's stage stamps (`.done-<stage>*`) sit beside
+# a stage's outputs too. A folder with anything else and no marker is not the toolkit's.
+FOLDER_MARKER = ".cxr-lungmask"
+MAKE_STAMP_PREFIX = ".done-"
+
+
+def claim_folder(folder: str | os.PathLike, record: str | None = None) -> Path:
+    """Make `folder` one the toolkit may write: create it, or accept it when it is marked as the
+    toolkit's, holds the stage's own completion `record`, or holds nothing but Make's stamps and
+    empty or marked folders; otherwise ForeignFolderError naming a file.
+
+    This is the rule "a stage only ever replaces files it made": a user's folder of images or
+    masks given as an output is refused before anything in it is touched.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ForeignFolderError(f"{folder}: not a folder; give a folder for the outputs")
+    if (folder / FOLDER_MARKER).is_file():
+        return folder
+    if folder.is_dir() and not (record and (folder / record).is_file()):
+        foreign = next(_foreign_files(folder), None)
+        if foreign is not None:
+            raise ForeignFolderError(
+                f"{folder}: holds files this toolkit did not write (e.g. "
+                f"{str(foreign.relative_to(folder))!r}) and no {FOLDER_MARKER} marker; nothing "
+                "was changed. Give an empty or new folder for the outputs")
+    mark_folder(folder)
+    return folder
+
+
+def _foreign_files(folder: Path) -> Iterator[Path]:
+    """Files under `folder` that are neither Make's stamps nor inside a marked folder."""
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(MAKE_STAMP_PREFIX):
+            continue
+        if not path.is_dir():
+            yield path
+        elif not (path / FOLDER_MARKER).is_file():
+            yield from _foreign_files(path)
+
+
+def mark_folder(folder: str | os.PathLike) -> None:
+    """Mark `folder` as written by the toolkit (see `claim_folder`), creating it and its missing
+    parents; the parents it creates are the toolkit's too and are marked as well."""
+    folder = Path(folder)
+    created = [path for path in (folder, *folder.parents) if not path.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in {folder, *created}:
+        marker = path / FOLDER_MARKER
+        if not marker.is_file():
+            marker.write_text("This folder is written by cxr-lungmask; its stages replace only "
+                              "files they made.\n")
+
+
 def arguments_hash(arguments) -> str:
     """A short stable hash of a stage's arguments (argparse.Namespace or dict), for completion
     records."""
@@ -167,8 +226,9 @@ def begin_run(folder: str | os.PathLike, outputs: Iterable[str], done: str = "do
     files).
 
     The record goes first, so even if removing the outputs is interrupted nothing reads as finished.
+    A folder that is not the toolkit's is refused first (`claim_folder`).
     """
-    folder = Path(folder)
+    folder = claim_folder(folder, record=done)
     for name in [done, *([] if resume else outputs)]:
         path = folder / name
         if path.is_file() or path.is_symlink():
@@ -194,6 +254,7 @@ def write_done(folder: str | os.PathLike, arguments, outputs: Sequence[str],
     }
     path = folder / done
     write_json(path, record)
+    mark_folder(folder)
     return path
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from cxrstats import tables
-from cxrstats.argtypes import int_range
+from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import IncompleteRunError, read_csv, write_run_json
 from cxrstats.figures import write_figures
 from cxrstats.runs import Setting, find_runs, parse_setting, read_cohort, read_run, read_splits
@@ -29,8 +29,8 @@ from cxrstats.scoring import evaluate_run
 from cxrstats.summary import SummaryInputs, random_segmenter_warning, write_summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrstats.report", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m cxrstats.report --work work/demo --out work/demo/results "

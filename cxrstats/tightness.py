@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrstats.argtypes import Parser
 from cxrstats.by_split import MACRO, read_auroc_by_split, values
 from cxrstats.fileio import atomic_path, begin_run, write_csv, write_done, write_run_json
 from cxrstats.runs import ARCH_ORDER, parse_setting
@@ -122,8 +123,8 @@ def figure(path: Path, found: dict[str, dict]) -> None:
         fig.savefig(tmp, format="png")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="python -m cxrstats.tightness", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrstats.tightness --work work/demo --out work/demo/results")

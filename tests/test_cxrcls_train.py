@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from cliargs import with_flags
 from cxrcls import train
 from cxrcls.labels import LABELS
 from cxrcls.synthetic import make_work
-from cxrstats.fileio import read_csv, read_done, write_csv
+from cxrstats.fileio import FOLDER_MARKER, read_csv, read_done, write_csv
 from cxrstats.study import tune_thresholds
 
 
@@ -71,7 +72,8 @@ def test_loss_goes_down_and_outputs_have_the_documented_shapes(work, uninterrupt
                                       np.array([labels[i] for i in val_ids]))
     assert [float(r["threshold"]) for r in thresholds] == expected.tolist()  # the study's rule
     done = read_done(uninterrupted, "done.json")
-    assert set(done["outputs"]) == {p.name for p in uninterrupted.iterdir()} - {"done.json"}
+    made = {p.name for p in uninterrupted.iterdir()} - {"done.json", FOLDER_MARKER}
+    assert set(done["outputs"]) == made
     assert set(done["inputs"]) == {"cohort", "cache"}
     timing = json.loads((uninterrupted / "timing.json").read_text())
     assert timing["epochs"] == 2 and timing["device"] == "cpu" and timing["train_seconds"] > 0
@@ -101,7 +103,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(work, uninterrupted):
     # Resuming with different settings is refused, naming the checkpoint.
     with pytest.raises(SystemExit, match=r"last.pt: cannot resume with different settings.*lr"):
         train.main(["--work", str(work), "--epochs", "3", "--out", str(out), "--resume",
-                    *FAST[:-4], "--lr", "0.5", *FAST[-2:]])
+                    *with_flags(FAST, "--lr", "0.5")])
     assert read_done(out, "done.json")["epochs"] == 2  # refused before touching the finished run
 
 
@@ -144,7 +146,7 @@ def test_a_fresh_run_killed_over_a_finished_one_leaves_nothing_of_the_old_run(wo
         m.setattr(train, "save_npy", killed)
         with pytest.raises(KeyboardInterrupt):
             train.main(["--work", str(work), "--epochs", "1", "--out", str(out), *FAST])
-    left = sorted(p.name for p in out.iterdir())
+    left = sorted(p.name for p in out.iterdir() if p.name != FOLDER_MARKER)
     assert left == ["best.pt", "history.csv", "last.pt"]  # no old test_probs/thresholds/timing
     assert [r["epoch"] for r in history(out)] == ["1"]
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 1

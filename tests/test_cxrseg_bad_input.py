@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cliargs import with_flags
 from cxrseg import evaluate, figures, finetune, postprocess, predict, split
 from cxrseg.data import find_pairs, load_stack
 from cxrseg.engine import load_model
@@ -43,10 +44,11 @@ def _split(root, *extra):
 
 
 def _finetune(root, out, *extra):
-    finetune.main(["--images", str(root / "images"), "--masks", str(root / "masks"),
-                   "--splits", str(root / "seg" / "splits.csv"), "--checkpoint", "micro",
-                   "--train", "decoder", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
-                   "--out", str(out), "--device", "cpu", *extra])
+    finetune.main(with_flags(
+        ["--images", str(root / "images"), "--masks", str(root / "masks"),
+         "--splits", str(root / "seg" / "splits.csv"), "--checkpoint", "micro",
+         "--train", "decoder", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
+         "--out", str(out), "--device", "cpu"], *extra))
 
 
 def _evaluate(root, checkpoint, out, *extra):

@@ -120,10 +120,10 @@ def test_split_cli_writes_csv(tmp_path):
     assert sorted(parts.values()).count("train") == 6  # 10 -> 6/2/2
     assert (tmp_path / "seg" / "run_split.json").is_file()
     split.main(["--images", str(tmp_path / "i"), "--masks", str(tmp_path / "m"),
-                "--out", str(tmp_path / "folds.csv"), "--folds", "5"])
+                "--out", str(tmp_path / "folds" / "folds.csv"), "--folds", "5"])
     with pytest.raises(ValueError, match="--fold"):
-        split.read_splits(tmp_path / "folds.csv")
-    parts = split.read_splits(tmp_path / "folds.csv", fold=1)
+        split.read_splits(tmp_path / "folds" / "folds.csv")
+    parts = split.read_splits(tmp_path / "folds" / "folds.csv", fold=1)
     assert set(parts.values()) == {"train", "val", "test"}
     with pytest.raises(SystemExit, match="error: .*no images"):
         (tmp_path / "e").mkdir()

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cliargs import with_flags
 from cxrseg import evaluate, finetune, predict, split
 from cxrseg.engine import load_model
 from cxrseg.prompts import build_prior
@@ -39,15 +40,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 def pairs(tmp_path_factory):
     root = make_pairs(tmp_path_factory.mktemp("pairs"))
     split.main(["--images", str(root / "images"), "--masks", str(root / "masks"),
-                "--out", str(root / "splits.csv"), "--seed", "0"])
+                "--out", str(root / "seg" / "splits.csv"), "--seed", "0"])
     return root
 
 
 def _finetune_args(root, out, *extra):
-    return ["--images", str(root / "images"), "--masks", str(root / "masks"),
-            "--splits", str(root / "splits.csv"),
+    return with_flags(["--images", str(root / "images"), "--masks", str(root / "masks"),
+            "--splits", str(root / "seg" / "splits.csv"),
             "--checkpoint", "micro", "--out", str(out), "--batch-size", "4", "--lr", "1e-3",
-            "--patience", "10", "--prior-box-fraction", "0.5", "--device", "cpu", *extra]
+            "--patience", "10", "--prior-box-fraction", "0.5", "--device", "cpu"], *extra)
 
 
 def test_one_epoch_lowers_the_loss_on_a_fixed_batch(pairs):
@@ -115,7 +116,8 @@ def test_evaluate_sweeps_thresholds_on_val_and_adds_zero_shot(pairs, tmp_path):
     out = tmp_path / "seg"
     finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
     evaluate.main(["--images", str(pairs / "images"), "--masks", str(pairs / "masks"),
-                   "--splits", str(pairs / "splits.csv"), "--checkpoint", str(out / "best.pt"),
+                   "--splits", str(pairs / "seg" / "splits.csv"),
+                   "--checkpoint", str(out / "best.pt"),
                    "--zero-shot", "micro", "--out", str(out / "eval.csv"), "--device", "cpu"])
     rows = list(csv.DictReader(open(out / "eval.csv")))
     assert set(evaluate.EVAL_COLUMNS) <= set(rows[0])

@@ -87,27 +87,27 @@ def two_sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("two")
     data = ["--data", "mont=" + _write_pairs(root / "mont", "m", 10, 0),
             "--data", "shen=" + _write_pairs(root / "shen", "s", 14, 1)]
-    split.main([*data, "--out", str(root / "splits.csv"), "--seed", "0"])
+    split.main([*data, "--out", str(root / "seg" / "splits.csv"), "--seed", "0"])
     return root, data
 
 
 def test_split_keeps_a_dataset_column_and_splits_each_dataset(two_sets):
     root, _ = two_sets
-    rows = list(csv.DictReader(open(root / "splits.csv")))
+    rows = list(csv.DictReader(open(root / "seg" / "splits.csv")))
     assert list(rows[0]) == ["stem", "dataset", "part"]
     for name, prefix, n in (("mont", "m", 10), ("shen", "s", 14)):
         mine = [r for r in rows if r["dataset"] == name]
         assert len(mine) == n and all(r["stem"].startswith(prefix) for r in mine)
         assert {r["part"] for r in mine} == {"train", "val", "test"}
-    assert split.read_splits(root / "splits.csv")["m00"] in split.PARTS
+    assert split.read_splits(root / "seg" / "splits.csv")["m00"] in split.PARTS
 
 
 def test_finetune_and_evaluate_report_per_dataset_and_kept_shares(two_sets, tmp_path):
     root, data = two_sets
     out = tmp_path / "seg"
-    finetune.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", "micro",
+    finetune.main([*data, "--splits", str(root / "seg" / "splits.csv"), "--checkpoint", "micro",
                    "--out", str(out), "--train", "decoder", "--epochs", "1", "--device", "cpu"])
-    evaluate.main([*data, "--splits", str(root / "splits.csv"),
+    evaluate.main([*data, "--splits", str(root / "seg" / "splits.csv"),
                    "--checkpoint", str(out / "best.pt"),
                    "--out", str(out / "eval.csv"), "--kept-size", "0", "--device", "cpu"])
     rows = list(csv.DictReader(open(out / "eval.csv")))
@@ -130,18 +130,18 @@ def test_data_and_images_together_is_an_error(two_sets, tmp_path):
 def test_finetune_augment_adds_copies_and_evaluate_cleans_up(two_sets, tmp_path, capsys):
     root, data = two_sets
     out = tmp_path / "seg"
-    finetune.main([*data, "--splits", str(root / "splits.csv"), "--checkpoint", "micro",
+    finetune.main([*data, "--splits", str(root / "seg" / "splits.csv"), "--checkpoint", "micro",
                    "--out", str(out), "--train", "decoder", "--epochs", "1", "--device", "cpu",
                    "--augment", "opacity", "photometric", "--augment-copies", "2"])
-    n_train = sum(r["part"] == "train" for r in csv.DictReader(open(root / "splits.csv")))
+    n_train = sum(r["part"] == "train" for r in csv.DictReader(open(root / "seg" / "splits.csv")))
     assert f"{2 * n_train} augmented training copies" in capsys.readouterr().out
     assert (out / "shape_prior.json").is_file()
-    evaluate.main([*data, "--splits", str(root / "splits.csv"),
+    evaluate.main([*data, "--splits", str(root / "seg" / "splits.csv"),
                    "--checkpoint", str(out / "best.pt"),
                    "--out", str(out / "eval.csv"), "--kept-size", "0", "--device", "cpu",
                    "--fill-holes", "--keep-largest", "2"])
     rows = list(csv.DictReader(open(out / "eval.csv")))
     assert all(r["prompt"].endswith("+fill+largest2") for r in rows)
     with pytest.raises(SystemExit):
-        finetune.main([*data, "--splits", str(root / "splits.csv"), "--out", str(out),
+        finetune.main([*data, "--splits", str(root / "seg" / "splits.csv"), "--out", str(out),
                        "--augment-copies", "99"])

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from cliargs import with_flags
 from cxrseg import gather, predict
 from cxrseg.predict import shard_rows
 
@@ -25,10 +26,11 @@ def _stack(root, n=7, h=40, w=36, seed=0):
 
 
 def _predict(root, out, *extra):
-    predict.main(["--images", str(root / "images.npy"), "--index", str(root / "index.csv"),
-                  "--checkpoint", "micro", "--prior", str(root / "prior.json"), "--refine", "1",
-                  "--threshold", "0.45", "--batch-size", "2", "--out", str(out),
-                  "--device", "cpu", *extra])
+    predict.main(with_flags(
+        ["--images", str(root / "images.npy"), "--index", str(root / "index.csv"),
+         "--checkpoint", "micro", "--prior", str(root / "prior.json"), "--refine", "1",
+         "--threshold", "0.45", "--batch-size", "2", "--out", str(out), "--device", "cpu"],
+        *extra))
 
 
 @pytest.fixture(scope="module")

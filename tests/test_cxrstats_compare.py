@@ -11,6 +11,7 @@ import scipy.stats
 
 from cxrstats import compare, tightness
 from cxrstats.by_split import read_auroc_by_split
+from cxrstats.fileio import mark_folder
 from cxrstats.kendall import kendall_tau
 from cxrstats.study import FINDINGS, LABELS
 
@@ -75,7 +76,7 @@ def test_welch_interval_edge_cases():
 
 def write_aurocs(path, table):
     """table: {setting: {label: [auroc per split]}}; labels missing from it get 0.5."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    mark_folder(path.parent)  # as the report's folder is
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["setting", "split", "label", "auroc"])

@@ -26,6 +26,7 @@ from vendor_medsam import build_sam, load_medsam, weights  # noqa: E402
 from vendor_medsam.device import keep_freed_cpu_memory  # noqa: E402
 from vendor_medsam.predictor import Predictor  # noqa: E402
 from vendor_medsam.tiny_vit import Conv2dBN  # noqa: E402
+from cxrstats.argtypes import Parser  # noqa: E402
 
 
 def timed(fn, rounds: int) -> list[tuple[float, float]]:
@@ -153,7 +154,7 @@ def vit_b_encoder(rounds: int) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python tests/benchmarks/bench_vendor.py --rounds 3")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per variant")

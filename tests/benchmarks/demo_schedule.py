@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import heapq
 from pathlib import Path
+from cxrstats.argtypes import Parser
 
 SEG_CHAIN = ["data", "seg split", "seg fine-tune", "seg evaluate", "predict masks",
              "gather masks", "post-process masks"]
@@ -99,7 +100,7 @@ def schedule(cpu: dict[str, float], cores: int, seg_first: bool) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = Parser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("work", type=Path, help="a finished run's WORK folder")
     parser.add_argument("--cores", type=int, default=2)

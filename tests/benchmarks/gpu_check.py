@@ -51,6 +51,7 @@ from bench_cxrcls import bench_eval, bench_loader, bench_train, make_cache, sync
 from bench_vendor import predictor_throughput  # noqa: E402
 from cxrcls.cohort import part_sizes  # noqa: E402
 from cxrseg.finetune import SegData, _set_trainable, train_epoch  # noqa: E402
+from cxrstats.argtypes import Parser  # noqa: E402
 from cxrstats.fileio import write_json  # noqa: E402
 from vendor_medsam import build_sam, load_medsam, weights  # noqa: E402
 from vendor_medsam.device import prepare_device  # noqa: E402
@@ -339,7 +340,7 @@ def measure(mode: str, device: str, skip_tests: bool) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = Parser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny CPU version of every step (CI); its figures mean nothing")

@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from vendor_medsam import load_medsam, weights  # noqa: E402
 from vendor_medsam.device import prepare_device  # noqa: E402
 from vendor_medsam.predictor import Predictor  # noqa: E402
+from cxrstats.argtypes import Parser  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lungseg" / "montgomery"
 
@@ -48,7 +49,7 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python tests/benchmarks/medsam_montgomery_dice.py --limit 30",
     )

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from seg_bench_common import embed, load_run, load_set, score  # noqa: I001 (sets sys.path)
+from cxrstats.argtypes import Parser
 from cxrstats.fileio import write_csv
 
 COLUMNS = ["run", "train", "test", "part", "n", "threshold", "dice_gt", "dice_auto", "kept_m15",
@@ -27,7 +28,7 @@ COLUMNS = ["run", "train", "test", "part", "n", "threshold", "dice_gt", "dice_au
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = Parser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", action="append", required=True,
                         metavar="NAME=IMG:MSK:SPLITS:CACHE")

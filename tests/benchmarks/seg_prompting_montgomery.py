@@ -32,6 +32,7 @@ from cxrseg.finetune import SegData, _set_trainable, evaluate_losses, train_epoc
 from cxrseg.losses import dice_iou  # noqa: E402
 from cxrseg.prompts import build_prior  # noqa: E402
 from cxrseg.split import parts_for_fold, split_folds  # noqa: E402
+from cxrstats.argtypes import Parser  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "lungseg" / "montgomery"
 
@@ -41,7 +42,7 @@ def mean_dice(probs, masks, threshold=0.5) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = Parser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--folds", type=int, default=3)

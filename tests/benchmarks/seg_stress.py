@@ -19,6 +19,7 @@ from pathlib import Path
 
 from seg_bench_common import embed, load_run, load_set, score  # noqa: I001 (sets sys.path)
 from cxrseg.opacity import KINDS, add_opacity
+from cxrstats.argtypes import Parser
 from cxrstats.fileio import atomic_path, write_csv
 
 
@@ -56,7 +57,7 @@ def plot(rows, names, kinds, strengths, path):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = Parser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", required=True)
     parser.add_argument("--masks", required=True)
