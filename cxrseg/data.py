@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrseg.imageio import read_gray
+from cxrseg.imageio import IMAGE_SUFFIXES, image_stem, is_image_file, read_gray
 from cxrstats.fileio import read_csv
-
-IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -38,19 +36,21 @@ def _image_files(folder: Path) -> dict[str, Path]:
         raise FileNotFoundError(f"{folder}: folder not found")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not is_image_file(path):
             continue
         if path.is_symlink() and not path.exists():
             raise FileNotFoundError(f"{path}: broken symbolic link (its target {os.readlink(path)} "
                                     "does not exist or is a link loop)")
         if not path.is_file():
             continue
-        if path.stem in files:
-            raise ValueError(f"{folder}: two images with the stem {path.stem!r} "
-                             f"({files[path.stem].name}, {path.name}); keep one")
-        files[path.stem] = path
+        stem = image_stem(path)
+        if stem in files:
+            raise ValueError(f"{folder}: two images with the stem {stem!r} "
+                             f"({files[stem].name}, {path.name}); keep one")
+        files[stem] = path
     if not files:
-        raise ValueError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} "
+                         "and DICOM files without a suffix)")
     return files
 
 

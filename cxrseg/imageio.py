@@ -16,7 +16,8 @@ The rule, by how the file stores its pixels (PIL mode):
   depth, and it is the normalisation MedSAM applies to its input anyway. 8-bit files are not
   stretched: the study used NIH's 8-bit PNGs as they are.
 Anything else (other modes, non-finite values, files PIL cannot decode) is a ValueError that names
-the file.
+the file. DICOM files (`.dcm`, `.dicom`, or no known suffix and the `DICM` marker) are read by
+`cxrseg.dicom`, whose docstring gives the DICOM rule.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrseg.dicom import DICOM_SUFFIXES, is_dicom, read_dicom_gray
+
+PIL_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = PIL_SUFFIXES + DICOM_SUFFIXES
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
 DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "P", "PA")
@@ -40,6 +45,8 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    if path.suffix.lower() not in PIL_SUFFIXES and is_dicom(path):
+        return read_dicom_gray(path)
     try:
         with Image.open(path) as image:
             image.load()
@@ -47,6 +54,20 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
         raise ValueError(f"{path}: cannot read image ({error})") from None
     return to_gray(image, path)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a file every stage reads as an image: a known image suffix, or a DICOM file
+    without one (extension-less files and DICOM's dotted UID names, found by the `DICM` marker)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """The name that pairs an image with its mask and names its outputs: the file name without a
+    known image suffix (a DICOM file named by a dotted UID keeps its whole name)."""
+    path = Path(path)
+    return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
 
 
 def to_gray(image: Image.Image, source: str | os.PathLike = "image") -> np.ndarray:

@@ -31,6 +31,7 @@ from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
 from .data import load_stack
+from .imageio import image_stem
 from .anatomy import add_anatomy_arguments, clean_mask
 from .engine import encode, load_model, segment
 from .prompts import PROMPT_MODES, Prior
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
     folder = out.parent if to_stack else out
-    files = [out.name] if to_stack else [Path(name).stem + ".png" for name in names]
+    files = [out.name] if to_stack else [image_stem(name) + ".png" for name in names]
     outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
     begin_run(folder, outputs, done=PREDICT)
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
             if to_stack:
                 raw[i - first_row] = mask
             else:
-                with atomic_path(out / (Path(names[i]).stem + ".png")) as tmp:
+                with atomic_path(out / (image_stem(names[i]) + ".png")) as tmp:
                     Image.fromarray(mask * 255).save(tmp, format="PNG")
             prompt_rows.append([i, names[i], *(f"{v:.1f}" for v in first[j]),
                                 *(f"{v:.1f}" for v in boxes[j])])
