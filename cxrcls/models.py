@@ -13,14 +13,11 @@ import torch.nn as nn
 import torchvision
 
 from cxrcls.labels import FINDINGS
+from cxrcls.weights import imagenet_state_dict
 
 ARCHS = ("resnet50", "densenet121", "resnet18")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# torchvision's original ImageNet weights (what `pretrained=True` gave, as in the study's era).
-IMAGENET_WEIGHTS = {"resnet50": "ResNet50_Weights.IMAGENET1K_V1",
-                    "densenet121": "DenseNet121_Weights.IMAGENET1K_V1",
-                    "resnet18": "ResNet18_Weights.IMAGENET1K_V1"}
 
 
 class Classifier(nn.Module):
@@ -31,9 +28,10 @@ class Classifier(nn.Module):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
-        weights = torchvision.models.get_weight(IMAGENET_WEIGHTS[arch]) if imagenet else None
         self.arch = arch
-        self.net = getattr(torchvision.models, arch)(weights=weights)
+        self.net = getattr(torchvision.models, arch)(weights=None)
+        if imagenet:  # from the project's weights folder (`make weights`), never downloaded
+            self.net.load_state_dict(imagenet_state_dict(arch))
         head_name = "fc" if arch.startswith("resnet") else "classifier"
         self.head_name = head_name
         in_features = getattr(self.net, head_name).in_features
@@ -105,15 +103,10 @@ def load_weights(model: Classifier, path: str | Path) -> str:
 
 
 def build_model(arch: str, weights: str = "none", num_outputs: int = len(FINDINGS)) -> Classifier:
-    """`weights`: 'imagenet' (torchvision's download, on the user's machine), 'none', or a file
-    path."""
+    """`weights`: 'imagenet' (the project's copy of torchvision's, see `cxrcls.weights`), 'none',
+    or a file path."""
     if weights == "imagenet":
-        try:
-            return Classifier(arch, num_outputs, imagenet=True)
-        except Exception as error:  # no network, no cached file
-            raise ValueError(f"--weights imagenet: cannot get torchvision's "
-                             f"{IMAGENET_WEIGHTS[arch]} ({error}); use --weights none or a "
-                             "checkpoint path") from None
+        return Classifier(arch, num_outputs, imagenet=True)
     model = Classifier(arch, num_outputs)
     if weights != "none":
         print(load_weights(model, weights))

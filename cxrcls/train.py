@@ -47,6 +47,7 @@ from cxrcls.files import check_unique
 from cxrcls.inputs import InputSource, compose, input_type, mask_file, open_input
 from cxrcls.labels import FINDINGS, LABELS
 from cxrcls.models import ARCHS, Classifier, build_model
+from cxrcls.weights import require_imagenet
 from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
                              save_npy, write_csv, write_done, write_json, write_run_json)
@@ -547,7 +548,8 @@ def build_parser() -> Parser:
     parser.add_argument("--out", default=None,
                         help="run folder (default WORK/runs/<arch>_<input>[_on_<eval>]/split<K>)")
     parser.add_argument("--weights", default="imagenet",
-                        help="'imagenet' (torchvision download), 'none', or a checkpoint path")
+                        help="'imagenet' (torchvision's, fetched once by `make weights`; never "
+                             "downloaded here), 'none', or a checkpoint path")
     parser.add_argument("--epochs", type=int_range(1), default=30, help="maximum epochs")
     parser.add_argument("--patience", type=int_range(1), default=5,
                         help="stop after this many epochs without a better val macro AUROC "
@@ -588,6 +590,8 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        if args.weights == "imagenet":
+            require_imagenet(args.arch)  # before any work: training never downloads
         threads = torch.get_num_threads()
         try:
             train(args)

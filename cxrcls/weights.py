@@ -1,0 +1,126 @@
+"""The classifiers' ImageNet weights: fetched once by `make weights`, read from the project after.
+
+Training never downloads: a compute node without network (or 30 runs racing to write one cache
+file) must not decide whether a week-long run starts. `python -m cxrcls.weights` fetches
+torchvision's original ImageNet weights of the study's backbones into `weights/imagenet/` and checks
+each file against the sha256 prefix in its name (torchvision's convention, e.g.
+`resnet50-0676ba61.pth`); `imagenet_state_dict` reads a file from there, checks it again, and
+refuses with a message naming `make weights` when it is missing.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from cxrstats.argtypes import Parser
+
+# torchvision's original ImageNet weights (what `pretrained=True` gave, as in the study's era).
+IMAGENET_WEIGHTS = {"resnet50": "ResNet50_Weights.IMAGENET1K_V1",
+                    "densenet121": "DenseNet121_Weights.IMAGENET1K_V1",
+                    "resnet18": "ResNet18_Weights.IMAGENET1K_V1"}
+STUDY_ARCHS = ("resnet50", "densenet121")
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "imagenet"
+
+
+def weights_url(arch: str) -> str:
+    """torchvision's download address of `arch`'s ImageNet weights (known offline)."""
+    import torchvision
+
+    if arch not in IMAGENET_WEIGHTS:
+        raise ValueError(f"no ImageNet weights known for {arch!r}; choose one of "
+                         f"{sorted(IMAGENET_WEIGHTS)}")
+    return torchvision.models.get_weight(IMAGENET_WEIGHTS[arch]).url
+
+
+def weights_file(arch: str, folder: Path | None = None) -> Path:
+    """Where `arch`'s ImageNet weights live (default: the project's `weights/imagenet/`), under the
+    file name of torchvision's URL."""
+    return Path(folder or WEIGHTS_DIR) / weights_url(arch).rsplit("/", 1)[-1]
+
+
+def require_imagenet(arch: str, folder: Path | None = None) -> Path:
+    """The weights file of `arch`, or ValueError naming `make weights` when it is missing: the
+    check a training run makes before anything else."""
+    path = weights_file(arch, folder)
+    if not path.is_file():
+        raise ValueError(f"ImageNet weights for {arch} not found ({path}); fetch them once with "
+                         "`make weights` (no stage downloads), or give --weights none or a "
+                         "checkpoint file")
+    return path
+
+
+def check_hash(path: Path, name: str | None = None) -> None:
+    """ValueError unless the file's sha256 starts with the hex prefix that `name` (by default its
+    own name) carries after its last '-'."""
+    prefix = Path(name or path.name).stem.rsplit("-", 1)[-1]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(prefix):
+        raise ValueError(f"{path}: sha256 {digest[:16]}... does not match the {prefix!r} its name "
+                         "carries (a broken or partial download); delete it and run `make weights`")
+
+
+def imagenet_state_dict(arch: str, folder: Path | None = None) -> dict[str, torch.Tensor]:
+    """`arch`'s ImageNet state dict from the weights folder, with torchvision's current key names;
+    never downloads. ValueError naming `make weights` when the file is missing or broken."""
+    path = require_imagenet(arch, folder)
+    check_hash(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {modern_key(k): v for k, v in state.items()}
+
+
+def modern_key(key: str) -> str:
+    """DenseNet files keep the old names `denselayer1.norm.1.weight`; the model says `norm1`."""
+    return re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.", key)
+
+
+def fetch(archs: list[str], folder: Path | None = None) -> list[Path]:
+    """Download the weights not yet in `folder`; a download is renamed into place only once its
+    hash matches. Returns the files, each checked."""
+    Path(folder or WEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
+    files = []
+    for arch in archs:
+        path = weights_file(arch, folder)
+        if not path.is_file():
+            print(f"weights: fetching {weights_url(arch)} -> {path}", flush=True)
+            tmp = path.with_name(path.name + ".tmp")
+            try:
+                torch.hub.download_url_to_file(weights_url(arch), str(tmp), progress=False)
+                check_hash(tmp, name=path.name)
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        check_hash(path)
+        files.append(path)
+    return files
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m cxrcls.weights", description=__doc__)
+    parser.add_argument("--archs", nargs="+", default=list(STUDY_ARCHS),
+                        choices=sorted(IMAGENET_WEIGHTS), help="backbones to fetch")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that the files are there and intact; fetch nothing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.check:
+            for arch in args.archs:
+                imagenet_state_dict(arch)
+                print(f"weights: {arch} ok ({weights_file(arch)})")
+        else:
+            for path in fetch(args.archs):
+                print(f"weights: {path} ok")
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
