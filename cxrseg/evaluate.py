@@ -45,7 +45,7 @@ EVAL_COLUMNS = ["checkpoint", "dataset", "part", "threshold", *METRICS, "n", "pr
 PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", *METRICS]
 # Thresholds tried on validation (max mean Dice, the lowest on ties). Below 0.5 too: under
 # synthetic opacities a lower threshold kept more of the true lung at equal clean Dice
-# (tests/benchmarks/seg_recipes.sh, README), and validation decides whether it is taken.
+# (experiments/seg_recipes.sh, README), and validation decides whether it is taken.
 SWEEP = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
 PROBABILITY = float_range(0, 1, lo_open=True, hi_open=True)  # a threshold on probabilities
 
