@@ -11,8 +11,8 @@ from cxrcls.data import BatchLoader
 from cxrcls.inputs import (INPUTS, check_input, compose, input_type, mask_boundary,
                            mask_radius, open_input)
 from cxrcls.models import Classifier, build_model, load_weights
-from cxrcls.synthetic import make_work
 from cxrstats.fileio import IncompleteRunError, read_csv, save_npy, write_csv
+from synthetic_work import make_work
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
