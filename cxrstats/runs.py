@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.fileio import read_csv, read_done
+from cxrstats.input_names import mask_radius
 from cxrstats.study import FINDINGS, LABELS
 
 ARCH_ORDER = ("resnet50", "densenet121")
 SPLIT_FOLDER = re.compile(r"^split(\d+)$")
-MASKED_INPUT = re.compile(r"^m(\d+)$")  # m<r>: the lung mask dilated by r pixels (m0: eroded only)
 DONE = "done.json"  # cxrcls.train's completion record in every run folder
 
 
@@ -91,12 +91,6 @@ class Setting:
                                                                                  self.arch)
         return (arch, self.train_input != self.test_input, input_order(self.train_input),
                 input_order(self.test_input))
-
-
-def mask_radius(input_name: str) -> int | None:
-    """The dilation radius of a masked input `m<r>` (m0, m15, m50, m100, ...), else None."""
-    match = MASKED_INPUT.match(input_name)
-    return int(match.group(1)) if match else None
 
 
 def input_order(input_name: str) -> tuple:

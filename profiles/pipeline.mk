@@ -39,6 +39,7 @@ ATTRIBUTION     ?= 0
 
 # Masks: `m<r>` in INPUTS is the eroded mask dilated by r pixels (m0: the eroded mask itself). The
 # post-processing writes masks/m<r>.npy for the study's 15 and 50 and every radius INPUTS names.
+# The check below accepts exactly the names of cxrstats.input_names (tests/test_input_names.py).
 MASK_RADII := $(patsubst m%,%,$(filter m%,$(INPUTS)))
 BAD_RADII  := $(filter m,$(INPUTS)) \
 	$(shell for r in $(MASK_RADII); do case $$r in (*[!0-9]*|0?*) echo m$$r;; esac; done)
