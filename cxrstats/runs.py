@@ -132,7 +132,7 @@ def find_runs(runs_dir: Path) -> dict[str, dict[int, Path]]:
 
 
 @dataclass
-class Run:
+class FinishedRun:
     """One trained model's outputs: validation and test probabilities (n, 5) with their (n, 6)
     labels, the test images' names (n,), thresholds from thresholds.csv (6,) in LABELS order or
     None, training time and provenance."""
@@ -238,7 +238,7 @@ def read_training_time(folder: Path) -> tuple[float | None, int | None, list[str
 
 
 def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
-             splits: dict[int, dict[str, str]], splits_path: Path) -> Run:
+             splits: dict[int, dict[str, str]], splits_path: Path) -> FinishedRun:
     """Read and check one finished runs/<setting>/split<k>/ folder; IncompleteRunError without its
     completion record, FileNotFoundError for a missing file."""
     read_done(folder, DONE, what="training run")
@@ -255,6 +255,6 @@ def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
             run_args = json.loads((folder / "run.json").read_text()).get("arguments")
         except (ValueError, AttributeError):
             notes.append("run.json unreadable: arguments not shown")
-    return Run(setting, split, folder, val_probs, val_labels, test_probs, test_labels, test_ids,
-               thresholds, seconds, epochs, run_args, notes)
+    return FinishedRun(setting, split, folder, val_probs, val_labels, test_probs, test_labels,
+                       test_ids, thresholds, seconds, epochs, run_args, notes)
 
