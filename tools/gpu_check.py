@@ -47,6 +47,7 @@ from benchmarks.bench_cxrcls import bench_eval, bench_loader, bench_train, make_
 from benchmarks.bench_vendor import predictor_throughput
 from cxrcls.cohort import part_sizes
 from cxrseg.finetune import SegData, _set_trainable, train_epoch
+from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.argtypes import Parser
 from cxrstats.fileio import write_json
 from vendor_medsam import build_sam, load_medsam, weights
@@ -63,8 +64,8 @@ EPOCHS = (30, 15)                # the study's maximum, and a typical early stop
 
 # What each mode measures. `models` maps the figure's name to the SAM config actually run.
 SIZES = {
-    "cuda": dict(models={"lite": "lite", "vit_b": "vit_b"}, predict_size=512, predict_images=64,
-                 predict_rounds=2,
+    "cuda": dict(models={"lite": "lite", "vit_b": "vit_b"}, predict_size=PIPELINE_SIZE,
+                 predict_images=64, predict_rounds=2,
                  finetune_batch=4, finetune_steps=8, train_size=512, train_batches=(4, 32),
                  train_steps=20, train_budget=6.0, warmup=3, eval_batch=16, loader_images=200,
                  loader_seconds=5.0, concurrent=(2, 4, 8), concurrent_seconds=10.0),
