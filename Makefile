@@ -39,8 +39,10 @@ test: $(SETUP)
 test-fast: $(SETUP)
 	$(PY) -m pytest -q -m "not slow"
 
+# Every script in benchmarks/, each run as a module from the repository root.
+BENCHMARKS := $(basename $(notdir $(filter-out %/__init__.py,$(wildcard benchmarks/*.py))))
 bench: $(SETUP)
-	for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+	for m in $(BENCHMARKS); do echo "== benchmarks.$$m"; $(PY) -m benchmarks.$$m; done
 
 # ---------------------------------------------------------------- lint
 # ruff (settings in ruff.toml) is a maintainer's tool, not a dependency of the toolkit: it is

@@ -199,7 +199,7 @@ class Panel:
 
 
 @dataclass
-class RunResult:
+class RunAttribution:
     info: RunInfo
     names: list[str]
     positive: np.ndarray          # (n, 5) 0/1
@@ -240,7 +240,7 @@ def panel_positions(labels6: np.ndarray, label: int, count: int) -> list[int]:
 
 
 def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
-                  panel_at: list[int], regions: dict | None = None) -> RunResult:
+                  panel_at: list[int], regions: dict | None = None) -> RunAttribution:
     """Grad-CAM shares of every test image of one run, and the panels at positions `panel_at`."""
     start = time.time()
     names, rows, labels6 = split_test_rows(work, info, args.max_images, args.seed)
@@ -297,7 +297,7 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
                                  mode="nearest")
             panels[pos] = Panel(shown[0, 0].cpu().numpy(), cam[0, 0].clamp_min(0).cpu().numpy(),
                                 lung[0, 0].cpu().numpy(), float(shares[-1][panel_label, b]))
-    return RunResult(info, names, labels6[:, :len(FINDINGS)], np.concatenate(probs),
+    return RunAttribution(info, names, labels6[:, :len(FINDINGS)], np.concatenate(probs),
                      np.concatenate(shares, axis=1), np.concatenate(fractions),
                      np.concatenate(region_shares, axis=1), np.concatenate(region_fractions),
                      panels, time.time() - start, layer_name)
@@ -309,7 +309,7 @@ def _num(value: float) -> str:
     return "" if not np.isfinite(value) else repr(float(value))
 
 
-def summary_rows(result: RunResult) -> list[list]:
+def summary_rows(result: RunAttribution) -> list[list]:
     """attribution.csv rows of one run: per finding, means over the images with a defined share."""
     rows = []
     for j, label in enumerate(FINDINGS):
@@ -329,7 +329,7 @@ def summary_rows(result: RunResult) -> list[list]:
     return rows
 
 
-def per_image_rows(result: RunResult) -> list[list]:
+def per_image_rows(result: RunAttribution) -> list[list]:
     rows = []
     for i, image in enumerate(result.names):
         for j, label in enumerate(FINDINGS):
@@ -340,7 +340,7 @@ def per_image_rows(result: RunResult) -> list[list]:
     return rows
 
 
-def markdown(results: list[RunResult]) -> str:
+def markdown(results: list[RunAttribution]) -> str:
     """Per setting (rows) and finding (columns): in-lung share x100 (mean over splits), chance."""
     settings = list(dict.fromkeys(r.info.setting for r in results))
     lines = ["# Where the classifiers look: Grad-CAM share of attribution inside the raw lung mask",
@@ -363,7 +363,7 @@ def markdown(results: list[RunResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def region_markdown(results: list[RunResult], settings: list[str]) -> list[str]:
+def region_markdown(results: list[RunAttribution], settings: list[str]) -> list[str]:
     """Lines of the region table: per setting and finding, the share of attribution inside each
     image's --region-csv box x100 (mean over splits of the mean over the images with a box), the
     box's area share in parentheses."""
@@ -386,7 +386,8 @@ def region_markdown(results: list[RunResult], settings: list[str]) -> list[str]:
     return lines
 
 
-def panels_figure(path: Path, results: list[RunResult], positions: list[int], label: str) -> None:
+def panels_figure(path: Path, results: list[RunAttribution], positions: list[int],
+                  label: str) -> None:
     """Rows: panel images; columns: settings (their first requested split). Heat map over each
     setting's own input, raw lung outline in cyan, the image's in-lung share in the corner."""
     from matplotlib.figure import Figure

@@ -26,6 +26,7 @@ from PIL import Image
 
 from cxrcls.files import check_plain_name, check_unique, locate_images
 from cxrseg.imageio import read_gray
+from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
                              write_csv, write_done, write_run_json)
@@ -71,7 +72,7 @@ def is_up_to_date(out: Path, stamp: str, n: int, size: int) -> bool:
 
 
 def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.PathLike,
-                size: int = 512, workers: int = 1, progress_every: float = 5.0,
+                size: int = PIPELINE_SIZE, workers: int = 1, progress_every: float = 5.0,
                 arguments=None) -> bool:
     """Write out/images.npy, index.csv, run.json and, last, done.json; False when up to date.
 
@@ -131,8 +132,8 @@ def build_parser() -> Parser:
     parser.add_argument("--images", required=True,
                         help="folder searched (recursively, following links) for the images")
     parser.add_argument("--out", required=True, help="output folder (cache/)")
-    parser.add_argument("--size", type=int_range(1), default=512,
-                        help="side S of the cached images (study: 512)")
+    parser.add_argument("--size", type=int_range(1), default=PIPELINE_SIZE,
+                        help="side S of the cached images (default: the study's %(default)s)")
     parser.add_argument("--workers", type=int_range(1), default=min(8, os.cpu_count() or 1),
                         help="decoding processes")
     parser.add_argument("--seed", type=int_range(0), default=0,

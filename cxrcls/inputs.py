@@ -4,6 +4,7 @@ masks.
 - `original`: the cached image.
 - `m<r>` for a dilation radius r >= 0 (the study's `m15`, `m50`; `m0` is the eroded mask itself):
   image x mask, the mask read from masks/m<r>.npy (written by `cxrseg.postprocess --dilate r`).
+The names are defined in cxrstats.input_names.
 - `overlay`: the unchanged image with the raw mask's inner boundary drawn in white (255), the same
   picture as `cxrseg.morphology.overlay(image, raw_mask, thickness)`, computed for a whole batch.
 
@@ -15,7 +16,6 @@ cache/index.csv row for row; any difference is refused with an error naming both
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,17 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from cxrstats.fileio import read_csv, read_done
-
-INPUT_PATTERN = re.compile(r"original|overlay|m(0|[1-9][0-9]*)")
-"""Valid input names: original, overlay, or m<r> with r a non-negative integer without leading zeros
-(so each radius has one name and one run folder)."""
+from cxrstats.input_names import is_input_name, mask_radius
 
 
 class _InputNames:
-    """The set of valid input names, for `kind in INPUTS`: membership is INPUT_PATTERN."""
+    """The set of valid input names, for `kind in INPUTS` (cxrstats.input_names)."""
 
     def __contains__(self, kind) -> bool:
-        return isinstance(kind, str) and INPUT_PATTERN.fullmatch(kind) is not None
+        return is_input_name(kind)
 
     def __repr__(self) -> str:
         return "original, overlay or m<r> (r >= 0)"
@@ -44,7 +41,7 @@ INPUTS = _InputNames()
 
 
 def check_input(kind: str) -> str:
-    """`kind` if it names an input variant (see INPUT_PATTERN); ValueError otherwise."""
+    """`kind` if it names an input variant (cxrstats.input_names); ValueError otherwise."""
     if kind not in INPUTS:
         raise ValueError(f"unknown input {kind!r}: use original, overlay, or m<r> for a mask "
                          "dilated by r >= 0 pixels (e.g. m0, m15, m50)")
@@ -59,15 +56,9 @@ def input_type(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def mask_radius(kind: str) -> int | None:
-    """The dilation radius r of `m<r>`, or None for inputs that are not cut-outs."""
-    check_input(kind)
-    return int(kind[1:]) if kind.startswith("m") else None
-
-
 def mask_file(kind: str) -> tuple[str, str] | None:
     """(mask file, completion record of the stage that writes it) of an input, None for original."""
-    if mask_radius(kind) is not None:
+    if mask_radius(check_input(kind)) is not None:
         return f"{kind}.npy", "done_postprocess.json"
     if kind == "overlay":
         return "raw.npy", "done_predict.json"
@@ -184,7 +175,7 @@ def mask_boundary(masks: torch.Tensor, thickness: int = 2) -> torch.Tensor:
 def compose(images: torch.Tensor, masks: torch.Tensor | None, kind: str,
             thickness: int = 2) -> torch.Tensor:
     """The input variant of a batch: images (B, 1, S, S) float in [0, 1], masks (B, 1, S, S) 0/1."""
-    if kind == "original":
+    if check_input(kind) == "original":
         return images
     if masks is None:
         raise ValueError(f"input {kind!r} needs masks")

@@ -154,7 +154,7 @@ def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool) -> t
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def predict_logits(run: "Run", source: InputSource, rows: np.ndarray) -> np.ndarray:
+def predict_logits(run: "TrainingRun", source: InputSource, rows: np.ndarray) -> np.ndarray:
     """(len(rows), 5) float32 logits of `run.model` in `rows` order; ranks share the work, every
     rank gets all.
 
@@ -212,7 +212,7 @@ def format_seconds(s: float) -> str:
 
 
 @dataclass
-class Run:
+class TrainingRun:
     """What one training run works with, set up once by `setup`."""
     args: argparse.Namespace
     ctx: Dist
@@ -255,7 +255,7 @@ class State:
     train_seconds: float = 0.0
 
 
-def setup(args) -> Run:
+def setup(args) -> TrainingRun:
     """Check every input, then commit to the run: clear the old outputs (unless resuming), build the
     model and optimizer. Nothing is written or removed before all checks pass."""
     if args.threads > 0:
@@ -294,7 +294,7 @@ def setup(args) -> Run:
     if ctx.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    return Run(args, ctx, out, names, labels6, parts, *sources, model, net, optimizer,
+    return TrainingRun(args, ctx, out, names, labels6, parts, *sources, model, net, optimizer,
                torch.Generator().manual_seed(args.seed + 1), config, checkpoint, input_records,
                amp=not args.no_amp and device.type == "cuda", channels_last=channels_last, log=log)
 
@@ -347,7 +347,7 @@ def resume_checkpoint(args, last_path: Path, config: dict, log: Callable) -> dic
     return checkpoint
 
 
-def restore(run: Run) -> State:
+def restore(run: TrainingRun) -> State:
     """A fresh State, or the one in the resume checkpoint (with model, optimizer and RNGs)."""
     state = State()
     checkpoint = run.checkpoint
@@ -363,7 +363,7 @@ def restore(run: Run) -> State:
     return state
 
 
-def train_one_epoch(run: Run, loader: BatchLoader, epoch: int) -> tuple[float, int, float]:
+def train_one_epoch(run: TrainingRun, loader: BatchLoader, epoch: int) -> tuple[float, int, float]:
     """One pass over the training batches; returns (mean loss, images seen, seconds), summed over
     ranks."""
     args = run.args
@@ -389,7 +389,7 @@ def train_one_epoch(run: Run, loader: BatchLoader, epoch: int) -> tuple[float, i
     return loss_sum / seen, int(seen), time.time() - start
 
 
-def validate(run: Run) -> tuple[float, float]:
+def validate(run: TrainingRun) -> tuple[float, float]:
     """(macro AUROC, BCE loss) of the current model on the validation set (training input)."""
     run.ctx.sync_buffers(run.model)
     val = run.parts["val"]
@@ -399,7 +399,7 @@ def validate(run: Run) -> tuple[float, float]:
     return auc, bce(logits, y)
 
 
-def record_epoch(run: Run, state: State, epoch: int, train_loss: float, val_auc: float,
+def record_epoch(run: TrainingRun, state: State, epoch: int, train_loss: float, val_auc: float,
                  val_loss: float, seconds: float) -> bool:
     """Add the epoch to the history and update early stopping; returns whether validation
     improved."""
@@ -416,7 +416,7 @@ def record_epoch(run: Run, state: State, epoch: int, train_loss: float, val_auc:
     return improved
 
 
-def save_epoch(run: Run, state: State, improved: bool, last_saved: float) -> float:
+def save_epoch(run: TrainingRun, state: State, improved: bool, last_saved: float) -> float:
     """Rank 0: best.pt when improved, last.pt every --save-every seconds and after the last epoch,
     history.csv. Returns when last.pt was last written."""
     args = run.args
@@ -442,7 +442,7 @@ def save_epoch(run: Run, state: State, improved: bool, last_saved: float) -> flo
     return last_saved
 
 
-def final_predictions(run: Run, state: State) -> None:
+def final_predictions(run: TrainingRun, state: State) -> None:
     """Predict validation (training input) and test (evaluation input, read only here) with
     best.pt, tune thresholds on validation, write the outputs and, last, done.json."""
     args, ctx, out = run.args, run.ctx, run.out

@@ -13,8 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .postprocess import process_mask
-
-KEPT_RADII = (15, 50)
+from .study_masks import DILATE_RADII, ERODE_RADIUS, PIPELINE_SIZE
 
 
 def to_pipeline_size(mask: np.ndarray, size: int | None) -> np.ndarray:
@@ -29,8 +28,8 @@ def to_pipeline_size(mask: np.ndarray, size: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(mask * 255).resize(new, Image.NEAREST)) > 127
 
 
-def lung_kept(pred: np.ndarray, truth: np.ndarray, erode: int = 5, radii=KEPT_RADII,
-              size: int | None = 512) -> list[float]:
+def lung_kept(pred: np.ndarray, truth: np.ndarray, erode: int = ERODE_RADIUS, radii=DILATE_RADII,
+              size: int | None = PIPELINE_SIZE) -> list[float]:
     """Share of the true lung (0..1) inside M-r of the predicted mask, one per radius in `radii`.
 
     pred, truth: (H, W) 0/1 of the same shape. An empty true lung keeps everything (1.0).

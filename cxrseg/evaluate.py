@@ -39,13 +39,14 @@ from .losses import dice_iou
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE
 from .split import PARTS, read_finished_splits
+from .study_masks import ERODE_RADIUS, PIPELINE_SIZE
 
 METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
 EVAL_COLUMNS = ["checkpoint", "dataset", "part", "threshold", *METRICS, "n", "prompt"]
 PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", *METRICS]
 # Thresholds tried on validation (max mean Dice, the lowest on ties). Below 0.5 too: under
 # synthetic opacities a lower threshold kept more of the true lung at equal clean Dice
-# (tests/benchmarks/seg_recipes.sh, README), and validation decides whether it is taken.
+# (experiments/seg_recipes.sh, README), and validation decides whether it is taken.
 SWEEP = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
 PROBABILITY = float_range(0, 1, lo_open=True, hi_open=True)  # a threshold on probabilities
 
@@ -60,7 +61,8 @@ def soft_losses(prob: np.ndarray, mask: np.ndarray, eps: float = 1e-6) -> tuple[
 
 
 def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: float,
-                  erode: int = 5, kept_size: int | None = 512, clean=None) -> np.ndarray:
+                  erode: int = ERODE_RADIUS, kept_size: int | None = PIPELINE_SIZE,
+                  clean=None) -> np.ndarray:
     """(N, 6) per image: Dice, IoU (binarized at `threshold`, then `clean`ed when given, e.g.
     cxrseg.anatomy.clean_mask), soft Dice loss, BCE, and the shares of the true lung kept by M-15
     and M-50 (cxrseg.coverage.lung_kept)."""
@@ -72,7 +74,8 @@ def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: f
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(METRICS))
 
 
-def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = 5, kept_size: int | None = 512,
+def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = ERODE_RADIUS,
+                     kept_size: int | None = PIPELINE_SIZE,
                      clean=None) -> tuple[float, list[tuple[float, np.ndarray]]]:
     """Best mean Dice threshold (lowest on ties) and the per-threshold metrics."""
     sweep = [(t, image_metrics(probs, masks, t, erode, kept_size, clean)) for t in thresholds]
@@ -135,9 +138,9 @@ def build_parser() -> Parser:
     parser.add_argument("--no-cache", action="store_true",
                         help="do not keep image embeddings on disk")
     add_anatomy_arguments(parser)
-    parser.add_argument("--erode", type=int_range(0), default=5,
+    parser.add_argument("--erode", type=int_range(0), default=ERODE_RADIUS,
                         help="erosion radius of the kept-lung shares")
-    parser.add_argument("--kept-size", type=int_range(0), default=512,
+    parser.add_argument("--kept-size", type=int_range(0), default=PIPELINE_SIZE,
                         help="pipeline image side the radii refer to (the cache size); "
                              "0 = the masks' own pixels")
     parser.add_argument("--out", required=True, help="output CSV (seg/eval.csv)")

@@ -30,6 +30,7 @@ from .anatomy import add_anatomy_arguments, clean_mask
 from .morphology import dilate_disks, erode_disk
 from .records import POSTPROCESS, PREDICT, require_finished
 from .shape_qc import SHAPE_COLUMNS, ShapePrior, shape_qc_rows
+from .study_masks import DILATE_RADII, ERODE_RADIUS
 
 QC_COLUMNS = ["row", "image", "area_fraction", "components", "flag", "action"]
 
@@ -78,8 +79,8 @@ def process_mask(raw: np.ndarray, erode: int,
     return eroded, dilate_disks(eroded, dilate), "kept"
 
 
-def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = 5,
-                      dilate: tuple[int, ...] = (15, 50), limits: QCLimits = QCLimits(),
+def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = ERODE_RADIUS,
+                      dilate: tuple[int, ...] = DILATE_RADII, limits: QCLimits = QCLimits(),
                       progress_every: float = 10.0):
     """(N, H, W) 0/1 masks -> eroded (N, H, W), {radius: (N, H, W)} uint8 0/1, and qc rows."""
     eroded = np.zeros(raw.shape, np.uint8)
@@ -111,9 +112,9 @@ def build_parser() -> Parser:
                "--index work/cache/index.csv --erode 5 --dilate 15 50 --out work/masks/")
     parser.add_argument("--masks", required=True, help="raw masks (N, H, W) uint8 0/1 .npy")
     parser.add_argument("--index", required=True, help="CSV `row, image` naming the mask rows")
-    parser.add_argument("--erode", type=int_range(0), default=5,
-                        help="erosion disk radius in pixels (default 5)")
-    parser.add_argument("--dilate", type=int_range(0), nargs="+", default=[15, 50],
+    parser.add_argument("--erode", type=int_range(0), default=ERODE_RADIUS,
+                        help="erosion disk radius in pixels (default %(default)s)")
+    parser.add_argument("--dilate", type=int_range(0), nargs="+", default=list(DILATE_RADII),
                         help="dilation radii in pixels (distinct, >= 0; 0 = the eroded mask "
                              "itself); writes m<r>.npy for each (default 15 50)")
     parser.add_argument("--min-area", type=float_range(0, 1), default=0.10,

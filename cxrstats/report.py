@@ -74,9 +74,9 @@ def select_settings(work: Path, found: dict[str, dict[int, Path]], requested: li
 
 
 def read_finished_runs(settings, found, cohort, splits, splits_path, skip_incomplete: bool):
-    """Read every run folder of `settings`: ({setting: [Run]}, ["folder: reason" of unfinished
-    ones]). Unfinished = no done.json or a missing file; unless skip_incomplete, any stops the
-    report with the whole list (so one re-run fixes them all)."""
+    """Read every run folder of `settings`: ({setting: [FinishedRun]}, ["folder: reason" of
+    unfinished ones]). Unfinished = no done.json or a missing file; unless skip_incomplete, any
+    stops the report with the whole list (so one re-run fixes them all)."""
     runs, incomplete = {}, []
     for setting in settings:
         runs[setting.name] = []

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.fileio import read_csv, read_done
+from cxrstats.input_names import mask_radius
 from cxrstats.study import FINDINGS, LABELS
 
 ARCH_ORDER = ("resnet50", "densenet121")
 SPLIT_FOLDER = re.compile(r"^split(\d+)$")
-MASKED_INPUT = re.compile(r"^m(\d+)$")  # m<r>: the lung mask dilated by r pixels (m0: eroded only)
 DONE = "done.json"  # cxrcls.train's completion record in every run folder
 
 
@@ -93,12 +93,6 @@ class Setting:
                 input_order(self.test_input))
 
 
-def mask_radius(input_name: str) -> int | None:
-    """The dilation radius of a masked input `m<r>` (m0, m15, m50, m100, ...), else None."""
-    match = MASKED_INPUT.match(input_name)
-    return int(match.group(1)) if match else None
-
-
 def input_order(input_name: str) -> tuple:
     """Sort key of an input: original, then m<r> by increasing radius, then overlay, then any other
     name alphabetically."""
@@ -138,7 +132,7 @@ def find_runs(runs_dir: Path) -> dict[str, dict[int, Path]]:
 
 
 @dataclass
-class Run:
+class FinishedRun:
     """One trained model's outputs: validation and test probabilities (n, 5) with their (n, 6)
     labels, the test images' names (n,), thresholds from thresholds.csv (6,) in LABELS order or
     None, training time and provenance."""
@@ -244,7 +238,7 @@ def read_training_time(folder: Path) -> tuple[float | None, int | None, list[str
 
 
 def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
-             splits: dict[int, dict[str, str]], splits_path: Path) -> Run:
+             splits: dict[int, dict[str, str]], splits_path: Path) -> FinishedRun:
     """Read and check one finished runs/<setting>/split<k>/ folder; IncompleteRunError without its
     completion record, FileNotFoundError for a missing file."""
     read_done(folder, DONE, what="training run")
@@ -261,6 +255,6 @@ def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
             run_args = json.loads((folder / "run.json").read_text()).get("arguments")
         except (ValueError, AttributeError):
             notes.append("run.json unreadable: arguments not shown")
-    return Run(setting, split, folder, val_probs, val_labels, test_probs, test_labels, test_ids,
-               thresholds, seconds, epochs, run_args, notes)
+    return FinishedRun(setting, split, folder, val_probs, val_labels, test_probs, test_labels,
+                       test_ids, thresholds, seconds, epochs, run_args, notes)
 

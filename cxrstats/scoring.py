@@ -1,7 +1,7 @@
 """Score the training runs on their test sets: per-run metrics with bootstrap intervals, and
 DeLong's test between two runs of one split. The study's rules (label order, No Finding score, macro
 AUROC, validation thresholds) come from `cxrstats.study`; this module only applies them to
-`Run`s."""
+`FinishedRun`s."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,7 @@ from cxrstats.bootstrap import AurocIntervals, bootstrap_aurocs
 from cxrstats.delong import DeLongTest, delong_macro, delong_test
 from cxrstats.hypothesis import MantelResult, mantel
 from cxrstats.metrics import cooccurrence, precision_recall_f1
-from cxrstats.runs import Run, Setting
+from cxrstats.runs import FinishedRun, Setting
 from cxrstats.study import (FINDINGS, LABELS, label_aurocs, label_scores, macro_auroc,
                             tune_thresholds)
 
@@ -58,7 +58,7 @@ def run_intervals(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed) -> 
     return per_label, findings.macro
 
 
-def evaluate_run(run: Run, permutations: int, seed: int, n_boot: int = 0) -> RunResult:
+def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0) -> RunResult:
     """Score one run on its test set: AUROC per label with bootstrap intervals (n_boot resamples,
     seeded by seed and split), P/R/F1 at validation-tuned thresholds, Mantel test."""
     notes = list(run.notes)

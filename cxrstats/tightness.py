@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from cxrstats.argtypes import Parser
 from cxrstats.by_split import MACRO, read_auroc_by_split, values
 from cxrstats.fileio import atomic_path, begin_run, write_csv, write_done, write_run_json
+from cxrstats.input_names import mask_radius
 from cxrstats.runs import ARCH_ORDER, parse_setting
 from cxrstats.study import FINDINGS, NO_FINDING
 
@@ -34,7 +34,6 @@ OUTPUTS = ("tightness.csv", "figures/tightness.png", "run_tightness.json")
 HEADER = ["arch", "radius", "label", "mean", "sd", "n_splits"]
 CURVE_LABELS = FINDINGS + (MACRO, NO_FINDING)
 ORIGINAL = "original"
-RADIUS_INPUT = re.compile(r"^m(\d+)$")
 COLORS = {"Mass": "tab:blue", "Nodule": "tab:orange", "Pneumonia": "tab:green", "Edema": "tab:red",
           "Fibrosis": "tab:purple", MACRO: "black", NO_FINDING: "tab:gray"}
 
@@ -46,8 +45,8 @@ def radius_of(setting: str) -> tuple[str, int | str] | None:
         return None
     if s.train_input == ORIGINAL:
         return s.arch, ORIGINAL
-    match = RADIUS_INPUT.match(s.train_input)
-    return (s.arch, int(match.group(1))) if match else None
+    radius = mask_radius(s.train_input)
+    return None if radius is None else (s.arch, radius)
 
 
 def curves(table) -> tuple[dict[str, dict], list[str]]:

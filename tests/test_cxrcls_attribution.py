@@ -13,7 +13,7 @@ from cxrcls import attribution, train
 from cxrcls.gradcam import finest_deep_layer, grad_cam, target_layer
 from cxrcls.labels import FINDINGS
 from cxrcls.models import Classifier
-from cxrcls.synthetic import lung_masks, make_work
+from synthetic_work import lung_masks, make_work
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 

@@ -18,8 +18,8 @@ import torch
 from cxrcls import train
 from cxrcls.labels import LABELS
 from cxrcls.models import Classifier
-from cxrcls.synthetic import make_work
 from cxrstats.fileio import read_csv, read_done
+from synthetic_work import make_work
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py

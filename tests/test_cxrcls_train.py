@@ -11,9 +11,9 @@ import torch
 from cliargs import with_flags
 from cxrcls import train
 from cxrcls.labels import LABELS
-from cxrcls.synthetic import make_work
 from cxrstats.fileio import FOLDER_MARKER, read_csv, read_done, write_csv
 from cxrstats.study import tune_thresholds
+from synthetic_work import make_work
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py

@@ -1,14 +1,10 @@
-"""tests/benchmarks/demo_schedule.py: the list schedule of a finished run's stamps follows the
+"""tools/demo_schedule.py: the list schedule of a finished run's stamps follows the
 pipeline's graph, including a prediction split into shards and joined by the gather stage."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
-
-import demo_schedule  # noqa: E402
+from tools import demo_schedule
 
 CHAIN = {"data": 1, "seg split": 1, "seg fine-tune": 10, "seg evaluate": 2, "cohort": 1,
          "cache": 1, "post-process masks": 1, "train a_original/split0": 12,

@@ -1,4 +1,4 @@
-"""tests/benchmarks/gpu_check.py --cpu-smoke: every step runs on the CPU at tiny sizes and every
+"""tools/gpu_check.py --cpu-smoke: every step runs on the CPU at tiny sizes and every
 figure is printed and written to the JSON file, so the GPU check keeps working without a GPU."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tests" / "benchmarks" / "gpu_check.py"
+COMMAND = [sys.executable, "-m", "tools.gpu_check"]   # run from ROOT
 
 LINES = ["cuda tests:", "predict lite (micro):", "predict vit_b (micro):",
          "finetune vit_b (micro, encoder + decoder) batch 2:",
@@ -33,7 +33,7 @@ def positive(value) -> bool:
 @pytest.mark.slow
 def test_cpu_smoke_prints_and_writes_every_figure(tmp_path):
     out = tmp_path / "figures.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--cpu-smoke", "--out", str(out)],
+    done = subprocess.run([*COMMAND, "--cpu-smoke", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for line in LINES:
@@ -62,5 +62,5 @@ def test_refuses_to_run_without_cuda_unless_smoke():
     import torch
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
-    done = subprocess.run([sys.executable, str(SCRIPT)], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(COMMAND, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode != 0 and "--cpu-smoke" in done.stderr

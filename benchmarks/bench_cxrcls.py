@@ -1,4 +1,5 @@
-"""Benchmark of the classification stages on CPU (run by `make bench`; about 1-3 minutes).
+"""Benchmark of the classification stages on CPU (run by `make bench`; about 1-3 minutes):
+`python -m benchmarks.bench_cxrcls`.
 
 1. Image cache: 1024x1024 PNGs -> 512x512 uint8 memmap, images/s with all cores, and peak memory.
 2. Loader: images/s delivered to the model (memmap slicing, m15 masking, resize, augmentation).
@@ -7,8 +8,8 @@ The loader must deliver at least 10x what the slowest-to-feed model (the fastest
 """
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,16 +18,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from cxrcls.augment import draw_params  # noqa: E402
-from cxrcls.cache import build_cache  # noqa: E402
-from cxrcls.data import BatchLoader  # noqa: E402
-from cxrcls.inputs import open_input  # noqa: E402
-from cxrcls.models import build_model  # noqa: E402
-from cxrcls.train import train_step, training_input  # noqa: E402
-from cxrstats.fileio import write_csv, write_done  # noqa: E402
-from vendor_medsam.device import autocast, prepare_device  # noqa: E402
+from cxrcls.augment import draw_params
+from cxrcls.cache import build_cache
+from cxrcls.data import BatchLoader
+from cxrcls.inputs import open_input
+from cxrcls.models import build_model
+from cxrcls.train import train_step, training_input
+from cxrseg.study_masks import PIPELINE_SIZE
+from cxrstats.argtypes import Parser
+from cxrstats.fileio import write_csv, write_done
+from vendor_medsam.device import autocast, prepare_device
 
 N_PNG = 24
 N_CACHE = 200
@@ -44,7 +45,7 @@ def bench_cache(folder: Path) -> float:
         Image.fromarray(img).save(folder / "png" / names[-1])
     workers = os.cpu_count() or 1
     start = time.perf_counter()
-    build_cache(names, folder / "png", folder / "cache_png", size=512, workers=workers,
+    build_cache(names, folder / "png", folder / "cache_png", size=PIPELINE_SIZE, workers=workers,
                 progress_every=1e9)
     seconds = time.perf_counter() - start
     rate = N_PNG / seconds
@@ -53,7 +54,7 @@ def bench_cache(folder: Path) -> float:
     return rate
 
 
-def make_cache(folder: Path, size: int = 512, n: int = N_CACHE) -> None:
+def make_cache(folder: Path, size: int = PIPELINE_SIZE, n: int = N_CACHE) -> None:
     """An (n, size, size) image memmap with m15 masks, written without holding it in memory."""
     rng = np.random.default_rng(1)
     (folder / "cache").mkdir()
@@ -170,7 +171,9 @@ def bench_eval(arch: str, image_size: int, batch: int = 16, max_steps: int = 3,
     return batch * steps / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    Parser(prog="python -m benchmarks.bench_cxrcls", description=__doc__,
+           formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     print(f"cxrcls benchmark: CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:

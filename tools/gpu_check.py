@@ -23,8 +23,8 @@ On one CUDA GPU (a few minutes) it
 LiteMedSAM / ViT-B, 32 px classifiers, one or two steps) in well under a minute, so CI keeps this
 script working; its figures say nothing about any GPU. `--out FILE.json` writes the figures.
 
-    python tests/benchmarks/gpu_check.py --out gpu_check.json      # on a CUDA machine
-    python tests/benchmarks/gpu_check.py --cpu-smoke               # anywhere
+    python -m tools.gpu_check --out gpu_check.json      # on a CUDA machine (repository root)
+    python -m tools.gpu_check --cpu-smoke               # anywhere
 """
 from __future__ import annotations
 
@@ -43,19 +43,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.bench_cxrcls import bench_eval, bench_loader, bench_train, make_cache, sync
+from benchmarks.bench_vendor import predictor_throughput
+from cxrcls.cohort import part_sizes
+from cxrseg.finetune import SegData, _set_trainable, train_epoch
+from cxrseg.study_masks import PIPELINE_SIZE
+from cxrstats.argtypes import Parser
+from cxrstats.fileio import write_json
+from vendor_medsam import build_sam, load_medsam, weights
+from vendor_medsam.device import prepare_device
 
-from bench_cxrcls import bench_eval, bench_loader, bench_train, make_cache, sync  # noqa: E402
-from bench_vendor import predictor_throughput  # noqa: E402
-from cxrcls.cohort import part_sizes  # noqa: E402
-from cxrseg.finetune import SegData, _set_trainable, train_epoch  # noqa: E402
-from cxrstats.argtypes import Parser  # noqa: E402
-from cxrstats.fileio import write_json  # noqa: E402
-from vendor_medsam import build_sam, load_medsam, weights  # noqa: E402
-from vendor_medsam.device import prepare_device  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 2 * 3600          # the whole paper grid on one H100-class GPU
 ARCHS = ("resnet50", "densenet121")
 # The paper grid: 10,486 cohort images (segmented, then 70/15/15 per split), 292 RSUA pairs.
@@ -66,8 +64,8 @@ EPOCHS = (30, 15)                # the study's maximum, and a typical early stop
 
 # What each mode measures. `models` maps the figure's name to the SAM config actually run.
 SIZES = {
-    "cuda": dict(models={"lite": "lite", "vit_b": "vit_b"}, predict_size=512, predict_images=64,
-                 predict_rounds=2,
+    "cuda": dict(models={"lite": "lite", "vit_b": "vit_b"}, predict_size=PIPELINE_SIZE,
+                 predict_images=64, predict_rounds=2,
                  finetune_batch=4, finetune_steps=8, train_size=512, train_batches=(4, 32),
                  train_steps=20, train_budget=6.0, warmup=3, eval_batch=16, loader_images=200,
                  loader_seconds=5.0, concurrent=(2, 4, 8), concurrent_seconds=10.0),
@@ -208,14 +206,15 @@ def concurrent_rates(device: str, sizes: dict, batch: int) -> list[dict]:
     for arch in ARCHS:
         for count in sizes["concurrent"]:
             with tempfile.TemporaryDirectory() as barrier:
-                command = [sys.executable, __file__, "--worker", arch, "--device", device,
-                           "--size", str(sizes["train_size"]), "--batch", str(batch),
+                command = [sys.executable, "-m", "tools.gpu_check", "--worker", arch,
+                           "--device", device, "--size", str(sizes["train_size"]),
+                           "--batch", str(batch),
                            "--seconds", str(sizes["concurrent_seconds"]), "--barrier", barrier,
                            "--count", str(count), "--warmup", str(sizes["warmup"])]
                 threads = 1 if device == "cpu" else max(1, (os.cpu_count() or 1) // count)
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-                procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-                         for _ in range(count)]
+                procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env,
+                                          cwd=ROOT) for _ in range(count)]
                 results = []
                 for proc in procs:
                     out, _ = proc.communicate()
@@ -340,8 +339,8 @@ def measure(mode: str, device: str, skip_tests: bool) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = Parser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m tools.gpu_check", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny CPU version of every step (CI); its figures mean nothing")
     parser.add_argument("--device", default="cuda", help="CUDA device to check (default cuda)")

@@ -1,5 +1,5 @@
-"""A tiny synthetic work folder (cohort/, cache/, masks/) with a learnable task, for tests and
-benchmarks of the classification stages; no real images needed.
+"""A tiny synthetic work folder (cohort/, cache/, masks/) with a learnable task, for the tests of
+the classification stages; no real images needed.
 
 Finding j is present with probability `prevalence`; an image carrying it shows a bright horizontal
 band in band j of 5 (flip- and small-rotation-invariant), on a noisy background. Lung masks are two
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrcls.labels import FINDINGS, LABELS
+from cxrseg.study_masks import DILATE_RADII
 from cxrstats.fileio import save_npy, write_csv, write_done
 
 
@@ -38,7 +39,7 @@ def lung_masks(n: int, size: int, grow: int = 0) -> np.ndarray:
 
 def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float = 0.35,
               fractions=(0.6, 0.2, 0.2), splits: int = 1, seed: int = 0,
-              radii: tuple[int, ...] = (15, 50)) -> Path:
+              radii: tuple[int, ...] = DILATE_RADII) -> Path:
     """Write WORK/cohort/{cohort,splits}.csv, WORK/cache/{images.npy,index.csv} and
     WORK/masks/{raw,m<r>...}.npy + index.csv for `n` synthetic images of side `size`, each folder
     with its completion record (cohort/done.json, cache/done.json, masks/done_predict.json,

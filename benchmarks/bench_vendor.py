@@ -7,6 +7,7 @@ a child process. Variants are timed interleaved in the same process (the best of
 wall and CPU time), so A/B comparisons stay meaningful on a shared machine. Uses the real
 LiteMedSAM weights when installed (speed does not depend on them). For scale: the official
 LiteMedSAM code runs about 0.75 images/s on the team's 2-core machine (batch 1, float32).
+Run from the repository root: `python -m benchmarks.bench_vendor`.
 """
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from cxrstats.argtypes import Parser
+from vendor_medsam import build_sam, load_medsam, weights
+from vendor_medsam.device import keep_freed_cpu_memory
+from vendor_medsam.predictor import Predictor
+from vendor_medsam.tiny_vit import Conv2dBN
 
-from vendor_medsam import build_sam, load_medsam, weights  # noqa: E402
-from vendor_medsam.device import keep_freed_cpu_memory  # noqa: E402
-from vendor_medsam.predictor import Predictor  # noqa: E402
-from vendor_medsam.tiny_vit import Conv2dBN  # noqa: E402
-from cxrstats.argtypes import Parser  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(fn, rounds: int) -> list[tuple[float, float]]:
@@ -155,8 +156,9 @@ def vit_b_encoder(rounds: int) -> None:
 
 def main(argv=None) -> int:
     parser = Parser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: python tests/benchmarks/bench_vendor.py --rounds 3")
+        prog="python -m benchmarks.bench_vendor", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: python -m benchmarks.bench_vendor --rounds 3")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per variant")
     parser.add_argument("--images", type=int, default=8, help="images per throughput measurement")
     parser.add_argument("--threads", type=int, default=0,
@@ -191,10 +193,10 @@ def main(argv=None) -> int:
     if not args.default_allocator and not args.skip_ab:
         # The allocator setting cannot be undone in-process, so the comparison runs in a fresh one.
         print("The same without keep_freed_cpu_memory() (a separate process)", flush=True)
-        child = [sys.executable, __file__, "--default-allocator", "--skip-vit",
-                 "--rounds", str(args.rounds), "--images", str(args.images),
+        child = [sys.executable, "-m", "benchmarks.bench_vendor", "--default-allocator",
+                 "--skip-vit", "--rounds", str(args.rounds), "--images", str(args.images),
                  "--threads", str(args.threads), "--seed", str(args.seed)]
-        subprocess.run(child, check=True)
+        subprocess.run(child, check=True, cwd=ROOT)
     return 0
 
 

@@ -10,13 +10,14 @@ it).
 This measures nothing itself: it tells how much of a run's CPU time a 2-core machine can overlap,
 when the stamps come from a run whose wall times were inflated by other jobs.
 
-    python tests/benchmarks/demo_schedule.py /tmp/gpu-demo [--cores 2]
+    python -m tools.demo_schedule /tmp/gpu-demo [--cores 2]      (from the repository root)
 """
 from __future__ import annotations
 
 import argparse
 import heapq
 from pathlib import Path
+
 from cxrstats.argtypes import Parser
 
 SEG_CHAIN = ["data", "seg split", "seg fine-tune", "seg evaluate", "predict masks",
@@ -100,8 +101,8 @@ def schedule(cpu: dict[str, float], cores: int, seg_first: bool) -> float:
 
 
 def main(argv=None) -> int:
-    parser = Parser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m tools.demo_schedule", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("work", type=Path, help="a finished run's WORK folder")
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args(argv)

@@ -10,30 +10,27 @@ Per held-out fold, mean Dice (threshold 0.5) of:
                               training folds
   fine-tuned, GT box          for reference
 Each image is encoded once (embeddings cached in --cache-dir). Usage:
-  python tests/benchmarks/seg_prompting_montgomery.py [--folds 3] [--epochs 8]
+  python -m experiments.seg_prompting_montgomery [--folds 3] [--epochs 8]
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from cxrseg.data import find_pairs, load_pairs
+from cxrseg.engine import embeddings_for, gt_boxes, load_model, segment
+from cxrseg.finetune import SegData, _set_trainable, evaluate_losses, train_epoch
+from cxrseg.losses import dice_iou
+from cxrseg.prompts import build_prior
+from cxrseg.split import parts_for_fold, split_folds
+from cxrstats.argtypes import Parser
 
-from cxrseg.data import find_pairs, load_pairs  # noqa: E402
-from cxrseg.engine import embeddings_for, gt_boxes, load_model, segment  # noqa: E402
-from cxrseg.finetune import SegData, _set_trainable, evaluate_losses, train_epoch  # noqa: E402
-from cxrseg.losses import dice_iou  # noqa: E402
-from cxrseg.prompts import build_prior  # noqa: E402
-from cxrseg.split import parts_for_fold, split_folds  # noqa: E402
-from cxrstats.argtypes import Parser  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "lungseg" / "montgomery"
 
 
@@ -42,8 +39,8 @@ def mean_dice(probs, masks, threshold=0.5) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    parser = Parser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m experiments.seg_prompting_montgomery", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=8)

@@ -8,7 +8,7 @@ Columns per test set: Dice with the ground-truth box, Dice with automatic prompt
 `--refine` passes), and the share of the true lung kept by M-15 (mean and worst image), at the
 row's threshold (`LABEL|TRAIN|RUN|THRESHOLD`, default 0.5); the `_fill` columns fill holes in the
 automatic masks (--fill-holes), as the pipeline does. Usage:
-  python tests/benchmarks/seg_cross_dataset.py \\
+  python -m experiments.seg_cross_dataset \\
       --set montgomery=IMG:MSK:work/x/mont/splits.csv:work/emb/montgomery \\
       --set shenzhen=IMG:MSK:work/x/shen/splits.csv:work/emb/shenzhen \\
       --row "zero-shot|montgomery|lite:work/x/mont_today" --row "today|montgomery|work/x/mont_today"
@@ -19,17 +19,17 @@ import argparse
 import time
 from pathlib import Path
 
-from seg_bench_common import embed, load_run, load_set, score  # noqa: I001 (sets sys.path)
 from cxrstats.argtypes import Parser
 from cxrstats.fileio import write_csv
+from experiments.seg_bench_common import embed, load_run, load_set, score
 
 COLUMNS = ["run", "train", "test", "part", "n", "threshold", "dice_gt", "dice_auto", "kept_m15",
            "kept_m15_min", "dice_auto_fill", "kept_m15_fill", "kept_m15_min_fill"]
 
 
 def main(argv=None) -> None:
-    parser = Parser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m experiments.seg_cross_dataset", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", action="append", required=True,
                         metavar="NAME=IMG:MSK:SPLITS:CACHE")
     parser.add_argument("--row", action="append", required=True,

@@ -1,9 +1,0 @@
-#!/usr/bin/env bash
-# One-shot GPU check: run from anywhere; writes gpu_check.json and gpu_check.log into $OUT
-# (default: the current folder). See tests/benchmarks/gpu_check.py.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-out="${OUT:-$PWD}"
-python="${PYTHON:-$root/.venv/bin/python}"
-cd "$root"
-"$python" tests/benchmarks/gpu_check.py --out "$out/gpu_check.json" "$@" 2>&1 | tee "$out/gpu_check.log"
