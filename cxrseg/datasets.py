@@ -3,10 +3,17 @@
 A source is `NAME=IMAGES:MASKS` (or `NAME=IMAGES:MASKS:SUFFIX` when mask stems carry a suffix such
 as `_mask`), given once per dataset with `--data`; or the single `--images/--masks` pair of the
 older command lines, named after the images folder's parent (or `--dataset`). Stems must be unique
-across datasets, because splits.csv and the embedding cache key images by stem.
+across datasets, because splits.csv and the embedding cache key images by stem. NAME `all` is
+taken: evaluate's rows pooling several datasets carry it.
+
+A folder path may hold colons: when the text after `NAME=` has more colons than the format needs,
+it is split where both IMAGES and MASKS name existing folders (the SUFFIX holds no colon). When no
+split or more than one does, the error says so; a link to the folder under a name without a colon
+(`ln -s`) is the way around.
 """
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +21,8 @@ from pathlib import Path
 from .data import Pair, find_pairs
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+POOLED = "all"   # dataset name of evaluate's rows pooling several datasets; no source may use it
+FORMAT = "NAME=IMAGES:MASKS or NAME=IMAGES:MASKS:SUFFIX"
 
 
 @dataclass(frozen=True)
@@ -26,15 +35,61 @@ class Source:
 
 
 def parse_source(text: str) -> Source:
-    """`NAME=IMAGES:MASKS[:SUFFIX]` -> Source; a clear ValueError otherwise."""
+    """`NAME=IMAGES:MASKS[:SUFFIX]` -> Source; a ValueError that names the format and the problem
+    otherwise. Colons inside folder paths are resolved by `split_folders`."""
     name, sep, rest = text.partition("=")
-    parts = rest.split(":")
-    if not sep or len(parts) not in (2, 3) or not all(parts[:2]):
-        raise ValueError(f"--data {text!r}: expected NAME=IMAGES:MASKS or NAME=IMAGES:MASKS:SUFFIX")
+    if not sep:
+        raise ValueError(f"--data {text!r}: expected {FORMAT} (no '=' after the dataset name)")
     if not NAME_PATTERN.match(name):
         raise ValueError(f"--data {text!r}: dataset name {name!r} may hold only letters, digits "
                          "and . _ -")
-    return Source(name, parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+    if name == POOLED:
+        raise ValueError(f"--data {text!r}: the dataset name {POOLED!r} is taken by the rows "
+                         "pooling all datasets in eval.csv; choose another name")
+    images, masks, suffix = split_folders(text, rest)
+    return Source(name, images, masks, suffix)
+
+
+def split_folders(text: str, rest: str) -> tuple[str, str, str]:
+    """IMAGES, MASKS, SUFFIX of `rest` (the part after `NAME=` of `text`).
+
+    The plain split (at each colon, one or two of them) is taken when its folders exist or no other
+    split names existing folders; otherwise the one split whose IMAGES and MASKS are existing
+    folders (a colon inside a folder path). None or several is a ValueError that says how to get
+    around it."""
+    pieces = rest.split(":")
+    if len(pieces) < 2:
+        raise ValueError(f"--data {text!r}: expected {FORMAT} (IMAGES and MASKS separated by ':')")
+    plain = None
+    if len(pieces) in (2, 3) and pieces[0] and pieces[1]:
+        plain = (pieces[0], pieces[1], pieces[2] if len(pieces) == 3 else "")
+    candidates = [(":".join(pieces[:i]), ":".join(pieces[i:]), "") for i in range(1, len(pieces))]
+    candidates += [(":".join(pieces[:i]), ":".join(pieces[i:-1]), pieces[-1])
+                   for i in range(1, len(pieces) - 1)]
+    existing = [c for c in candidates
+                if c[0] and c[1] and Path(c[0]).is_dir() and Path(c[1]).is_dir()]
+    if plain in existing or (plain and not existing):
+        return plain          # a missing folder is reported when the pairs are read
+    if len(existing) == 1:
+        return existing[0]
+    found = ("no split of it names two existing folders" if not existing else
+             "several splits name existing folders: " + "; ".join(
+                 f"IMAGES {c[0]!r} MASKS {c[1]!r}" + (f" SUFFIX {c[2]!r}" if c[2] else "")
+                 for c in existing))
+    raise ValueError(f"--data {text!r}: expected {FORMAT}; the text after '=' has "
+                     f"{len(pieces) - 1} colon(s) and {found}. A folder path may hold colons "
+                     "when the folders exist and one split fits; otherwise link the folder under "
+                     "a name without a colon (ln -s) and give that")
+
+
+def source_arg(text: str) -> str:
+    """argparse type of `--data`: the text, once `parse_source` accepts it (its errors become usage
+    errors at parse time). The text itself is kept, so run records show it as typed."""
+    try:
+        parse_source(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def sources_from_args(args) -> list[Source]:
@@ -77,6 +132,10 @@ def add_data_arguments(parser, images_help: str = "folder of images") -> None:
     parser.add_argument("--masks", default=None, help="folder of masks with the same stems")
     parser.add_argument("--mask-suffix", default="",
                         help="mask file stem = image stem + this (e.g. _mask)")
-    parser.add_argument("--data", action="append", default=None, metavar="NAME=IMAGES:MASKS",
+    parser.add_argument("--data", action="append", default=None, type=source_arg,
+                        metavar="NAME=IMAGES:MASKS",
                         help="a dataset (repeat for several; replaces --images/--masks); "
-                             "NAME=IMAGES:MASKS:SUFFIX when mask stems carry a suffix")
+                             "NAME=IMAGES:MASKS:SUFFIX when mask stems carry a suffix. NAME may "
+                             f"not be {POOLED!r} (evaluate's pooled rows). A folder path with a "
+                             "colon works when the folders exist and only one split names two "
+                             "existing folders; else link it under a name without a colon")

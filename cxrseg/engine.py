@@ -21,11 +21,22 @@ from vendor_medsam import build_sam, load_medsam
 from vendor_medsam.checkpoint import load_checkpoint_file, sam_from_checkpoint
 from vendor_medsam.device import autocast
 from vendor_medsam.transforms import InputFrame
+from vendor_medsam.weights import LITE_SHA256, sha256_of
 
 from .prompts import PROMPT_MODES, Prior, mask_box, prediction_box
 from .records import FINETUNE, FINETUNE_STAGE, is_finetune_checkpoint, require_finished
 
 RANDOM_CONFIGS = ("micro", "tiny")   # names that build a seeded random model (tests, smoke runs)
+
+
+def checkpoint_kind(checkpoint: str) -> str:
+    """How `--checkpoint` is read: "random" (micro/tiny), "lite" (the LiteMedSAM weights) or
+    "file"; a file of that name in the working folder wins over the built-in."""
+    if Path(checkpoint).exists():
+        return "file"
+    if checkpoint in RANDOM_CONFIGS:
+        return "random"
+    return "lite" if checkpoint == "lite" else "file"
 
 
 def load_model(checkpoint: str, config: str | None = None, seed: int = 0):
@@ -35,19 +46,49 @@ def load_model(checkpoint: str, config: str | None = None, seed: int = 0):
     A checkpoint that cxrseg.finetune wrote is read only when that run finished:
     `done_finetune.json` beside it must list it (a killed run's best.pt raises
     IncompleteRunError)."""
-    if checkpoint in RANDOM_CONFIGS and not Path(checkpoint).exists():
+    kind = checkpoint_kind(checkpoint)
+    if kind == "random":
         if config not in (None, checkpoint):
             raise ValueError(f"--checkpoint {checkpoint} builds the {checkpoint} model; "
                              f"--config {config} disagrees")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return build_sam(checkpoint).eval()
-    if checkpoint == "lite" and not Path(checkpoint).exists():
+    if kind == "lite":
         return load_medsam("lite", config or "lite")
     obj = load_checkpoint_file(checkpoint)
     if is_finetune_checkpoint(obj):
         require_finished(checkpoint, FINETUNE, FINETUNE_STAGE)
     return sam_from_checkpoint(obj, config, str(checkpoint))
+
+
+def checkpoint_id(checkpoint: str, seed: int = 0) -> str:
+    """The identity of the weights `load_model(checkpoint, ..., seed)` reads, by content: a file's
+    "sha256:<hex>" (`lite` gives its verified weight file's, so naming the file gives the same),
+    or "<name> seed <seed>" for a random model. Two spellings of one file path are one checkpoint;
+    a file trained again is another. FileNotFoundError for a missing file."""
+    kind = checkpoint_kind(checkpoint)
+    if kind == "random":
+        return f"{checkpoint} seed {seed}"
+    if kind == "lite":
+        return f"sha256:{LITE_SHA256}"
+    return f"sha256:{file_sha256(checkpoint)}"
+
+
+_sha256_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes, computed once per process and file version (path, size,
+    modification time); FileNotFoundError naming a missing file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _sha256_cache:
+        _sha256_cache[key] = sha256_of(path)
+    return _sha256_cache[key]
 
 
 def encoder_hash(model) -> str:

@@ -3,7 +3,7 @@
 Per image: Dice and IoU of the mask binarized at the threshold, soft Dice loss and BCE of the
 probabilities, all at the image's own resolution; then means per part. The fine-tuned checkpoint
 and a zero-shot one (`--zero-shot`, the checkpoint before fine-tuning) are evaluated side by side.
-The binarization threshold is chosen per checkpoint on validation (sweep 0.50..0.70 by 0.05, best
+The binarization threshold is chosen per checkpoint on validation (sweep `--thresholds`, best
 mean Dice) and applied to the other parts; without a validation part `--threshold` is used.
 Works on any dataset: pass another `--images/--masks` without `--splits` for a cross-dataset test.
 Several datasets at once: `--data NAME=IMAGES:MASKS` per dataset; rows are written per dataset and
@@ -14,8 +14,12 @@ built from the prediction as cxrseg.postprocess builds it (eroded `--erode`, dil
 pixels of the pipeline's `--kept-size` side; cxrseg.coverage): whether masking could hide lung.
 
 Reads a split file only with its done_split.json and a fine-tuned checkpoint only with its
-done_finetune.json; writes done_evaluate.json last (one evaluation per folder: the record covers
-the latest).
+done_finetune.json; every pair of every dataset given must have a row in --splits (a dataset the
+split file does not know is refused, not left out). Writes done_evaluate.json last (one
+evaluation per folder: the record covers the latest). Each row names its checkpoint as given and by
+content (`checkpoint_id`, cxrseg.engine.checkpoint_id: the file's sha256), so that
+`cxrseg.predict --threshold-from` finds the threshold of the same weights however the path is
+spelled, and refuses weights trained again since.
 """
 from __future__ import annotations
 
@@ -33,16 +37,17 @@ from vendor_medsam.device import prepare_device
 from .anatomy import add_anatomy_arguments, clean_mask
 from .coverage import lung_kept
 from .data import load_pairs
-from .datasets import add_data_arguments, find_all_pairs, sources_from_args
-from .engine import embeddings_for, gt_boxes, load_model, segment
+from .datasets import POOLED, add_data_arguments, find_all_pairs, sources_from_args
+from .engine import checkpoint_id, embeddings_for, gt_boxes, load_model, segment
 from .losses import dice_iou
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE
-from .split import PARTS, read_finished_splits
+from .split import PARTS, check_splits_match, read_finished_splits
 from .study_masks import ERODE_RADIUS, PIPELINE_SIZE
 
 METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
-EVAL_COLUMNS = ["checkpoint", "dataset", "part", "threshold", *METRICS, "n", "prompt"]
+EVAL_COLUMNS = ["checkpoint", "checkpoint_id", "dataset", "part", "threshold", *METRICS, "n",
+                "prompt"]
 PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", *METRICS]
 # Thresholds tried on validation (max mean Dice, the lowest on ties). Below 0.5 too: under
 # synthetic opacities a lower threshold kept more of the true lung at equal clean Dice
@@ -128,7 +133,8 @@ def build_parser() -> Parser:
     parser.add_argument("--refine-threshold", type=PROBABILITY, default=0.5,
                         help="threshold of the mask a refine box is taken from")
     parser.add_argument("--thresholds", type=PROBABILITY, nargs="+", default=list(SWEEP),
-                        help="validation threshold sweep (default 0.50 0.55 0.60 0.65 0.70)")
+                        help="validation threshold sweep (default "
+                             f"{' '.join(f'{t:.2f}' for t in SWEEP)})")
     parser.add_argument("--threshold", type=PROBABILITY, default=0.5,
                         help="threshold when there is no validation part")
     parser.add_argument("--batch-size", type=int_range(1), default=8,
@@ -177,9 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         pairs, dataset_of = find_all_pairs(sources_from_args(args))
         if args.splits:
             parts = read_finished_splits(args.splits, args.fold, args.seed)
-            missing = sorted(set(parts) - {p.stem for p in pairs})
-            if missing:
-                raise ValueError(f"{args.splits}: stems without an image/mask pair: {missing[:5]}")
+            check_splits_match(parts, pairs, dataset_of, args.splits)
             pairs = [p for p in pairs if parts.get(p.stem) in args.parts]
         else:
             parts = {p.stem: "all" for p in pairs}
@@ -191,14 +195,15 @@ def main(argv: list[str] | None = None) -> None:
         images, masks = load_pairs(pairs)
         checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
         models = [load_model(c, args.config, args.seed) for c in checkpoints]
+        identity = {c: checkpoint_id(c, args.seed) for c in checkpoints}
+        outputs = [out.name, per_image_path.name, "run_evaluate.json"]
+        begin_run(out.parent, outputs, done=EVALUATE)
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
-    outputs = [out.name, per_image_path.name, "run_evaluate.json"]
-    begin_run(out.parent, outputs, done=EVALUATE)
     stems = [p.stem for p in pairs]
     part_of = np.array([parts[s] for s in stems])
     dataset = np.array([dataset_of[s] for s in stems])
-    groups = list(dict.fromkeys(dataset)) + (["all"] if len(set(dataset)) > 1 else [])
+    groups = list(dict.fromkeys(dataset)) + ([POOLED] if len(set(dataset)) > 1 else [])
     kept_size = args.kept_size or None
     clean = None
     if args.fill_holes or args.keep_largest:
@@ -216,18 +221,18 @@ def main(argv: list[str] | None = None) -> None:
                                                 args.thresholds, args.erode, kept_size, clean)
             for t, metrics in sweep:
                 for group in groups:
-                    sel = dataset[val] == group if group != "all" else np.ones(len(val), bool)
+                    sel = dataset[val] == group if group != POOLED else np.ones(len(val), bool)
                     if sel.any():
-                        rows.append([name, group, "val", f"{t:.2f}", *_means(metrics[sel]),
-                                     int(sel.sum()), prompt_label])
+                        rows.append([name, identity[name], group, "val", f"{t:.2f}",
+                                     *_means(metrics[sel]), int(sel.sum()), prompt_label])
         chosen[name] = threshold
         metrics = image_metrics(probs, masks, threshold, args.erode, kept_size, clean)
         for part in [p for p in dict.fromkeys(part_of) if p != "val"]:
             for group in groups:
-                sel = (part_of == part) & ((dataset == group) | (group == "all"))
+                sel = (part_of == part) & ((dataset == group) | (group == POOLED))
                 if sel.any():
-                    rows.append([name, group, part, f"{threshold:.2f}", *_means(metrics[sel]),
-                                 int(sel.sum()), prompt_label])
+                    rows.append([name, identity[name], group, part, f"{threshold:.2f}",
+                                 *_means(metrics[sel]), int(sel.sum()), prompt_label])
         for i, stem in enumerate(stems):
             per_image.append([name, dataset[i], part_of[i], stem, f"{threshold:.2f}"]
                              + [f"{v:.6f}" for v in metrics[i]])
@@ -241,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(per_image_path, PER_IMAGE_COLUMNS, per_image)
     write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started,
                    device=str(device), thresholds=chosen)
-    write_done(out.parent, args, outputs, done=EVALUATE, thresholds=chosen)
+    write_done(out.parent, args, outputs, done=EVALUATE, thresholds=chosen,
+               checkpoint_ids=identity)
 
 
 def _means(metrics: np.ndarray) -> list[str]:

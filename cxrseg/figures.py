@@ -6,6 +6,10 @@ mask_panels.png: the six-panel figure for one image of the cache: image with its
 mask overlay, eroded mask, M-15, M-50, and the M-50 masked image (cutout).
 worst_masks.png (`--worst N`): the N least plausible raw masks for review, ranked by qc.csv's
 `shape_score` (cxrseg.shape_qc; flagged masks first when qc.csv has no shape columns).
+
+The output folder is shared with the report's figures; this stage replaces only the files it
+made (cxrstats.fileio.begin_run: a folder holding files the toolkit did not write is refused) and
+writes run_segfigures.json and, last, done_segfigures.json.
 """
 from __future__ import annotations
 
@@ -16,12 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import IncompleteRunError, atomic_path, read_csv, write_run_json
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, write_done,
+                             write_run_json)
 
 from .morphology import boundary, cutout
-from .records import FINETUNE, FINETUNE_STAGE, POSTPROCESS, PREDICT, require_finished
+from .records import (FINETUNE, FINETUNE_STAGE, POSTPROCESS, PREDICT, SEGFIGURES,
+                      require_finished)
 
 PART_STYLE = {"train": "-", "val": "--", "test": ":"}
+# Every file this stage may write; a run removes all of them first (so a worst_masks.png of an
+# earlier run with --worst does not stay beside a run without it).
+OUTPUTS = ["seg_loss_curves.png", "mask_panels.png", "worst_masks.png", "run_segfigures.json"]
 
 
 def _save(fig, path: Path) -> None:
@@ -152,7 +161,6 @@ def main(argv: list[str] | None = None) -> None:
         require_finished(masks_dir / "raw.npy", PREDICT, "cxrseg.predict")
         for name in ("eroded.npy", "m15.npy", "m50.npy"):
             require_finished(masks_dir / name, POSTPROCESS, "cxrseg.postprocess")
-        best = plot_loss_curves(Path(args.seg) / "curves.csv", out / "seg_loss_curves.png")
         images = np.load(Path(args.cache) / "images.npy", mmap_mode="r")
         index = read_csv(Path(args.cache) / "index.csv", required=["row", "image"])
         stacks = {}
@@ -165,11 +173,13 @@ def main(argv: list[str] | None = None) -> None:
             if stacks[name].shape != images.shape:
                 raise ValueError(f"{path} has shape {stacks[name].shape} but "
                                  f"{args.cache}/images.npy has {images.shape}")
+        qc = masks_dir / "qc.csv"
+        qc_rows = read_csv(qc, required=["row", "image", "flag"]) if qc.is_file() else []
+        if args.worst and not qc.is_file():
+            raise FileNotFoundError(f"{qc}: file not found (run cxrseg.postprocess)")
         row = args.row
         if row is None:
-            qc = masks_dir / "qc.csv"
-            flags = read_csv(qc, required=["row", "flag"]) if qc.is_file() else []
-            row = next((int(r["row"]) for r in flags if r["flag"] == "ok"), 0)
+            row = next((int(r["row"]) for r in qc_rows if r["flag"] == "ok"), 0)
         if not 0 <= row < len(images):
             raise ValueError(f"--row {row} outside 0..{len(images) - 1}")
         box = None
@@ -179,23 +189,25 @@ def main(argv: list[str] | None = None) -> None:
             if row in rows:
                 box = [float(rows[row][k])
                        for k in ("prior_x0", "prior_y0", "prior_x1", "prior_y1")]
+        begin_run(out, OUTPUTS, done=SEGFIGURES)
+        best = plot_loss_curves(Path(args.seg) / "curves.csv", out / "seg_loss_curves.png")
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
     plot_mask_panels(np.asarray(images[row]), box,
                      *(np.asarray(stacks[n][row]) for n in ("raw", "eroded", "m15", "m50")),
                      out / "mask_panels.png", title=f"{index[row]['image']} (row {row})")
+    written = ["seg_loss_curves.png", "mask_panels.png"]
     if args.worst:
-        qc = masks_dir / "qc.csv"
-        if not qc.is_file():
-            raise SystemExit(f"error: {qc}: file not found (run cxrseg.postprocess)")
-        qc_rows = read_csv(qc, required=["row", "image", "flag"])
         worst = worst_rows(qc_rows, args.worst)
         by_row = {int(r["row"]): r for r in qc_rows}
         labels = [f"{by_row[r]['image']}: {by_row[r]['flag']}" for r in worst]
         plot_worst(images, stacks["raw"], worst, labels, out / "worst_masks.png")
-    print(f"figures: best epoch {best}; panels for row {row} -> {out}/seg_loss_curves.png, "
-          "mask_panels.png" + (", worst_masks.png" if args.worst else ""))
-    write_run_json(out, args, seconds=time.time() - started, row=row)
+        written.append("worst_masks.png")
+    print(f"figures: best epoch {best}; panels for row {row} -> {out}/"
+          + ", ".join(written))
+    write_run_json(out, args, name="run_segfigures.json", seconds=time.time() - started, row=row)
+    write_done(out, args, [*written, "run_segfigures.json"], done=SEGFIGURES, best_epoch=best,
+               row=row)
 
 
 if __name__ == "__main__":

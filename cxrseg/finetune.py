@@ -15,8 +15,12 @@ Prompts while training: the ground-truth box shifted by up to `--box-shift` mode
 coordinate, or, with probability `--prior-box-fraction`, the prior box (from the average training
 mask, also shifted) so that the model learns to work from the box it will get at inference.
 
-`--augment opacity photometric letterbox` adds `--augment-copies` seeded augmented copies of each
-training image (cxrseg.seg_augment) as extra training rows; they are encoded once and cached.
+`--augment opacity photometric letterbox` adds `--augment-copies` (1..16, default 1) seeded
+augmented copies of each training image (cxrseg.seg_augment) as extra training rows; they are
+encoded once and cached. `--augment-copies` without `--augment` is refused (it would do nothing).
+
+Every pair of every dataset given must have a row in --splits, and every row a pair: a dataset the
+split file does not know is refused, not left out.
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
 from .records import FINETUNE, FINETUNE_STAGE
 from .seg_augment import AUGMENTATIONS, augmented_copies
 from .shape_qc import ShapePrior
-from .split import PARTS, read_finished_splits
+from .split import PARTS, check_splits_match, read_finished_splits
 
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
 OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "shape_prior.json",
@@ -243,8 +247,9 @@ def build_parser() -> Parser:
                         help="prior coordinates relative to the whole image or its content box")
     parser.add_argument("--augment", nargs="+", default=[], choices=AUGMENTATIONS,
                         help="augmented copies of the training images (default none)")
-    parser.add_argument("--augment-copies", type=int_range(0, 16), default=1,
-                        help="augmented copies per training image with --augment (default 1)")
+    parser.add_argument("--augment-copies", type=int_range(1, 16), default=None,
+                        help="augmented copies per training image, 1..16; needs --augment "
+                             "(default 1 with --augment)")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: --out)")
     parser.add_argument("--no-cache", action="store_true",
                         help="do not keep image embeddings on disk")
@@ -271,19 +276,30 @@ def warn_empty_masks(stems: dict[str, list[str]], loaded: dict, masks_dir) -> No
                   f"(no lung pixels): {shown}", file=sys.stderr, flush=True)
 
 
+def resolve_augment_copies(args) -> None:
+    """Set args.augment_copies: 1 by default with --augment, 0 without; ValueError when
+    --augment-copies is given without --augment (no copies would be made)."""
+    if not args.augment:
+        if args.augment_copies is not None:
+            raise ValueError(f"--augment-copies {args.augment_copies} needs --augment (which "
+                             f"augmentations: {' '.join(AUGMENTATIONS)}); without it no copies "
+                             "are made")
+        args.augment_copies = 0
+    elif args.augment_copies is None:
+        args.augment_copies = 1
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     started = time.time()
     out = Path(args.out)
     try:
+        resolve_augment_copies(args)
         device = prepare_device(args.device)
         parts = read_finished_splits(args.splits, args.fold, args.seed)
-        sources = sources_from_args(args)
-        pairs = {p.stem: p for p in find_all_pairs(sources)[0]}
-        unknown = sorted(set(parts) - set(pairs))
-        if unknown:
-            raise ValueError(f"{args.splits}: {len(unknown)} stem(s) have no image/mask pair in "
-                             f"{', '.join(s.images for s in sources)}: {unknown[:5]}")
+        found, dataset_of = find_all_pairs(sources_from_args(args))
+        check_splits_match(parts, found, dataset_of, args.splits)
+        pairs = {p.stem: p for p in found}
         model = load_model(args.checkpoint, args.config, args.seed)
         stems = {part: sorted(s for s, p in parts.items() if p == part) for part in PARTS}
         if not stems["train"] or not stems["val"]:
@@ -294,14 +310,14 @@ def main(argv: list[str] | None = None) -> None:
             args.box_shift = 20 * model.img_size / 1024
         settings = resume_settings(args, model, parts)
         resumed = read_resume_state(out / "last.pt", settings, model) if args.resume else None
+        begin_run(out, OUTPUTS, done=FINETUNE, resume=args.resume)
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
-    begin_run(out, OUTPUTS, done=FINETUNE, resume=args.resume)
 
     prior = build_prior(*loaded["train"], frame=args.prior_frame)
     prior.save(out / "prior.json")
     ShapePrior.from_masks(*loaded["train"]).save(out / "shape_prior.json")
-    if args.augment and args.augment_copies > 0:
+    if args.augment:
         extra = augmented_copies(stems["train"], *loaded["train"], args.augment,
                                  args.augment_copies, args.seed)
         stems["train"] = stems["train"] + extra[0]

@@ -9,6 +9,10 @@ silently dropped: an empty raw mask (or one that erosion empties) is replaced by
 `--dilate R [R ...]` writes m<R>.npy for each distinct radius R >= 0 from one distance transform
 (m0 = the eroded mask itself). Reads raw.npy only with its done_predict.json and only as exact 0/1
 values; writes done_postprocess.json last.
+
+An image that cxrseg.predict found degenerate (too small or featureless to hold a radiograph,
+cxrseg.degenerate; listed in done_predict.json) gets the flag `degenerate_image` in qc.csv and its
+reason in the `note` column; its masks are made as for any other image.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ from .shape_qc import SHAPE_COLUMNS, ShapePrior, shape_qc_rows
 from .study_masks import DILATE_RADII, ERODE_RADIUS
 
 QC_COLUMNS = ["row", "image", "area_fraction", "components", "flag", "action"]
+NOTE_COLUMN = "note"   # the last column of qc.csv: why an image was flagged, in words
+DEGENERATE_FLAG = "degenerate_image"
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,11 @@ def process_mask(raw: np.ndarray, erode: int,
 
 def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = ERODE_RADIUS,
                       dilate: tuple[int, ...] = DILATE_RADII, limits: QCLimits = QCLimits(),
-                      progress_every: float = 10.0):
-    """(N, H, W) 0/1 masks -> eroded (N, H, W), {radius: (N, H, W)} uint8 0/1, and qc rows."""
+                      progress_every: float = 10.0, degenerate: dict[int, str] | None = None):
+    """(N, H, W) 0/1 masks -> eroded (N, H, W), {radius: (N, H, W)} uint8 0/1, and qc rows
+    (QC_COLUMNS and the note). `degenerate`: {row: reason} of the images predict found
+    degenerate, flagged with DEGENERATE_FLAG."""
+    degenerate = degenerate or {}
     eroded = np.zeros(raw.shape, np.uint8)
     dilated = {r: np.zeros(raw.shape, np.uint8) for r in dilate}
     qc_rows = []
@@ -95,7 +104,12 @@ def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = ERODE_RADI
             dilated[r][i] = d
         if action == "fallback_full_image_after_erosion":
             flags.append("empty_after_erosion")
-        qc_rows.append((i, names[i], f"{area:.5f}", components, ";".join(flags) or "ok", action))
+        note = ""
+        if i in degenerate:
+            flags.append(DEGENERATE_FLAG)
+            note = f"degenerate image: {degenerate[i]}"
+        qc_rows.append((i, names[i], f"{area:.5f}", components, ";".join(flags) or "ok", action,
+                        note))
         if time.time() - last > progress_every:
             last = time.time()
             rate = (i + 1) / (last - start)
@@ -194,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         check_radii(args.dilate)
         if args.min_area >= args.max_area:
             raise ValueError(f"--min-area {args.min_area} must be below --max-area {args.max_area}")
-        require_finished(args.masks, PREDICT, "cxrseg.predict")
+        predicted = require_finished(args.masks, PREDICT, "cxrseg.predict")
+        degenerate = {int(d["row"]): d["reason"] for d in predicted.get("degenerate", [])}
         raw = read_raw_masks(args.masks)
         rows = read_csv(args.index, required=["row", "image"])
         if len(rows) != len(raw):
@@ -211,25 +226,27 @@ def main(argv: list[str] | None = None) -> None:
             if stack.shape != raw.shape:
                 raise ValueError(f"{args.images} has shape {stack.shape} but {args.masks} has "
                                  f"{raw.shape}")
+        outputs = ["eroded.npy", *(f"m{r}.npy" for r in args.dilate), "qc.csv",
+                   "run_postprocess.json"]
+        begin_run(out, outputs + _previous_outputs(out), done=POSTPROCESS)
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
-    outputs = ["eroded.npy", *(f"m{r}.npy" for r in args.dilate), "qc.csv", "run_postprocess.json"]
-    begin_run(out, outputs + _previous_outputs(out), done=POSTPROCESS)
     limits = QCLimits(min_area=args.min_area, max_area=args.max_area,
                       max_large_components=args.max_components)
     if len(raw) and (args.fill_holes or args.keep_largest):
         raw = np.stack([clean_mask(m, args.fill_holes, args.keep_largest) for m in raw])
     eroded, dilated, qc_rows = postprocess_stack(raw, [r["image"] for r in rows], args.erode,
-                                                 tuple(args.dilate), limits)
+                                                 tuple(args.dilate), limits,
+                                                 degenerate=degenerate)
     save_npy(out / "eroded.npy", eroded)
     for r, masks in dilated.items():
         save_npy(out / f"m{r}.npy", masks)
-    columns = QC_COLUMNS
+    columns = QC_COLUMNS + [NOTE_COLUMN]
     if shape_prior is not None:
         values, shape = shape_qc_rows(stack, raw, shape_prior)
-        columns = QC_COLUMNS + SHAPE_COLUMNS
+        columns = QC_COLUMNS + SHAPE_COLUMNS + [NOTE_COLUMN]
         qc_rows = [(*row[:4], ";".join(([] if row[4] == "ok" else [row[4]]) + f) or "ok", row[5],
-                    *v) for row, v, f in zip(qc_rows, values, shape)]
+                    *v, row[6]) for row, v, f in zip(qc_rows, values, shape)]
     write_csv(out / "qc.csv", columns, qc_rows)
     flagged = sum(row[4] != "ok" for row in qc_rows)
     fallbacks = sum(row[5] != "kept" for row in qc_rows)

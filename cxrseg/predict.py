@@ -13,10 +13,24 @@ out empty the run fails (a wrong segmenter or threshold) instead of writing them
 `--shard K/N` segments only the K-th of N contiguous row ranges of a `.npy` stack, so that N
 processes (cores, GPUs or Slurm steps) share the work; `cxrseg.gather` then joins the N shard
 folders into the one `raw.npy` + `index.csv` that the next stages read.
+
+done_predict.json records what the masks depend on by content (cxrseg.records.MASK_FACTS): the
+checkpoint's identity (sha256 of the file; a random model by name and seed), the threshold used,
+the sha256 of prior.json, of the image stack and of its index rows, and the rows covered; gather
+joins only shards that agree on all of them. `--threshold-from` takes the threshold evaluated for
+the checkpoint with the same content, however its path is spelled.
+
+The outputs never share a folder with the inputs: --out may not be the images folder, lie inside
+it, or contain --images / --index (a folder of the user's images is never written over), and a
+folder holding files the toolkit did not write is refused. An image too small or featureless to
+hold a radiograph (cxrseg.degenerate; the rule is below) is still segmented, so that the mask rows
+stay aligned with the image rows, named in a warning, and listed in done_predict.json
+(`degenerate`), which cxrseg.postprocess turns into a qc.csv flag.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -30,25 +44,90 @@ from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_cs
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
-from .data import load_stack
-from .imageio import image_stem
 from .anatomy import add_anatomy_arguments, clean_mask
-from .engine import encode, load_model, segment
+from .data import load_stack
+from .datasets import POOLED
+from .degenerate import RULE, degenerate_reason
+from .engine import checkpoint_id, encode, file_sha256, load_model, segment
+from .imageio import image_stem
 from .prompts import PROMPT_MODES, Prior
-from .records import EVALUATE, PREDICT, require_finished
+from .records import EVALUATE, PREDICT, index_rows_sha256, require_finished
 
 
-def threshold_from_eval(path: str | Path, checkpoint: str) -> float:
-    """The threshold that cxrseg.evaluate chose on validation for `checkpoint` (max mean val Dice,
-    over all datasets pooled when eval.csv has several)."""
-    rows = [r for r in read_csv(path, required=["checkpoint", "part", "threshold", "dice"])
-            if r["part"] == "val" and r["checkpoint"] == checkpoint]
+def threshold_from_eval(path: str | Path, identity: str, checkpoint: str) -> float:
+    """The threshold that cxrseg.evaluate chose on validation for the checkpoint whose content is
+    `identity` (cxrseg.engine.checkpoint_id; `checkpoint` is its spelling, for messages): max mean
+    val Dice, over all datasets pooled when eval.csv has several. ValueError naming the file when
+    eval.csv evaluated other weights."""
+    rows = read_csv(path, required=["checkpoint", "part", "threshold", "dice"])
+    if rows and "checkpoint_id" not in rows[0]:
+        raise ValueError(f"{path}: has no checkpoint_id column, so the checkpoint it evaluated "
+                         "cannot be matched by content; re-run cxrseg.evaluate")
+    val = [r for r in rows if r["part"] == "val"]
+    rows = [r for r in val if r["checkpoint_id"] == identity]
     if not rows:
-        raise ValueError(f"{path}: no validation rows for checkpoint {checkpoint!r}")
-    pooled = [r for r in rows if r.get("dataset") == "all"]   # several datasets: the pooled rows
+        evaluated = sorted({f"{r['checkpoint']} ({r['checkpoint_id']})" for r in val})
+        raise ValueError(f"{path}: no validation rows for checkpoint {checkpoint} "
+                         f"({identity}); it evaluated {', '.join(evaluated) or 'nothing'}. The "
+                         "weights differ (e.g. fine-tuned again since): re-run cxrseg.evaluate, "
+                         "or give the checkpoint it evaluated")
+    pooled = [r for r in rows if r.get("dataset") == POOLED]   # several datasets: pooled rows
     rows = pooled or rows
     best = max(rows, key=lambda r: (float(r["dice"]), -float(r["threshold"])))
     return float(best["threshold"])
+
+
+def refuse_overlap(folder: Path, images: str, index: str | None) -> None:
+    """ValueError unless the output `folder` is apart from the inputs: not the images folder nor
+    inside it, and holding neither the images (file or folder) nor the index."""
+    out = folder.resolve()
+    inputs = [Path(p).resolve() for p in (images, index) if p]
+    image_folder = inputs[0] if inputs[0].is_dir() else None
+    for path in inputs:
+        if path == out or out in path.parents:
+            raise ValueError(f"--out {folder}: holds the input {path}; predict would write over "
+                             "or beside the inputs. Give a separate folder for the masks")
+    if image_folder is not None and image_folder in out.parents:
+        raise ValueError(f"--out {folder}: lies inside the images folder {image_folder}; give a "
+                         "folder outside it for the masks")
+
+
+def images_sha256(images: str, stack, names: list[str]) -> str:
+    """sha256 of the images segmented: the `.npy` file's bytes, or for a folder its file names
+    and decoded pixels in order."""
+    if not Path(images).is_dir():
+        return file_sha256(images)
+    digest = hashlib.sha256()
+    for name, image in zip(names, stack):
+        digest.update(f"{name}:{image.shape}:{image.dtype}\n".encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+def mask_facts(args, stack, names: list[str], rows: range, threshold: float) -> dict:
+    """What the masks of `rows` depend on by content (cxrseg.records.MASK_FACTS), plus the hash of
+    the rows covered."""
+    return {"checkpoint_id": checkpoint_id(args.checkpoint, args.seed),
+            "threshold": threshold,
+            "prior_sha256": file_sha256(args.prior),
+            "images_sha256": images_sha256(args.images, stack, names),
+            "index_sha256": index_rows_sha256(enumerate(names)),
+            "total_images": len(names),
+            "rows_sha256": index_rows_sha256((i, names[i]) for i in rows)}
+
+
+def warn_degenerate(degenerate: list[dict], n: int, shown: int = 20) -> None:
+    """Name each degenerate image and its reason on stderr (the first `shown`; all are in
+    done_predict.json)."""
+    if not degenerate:
+        return
+    print(f"predict: warning: {len(degenerate)} of {n} images are too small or featureless to hold "
+          "a chest radiograph; their masks are written and flagged (done_predict.json "
+          "`degenerate`, postprocess qc.csv):", file=sys.stderr)
+    for item in degenerate[:shown]:
+        print(f"  row {item['row']} {item['image']}: {item['reason']}", file=sys.stderr)
+    if len(degenerate) > shown:
+        print(f"  ... and {len(degenerate) - shown} more", file=sys.stderr, flush=True)
 
 
 def shard_arg(text: str) -> tuple[int, int]:
@@ -72,7 +151,7 @@ def shard_rows(n: int, shard: tuple[int, int]) -> range:
 
 def build_parser() -> Parser:
     parser = Parser(
-        prog="python -m cxrseg.predict", description=__doc__,
+        prog="python -m cxrseg.predict", description=f"{__doc__}\nDegenerate image: {RULE}.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m cxrseg.predict --images work/cache/images.npy "
                "--index work/cache/index.csv --checkpoint work/seg/best.pt "
@@ -113,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     out = Path(args.out)
     to_stack = out.suffix == ".npy"
+    folder = out.parent if to_stack else out
     try:
         device = prepare_device(args.device)
         if Path(args.images).suffix == ".npy" and args.index is None:
@@ -136,21 +216,24 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"{args.images}: shard {args.shard[0]}/{args.shard[1]} of "
                                  f"{len(names)} images is empty; use fewer shards")
         prior = Prior.load(args.prior)
+        refuse_overlap(folder, args.images, args.index)
         threshold = args.threshold
         if args.threshold_from:
             require_finished(args.threshold_from, EVALUATE, "cxrseg.evaluate")
-            threshold = threshold_from_eval(args.threshold_from, args.checkpoint)
+            threshold = threshold_from_eval(args.threshold_from,
+                                            checkpoint_id(args.checkpoint, args.seed),
+                                            args.checkpoint)
         model = load_model(args.checkpoint, args.config, args.seed).to(device)
+        facts = mask_facts(args, stack, names, rows_to_do, threshold)
+        files = [out.name] if to_stack else [image_stem(name) + ".png" for name in names]
+        outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
+        begin_run(folder, outputs, done=PREDICT)
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
-    folder = out.parent if to_stack else out
-    files = [out.name] if to_stack else [image_stem(name) + ".png" for name in names]
-    outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
-    begin_run(folder, outputs, done=PREDICT)
 
     n, first_row = len(rows_to_do), rows_to_do.start
     raw = np.zeros((n, *next(iter(shapes))), np.uint8) if to_stack else None
-    prompt_rows, empty = [], []
+    prompt_rows, empty, degenerate = [], [], []
     if not to_stack:
         out.mkdir(parents=True, exist_ok=True)
     last = time.time()
@@ -164,6 +247,9 @@ def main(argv: list[str] | None = None) -> None:
                                   refine=args.refine, threshold=threshold,
                                   batch_size=args.batch_size)
         for j, i in enumerate(rows):
+            reason = degenerate_reason(images[j])
+            if reason:
+                degenerate.append({"row": i, "image": names[i], "reason": reason})
             mask = clean_mask(probs[j].numpy() >= threshold, args.fill_holes, args.keep_largest)
             if not mask.any():
                 empty.append(names[i])
@@ -181,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"predict: {done}/{n} images, {rate:.2f}/s, ETA {(n - done) / rate:.0f} s",
                   flush=True)
 
+    warn_degenerate(degenerate, n)
     # A shard may hold only empty masks by chance; cxrseg.gather checks all of them together.
     if len(empty) == n and args.shard is None:
         raise SystemExit(f"error: all {n} predicted masks are empty at threshold {threshold:g}: "
@@ -198,12 +285,13 @@ def main(argv: list[str] | None = None) -> None:
                "x0", "y0", "x1", "y1"], prompt_rows)
     seconds = time.time() - started
     print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), "
-          f"threshold {threshold:.2f}, {len(empty)} empty mask(s) -> {out}")
-    shard = {} if args.shard is None else {"shard": list(args.shard), "total_images": len(names)}
+          f"threshold {threshold:.2f}, {len(empty)} empty mask(s), {len(degenerate)} degenerate "
+          f"image(s) -> {out}")
+    shard = {} if args.shard is None else {"shard": list(args.shard)}
     write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device),
                    threshold=threshold, images=n, **shard)
-    write_done(folder, args, outputs, done=PREDICT, threshold=threshold, images=n, empty=len(empty),
-               **shard)
+    write_done(folder, args, outputs, done=PREDICT, images=n, empty=len(empty),
+               degenerate=degenerate, **facts, **shard)
 
 
 if __name__ == "__main__":

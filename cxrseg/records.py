@@ -8,8 +8,9 @@ refused.
 """
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cxrstats.fileio import IncompleteRunError, read_done
@@ -19,6 +20,18 @@ FINETUNE = "done_finetune.json"        # seg/: best.pt, last.pt, curves.csv, pri
 EVALUATE = "done_evaluate.json"        # seg/: eval.csv, eval_per_image.csv
 PREDICT = "done_predict.json"          # masks/: raw.npy (or PNG masks), index.csv, prompts.csv
 POSTPROCESS = "done_postprocess.json"  # masks/: eroded.npy, m<r>.npy, qc.csv
+SEGFIGURES = "done_segfigures.json"    # results/figures/: seg_loss_curves.png, mask_panels.png
+
+# What predicted masks depend on beyond predict's flags, recorded in done_predict.json (by predict
+# and gather) and compared by gather across shards: fact -> what it names in messages.
+MASK_FACTS = {
+    "checkpoint_id": "checkpoint (cxrseg.engine.checkpoint_id: sha256 of the weights file)",
+    "threshold": "binarization threshold",
+    "prior_sha256": "prior.json (sha256 of the file)",
+    "images_sha256": "image stack (sha256 of the .npy file, or of a folder's names and pixels)",
+    "index_sha256": "image index (sha256 of all its `row,image` rows)",
+    "total_images": "number of images",
+}
 
 FINETUNE_STAGE = "cxrseg.finetune"     # the "stage" entry of the checkpoints cxrseg.finetune writes
 
@@ -43,3 +56,12 @@ def is_finetune_checkpoint(obj) -> bool:
     curves. Official weight files (a raw state dict) and other training scripts' files have
     neither."""
     return isinstance(obj, Mapping) and (obj.get("stage") == FINETUNE_STAGE or "curves" in obj)
+
+
+def index_rows_sha256(rows: Iterable[tuple]) -> str:
+    """sha256 (hex) of index rows `(row, image)` written as `row,image` lines: the same rows give
+    the same hash whether they come from names in memory or from an index.csv."""
+    digest = hashlib.sha256()
+    for row, image in rows:
+        digest.update(f"{row},{image}\n".encode())
+    return digest.hexdigest()

@@ -122,6 +122,29 @@ def read_finished_splits(path: str | os.PathLike, fold: int | None = None,
     return read_splits(path, fold, seed)
 
 
+def check_splits_match(parts: dict[str, str], pairs: list, dataset_of: dict[str, str],
+                       path: str | os.PathLike) -> None:
+    """ValueError naming the split file unless it and the pairs given agree stem for stem: every
+    stem of the file has an image/mask pair, and every pair of every dataset has a row (a
+    dataset the file does not know would otherwise be left out of training and evaluation)."""
+    stems = {p.stem for p in pairs}
+    unknown = sorted(set(parts) - stems)
+    if unknown:
+        raise ValueError(f"{path}: {len(unknown)} stem(s) have no image/mask pair in the data "
+                         f"given: {unknown[:5]}")
+    for dataset in dict.fromkeys(dataset_of.values()):
+        mine = sorted(s for s in stems if dataset_of[s] == dataset)
+        left_out = [s for s in mine if s not in parts]
+        if len(left_out) == len(mine):
+            raise ValueError(f"{path} does not know dataset {dataset!r}: none of its "
+                             f"{len(mine)} pairs has a row; re-run cxrseg.split with this "
+                             "dataset, or leave it out")
+        if left_out:
+            raise ValueError(f"{path}: {len(left_out)} of the {len(mine)} pairs of dataset "
+                             f"{dataset!r} have no row (e.g. {left_out[:5]}); re-run "
+                             "cxrseg.split on the current data")
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrseg.split", description=__doc__,
@@ -166,9 +189,9 @@ def main(argv: list[str] | None = None) -> None:
             rows = [(s, dataset_of[s], parts[s]) for s in sorted(parts)]
             counts = {p: sum(v == p for v in parts.values()) for p in PARTS}
             summary = f"{len(stems)} pairs -> {counts}"
+        begin_run(out.parent, outputs, done=SPLIT)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    begin_run(out.parent, outputs, done=SPLIT)
     write_csv(out, header, rows)
     print(f"split: {summary} -> {out}")
     write_run_json(out.parent, args, name="run_split.json", seconds=time.time() - start)
