@@ -33,7 +33,9 @@ Writes into --out (default WORK/results):
   and with --region-csv the region share against the box's area
 - figures/attribution_panels.png: a few test images x settings, the heat map of one finding over
   each setting's input, the raw lung outline drawn
-- run_attribution.json (arguments, layers, seconds), then done_attribution.json last.
+- run_attribution.json (arguments, layers, seconds), then done_attribution.json last, naming each
+  run used (folder under WORK, sha256 of its done.json; cxrstats.results.run_entry): the report
+  shows the attribution only for the very runs it reports.
 
 Runs count as finished only when their done.json is valid (cxrstats.fileio.read_done), as in
 the report: an unfinished or stale run is refused, never read.
@@ -56,13 +58,13 @@ from cxrcls.labels import FINDINGS
 from cxrcls.models import ARCHS, Classifier
 from cxrcls.train import load_checkpoint, load_split, to_model_input
 from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
-                             write_csv, write_done, write_run_json)
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, read_csv,
+                             read_done, write_csv, write_done, write_run_json)
+from cxrstats.results import ATTRIBUTION_DONE, RUN_DONE, run_entry
 from cxrstats.runs import parse_setting
 from vendor_medsam.device import prepare_device
 
-RUN_DONE = "done.json"
-DONE = "done_attribution.json"
+DONE = ATTRIBUTION_DONE
 OUTPUTS = ("attribution.csv", "attribution_per_image.csv", "attribution.md",
            "figures/attribution_panels.png", "run_attribution.json")
 SUMMARY_HEADER = ["setting", "split", "label", "in_lung_share", "chance_level", "n_images",
@@ -88,6 +90,7 @@ class RunInfo:
     kind: str             # the test input (eval input, else the training input)
     image_size: int | None
     thickness: int
+    done_sha256: str      # of the run's done.json, as read
     note: str = ""
 
 
@@ -117,16 +120,17 @@ def find_run_folders(work: Path, settings: list[str] | None, splits: list[int] |
     return found
 
 
-def run_arguments(folder: Path) -> dict:
-    """The training arguments of a finished run, from its completion record done.json."""
+def run_arguments(folder: Path) -> tuple[dict, str]:
+    """The training arguments of a finished run, from its completion record done.json, and the
+    record's sha256."""
     record = read_done(folder, RUN_DONE, what="training run")
     if not isinstance(record.get("arguments"), dict):
         raise ValueError(f"{folder / RUN_DONE}: no training arguments in the completion record")
-    return record["arguments"]
+    return record["arguments"], file_sha256(folder / RUN_DONE)
 
 
 def run_info(setting: str, split: int, folder: Path) -> RunInfo:
-    arguments = run_arguments(folder)
+    arguments, done_sha256 = run_arguments(folder)
     arch = arguments.get("arch")
     kind = arguments.get("eval_input") or arguments.get("train_input")
     # The input name is checked by cxrcls.inputs.open_input when the run is opened.
@@ -136,7 +140,7 @@ def run_info(setting: str, split: int, folder: Path) -> RunInfo:
     if not (folder / "best.pt").is_file():
         raise FileNotFoundError(f"{folder / 'best.pt'}: checkpoint not found")
     return RunInfo(setting, split, folder, arch, kind, arguments.get("image_size"),
-                   int(arguments.get("overlay_thickness", 2)), "")
+                   int(arguments.get("overlay_thickness", 2)), done_sha256)
 
 
 def read_regions(path: Path, name: str) -> dict[str, tuple[float, float, float, float]]:
@@ -504,7 +508,10 @@ def run(args) -> Path:
                           "layer": r.layer, "images": len(r.names), "seconds": round(r.seconds, 3)}
                          for r in results],
                    notes=sorted({r.info.note for r in results if r.info.note}))
-    write_done(out, args, OUTPUTS, done=DONE, runs=len(results), seconds=round(seconds, 3))
+    write_done(out, args, OUTPUTS, done=DONE, seconds=round(seconds, 3),
+               runs=[{"setting": r.info.setting, "split": r.info.split,
+                      **run_entry(work, r.info.folder, sha256=r.info.done_sha256)}
+                     for r in results])
     print(f"attribution: {len(results)} runs in {seconds:.1f} s -> {out / 'attribution.csv'}")
     return out
 
