@@ -4,7 +4,8 @@ For every test image of each finished run (runs/<setting>/split<k>/ with best.pt
 test input is composed exactly as training composed it (cxrcls.inputs and
 cxrcls.train.to_model_input), Grad-CAM maps of one convolutional block (see below) are computed
 for each of the five findings (cxrcls.gradcam), upsampled to the cached image side S, and compared
-with the RAW lung mask (masks/raw.npy, the segmenter's own output, not the dilated cut-out):
+with the RAW lung mask (masks/raw.npy of a finished prediction for this cache, checked as for the
+`overlay` input; the segmenter's own output, not the dilated cut-out):
 
     in-lung share = sum(cam * lung) / sum(cam)      chance level = lung area / image area
 
@@ -249,15 +250,9 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
     start = time.time()
     names, rows, labels6 = split_test_rows(work, info, args.max_images, args.seed)
     source = open_input(work / "cache", work / "masks", info.kind)
-    raw_path = work / "masks" / "raw.npy"
-    if not raw_path.is_file():
-        raise FileNotFoundError(f"{raw_path}: raw lung masks not found "
-                                "(run python -m cxrseg.predict)")
-    raw = np.load(raw_path, mmap_mode="r")
-    if raw.shape != source.images.shape:
-        raise ValueError(f"{raw_path} has shape {raw.shape} but {work / 'cache' / 'images.npy'} "
-                         f"has {source.images.shape}: the masks are not aligned with the "
-                         "image cache")
+    # The raw masks are read as the overlay input reads them: only from a finished prediction
+    # (masks/done_predict.json listing raw.npy) made for this cache's rows.
+    raw = open_input(work / "cache", work / "masks", "overlay").masks
     model = Classifier(info.arch)
     checkpoint = load_checkpoint(info.folder / "best.pt")
     try:

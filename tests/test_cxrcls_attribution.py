@@ -342,3 +342,12 @@ def test_an_output_folder_of_the_users_files_is_refused_untouched(trained, tmp_p
     assert str(error.value).startswith("error: ") and "attribution.csv" in str(error.value)
     assert [p.name for p in out.iterdir()] == ["attribution.csv"]
     assert (out / "attribution.csv").read_bytes() == b"my numbers"
+
+
+def test_raw_masks_of_an_unfinished_prediction_are_refused(trained, tmp_path):
+    work = shutil.copytree(trained, tmp_path / "work")
+    (work / "masks" / "done_predict.json").unlink()   # cxrseg.predict killed or running
+    with pytest.raises(SystemExit, match="masks: no done_predict.json"):
+        attribution.main(["--work", str(work), "--out", str(tmp_path / "r"), "--device", "cpu",
+                          "--settings", SETTINGS[0]])
+    assert not (tmp_path / "r" / "done_attribution.json").exists()
