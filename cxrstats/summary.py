@@ -23,6 +23,10 @@ from cxrstats.runs import Cohort, Setting
 from cxrstats.scoring import RunResult
 from cxrstats.study import LABELS
 
+# cxrseg's completion records (cxrseg.records.FINETUNE, POSTPROCESS; cxrstats imports no cxrseg)
+SEG_FINETUNE_DONE = "done_finetune.json"
+SEG_POSTPROCESS_DONE = "done_postprocess.json"
+
 DESCRIPTIONS = {
     "table1.csv": "Table 1: images per label in the cohort (copied from cohort/table1.csv)",
     "table1.md": "Table 1 as Markdown",
@@ -193,11 +197,24 @@ def describe_args(runs: list[RunResult]) -> str:
     return text
 
 
+def require_listed(path: Path, record: str, stage: str) -> None:
+    """IncompleteRunError unless the completion record `record` beside `path` lists it: a file of
+    an unfinished (killed, resumed, running) run of `stage` is not read."""
+    done = read_done(path.parent, record, what=f"{stage} run")
+    if path.name not in done.get("outputs", []):
+        raise IncompleteRunError(f"{path.parent / record} does not list {path.name}")
+
+
 def seg_summary(work: Path) -> list[str]:
+    """Lines on the segmenter's fine-tuning, from seg/curves.csv of a finished run."""
     curves_path = work / "seg" / "curves.csv"
     if not curves_path.is_file():
         return ["No segmentation run found (no seg/curves.csv)."]
-    rows = read_csv(curves_path, required=["epoch", "part", "loss"])
+    try:
+        require_listed(curves_path, SEG_FINETUNE_DONE, "cxrseg.finetune")
+        rows = read_csv(curves_path, required=["epoch", "part", "loss"])
+    except (IncompleteRunError, ValueError) as error:
+        return [f"**`{curves_path}` not read ({error}).**"]
     lines = [f"`{curves_path}`: {len({r['epoch'] for r in rows})} epoch(s) of fine-tuning."]
     for part in ("train", "val"):
         losses = [(float(r["loss"]), r["epoch"]) for r in rows if r["part"] == part and r["loss"]]
@@ -215,9 +232,7 @@ def flagged_masks(work: Path, limit: int = 20) -> list[str]:
     if not qc_path.is_file():
         return []
     try:
-        done = read_done(qc_path.parent, "done_postprocess.json", what="cxrseg.postprocess run")
-        if qc_path.name not in done.get("outputs", []):
-            raise IncompleteRunError(f"its record does not list {qc_path.name}")
+        require_listed(qc_path, SEG_POSTPROCESS_DONE, "cxrseg.postprocess")
         rows = read_csv(qc_path, required=["row", "image", "flag", "action"])
     except (IncompleteRunError, ValueError, FileNotFoundError) as error:
         return [f"**Mask QC: `{qc_path}` not read ({error}).**", ""]

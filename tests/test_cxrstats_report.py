@@ -306,6 +306,9 @@ def test_label_with_one_class_in_a_test_set(work):
     (work / "seg").mkdir()
     write_rows(work / "seg" / "curves.csv", ["epoch", "part", "loss", "dice_loss", "bce_loss"],
                [[1, "train", 0.5, 0.3, 0.2], [1, "val", 0.6, 0.4, 0.2], [2, "val", 0.4, 0.3, 0.1]])
+    main(["--work", str(work), "--no-figures"])         # fine-tuning unfinished: not read
+    assert "curves.csv` not read (" in (work / "results" / "summary.md").read_text()
+    write_done(work / "seg", {}, ["curves.csv"], done="done_finetune.json")
     main(["--work", str(work), "--no-figures"])
     out = work / "results"
     row = {r["setting"]: r for r in read_rows(out / "table2.csv")}["resnet50_m50"]
