@@ -59,9 +59,9 @@ from cxrcls.labels import FINDINGS
 from cxrcls.models import ARCHS, Classifier
 from cxrcls.train import load_checkpoint, load_split, to_model_input
 from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, read_csv,
+from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, read_csv,
                              read_done, write_csv, write_done, write_run_json)
-from cxrstats.results import ATTRIBUTION_DONE, RUN_DONE, run_entry
+from cxrstats.results import ATTRIBUTION_DONE, RUN_DONE, begin_results, run_entry
 from cxrstats.runs import parse_setting
 from vendor_medsam.device import prepare_device
 
@@ -469,7 +469,7 @@ def run(args) -> Path:
     regions = read_regions(Path(args.region_csv), args.region_name) if args.region_csv else {}
     device = prepare_device(args.device)
     torch.manual_seed(args.seed)
-    begin_run(out, OUTPUTS, done=DONE)
+    begin_results(out, OUTPUTS, DONE, figures=True)
 
     panel_split = infos[0].split
     label = FINDINGS.index(args.panel_label)

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from cxrstats import tables
 from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import (IncompleteRunError, begin_run, file_sha256, read_csv, read_done,
+from cxrstats.fileio import (IncompleteRunError, file_sha256, read_csv, read_done,
                              write_done, write_run_json)
 from cxrstats.figures import FIGURES, write_figures
-from cxrstats.results import COHORT_DONE, REPORT_DONE, run_entry
+from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, run_entry
 from cxrstats.runs import Setting, find_runs, parse_setting, read_cohort, read_run, read_splits
 from cxrstats.scoring import evaluate_run
 from cxrstats.summary import (SummaryInputs, check_attribution, random_segmenter_warning,
@@ -159,7 +159,7 @@ def make_report(args) -> Path:
                     **run_entry(work, run.folder, sha256=run.done_sha256)}
                    for setting in settings for run in runs[setting.name]]
 
-    begin_run(out, OUTPUTS, done=REPORT_DONE)  # refuses a folder that is not the toolkit's
+    begin_results(out, OUTPUTS, REPORT_DONE, figures=not args.no_figures)
     written = tables.write_table1(table1, out)
     written += tables.write_table2(results, out, args.decimals)
     written += tables.write_table3(results, out, args.decimals)

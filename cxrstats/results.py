@@ -16,13 +16,24 @@ import os
 from pathlib import Path
 
 from cxrstats.by_split import AurocsBySplit, read_auroc_by_split
-from cxrstats.fileio import IncompleteRunError, file_sha256, read_done
+from cxrstats.fileio import IncompleteRunError, begin_run, claim_folder, file_sha256, read_done
 
 REPORT_DONE = "done_report.json"         # cxrstats.report's completion record in results/
 ATTRIBUTION_DONE = "done_attribution.json"  # cxrcls.attribution's, beside attribution.csv
 RUN_DONE = "done.json"                   # cxrcls.train's, in every runs/<setting>/split<k>/
 COHORT_DONE = "done.json"                # cxrcls.cohort's, in cohort/
 RERUN = "re-run `make reproduce` for it (or python -m cxrstats.report)"
+
+
+def begin_results(out: str | os.PathLike, outputs, done: str, figures: bool) -> None:
+    """`begin_run` for a stage writing into results/ (shared by the report, cxrcls.attribution,
+    cxrstats.tightness and cxrseg.figures): with `figures`, results/figures/ is claimed too, so the
+    stage that creates it marks it as the toolkit's for the others. Both are checked before
+    anything is removed."""
+    claim_folder(out, record=done)
+    if figures:
+        claim_folder(Path(out) / "figures")
+    begin_run(out, outputs, done=done)
 
 
 def run_entry(work: str | os.PathLike, folder: str | os.PathLike, done: str = RUN_DONE,

@@ -27,9 +27,9 @@ import numpy as np
 
 from cxrstats.argtypes import Parser
 from cxrstats.by_split import MACRO, values
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, write_csv,
+from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, write_csv,
                              write_done, write_run_json)
-from cxrstats.results import REPORT_DONE, read_report_aurocs
+from cxrstats.results import REPORT_DONE, begin_results, read_report_aurocs
 from cxrstats.runs import ARCH_ORDER, parse_setting
 from cxrstats.study import FINDINGS, NO_FINDING
 
@@ -149,7 +149,7 @@ def run(args) -> Path:
                          f"INPUTS=\"original m0 m15 m30 m50\"); found {sorted(found)} and "
                          f"{skipped}")
     out = Path(args.out) if args.out else Path(args.work) / "results"
-    begin_run(out, OUTPUTS, done=DONE)
+    begin_results(out, OUTPUTS, DONE, figures=True)
     write_csv(out / "tightness.csv", HEADER, tightness_rows(found))
     figure(out / "figures" / "tightness.png", found)
     write_run_json(out, args, time.time() - start, name="run_tightness.json", input=str(path),

@@ -233,8 +233,8 @@ def test_cli_writes_the_documented_files(trained, tmp_path):
     per_image = read(out / "attribution_per_image.csv")
     assert len(per_image) == 2 * 6 * len(FINDINGS)
     assert list(per_image[0]) == attribution.PER_IMAGE_HEADER
-    for name in ("figures/attribution_panels.png", "attribution.md", "run_attribution.json",
-                 "done_attribution.json"):
+    for name in ("figures/attribution_panels.png", "figures/.cxr-lungmask", "attribution.md",
+                 "run_attribution.json", "done_attribution.json"):
         assert (out / name).is_file(), name
     record = json.loads((out / "run_attribution.json").read_text())
     assert [r["layer"] for r in record["runs"]] == ["layer4", "layer4"]

@@ -12,7 +12,7 @@ from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, 
                       delong_test, holm, mantel, mean_sd, no_finding_score, paired_ttest,
                       precision_recall_f1)
 from cxrstats import tables
-from cxrstats.fileio import write_done
+from cxrstats.fileio import FOLDER_MARKER, write_done
 from cxrstats.report import main
 from cxrstats.results import run_entry
 from cxrstats.runs import parse_setting
@@ -501,6 +501,19 @@ def test_report_refuses_a_folder_of_the_users_files_untouched(work):
     assert message.startswith("error: ") and "table2.csv" in message
     assert [p.name for p in out.iterdir()] == ["table2.csv"]
     assert (out / "table2.csv").read_bytes() == b"my own table\r\n"
+
+
+def test_report_marks_the_shared_figures_folder_and_refuses_a_users_one(work):
+    main(["--work", str(work)])
+    figures = work / "results" / "figures"
+    assert (figures / FOLDER_MARKER).is_file()       # the other stages writing there can tell
+    (figures / FOLDER_MARKER).unlink()               # figures/ now looks like a user's folder
+    before = {p.name: p.read_bytes() for p in figures.iterdir()}
+    with pytest.raises(SystemExit) as error:
+        main(["--work", str(work)])
+    assert str(error.value).startswith(f"error: {figures}: holds files this toolkit did not write")
+    assert {p.name: p.read_bytes() for p in figures.iterdir()} == before
+    assert (work / "results" / "done_report.json").is_file()   # the old report left as it was
 
 
 def test_report_needs_a_finished_cohort(work):
