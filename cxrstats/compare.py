@@ -41,7 +41,7 @@ from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sh
                              write_csv, write_done, write_run_json)
 from cxrstats.hypothesis import paired_ttest
 from cxrstats.kendall import kendall_tau
-from cxrstats.results import COHORT_DONE, REPORT_DONE, read_report_aurocs
+from cxrstats.results import COHORT_DONE, REPORT_DONE, aurocs_path, read_report_aurocs
 from cxrstats.runs import parse_setting
 from cxrstats.study import NO_FINDING
 
@@ -254,8 +254,7 @@ def refuse_same_folder(a: Path, b: Path) -> None:
 def refuse_same_report(a: Path, b: Path, a_record: dict, b_record: dict) -> None:
     """Two folders holding one report (a copy) or sharing trained runs are not independent: the
     Welch interval would claim a precision that is not there."""
-    if file_sha256(a / "results" / "auroc_by_split.csv") == \
-            file_sha256(b / "results" / "auroc_by_split.csv"):
+    if file_sha256(aurocs_path(a)) == file_sha256(aurocs_path(b)):
         raise ValueError(f"--a {a} and --b {b} hold the same report (identical "
                          "results/auroc_by_split.csv): one study, not two; compare the "
                          "image-level work folder with the patient-level one")
@@ -292,8 +291,7 @@ def run(args) -> Path:
     refuse_same_report(a_work, b_work, a_record, b_record)
     split_by = {flag: check_split_by(flag, work) for flag, work in (("--a", a_work),
                                                                      ("--b", b_work))}
-    a_path = a_work / "results" / "auroc_by_split.csv"
-    b_path = b_work / "results" / "auroc_by_split.csv"
+    a_path, b_path = aurocs_path(a_work), aurocs_path(b_work)
     out = Path(args.out)
     begin_run(out, OUTPUTS, done=DONE)
     settings, order, headline = setting_rows(a, b), order_rows(a, b), headline_rows(a, b)

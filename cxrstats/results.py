@@ -86,10 +86,15 @@ def read_report(work: str | os.PathLike, results: str | os.PathLike | None = Non
     return record
 
 
+def aurocs_path(work: str | os.PathLike) -> Path:
+    """WORK/results/auroc_by_split.csv, the per-split AUROCs the analyses of results/ read."""
+    return Path(work) / "results" / "auroc_by_split.csv"
+
+
 def read_report_aurocs(work: str | os.PathLike) -> tuple[AurocsBySplit, dict]:
     """WORK/results/auroc_by_split.csv of a finished, still valid report, and its record."""
     record = read_report(work)
-    return read_auroc_by_split(Path(work) / "results" / "auroc_by_split.csv"), record
+    return read_auroc_by_split(aurocs_path(work)), record
 
 
 def mismatched_runs(used, read) -> str | None:

@@ -29,7 +29,7 @@ from cxrstats.argtypes import Parser
 from cxrstats.by_split import MACRO, values
 from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, write_csv,
                              write_done, write_run_json)
-from cxrstats.results import REPORT_DONE, begin_results, read_report_aurocs
+from cxrstats.results import REPORT_DONE, aurocs_path, begin_results, read_report_aurocs
 from cxrstats.runs import ARCH_ORDER, parse_setting
 from cxrstats.study import FINDINGS, NO_FINDING
 
@@ -140,7 +140,7 @@ def build_parser() -> Parser:
 
 def run(args) -> Path:
     start = time.time()
-    path = Path(args.work) / "results" / "auroc_by_split.csv"
+    path = aurocs_path(args.work)
     table, report = read_report_aurocs(args.work)
     report_sha256 = file_sha256(path.parent / REPORT_DONE)
     found, skipped = curves(table)
