@@ -4,7 +4,8 @@ For every test image of each finished run (runs/<setting>/split<k>/ with best.pt
 test input is composed exactly as training composed it (cxrcls.inputs and
 cxrcls.train.to_model_input), Grad-CAM maps of one convolutional block (see below) are computed
 for each of the five findings (cxrcls.gradcam), upsampled to the cached image side S, and compared
-with the RAW lung mask (masks/raw.npy, the segmenter's own output, not the dilated cut-out):
+with the RAW lung mask (masks/raw.npy of a finished prediction for this cache, checked as for the
+`overlay` input; the segmenter's own output, not the dilated cut-out):
 
     in-lung share = sum(cam * lung) / sum(cam)      chance level = lung area / image area
 
@@ -33,7 +34,9 @@ Writes into --out (default WORK/results):
   and with --region-csv the region share against the box's area
 - figures/attribution_panels.png: a few test images x settings, the heat map of one finding over
   each setting's input, the raw lung outline drawn
-- run_attribution.json (arguments, layers, seconds), then done_attribution.json last.
+- run_attribution.json (arguments, layers, seconds), then done_attribution.json last, naming each
+  run used (folder under WORK, sha256 of its done.json; cxrstats.results.run_entry): the report
+  shows the attribution only for the very runs it reports.
 
 Runs count as finished only when their done.json is valid (cxrstats.fileio.read_done), as in
 the report: an unfinished or stale run is refused, never read.
@@ -56,13 +59,13 @@ from cxrcls.labels import FINDINGS
 from cxrcls.models import ARCHS, Classifier
 from cxrcls.train import load_checkpoint, load_split, to_model_input
 from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
-                             write_csv, write_done, write_run_json)
+from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, read_csv,
+                             read_done, write_csv, write_done, write_run_json)
+from cxrstats.results import ATTRIBUTION_DONE, RUN_DONE, begin_results, run_entry
 from cxrstats.runs import parse_setting
 from vendor_medsam.device import prepare_device
 
-RUN_DONE = "done.json"
-DONE = "done_attribution.json"
+DONE = ATTRIBUTION_DONE
 OUTPUTS = ("attribution.csv", "attribution_per_image.csv", "attribution.md",
            "figures/attribution_panels.png", "run_attribution.json")
 SUMMARY_HEADER = ["setting", "split", "label", "in_lung_share", "chance_level", "n_images",
@@ -88,6 +91,7 @@ class RunInfo:
     kind: str             # the test input (eval input, else the training input)
     image_size: int | None
     thickness: int
+    done_sha256: str      # of the run's done.json, as read
     note: str = ""
 
 
@@ -117,16 +121,17 @@ def find_run_folders(work: Path, settings: list[str] | None, splits: list[int] |
     return found
 
 
-def run_arguments(folder: Path) -> dict:
-    """The training arguments of a finished run, from its completion record done.json."""
+def run_arguments(folder: Path) -> tuple[dict, str]:
+    """The training arguments of a finished run, from its completion record done.json, and the
+    record's sha256."""
     record = read_done(folder, RUN_DONE, what="training run")
     if not isinstance(record.get("arguments"), dict):
         raise ValueError(f"{folder / RUN_DONE}: no training arguments in the completion record")
-    return record["arguments"]
+    return record["arguments"], file_sha256(folder / RUN_DONE)
 
 
 def run_info(setting: str, split: int, folder: Path) -> RunInfo:
-    arguments = run_arguments(folder)
+    arguments, done_sha256 = run_arguments(folder)
     arch = arguments.get("arch")
     kind = arguments.get("eval_input") or arguments.get("train_input")
     # The input name is checked by cxrcls.inputs.open_input when the run is opened.
@@ -136,7 +141,7 @@ def run_info(setting: str, split: int, folder: Path) -> RunInfo:
     if not (folder / "best.pt").is_file():
         raise FileNotFoundError(f"{folder / 'best.pt'}: checkpoint not found")
     return RunInfo(setting, split, folder, arch, kind, arguments.get("image_size"),
-                   int(arguments.get("overlay_thickness", 2)), "")
+                   int(arguments.get("overlay_thickness", 2)), done_sha256)
 
 
 def read_regions(path: Path, name: str) -> dict[str, tuple[float, float, float, float]]:
@@ -245,15 +250,9 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
     start = time.time()
     names, rows, labels6 = split_test_rows(work, info, args.max_images, args.seed)
     source = open_input(work / "cache", work / "masks", info.kind)
-    raw_path = work / "masks" / "raw.npy"
-    if not raw_path.is_file():
-        raise FileNotFoundError(f"{raw_path}: raw lung masks not found "
-                                "(run python -m cxrseg.predict)")
-    raw = np.load(raw_path, mmap_mode="r")
-    if raw.shape != source.images.shape:
-        raise ValueError(f"{raw_path} has shape {raw.shape} but {work / 'cache' / 'images.npy'} "
-                         f"has {source.images.shape}: the masks are not aligned with the "
-                         "image cache")
+    # The raw masks are read as the overlay input reads them: only from a finished prediction
+    # (masks/done_predict.json listing raw.npy) made for this cache's rows.
+    raw = open_input(work / "cache", work / "masks", "overlay").masks
     model = Classifier(info.arch)
     checkpoint = load_checkpoint(info.folder / "best.pt")
     try:
@@ -471,7 +470,7 @@ def run(args) -> Path:
     regions = read_regions(Path(args.region_csv), args.region_name) if args.region_csv else {}
     device = prepare_device(args.device)
     torch.manual_seed(args.seed)
-    begin_run(out, OUTPUTS, done=DONE)
+    begin_results(out, OUTPUTS, DONE, figures=True)
 
     panel_split = infos[0].split
     label = FINDINGS.index(args.panel_label)
@@ -505,7 +504,10 @@ def run(args) -> Path:
                           "layer": r.layer, "images": len(r.names), "seconds": round(r.seconds, 3)}
                          for r in results],
                    notes=sorted({r.info.note for r in results if r.info.note}))
-    write_done(out, args, OUTPUTS, done=DONE, runs=len(results), seconds=round(seconds, 3))
+    write_done(out, args, OUTPUTS, done=DONE, seconds=round(seconds, 3),
+               runs=[{"setting": r.info.setting, "split": r.info.split,
+                      **run_entry(work, r.info.folder, sha256=r.info.done_sha256)}
+                     for r in results])
     print(f"attribution: {len(results)} runs in {seconds:.1f} s -> {out / 'attribution.csv'}")
     return out
 

@@ -87,8 +87,7 @@ def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.Pa
     if is_up_to_date(out, stamp, len(names), size):
         print(f"cache: {out / 'images.npy'} is up to date ({len(names)} images, {size} px)")
         return False
-    out.mkdir(parents=True, exist_ok=True)
-    begin_run(out, OUTPUTS, done=DONE)
+    begin_run(out, OUTPUTS, done=DONE)  # creates `out`; refuses one that is not the toolkit's
     start = last = time.time()
     with atomic_path(out / "images.npy") as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,

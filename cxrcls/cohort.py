@@ -207,9 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.images:
             locate_images([r.image for r in cohort], args.images)
         splits = make_splits(cohort, args.splits, args.split_by, args.seed)
+        begin_run(out, OUTPUTS)  # refuses a folder holding files this toolkit did not write
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    begin_run(out, OUTPUTS)
     labels = label_matrix(cohort)
     write_csv(out / "cohort.csv", ["image", *LABELS, "patient_id"],
               [[r.image, *labels[i].tolist(), r.patient_id] for i, r in enumerate(cohort)])

@@ -6,13 +6,16 @@ bytes.
 
     DATA/seg/images/<stem>.png, DATA/seg/masks/<stem>.png   (lung mask 0/255, same stems)
     DATA/nih/images/<Image Index>.png, DATA/nih/Data_Entry_2017.csv, DATA/nih/phantoms.csv
-    DATA/run.json
+    DATA/run.json, then DATA/done.json last (cxrstats.fileio completion record)
+
+DATA must be new, empty, or made by this toolkit: a folder holding anything else (e.g. real images)
+is refused before anything in it is touched. A re-run removes the previous run's PNGs first, so
+images of an older, larger draw never mix with the new ones.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -24,7 +27,7 @@ from PIL import Image
 from cxrcls.labels import FINDINGS, NO_FINDING
 from cxrcls.phantom import cue_box, cue_corner, render, sample_labels, sample_patient
 from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import write_csv, write_run_json
+from cxrstats.fileio import begin_run, claim_folder, write_csv, write_done, write_run_json
 
 # phantoms.csv: the truth behind each image; cue_x0..cue_y1 is the box holding the spurious cue
 # (fractions of the image side, empty without a cue), for `cxrcls.attribution --region-csv`.
@@ -37,6 +40,20 @@ NIH_COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Pa
 brackets)."""
 
 SEG_SET, CLS_SET = 1, 2  # generator streams of the two sets
+DONE = "done.json"
+OUTPUTS = ("nih/Data_Entry_2017.csv", "nih/phantoms.csv", "run.json")
+IMAGE_FOLDERS = ("seg/images", "seg/masks", "nih/images")  # every file written there is a PNG
+
+
+def start_clean(out: Path) -> None:
+    """Claim DATA and its image folders, refusing any that holds files this toolkit did not write
+    before anything is removed; then remove the previous run's record, tables and PNGs."""
+    claim_folder(out, record=DONE)
+    folders = [claim_folder(out / name) for name in IMAGE_FOLDERS]
+    begin_run(out, OUTPUTS, done=DONE)
+    for folder in folders:
+        for path in [*folder.glob("*.png"), *folder.glob("*.png.tmp")]:
+            path.unlink()
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
@@ -145,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         start = time.perf_counter()
-        for part in ("seg", "nih"):  # start clean, so stale images never mix with new ones
-            if (args.out / part).exists():
-                shutil.rmtree(args.out / part)
+        start_clean(args.out)
         seg = make_segmentation_set(args.out / "seg", args.n_seg, args.size, args.seed)
         print(f"demo_data: {args.n_seg} segmentation pairs in {time.perf_counter() - start:.1f}s",
               flush=True)
@@ -157,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo_data: {args.n_cls} classification images ({cls['patients']} patients), "
               f"labels {cls['labels']}, {seconds:.1f}s", flush=True)
         write_run_json(args.out, args, seconds=seconds, segmentation=seg, classification=cls)
+        write_done(args.out, args, OUTPUTS, done=DONE, segmentation=seg, classification=cls)
     except (ValueError, FileNotFoundError, OSError) as err:
-        raise SystemExit(f"error: {err}") from err
+        raise SystemExit(f"error: {err}") from None
     return 0
 
 

@@ -9,7 +9,6 @@ refuses with a message naming `make weights` when it is missing.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from cxrstats.argtypes import Parser
+from cxrstats.fileio import file_sha256
 
 # torchvision's original ImageNet weights (what `pretrained=True` gave, as in the study's era).
 IMAGENET_WEIGHTS = {"resnet50": "ResNet50_Weights.IMAGENET1K_V1",
@@ -57,7 +57,7 @@ def check_hash(path: Path, name: str | None = None) -> None:
     """ValueError unless the file's sha256 starts with the hex prefix that `name` (by default its
     own name) carries after its last '-'."""
     prefix = Path(name or path.name).stem.rsplit("-", 1)[-1]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if not digest.startswith(prefix):
         raise ValueError(f"{path}: sha256 {digest[:16]}... does not match the {prefix!r} its name "
                          "carries (a broken or partial download); delete it and run `make weights`")

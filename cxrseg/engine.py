@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrstats.fileio import atomic_path
+from cxrstats.fileio import atomic_path, file_sha256
 from vendor_medsam import build_sam, load_medsam
 from vendor_medsam.checkpoint import load_checkpoint_file, sam_from_checkpoint
 from vendor_medsam.device import autocast
 from vendor_medsam.transforms import InputFrame
-from vendor_medsam.weights import LITE_SHA256, sha256_of
+from vendor_medsam.weights import LITE_SHA256
 
 from .prompts import PROMPT_MODES, Prior, mask_box, prediction_box
 from .records import FINETUNE, FINETUNE_STAGE, is_finetune_checkpoint, require_finished
@@ -73,22 +73,6 @@ def checkpoint_id(checkpoint: str, seed: int = 0) -> str:
     if kind == "lite":
         return f"sha256:{LITE_SHA256}"
     return f"sha256:{file_sha256(checkpoint)}"
-
-
-_sha256_cache: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes, computed once per process and file version (path, size,
-    modification time); FileNotFoundError naming a missing file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _sha256_cache:
-        _sha256_cache[key] = sha256_of(path)
-    return _sha256_cache[key]
 
 
 def encoder_hash(model) -> str:

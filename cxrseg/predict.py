@@ -39,8 +39,8 @@ import numpy as np
 from PIL import Image
 
 from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, save_npy,
-                             write_csv, write_done, write_run_json)
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, read_csv,
+                             save_npy, write_csv, write_done, write_run_json)
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
@@ -48,7 +48,7 @@ from .anatomy import add_anatomy_arguments, clean_mask
 from .data import load_stack
 from .datasets import POOLED
 from .degenerate import RULE, degenerate_reason
-from .engine import checkpoint_id, encode, file_sha256, load_model, segment
+from .engine import checkpoint_id, encode, load_model, segment
 from .imageio import image_stem
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE, PREDICT, index_rows_sha256, require_finished

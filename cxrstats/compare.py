@@ -1,8 +1,11 @@
-"""Compare the study under two work folders (e.g. image-level vs patient-level splits): do its
-numbers and its conclusions survive?
+"""Compare the study under two work folders, A with image-level and B with patient-level splits: do
+its numbers and its conclusions survive?
 
-Reads WORK_A/results/auroc_by_split.csv and WORK_B/results/auroc_by_split.csv (cxrstats.report) and
-writes into --out:
+Reads WORK_A/results/auroc_by_split.csv and WORK_B/results/auroc_by_split.csv, each of a finished
+report whose runs and cohort are unchanged since (cxrstats.results.read_report), and each cohort's
+completion record (cohort/done.json: `split_by` must be `image` for A and `patient` for B). Refused:
+one folder given twice, or two folders holding the same report or the same trained runs (a
+difference with an interval would then be shown as if A and B were independent). Writes into --out:
 - compare.csv: per setting and metric (macro AUROC, No Finding AUROC): mean, sd (ddof 1) and number
   of splits under A and under B, the difference B - A of the means and its 95% Welch interval.
 - compare_order.csv: per metric, the settings ordered by mean AUROC under A and under B, and
@@ -10,7 +13,8 @@ writes into --out:
 - compare_headline.csv: the study's comparisons (each backbone's original vs M-15 and vs M-50) under
   A and under B: mean paired difference masked - original over the splits, paired t-test p, and
   whether the direction is the same under both.
-- compare.md (the three tables, AUROC x100), run_compare.json, then done_compare.json last.
+- compare.md (the three tables, AUROC x100), run_compare.json, then done_compare.json last (with
+  the sha256 of each report's record).
 
 Why Welch: split k of A and split k of B are different random partitions (different test images),
 so the splits are not paired across folders; the two sets of split AUROCs are independent samples
@@ -32,14 +36,17 @@ import numpy as np
 import scipy.stats
 
 from cxrstats.argtypes import Parser
-from cxrstats.by_split import MACRO, AurocsBySplit, read_auroc_by_split, values
-from cxrstats.fileio import atomic_path, begin_run, write_csv, write_done, write_run_json
+from cxrstats.by_split import MACRO, AurocsBySplit, values
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, read_done,
+                             write_csv, write_done, write_run_json)
 from cxrstats.hypothesis import paired_ttest
 from cxrstats.kendall import kendall_tau
+from cxrstats.results import COHORT_DONE, REPORT_DONE, aurocs_path, read_report_aurocs
 from cxrstats.runs import parse_setting
 from cxrstats.study import NO_FINDING
 
 METRICS = ((MACRO, "macro AUROC"), (NO_FINDING, "No Finding AUROC"))
+SPLIT_BY = {"--a": "image", "--b": "patient"}  # what the comparison claims of each folder
 DONE = "done_compare.json"
 OUTPUTS = ("compare.csv", "compare_order.csv", "compare_headline.csv", "compare.md",
            "run_compare.json")
@@ -181,7 +188,8 @@ def _p(text: str) -> str:
 def markdown(a_path: Path, b_path: Path, settings: list[list], order: list[list],
              headline: list[list]) -> str:
     lines = ["# Comparison of two work folders", "",
-             f"- A: `{a_path}`", f"- B: `{b_path}`", "",
+             f"- A ({SPLIT_BY['--a']}-level splits): `{a_path}`",
+             f"- B ({SPLIT_BY['--b']}-level splits): `{b_path}`", "",
              "AUROC ×100, mean ± sd over each folder's splits (n = number of splits where the "
              "metric is defined). B − A with a 95% Welch t interval: the splits of A and B are "
              "independent partitions, not pairs, and their spreads may differ. With few splits "
@@ -226,19 +234,64 @@ def build_parser() -> Parser:
         epilog="example:\n  python -m cxrstats.compare --a work/demo --b work/demo-patient "
                "--out work/compare")
     parser.add_argument("--a", required=True,
-                        help="first work folder (reads results/auroc_by_split.csv)")
-    parser.add_argument("--b", required=True, help="second work folder")
+                        help="work folder of the image-level splits (SPLIT_BY=image; reads "
+                             "results/auroc_by_split.csv)")
+    parser.add_argument("--b", required=True,
+                        help="work folder of the patient-level splits (SPLIT_BY=patient)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0,
                         help="recorded for uniform command lines; nothing here is random")
     return parser
 
 
+def refuse_same_folder(a: Path, b: Path) -> None:
+    """A and B must be two folders: one folder compared with itself is no comparison."""
+    if a.resolve() == b.resolve():
+        raise ValueError(f"--a {a} and --b {b} are the same folder; compare the image-level "
+                         "work folder with the patient-level one")
+
+
+def refuse_same_report(a: Path, b: Path, a_record: dict, b_record: dict) -> None:
+    """Two folders holding one report (a copy) or sharing trained runs are not independent: the
+    Welch interval would claim a precision that is not there."""
+    if file_sha256(aurocs_path(a)) == file_sha256(aurocs_path(b)):
+        raise ValueError(f"--a {a} and --b {b} hold the same report (identical "
+                         "results/auroc_by_split.csv): one study, not two; compare the "
+                         "image-level work folder with the patient-level one")
+    a_runs = {r["done_sha256"]: r["folder"] for r in a_record["runs"]}
+    shared = [f"{a_runs[r['done_sha256']]} = {r['folder']}" for r in b_record["runs"]
+              if r["done_sha256"] in a_runs]
+    if shared:
+        raise ValueError(f"--a {a} and --b {b} report the same trained run(s) ({shared[0]}"
+                         f"{', ...' if len(shared) > 1 else ''}): copies, not independent "
+                         "studies")
+
+
+def check_split_by(flag: str, work: Path) -> str:
+    """The folder's cohort must be split as the comparison says (SPLIT_BY[flag])."""
+    expected = SPLIT_BY[flag]
+    path = work / "cohort" / COHORT_DONE
+    split_by = read_done(path.parent, COHORT_DONE, what="cohort").get("split_by")
+    if split_by is None:
+        raise ValueError(f"{flag} {work}: {path} does not say how the images were split "
+                         "(no split_by); re-run `make reproduce` for it")
+    if split_by != expected:
+        raise ValueError(f"{flag} {work}: its cohort is split by {split_by} ({path}), but the "
+                         f"comparison reads A as the image-level and B as the patient-level "
+                         f"split; give {flag} a work folder made with SPLIT_BY={expected}")
+    return split_by
+
+
 def run(args) -> Path:
     start = time.time()
-    a_path = Path(args.a) / "results" / "auroc_by_split.csv"
-    b_path = Path(args.b) / "results" / "auroc_by_split.csv"
-    a, b = read_auroc_by_split(a_path), read_auroc_by_split(b_path)
+    a_work, b_work = Path(args.a), Path(args.b)
+    refuse_same_folder(a_work, b_work)
+    a, a_record = read_report_aurocs(a_work)
+    b, b_record = read_report_aurocs(b_work)
+    refuse_same_report(a_work, b_work, a_record, b_record)
+    split_by = {flag: check_split_by(flag, work) for flag, work in (("--a", a_work),
+                                                                     ("--b", b_work))}
+    a_path, b_path = aurocs_path(a_work), aurocs_path(b_work)
     out = Path(args.out)
     begin_run(out, OUTPUTS, done=DONE)
     settings, order, headline = setting_rows(a, b), order_rows(a, b), headline_rows(a, b)
@@ -250,7 +303,9 @@ def run(args) -> Path:
     only = sorted(set(a) ^ set(b))
     write_run_json(out, args, time.time() - start, name="run_compare.json",
                    inputs=[str(a_path), str(b_path)], settings_in_one_folder_only=only)
-    write_done(out, args, OUTPUTS, done=DONE)
+    write_done(out, args, OUTPUTS, done=DONE, split_by=split_by,
+               a_report_done_sha256=file_sha256(a_path.parent / REPORT_DONE),
+               b_report_done_sha256=file_sha256(b_path.parent / REPORT_DONE))
     for r in order:
         print(f"compare: {r[0]}: Kendall tau {r[2] or 'n/a'} over {r[1]} settings")
     print(f"compare: -> {out / 'compare.md'}")
@@ -261,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
 
 

@@ -14,6 +14,11 @@ from cxrstats.runs import Cohort, Setting
 from cxrstats.scoring import RunResult
 from cxrstats.study import FINDINGS, LABELS, NO_FINDING
 
+COOCCURRENCE_DATASET = "figures/cooccurrence_dataset.png"
+ROC_CURVES = "figures/roc_curves.png"
+COOCCURRENCE_PREDICTED = "figures/cooccurrence_predicted.png"
+FIGURES = (COOCCURRENCE_DATASET, ROC_CURVES, COOCCURRENCE_PREDICTED)  # every file it may write
+
 
 def choose_roc_settings(settings: list[Setting], requested: list[str] | None) -> list[str]:
     """Two settings to compare: as requested; else <arch>_original vs <arch>_m50 (the study's
@@ -35,12 +40,10 @@ def write_figures(cohort: Cohort, results: dict[str, list[RunResult]], settings:
                   ) -> tuple[list[str], str]:
     """The cohort's co-occurrence, and ROC curves and predicted co-occurrence for two settings."""
     from cxrstats import plots
-    figures = out / "figures"
-    written = []
-    plots.cooccurrence_figure(figures / "cooccurrence_dataset.png",
+    plots.cooccurrence_figure(out / COOCCURRENCE_DATASET,
                               [(f"cohort: label co-occurrence ({len(cohort.images)} images)",
                                 cooccurrence(cohort.labels))], LABELS)
-    written.append("figures/cooccurrence_dataset.png")
+    written = [COOCCURRENCE_DATASET]
 
     chosen = choose_roc_settings(settings, roc_settings)
     splits_of = [{r.split: r for r in results[name]} for name in chosen]
@@ -52,11 +55,11 @@ def write_figures(cohort: Cohort, results: dict[str, list[RunResult]], settings:
         return written, f"ROC figure skipped: settings {chosen} share no split"
     k = common[0] if roc_split is None else roc_split
     picked = [s[k] for s in splits_of]
-    plots.roc_figure(figures / "roc_curves.png",
+    plots.roc_figure(out / ROC_CURVES,
                      [(f"{r.setting.name}, split {k} (test, n = {len(r.test_labels)})",
                        r.test_probs, r.test_labels) for r in picked], FINDINGS, NO_FINDING)
     panels = [(f"test set, split {k}: truth", cooccurrence(picked[0].test_labels))]
     panels += [(f"{r.setting.name}: predicted", cooccurrence(r.predicted)) for r in picked]
-    plots.cooccurrence_figure(figures / "cooccurrence_predicted.png", panels, LABELS)
-    written += ["figures/roc_curves.png", "figures/cooccurrence_predicted.png"]
+    plots.cooccurrence_figure(out / COOCCURRENCE_PREDICTED, panels, LABELS)
+    written += [ROC_CURVES, COOCCURRENCE_PREDICTED]
     return written, f"ROC and predicted co-occurrence figures: {', '.join(chosen)} on split {k}"

@@ -6,6 +6,7 @@ half-written file that a later stage (or `make`) would mistake for a finished on
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -69,6 +70,18 @@ def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; found {columns}")
         return list(reader)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes: tells a later reader whether the file is still the one an
+    earlier stage read. FileNotFoundError naming a missing file."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _json_default(obj):

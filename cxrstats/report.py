@@ -1,7 +1,8 @@
 """The study's report: Tables 1-3, paired t-tests, DeLong tests, Mantel tests and figures, from the
 files under WORK.
 
-Reads only files (docs/DESIGN.md): cohort/{cohort,splits,table1}.csv; every FINISHED
+Reads only files (docs/DESIGN.md): cohort/{cohort,splits,table1}.csv of a finished cohort
+(cohort/done.json); every FINISHED
 runs/<setting>/split<k>/ folder (done.json, {val,test}_probs.npy with {val,test}_ids.csv,
 thresholds.csv, timing.json, history.csv, run.json); seg/run_finetune.json and seg/curves.csv, and
 results/attribution.csv, when present. Thresholds come from each run's thresholds.csv (tuned on
@@ -11,7 +12,11 @@ or restarted over an old run) stops the report, unless --skip-incomplete leaves 
 
 Writes into --out (default WORK/results): table1/2/3 (.csv and .md), auroc_by_split.csv (with
 bootstrap 95% intervals), prf_by_split.csv, ttests.csv (with Holm-adjusted and DeLong p),
-delong.csv, mantel.csv, figures/*.png, run.json and summary.md.
+delong.csv, mantel.csv, figures/*.png, run.json and summary.md, then last done_report.json: the
+files it vouches for, and each run it read (folder under WORK, sha256 of its done.json) and the
+cohort, so readers of these files (cxrstats.compare, cxrstats.tightness) can refuse them once a run
+was trained again (cxrstats.results). A folder holding files this toolkit did not write is refused
+before anything is written.
 """
 from __future__ import annotations
 
@@ -22,11 +27,16 @@ from pathlib import Path
 
 from cxrstats import tables
 from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import IncompleteRunError, read_csv, write_run_json
-from cxrstats.figures import write_figures
+from cxrstats.fileio import (IncompleteRunError, file_sha256, read_csv, read_done,
+                             write_done, write_run_json)
+from cxrstats.figures import FIGURES, write_figures
+from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, run_entry
 from cxrstats.runs import Setting, find_runs, parse_setting, read_cohort, read_run, read_splits
 from cxrstats.scoring import evaluate_run
-from cxrstats.summary import SummaryInputs, random_segmenter_warning, write_summary
+from cxrstats.summary import (SummaryInputs, check_attribution, random_segmenter_warning,
+                              write_summary)
+
+OUTPUTS = (*tables.OUTPUTS, *FIGURES, "run.json", "summary.md")  # every file the report may write
 
 
 def build_parser() -> Parser:
@@ -92,6 +102,14 @@ def read_finished_runs(settings, found, cohort, splits, splits_path, skip_incomp
     return runs, incomplete
 
 
+def read_finished_cohort(work: Path) -> tuple[dict, str]:
+    """cohort/'s completion record and its sha256; IncompleteRunError when the cohort did not
+    finish (its files may be half of a new cohort and half of an old one)."""
+    folder = work / "cohort"
+    record = read_done(folder, COHORT_DONE, what="cohort (python -m cxrcls.cohort)")
+    return record, file_sha256(folder / COHORT_DONE)
+
+
 def make_report(args) -> Path:
     start = time.time()
     work = Path(args.work)
@@ -99,6 +117,7 @@ def make_report(args) -> Path:
     args.out = str(out)  # recorded resolved in run.json and summary.md
     if args.roc_settings and len(args.roc_settings) > 2:
         raise ValueError("--roc-settings takes one or two settings")
+    cohort_record, cohort_sha256 = read_finished_cohort(work)
     cohort = read_cohort(work / "cohort" / "cohort.csv")
     splits_path = work / "cohort" / "splits.csv"
     splits = read_splits(splits_path, cohort)
@@ -136,23 +155,34 @@ def make_report(args) -> Path:
         notes.append("fewer than 2 splits per setting: sd shown as n/a and t-tests skipped")
     if len(settings) < 2:
         notes.append("a single setting: no pair to compare, ttests.csv has no rows")
+    run_entries = [{"setting": run.setting.name, "split": run.split,
+                    **run_entry(work, run.folder, sha256=run.done_sha256)}
+                   for setting in settings for run in runs[setting.name]]
 
-    tables.write_table1(table1, out)
-    tables.write_table2(results, out, args.decimals)
-    tables.write_table3(results, out, args.decimals)
-    tables.write_by_split(results, out)
+    begin_results(out, OUTPUTS, REPORT_DONE, figures=not args.no_figures)
+    written = tables.write_table1(table1, out)
+    written += tables.write_table2(results, out, args.decimals)
+    written += tables.write_table3(results, out, args.decimals)
+    written += tables.write_by_split(results, out)
     delong_rows = tables.delong_tests(results, settings)
-    tables.write_delong(delong_rows, out)
+    written += tables.write_delong(delong_rows, out)
     ttest_rows = tables.ttests(results, settings, delong_rows)
-    tables.write_ttests(ttest_rows, out)
-    tables.write_mantel(results, out)
+    written += tables.write_ttests(ttest_rows, out)
+    written += tables.write_mantel(results, out)
     if not args.no_figures:
-        _, figure_note = write_figures(cohort, results, settings, out, args.roc_settings,
-                                       args.roc_split)
+        figures, figure_note = write_figures(cohort, results, settings, out, args.roc_settings,
+                                             args.roc_split)
+        written += figures
         notes.append(figure_note)
     write_run_json(out, args, seconds=time.time() - start)
+    attribution = check_attribution([out, work / "results"], run_entries)
     write_summary(SummaryInputs(work, out, args, cohort, splits, settings, results, ttest_rows,
-                                warnings, notes))
+                                run_entries, attribution, warnings, notes))
+    write_done(out, args, [*written, "run.json", "summary.md"], done=REPORT_DONE,
+               runs=run_entries,
+               cohort=run_entry(work, work / "cohort", COHORT_DONE, sha256=cohort_sha256),
+               split_by=cohort_record.get("split_by"), left_out=incomplete,
+               attribution=attribution.fact() if attribution else None)
     print(f"report: wrote {out} in {time.time() - start:.1f} s", flush=True)
     return out
 
@@ -161,7 +191,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
         make_report(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
 
 

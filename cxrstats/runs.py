@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import read_csv, read_done
+from cxrstats.fileio import file_sha256, read_csv, read_done
 from cxrstats.input_names import mask_radius
 from cxrstats.study import FINDINGS, LABELS
 
@@ -135,7 +135,7 @@ def find_runs(runs_dir: Path) -> dict[str, dict[int, Path]]:
 class FinishedRun:
     """One trained model's outputs: validation and test probabilities (n, 5) with their (n, 6)
     labels, the test images' names (n,), thresholds from thresholds.csv (6,) in LABELS order or
-    None, training time and provenance."""
+    None, training time and provenance (done_sha256: the sha256 of the run's done.json as read)."""
     setting: Setting
     split: int
     folder: Path
@@ -148,6 +148,7 @@ class FinishedRun:
     train_seconds: float | None
     epochs: int | None
     run_args: dict | None
+    done_sha256: str = ""
     notes: list[str] = field(default_factory=list)
 
 
@@ -242,6 +243,7 @@ def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
     """Read and check one finished runs/<setting>/split<k>/ folder; IncompleteRunError without its
     completion record, FileNotFoundError for a missing file."""
     read_done(folder, DONE, what="training run")
+    done_sha256 = file_sha256(folder / DONE)
     val_probs, val_labels, _ = read_probs(folder, "val", cohort)
     test_probs, test_labels, test_ids = read_probs(folder, "test", cohort)
     for part in ("val", "test"):
@@ -256,5 +258,5 @@ def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
         except (ValueError, AttributeError):
             notes.append("run.json unreadable: arguments not shown")
     return FinishedRun(setting, split, folder, val_probs, val_labels, test_probs, test_labels,
-                       test_ids, thresholds, seconds, epochs, run_args, notes)
+                       test_ids, thresholds, seconds, epochs, run_args, done_sha256, notes)
 

@@ -2,7 +2,9 @@
 the headline results, the shortcut audit, the segmentation, notes and every output file.
 
 Reads the tables already written to --out (table2.md, table3.md) and a few provenance files under
-WORK (cohort/run.json, seg/run_finetune.json, seg/curves.csv); results/attribution.csv when present.
+WORK (cohort/run.json, seg/run_finetune.json, seg/curves.csv); results/attribution.csv when present
+and made by cxrcls.attribution from the very runs the report read (else one line says why it is
+left out).
 """
 from __future__ import annotations
 
@@ -13,11 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import IncompleteRunError, atomic_path, git_commit, read_csv, read_done
+from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, git_commit, read_csv,
+                             read_done)
 from cxrstats.formatting import cell, markdown_table, short
+from cxrstats.results import ATTRIBUTION_DONE, REPORT_DONE, mismatched_runs
 from cxrstats.runs import Cohort, Setting
 from cxrstats.scoring import RunResult
 from cxrstats.study import LABELS
+
+# cxrseg's completion records (cxrseg.records.FINETUNE, POSTPROCESS; cxrstats imports no cxrseg)
+SEG_FINETUNE_DONE = "done_finetune.json"
+SEG_POSTPROCESS_DONE = "done_postprocess.json"
 
 DESCRIPTIONS = {
     "table1.csv": "Table 1: images per label in the cohort (copied from cohort/table1.csv)",
@@ -53,9 +61,43 @@ DESCRIPTIONS = {
     "figures/cooccurrence_predicted.png": "test-set true vs predicted label co-occurrence",
     "figures/seg_loss_curves.png": "segmentation fine-tuning loss curves (cxrseg.figures)",
     "figures/mask_panels.png": "example lung masks: raw, eroded, M-15, M-50 (cxrseg.figures)",
+    "figures/worst_masks.png": "the least plausible raw masks, for review (cxrseg.figures --worst)",
+    "figures/run.json": "cxrseg.figures' arguments and provenance",
     "run.json": "the report's arguments, git commit and package versions",
     "summary.md": "this summary",
+    REPORT_DONE: "the report's completion record: its files, and the runs and cohort it read "
+                 "(sha256 of each done.json)",
 }
+
+
+@dataclass
+class AttributionCheck:
+    """cxrcls.attribution's output found beside the report: shown in summary.md only when its
+    completion record names exactly runs the report read, with the same done.json."""
+    path: Path                   # attribution.csv
+    reason: str | None           # why it is left out; None: shown
+    done_sha256: str | None      # sha256 of its done_attribution.json, when there is one
+
+    def fact(self) -> dict:
+        """For the report's completion record."""
+        return {"file": str(self.path), "included": self.reason is None, "reason": self.reason,
+                "done_sha256": self.done_sha256}
+
+
+def check_attribution(folders: list[Path], runs: list[dict]) -> AttributionCheck | None:
+    """The first of `folders` holding attribution.csv (or its record), checked against the runs
+    the report read (`runs`: cxrstats.results.run_entry); None when there is none."""
+    folder = next((f for f in folders
+                   if (f / "attribution.csv").is_file() or (f / ATTRIBUTION_DONE).is_file()), None)
+    if folder is None:
+        return None
+    path = folder / "attribution.csv"
+    try:
+        record = read_done(folder, ATTRIBUTION_DONE, what="attribution (cxrcls.attribution)")
+    except IncompleteRunError as error:
+        return AttributionCheck(path, str(error), None)
+    return AttributionCheck(path, mismatched_runs(record.get("runs"), runs),
+                            file_sha256(folder / ATTRIBUTION_DONE))
 
 
 @dataclass
@@ -69,6 +111,8 @@ class SummaryInputs:
     settings: list[Setting]
     results: dict[str, list[RunResult]]
     ttest_rows: list[dict]
+    runs: list[dict]                           # the runs read: cxrstats.results.run_entry
+    attribution: AttributionCheck | None = None
     warnings: list[str] = field(default_factory=list)   # shown first, in bold
     notes: list[str] = field(default_factory=list)
 
@@ -93,18 +137,30 @@ def random_segmenter_warning(work: Path) -> str | None:
     return None
 
 
-def _float(text: str) -> float:
-    """A CSV number; an empty field (undefined) is NaN."""
+def _float(text: str | None) -> float:
+    """A CSV number; an empty field (undefined) is NaN. None is the cell of a row shorter than the
+    header (csv.DictReader's filler): ValueError."""
+    if text is None:
+        raise ValueError("a row has fewer cells than the header")
     return float(text) if text.strip() else float("nan")
 
 
-def attribution_table(paths: list[Path]) -> list[str]:
-    """summary.md lines for the first existing attribution.csv among `paths`: mean in-lung share of
-    positive Grad-CAM attribution over splits, per setting and label, with the chance level (the
-    lung's share of the image). No file: no lines; an unreadable file: one line saying why."""
-    path = next((p for p in paths if p.is_file()), None)
-    if path is None:
+def attribution_section(check: AttributionCheck | None) -> list[str]:
+    """The Grad-CAM table when `check` passed, one line saying why not when it did not, nothing
+    without an attribution."""
+    if check is None:
         return []
+    if check.reason is not None:
+        return [f"**Grad-CAM table left out (`{check.path}`): {check.reason}. Re-run the "
+                "attribution (`make attribution`, or python -m cxrcls.attribution) to show it.**",
+                ""]
+    return attribution_table(check.path)
+
+
+def attribution_table(path: Path) -> list[str]:
+    """summary.md lines for attribution.csv at `path`: mean in-lung share of positive Grad-CAM
+    attribution over splits, per setting and label, with the chance level (the lung's share of the
+    image). An unreadable file: one line saying why."""
     columns = ["setting", "split", "label", "in_lung_share", "chance_level", "n_images"]
     try:
         rows = read_csv(path, required=columns)
@@ -143,11 +199,24 @@ def describe_args(runs: list[RunResult]) -> str:
     return text
 
 
+def require_listed(path: Path, record: str, stage: str) -> None:
+    """IncompleteRunError unless the completion record `record` beside `path` lists it: a file of
+    an unfinished (killed, resumed, running) run of `stage` is not read."""
+    done = read_done(path.parent, record, what=f"{stage} run")
+    if path.name not in done.get("outputs", []):
+        raise IncompleteRunError(f"{path.parent / record} does not list {path.name}")
+
+
 def seg_summary(work: Path) -> list[str]:
+    """Lines on the segmenter's fine-tuning, from seg/curves.csv of a finished run."""
     curves_path = work / "seg" / "curves.csv"
     if not curves_path.is_file():
         return ["No segmentation run found (no seg/curves.csv)."]
-    rows = read_csv(curves_path, required=["epoch", "part", "loss"])
+    try:
+        require_listed(curves_path, SEG_FINETUNE_DONE, "cxrseg.finetune")
+        rows = read_csv(curves_path, required=["epoch", "part", "loss"])
+    except (IncompleteRunError, ValueError) as error:
+        return [f"**`{curves_path}` not read ({error}).**"]
     lines = [f"`{curves_path}`: {len({r['epoch'] for r in rows})} epoch(s) of fine-tuning."]
     for part in ("train", "val"):
         losses = [(float(r["loss"]), r["epoch"]) for r in rows if r["part"] == part and r["loss"]]
@@ -165,9 +234,7 @@ def flagged_masks(work: Path, limit: int = 20) -> list[str]:
     if not qc_path.is_file():
         return []
     try:
-        done = read_done(qc_path.parent, "done_postprocess.json", what="cxrseg.postprocess run")
-        if qc_path.name not in done.get("outputs", []):
-            raise IncompleteRunError(f"its record does not list {qc_path.name}")
+        require_listed(qc_path, SEG_POSTPROCESS_DONE, "cxrseg.postprocess")
         rows = read_csv(qc_path, required=["row", "image", "flag", "action"])
     except (IncompleteRunError, ValueError, FileNotFoundError) as error:
         return [f"**Mask QC: `{qc_path}` not read ({error}).**", ""]
@@ -282,8 +349,11 @@ def notes_section(s: SummaryInputs) -> list[str]:
 
 
 def files_section(out: Path) -> list[str]:
+    """Every file under `out` with what it is; hidden files (the folder marker, Make's stamps) and
+    temporary ones are not listed, the report's record (written after this) is."""
     files = sorted({str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
-                    and not p.name.endswith(".tmp")} | {"summary.md"})
+                    and not p.name.startswith(".") and not p.name.endswith(".tmp")}
+                   | {"summary.md", REPORT_DONE})
     lines = ["## Files", "", f"All under `{out}`:", ""]
     return lines + [f"- `{f}`: {DESCRIPTIONS.get(f, 'other output found in this folder')}"
                     for f in files]
@@ -291,8 +361,7 @@ def files_section(out: Path) -> list[str]:
 
 def write_summary(s: SummaryInputs) -> Path:
     """Write --out/summary.md from the sections above, in reading order."""
-    attribution = attribution_table([s.out / "attribution.csv",
-                                     s.work / "results" / "attribution.csv"])
+    attribution = attribution_section(s.attribution)
     segmentation = (["## Segmentation", ""] + [f"- {x}" for x in seg_summary(s.work)] + [""]
                     + flagged_masks(s.work))
     lines = (header_section(s) + data_section(s) + settings_section(s) + results_section(s)

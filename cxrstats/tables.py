@@ -19,6 +19,9 @@ from cxrstats.scoring import RunResult, delong_pair
 from cxrstats.study import FINDINGS, LABELS, NO_FINDING
 
 Results = dict[str, list[RunResult]]
+# Every file the writers below write, as they return them (relative to the output folder).
+OUTPUTS = ("table1.csv", "table1.md", "table2.csv", "table2.md", "table3.csv", "table3.md",
+           "auroc_by_split.csv", "prf_by_split.csv", "delong.csv", "ttests.csv", "mantel.csv")
 TTEST_COLUMNS = ["metric", "a", "b", "t", "df", "p", "headline", "n_splits", "mean_a", "mean_b",
                  "note", "p_holm", "delong_p"]
 DELONG_COLUMNS = ["a", "b", "split", "label", "labels_used", "n", "auc_a", "auc_b", "var_a",

@@ -1,9 +1,10 @@
 """Mask tightness as a dial: test AUROC against the dilation radius of the lung mask.
 
-Reads WORK/results/auroc_by_split.csv (cxrstats.report) and keeps the settings `<arch>_m<r>` (inputs
-cut out with the lung mask dilated by r pixels; m0 = the eroded mask itself) and `<arch>_original`
-(the reference). Other settings (overlay, train/test pairs) are left out and listed in
-run_tightness.json.
+Reads WORK/results/auroc_by_split.csv of a finished report whose runs are unchanged since
+(cxrstats.results.read_report: else refused, naming the run) and keeps the settings `<arch>_m<r>`
+(inputs cut out with the lung mask dilated by r pixels; m0 = the eroded mask itself) and
+`<arch>_original` (the reference). Other settings (overlay, train/test pairs) are left out and
+listed in run_tightness.json.
 
 Writes into --out (default WORK/results):
 - tightness.csv: arch, radius (an integer, or "original" for the reference rows), label (the five
@@ -11,7 +12,8 @@ Writes into --out (default WORK/results):
   AUROC is defined).
 - figures/tightness.png: one panel per backbone, AUROC (mean ± sd over splits) against the radius
   for each label, the original images' AUROC as a dotted line of the same colour.
-- run_tightness.json, then done_tightness.json last.
+- run_tightness.json, then done_tightness.json last (with the sha256 of the report's record and
+  the runs it read).
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.argtypes import Parser
-from cxrstats.by_split import MACRO, read_auroc_by_split, values
-from cxrstats.fileio import atomic_path, begin_run, write_csv, write_done, write_run_json
+from cxrstats.by_split import MACRO, values
+from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, write_csv,
+                             write_done, write_run_json)
+from cxrstats.results import REPORT_DONE, aurocs_path, begin_results, read_report_aurocs
 from cxrstats.input_names import mask_radius
 from cxrstats.runs import ARCH_ORDER, parse_setting
 from cxrstats.study import FINDINGS, NO_FINDING
@@ -135,19 +139,22 @@ def build_parser() -> Parser:
 
 def run(args) -> Path:
     start = time.time()
-    path = Path(args.work) / "results" / "auroc_by_split.csv"
-    found, skipped = curves(read_auroc_by_split(path))
+    path = aurocs_path(args.work)
+    table, report = read_report_aurocs(args.work)
+    report_sha256 = file_sha256(path.parent / REPORT_DONE)
+    found, skipped = curves(table)
     if not any(r != ORIGINAL for arch in found.values() for r in arch):
         raise ValueError(f"{path}: no <arch>_m<r> settings (train inputs m<r>, e.g. "
                          f"INPUTS=\"original m0 m15 m30 m50\"); found {sorted(found)} and "
                          f"{skipped}")
     out = Path(args.out) if args.out else Path(args.work) / "results"
-    begin_run(out, OUTPUTS, done=DONE)
+    begin_results(out, OUTPUTS, DONE, figures=True)
     write_csv(out / "tightness.csv", HEADER, tightness_rows(found))
     figure(out / "figures" / "tightness.png", found)
     write_run_json(out, args, time.time() - start, name="run_tightness.json", input=str(path),
                    settings_left_out=skipped)
-    write_done(out, args, OUTPUTS, done=DONE)
+    write_done(out, args, OUTPUTS, done=DONE, report_done_sha256=report_sha256,
+               runs=report["runs"])
     print(f"tightness: {sum(len(r) for r in found.values())} settings -> {out / 'tightness.csv'}")
     return out
 
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
 
 

@@ -13,6 +13,7 @@ from cxrcls import attribution, train
 from cxrcls.gradcam import finest_deep_layer, grad_cam, target_layer
 from cxrcls.labels import FINDINGS
 from cxrcls.models import Classifier
+from cxrstats.results import mismatched_runs, run_entry
 from synthetic_work import lung_masks, make_work
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -232,8 +233,8 @@ def test_cli_writes_the_documented_files(trained, tmp_path):
     per_image = read(out / "attribution_per_image.csv")
     assert len(per_image) == 2 * 6 * len(FINDINGS)
     assert list(per_image[0]) == attribution.PER_IMAGE_HEADER
-    for name in ("figures/attribution_panels.png", "attribution.md", "run_attribution.json",
-                 "done_attribution.json"):
+    for name in ("figures/attribution_panels.png", "figures/.cxr-lungmask", "attribution.md",
+                 "run_attribution.json", "done_attribution.json"):
         assert (out / name).is_file(), name
     record = json.loads((out / "run_attribution.json").read_text())
     assert [r["layer"] for r in record["runs"]] == ["layer4", "layer4"]
@@ -309,3 +310,44 @@ def test_unfinished_or_unknown_runs_are_refused_with_the_folder_named(trained, t
     (work / "runs" / SETTINGS[0] / "split0" / "done.json").unlink()
     with pytest.raises(SystemExit, match="done.json"):
         attribution.main(args)
+
+
+def test_record_names_each_run_used_as_the_report_records_it(trained, tmp_path):
+    out = tmp_path / "results"
+    attribution.main(["--work", str(trained), "--out", str(out), "--device", "cpu",
+                      "--settings", SETTINGS[1], "--max-images", "2", "--min-grid", "1"])
+    record = json.loads((out / "done_attribution.json").read_text())
+    folder = trained / "runs" / SETTINGS[1] / "split0"
+    assert record["runs"] == [{"setting": SETTINGS[1], "split": 0,
+                               **run_entry(trained, folder)}]
+    assert record["runs"][0]["folder"] == f"runs/{SETTINGS[1]}/split0"
+    report_read = [run_entry(trained, trained / "runs" / s / "split0") for s in SETTINGS]
+    assert mismatched_runs(record["runs"], report_read) is None
+    assert "runs/resnet18_m15/split0" in mismatched_runs(record["runs"], report_read[:1])
+
+
+def test_region_csv_saved_by_excel_is_read(tmp_path):
+    regions = tmp_path / "regions.csv"
+    regions.write_bytes("\ufeff\"Image Index\",cue_x0,cue_y0,cue_x1,cue_y1\r\n"
+                        "\"a, b.png\",0.1,0.2,0.3,0.4\r\nc.png,,,,\r\n".encode("utf-8"))
+    assert attribution.read_regions(regions, "cue") == {"a, b.png": (0.1, 0.2, 0.3, 0.4)}
+
+
+def test_an_output_folder_of_the_users_files_is_refused_untouched(trained, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "attribution.csv").write_bytes(b"my numbers")
+    with pytest.raises(SystemExit) as error:
+        attribution.main(["--work", str(trained), "--out", str(out), "--device", "cpu"])
+    assert str(error.value).startswith("error: ") and "attribution.csv" in str(error.value)
+    assert [p.name for p in out.iterdir()] == ["attribution.csv"]
+    assert (out / "attribution.csv").read_bytes() == b"my numbers"
+
+
+def test_raw_masks_of_an_unfinished_prediction_are_refused(trained, tmp_path):
+    work = shutil.copytree(trained, tmp_path / "work")
+    (work / "masks" / "done_predict.json").unlink()   # cxrseg.predict killed or running
+    with pytest.raises(SystemExit, match="masks: no done_predict.json"):
+        attribution.main(["--work", str(work), "--out", str(tmp_path / "r"), "--device", "cpu",
+                          "--settings", SETTINGS[0]])
+    assert not (tmp_path / "r" / "done_attribution.json").exists()

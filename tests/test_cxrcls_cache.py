@@ -174,3 +174,15 @@ def test_numeric_flags_are_range_checked(tmp_path, capsys, flag, value):
                     "--out", str(tmp_path / "cache"), flag, value])
     assert re.search(f"argument {flag}: ('{value}' is not an integer|{value} is not in)",
                      capsys.readouterr().err)
+
+
+def test_an_output_folder_of_the_users_files_is_refused_untouched(tmp_path):
+    names = write_formats(tmp_path / "images", gray_image())
+    cohort = write_cohort(tmp_path / "cohort" / "cohort.csv", names)
+    out = tmp_path / "images"                        # the user's image folder given as --out
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SystemExit) as error:
+        cache.main(["--cohort", str(cohort), "--images", str(out), "--out", str(out),
+                    "--size", "8", "--workers", "1"])
+    assert str(error.value).startswith("error: ") and "did not write" in str(error.value)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -196,3 +196,30 @@ def test_patient_split_needs_patient_ids_and_tiny_cohorts_are_refused(tmp_path):
     tiny = write_table(tmp_path / "tiny.csv", synthetic_table()[:2])
     with pytest.raises(SystemExit, match=r"split 0 by image: no val/test images \(2 images"):
         C.main(["--labels", str(tiny), "--out", str(tmp_path / "t")])
+
+
+def test_label_table_saved_by_excel_gives_the_same_cohort(table, tmp_path):
+    """Byte-order mark, CRLF line ends and every field quoted (a comma inside one): the cohort
+    is the one of the plain table."""
+    rows = synthetic_table()
+    header = [*rows[0], "OriginalImage[Width,Height]"]
+    lines = [",".join(f'"{name}"' for name in header)]
+    lines += [",".join(f'"{value}"' for value in [*row.values(), "2500,2048"]) for row in rows]
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    argv = ["--per-label", str(CAP), "--no-finding", str(CAP), "--split-by", "patient"]
+    C.main(["--labels", str(table), "--out", str(tmp_path / "plain"), *argv])
+    C.main(["--labels", str(excel), "--out", str(tmp_path / "excel"), *argv])
+    for name in ("cohort.csv", "splits.csv", "table1.csv"):
+        assert (tmp_path / "excel" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+
+
+def test_an_output_folder_of_the_users_files_is_refused_untouched(table, tmp_path):
+    out = tmp_path / "my_folder"
+    out.mkdir()
+    (out / "cohort.csv").write_bytes(b"my own list\n")
+    with pytest.raises(SystemExit) as error:
+        C.main(["--labels", str(table), "--out", str(out), "--per-label", str(CAP)])
+    assert str(error.value).startswith("error: ") and "cohort.csv" in str(error.value)
+    assert [p.name for p in out.iterdir()] == ["cohort.csv"]
+    assert (out / "cohort.csv").read_bytes() == b"my own list\n"

@@ -4,6 +4,7 @@ import csv
 import itertools
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ import scipy.stats
 
 from cxrstats import compare, tightness
 from cxrstats.by_split import read_auroc_by_split
-from cxrstats.fileio import mark_folder
+from cxrstats.fileio import mark_folder, write_done
 from cxrstats.kendall import kendall_tau
+from cxrstats.results import REPORT_DONE, run_entry
 from cxrstats.study import FINDINGS, LABELS
 
 # ----------------------------------------------------------------------------- Kendall's tau
@@ -94,6 +96,29 @@ def read(path):
         return list(csv.DictReader(f))
 
 
+def finished_report(work, table, split_by="image"):
+    """WORK as cxrstats.report leaves it, in outline: a finished cohort split by `split_by`, a
+    finished run folder per setting and split of `table`, results/auroc_by_split.csv and the
+    report's completion record naming those runs and the cohort."""
+    write_done(work / "cohort", {"split_by": split_by}, [], split_by=split_by)
+    runs = []
+    for setting, by_label in table.items():
+        for k in range(len(next(iter(by_label.values())))):
+            folder = work / "runs" / setting / f"split{k}"
+            write_done(folder, {"out": str(folder)}, [])
+            runs.append(run_entry(work, folder))
+    write_aurocs(work / "results" / "auroc_by_split.csv", table)
+    write_done(work / "results", {}, ["auroc_by_split.csv"], done=REPORT_DONE, runs=runs,
+               cohort=run_entry(work, work / "cohort"), split_by=split_by)
+    return work
+
+
+def retrain(work, setting, k):
+    """The run's done.json made again (as a new training run writes it)."""
+    folder = work / "runs" / setting / f"split{k}"
+    write_done(folder, {"out": str(folder), "epochs": 99}, [])
+
+
 def test_read_auroc_by_split_refuses_malformed_rows(tmp_path):
     good = write_aurocs(tmp_path / "a.csv", {"resnet50_original": {"macro": [0.8, None]}})
     table = read_auroc_by_split(good)
@@ -119,8 +144,8 @@ B = {"resnet50_original": {"macro": [0.70, 0.74, 0.72], "No Finding": [0.80, 0.8
 
 
 def test_compare_cli_numbers(tmp_path):
-    write_aurocs(tmp_path / "a" / "results" / "auroc_by_split.csv", A)
-    write_aurocs(tmp_path / "b" / "results" / "auroc_by_split.csv", B)
+    finished_report(tmp_path / "a", A, "image")
+    finished_report(tmp_path / "b", B, "patient")
     out = tmp_path / "cmp"
     compare.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--out", str(out)])
 
@@ -159,15 +184,90 @@ def test_compare_cli_numbers(tmp_path):
 
     text = (out / "compare.md").read_text()
     assert "resnet50_m15 vs resnet50_original" in text and "| no |" in text
-    assert (out / "done_compare.json").is_file()
+    assert "A (image-level splits)" in text and "B (patient-level splits)" in text
+    record = json.loads((out / "done_compare.json").read_text())
+    assert record["split_by"] == {"--a": "image", "--b": "patient"}
     assert json.loads((out / "run_compare.json").read_text())["settings_in_one_folder_only"] == []
 
 
-def test_compare_cli_errors_name_the_file(tmp_path):
-    write_aurocs(tmp_path / "a" / "results" / "auroc_by_split.csv", A)
-    with pytest.raises(SystemExit, match="b/results/auroc_by_split.csv"):
-        compare.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--out",
-                      str(tmp_path / "o")])
+def compare_error(a, b, out):
+    with pytest.raises(SystemExit) as error:
+        compare.main(["--a", str(a), "--b", str(b), "--out", str(out)])
+    message = str(error.value)
+    assert message.startswith("error: ") and not out.exists()
+    return message
+
+
+def test_compare_refuses_a_folder_without_a_finished_report(tmp_path):
+    a = finished_report(tmp_path / "a", A, "image")
+    b = tmp_path / "b"
+    message = compare_error(a, b, tmp_path / "o")
+    assert f"{b}: no finished report" in message and "make reproduce" in message
+    finished_report(b, B, "patient")
+    (b / "results" / REPORT_DONE).unlink()           # the report was stopped or is running
+    message = compare_error(a, b, tmp_path / "o")
+    assert f"{b}: no finished report" in message and "make reproduce" in message
+
+
+@pytest.mark.parametrize("how", ["gone", "retrained"])
+def test_compare_refuses_a_report_whose_run_changed_since(tmp_path, how):
+    a = finished_report(tmp_path / "a", A, "image")
+    b = finished_report(tmp_path / "b", B, "patient")
+    run = b / "runs" / "resnet50_m15" / "split2"
+    if how == "gone":                                # training started again, or was killed
+        (run / "done.json").unlink()
+    else:
+        retrain(b, "resnet50_m15", 2)
+    message = compare_error(a, b, tmp_path / "o")
+    assert str(run) in message and "make reproduce" in message
+    assert ("is gone" if how == "gone" else "changed since") in message
+
+
+def test_compare_refuses_one_folder_given_twice(tmp_path):
+    a = finished_report(tmp_path / "a", A, "image")
+    message = compare_error(a, tmp_path / "x" / ".." / "a", tmp_path / "o")
+    assert "same folder" in message and f"--a {a}" in message and "--b " in message
+    copy = shutil.copytree(a, tmp_path / "copy")     # same report under another name
+    message = compare_error(a, copy, tmp_path / "o")
+    assert "same report" in message and str(a) in message and str(copy) in message
+    write_aurocs(copy / "results" / "auroc_by_split.csv", B)  # other numbers, the same runs
+    write_done(copy / "results", {}, ["auroc_by_split.csv"], done=REPORT_DONE,
+               runs=[run_entry(copy, p) for p in sorted((copy / "runs").glob("*/split*"))],
+               cohort=run_entry(copy, copy / "cohort"))
+    message = compare_error(a, copy, tmp_path / "o")
+    assert "same trained run" in message and "runs/resnet50_" in message
+
+
+def test_compare_refuses_folders_not_split_as_it_claims(tmp_path):
+    a = finished_report(tmp_path / "a", A, "image")
+    b = finished_report(tmp_path / "b", B, "image")
+    message = compare_error(a, b, tmp_path / "o")
+    assert f"--b {b}: its cohort is split by image" in message and "SPLIT_BY=patient" in message
+    message = compare_error(b, a, tmp_path / "o")
+    assert f"--b {a}: its cohort is split by image" in message
+    finished_report(b, B, "patient")
+    finished_report(a, A, "patient")
+    message = compare_error(a, b, tmp_path / "o")
+    assert f"--a {a}: its cohort is split by patient" in message and "SPLIT_BY=image" in message
+    old = finished_report(tmp_path / "old", A, "image")
+    write_done(old / "cohort", {}, [])               # a cohort record without split_by
+    write_done(old / "results", {}, ["auroc_by_split.csv"], done=REPORT_DONE,
+               runs=[run_entry(old, p) for p in sorted((old / "runs").glob("*/split*"))],
+               cohort=run_entry(old, old / "cohort"))
+    message = compare_error(old, b, tmp_path / "o")
+    assert "does not say how the images were split" in message
+
+
+def test_compare_refuses_an_output_folder_of_the_users_files(tmp_path):
+    a = finished_report(tmp_path / "a", A, "image")
+    b = finished_report(tmp_path / "b", B, "patient")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "compare.csv").write_bytes(b"my notes")
+    with pytest.raises(SystemExit, match="compare.csv.*nothing was changed"):
+        compare.main(["--a", str(a), "--b", str(b), "--out", str(out)])
+    assert [p.name for p in out.iterdir()] == ["compare.csv"]
+    assert (out / "compare.csv").read_bytes() == b"my notes"
 
 
 # ----------------------------------------------------------------------------- tightness
@@ -180,8 +280,7 @@ def test_tightness_rows_and_figure(tmp_path):
              "densenet121_m100": {"macro": [0.6, 0.7]},
              "resnet50_overlay": {"macro": [0.5, 0.5]},
              "resnet50_m15_on_original": {"macro": [0.5, 0.5]}}
-    work = tmp_path / "work"
-    write_aurocs(work / "results" / "auroc_by_split.csv", table)
+    work = finished_report(tmp_path / "work", table)
     tightness.main(["--work", str(work)])
     out = work / "results"
     rows = read(out / "tightness.csv")
@@ -200,12 +299,46 @@ def test_tightness_rows_and_figure(tmp_path):
     assert (out / "figures" / "tightness.png").stat().st_size > 10_000
     record = json.loads((out / "run_tightness.json").read_text())
     assert record["settings_left_out"] == ["resnet50_m15_on_original", "resnet50_overlay"]
-    assert (out / "done_tightness.json").is_file()
+    done = json.loads((out / "done_tightness.json").read_text())
+    assert done["runs"] == json.loads((out / "done_report.json").read_text())["runs"]
 
 
 def test_tightness_without_radius_settings_is_refused(tmp_path):
-    work = tmp_path / "work"
-    write_aurocs(work / "results" / "auroc_by_split.csv",
-                 {"resnet50_original": {"macro": [0.8, 0.8]}})
+    work = finished_report(tmp_path / "work", {"resnet50_original": {"macro": [0.8, 0.8]}})
     with pytest.raises(SystemExit, match="no <arch>_m<r> settings"):
         tightness.main(["--work", str(work)])
+
+
+TIGHT = {"resnet50_original": {"macro": [0.80, 0.84]}, "resnet50_m15": {"macro": [0.75, 0.77]}}
+
+
+def test_tightness_refuses_results_without_a_finished_report(tmp_path):
+    work = tmp_path / "work"
+    write_aurocs(work / "results" / "auroc_by_split.csv", TIGHT)  # e.g. make killed mid-report
+    with pytest.raises(SystemExit, match=f"{work}: no finished report.*make reproduce"):
+        tightness.main(["--work", str(work)])
+    assert not (work / "results" / "tightness.csv").exists()
+
+
+def test_tightness_refuses_a_report_whose_run_was_trained_again(tmp_path):
+    work = finished_report(tmp_path / "work", TIGHT)
+    tightness.main(["--work", str(work)])
+    retrain(work, "resnet50_m15", 1)
+    run = work / "runs" / "resnet50_m15" / "split1"
+    with pytest.raises(SystemExit, match=f"{run}: its done.json changed.*make reproduce"):
+        tightness.main(["--work", str(work)])
+    (work / "cohort" / "done.json").unlink()
+    with pytest.raises(SystemExit, match="cohort: its done.json is gone"):
+        tightness.main(["--work", str(work)])
+
+
+def test_tightness_refuses_an_output_folder_of_the_users_files(tmp_path):
+    work = finished_report(tmp_path / "work", TIGHT)
+    out = tmp_path / "mine"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "tightness.png").write_bytes(b"my figure")
+    with pytest.raises(SystemExit, match="error: .*tightness.png"):
+        tightness.main(["--work", str(work), "--out", str(out)])
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["figures",
+                                                                        "figures/tightness.png"]
+    assert (out / "figures" / "tightness.png").read_bytes() == b"my figure"

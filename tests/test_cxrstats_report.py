@@ -1,6 +1,7 @@
 """cxrstats.report on a tiny synthetic WORK folder: numbers checked against direct computation,
 files, and clear errors for missing or misaligned inputs."""
 import csv
+import hashlib
 import json
 import shutil
 
@@ -10,8 +11,10 @@ import pytest
 from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, delong_macro,
                       delong_test, holm, mantel, mean_sd, no_finding_score, paired_ttest,
                       precision_recall_f1)
-from cxrstats.fileio import write_done
+from cxrstats import tables
+from cxrstats.fileio import FOLDER_MARKER, write_done
 from cxrstats.report import main
+from cxrstats.results import run_entry
 from cxrstats.runs import parse_setting
 from cxrstats.study import LABELS
 
@@ -56,6 +59,8 @@ def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3,
         for part, rows in parts[k].items():
             split_rows += [[images[i], k, part] for i in rows]
     write_rows(root / "cohort" / "splits.csv", ["image", "split", "part"], split_rows)
+    write_done(root / "cohort", {"seed": seed}, ["cohort.csv", "splits.csv", "table1.csv"],
+               split_by="image")
     for s, setting in enumerate(settings):
         for k in range(n_splits):
             folder = root / "runs" / setting / f"split{k}"
@@ -279,7 +284,8 @@ def test_error_bad_probabilities_and_thresholds(work):
 def test_error_missing_cohort_and_unknown_setting(work):
     assert "resnet50_densenet" in run_error(work, "--settings", "resnet50_densenet")
     (work / "cohort" / "cohort.csv").unlink()
-    assert "cohort.csv: file not found" in run_error(work)
+    message = run_error(work)
+    assert "['cohort.csv'], which are missing" in message and "re-run the cohort" in message
 
 
 def test_help_works(capsys):
@@ -300,6 +306,9 @@ def test_label_with_one_class_in_a_test_set(work):
     (work / "seg").mkdir()
     write_rows(work / "seg" / "curves.csv", ["epoch", "part", "loss", "dice_loss", "bce_loss"],
                [[1, "train", 0.5, 0.3, 0.2], [1, "val", 0.6, 0.4, 0.2], [2, "val", 0.4, 0.3, 0.1]])
+    main(["--work", str(work), "--no-figures"])         # fine-tuning unfinished: not read
+    assert "curves.csv` not read (" in (work / "results" / "summary.md").read_text()
+    write_done(work / "seg", {}, ["curves.csv"], done="done_finetune.json")
     main(["--work", str(work), "--no-figures"])
     out = work / "results"
     row = {r["setting"]: r for r in read_rows(out / "table2.csv")}["resnet50_m50"]
@@ -400,14 +409,26 @@ def test_random_segmenter_is_announced_loudly(work, capsys):
     assert "WARNING" not in capsys.readouterr().err
 
 
+ATTRIBUTION_COLUMNS = ["setting", "split", "label", "in_lung_share", "chance_level", "n_images"]
+
+
+def write_attribution(work, rows, folders=None, header=ATTRIBUTION_COLUMNS):
+    """results/attribution.csv and the completion record cxrcls.attribution writes beside it,
+    naming the run folders it used (default: every run under WORK/runs)."""
+    results = work / "results"
+    write_rows(results / "attribution.csv", header, rows)
+    folders = folders or sorted((work / "runs").glob("*/split*"))
+    write_done(results, {}, ["attribution.csv"], done="done_attribution.json",
+               runs=[run_entry(work, folder) for folder in folders])
+
+
 def test_attribution_table_when_present(work):
     main(["--work", str(work), "--no-figures"])
     assert "Grad-CAM" not in (work / "results" / "summary.md").read_text()
     rows = [[s, k, label, share + 0.1 * k, 0.4, 18]
             for s, share in (("resnet50_original", 0.5), ("resnet50_m50", 0.9))
             for k in (0, 1) for label in ("Mass", "Pneumonia")]
-    write_rows(work / "results" / "attribution.csv",
-               ["setting", "split", "label", "in_lung_share", "chance_level", "n_images"], rows)
+    write_attribution(work, rows)
     main(["--work", str(work), "--no-figures"])
     summary = (work / "results" / "summary.md").read_text()
     assert "| setting | chance | Mass | Pneumonia |" in summary
@@ -415,14 +436,91 @@ def test_attribution_table_when_present(work):
     assert f"| resnet50_m50 | 0.40 | {share} | {share} |" in summary
     assert "`attribution.csv`: Grad-CAM" in summary
     rows[0][3] = ""  # an undefined share (no image with positive attribution): left out, marked
-    write_rows(work / "results" / "attribution.csv",
-               ["setting", "split", "label", "in_lung_share", "chance_level", "n_images"], rows)
+    write_attribution(work, rows)
     main(["--work", str(work), "--no-figures"])
     summary = (work / "results" / "summary.md").read_text()
     assert f"| resnet50_original | 0.40 | 0.60 ± n/a* | {mean_sd([0.5, 0.6], 2)} |" in summary
-    write_rows(work / "results" / "attribution.csv", ["setting", "split"], [["x", 0]])
+    write_attribution(work, [["x", 0]], header=["setting", "split"])
     main(["--work", str(work), "--no-figures"])
     assert "attribution.csv` is unreadable" in (work / "results" / "summary.md").read_text()
+    write_attribution(work, [["x", 0]])                # a row shorter than the header
+    main(["--work", str(work), "--no-figures"])
+    assert "fewer cells than the header" in (work / "results" / "summary.md").read_text()
+
+
+def left_out_line(summary):
+    lines = [line for line in summary.splitlines() if "Grad-CAM table left out" in line]
+    assert len(lines) == 1 and "| setting | chance |" not in summary
+    return lines[0]
+
+
+def test_attribution_of_other_runs_is_left_out_saying_why(work):
+    rows = [["resnet50_original", k, "Mass", 0.5, 0.4, 18] for k in (0, 1)]
+    write_attribution(work, rows)
+    retrained = work / "runs" / "resnet50_original" / "split1"
+    record = json.loads((retrained / "done.json").read_text())
+    write_done(retrained, {**record["arguments"], "epochs": 9}, RUN_OUTPUTS)  # trained again
+    main(["--work", str(work), "--no-figures"])
+    line = left_out_line((work / "results" / "summary.md").read_text())
+    assert "runs/resnet50_original/split1 was trained again" in line
+    record = json.loads((work / "results" / "done_report.json").read_text())
+    assert record["attribution"]["included"] is False
+
+    write_attribution(work, rows)                     # made from today's runs: shown
+    main(["--work", str(work), "--no-figures", "--settings", "resnet50_m50"])
+    line = left_out_line((work / "results" / "summary.md").read_text())
+    assert "used runs/resnet50_m50/split0" not in line  # the report read those
+    assert "which this report did not read" in line and "resnet50_original" in line
+
+    (work / "results" / "done_attribution.json").unlink()  # killed or still running
+    main(["--work", str(work), "--no-figures"])
+    assert "no done_attribution.json" in left_out_line(
+        (work / "results" / "summary.md").read_text())
+
+
+def test_report_record_names_every_run_and_the_cohort_it_read(work):
+    main(["--work", str(work), "--no-figures", "--skip-incomplete"])
+    out = work / "results"
+    record = json.loads((out / "done_report.json").read_text())
+    folders = sorted(str(p.relative_to(work)) for p in (work / "runs").glob("*/split*"))
+    assert sorted(r["folder"] for r in record["runs"]) == folders
+    for r in record["runs"]:
+        digest = hashlib.sha256((work / r["folder"] / "done.json").read_bytes()).hexdigest()
+        assert r["done_sha256"] == digest
+    assert record["cohort"]["folder"] == "cohort" and record["split_by"] == "image"
+    assert sorted(record["outputs"]) == sorted([*tables.OUTPUTS, "run.json", "summary.md"])
+    assert "`done_report.json`" in (out / "summary.md").read_text()
+    assert ".cxr-lungmask" not in (out / "summary.md").read_text()
+
+
+def test_report_refuses_a_folder_of_the_users_files_untouched(work):
+    out = work / "my_results"
+    out.mkdir()
+    (out / "table2.csv").write_bytes(b"my own table\r\n")
+    message = run_error(work, "--out", str(out))
+    assert message.startswith("error: ") and "table2.csv" in message
+    assert [p.name for p in out.iterdir()] == ["table2.csv"]
+    assert (out / "table2.csv").read_bytes() == b"my own table\r\n"
+
+
+def test_report_marks_the_shared_figures_folder_and_refuses_a_users_one(work):
+    main(["--work", str(work)])
+    figures = work / "results" / "figures"
+    assert (figures / FOLDER_MARKER).is_file()       # the other stages writing there can tell
+    (figures / FOLDER_MARKER).unlink()               # figures/ now looks like a user's folder
+    before = {p.name: p.read_bytes() for p in figures.iterdir()}
+    with pytest.raises(SystemExit) as error:
+        main(["--work", str(work)])
+    assert str(error.value).startswith(f"error: {figures}: holds files this toolkit did not write")
+    assert {p.name: p.read_bytes() for p in figures.iterdir()} == before
+    assert (work / "results" / "done_report.json").is_file()   # the old report left as it was
+
+
+def test_report_needs_a_finished_cohort(work):
+    (work / "cohort" / "done.json").unlink()
+    message = run_error(work)
+    assert message.startswith("error: ") and str(work / "cohort") in message
+    assert "no done.json" in message and not (work / "results").exists()
 
 
 def test_flagged_masks_are_listed_in_the_summary_worst_first(work):

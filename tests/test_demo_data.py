@@ -11,13 +11,15 @@ from scipy import ndimage
 
 from cxrcls import demo_data, phantom
 from cxrcls.labels import FINDINGS, LABELS
-from cxrstats.fileio import read_csv
+from cxrstats.fileio import read_csv, read_done
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    """sha256 of every file under `folder` except run.json (which records the time)."""
+    """sha256 of every file under `folder` except run.json and done.json (they record the
+    time)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "run.json"}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in ("run.json", "done.json")}
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +193,22 @@ def test_unknown_finding_is_refused():
     with pytest.raises(ValueError, match="unknown finding"):
         rng = np.random.default_rng(0)
         phantom.render(rng, phantom.sample_patient(rng), 64, ("Cardiomegaly",))
+
+
+def test_a_rerun_replaces_its_images_and_a_users_folder_is_refused_untouched(tmp_path):
+    out = tmp_path / "data"
+    argv = ["--out", str(out), "--n-seg", "4", "--n-cls", "12", "--size", "32", "--seed", "0"]
+    demo_data.main(argv)
+    assert read_done(out, "done.json")["outputs"] == list(demo_data.OUTPUTS)
+    demo_data.main([*argv[:2], "--n-seg", "2", "--n-cls", "5", *argv[6:]])  # a smaller draw
+    assert len(list((out / "seg" / "images").glob("*.png"))) == 2
+    assert len(list((out / "nih" / "images").glob("*.png"))) == 5   # none left from the first
+    for user, mine in ((tmp_path / "a", tmp_path / "a" / "notes.txt"),
+                       (tmp_path / "b", tmp_path / "b" / "nih" / "images" / "00000001_000.png")):
+        mine.parent.mkdir(parents=True)
+        mine.write_bytes(b"the user's")
+        with pytest.raises(SystemExit) as error:
+            demo_data.main(["--out", str(user), *argv[2:]])
+        assert str(error.value).startswith("error: ") and mine.name in str(error.value)
+        assert [p for p in user.rglob("*") if p.is_file()] == [mine]
+        assert mine.read_bytes() == b"the user's"

@@ -1,0 +1,112 @@
+"""The report's completion record, and the check every reader of results/ makes before trusting it.
+
+`cxrstats.report` writes results/done_report.json last. Besides the outputs it vouches for, the
+record names every training run the report read (its folder relative to the work folder and the
+sha256 of its done.json) and the cohort (cohort/done.json's sha256 and `split_by`). A reader
+(`cxrstats.compare`, `cxrstats.tightness`) calls `read_report`: it refuses a results/ folder
+without the record, and one whose runs or cohort were re-made, lost their record, or are being
+re-made since the report read them, so numbers of one set of runs are never read as another's.
+
+Other stages that read runs (`cxrcls.attribution`) record the same `run_entry`s, so their outputs
+can be matched with a report's (`mismatched_runs`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cxrstats.by_split import AurocsBySplit, read_auroc_by_split
+from cxrstats.fileio import IncompleteRunError, begin_run, claim_folder, file_sha256, read_done
+
+REPORT_DONE = "done_report.json"         # cxrstats.report's completion record in results/
+ATTRIBUTION_DONE = "done_attribution.json"  # cxrcls.attribution's, beside attribution.csv
+RUN_DONE = "done.json"                   # cxrcls.train's, in every runs/<setting>/split<k>/
+COHORT_DONE = "done.json"                # cxrcls.cohort's, in cohort/
+RERUN = "re-run `make reproduce` for it (or python -m cxrstats.report)"
+
+
+def begin_results(out: str | os.PathLike, outputs, done: str, figures: bool) -> None:
+    """`begin_run` for a stage writing into results/ (shared by the report, cxrcls.attribution,
+    cxrstats.tightness and cxrseg.figures): with `figures`, results/figures/ is claimed too, so the
+    stage that creates it marks it as the toolkit's for the others. Both are checked before
+    anything is removed."""
+    claim_folder(out, record=done)
+    if figures:
+        claim_folder(Path(out) / "figures")
+    begin_run(out, outputs, done=done)
+
+
+def run_entry(work: str | os.PathLike, folder: str | os.PathLike, done: str = RUN_DONE,
+              sha256: str | None = None) -> dict:
+    """{"folder": `folder` relative to `work` (posix), "done_sha256": sha256 of folder/<done>}:
+    what a stage records about a finished folder it read (`sha256`: the hash taken when it read
+    the record, else the file's now)."""
+    relative = Path(os.path.relpath(folder, work)).as_posix()
+    return {"folder": relative, "done_sha256": sha256 or file_sha256(Path(folder) / done)}
+
+
+def changed_entry(work: str | os.PathLike, entry, done: str = RUN_DONE) -> str | None:
+    """Why the folder of a recorded `run_entry` is no longer the one read ("folder: reason"), or
+    None when its completion record is still there with the same sha256."""
+    if not isinstance(entry, dict) or not {"folder", "done_sha256"} <= set(entry):
+        return f"{entry!r}: not a recorded folder (folder, done_sha256)"
+    path = Path(work) / entry["folder"] / done
+    if not path.is_file():
+        return f"{path.parent}: its {done} is gone (re-made, being re-made, or deleted since)"
+    if file_sha256(path) != entry["done_sha256"]:
+        return f"{path.parent}: its {done} changed since (the folder was made again)"
+    return None
+
+
+def read_report(work: str | os.PathLike, results: str | os.PathLike | None = None) -> dict:
+    """The finished report's record of `work` (results/ = `results`, default WORK/results), after
+    checking that every run and the cohort it read are unchanged; IncompleteRunError naming the
+    folder and what to do otherwise."""
+    work = Path(work)
+    results = Path(results) if results is not None else work / "results"
+    if not (results / REPORT_DONE).is_file():
+        raise IncompleteRunError(
+            f"{work}: no finished report ({results / REPORT_DONE} is missing: the report did not "
+            f"run, was stopped, or is running); {RERUN}")
+    try:
+        record = read_done(results, REPORT_DONE, what="report")
+    except IncompleteRunError as error:
+        raise IncompleteRunError(f"{work}: {error}; {RERUN}") from None
+    runs = record.get("runs")
+    if not isinstance(runs, list) or not runs or "cohort" not in record:
+        raise IncompleteRunError(f"{results / REPORT_DONE}: does not name the runs and cohort the "
+                                 f"report read; {RERUN}")
+    changed = [reason for reason in ([changed_entry(work, e) for e in runs]
+                                     + [changed_entry(work, record["cohort"], COHORT_DONE)])
+               if reason]
+    if changed:
+        raise IncompleteRunError(
+            f"{results}: the report no longer matches what it was made from: "
+            + "; ".join(changed) + f"; {RERUN}")
+    return record
+
+
+def aurocs_path(work: str | os.PathLike) -> Path:
+    """WORK/results/auroc_by_split.csv, the per-split AUROCs the analyses of results/ read."""
+    return Path(work) / "results" / "auroc_by_split.csv"
+
+
+def read_report_aurocs(work: str | os.PathLike) -> tuple[AurocsBySplit, dict]:
+    """WORK/results/auroc_by_split.csv of a finished, still valid report, and its record."""
+    record = read_report(work)
+    return read_auroc_by_split(aurocs_path(work)), record
+
+
+def mismatched_runs(used, read) -> str | None:
+    """Why the runs a stage used (its recorded `run_entry`s) are not among the runs a report
+    read (same folder, same done.json sha256), or None when they all are."""
+    if not isinstance(used, list) or not used:
+        return "its completion record does not name the runs it used"
+    by_folder = {e["folder"]: e["done_sha256"] for e in read}
+    for entry in used:
+        folder = entry.get("folder") if isinstance(entry, dict) else None
+        if folder not in by_folder:
+            return f"it used {folder}, which this report did not read"
+        if entry.get("done_sha256") != by_folder[folder]:
+            return f"{folder} was trained again after it ran (its done.json differs)"
+    return None
