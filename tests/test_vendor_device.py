@@ -69,3 +69,23 @@ def test_keep_freed_cpu_memory_stops_repeated_page_faults():
     print(f"minor page faults for 8 x 64 MB: default {default}, kept {keep} ({pages} pages each)")
     assert default > 6 * pages  # each malloc maps fresh pages (munmap on free)
     assert keep < 2 * pages  # the first block maps its pages, the other seven reuse them
+
+
+def test_precision_auto_follows_the_hardware_and_fp32_is_plain_float32(monkeypatch):
+    import vendor_medsam.device as dev
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(dev, "cpu_runs_bf16", lambda: False)
+    assert dev.resolve_precision("auto", cpu) == "fp32"
+    with pytest.raises(ValueError, match="does not run bfloat16 natively"):
+        dev.resolve_precision("bf16", cpu)
+    monkeypatch.setattr(dev, "cpu_runs_bf16", lambda: True)
+    assert dev.resolve_precision("auto", cpu) == "bf16"
+    assert dev.resolve_precision("fp32", cpu) == "fp32"
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    with dev.precision_autocast(cpu, "fp32"):
+        assert layer(x).dtype == torch.float32
+    with dev.precision_autocast(cpu, "bf16"):
+        assert layer(x).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="resolve it first"):
+        dev.precision_autocast(cpu, "auto")

@@ -1,6 +1,11 @@
-"""One place that turns a `--device` flag into a torch device and an autocast context.
+"""One place that turns the `--device` and `--precision` flags into a torch device and an autocast
+context.
 
-CUDA when present, CPU otherwise; autocast (bf16) only ever on CUDA, so CPU runs stay plain float32.
+CUDA when present, CPU otherwise. Precision `auto` means bfloat16 where the device runs it
+natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16, AMX or Arm's BF16 instructions) and
+float32 everywhere else; `fp32` and `bf16` force one. bf16 covers only the networks' forward (and
+backward) passes under autocast: losses, sigmoid and threshold, Dice, every statistic, optimiser
+state and master weights stay float32.
 """
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import contextlib
 import ctypes
 import platform
 import sys
+from pathlib import Path
 
 import torch
 
@@ -51,6 +57,57 @@ def prepare_device(name: str = "auto") -> torch.device:
     if device.type == "cpu":
         keep_freed_cpu_memory()
     return device
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_runs_bf16() -> bool:
+    """True when this CPU has native bfloat16 arithmetic: x86 AVX512-BF16 or AMX (as torch
+    reports them), or an Arm core listing `bf16` among its features."""
+    probes = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if any(probe is not None and probe() for probe in probes):
+        return True
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        try:
+            features = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return any(line.startswith("Features") and " bf16" in line
+                   for line in features.splitlines())
+    return False
+
+
+def resolve_precision(choice: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' where `device` runs bfloat16 natively, else 'fp32'; 'fp32' as given;
+    'bf16' refused (ValueError) on a device without native bfloat16, where it would be slow."""
+    if choice not in PRECISIONS:
+        raise ValueError(f"--precision {choice}: choose one of {', '.join(PRECISIONS)}")
+    native = (torch.cuda.is_bf16_supported() if device.type == "cuda" else
+              device.type == "cpu" and cpu_runs_bf16())
+    if choice == "auto":
+        return "bf16" if native else "fp32"
+    if choice == "bf16" and not native:
+        raise ValueError(f"--precision bf16: {device} does not run bfloat16 natively; use auto or "
+                         "fp32")
+    return choice
+
+
+def add_precision_argument(parser) -> None:
+    """The one `--precision` flag every stage that runs a network takes."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bfloat16 where the device runs it natively, else float32; "
+                             "fp32 reproduces float32 results digit for digit")
+
+
+def precision_autocast(device: torch.device, precision: str):
+    """Autocast to bfloat16 for a resolved precision 'bf16'; a no-op for 'fp32'."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r}: resolve it first (fp32 or bf16)")
+    return contextlib.nullcontext()
 
 
 def autocast(device: torch.device, enabled: bool = True):
