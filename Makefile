@@ -64,6 +64,15 @@ WORK         ?= $(if $(filter patient,$(SPLIT_BY)),$(WORK_PATIENT),$(WORK_IMAGE)
 ifeq ($(filter image patient,$(SPLIT_BY)),)
 $(error SPLIT_BY=$(SPLIT_BY): choose image or patient)
 endif
+# $(call check_folder,VARIABLE): stop unless the variable holds one folder path that Make can put
+# in a target: Make cannot quote a path, so a space, ':' or '%' in it breaks the rules.
+bad_folder   = $(or $(filter-out 1,$(words $(1))),$(findstring :,$(1)),$(findstring %,$(1)))
+check_folder = $(if $(call bad_folder,$($(1))),$(error $(1)="$($(1))": give one folder path \
+	without spaces, ':' or '%' (Make cannot quote a path in a target; a symbolic link to the \
+	folder will do)))
+ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS)),)
+$(call check_folder,WORK)
+endif
 include profiles/$(PROFILE).mk
 # SLURM=1: every stage as its own Slurm job step (sets LAUNCH_GPU and LAUNCH_CPU, see the file).
 SLURM ?= 0

@@ -30,9 +30,27 @@ SPLIT_IDS := $(shell seq 0 $$(( $(SPLITS) - 1 )))
 SETTINGS  := $(foreach a,$(ARCHS),$(foreach i,$(INPUTS),$(a)_$(i)))
 ARGS_DIR := $(W)/.args
 
+# A backbone or input named twice would train the same runs twice (and count them twice).
+repeated = $(strip $(foreach w,$(sort $(1)),$(if $(word 2,$(filter $(w),$(1))),$(w))))
+$(foreach v,ARCHS INPUTS,$(if $(call repeated,$($(v))),$(error $(v)=$($(v)): \
+	$(call repeated,$($(v))) given more than once; name each once)))
+
 LAUNCH_GPU ?=
 LAUNCH_CPU ?=
 RUN_TRAIN  ?= $(PY)
+
+# GPU_IDS, GPU_SLOTS and GPU_THREADS, when set, configure profiles/gpu_slot.sh (a LAUNCH_GPU); the
+# script checks them itself (--check), so a wrong value stops Make before any stage runs.
+GPU_SETTINGS := $(foreach v,GPU_IDS GPU_SLOTS GPU_THREADS,\
+	$(if $(filter-out undefined,$(origin $(v))),$(v)='$(subst ','\'',$($(v)))'))
+ifneq ($(PIPELINE_GOALS),)
+ifneq ($(strip $(GPU_SETTINGS)),)
+GPU_SETTINGS_ERROR := $(shell env $(GPU_SETTINGS) profiles/gpu_slot.sh --check 2>&1)
+ifneq ($(GPU_SETTINGS_ERROR),)
+$(error $(GPU_SETTINGS_ERROR))
+endif
+endif
+endif
 SEG_MASK_SUFFIX ?=
 LITE_WEIGHTS    ?=
 ATTRIBUTION     ?= 0
@@ -145,6 +163,10 @@ A ?= $(WORK_IMAGE)
 B ?= $(WORK_PATIENT)
 COMPARE_DONE := $(B)/compare/.done-compare
 COMPARE_RECORD := $(B)/compare/.args-compare
+ifneq ($(filter compare,$(PIPELINE_GOALS)),)
+$(call check_folder,A)
+$(call check_folder,B)
+endif
 
 # $(call record_args,STAGE,FILE)
 define record_args

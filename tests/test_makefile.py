@@ -1,6 +1,7 @@
 """The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
-SPLIT_BY, INPUTS (m<r>), ATTRIBUTION, SEG_MODEL and the targets tightness, compare, lint."""
+SPLIT_BY, INPUTS (m<r>), ATTRIBUTION, SEG_MODEL and the targets tightness, compare, lint; and the
+checks when Make starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote)."""
 import os
 import re
 import subprocess
@@ -307,3 +308,65 @@ def test_gpu_slot_launcher_gives_each_command_its_own_gpu_slot(tmp_path):
         for b in range(a + 1, 3):
             (ga, sa, ea), (gb, sb, eb) = spans[a], spans[b]
             assert ga != gb or ea <= sb or eb <= sa, spans        # same GPU: one after the other
+
+
+# ---------------------------------------------------------------- checks when Make starts
+def _refused(result, *messages):
+    """Make stopped at parse time with each message and ran (and printed) no stage."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    for message in messages:
+        assert message in result.stderr, result.stderr
+    assert commands(result.stdout) == [] and ">> " not in result.stdout
+
+
+@pytest.mark.parametrize("variable, value, word", [
+    ("INPUTS", "original m50 original", "original"),
+    ("INPUTS", "original m0 m15 m0", "m0"),
+    ("ARCHS", "resnet18 densenet121 resnet18", "resnet18"),
+])
+def test_a_backbone_or_input_named_twice_stops_make(tmp_path, variable, value, word):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", f"{variable}={value}", check=False)
+    _refused(result, f"{variable}={value}: {word} given more than once")
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("setting", ["GPU_SLOTS=0", "GPU_SLOTS=-1", "GPU_SLOTS=abc",
+                                     "GPU_THREADS=0", "GPU_IDS=0,1"])
+def test_make_checks_the_gpu_slot_settings_before_any_stage(tmp_path, setting):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", "LAUNCH_GPU=profiles/gpu_slot.sh", setting,
+                  check=False)
+    _refused(result, f"{setting}: ")
+    assert not (tmp_path / "w").exists()
+    fine = _dry(tmp_path / "v", "PROFILE=tiny", "GPU_SLOTS=2", "GPU_THREADS=3", "GPU_IDS=0 1")
+    assert any("-m cxrcls.train" in c for c in commands(fine.stdout))
+
+
+@pytest.mark.parametrize("setting", ["GPU_SLOTS=0", "GPU_SLOTS=-1", "GPU_SLOTS=abc",
+                                     "GPU_SLOTS=01", "GPU_THREADS=0", "GPU_THREADS=x",
+                                     "GPU_IDS=0,1", "GPU_IDS=0 ../x"])
+def test_gpu_slot_launcher_refuses_a_bad_setting_at_once(tmp_path, setting):
+    name, _, value = setting.partition("=")
+    env = {**os.environ, name: value, "GPU_LOCK_DIR": str(tmp_path)}
+    ran = tmp_path / "ran"
+    result = subprocess.run([str(ROOT / "profiles" / "gpu_slot.sh"), "touch", str(ran)], env=env,
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2 and f"{name}={value}: " in result.stderr, result.stderr
+    assert "unbound variable" not in result.stderr and "division" not in result.stderr
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize("goal, variable", [("reproduce", "WORK"), ("clean-work", "WORK"),
+                                            ("compare", "A"), ("compare", "B")])
+@pytest.mark.parametrize("name", ["with space", "with:colon"])
+def test_a_folder_make_cannot_quote_is_refused_up_front(tmp_path, goal, variable, name):
+    before = sorted(p.name for p in ROOT.iterdir())
+    (tmp_path / name).mkdir()
+    folder = tmp_path / name / "w"
+    result = run_make("-n", "PROFILE=tiny", goal, f"{variable}={folder}", check=False)
+    _refused(result, f'{variable}="{folder}": give one folder path without spaces')
+    assert sorted(p.name for p in ROOT.iterdir()) == before        # no stray folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name] and not folder.exists()
+    real = run_make(goal, "PROFILE=tiny", f"{variable}={folder}", check=False)   # not a dry run
+    _refused(real, f'{variable}="{folder}"')
+    assert sorted(p.name for p in ROOT.iterdir()) == before and not folder.exists()
+
