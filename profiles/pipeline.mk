@@ -98,6 +98,8 @@ $(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
 # ---------------------------------------------------------------- stage command lines
 # Module and arguments of each stage; the rules below put the launcher and runner in front.
 SEG_MASK_FLAG = $(if $(SEG_MASK_SUFFIX),--mask-suffix $(SEG_MASK_SUFFIX))
+# What the recipes of fine-tuning and training add to continue an interrupted run (resume_if_fresh).
+RESUME_FLAG  := --resume
 
 CMD_DATA        = cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls $(DEMO_N_CLS) \
                   --size $(DEMO_SIZE) --seed $(SEED) $(DEMO_FLAGS)
@@ -129,6 +131,9 @@ endif
 SHARD_IDS      := $(shell seq 0 $$(( $(PREDICT_SHARDS) - 1 )))
 shard_dir       = $(W)/masks/shards/$(1)of$(PREDICT_SHARDS)
 PREDICT_OUT     = $(if $(filter 1,$(PREDICT_SHARDS)),--out $(W)/masks/raw.npy)
+# One shard's command line: $(call CMD_PREDICT_SHARD,k)
+CMD_PREDICT_SHARD = $(CMD_PREDICT) --shard $(1)/$(PREDICT_SHARDS) \
+                  --out $(call shard_dir,$(1))/raw.npy
 CMD_GATHER      = cxrseg.gather --shards $(foreach k,$(SHARD_IDS),$(call shard_dir,$(k))) \
                   --out $(W)/masks/raw.npy
 CMD_POSTPROCESS = cxrseg.postprocess --masks $(W)/masks/raw.npy --index $(W)/cache/index.csv \
@@ -190,6 +195,58 @@ $(warning $(SEG_WARNING))
 endif
 endif
 endif
+
+# ---------------------------------------------------------------- flags Make sets
+# A stage's *_ARGS adds flags to its command line. A flag that Make sets in that command line too
+# (CMD_<STAGE>, or its recipe: made_cmd) would reach the CLI twice, which refuses it when the
+# stage runs, maybe hours later; so Make stops here, naming the variable to set instead:
+# FLAG_VALUES maps a flag ([STAGE:]flag:VARIABLE) to the variable whose value it carries,
+# FLAG_DERIVED to the variables Make derives it from; any other comes from WORK (its value lies
+# under WORK; for the comparison, B) or from the profile.
+ARGS_STAGES  := $(filter DATA,$(STAGES)) FINETUNE EVALUATE COHORT CACHE PREDICT TRAIN REPORT \
+	ATTRIBUTION TIGHTNESS COMPARE
+args_of       = $(if $(filter DATA,$(1)),DEMO_FLAGS,$(1)_ARGS)
+FLAG_VALUES  := --seed:SEED --device:DEVICE --split-by:SPLIT_BY COHORT:--splits:SPLITS \
+	--erode:ERODE DATA:--size:DEMO_SIZE CACHE:--size:CACHE_SIZE --n-seg:DEMO_N_SEG \
+	--n-cls:DEMO_N_CLS --a:A --b:B
+FLAG_DERIVED := --settings:ARCHS+INPUTS --arch:ARCHS --train-input:INPUTS --split:SPLITS \
+	--dilate:INPUTS --shard:PREDICT_SHARDS --resume:WORK
+
+empty :=
+space := $(empty) $(empty)
+comma := ,
+# $(call flags_of,WORDS): the --flags among WORDS, without their =value
+flags_of    = $(foreach w,$(filter --%,$(1)),$(firstword $(subst =, ,$(w))))
+# $(call flag_values,FLAG,WORDS): the values FLAG gets in WORDS (--flag value or --flag=value)
+flag_values = $(patsubst $(1)=%,%,$(filter $(1)=%,\
+	$(subst $(space)$(1)$(space), $(1)=, $(strip $(2)) )))
+# $(call lookup,TABLE,STAGE,FLAG): the entry for STAGE:FLAG, else the one for FLAG
+lookup      = $(or $(patsubst $(2):$(3):%,%,$(filter $(2):$(3):%,$($(1)))),\
+	$(patsubst $(3):%,%,$(filter $(3):%,$($(1)))))
+# $(call made_cmd,STAGE): the stage's command line as its recipe runs it: any training run's, any
+# shard's, with the flag of a resumed run
+made_cmd    = $(if $(filter TRAIN,$(1)),$(CMD_TRAIN_SHARED),$(if $(filter PREDICT,$(1)),$(if \
+	$(filter 1,$(PREDICT_SHARDS)),$(CMD_PREDICT),$(call CMD_PREDICT_SHARD,0)),$(CMD_$(1)))) \
+	$(if $(filter FINETUNE TRAIN,$(1)),$(RESUME_FLAG))
+# $(call set_by_make,STAGE): the flags in the stage's *_ARGS that its command line has more often
+count       = $(words $(filter $(1),$(2)))
+set_by_make = $(call more_often,$(sort $(call flags_of,$($(call args_of,$(1))))),\
+	$(call flags_of,$($(call args_of,$(1)))),$(call flags_of,$(call made_cmd,$(1))))
+more_often  = $(foreach f,$(1),\
+	$(if $(filter-out $(call count,$(f),$(2)),$(call count,$(f),$(3))),$(f)))
+# $(call flag_error,STAGE,FLAG): the message, with what to do instead
+flag_error  = $(call args_of,$(1)) holds $(2), which Make sets from \
+	$(call flag_advice,$(1),$(2),$(call lookup,FLAG_VALUES,$(1),$(2)))
+flag_advice = $(if $(3),$(3): use $(3)=$(or $(firstword $(call flag_values,$(2),$($(call \
+	args_of,$(1))))),...)$(comma) not $(2) in $(call args_of,$(1)),$(call \
+	flag_source,$(1),$(2)): remove $(2) from $(call args_of,$(1)))
+# $(call flag_source,STAGE,FLAG): the variables Make derives FLAG from, else the folder its value
+# lies under, else the profile
+flag_source = $(or $(subst +, and ,$(call lookup,FLAG_DERIVED,$(1),$(2))),$(call \
+	folder_of,$(call flag_values,$(2),$(call made_cmd,$(1)))),the profile (profiles/$(PROFILE).mk))
+folder_of   = $(if $(filter $(W) $(W)/%,$(1)),WORK,$(if $(filter $(B) $(B)/%,$(1)),B))
+$(foreach s,$(ARGS_STAGES),$(foreach f,$(firstword $(call set_by_make,$(s))),\
+	$(error $(call flag_error,$(s),$(f)))))
 
 # ---------------------------------------------------------------- timing
 # Each stage prints its start and wall time; the stamp file holds "name<TAB>wall s<TAB>CPU s".
@@ -258,10 +315,12 @@ SEG_INPUTS := $(SEG_IMAGES) $(SEG_MASKS)
 NIH_INPUTS := $(NIH_LABELS)
 endif
 
-# Resume flag for stages that can continue: --resume when $(1)/last.pt exists and is newer than
-# every prerequisite (an interrupted run of the same job), otherwise a fresh start.
+# Resume flag for stages that can continue (fine-tuning, training): --resume when $(1)/last.pt
+# exists and is newer than every prerequisite (an interrupted run of the same job), otherwise a
+# fresh start.
 resume_if_fresh = $(if $(wildcard $(1)/last.pt),$(if \
-	$(shell find $^ -newer $(1)/last.pt -print -quit),,--resume))
+	$(shell find $^ -newer $(1)/last.pt -print -quit),,$(RESUME_FLAG)))
+
 
 # Mask checksums: masks/.sum-<name> holds the checksum of masks/<name>.npy and is rewritten only
 # when the content changed. A training run depends on the checksum of the mask its input reads, so
@@ -328,8 +387,7 @@ $(PREDICT_DONE): $(CACHE_DONE) $(EVALUATE_DONE) $(CODE_PREDICT) $(ARGS_DIR)/PRED
 else
 $(W)/masks/shards/%of$(PREDICT_SHARDS)/.done-predict: $(CACHE_DONE) $(EVALUATE_DONE) \
 		$(CODE_PREDICT) $(ARGS_DIR)/PREDICT | $(SETUP)
-	$(call run_gpu,predict masks $*/$(PREDICT_SHARDS),$(CMD_PREDICT) --shard $*/$(PREDICT_SHARDS) \
-		--out $(@D)/raw.npy)
+	$(call run_gpu,predict masks $*/$(PREDICT_SHARDS),$(call CMD_PREDICT_SHARD,$*))
 
 $(PREDICT_DONE): $(SHARD_DONE) $(CODE_GATHER) $(ARGS_DIR)/GATHER | $(SETUP)
 	$(call run_cpu,gather masks,$(CMD_GATHER))

@@ -1,7 +1,8 @@
 """The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
 SPLIT_BY, INPUTS (m<r>), ATTRIBUTION, SEG_MODEL and the targets tightness, compare, lint; and the
-checks when Make starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote)."""
+checks when Make starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags
+Make sets in a *_ARGS)."""
 import os
 import re
 import subprocess
@@ -369,4 +370,66 @@ def test_a_folder_make_cannot_quote_is_refused_up_front(tmp_path, goal, variable
     real = run_make(goal, "PROFILE=tiny", f"{variable}={folder}", check=False)   # not a dry run
     _refused(real, f'{variable}="{folder}"')
     assert sorted(p.name for p in ROOT.iterdir()) == before and not folder.exists()
+
+
+# ---------------------------------------------------------------- flags Make sets itself
+def test_cohort_args_with_split_by_stops_make_naming_split_by(tmp_path):
+    for args in ("--split-by patient", "--split-by=patient"):
+        result = _dry(tmp_path / "w", "PROFILE=tiny", "reproduce", f"COHORT_ARGS={args}",
+                      check=False)
+        _refused(result, "COHORT_ARGS holds --split-by, which Make sets from SPLIT_BY: use "
+                         "SPLIT_BY=patient, not --split-by in COHORT_ARGS")
+        assert not (tmp_path / "w").exists()
+
+
+# One case per stage's *_ARGS (DEMO_FLAGS for the generated data): a flag Make sets in that stage.
+FLAG_CASES = [
+    ("DEMO_FLAGS", "--spurious-cue --n-cls 10",
+     "DEMO_FLAGS holds --n-cls, which Make sets from DEMO_N_CLS: use DEMO_N_CLS=10, not --n-cls in"
+     " DEMO_FLAGS"),
+    ("DEMO_FLAGS", "--size=32", "use DEMO_SIZE=32, not --size in DEMO_FLAGS"),
+    ("FINETUNE_ARGS", "--epochs 1 --seed 3", "use SEED=3, not --seed in FINETUNE_ARGS"),
+    ("FINETUNE_ARGS", "--resume", "FINETUNE_ARGS holds --resume, which Make sets from WORK: remove "
+                                  "--resume from FINETUNE_ARGS"),
+    ("FINETUNE_ARGS", "--checkpoint other.pt", "FINETUNE_ARGS holds --checkpoint, which Make sets "
+                                               "from the profile (profiles/tiny.mk): remove"),
+    ("EVALUATE_ARGS", "--device=cpu", "use DEVICE=cpu, not --device in EVALUATE_ARGS"),
+    ("EVALUATE_ARGS", "--checkpoint other.pt", "EVALUATE_ARGS holds --checkpoint, which Make sets "
+                                               "from WORK"),
+    ("COHORT_ARGS", "--splits 3", "use SPLITS=3, not --splits in COHORT_ARGS"),
+    ("CACHE_ARGS", "--workers 1 --size 32", "use CACHE_SIZE=32, not --size in CACHE_ARGS"),
+    ("PREDICT_ARGS", "--out x.npy", "PREDICT_ARGS holds --out, which Make sets from WORK: remove "
+                                    "--out from PREDICT_ARGS"),
+    ("PREDICT_ARGS", "--shard 0/2", "which Make sets from PREDICT_SHARDS"),
+    ("TRAIN_ARGS", "--epochs 1 --train-input m50", "TRAIN_ARGS holds --train-input, which Make "
+                                                   "sets from INPUTS: remove --train-input"),
+    ("TRAIN_ARGS", "--resume", "TRAIN_ARGS holds --resume"),
+    ("REPORT_ARGS", "--settings resnet18_original", "REPORT_ARGS holds --settings, which Make "
+                                                    "sets from ARCHS and INPUTS"),
+    ("ATTRIBUTION_ARGS", "--work /elsewhere", "ATTRIBUTION_ARGS holds --work, which Make sets "
+                                              "from WORK"),
+    ("TIGHTNESS_ARGS", "--out /elsewhere", "TIGHTNESS_ARGS holds --out, which Make sets from WORK"),
+    ("COMPARE_ARGS", "--b /elsewhere", "COMPARE_ARGS holds --b, which Make sets from B: use "
+                                       "B=/elsewhere, not --b in COMPARE_ARGS"),
+    ("COMPARE_ARGS", "--out=/elsewhere", "COMPARE_ARGS holds --out, which Make sets from B"),
+]
+
+
+@pytest.mark.parametrize("variable, value, message", FLAG_CASES)
+def test_a_flag_make_sets_in_a_stage_args_stops_make_before_any_stage(tmp_path, variable, value,
+                                                                      message):
+    goal = "compare" if variable == "COMPARE_ARGS" else "reproduce"
+    a, b = tmp_path / "a", tmp_path / "b"
+    result = _dry(tmp_path / "w", "PROFILE=tiny", goal, f"{variable}={value}", f"WORK_IMAGE={a}",
+                  f"WORK_PATIENT={b}", check=False)
+    _refused(result, message)
+    assert not any(p.exists() for p in (tmp_path / "w", a, b))
+
+
+def test_flags_make_does_not_set_pass_through(tmp_path):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", "COHORT_ARGS=--per-label 5 --no-finding=5",
+                  "PREDICT_SHARDS=1", "PREDICT_ARGS=--batch-size 4")
+    stages = commands(result.stdout)
+    assert "--per-label 5 --no-finding=5" in next(c for c in stages if "-m cxrcls.cohort" in c)
+    assert "--batch-size 4" in next(c for c in stages if "-m cxrseg.predict" in c)
 
