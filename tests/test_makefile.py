@@ -1,8 +1,9 @@
 """The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
-SPLIT_BY, INPUTS (m<r>), ATTRIBUTION, SEG_MODEL and the targets tightness, compare, lint; and the
-checks when Make starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags
-Make sets in a *_ARGS)."""
+SPLIT_BY, INPUTS (m<r>), ATTRIBUTION, SEG_MODEL and the targets tightness, compare, lint; the checks
+when Make starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make
+sets in a *_ARGS); and, with a stand-in launcher that runs nothing, one make per work folder."""
+import fcntl
 import os
 import re
 import subprocess
@@ -433,3 +434,77 @@ def test_flags_make_does_not_set_pass_through(tmp_path):
     assert "--per-label 5 --no-finding=5" in next(c for c in stages if "-m cxrcls.cohort" in c)
     assert "--batch-size 4" in next(c for c in stages if "-m cxrseg.predict" in c)
 
+
+# ---------------------------------------------------------------- one make per work folder
+FAKE_LAUNCHER = r"""#!/usr/bin/env bash
+# Stands in for a stage: records start, end, whether the work folder's lock is held, the command;
+# runs nothing. With FAKE_DROP_START it deletes the stage's start file, as a second make once did.
+lock=free; flock -n "$FAKE_WORK/.lock" true || lock=held
+[ -z "${FAKE_DROP_START:-}" ] || find "$FAKE_WORK" -name '.done-*.start' -delete
+start=$EPOCHREALTIME; sleep "${FAKE_SECONDS:-0}"
+printf '%s\t%s\t%s\t%s\n' "$start" "$EPOCHREALTIME" "$lock" "$*" >> "$FAKE_WORK.log"
+"""
+
+
+def _fake_launcher(tmp_path):
+    path = tmp_path / "fake-stage"
+    path.write_text(FAKE_LAUNCHER)
+    path.chmod(0o755)
+    return [f"LAUNCH_CPU={path}", f"LAUNCH_GPU={path}"]
+
+
+def _fake_log(work):
+    """(start, end, lock held or free, command) per stage the stand-in launcher saw."""
+    log = work.with_name(work.name + ".log")
+    return [line.split("\t") for line in log.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("goal", ["reproduce", "tightness", "clean-work", "compare"])
+def test_a_second_make_on_a_locked_work_folder_stops_at_once_and_touches_nothing(tmp_path, goal):
+    work = tmp_path / "w"
+    work.mkdir()
+    folders = [f"WORK={work}"] if goal != "compare" else [f"A={tmp_path / 'a'}", f"B={work}"]
+    with open(work / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        started = time.monotonic()
+        result = run_make(goal, "PROFILE=tiny", *folders, check=False, timeout=120)
+        seconds = time.monotonic() - started
+    assert result.returncode != 0
+    assert f"error: {work}: another make is running there" in result.stderr, result.stderr
+    assert seconds < 30 and ">> " not in result.stdout
+    assert [p.name for p in work.iterdir()] == [".lock"] and not (tmp_path / "a").exists()
+
+
+def test_stages_run_under_the_lock_and_keep_make_j_parallelism(tmp_path):
+    """Two training runs with -j2 overlap; every stage holds the work folder's lock, which is free
+    again when make ends."""
+    work = tmp_path / "w"
+    runs = [str(work / f"runs/resnet18_original/split{k}/.done-train") for k in (0, 1)]
+    result = run_make("-j2", "PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path), *runs,
+                      env={"FAKE_WORK": str(work), "FAKE_SECONDS": "1"})
+    assert "jobserver" not in result.stderr, result.stderr
+    log = _fake_log(work)
+    assert [line[2] for line in log] == ["held"] * 5            # data, cohort, cache, two runs
+    (s0, e0), (s1, e1) = [(float(line[0]), float(line[1])) for line in log if "cxrcls.train" in
+                          line[3]]
+    assert s1 < e0 and s0 < e1, log                             # side by side
+    with open(work / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_stage_times_shows_an_unknown_wall_time_as_a_question_mark(tmp_path):
+    work = tmp_path / "w"
+    run_make("PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
+             str(work / "data/.done-data"), env={"FAKE_WORK": str(work), "FAKE_DROP_START": "1"})
+    assert (work / "data/.done-data").read_text().split("\t")[1] == "?"
+    run = "runs/resnet18_original/split0"
+    stamps = {"cohort/.done-cohort": "cohort\t1.5\t1.0\n",
+              f"{run}/.done-train": f"train {run[5:]}\t2.5\t-\n"}
+    for name, text in stamps.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    lines = run_make("stage-times", "PROFILE=tiny", f"WORK={work}").stdout.splitlines()
+    data = next(line for line in lines if line.split()[0] == "data")
+    assert data.split()[1:] == ["?", "-"]
+    assert next(line for line in lines if line.split()[0] == "total").split()[1] == "4.0"
+    assert any("1 stage(s) without a known wall time" in line for line in lines)
