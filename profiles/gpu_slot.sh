@@ -11,8 +11,24 @@
 #   GPU_SLOTS     commands at once per GPU (default 1; small runs can share a GPU)
 #   GPU_THREADS   OMP_NUM_THREADS per command (default: cores / (GPUs x slots), at least 1)
 #   GPU_LOCK_DIR  where the lock files live (default: $TMPDIR or /tmp)
+# A value given that makes no sense stops the script (exit 2) with a message naming it, before any
+# wait; `gpu_slot.sh --check` only checks the values (Make runs it when it starts).
 set -euo pipefail
-[ $# -gt 0 ] || { echo "usage: $0 command [args...]" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 command [args...] | $0 --check" >&2; exit 2; }
+fail() { echo "$0: $*" >&2; exit 2; }
+whole='^[1-9][0-9]*$'
+[[ -z "${GPU_SLOTS:-}" || "$GPU_SLOTS" =~ $whole ]] ||
+  fail "GPU_SLOTS=$GPU_SLOTS: give the number of commands at once per GPU, a whole number >= 1"
+[[ -z "${GPU_THREADS:-}" || "$GPU_THREADS" =~ $whole ]] ||
+  fail "GPU_THREADS=$GPU_THREADS: give OMP_NUM_THREADS per command, a whole number >= 1"
+read -r -a given <<< "${GPU_IDS:-}"
+for id in "${given[@]}"; do   # an index or a UUID, as CUDA_VISIBLE_DEVICES takes them
+  [[ "$id" =~ ^([0-9]+|(GPU|MIG)-[0-9A-Za-z-]+)$ ]] ||
+    fail "GPU_IDS=$GPU_IDS: $id is not a GPU index or UUID (give them separated by spaces, e.g." \
+      "GPU_IDS=\"0 1\")"
+done
+[ "$1" != --check ] || exit 0
+
 read -r -a ids <<< "${GPU_IDS:-$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null \
   | tr '\n' ' ' || true)}"
 [ ${#ids[@]} -gt 0 ] || ids=(0)

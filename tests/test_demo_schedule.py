@@ -32,3 +32,12 @@ def test_shards_run_side_by_side_and_gather_waits_for_both(tmp_path):
     # Two shards of 5, one per core as each frees: 15 + 5 + 0.5 (gather) + 1 + 10 + 1 = 32.5
     assert demo_schedule.schedule(whole, 2, seg_first=True) == 36
     assert demo_schedule.schedule(sharded, 2, seg_first=True) == 32.5
+
+
+def test_make_files_beside_the_stamps_are_not_stamps(tmp_path):
+    work = _work(tmp_path / "w", {"data": 1.5})
+    compare = work / "compare"
+    compare.mkdir()
+    (compare / ".done-compare.args").write_text("cxrstats.compare --a x --b y --out y/compare\n")
+    (work / "s0" / ".done-x.start").write_text("1700000000.5\n")
+    assert demo_schedule.read_stamps(work) == {"data": 1.5}

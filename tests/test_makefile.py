@@ -1,7 +1,10 @@
 """The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
 SPLIT_BY, INPUTS (m<r>; which names pass: tests/test_input_names.py), ATTRIBUTION, SEG_MODEL and
-the targets tightness, compare, lint."""
+the targets tightness, compare, lint; the checks when Make starts (repeated ARCHS/INPUTS, GPU slot
+settings, folders Make cannot quote, flags Make sets in a *_ARGS); and, with a stand-in launcher
+that runs nothing, one make per work folder."""
+import fcntl
 import os
 import re
 import subprocess
@@ -305,3 +308,201 @@ def test_gpu_slot_launcher_gives_each_command_its_own_gpu_slot(tmp_path):
         for b in range(a + 1, 3):
             (ga, sa, ea), (gb, sb, eb) = spans[a], spans[b]
             assert ga != gb or ea <= sb or eb <= sa, spans        # same GPU: one after the other
+
+
+# ---------------------------------------------------------------- checks when Make starts
+def _refused(result, *messages):
+    """Make stopped at parse time with each message and ran (and printed) no stage."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    for message in messages:
+        assert message in result.stderr, result.stderr
+    assert commands(result.stdout) == [] and ">> " not in result.stdout
+
+
+@pytest.mark.parametrize("variable, value, word", [
+    ("INPUTS", "original m50 original", "original"),
+    ("INPUTS", "original m0 m15 m0", "m0"),
+    ("ARCHS", "resnet18 densenet121 resnet18", "resnet18"),
+])
+def test_a_backbone_or_input_named_twice_stops_make(tmp_path, variable, value, word):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", f"{variable}={value}", check=False)
+    _refused(result, f"{variable}={value}: {word} given more than once")
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("setting", ["GPU_SLOTS=0", "GPU_SLOTS=-1", "GPU_SLOTS=abc",
+                                     "GPU_THREADS=0", "GPU_IDS=0,1"])
+def test_make_checks_the_gpu_slot_settings_before_any_stage(tmp_path, setting):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", "LAUNCH_GPU=profiles/gpu_slot.sh", setting,
+                  check=False)
+    _refused(result, f"{setting}: ")
+    assert not (tmp_path / "w").exists()
+    fine = _dry(tmp_path / "v", "PROFILE=tiny", "GPU_SLOTS=2", "GPU_THREADS=3", "GPU_IDS=0 1")
+    assert any("-m cxrcls.train" in c for c in commands(fine.stdout))
+
+
+@pytest.mark.parametrize("setting", ["GPU_SLOTS=0", "GPU_SLOTS=-1", "GPU_SLOTS=abc",
+                                     "GPU_SLOTS=01", "GPU_THREADS=0", "GPU_THREADS=x",
+                                     "GPU_IDS=0,1", "GPU_IDS=0 ../x"])
+def test_gpu_slot_launcher_refuses_a_bad_setting_at_once(tmp_path, setting):
+    name, _, value = setting.partition("=")
+    env = {**os.environ, name: value, "GPU_LOCK_DIR": str(tmp_path)}
+    ran = tmp_path / "ran"
+    result = subprocess.run([str(ROOT / "profiles" / "gpu_slot.sh"), "touch", str(ran)], env=env,
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2 and f"{name}={value}: " in result.stderr, result.stderr
+    assert "unbound variable" not in result.stderr and "division" not in result.stderr
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize("goal, variable", [("reproduce", "WORK"), ("clean-work", "WORK"),
+                                            ("compare", "A"), ("compare", "B")])
+@pytest.mark.parametrize("name", ["with space", "with:colon"])
+def test_a_folder_make_cannot_quote_is_refused_up_front(tmp_path, goal, variable, name):
+    before = sorted(p.name for p in ROOT.iterdir())
+    (tmp_path / name).mkdir()
+    folder = tmp_path / name / "w"
+    result = run_make("-n", "PROFILE=tiny", goal, f"{variable}={folder}", check=False)
+    _refused(result, f'{variable}="{folder}": give one folder path without spaces')
+    assert sorted(p.name for p in ROOT.iterdir()) == before        # no stray folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name] and not folder.exists()
+    real = run_make(goal, "PROFILE=tiny", f"{variable}={folder}", check=False)   # not a dry run
+    _refused(real, f'{variable}="{folder}"')
+    assert sorted(p.name for p in ROOT.iterdir()) == before and not folder.exists()
+
+
+# ---------------------------------------------------------------- flags Make sets itself
+def test_cohort_args_with_split_by_stops_make_naming_split_by(tmp_path):
+    for args in ("--split-by patient", "--split-by=patient"):
+        result = _dry(tmp_path / "w", "PROFILE=tiny", "reproduce", f"COHORT_ARGS={args}",
+                      check=False)
+        _refused(result, "COHORT_ARGS holds --split-by, which Make sets from SPLIT_BY: use "
+                         "SPLIT_BY=patient, not --split-by in COHORT_ARGS")
+        assert not (tmp_path / "w").exists()
+
+
+# One case per stage's *_ARGS (DEMO_FLAGS for the generated data): a flag Make sets in that stage.
+FLAG_CASES = [
+    ("DEMO_FLAGS", "--spurious-cue --n-cls 10",
+     "DEMO_FLAGS holds --n-cls, which Make sets from DEMO_N_CLS: use DEMO_N_CLS=10, not --n-cls in"
+     " DEMO_FLAGS"),
+    ("DEMO_FLAGS", "--size=32", "use DEMO_SIZE=32, not --size in DEMO_FLAGS"),
+    ("FINETUNE_ARGS", "--epochs 1 --seed 3", "use SEED=3, not --seed in FINETUNE_ARGS"),
+    ("FINETUNE_ARGS", "--resume", "FINETUNE_ARGS holds --resume, which Make sets from WORK: remove "
+                                  "--resume from FINETUNE_ARGS"),
+    ("FINETUNE_ARGS", "--checkpoint other.pt", "FINETUNE_ARGS holds --checkpoint, which Make sets "
+                                               "from the profile (profiles/tiny.mk): remove"),
+    ("EVALUATE_ARGS", "--device=cpu", "use DEVICE=cpu, not --device in EVALUATE_ARGS"),
+    ("EVALUATE_ARGS", "--checkpoint other.pt", "EVALUATE_ARGS holds --checkpoint, which Make sets "
+                                               "from WORK"),
+    ("COHORT_ARGS", "--splits 3", "use SPLITS=3, not --splits in COHORT_ARGS"),
+    ("CACHE_ARGS", "--workers 1 --size 32", "use CACHE_SIZE=32, not --size in CACHE_ARGS"),
+    ("PREDICT_ARGS", "--out x.npy", "PREDICT_ARGS holds --out, which Make sets from WORK: remove "
+                                    "--out from PREDICT_ARGS"),
+    ("PREDICT_ARGS", "--shard 0/2", "which Make sets from PREDICT_SHARDS"),
+    ("TRAIN_ARGS", "--epochs 1 --train-input m50", "TRAIN_ARGS holds --train-input, which Make "
+                                                   "sets from INPUTS: remove --train-input"),
+    ("TRAIN_ARGS", "--resume", "TRAIN_ARGS holds --resume"),
+    ("REPORT_ARGS", "--settings resnet18_original", "REPORT_ARGS holds --settings, which Make "
+                                                    "sets from ARCHS and INPUTS"),
+    ("ATTRIBUTION_ARGS", "--work /elsewhere", "ATTRIBUTION_ARGS holds --work, which Make sets "
+                                              "from WORK"),
+    ("TIGHTNESS_ARGS", "--out /elsewhere", "TIGHTNESS_ARGS holds --out, which Make sets from WORK"),
+    ("COMPARE_ARGS", "--b /elsewhere", "COMPARE_ARGS holds --b, which Make sets from B: use "
+                                       "B=/elsewhere, not --b in COMPARE_ARGS"),
+    ("COMPARE_ARGS", "--out=/elsewhere", "COMPARE_ARGS holds --out, which Make sets from B"),
+]
+
+
+@pytest.mark.parametrize("variable, value, message", FLAG_CASES)
+def test_a_flag_make_sets_in_a_stage_args_stops_make_before_any_stage(tmp_path, variable, value,
+                                                                      message):
+    goal = "compare" if variable == "COMPARE_ARGS" else "reproduce"
+    a, b = tmp_path / "a", tmp_path / "b"
+    result = _dry(tmp_path / "w", "PROFILE=tiny", goal, f"{variable}={value}", f"WORK_IMAGE={a}",
+                  f"WORK_PATIENT={b}", check=False)
+    _refused(result, message)
+    assert not any(p.exists() for p in (tmp_path / "w", a, b))
+
+
+def test_flags_make_does_not_set_pass_through(tmp_path):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", "COHORT_ARGS=--per-label 5 --no-finding=5",
+                  "PREDICT_SHARDS=1", "PREDICT_ARGS=--batch-size 4")
+    stages = commands(result.stdout)
+    assert "--per-label 5 --no-finding=5" in next(c for c in stages if "-m cxrcls.cohort" in c)
+    assert "--batch-size 4" in next(c for c in stages if "-m cxrseg.predict" in c)
+
+
+# ---------------------------------------------------------------- one make per work folder
+FAKE_LAUNCHER = r"""#!/usr/bin/env bash
+# Stands in for a stage: records start, end, whether the work folder's lock is held, the command;
+# runs nothing. With FAKE_DROP_START it deletes the stage's start file, as a second make once did.
+lock=free; flock -n "$FAKE_WORK/.lock" true || lock=held
+[ -z "${FAKE_DROP_START:-}" ] || find "$FAKE_WORK" -name '.done-*.start' -delete
+start=$EPOCHREALTIME; sleep "${FAKE_SECONDS:-0}"
+printf '%s\t%s\t%s\t%s\n' "$start" "$EPOCHREALTIME" "$lock" "$*" >> "$FAKE_WORK.log"
+"""
+
+
+def _fake_launcher(tmp_path):
+    path = tmp_path / "fake-stage"
+    path.write_text(FAKE_LAUNCHER)
+    path.chmod(0o755)
+    return [f"LAUNCH_CPU={path}", f"LAUNCH_GPU={path}"]
+
+
+def _fake_log(work):
+    """(start, end, lock held or free, command) per stage the stand-in launcher saw."""
+    log = work.with_name(work.name + ".log")
+    return [line.split("\t") for line in log.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("goal", ["reproduce", "tightness", "clean-work", "compare"])
+def test_a_second_make_on_a_locked_work_folder_stops_at_once_and_touches_nothing(tmp_path, goal):
+    work = tmp_path / "w"
+    work.mkdir()
+    folders = [f"WORK={work}"] if goal != "compare" else [f"A={tmp_path / 'a'}", f"B={work}"]
+    with open(work / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        started = time.monotonic()
+        result = run_make(goal, "PROFILE=tiny", *folders, check=False, timeout=120)
+        seconds = time.monotonic() - started
+    assert result.returncode != 0
+    assert f"error: {work}: another make is running there" in result.stderr, result.stderr
+    assert seconds < 30 and ">> " not in result.stdout
+    assert [p.name for p in work.iterdir()] == [".lock"] and not (tmp_path / "a").exists()
+
+
+def test_stages_run_under_the_lock_and_keep_make_j_parallelism(tmp_path):
+    """Two training runs with -j2 overlap; every stage holds the work folder's lock, which is free
+    again when make ends."""
+    work = tmp_path / "w"
+    runs = [str(work / f"runs/resnet18_original/split{k}/.done-train") for k in (0, 1)]
+    result = run_make("-j2", "PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path), *runs,
+                      env={"FAKE_WORK": str(work), "FAKE_SECONDS": "1"})
+    assert "jobserver" not in result.stderr, result.stderr
+    log = _fake_log(work)
+    assert [line[2] for line in log] == ["held"] * 5            # data, cohort, cache, two runs
+    (s0, e0), (s1, e1) = [(float(line[0]), float(line[1])) for line in log if "cxrcls.train" in
+                          line[3]]
+    assert s1 < e0 and s0 < e1, log                             # side by side
+    with open(work / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_stage_times_shows_an_unknown_wall_time_as_a_question_mark(tmp_path):
+    work = tmp_path / "w"
+    run_make("PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
+             str(work / "data/.done-data"), env={"FAKE_WORK": str(work), "FAKE_DROP_START": "1"})
+    assert (work / "data/.done-data").read_text().split("\t")[1] == "?"
+    run = "runs/resnet18_original/split0"
+    stamps = {"cohort/.done-cohort": "cohort\t1.5\t1.0\n",
+              f"{run}/.done-train": f"train {run[5:]}\t2.5\t-\n"}
+    for name, text in stamps.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    lines = run_make("stage-times", "PROFILE=tiny", f"WORK={work}").stdout.splitlines()
+    data = next(line for line in lines if line.split()[0] == "data")
+    assert data.split()[1:] == ["?", "-"]
+    assert next(line for line in lines if line.split()[0] == "total").split()[1] == "4.0"
+    assert any("1 stage(s) without a known wall time" in line for line in lines)

@@ -34,7 +34,7 @@ def read_stamps(work: Path) -> dict[str, float]:
     """{stage name: CPU seconds} from every `.done-*` stamp under `work`."""
     cpu = {}
     for stamp in work.rglob(".done-*"):
-        if stamp.suffix in (".cpu", ".start", ".tmp"):
+        if stamp.suffix in (".cpu", ".start", ".tmp", ".args"):   # Make's files beside a stamp
             continue
         name, _, seconds = stamp.read_text().strip().split("\t")
         cpu[name] = float(seconds)
