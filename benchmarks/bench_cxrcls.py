@@ -23,7 +23,7 @@ from cxrcls.cache import build_cache
 from cxrcls.data import BatchLoader
 from cxrcls.inputs import open_input
 from cxrcls.models import build_model
-from cxrcls.train import train_step, training_input
+from cxrcls.training import train_step, training_input
 from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.argtypes import Parser
 from cxrstats.fileio import write_csv, write_done
@@ -111,7 +111,7 @@ def bench_train(arch: str, image_size: int, max_steps: int = 3, budget: float = 
                 batch: int = BATCH, device: str = "cpu", amp: bool = False,
                 channels_last: bool = False, warmup: int = 1, quiet: bool = False,
                 ready=None) -> float:
-    """Training images/s of cxrcls.train's train_step on random data: after `warmup` steps, up to
+    """Training images/s of cxrcls.training's train_step on random data: after `warmup` steps, up to
     `max_steps` steps or `budget` seconds. `amp` (bf16 autocast) and `channels_last` as the
     training CLI sets them on CUDA. `ready()`, when given, is called between warm-up and timing
     (a barrier for runs timed side by side)."""

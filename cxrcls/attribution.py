@@ -2,7 +2,7 @@
 
 For every test image of each finished run (runs/<setting>/split<k>/ with best.pt), the run's own
 test input is composed exactly as training composed it (cxrcls.inputs and
-cxrcls.train.to_model_input), Grad-CAM maps of one convolutional block (see below) are computed
+cxrcls.training.to_model_input), Grad-CAM maps of one convolutional block (see below) are computed
 for each of the five findings (cxrcls.gradcam), upsampled to the cached image side S, and compared
 with the RAW lung mask (masks/raw.npy of a finished prediction for this cache, checked as for the
 `overlay` input; the segmenter's own output, not the dilated cut-out):
@@ -57,7 +57,9 @@ from cxrcls.gradcam import MIN_GRID, grad_cam, target_layer
 from cxrcls.inputs import open_input
 from cxrcls.labels import FINDINGS
 from cxrcls.models import ARCHS, Classifier
-from cxrcls.train import load_checkpoint, load_split, to_model_input
+from cxrcls.split_data import load_split
+from cxrcls.training import to_model_input
+from cxrseg.checkpoints import load_checkpoint
 from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, read_csv,
                              read_done, write_csv, write_done, write_run_json)

@@ -18,6 +18,7 @@ import hashlib
 import os
 import sys
 import time
+from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
                              write_csv, write_done, write_run_json)
+from cxrstats.progress import Progress
 
 CACHE_VERSION = 2  # bump when the decoding or resizing changes, so old caches are rebuilt
 OUTPUTS = ("images.npy", "index.csv", "run.json")
@@ -88,23 +90,19 @@ def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.Pa
         print(f"cache: {out / 'images.npy'} is up to date ({len(names)} images, {size} px)")
         return False
     begin_run(out, OUTPUTS, done=DONE)  # creates `out`; refuses one that is not the toolkit's
-    start = last = time.time()
+    start = time.time()
     with atomic_path(out / "images.npy") as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                           shape=(len(paths), size, size))
         jobs = [(str(p), size) for p in paths]
+        progress = Progress(len(jobs), "cache", "images", progress_every,
+                            log=partial(print, file=sys.stderr))
         pool = Pool(workers) if workers > 1 else None
         try:
             rows = pool.imap(_load_job, jobs, chunksize=4) if pool else map(_load_job, jobs)
             for i, row in enumerate(rows):
                 array[i] = row
-                now = time.time()
-                if now - last >= progress_every or i + 1 == len(jobs):
-                    rate = (i + 1) / max(now - start, 1e-9)
-                    eta = (len(jobs) - i - 1) / rate
-                    print(f"cache: {i + 1}/{len(jobs)} images, {rate:.1f} images/s, "
-                          f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
-                    last = now
+                progress.update(i + 1)
         finally:
             if pool:
                 pool.terminate()

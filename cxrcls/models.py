@@ -14,6 +14,7 @@ import torchvision
 
 from cxrcls.labels import FINDINGS
 from cxrcls.weights import imagenet_state_dict
+from cxrseg.checkpoints import load_checkpoint
 
 ARCHS = ("resnet50", "densenet121", "resnet18")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -68,17 +69,13 @@ class Classifier(nn.Module):
 
 
 def load_weights(model: Classifier, path: str | Path) -> str:
-    """Load a checkpoint into `model`: our best.pt/last.pt ({"model": ...}) or a raw state dict,
-    with or without the `net.` prefix (a plain torchvision state dict). A head of another shape
+    """Load a checkpoint into `model` (through the guarded load, `cxrseg.checkpoints`): our
+    best.pt/last.pt ({"model": ...}) or a raw state dict, with or without the `net.` prefix (a
+    plain torchvision state dict). A head of another shape
     (another label set) is skipped and re-initialized. Returns a one-line note of what was
     loaded."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for unreadable files
-        raise ValueError(f"{path}: cannot read checkpoint ({error})") from None
+    state = load_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):

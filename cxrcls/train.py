@@ -5,7 +5,9 @@ The study's recipe is the default: BCE with logits on the 5 findings, Adam lr 1e
 done on whole batches on the device. The checkpoint with the best validation macro AUROC is kept; at
 the end the validation set (training input) and the test set (evaluation input) are predicted once
 with it, and best-F1 thresholds are tuned on validation only. Macro AUROC and the thresholds are
-`cxrstats.study`'s, the same functions the report uses.
+`cxrstats.study`'s, the same functions the report uses. What other modules do as training does
+(model input, one optimizer step, predictions over rows) is `cxrcls.training`; the split's images,
+labels and rows come from `cxrcls.split_data`.
 
 Macro AUROC is the mean over the findings that have both classes in the validation set; findings
 with one class there are skipped (a run whose validation set has no such finding is refused at the
@@ -18,7 +20,8 @@ run killed half-way never leaves old predictions beside new weights looking fini
 
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
 from last.pt (written every --save-every seconds and at the end); the batches of an epoch depend
-only on (seed, epoch), so a resumed run ends exactly where an uninterrupted one does. Under
+only on (seed, epoch), so a resumed run ends exactly where an uninterrupted one does. A missing
+last.pt, or one saved with other settings (RESUME_KEYS), is refused (`cxrseg.checkpoints`). Under
 `torchrun --nproc_per_node=N` the run is data-parallel (DistributedDataParallel; nccl on CUDA, gloo
 on CPU; `cxrcls.distributed`), `--batch-size` is the global batch, and only rank 0 writes files.
 
@@ -29,7 +32,6 @@ timing.json, run.json, and last done.json.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -38,25 +40,31 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from cxrcls.augment import augment, draw_params
+from cxrcls.augment import draw_params
 from cxrcls.data import BatchLoader
 from cxrcls.distributed import Dist, close_if_open
-from cxrcls.files import check_unique
-from cxrcls.inputs import InputSource, compose, input_type, mask_file, open_input
+from cxrcls.inputs import InputSource, input_type, mask_file, open_input
 from cxrcls.labels import FINDINGS, LABELS
 from cxrcls.models import ARCHS, Classifier, build_model
+from cxrcls.split_data import load_split
+from cxrcls.training import bce, predict_logits, sigmoid, train_step, training_input
 from cxrcls.weights import require_imagenet
+from cxrseg.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
+from cxrseg.early_stopping import EarlyStopping
 from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
-                             save_npy, write_csv, write_done, write_json, write_run_json)
+from cxrstats.fileio import (IncompleteRunError, begin_run, read_done, save_npy, write_csv,
+                             write_done, write_json, write_run_json)
+from cxrstats.progress import Progress, format_seconds
 from cxrstats.study import macro_auroc, tune_thresholds
-from vendor_medsam.device import autocast
 
 # Settings that must not change when a run is resumed (the rest, e.g. --epochs, may).
 RESUME_KEYS = ("arch", "train_input", "split", "seed", "batch_size", "lr", "image_size",
                "freeze_backbone", "no_augment", "overlay_thickness")
+# What last.pt holds besides the settings ("config"): weights, optimizer, RNGs and the State.
+STATE_KEYS = ("epoch", "best_metric", "best_epoch", "bad_epochs", "history", "stopped_early",
+              "train_seconds")
+LAST_KEYS = ("model", "optimizer", "aug_rng", "torch_rng", *STATE_KEYS)
 OUTPUTS = ("best.pt", "last.pt", "history.csv", "val_probs.npy", "test_probs.npy", "val_ids.csv",
            "test_ids.csv", "thresholds.csv", "timing.json", "run.json")
 DONE = "done.json"
@@ -68,148 +76,7 @@ def run_folder(work: str | Path, arch: str, train_input: str, eval_input: str, s
     return Path(work) / "runs" / name / f"split{split}"
 
 
-# ----------------------------------------------------------------------------- data
-
-def load_split(work: Path, split: int) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
-    """Cohort image names, (N, 6) labels in LABELS order, and cache rows of each part of `split`.
-
-    Refuses an unfinished cohort (no cohort/done.json), an image listed twice in cohort.csv or twice
-    in one split of splits.csv, and a cache index that lists other images than the cohort.
-    """
-    cohort_path = work / "cohort" / "cohort.csv"
-    index_path = work / "cache" / "index.csv"
-    splits_path = work / "cohort" / "splits.csv"
-    if not (work / "cohort").is_dir():
-        raise FileNotFoundError(f"{work / 'cohort'}: cohort folder not found (run python -m "
-                                "cxrcls.cohort and cxrcls.cache first)")
-    read_done(work / "cohort", "done.json", what="cohort (python -m cxrcls.cohort)")
-    cohort = read_csv(cohort_path, required=["image", *LABELS])
-    names = [r["image"] for r in cohort]
-    check_unique(names, cohort_path)
-    index = [r["image"] for r in read_csv(index_path, required=["row", "image"])]
-    if index != names:
-        raise ValueError(f"{index_path} and {cohort_path} list different images or orders "
-                         "(rebuild the cache from this cohort)")
-    try:
-        labels = np.array([[int(r[c]) for c in LABELS] for r in cohort], dtype=np.uint8)
-    except (ValueError, OverflowError):
-        raise ValueError(f"{cohort_path}: label columns must hold 0/1") from None
-    if labels.size and labels.max() > 1:
-        raise ValueError(f"{cohort_path}: label columns must hold 0/1")
-    row_of = {name: i for i, name in enumerate(names)}
-    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    mine = [r for r in read_csv(splits_path, required=["image", "split", "part"])
-            if r["split"].strip() == str(split)]
-    check_unique([r["image"] for r in mine], f"{splits_path} (split {split})")
-    for r in mine:
-        if r["image"] not in row_of or r["part"] not in parts:
-            raise ValueError(f"{splits_path}: row {r} names an image not in {cohort_path} "
-                             "or a part other than train/val/test")
-        parts[r["part"]].append(row_of[r["image"]])
-    empty = [p for p, rows in parts.items() if not rows]
-    if empty:
-        raise ValueError(f"{splits_path}: split {split} has no {'/'.join(empty)} images")
-    return names, labels, {p: np.array(sorted(rows)) for p, rows in parts.items()}
-
-
-def to_model_input(images: np.ndarray, masks: np.ndarray | None, kind: str, device: torch.device,
-                   image_size: int | None, thickness: int, channels_last: bool) -> torch.Tensor:
-    """uint8 (B, S, S) (+ masks) -> float (B, 1, s, s) in [0, 1] on `device`: variant, then
-    resize."""
-    pin = device.type == "cuda"
-    def move(a):
-        t = torch.from_numpy(a)
-        return (t.pin_memory() if pin else t).to(device, non_blocking=pin).unsqueeze(1)
-    x = move(images).float().div_(255)
-    m = move(masks) if masks is not None else None
-    x = compose(x, m, kind, thickness)
-    if image_size and image_size != x.shape[-1]:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True,
-                          align_corners=False)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def training_input(batch, kind: str, device: torch.device, image_size: int | None, thickness: int,
-                   channels_last: bool, params=None) -> torch.Tensor:
-    """A loader Batch -> augmented model input (b, 1, s, s) on `device` (this rank's share of the
-    global batch's augmentation parameters)."""
-    x = to_model_input(batch.images, batch.masks, kind, device, image_size, thickness,
-                       channels_last)
-    if params is not None:
-        x = augment(x, params.slice(batch.offset, batch.offset + len(batch.positions)))
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool) -> torch.Tensor:
-    """One optimizer step of BCE-with-logits on (x, y); returns the (detached) mean loss."""
-    with autocast(x.device, amp):
-        logits = net(x)
-    loss = F.binary_cross_entropy_with_logits(logits.float(), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def predict_logits(run: "TrainingRun", source: InputSource, rows: np.ndarray) -> np.ndarray:
-    """(len(rows), 5) float32 logits of `run.model` in `rows` order; ranks share the work, every
-    rank gets all.
-
-    Uses the unwrapped model (not the DDP wrapper, whose forward would sync buffers and could
-    wait forever for a rank whose share of the last batch is empty)."""
-    args, ctx = run.args, run.ctx
-    run.model.eval()
-    loader = BatchLoader(source, rows, run.findings, args.eval_batch_size * ctx.world_size,
-                         rank=ctx.rank, world_size=ctx.world_size)
-    positions, chunks = [], []
-    for batch in loader:
-        if len(batch.positions) == 0:
-            continue
-        x = to_model_input(batch.images, batch.masks, source.kind, run.device, args.image_size,
-                           args.overlay_thickness, run.channels_last)
-        with autocast(run.device, run.amp):
-            chunks.append(run.model(x).float().cpu().numpy())
-        positions.append(batch.positions)
-    mine = (np.concatenate(positions) if positions else np.zeros(0, np.int64),
-            np.concatenate(chunks) if chunks else np.zeros((0, len(FINDINGS)), np.float32))
-    logits = np.zeros((len(rows), len(FINDINGS)), np.float32)
-    for pos, values in ctx.gather(mine):
-        logits[pos] = values
-    return logits
-
-
-def bce(logits: np.ndarray, y: np.ndarray) -> float:
-    return float(F.binary_cross_entropy_with_logits(torch.from_numpy(logits),
-                                                    torch.from_numpy(y.astype(np.float32))))
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return torch.sigmoid(torch.from_numpy(logits)).numpy().astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: cannot read checkpoint ({error})") from None
-
-
 # ----------------------------------------------------------------------------- the run
-
-def format_seconds(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
 
 @dataclass
 class TrainingRun:
@@ -246,13 +113,25 @@ class TrainingRun:
 @dataclass
 class State:
     """Progress and early-stopping state; saved in last.pt, restored by --resume."""
+    stopping: EarlyStopping           # on the validation macro AUROC, higher is better
     epoch: int = 0
-    best_metric: float = -math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
     history: list = field(default_factory=list)
     stopped_early: bool = False
     train_seconds: float = 0.0
+
+    def saved(self) -> dict:
+        """The entries of last.pt that hold this state (STATE_KEYS)."""
+        return {"epoch": self.epoch, "best_metric": self.stopping.best,
+                "best_epoch": self.stopping.best_epoch, "bad_epochs": self.stopping.bad_epochs,
+                "history": self.history, "stopped_early": self.stopped_early,
+                "train_seconds": self.train_seconds}
+
+    @classmethod
+    def from_saved(cls, saved: dict, patience: int) -> "State":
+        stopping = EarlyStopping(patience, higher_is_better=True, best=saved["best_metric"],
+                                 best_epoch=saved["best_epoch"], bad_epochs=saved["bad_epochs"])
+        return cls(stopping, saved["epoch"], saved["history"], saved["stopped_early"],
+                   saved["train_seconds"])
 
 
 def setup(args) -> TrainingRun:
@@ -273,7 +152,7 @@ def setup(args) -> TrainingRun:
     log = print if ctx.main else (lambda *a, **k: None)
     names, labels6, parts, sources, input_records = check_inputs(args, eval_input, log)
     config = {k: getattr(args, k) for k in RESUME_KEYS}
-    checkpoint = resume_checkpoint(args, out / "last.pt", config, log)
+    checkpoint = resume_checkpoint(args, out / "last.pt", config)
 
     if ctx.main:  # the point of no return: the old run's record (and outputs) go first
         begin_run(out, OUTPUTS, done=DONE, resume=checkpoint is not None)
@@ -330,35 +209,26 @@ def check_inputs(args, eval_input: str, log: Callable):
     return names, labels6, parts, (train_source, eval_source), records
 
 
-def resume_checkpoint(args, last_path: Path, config: dict, log: Callable) -> dict | None:
-    """last.pt when --resume is given and it exists (refused if saved with other settings), else
-    None (a fresh run)."""
+def resume_checkpoint(args, last_path: Path, config: dict) -> dict | None:
+    """last.pt when --resume is given (`cxrseg.checkpoints.read_resume`: missing, unreadable,
+    incomplete or saved with other settings is refused), else None (a fresh run)."""
     if not args.resume:
         return None
-    if not last_path.is_file():
-        log(f"note: --resume given but {last_path} does not exist; starting fresh")
-        return None
-    checkpoint = load_checkpoint(last_path)
-    changed = {k: (checkpoint["config"].get(k), v) for k, v in config.items()
-               if checkpoint["config"].get(k) != v}
-    if changed:
-        raise ValueError(f"{last_path}: cannot resume with different settings {changed} "
-                         "(saved, given)")
-    return checkpoint
+    return read_resume(last_path, config, settings_key="config", required=LAST_KEYS,
+                       stage="cxrcls.train")
 
 
 def restore(run: TrainingRun) -> State:
     """A fresh State, or the one in the resume checkpoint (with model, optimizer and RNGs)."""
-    state = State()
     checkpoint = run.checkpoint
     if checkpoint is None:
-        return state
-    run.model.load_state_dict(checkpoint["model"])
-    run.optimizer.load_state_dict(checkpoint["optimizer"])
-    run.aug_rng.set_state(checkpoint["aug_rng"])
-    torch.set_rng_state(checkpoint["torch_rng"])
-    for key in vars(state):
-        setattr(state, key, checkpoint[key])
+        return State(EarlyStopping(run.args.patience, higher_is_better=True))
+    with restoring(run.out / "last.pt"):
+        run.model.load_state_dict(checkpoint["model"])
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+        run.aug_rng.set_state(checkpoint["aug_rng"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        state = State.from_saved(checkpoint, run.args.patience)
     run.log(f"resuming {run.out / 'last.pt'} after epoch {state.epoch}")
     return state
 
@@ -367,7 +237,9 @@ def train_one_epoch(run: TrainingRun, loader: BatchLoader, epoch: int) -> tuple[
     """One pass over the training batches; returns (mean loss, images seen, seconds), summed over
     ranks."""
     args = run.args
-    start = last_print = time.time()
+    start = time.time()
+    progress = Progress(len(loader) * args.batch_size, f"  epoch {epoch}", "images",
+                        args.log_every, log=run.log)
     run.net.train()
     loader.set_epoch(epoch)
     loss_sum, seen = 0.0, 0
@@ -379,40 +251,42 @@ def train_one_epoch(run: TrainingRun, loader: BatchLoader, epoch: int) -> tuple[
                           run.amp)
         loss_sum += float(loss) * len(batch.positions)
         seen += len(batch.positions)
-        if time.time() - last_print >= args.log_every:
-            last_print = time.time()
-            rate = step * args.batch_size / (last_print - start)
-            eta = format_seconds((len(loader) - step) * args.batch_size / rate)
-            run.log(f"  epoch {epoch} step {step}/{len(loader)} loss {loss_sum / seen:.4f} "
-                    f"{rate:.1f} img/s, epoch ETA {eta}", flush=True)
+        progress.update(step * args.batch_size,
+                        f"step {step}/{len(loader)}, loss {loss_sum / seen:.4f}")
     loss_sum, seen = run.ctx.sum(loss_sum, seen)
     return loss_sum / seen, int(seen), time.time() - start
+
+
+def predict(run: TrainingRun, source: InputSource, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), 5) float32 logits of the current model in `rows` order; ranks share the work,
+    every rank gets all."""
+    args, ctx = run.args, run.ctx
+    loader = BatchLoader(source, rows, run.findings, args.eval_batch_size * ctx.world_size,
+                         rank=ctx.rank, world_size=ctx.world_size)
+    return predict_logits(run.model, loader, source.kind, run.device, args.image_size,
+                          args.overlay_thickness, run.channels_last, run.amp, ctx.gather)
 
 
 def validate(run: TrainingRun) -> tuple[float, float]:
     """(macro AUROC, BCE loss) of the current model on the validation set (training input)."""
     run.ctx.sync_buffers(run.model)
     val = run.parts["val"]
-    logits = predict_logits(run, run.train_source, val)
+    logits = predict(run, run.train_source, val)
     y = run.labels6[val, :len(FINDINGS)]
     auc, _ = macro_auroc(y, sigmoid(logits))
     return auc, bce(logits, y)
 
 
-def record_epoch(run: TrainingRun, state: State, epoch: int, train_loss: float, val_auc: float,
-                 val_loss: float, seconds: float) -> bool:
+def record_epoch(state: State, epoch: int, train_loss: float, val_auc: float, val_loss: float,
+                 seconds: float) -> bool:
     """Add the epoch to the history and update early stopping; returns whether validation
     improved."""
     state.train_seconds += seconds
     state.epoch = epoch
     state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                           "val_macro_auroc": val_auc, "seconds": seconds})
-    improved = val_auc > state.best_metric
-    if improved:
-        state.best_metric, state.best_epoch, state.bad_epochs = val_auc, epoch, 0
-    else:
-        state.bad_epochs += 1
-        state.stopped_early = state.bad_epochs >= run.args.patience
+    improved = state.stopping.update(epoch, val_auc)
+    state.stopped_early = state.stopping.stopped
     return improved
 
 
@@ -428,7 +302,7 @@ def save_epoch(run: TrainingRun, state: State, improved: bool, last_saved: float
             "model": weights, "arch": args.arch, "labels": list(FINDINGS),
             "input": args.train_input, "image_size": args.image_size or run.train_source.size,
             "epoch": state.epoch,
-            "val_macro_auroc": state.best_metric, "config": run.config})
+            "val_macro_auroc": state.stopping.best, "config": run.config})
     # last.pt (model + Adam state: 3x the model) costs about a second for ResNet50 on a slow disk,
     # so on short epochs it is written every --save-every seconds and at the end.
     final = state.stopped_early or state.epoch == args.epochs
@@ -436,7 +310,7 @@ def save_epoch(run: TrainingRun, state: State, improved: bool, last_saved: float
         save_checkpoint(run.out / "last.pt", {
             "model": weights, "optimizer": run.optimizer.state_dict(),
             "aug_rng": run.aug_rng.get_state(), "torch_rng": torch.get_rng_state(),
-            "config": run.config, **vars(state)})
+            "config": run.config, **state.saved()})
         last_saved = time.time()
     write_history(run.out / "history.csv", state.history)
     return last_saved
@@ -445,15 +319,15 @@ def save_epoch(run: TrainingRun, state: State, improved: bool, last_saved: float
 def final_predictions(run: TrainingRun, state: State) -> None:
     """Predict validation (training input) and test (evaluation input, read only here) with
     best.pt, tune thresholds on validation, write the outputs and, last, done.json."""
-    args, ctx, out = run.args, run.ctx, run.out
+    args, ctx, out, stopping = run.args, run.ctx, run.out, state.stopping
     ctx.barrier()
     best_path = out / "best.pt"
     if not best_path.is_file():
         raise ValueError(f"{best_path}: no best checkpoint (was any epoch run?)")
     run.model.load_state_dict(load_checkpoint(best_path)["model"])
     val, test = run.parts["val"], run.parts["test"]
-    val_probs = sigmoid(predict_logits(run, run.train_source, val))
-    test_probs = sigmoid(predict_logits(run, run.eval_source, test))
+    val_probs = sigmoid(predict(run, run.train_source, val))
+    test_probs = sigmoid(predict(run, run.eval_source, test))
     if ctx.main:
         save_npy(out / "val_probs.npy", val_probs)
         save_npy(out / "test_probs.npy", test_probs)
@@ -468,17 +342,18 @@ def final_predictions(run: TrainingRun, state: State) -> None:
         device = run.device
         write_json(out / "timing.json", {
             "train_seconds": round(state.train_seconds, 3), "epochs": state.epoch,
-            "best_epoch": state.best_epoch, "device": str(device),
+            "best_epoch": stopping.best_epoch, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "world_size": ctx.world_size, "stopped_early": state.stopped_early})
         write_run_json(out, args, state.train_seconds, device=str(device),
-                       world_size=ctx.world_size, best_epoch=state.best_epoch,
-                       val_macro_auroc=state.best_metric)
-        write_done(out, args, OUTPUTS, done=DONE, epochs=state.epoch, best_epoch=state.best_epoch,
-                   val_macro_auroc=state.best_metric, inputs=run.input_records)
+                       world_size=ctx.world_size, best_epoch=stopping.best_epoch,
+                       val_macro_auroc=stopping.best)
+        write_done(out, args, OUTPUTS, done=DONE, epochs=state.epoch,
+                   best_epoch=stopping.best_epoch, val_macro_auroc=stopping.best,
+                   inputs=run.input_records)
         test_auc, skipped = macro_auroc(run.labels6[test], test_probs)
         skipped_note = f" (skipped {skipped})" if skipped else ""
-        run.log(f"done: best epoch {state.best_epoch} (val macro AUROC {state.best_metric:.4f}); "
+        run.log(f"done: best epoch {stopping.best_epoch} (val macro AUROC {stopping.best:.4f}); "
                 f"test macro AUROC {test_auc:.4f}{skipped_note} -> {out}")
     ctx.barrier()
 
@@ -504,12 +379,12 @@ def train(args) -> Path:
         train_loss, seen, train_seconds = train_one_epoch(run, loader, epoch)
         val_auc, val_loss = validate(run)
         seconds = time.time() - start
-        improved = record_epoch(run, state, epoch, train_loss, val_auc, val_loss, seconds)
+        improved = record_epoch(state, epoch, train_loss, val_auc, val_loss, seconds)
         last_saved = save_epoch(run, state, improved, last_saved)
         eta = state.train_seconds / len(state.history) * (args.epochs - epoch)
         run.log(f"epoch {epoch}/{args.epochs} train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
-                f"val_macro_auroc {val_auc:.4f} (best {state.best_metric:.4f} @ "
-                f"{state.best_epoch}) {seconds:.1f} s, {seen / train_seconds:.1f} img/s, "
+                f"val_macro_auroc {val_auc:.4f} (best {state.stopping.best:.4f} @ "
+                f"{state.stopping.best_epoch}) {seconds:.1f} s, {seen / train_seconds:.1f} img/s, "
                 f"ETA <= {format_seconds(eta)}"
                 + ("  [early stop]" if state.stopped_early else ""), flush=True)
         run.ctx.barrier()

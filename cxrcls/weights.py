@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from cxrseg.checkpoints import load_checkpoint
 from cxrstats.argtypes import Parser
 from cxrstats.fileio import file_sha256
 
@@ -68,7 +69,7 @@ def imagenet_state_dict(arch: str, folder: Path | None = None) -> dict[str, torc
     never downloads. ValueError naming `make weights` when the file is missing or broken."""
     path = require_imagenet(arch, folder)
     check_hash(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     return {modern_key(k): v for k, v in state.items()}
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrstats.fileio import atomic_path, file_sha256
+from cxrstats.fileio import file_sha256
+from cxrstats.progress import Progress
 from vendor_medsam import build_sam, load_medsam
-from vendor_medsam.checkpoint import load_checkpoint_file, sam_from_checkpoint
+from vendor_medsam.checkpoint import sam_from_checkpoint
 from vendor_medsam.device import autocast
 from vendor_medsam.transforms import InputFrame
 from vendor_medsam.weights import LITE_SHA256
 
+from .checkpoints import load_checkpoint, save_checkpoint
 from .prompts import PROMPT_MODES, Prior, mask_box, prediction_box
 from .records import FINETUNE, FINETUNE_STAGE, is_finetune_checkpoint, require_finished
 
@@ -56,7 +58,7 @@ def load_model(checkpoint: str, config: str | None = None, seed: int = 0):
             return build_sam(checkpoint).eval()
     if kind == "lite":
         return load_medsam("lite", config or "lite")
-    obj = load_checkpoint_file(checkpoint)
+    obj = load_checkpoint(checkpoint)
     if is_finetune_checkpoint(obj):
         require_finished(checkpoint, FINETUNE, FINETUNE_STAGE)
     return sam_from_checkpoint(obj, config, str(checkpoint))
@@ -109,18 +111,12 @@ def encode(model, images: list[np.ndarray], device: torch.device, batch_size: in
     if device.type == "cpu":
         batch_size = 1
     out = []
-    start = last = time.time()
+    progress = Progress(len(images), label, "images", progress_every)
     with torch.inference_mode(), autocast(device):
         for i in range(0, len(images), batch_size):
             _, x = model_inputs(model, images[i:i + batch_size])
             out.append(model.image_encoder(x.to(device)).to("cpu", torch.float16))
-            done = min(i + batch_size, len(images))
-            if time.time() - last > progress_every and done < len(images):
-                last = time.time()
-                rate = done / (last - start)
-                eta = (len(images) - done) / rate
-                print(f"{label}: {done}/{len(images)} images, {rate:.2f}/s, ETA {eta:.0f} s",
-                      flush=True)
+            progress.update(min(i + batch_size, len(images)))
     if not out:
         raise ValueError("no images to encode")
     return torch.cat(out)
@@ -137,9 +133,9 @@ def embeddings_for(model, images: list[np.ndarray], stems: list[str], device: to
     cached: dict[str, torch.Tensor] = {}
     if path.is_file():
         try:
-            data = torch.load(path, weights_only=True, map_location="cpu")
+            data = load_checkpoint(path)
             cached = dict(zip(data["keys"], data["embeddings"]))
-        except Exception as error:  # a broken cache is rebuilt, never trusted
+        except (ValueError, KeyError, TypeError) as error:  # rebuilt, never trusted
             print(f"embedding cache {path} unreadable ({error}); recomputing")
     missing = [i for i, k in enumerate(keys) if k not in cached]
     if missing:
@@ -148,9 +144,9 @@ def embeddings_for(model, images: list[np.ndarray], stems: list[str], device: to
         print(f"encoded {len(missing)} image(s) in {time.time() - start:.1f} s "
               f"({len(keys) - len(missing)} from cache {path.name})", flush=True)
         cached.update({keys[i]: e for i, e in zip(missing, fresh)})
-        with atomic_path(path) as tmp:
-            torch.save({"keys": list(cached), "embeddings": torch.stack(list(cached.values())),
-                        "config": model.config_name}, tmp)
+        save_checkpoint(path, {"keys": list(cached),
+                               "embeddings": torch.stack(list(cached.values())),
+                               "config": model.config_name})
     else:
         print(f"embeddings: all {len(keys)} from cache {path.name}", flush=True)
     return torch.stack([cached[k] for k in keys])

@@ -7,7 +7,8 @@ frozen, as MedSAM does); `--train decoder` trains the mask decoder only, on imag
 computed once and cached (the encoder dominates CPU time). Adam; early stopping on the validation
 mean loss; the best epoch (epoch 0 = the checkpoint before fine-tuning) is kept in best.pt.
 `--resume` continues from last.pt and ends in the same state as an uninterrupted run; it refuses a
-last.pt written with other settings (all flags that alter the result but --epochs and --patience).
+missing last.pt and one written with other settings (all flags that alter the result but --epochs
+and --patience; cxrseg.checkpoints).
 `done_finetune.json` is written last: evaluate and predict read best.pt only when it lists it.
 Empty training masks are listed in a warning; all of them empty is an error.
 
@@ -29,20 +30,22 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, write_csv, write_done,
-                             write_run_json)
-from vendor_medsam.checkpoint import check_state_dict, load_checkpoint_file, split_checkpoint
+from cxrstats.fileio import IncompleteRunError, begin_run, write_csv, write_done, write_run_json
+from vendor_medsam.checkpoint import check_state_dict, split_checkpoint
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
 
+from .checkpoints import read_resume, restoring, save_checkpoint
 from .data import load_pairs
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
+from .early_stopping import EarlyStopping
 from .engine import (Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model,
                      model_inputs)
 from .losses import LOSSES, segmentation_loss
@@ -59,8 +62,9 @@ OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "shape_prior.json",
 RESUME_KEYS = ("checkpoint", "train", "loss", "lr", "weight_decay", "batch_size", "prompt",
                "box_shift", "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold",
                "mask_suffix", "augment", "augment_copies")
+# What last.pt must hold for --resume (besides "settings").
 STATE_KEYS = ("model", "optimizer", "generator", "epoch", "best_loss", "best_epoch", "bad_epochs",
-              "curves", "settings")
+              "curves")
 
 
 class SegData:
@@ -163,13 +167,6 @@ def train_epoch(model, data: SegData, optimizer, device, args,
     return tuple((totals / len(data)).tolist())
 
 
-def _checkpoint(model, optimizer, epoch, state, args, settings: dict) -> dict:
-    return {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "config": model.config_name, "epoch": epoch, "optimizer": optimizer.state_dict(),
-            "train": args.train, "loss": args.loss, "stage": FINETUNE_STAGE, "settings": settings,
-            **state}
-
-
 def resume_settings(args, model, parts: dict[str, str]) -> dict:
     """The settings a resumed run must share with the run it continues (all that alter the
     result but --epochs and --patience): the flags, the model config, a hash of the stems per
@@ -180,28 +177,13 @@ def resume_settings(args, model, parts: dict[str, str]) -> dict:
 
 
 def read_resume_state(path: Path, settings: dict, model) -> dict:
-    """last.pt for --resume, through the guarded reader; ValueError naming the file when it is
-    unreadable, incomplete, for another model, or written with other settings."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: nothing to resume from")
-    state = load_checkpoint_file(path)
-    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise ValueError(f"{path}: not a cxrseg.finetune last.pt (missing {missing}); start afresh "
-                         "without --resume")
-    saved = state["settings"] if isinstance(state["settings"], dict) else {}
-    changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
-    if changed:
-        raise ValueError(f"{path}: cannot resume with different settings {changed} (saved, given); "
-                         "use the same flags, or start afresh without --resume")
+    """last.pt for --resume (`cxrseg.checkpoints.read_resume`: missing, unreadable, incomplete or
+    written with other settings is refused), whose weights must fit `model`."""
+    state = read_resume(path, settings, settings_key="settings", required=STATE_KEYS,
+                        stage=FINETUNE_STAGE)
     state_dict, _ = split_checkpoint(state, str(path))
     check_state_dict(model, state_dict, str(path), model.config_name)
     return state
-
-
-def _save(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def build_parser() -> Parser:
@@ -289,30 +271,80 @@ def resolve_augment_copies(args) -> None:
         args.augment_copies = 1
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+# ----------------------------------------------------------------------------- the run
+
+@dataclass
+class FinetuneRun:
+    """What one fine-tuning run works with, set up once by `setup`."""
+    args: argparse.Namespace
+    out: Path
+    device: torch.device
+    model: torch.nn.Module
+    stems: dict[str, list[str]]       # per part; training stems include augmented copies
+    data: dict[str, SegData]          # per part
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator        # training order and prompt shifts
+    settings: dict                    # resume_settings, stored in every checkpoint
+    resumed: dict | None              # last.pt to resume from
+    started: float                    # time.time() at the start
+
+    def evaluate(self, part: str) -> tuple[float, float, float]:
+        """Mean (loss, dice_loss, bce_or_focal) of the current model on one part."""
+        args = self.args
+        return evaluate_losses(self.model, self.data[part], self.device, args.train == "all",
+                               args.val_prompt, args.loss, args.batch_size * 4)
+
+
+@dataclass
+class FinetuneState:
+    """Progress and early-stopping state; saved in best.pt / last.pt, restored by --resume."""
+    stopping: EarlyStopping           # on the validation mean loss, lower is better
+    epoch: int = 0
+    curves: list[list] = field(default_factory=list)   # [epoch, part, loss, dice, bce/focal]
+
+    def checkpoint(self, run: FinetuneRun) -> dict:
+        """The checkpoint of the model as it is now, with this state (keys: docs/DESIGN.md)."""
+        model, args = run.model, run.args
+        return {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                "config": model.config_name, "epoch": self.epoch,
+                "optimizer": run.optimizer.state_dict(), "train": args.train, "loss": args.loss,
+                "stage": FINETUNE_STAGE, "settings": run.settings,
+                "best_loss": self.stopping.best, "best_epoch": self.stopping.best_epoch,
+                "bad_epochs": self.stopping.bad_epochs, "generator": run.generator.get_state(),
+                "curves": self.curves}
+
+
+def check_inputs(args) -> tuple:
+    """Read and check the split, the pairs and the checkpoint, and the resume state; nothing is
+    written. Returns (model, stems per part, (images, masks) per part, settings, resumed)."""
+    resolve_augment_copies(args)
+    parts = read_finished_splits(args.splits, args.fold, args.seed)
+    found, dataset_of = find_all_pairs(sources_from_args(args))
+    check_splits_match(parts, found, dataset_of, args.splits)
+    pairs = {p.stem: p for p in found}
+    model = load_model(args.checkpoint, args.config, args.seed)
+    stems = {part: sorted(s for s, p in parts.items() if p == part) for part in PARTS}
+    if not stems["train"] or not stems["val"]:
+        raise ValueError(f"{args.splits}: needs train and val stems")
+    loaded = {part: load_pairs([pairs[s] for s in stems[part]]) for part in PARTS}
+    warn_empty_masks(stems, loaded, args.masks or " ".join(args.data or []))
+    if args.box_shift is None:
+        args.box_shift = 20 * model.img_size / 1024
+    settings = resume_settings(args, model, parts)
+    resumed = (read_resume_state(Path(args.out) / "last.pt", settings, model) if args.resume
+               else None)
+    return model, stems, loaded, settings, resumed
+
+
+def setup(args) -> FinetuneRun:
+    """Check every input, then commit to the run (`begin_run`: nothing is written or removed
+    before all checks pass): priors, augmented copies, per-part data, cached embeddings for
+    --train decoder, the trainable parameters and Adam."""
     started = time.time()
     out = Path(args.out)
-    try:
-        resolve_augment_copies(args)
-        device = prepare_device(args.device)
-        parts = read_finished_splits(args.splits, args.fold, args.seed)
-        found, dataset_of = find_all_pairs(sources_from_args(args))
-        check_splits_match(parts, found, dataset_of, args.splits)
-        pairs = {p.stem: p for p in found}
-        model = load_model(args.checkpoint, args.config, args.seed)
-        stems = {part: sorted(s for s, p in parts.items() if p == part) for part in PARTS}
-        if not stems["train"] or not stems["val"]:
-            raise ValueError(f"{args.splits}: needs train and val stems")
-        loaded = {part: load_pairs([pairs[s] for s in stems[part]]) for part in PARTS}
-        warn_empty_masks(stems, loaded, args.masks or " ".join(args.data or []))
-        if args.box_shift is None:
-            args.box_shift = 20 * model.img_size / 1024
-        settings = resume_settings(args, model, parts)
-        resumed = read_resume_state(out / "last.pt", settings, model) if args.resume else None
-        begin_run(out, OUTPUTS, done=FINETUNE, resume=args.resume)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
-        raise SystemExit(f"error: {error}") from None
+    device = prepare_device(args.device)
+    model, stems, loaded, settings, resumed = check_inputs(args)
+    begin_run(out, OUTPUTS, done=FINETUNE, resume=args.resume)
 
     prior = build_prior(*loaded["train"], frame=args.prior_frame)
     prior.save(out / "prior.json")
@@ -326,87 +358,119 @@ def main(argv: list[str] | None = None) -> None:
     data = {part: SegData(model, stems[part], *loaded[part], prior, args.prompt) for part in PARTS}
     model.to(device)
     if args.train == "decoder":
-        everything = [s for part in PARTS for s in stems[part]]
-        images = [img for part in PARTS for img in data[part].images]
-        cache_dir = None if args.no_cache else args.cache_dir or out
-        embeddings = embeddings_for(model, images, everything, device, cache_dir=cache_dir)
-        offset = 0
-        for part in PARTS:
-            data[part].embeddings = embeddings[offset:offset + len(data[part])]
-            offset += len(data[part])
-
+        cache_embeddings(model, data, device, None if args.no_cache else args.cache_dir or out)
     params = _set_trainable(model, args.train)
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     generator = torch.Generator().manual_seed(args.seed)
-    train_all = args.train == "all"
+    return FinetuneRun(args, out, device, model, stems, data, optimizer, generator, settings,
+                       resumed, started)
 
-    def evaluate(part):
-        return evaluate_losses(model, data[part], device, train_all, args.val_prompt, args.loss,
-                               args.batch_size * 4)
 
-    if resumed is not None:
-        state = resumed
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"])
-        except (ValueError, KeyError, TypeError, RuntimeError) as error:
-            raise SystemExit(f"error: {out / 'last.pt'}: cannot restore the training state "
-                             f"({error}); start afresh without --resume") from None
-        epoch, best_loss = state["epoch"], state["best_loss"]
-        best_epoch, bad = state["best_epoch"], state["bad_epochs"]
-        curves = [list(r) for r in state["curves"]]
-        print(f"finetune: resumed from {out / 'last.pt'} at epoch {epoch} "
-              f"(best {best_loss:.4f} at epoch {best_epoch})")
-    else:
-        # Epoch 0: the checkpoint before fine-tuning, so best.pt is never worse on validation.
-        epoch, bad = 0, 0
-        curves = [[0, part, *evaluate(part)] for part in PARTS]
-        best_loss, best_epoch = curves[1][2], 0
-        state = {"best_loss": best_loss, "best_epoch": 0, "bad_epochs": 0,
-                 "generator": generator.get_state(), "curves": curves}
-        _save(out / "best.pt", _checkpoint(model, optimizer, 0, state, args, settings))
-        print(f"finetune: epoch 0 (before fine-tuning) val loss {best_loss:.4f}")
+def cache_embeddings(model, data: dict[str, SegData], device, cache_dir) -> None:
+    """Encode every part's images once (reusing `cache_dir`'s cache) and hand each part its
+    rows: --train decoder trains on these."""
+    stems = [s for part in PARTS for s in data[part].stems]
+    images = [img for part in PARTS for img in data[part].images]
+    embeddings = embeddings_for(model, images, stems, device, cache_dir=cache_dir)
+    offset = 0
+    for part in PARTS:
+        data[part].embeddings = embeddings[offset:offset + len(data[part])]
+        offset += len(data[part])
 
-    while epoch < args.epochs and bad < args.patience:
-        epoch += 1
-        t0 = time.time()
-        train_losses = train_epoch(model, data["train"], optimizer, device, args, generator)
-        rows = [[epoch, "train", *train_losses], [epoch, "val", *evaluate("val")],
-                [epoch, "test", *evaluate("test")]]
-        curves += rows
-        val_loss = rows[1][2]
-        improved = val_loss < best_loss
-        if improved:
-            best_loss, best_epoch, bad = val_loss, epoch, 0
-        else:
-            bad += 1
-        state = {"best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad,
-                 "generator": generator.get_state(), "curves": curves}
-        checkpoint = _checkpoint(model, optimizer, epoch, state, args, settings)
-        if improved:
-            _save(out / "best.pt", checkpoint)
-        _save(out / "last.pt", checkpoint)
-        write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
-        print(f"finetune: epoch {epoch}/{args.epochs} train {train_losses[0]:.4f} "
-              f"val {val_loss:.4f} test {rows[2][2]:.4f}{' *best' if improved else ''} "
-              f"({time.time() - t0:.1f} s)", flush=True)
-    if bad >= args.patience:
+
+def restore(run: FinetuneRun) -> FinetuneState:
+    """The state in last.pt (with model, optimizer and generator) for --resume; else epoch 0, the
+    checkpoint before fine-tuning, evaluated and saved as best.pt, so best.pt is never worse on
+    validation than the start."""
+    patience = run.args.patience
+    if run.resumed is None:
+        curves = [[0, part, *run.evaluate(part)] for part in PARTS]
+        val_loss = curves[PARTS.index("val")][2]
+        state = FinetuneState(EarlyStopping(patience, higher_is_better=False, best=val_loss),
+                              curves=curves)
+        save_checkpoint(run.out / "best.pt", state.checkpoint(run))
+        print(f"finetune: epoch 0 (before fine-tuning) val loss {val_loss:.4f}")
+        return state
+    saved = run.resumed
+    with restoring(run.out / "last.pt"):
+        run.model.load_state_dict(saved["model"])
+        run.optimizer.load_state_dict(saved["optimizer"])
+        run.generator.set_state(saved["generator"])
+    stopping = EarlyStopping(patience, higher_is_better=False, best=saved["best_loss"],
+                             best_epoch=saved["best_epoch"], bad_epochs=saved["bad_epochs"])
+    state = FinetuneState(stopping, saved["epoch"], [list(r) for r in saved["curves"]])
+    print(f"finetune: resumed from {run.out / 'last.pt'} at epoch {state.epoch} "
+          f"(best {stopping.best:.4f} at epoch {stopping.best_epoch})")
+    return state
+
+
+def run_epoch(run: FinetuneRun, state: FinetuneState) -> None:
+    """One epoch: train, evaluate validation and test, early stopping, save, print a line."""
+    args = run.args
+    state.epoch += 1
+    t0 = time.time()
+    train_losses = train_epoch(run.model, run.data["train"], run.optimizer, run.device, args,
+                               run.generator)
+    val, test = run.evaluate("val"), run.evaluate("test")
+    improved = record_epoch(state, train_losses, val, test)
+    save_epoch(run, state, improved)
+    print(f"finetune: epoch {state.epoch}/{args.epochs} train {train_losses[0]:.4f} "
+          f"val {val[0]:.4f} test {test[0]:.4f}{' *best' if improved else ''} "
+          f"({time.time() - t0:.1f} s)", flush=True)
+
+
+def record_epoch(state: FinetuneState, train: tuple, val: tuple, test: tuple) -> bool:
+    """Add the epoch's mean losses per part to the curves and update early stopping on the
+    validation loss; returns whether it improved."""
+    state.curves += [[state.epoch, "train", *train], [state.epoch, "val", *val],
+                     [state.epoch, "test", *test]]
+    return state.stopping.update(state.epoch, val[0])
+
+
+def save_epoch(run: FinetuneRun, state: FinetuneState, improved: bool) -> None:
+    """best.pt when validation improved, last.pt and curves.csv after every epoch."""
+    checkpoint = state.checkpoint(run)
+    if improved:
+        save_checkpoint(run.out / "best.pt", checkpoint)
+    save_checkpoint(run.out / "last.pt", checkpoint)
+    write_curves(run.out, state.curves)
+
+
+def finish(run: FinetuneRun, state: FinetuneState) -> None:
+    """last.pt when no epoch ran (--epochs 0: the starting checkpoint), curves.csv, the
+    provenance and, last, done_finetune.json."""
+    args, out, stopping = run.args, run.out, state.stopping
+    if stopping.stopped:
         print(f"finetune: early stop, no val improvement for {args.patience} epochs")
-    if epoch == 0:  # no epoch ran (--epochs 0): last.pt is the starting checkpoint
-        _save(out / "last.pt", _checkpoint(model, optimizer, epoch, state, args, settings))
-    write_csv(out / "curves.csv", CURVE_COLUMNS, [_fmt(r) for r in curves])
-    seconds = time.time() - started
-    print(f"finetune: best epoch {best_epoch} (val loss {best_loss:.4f}); "
+    if state.epoch == 0:
+        save_checkpoint(out / "last.pt", state.checkpoint(run))
+    write_curves(out, state.curves)
+    seconds = time.time() - run.started
+    print(f"finetune: best epoch {stopping.best_epoch} (val loss {stopping.best:.4f}); "
           f"{seconds:.0f} s -> {out}/best.pt")
-    write_run_json(out, args, name="run_finetune.json", seconds=seconds, device=str(device),
-                   best_epoch=best_epoch, best_val_loss=best_loss,
-                   n={p: len(stems[p]) for p in PARTS})
-    write_done(out, args, OUTPUTS, done=FINETUNE, best_epoch=best_epoch, epochs=epoch)
+    write_run_json(out, args, name="run_finetune.json", seconds=seconds, device=str(run.device),
+                   best_epoch=stopping.best_epoch, best_val_loss=stopping.best,
+                   n={p: len(run.stems[p]) for p in PARTS})
+    write_done(out, args, OUTPUTS, done=FINETUNE, best_epoch=stopping.best_epoch,
+               epochs=state.epoch)
 
 
-def _fmt(row) -> list:
-    return [row[0], row[1]] + [f"{v:.6f}" for v in row[2:]]
+def write_curves(out: Path, curves: list[list]) -> None:
+    """curves.csv: one row per epoch and part, losses to 6 decimals."""
+    write_csv(out / "curves.csv", CURVE_COLUMNS,
+              [[r[0], r[1]] + [f"{v:.6f}" for v in r[2:]] for r in curves])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        run = setup(args)
+        state = restore(run)
+        while state.epoch < args.epochs and not state.stopping.stopped:
+            run_epoch(run, state)
+        finish(run, state)
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

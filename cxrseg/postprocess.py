@@ -29,6 +29,7 @@ from scipy import ndimage
 from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, read_done, save_npy,
                              write_csv, write_done, write_run_json)
+from cxrstats.progress import Progress
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .morphology import dilate_disks, erode_disk
@@ -95,7 +96,7 @@ def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = ERODE_RADI
     eroded = np.zeros(raw.shape, np.uint8)
     dilated = {r: np.zeros(raw.shape, np.uint8) for r in dilate}
     qc_rows = []
-    start = last = time.time()
+    progress = Progress(len(raw), "postprocess", "masks", progress_every)
     for i in range(len(raw)):
         area, components, flags = quality_flags(raw[i], limits)
         e, ds, action = process_mask(np.asarray(raw[i]), erode, list(dilate))
@@ -110,11 +111,7 @@ def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = ERODE_RADI
             note = f"degenerate image: {degenerate[i]}"
         qc_rows.append((i, names[i], f"{area:.5f}", components, ";".join(flags) or "ok", action,
                         note))
-        if time.time() - last > progress_every:
-            last = time.time()
-            rate = (i + 1) / (last - start)
-            eta = (len(raw) - i - 1) / rate
-            print(f"postprocess: {i + 1}/{len(raw)} masks, {rate:.1f}/s, ETA {eta:.0f} s")
+        progress.update(i + 1)
     return eroded, dilated, qc_rows
 
 

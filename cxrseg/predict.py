@@ -41,6 +41,7 @@ from PIL import Image
 from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, read_csv,
                              save_npy, write_csv, write_done, write_run_json)
+from cxrstats.progress import Progress
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     prompt_rows, empty, degenerate = [], [], []
     if not to_stack:
         out.mkdir(parents=True, exist_ok=True)
-    last = time.time()
+    progress = Progress(n, "predict", "images", every_s=10)
     for start in range(rows_to_do.start, rows_to_do.stop, args.batch_size):
         rows = list(range(start, min(start + args.batch_size, rows_to_do.stop)))
         # a copy: the stack may be a read-only memory map
@@ -260,12 +261,7 @@ def main(argv: list[str] | None = None) -> None:
                     Image.fromarray(mask * 255).save(tmp, format="PNG")
             prompt_rows.append([i, names[i], *(f"{v:.1f}" for v in first[j]),
                                 *(f"{v:.1f}" for v in boxes[j])])
-        done = rows[-1] + 1 - first_row
-        if time.time() - last > 10 or done == n:
-            last = time.time()
-            rate = done / (last - started)
-            print(f"predict: {done}/{n} images, {rate:.2f}/s, ETA {(n - done) / rate:.0f} s",
-                  flush=True)
+        progress.update(rows[-1] + 1 - first_row)
 
     warn_degenerate(degenerate, n)
     # A shard may hold only empty masks by chance; cxrseg.gather checks all of them together.

@@ -16,7 +16,7 @@ import torch
 from cxrcls.inputs import InputSource
 from cxrcls.data import BatchLoader
 from cxrcls.models import build_model
-from cxrcls.train import to_model_input, train_step
+from cxrcls.training import to_model_input, train_step
 from vendor_medsam import build_sam, load_medsam, weights
 from vendor_medsam.device import autocast, resolve_device
 from vendor_medsam.predictor import Predictor

@@ -216,3 +216,44 @@ def test_bad_inputs_are_named(work, tmp_path):
         bad = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3))
         (bad / "masks" / "raw.npy").unlink()
         train.main(["--work", str(bad), "--train-input", "overlay", "--epochs", "1", *FAST])
+
+
+def test_resume_without_last_pt_or_with_a_broken_one_is_refused_naming_it(work, uninterrupted,
+                                                                          tmp_path):
+    out = tmp_path / "never_started"
+    with pytest.raises(SystemExit, match=r"error: .*never_started/last.pt: --resume given but "
+                                         r"there is no last.pt"):
+        train.main(["--work", str(work), "--epochs", "1", "--out", str(out), "--resume", *FAST])
+    assert not out.exists()  # refused before anything was made
+    broken = tmp_path / "broken"
+    shutil.copytree(uninterrupted, broken)
+    last = torch.load(broken / "last.pt", weights_only=True)
+    torch.save({k: v for k, v in last.items() if k != "aug_rng"}, broken / "last.pt")
+    with pytest.raises(SystemExit, match=r"last.pt: not a cxrcls.train last.pt .*'aug_rng'"):
+        train.main(["--work", str(work), "--epochs", "3", "--out", str(broken), "--resume", *FAST])
+    torch.save({**last, "model": {}}, broken / "last.pt")  # right keys, no weights in them
+    with pytest.raises(SystemExit, match=r"last.pt: cannot restore the training state"):
+        train.main(["--work", str(work), "--epochs", "3", "--out", str(broken), "--resume", *FAST])
+
+
+def test_the_library_predicts_what_the_run_wrote(work, uninterrupted):
+    # cxrcls.training and cxrcls.split_data are what other modules (attribution, benchmarks) use
+    # to do as training does: with the run's best.pt they give its test probabilities back.
+    from cxrcls.data import BatchLoader
+    from cxrcls.inputs import open_input
+    from cxrcls.models import Classifier
+    from cxrcls.split_data import load_split
+    from cxrcls.training import predict_logits, sigmoid
+    from cxrseg.checkpoints import load_checkpoint
+
+    names, labels6, parts = load_split(work, 0)
+    model = Classifier("resnet18")
+    model.load_state_dict(load_checkpoint(uninterrupted / "best.pt")["model"])
+    model.to(memory_format=torch.channels_last)  # as training runs it
+    source = open_input(work / "cache", work / "masks", "original")
+    loader = BatchLoader(source, parts["test"], labels6[:, :5].astype(np.float32),
+                         batch_size=16)  # as the run predicted: --eval-batch-size 16
+    probs = sigmoid(predict_logits(model, loader, "original", torch.device("cpu"), None, 2, True))
+    assert [names[i] for i in parts["test"]] == [
+        r["image"] for r in read_csv(uninterrupted / "test_ids.csv")]
+    np.testing.assert_array_equal(probs, np.load(uninterrupted / "test_probs.npy"))

@@ -6,8 +6,8 @@ On one CUDA GPU (a few minutes) it
    depend on them) through `vendor_medsam.predictor.Predictor` at its CUDA default batch;
 3. times one ViT-B fine-tuning step at batch 4 (image encoder + mask decoder) with
    `cxrseg.finetune.train_epoch`;
-4. measures ResNet50 and DenseNet121 training images/s at 512 px (cxrcls.train's `train_step`) for
-   batch 4 and 32, in float32 and with bf16 autocast + channels_last, and their prediction
+4. measures ResNet50 and DenseNet121 training images/s at 512 px (`cxrcls.training.train_step`)
+   for batch 4 and 32, in float32 and with bf16 autocast + channels_last, and their prediction
    images/s at the evaluation batch of 16;
 5. measures the classifier loader's images/s at 512 px (memmap slice, m15 mask, resize,
    augmentation, copy to the GPU);

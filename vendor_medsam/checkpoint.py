@@ -4,6 +4,10 @@ Accepted files: a raw state dict (MedSAM's medsam_vit_b.pth, LiteMedSAM's lite_m
 dict with the state dict under "model" (MedSAM's training script, our cxrseg best.pt / last.pt,
 which also store "config"). Always torch.load(weights_only=True): a file that needs pickled code is
 refused.
+
+`load_checkpoint_file` is the project's one guarded torch.load. It lives here because vendor_medsam
+is the bottom model layer and imports nothing of cxrseg; cxrseg and cxrcls read every checkpoint
+through it, by way of `cxrseg.checkpoints.load_checkpoint`.
 """
 from __future__ import annotations
 
