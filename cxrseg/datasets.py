@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import Pair, find_pairs
+from .pairs import Pair, find_pairs
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 POOLED = "all"   # dataset name of evaluate's rows pooling several datasets; no source may use it

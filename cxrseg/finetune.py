@@ -41,11 +41,11 @@ from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
 
-from .data import load_pairs
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .engine import (Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model,
                      model_inputs)
 from .losses import LOSSES, segmentation_loss
+from .pairs import load_pairs
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
 from .records import FINETUNE, FINETUNE_STAGE
 from .seg_augment import AUGMENTATIONS, augmented_copies

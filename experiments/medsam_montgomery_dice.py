@@ -18,7 +18,7 @@ import torch
 
 from cxrseg.engine import encode, load_model, segment
 from cxrseg.losses import dice_iou
-from cxrseg.data import find_pairs, load_pairs
+from cxrseg.pairs import find_pairs, load_pairs
 from cxrstats.argtypes import Parser
 from vendor_medsam import weights
 from vendor_medsam.device import prepare_device

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cliargs import with_flags
 from cxrseg import evaluate, figures, finetune, postprocess, predict, split
-from cxrseg.data import find_pairs, load_stack
+from cxrseg.pairs import find_pairs, load_stack
 from cxrseg.engine import load_model
 from cxrstats.fileio import IncompleteRunError, write_done
 from vendor_medsam.configs import CONFIGS

@@ -52,7 +52,7 @@ def _finetune_args(root, out, *extra):
 
 
 def test_one_epoch_lowers_the_loss_on_a_fixed_batch(pairs):
-    from cxrseg.data import find_pairs, load_pairs
+    from cxrseg.pairs import find_pairs, load_pairs
     model = load_model("micro", seed=0)
     images, masks = load_pairs(find_pairs(pairs / "images", pairs / "masks"))
     prior = build_prior(images, masks)
@@ -150,7 +150,7 @@ def test_choose_threshold_picks_the_best_dice():
 def test_predict_writes_uint8_masks_and_index(pairs, tmp_path):
     out = tmp_path / "seg"
     finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
-    from cxrseg.data import read_image
+    from cxrseg.pairs import read_image
     files = sorted((pairs / "images").iterdir())
     np.save(tmp_path / "images.npy", np.stack([read_image(f) for f in files]))
     index_lines = "".join(f"{i},{f.name}\n" for i, f in enumerate(files))
@@ -201,7 +201,7 @@ def test_bad_inputs_give_clear_errors(pairs, tmp_path):
 
 def test_figures_from_a_small_run(pairs, tmp_path):
     from cxrseg import figures, postprocess
-    from cxrseg.data import read_image
+    from cxrseg.pairs import read_image
     out = tmp_path / "seg"
     finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
     files = sorted((pairs / "images").iterdir())[:3]

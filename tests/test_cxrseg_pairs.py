@@ -1,10 +1,10 @@
-"""cxrseg.data and cxrseg.split: reading pairs in every storage format, clear errors, splits."""
+"""cxrseg.pairs and cxrseg.split: reading pairs in every storage format, clear errors, splits."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from cxrseg import split
-from cxrseg.data import find_pairs, load_pair, load_pairs, load_stack, read_image, read_mask
+from cxrseg.pairs import find_pairs, load_pair, load_pairs, load_stack, read_image, read_mask
 
 
 def _write(path, array, mode=None):
