@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 
 from cxrcls.augment import augment, draw_params
-from cxrcls.data import BatchLoader
 from cxrcls.distributed import Dist, close_if_open
 from cxrcls.files import check_unique
 from cxrcls.inputs import InputSource, compose, input_type, mask_file, open_input
 from cxrcls.labels import FINDINGS, LABELS
+from cxrcls.loader import BatchLoader
 from cxrcls.models import ARCHS, Classifier, build_model
 from cxrcls.weights import require_imagenet
 from cxrstats.argtypes import Parser, float_range, int_range

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cxrcls.inputs import InputSource
-from cxrcls.data import BatchLoader
+from cxrcls.loader import BatchLoader
 from cxrcls.models import build_model
 from cxrcls.train import to_model_input, train_step
 from cxrseg.engine import encode, segment
