@@ -1,8 +1,10 @@
 """cxrseg.engine, the one inference path (fine-tuning, evaluation, prediction, the GPU check):
-encode and segment on the micro model (shapes, dtypes, image-prompt pairing, batching, prompts,
-images of different sizes), and LiteMedSAM against the official masks in io_small.npz."""
+which checkpoints load_model reads, encode and segment on the micro model (shapes, dtypes,
+image-prompt pairing, batching, prompts, images of different sizes), and LiteMedSAM against the
+official masks in io_small.npz."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 
 from cxrseg.engine import encode, image_prompts, load_model, model_inputs, segment
 from cxrseg.prompts import Prior
+from cxrstats.fileio import IncompleteRunError
 from vendor_medsam import weights
 from vendor_medsam.transforms import InputFrame
 
@@ -34,6 +37,17 @@ def model():
 def images():
     rng = np.random.default_rng(3)
     return list(rng.integers(0, 256, (3, 50, 70), dtype=np.uint8))
+
+
+def test_a_copied_checkpoint_needs_its_own_record_but_official_weights_need_none(study):
+    shutil.copy(study / "seg" / "best.pt", study / "seg" / "best_copy.pt")
+    try:
+        with pytest.raises(IncompleteRunError, match=r"best_copy.pt.*not for best_copy.pt"):
+            load_model(str(study / "seg" / "best_copy.pt"))
+    finally:
+        (study / "seg" / "best_copy.pt").unlink()
+    assert load_model(str(MICRO_STATE), "micro").config_name == "micro"   # a raw state dict
+    assert load_model(str(study / "seg" / "best.pt")).config_name == "micro"
 
 
 def probabilities(model, images, boxes=None, mode="box", prior=None, batch_size=8):

@@ -1,5 +1,5 @@
 """cxrseg fine-tuning, resume, evaluation and prediction on the tiny random 'micro' model and tiny
-synthetic image/mask pairs (two bright rectangles as lungs)."""
+synthetic image/mask pairs (tests/synthetic_pairs.py: two bright rectangles as lungs)."""
 import argparse
 import csv
 
@@ -13,32 +13,14 @@ from cxrseg import evaluate, finetune, predict, split
 from cxrseg.engine import load_model
 from cxrseg.prompts import build_prior
 from cxrstats.fileio import write_done
-
-
-def make_pairs(root, n=10, h=40, w=36, seed=0):
-    """n synthetic CXR-like pairs: noise plus two bright 'lungs'; masks 0/255 PNG with the same
-    stems.
-    """
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir(parents=True)
-    for i in range(n):
-        m = np.zeros((h, w), np.uint8)
-        top, bottom = rng.integers(4, 10), rng.integers(28, 36)
-        m[top:bottom, 4:15] = 1
-        m[top:bottom, 20:32] = 1
-        img = (rng.normal(60, 10, (h, w)) + 120 * m).clip(0, 255).astype(np.uint8)
-        Image.fromarray(img).save(root / "images" / f"c{i:02d}.png")
-        Image.fromarray(m * 255).save(root / "masks" / f"c{i:02d}.png")
-    return root
-
+from synthetic_pairs import write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
-    root = make_pairs(tmp_path_factory.mktemp("pairs"))
+    root = write_pairs(tmp_path_factory.mktemp("pairs"), "c", n=10)
     split.main(["--images", str(root / "images"), "--masks", str(root / "masks"),
                 "--out", str(root / "seg" / "splits.csv"), "--seed", "0"])
     return root
