@@ -20,8 +20,8 @@ from PIL import Image
 
 from cxrcls.augment import draw_params
 from cxrcls.cache import build_cache
-from cxrcls.data import BatchLoader
 from cxrcls.inputs import open_input
+from cxrcls.loader import BatchLoader
 from cxrcls.models import build_model
 from cxrcls.training import train_step, training_input
 from cxrseg.study_masks import PIPELINE_SIZE

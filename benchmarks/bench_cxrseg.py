@@ -3,7 +3,10 @@
      radii, cxrseg.study_masks; distance transform), next to scipy.ndimage binary morphology with
      the same disks (same output);
   2. LiteMedSAM prediction throughput on CPU (images/s, 512x512 images, prior box, with and without
-     one refine pass), through the same code as `cxrseg.predict`.
+     one refine pass), through the same code as `cxrseg.predict` (cxrseg.engine.encode + segment).
+
+`predict_throughput` is that measurement for any model and device (tools.gpu_check times the
+segmenters on the GPU with it).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from cxrseg import predict
 from cxrseg.engine import encode, load_model, segment
 from cxrseg.morphology import dilate_disks, disk, erode_disk
 from cxrseg.prompts import Prior
@@ -53,6 +57,45 @@ def bench_postprocess(repeats: int = 10) -> None:
           f"{scipy_seconds:.2f} s; identical output: {same}")
 
 
+PRIOR = Prior(box=[0.12, 0.15, 0.88, 0.85],
+              points=[[0.3, 0.5, 1], [0.7, 0.5, 1], [0.5, 0.5, 0]], frame="content")
+PREDICT_BATCH = predict.build_parser().get_default("batch_size")   # cxrseg.predict's default
+
+
+def radiographs(n: int, size: int) -> list[np.ndarray]:
+    """n (size, size) uint8 chest-like images: smooth noise with two brighter 'lungs'."""
+    rng = np.random.default_rng(0)
+    return [np.clip(ndimage.gaussian_filter(rng.normal(120, 40, (size, size)), 3)
+                    + 60 * lung_like_mask(size, i), 0, 255).astype(np.uint8) for i in range(n)]
+
+
+def predict_seconds(model, images: list[np.ndarray], device: torch.device,
+                    batch_size: int = PREDICT_BATCH, refine: int = 0) -> tuple[float, float]:
+    """(encoder seconds, total seconds) of cxrseg.predict's path on `images`: encode, then
+    segment with the prior's box (and `refine` extra passes)."""
+    start = time.perf_counter()
+    embeddings = encode(model, images, device, batch_size)
+    encoded = time.perf_counter() - start
+    segment(model, embeddings, images, device, "box", PRIOR, refine=refine, batch_size=batch_size)
+    return encoded, time.perf_counter() - start
+
+
+def predict_throughput(model, n_images: int, rounds: int, device: str = "cpu",
+                       size: int = PIPELINE_SIZE, batch_size: int = PREDICT_BATCH,
+                       quiet: bool = False) -> float:
+    """Images/s of cxrseg.predict's path (no refine pass) on `n_images` synthetic (size, size)
+    images, the best of `rounds` after one warm-up batch (CUDA: kernels, cuDNN plans)."""
+    device = torch.device(device)
+    images = radiographs(n_images, size)
+    predict_seconds(model, images[:batch_size], device, batch_size)
+    best = min(predict_seconds(model, images, device, batch_size)[1] for _ in range(rounds))
+    if not quiet:
+        print(f"  {model.config_name} cxrseg.predict path, batch {batch_size}: "
+              f"{n_images / best:.2f} images/s (best of {rounds}; {n_images} images of "
+              f"{size}x{size}, prior box, pre/post-processing included)")
+    return n_images / best
+
+
 def bench_predict(n: int = 8, size: int = PIPELINE_SIZE) -> None:
     try:
         model = load_model("lite")
@@ -60,18 +103,10 @@ def bench_predict(n: int = 8, size: int = PIPELINE_SIZE) -> None:
         print(f"predict: skipped, LiteMedSAM weights unavailable ({error})")
         return
     device = prepare_device("cpu")  # as the CLIs do (keeps freed memory for reuse)
-    rng = np.random.default_rng(0)
-    images = [np.clip(ndimage.gaussian_filter(rng.normal(120, 40, (size, size)), 3)
-                      + 60 * lung_like_mask(size, i), 0, 255).astype(np.uint8) for i in range(n)]
-    prior = Prior(box=[0.12, 0.15, 0.88, 0.85],
-                  points=[[0.3, 0.5, 1], [0.7, 0.5, 1], [0.5, 0.5, 0]], frame="content")
+    images = radiographs(n, size)
     encode(model, images[:1], device, 1)     # warm-up
     for refine in (0, 1):
-        t = time.perf_counter()
-        embeddings = encode(model, images, device, batch_size=8)
-        encoded = time.perf_counter() - t
-        segment(model, embeddings, images, device, "box", prior, refine=refine)
-        total = time.perf_counter() - t
+        encoded, total = predict_seconds(model, images, device, refine=refine)
         print(f"predict LiteMedSAM CPU ({torch.get_num_threads()} threads), "
               f"{n} images {size}x{size}, refine {refine}: {n / total:.2f} images/s "
               f"(encoder {encoded / n:.2f} s/image, "

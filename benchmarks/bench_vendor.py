@@ -1,6 +1,7 @@
-"""vendor_medsam speed on CPU: LiteMedSAM prediction throughput (256x256, batch 1 and 8), A/B of
-what makes its encoder fast, and the ViT-B (MedSAM) image encoder on one 1024x1024 image (random
-weights).
+"""vendor_medsam speed on CPU: LiteMedSAM prediction throughput (256x256, through cxrseg.engine as
+cxrseg.predict runs it), A/B of what makes its encoder fast (layout, BatchNorm folding, one image
+at a time against a batch of 8, threads), and the ViT-B (MedSAM) image encoder on one 1024x1024
+image (random weights).
 
 Runs with keep_freed_cpu_memory() (as the CLIs do), then repeats the LiteMedSAM part without it in
 a child process. Variants are timed interleaved in the same process (the best of several rounds,
@@ -18,13 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from benchmarks.bench_cxrseg import predict_throughput
 from cxrstats.argtypes import Parser
 from vendor_medsam import build_sam, load_medsam, weights
 from vendor_medsam.device import keep_freed_cpu_memory
-from vendor_medsam.predictor import Predictor
 from vendor_medsam.tiny_vit import Conv2dBN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,14 +54,15 @@ def interleaved(variants: dict, rounds: int) -> dict[str, list[tuple[float, floa
     return times
 
 
-def report(times: dict[str, list[tuple[float, float]]]) -> None:
+def report(times: dict[str, list[tuple[float, float]]], images: int = 1) -> None:
+    """Best and median times per variant, relative to the first; `images` per timed call."""
     base_wall = min(w for w, _ in next(iter(times.values())))
     base_cpu = min(c for _, c in next(iter(times.values())))
     for name, ts in times.items():
         wall, cpu = min(w for w, _ in ts), min(c for _, c in ts)
         median = statistics.median(w for w, _ in ts)
         print(f"  {name:48s} wall best {wall:6.3f} s (median {median:6.3f}, "
-              f"{1 / wall:5.2f} images/s, {wall / base_wall:4.2f}x)  "
+              f"{images / wall:5.2f} images/s, {wall / base_wall:4.2f}x)  "
               f"CPU best {cpu:6.3f} s ({cpu / base_cpu:4.2f}x)")
 
 
@@ -125,24 +126,26 @@ def threads_ab(model, rounds: int) -> None:
         torch.set_num_threads(default)
 
 
-def predictor_throughput(model, batch: int | None, n_images: int, rounds: int, device: str = "cpu",
-                         size: int = 256, quiet: bool = False) -> float:
-    """Images/s of Predictor.predict on `n_images` random (size, size) images with one box each
-    (pre/post-processing included); the best of `rounds` after one warm-up batch. batch None: the
-    Predictor's default for the device."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n_images, size, size), dtype=np.uint8)
-    box = np.array([[40, 50, 200, 220]], np.float32) * size / 256
-    boxes = np.tile(box, (n_images, 1))
-    predictor = Predictor(model, device=device, batch_size=batch)
-    warm = min(predictor.batch_size, n_images)
-    predictor.predict(images[:warm], boxes=boxes[:warm])  # warm-up (CUDA: kernels, cuDNN plans)
-    best = min(wall for wall, _ in timed(lambda: predictor.predict(images, boxes=boxes), rounds))
-    if not quiet:
-        print(f"  {model.config_name} Predictor.predict, batch {predictor.batch_size}: "
-              f"{n_images / best:.2f} images/s (best of {rounds}; {n_images} images of "
-              f"{size}x{size} with a box, pre/post-processing included)")
-    return n_images / best
+def batch_ab(model, rounds: int) -> None:
+    """Eight images through the encoder one at a time (what cxrseg.engine.encode does on CPU)
+    against one batch of eight."""
+    enc = model.image_encoder
+    x = torch.rand(8, 3, 256, 256)
+
+    def one_at_a_time():
+        with torch.inference_mode():
+            for i in range(len(x)):
+                enc(x[i:i + 1])
+
+    def one_batch():
+        with torch.inference_mode():
+            enc(x)
+
+    def unchanged():
+        pass
+
+    report(interleaved({"one image at a time (cxrseg.engine on CPU)": (unchanged, one_at_a_time),
+                        "one batch of 8": (unchanged, one_batch)}, rounds), images=len(x))
 
 
 def vit_b_encoder(rounds: int) -> None:
@@ -179,12 +182,13 @@ def main(argv=None) -> int:
     model, source = lite_model()
     print(f"vendor_medsam CPU benchmark: torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, LiteMedSAM {source}, {allocator}")
-    print("LiteMedSAM prediction throughput")
-    for batch in (1, 8):
-        predictor_throughput(model, batch, args.images, args.rounds)
+    print("LiteMedSAM prediction throughput (cxrseg.engine, as cxrseg.predict runs it)")
+    predict_throughput(model, args.images, args.rounds, size=256)
     if not args.skip_ab:
         print("LiteMedSAM image encoder, batch 1: A/B (interleaved)")
         encoder_ab(model, args.rounds)
+        print("LiteMedSAM image encoder, 8 images: one at a time or one batch (interleaved)")
+        batch_ab(model, args.rounds)
         print("LiteMedSAM image encoder, batch 1: thread count (interleaved)")
         threads_ab(model, args.rounds)
     if not args.skip_vit:

@@ -42,10 +42,10 @@ import numpy as np
 import torch
 
 from cxrcls.augment import draw_params
-from cxrcls.data import BatchLoader
 from cxrcls.distributed import Dist, close_if_open
 from cxrcls.inputs import InputSource, input_type, mask_file, open_input
 from cxrcls.labels import FINDINGS, LABELS
+from cxrcls.loader import BatchLoader
 from cxrcls.models import ARCHS, Classifier, build_model
 from cxrcls.split_data import load_split
 from cxrcls.training import bce, predict_logits, sigmoid, train_step, training_input

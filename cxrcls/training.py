@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrcls.augment import augment
-from cxrcls.data import BatchLoader
+from cxrcls.loader import BatchLoader
 from cxrcls.inputs import compose
 from vendor_medsam.device import autocast
 

@@ -1,8 +1,8 @@
 """Several image/mask folders as one segmentation set, each pair tagged with its dataset's name.
 
 A source is `NAME=IMAGES:MASKS` (or `NAME=IMAGES:MASKS:SUFFIX` when mask stems carry a suffix such
-as `_mask`), given once per dataset with `--data`; or the single `--images/--masks` pair of the
-older command lines, named after the images folder's parent (or `--dataset`). Stems must be unique
+as `_mask`), given once per dataset with `--data`; or one `--images/--masks` pair (what the
+pipeline passes), named after the images folder's parent (or `--dataset`). Stems must be unique
 across datasets, because splits.csv and the embedding cache key images by stem. NAME `all` is
 taken: evaluate's rows pooling several datasets carry it.
 
@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import Pair, find_pairs
+from .pairs import Pair, find_pairs
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 POOLED = "all"   # dataset name of evaluate's rows pooling several datasets; no source may use it

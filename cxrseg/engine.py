@@ -231,7 +231,8 @@ def segment(model, embeddings: torch.Tensor, images: list[np.ndarray], device: t
             imgs = [images[i] for i in rows]
             fr = [frames[i] for i in rows]
             boxes = None if boxes_px is None else np.asarray(boxes_px)[list(rows)]
-            if boxes is None and "box" in mode:
+            if boxes is None and "box" in mode and prior is not None:
+                # without a prior, image_prompts refuses the box prompt by name
                 boxes = np.stack([prior.box_for(img) for img in imgs])
             pass_mode = mode
             for step in range(refine + 1):

@@ -36,9 +36,9 @@ from vendor_medsam.device import prepare_device
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .coverage import lung_kept
-from .data import load_pairs
 from .datasets import POOLED, add_data_arguments, find_all_pairs, sources_from_args
 from .engine import checkpoint_id, embeddings_for, gt_boxes, load_model, segment
+from .pairs import load_pairs
 from .losses import dice_iou
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE

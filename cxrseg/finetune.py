@@ -17,7 +17,7 @@ coordinate, or, with probability `--prior-box-fraction`, the prior box (from the
 mask, also shifted) so that the model learns to work from the box it will get at inference.
 
 `--augment opacity photometric letterbox` adds `--augment-copies` (1..16, default 1) seeded
-augmented copies of each training image (cxrseg.seg_augment) as extra training rows; they are
+augmented copies of each training image (cxrseg.augmented_copies) as extra training rows; they are
 encoded once and cached. `--augment-copies` without `--augment` is refused (it would do nothing).
 
 Every pair of every dataset given must have a row in --splits, and every row a pair: a dataset the
@@ -42,16 +42,16 @@ from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import autocast, prepare_device
 from vendor_medsam.transforms import InputFrame
 
+from .augmented_copies import AUGMENTATIONS, augmented_copies
 from .checkpoints import read_resume, restoring, save_checkpoint
-from .data import load_pairs
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .early_stopping import EarlyStopping
 from .engine import (Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model,
                      model_inputs)
 from .losses import LOSSES, segmentation_loss
+from .pairs import load_pairs
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
 from .records import FINETUNE, FINETUNE_STAGE
-from .seg_augment import AUGMENTATIONS, augmented_copies
 from .shape_qc import ShapePrior
 from .split import PARTS, check_splits_match, read_finished_splits
 

@@ -1,6 +1,6 @@
 """Read any chest X-ray image file as (H, W) uint8 grayscale: one reader, one rule, for every stage.
 
-Segmentation (`cxrseg.data`) and the classifier's image cache (`cxrcls.cache`) both read through
+Segmentation (`cxrseg.pairs`) and the classifier's image cache (`cxrcls.cache`) both read through
 `read_gray`, so the same file always becomes the same 8-bit picture.
 
 The rule, by how the file stores its pixels (PIL mode):

@@ -46,11 +46,11 @@ from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
 from .anatomy import add_anatomy_arguments, clean_mask
-from .data import load_stack
 from .datasets import POOLED
 from .degenerate import RULE, degenerate_reason
 from .engine import checkpoint_id, encode, load_model, segment
 from .imageio import image_stem
+from .pairs import load_stack
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE, PREDICT, index_rows_sha256, require_finished
 

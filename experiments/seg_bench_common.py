@@ -9,10 +9,10 @@ import torch
 
 from cxrseg.anatomy import clean_mask
 from cxrseg.coverage import lung_kept
-from cxrseg.data import load_pairs
 from cxrseg.datasets import Source, find_all_pairs
 from cxrseg.engine import embeddings_for, gt_boxes, load_model, segment
 from cxrseg.losses import dice_iou
+from cxrseg.pairs import load_pairs
 from cxrseg.prompts import Prior
 from cxrseg.split import read_splits
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrseg.data import find_pairs, load_pairs
 from cxrseg.engine import embeddings_for, gt_boxes, load_model, segment
 from cxrseg.finetune import SegData, _set_trainable, evaluate_losses, train_epoch
 from cxrseg.losses import dice_iou
+from cxrseg.pairs import find_pairs, load_pairs
 from cxrseg.prompts import build_prior
 from cxrseg.split import parts_for_fold, split_folds
 from cxrstats.argtypes import Parser

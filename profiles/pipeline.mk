@@ -75,13 +75,13 @@ DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 ENV_MK := $(W)/.make/env.mk
 STAGE_MODULES := DATA=cxrcls.demo_data SPLIT=cxrseg.split FINETUNE=cxrseg.finetune \
 	EVALUATE=cxrseg.evaluate COHORT=cxrcls.cohort CACHE=cxrcls.cache PREDICT=cxrseg.predict \
-	$(if $(wildcard cxrseg/gather.py),GATHER=cxrseg.gather) POSTPROCESS=cxrseg.postprocess TRAIN=cxrcls.train REPORT=cxrstats.report \
-	$(if $(wildcard cxrseg/figures.py),SEGFIGURES=cxrseg.figures) \
-	$(if $(wildcard cxrcls/attribution.py),ATTRIBUTION=cxrcls.attribution) \
-	$(if $(wildcard cxrstats/tightness.py),TIGHTNESS=cxrstats.tightness) \
-	$(if $(wildcard cxrstats/compare.py),COMPARE=cxrstats.compare)
+	GATHER=cxrseg.gather POSTPROCESS=cxrseg.postprocess TRAIN=cxrcls.train REPORT=cxrstats.report \
+	SEGFIGURES=cxrseg.figures \
+	ATTRIBUTION=cxrcls.attribution \
+	TIGHTNESS=cxrstats.tightness \
+	COMPARE=cxrstats.compare
 PROJECT_PY := $(wildcard cxrseg/*.py cxrcls/*.py cxrstats/*.py vendor_medsam/*.py)
-# Each stage's source files: empty until $(ENV_MK) is read (and for a module not written yet).
+# Each stage's source files: empty until $(ENV_MK) is read.
 $(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS TRAIN REPORT SEGFIGURES \
 	ATTRIBUTION TIGHTNESS COMPARE,$(eval CODE_$(n) :=))
 
@@ -270,7 +270,7 @@ SHARD_DONE    := $(if $(filter-out 1,$(PREDICT_SHARDS)),\
 POST_DONE     := $(W)/masks/.done-postprocess
 RUN_DONE       = $(foreach s,$(SETTINGS),$(foreach k,$(SPLIT_IDS),\
 	$(W)/runs/$(s)/split$(k)/.done-train))
-SEGFIG_DONE   := $(if $(wildcard cxrseg/figures.py),$(W)/results/figures/.done-segfigures)
+SEGFIG_DONE   := $(W)/results/figures/.done-segfigures
 ATTR_DONE     := $(W)/results/.done-attribution
 TIGHT_DONE    := $(W)/results/.done-tightness
 REPORT_DONE   := $(W)/results/.done-report

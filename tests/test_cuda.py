@@ -1,5 +1,6 @@
-"""The CUDA path: bf16 autocast, channels_last, pinned transfers, the Predictor's CUDA batch, a
-classifier step under autocast, and CUDA-vs-CPU agreement of SAM predictions.
+"""The CUDA path: bf16 autocast, channels_last, pinned transfers, cxrseg.engine's CUDA batch, a
+classifier step under autocast, and CUDA-vs-CPU agreement of SAM predictions (through
+cxrseg.engine, the path cxrseg.predict takes).
 
 Every test here is marked `cuda` and skipped where CUDA is absent (`pytest -m cuda` selects them;
 tools/gpu_check.py runs them first). Tolerances are loose on purpose: bf16 keeps about
@@ -14,12 +15,12 @@ import pytest
 import torch
 
 from cxrcls.inputs import InputSource
-from cxrcls.data import BatchLoader
+from cxrcls.loader import BatchLoader
 from cxrcls.models import build_model
 from cxrcls.training import to_model_input, train_step
+from cxrseg.engine import encode, segment
 from vendor_medsam import build_sam, load_medsam, weights
 from vendor_medsam.device import autocast, resolve_device
-from vendor_medsam.predictor import Predictor
 
 MICRO = (Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam"
          / "state_dict.pt")
@@ -68,10 +69,15 @@ def test_pinned_transfer_of_a_loader_batch_is_exact():
     assert torch.equal(x.cpu(), expected)
 
 
-def test_predictor_batches_eight_images_on_cuda():
-    predictor = Predictor(load_medsam(MICRO, "micro"), device="cuda")
-    assert predictor.batch_size == 8
-    assert next(predictor.model.parameters()).device.type == "cuda"
+def test_encode_batches_eight_images_on_cuda_and_returns_cpu_embeddings():
+    model = load_medsam(MICRO, "micro")
+    seen = []
+    model.image_encoder.register_forward_hook(lambda m, x, y: seen.append(len(x[0])))
+    images, _ = _images_and_boxes(9, 50)
+    embeddings = encode(model, list(images), CUDA, batch_size=8)
+    assert seen == [8, 1]
+    assert next(model.parameters()).device.type == "cuda"
+    assert embeddings.device.type == "cpu" and embeddings.dtype == torch.float16
 
 
 def test_resnet_step_under_bf16_autocast_matches_float32_loosely():
@@ -99,10 +105,18 @@ def _images_and_boxes(n: int, size: int, seed: int = 0):
     return images, boxes
 
 
+def _probabilities(model, images, boxes, device: torch.device) -> np.ndarray:
+    """(N, H, W) float32 probabilities through cxrseg.engine, as cxrseg.predict gets them."""
+    embeddings = encode(model, list(images), device, batch_size=8)
+    _, probs, _ = segment(model, embeddings, list(images), device, "box", None, boxes_px=boxes,
+                          batch_size=8)
+    return np.stack([p.numpy() for p in probs])
+
+
 def _agreement(model, n: int, size: int):
     images, boxes = _images_and_boxes(n, size)
-    on_cpu = Predictor(model, device="cpu", batch_size=4).predict(images, boxes=boxes)
-    on_cuda = Predictor(model, device="cuda").predict(images, boxes=boxes)
+    on_cpu = _probabilities(model, images, boxes, torch.device("cpu"))
+    on_cuda = _probabilities(model, images, boxes, CUDA)
     assert on_cuda.shape == on_cpu.shape and on_cuda.dtype == np.float32
     return np.abs(on_cuda - on_cpu), ((on_cuda > 0.5) == (on_cpu > 0.5)).mean()
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from cxrcls import cache
-from cxrseg.data import read_image
 from cxrseg.imageio import read_gray
+from cxrseg.pairs import read_image
 from cxrstats.fileio import IncompleteRunError, read_csv, read_done, write_csv, write_done
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cxrcls import augment as A
-from cxrcls.data import BatchLoader
 from cxrcls.inputs import compose, mask_boundary, open_input
+from cxrcls.loader import BatchLoader
 from cxrcls.models import Classifier, build_model, load_weights
 from cxrstats.fileio import IncompleteRunError, read_csv, save_npy, write_csv
 from synthetic_work import make_work

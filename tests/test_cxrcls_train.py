@@ -239,7 +239,7 @@ def test_resume_without_last_pt_or_with_a_broken_one_is_refused_naming_it(work, 
 def test_the_library_predicts_what_the_run_wrote(work, uninterrupted):
     # cxrcls.training and cxrcls.split_data are what other modules (attribution, benchmarks) use
     # to do as training does: with the run's best.pt they give its test probabilities back.
-    from cxrcls.data import BatchLoader
+    from cxrcls.loader import BatchLoader
     from cxrcls.inputs import open_input
     from cxrcls.models import Classifier
     from cxrcls.split_data import load_split

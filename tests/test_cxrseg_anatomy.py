@@ -4,7 +4,7 @@ import pytest
 
 from cxrseg import postprocess
 from cxrseg.anatomy import clean_mask, fill_holes, keep_largest
-from cxrseg.seg_augment import augment, augmented_copies
+from cxrseg.augmented_copies import augment, augmented_copies
 from cxrstats.fileio import write_done
 
 

@@ -7,9 +7,9 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless,  # noqa: E402
                          SecondaryCaptureImageStorage, generate_uid)
 
-from cxrseg.data import find_pairs, load_stack  # noqa: E402
 from cxrseg.dicom import is_dicom, window  # noqa: E402
 from cxrseg.imageio import image_stem, read_gray  # noqa: E402
+from cxrseg.pairs import find_pairs, load_stack  # noqa: E402
 
 
 def write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=None, signed=False,

@@ -1,5 +1,5 @@
 """cxrseg fine-tuning, resume, evaluation and prediction on the tiny random 'micro' model and tiny
-synthetic image/mask pairs (two bright rectangles as lungs)."""
+synthetic image/mask pairs (tests/synthetic_pairs.py: two bright rectangles as lungs)."""
 import argparse
 import csv
 
@@ -13,32 +13,14 @@ from cxrseg import evaluate, finetune, predict, split
 from cxrseg.engine import load_model
 from cxrseg.prompts import build_prior
 from cxrstats.fileio import write_done
-
-
-def make_pairs(root, n=10, h=40, w=36, seed=0):
-    """n synthetic CXR-like pairs: noise plus two bright 'lungs'; masks 0/255 PNG with the same
-    stems.
-    """
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir(parents=True)
-    for i in range(n):
-        m = np.zeros((h, w), np.uint8)
-        top, bottom = rng.integers(4, 10), rng.integers(28, 36)
-        m[top:bottom, 4:15] = 1
-        m[top:bottom, 20:32] = 1
-        img = (rng.normal(60, 10, (h, w)) + 120 * m).clip(0, 255).astype(np.uint8)
-        Image.fromarray(img).save(root / "images" / f"c{i:02d}.png")
-        Image.fromarray(m * 255).save(root / "masks" / f"c{i:02d}.png")
-    return root
-
+from synthetic_pairs import write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
-    root = make_pairs(tmp_path_factory.mktemp("pairs"))
+    root = write_pairs(tmp_path_factory.mktemp("pairs"), "c", n=10)
     split.main(["--images", str(root / "images"), "--masks", str(root / "masks"),
                 "--out", str(root / "seg" / "splits.csv"), "--seed", "0"])
     return root
@@ -52,7 +34,7 @@ def _finetune_args(root, out, *extra):
 
 
 def test_one_epoch_lowers_the_loss_on_a_fixed_batch(pairs):
-    from cxrseg.data import find_pairs, load_pairs
+    from cxrseg.pairs import find_pairs, load_pairs
     model = load_model("micro", seed=0)
     images, masks = load_pairs(find_pairs(pairs / "images", pairs / "masks"))
     prior = build_prior(images, masks)
@@ -150,7 +132,7 @@ def test_choose_threshold_picks_the_best_dice():
 def test_predict_writes_uint8_masks_and_index(pairs, tmp_path):
     out = tmp_path / "seg"
     finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
-    from cxrseg.data import read_image
+    from cxrseg.pairs import read_image
     files = sorted((pairs / "images").iterdir())
     np.save(tmp_path / "images.npy", np.stack([read_image(f) for f in files]))
     index_lines = "".join(f"{i},{f.name}\n" for i, f in enumerate(files))
@@ -201,7 +183,7 @@ def test_bad_inputs_give_clear_errors(pairs, tmp_path):
 
 def test_figures_from_a_small_run(pairs, tmp_path):
     from cxrseg import figures, postprocess
-    from cxrseg.data import read_image
+    from cxrseg.pairs import read_image
     out = tmp_path / "seg"
     finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
     files = sorted((pairs / "images").iterdir())[:3]

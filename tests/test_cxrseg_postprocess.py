@@ -1,10 +1,13 @@
 """cxrseg.morphology equals scipy's reference; masked images; QC flags and the empty-mask
-fallback."""
+fallback; what cxrseg.postprocess refuses (an unfinished predict, masks other than exact 0/1,
+an index other than the one segmented, bad flags, a foreign output folder)."""
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder, with_flags
 from cxrseg import postprocess
+from cxrseg.pairs import load_stack
 from cxrseg.morphology import boundary, cutout, dilate_disk, dilate_disks, disk, erode_disk, overlay
 from cxrstats.fileio import read_csv, write_done
 
@@ -114,3 +117,94 @@ def test_postprocess_refuses_mismatched_index(tmp_path):
     with pytest.raises(SystemExit, match="index.csv has 1 rows.*2 masks"):
         postprocess.main(["--masks", str(tmp_path / "raw.npy"),
                           "--index", str(tmp_path / "index.csv"), "--out", str(tmp_path / "o")])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+REQUIRED = ["--masks", "m.npy", "--index", "i.csv", "--out", "o"]
+BAD_FLAGS = [["--erode", "-1"], ["--dilate", "15", "-5"], ["--min-area", "1.5"],
+             ["--max-components", "0"]]
+
+
+def _predicted_masks(folder):
+    """Two predicted masks as cxrseg.predict leaves them in `folder`; the postprocess flags."""
+    raw = np.zeros((2, 48, 48), bool)      # bool is accepted as well as integer 0/1
+    raw[:, 10:38, 8:20] = raw[:, 10:38, 28:40] = True
+    folder.mkdir(exist_ok=True)
+    _save_predicted(folder / "raw.npy", raw)
+    (folder / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
+    return ["--masks", str(folder / "raw.npy"), "--index", str(folder / "index.csv"),
+            "--out", str(folder)]
+
+
+@pytest.mark.parametrize("flag", BAD_FLAGS, ids=" ".join)
+def test_out_of_range_flags_stop_at_parse_time(flag, capsys):
+    assert_refused_at_parse(postprocess.main, REQUIRED + flag, flag[0], capsys)
+
+
+def test_refuses_a_foreign_out_folder_with_a_clean_error(tmp_path):
+    args = _predicted_masks(tmp_path / "masks")
+    assert_refuses_foreign_folder(lambda out: postprocess.main(with_flags(args, "--out", str(out))),
+                                  tmp_path / "mine")
+
+
+def test_postprocess_needs_a_finished_predict(tmp_path):
+    np.save(tmp_path / "raw.npy", np.ones((1, 8, 8), np.uint8))
+    (tmp_path / "index.csv").write_text("row,image\n0,a.png\n")
+    with pytest.raises(SystemExit, match=r"error: .*no done_predict.json"):
+        postprocess.main(["--masks", str(tmp_path / "raw.npy"),
+                          "--index", str(tmp_path / "index.csv"), "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("values, dtype, problem", [
+    ([-1, 0], np.int8, r"exactly 0/1, found values -1\.\.0"),
+    ([0, 255], np.uint8, r"exactly 0/1, found values 0\.\.255"),
+    ([0.0, 1.0], np.float32, r"0/1 of an integer or bool dtype, got dtype float32"),
+])
+def test_postprocess_accepts_only_exact_01_masks(tmp_path, values, dtype, problem):
+    raw = np.zeros((2, 16, 16), dtype)
+    raw[:, 4:12, 4:12] = values[0]
+    raw[:, :4] = values[1]
+    np.save(tmp_path / "raw.npy", raw)
+    write_done(tmp_path, {}, ["raw.npy"], done="done_predict.json")
+    (tmp_path / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
+    with pytest.raises(SystemExit, match=rf"error: .*raw.npy: masks must be {problem}"):
+        postprocess.main(["--masks", str(tmp_path / "raw.npy"),
+                          "--index", str(tmp_path / "index.csv"), "--out", str(tmp_path / "out")])
+
+
+def test_dilate_radii_zero_allowed_duplicates_refused_old_radii_removed(tmp_path):
+    args = _predicted_masks(tmp_path)
+    postprocess.main(args + ["--erode", "2", "--dilate", "0", "3", "7"])
+    eroded, m0 = np.load(tmp_path / "eroded.npy"), np.load(tmp_path / "m0.npy")
+    np.testing.assert_array_equal(m0, eroded)                       # m0 = the eroded mask itself
+    assert (np.load(tmp_path / "m7.npy") >= np.load(tmp_path / "m3.npy")).all()
+    postprocess.main(args + ["--erode", "2", "--dilate", "5"])
+    assert not any((tmp_path / f"m{r}.npy").exists() for r in (0, 3, 7))  # the old run's radii
+    assert (tmp_path / "m5.npy").is_file() and (tmp_path / "done_postprocess.json").is_file()
+    with pytest.raises(SystemExit, match=r"error: --dilate lists radius \[15\] more than once"):
+        postprocess.main(args + ["--dilate", "15", "50", "15"])
+
+
+def test_postprocess_refuses_an_index_other_than_the_one_segmented(tmp_path):
+    args = _predicted_masks(tmp_path / "masks")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "index.csv").write_text("row,image\n0,a.png\n1,renamed.png\n")
+    args[args.index("--index") + 1] = str(tmp_path / "cache" / "index.csv")
+    with pytest.raises(SystemExit, match=r"error: .*cache/index.csv and .*masks/index.csv "
+                                         r"\(the images segmented\) differ in 1 row\(s\), first"):
+        postprocess.main(args)
+    (tmp_path / "cache" / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
+    postprocess.main(args)                       # the same images: accepted
+    assert (tmp_path / "masks" / "done_postprocess.json").is_file()
+
+
+@pytest.mark.parametrize("rows", ["0,a.png\nx,b.png\n", "1,a.png\n0,b.png\n"])
+def test_index_rows_must_be_0_to_n_minus_1(tmp_path, rows):
+    args = _predicted_masks(tmp_path)
+    (tmp_path / "index.csv").write_text("row,image\n" + rows)
+    with pytest.raises(SystemExit, match=r"error: .*index.csv: row \d has row="):
+        postprocess.main(args)
+    np.save(tmp_path / "stack.npy", np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"index.csv: row \d has row="):
+        load_stack(tmp_path / "stack.npy", tmp_path / "index.csv")

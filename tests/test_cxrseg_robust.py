@@ -3,13 +3,13 @@ import csv
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy import ndimage
 
 from cxrseg import evaluate, finetune, split
 from cxrseg.coverage import lung_kept, to_pipeline_size
 from cxrseg.datasets import find_all_pairs, parse_source
 from cxrseg.morphology import disk
+from synthetic_pairs import write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -58,15 +58,8 @@ def test_lung_kept_rejects_shape_mismatch():
 
 
 def _write_pairs(root, prefix, n, seed):
-    rng = np.random.default_rng(seed)
-    for sub in ("images", "masks"):
-        (root / sub).mkdir(parents=True)
-    for i in range(n):
-        m = _square(40, 36, (rng.integers(4, 10), rng.integers(28, 36), 4, 15))
-        m[:, 20:32] = m[:, 4:16]
-        img = (rng.normal(60, 10, m.shape) + 120 * m).clip(0, 255).astype(np.uint8)
-        Image.fromarray(img).save(root / "images" / f"{prefix}{i:02d}.png")
-        Image.fromarray(m * 255).save(root / "masks" / f"{prefix}{i:02d}.png")
+    """tests/synthetic_pairs.write_pairs, as a `--data` spec's IMAGES:MASKS."""
+    write_pairs(root, prefix, n=n, seed=seed)
     return f"{root / 'images'}:{root / 'masks'}"
 
 

@@ -3,7 +3,8 @@
 On one CUDA GPU (a few minutes) it
 1. runs the CUDA-marked tests (`pytest -m cuda tests/test_cuda.py`);
 2. measures prediction images/s of LiteMedSAM and MedSAM ViT-B (random weights; speed does not
-   depend on them) through `vendor_medsam.predictor.Predictor` at its CUDA default batch;
+   depend on them) through cxrseg.predict's path (`cxrseg.engine.encode` + `segment`, the prior's
+   box) at predict's default batch;
 3. times one ViT-B fine-tuning step at batch 4 (image encoder + mask decoder) with
    `cxrseg.finetune.train_epoch`;
 4. measures ResNet50 and DenseNet121 training images/s at 512 px (`cxrcls.training.train_step`)
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 from benchmarks.bench_cxrcls import bench_eval, bench_loader, bench_train, make_cache, sync
-from benchmarks.bench_vendor import predictor_throughput
+from benchmarks.bench_cxrseg import predict_throughput
 from cxrcls.cohort import part_sizes
 from cxrseg.finetune import SegData, _set_trainable, train_epoch
 from cxrseg.study_masks import PIPELINE_SIZE
@@ -110,13 +111,13 @@ def sam_model(config: str):
 
 
 def predict_rates(device: str, sizes: dict) -> dict:
-    """{'lite': {...}, 'vit_b': {...}}: images/s of Predictor.predict on images of the cohort
-    cache's size (512 px; 64 in the smoke run) at the Predictor's default batch for the device."""
+    """{'lite': {...}, 'vit_b': {...}}: images/s of cxrseg.predict's path on images of the cohort
+    cache's size (512 px; 64 in the smoke run) at predict's default batch."""
     out = {}
     for name, config in sizes["models"].items():
         model = sam_model(config)
-        rate = predictor_throughput(model, None, sizes["predict_images"], sizes["predict_rounds"],
-                                    device=device, size=sizes["predict_size"], quiet=True)
+        rate = predict_throughput(model, sizes["predict_images"], sizes["predict_rounds"],
+                                  device=device, size=sizes["predict_size"], quiet=True)
         out[name] = {"config": config, "images_per_s": rate}
         del model
         free_cuda()

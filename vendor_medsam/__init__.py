@@ -5,7 +5,7 @@ tests/test_vendor_*).
   build_sam(config) -> Sam              random weights; configs "vit_b", "lite", "micro", "tiny"
   load_medsam(path_or_name, config)     strict loading; "lite" = the sha256-checked LiteMedSAM file
   transforms.InputFrame                 image pixels <-> model input / low-res logits
-  predictor.Predictor                   batched inference to probability masks
+Batched inference (images and prompts in, probability masks out) is cxrseg.engine's.
 """
 from .checkpoint import load_medsam
 from .configs import CONFIGS, SamConfig, build_sam

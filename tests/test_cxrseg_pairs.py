@@ -1,10 +1,11 @@
-"""cxrseg.data and cxrseg.split: reading pairs in every storage format, clear errors, splits."""
+"""cxrseg.pairs: reading pairs and image stacks in every storage format, symbolic links, clear
+errors."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from cxrseg import split
-from cxrseg.data import find_pairs, load_pair, load_pairs, load_stack, read_image, read_mask
+from cxrseg.pairs import find_pairs, load_pair, load_pairs, load_stack, read_image, read_mask
+from synthetic_pairs import write_pairs
 
 
 def _write(path, array, mode=None):
@@ -86,46 +87,27 @@ def test_load_stack_checks_index_length(tmp_path):
         load_stack(tmp_path / "s.npy", tmp_path / "index.csv")
 
 
-def test_split_counts_and_determinism():
-    assert split.split_counts(292) == (204, 44, 44)
-    stems = [f"s{i:03d}" for i in range(292)]
-    a = split.split_parts(stems, seed=3)
-    assert a == split.split_parts(list(reversed(stems)), seed=3)  # input order does not matter
-    assert a != split.split_parts(stems, seed=4)
-    assert sorted(list(a.values()).count(p) for p in split.PARTS) == [44, 44, 204]
+
+def test_pairs_and_predict_folders_follow_symbolic_links(tmp_path):
+    data = write_pairs(tmp_path / "data")
+    (tmp_path / "images").symlink_to(data / "images", target_is_directory=True)  # a linked folder
+    (tmp_path / "masks").mkdir()
+    for mask in (data / "masks").iterdir():                                      # linked files
+        (tmp_path / "masks" / mask.name).symlink_to(mask)
+    pairs = find_pairs(tmp_path / "images", tmp_path / "masks")
+    assert [p.stem for p in pairs] == [f"x{i:02d}" for i in range(12)]
+    stack, names = load_stack(tmp_path / "images")
+    assert len(stack) == 12 and names[0] == "x00.png"
 
 
-def test_folds_cover_everything_and_fold_parts_are_disjoint():
-    stems = [f"s{i}" for i in range(30)]
-    folds = split.split_folds(stems, 3, seed=0)
-    assert np.bincount(list(folds.values())).tolist() == [10, 10, 10]
-    tests = set()
-    for k in range(3):
-        parts = split.parts_for_fold(folds, k, seed=0)
-        test = {s for s, p in parts.items() if p == "test"}
-        assert test == {s for s, f in folds.items() if f == k}
-        assert sum(p == "val" for p in parts.values()) == 4  # round(0.15 * 30), from other folds
-        tests |= test
-    assert tests == set(stems)
-
-
-def test_split_cli_writes_csv(tmp_path):
-    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
-    for k in range(10):
-        _write(tmp_path / "i" / f"x{k}.png", np.zeros((4, 4), np.uint8))
-        _write(tmp_path / "m" / f"x{k}.png", np.zeros((4, 4), np.uint8))
-    split.main(["--images", str(tmp_path / "i"), "--masks", str(tmp_path / "m"),
-                "--out", str(tmp_path / "seg" / "splits.csv")])
-    parts = split.read_splits(tmp_path / "seg" / "splits.csv")
-    assert sorted(parts.values()).count("train") == 6  # 10 -> 6/2/2
-    assert (tmp_path / "seg" / "run_split.json").is_file()
-    split.main(["--images", str(tmp_path / "i"), "--masks", str(tmp_path / "m"),
-                "--out", str(tmp_path / "folds" / "folds.csv"), "--folds", "5"])
-    with pytest.raises(ValueError, match="--fold"):
-        split.read_splits(tmp_path / "folds" / "folds.csv")
-    parts = split.read_splits(tmp_path / "folds" / "folds.csv", fold=1)
-    assert set(parts.values()) == {"train", "val", "test"}
-    with pytest.raises(SystemExit, match="error: .*no images"):
-        (tmp_path / "e").mkdir()
-        split.main(["--images", str(tmp_path / "e"), "--masks", str(tmp_path / "m"),
-                    "--out", str(tmp_path / "z.csv")])
+def test_a_broken_or_looping_link_is_an_error_not_a_missing_image(tmp_path):
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "images" / "b.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(FileNotFoundError, match=r"b.png: broken symbolic link"):
+        load_stack(tmp_path / "images")
+    (tmp_path / "images" / "b.png").unlink()
+    (tmp_path / "images" / "c.png").symlink_to(tmp_path / "images" / "d.png")
+    (tmp_path / "images" / "d.png").symlink_to(tmp_path / "images" / "c.png")
+    with pytest.raises(FileNotFoundError, match=r"c.png: broken symbolic link.*link loop"):
+        load_stack(tmp_path / "images")

@@ -1,0 +1,46 @@
+"""cxrseg.evaluate on bad input (range-checked flags, a zero-byte checkpoint, a foreign output
+folder), and eval.csv naming each checkpoint by content."""
+import pytest
+
+from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder
+from cxrseg import evaluate
+from cxrseg.engine import checkpoint_id
+from cxrstats.fileio import file_sha256
+from synthetic_pairs import run_evaluate
+from vendor_medsam.configs import CONFIGS
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
+REQUIRED = ["--images", "i", "--masks", "m", "--checkpoint", "micro", "--out", "o.csv"]
+BAD_FLAGS = [["--refine", "-1"], ["--threshold", "1.5"], ["--thresholds", "0.5", "2"],
+             ["--refine-threshold", "0"], ["--batch-size", "0"], ["--parts", "val", "tset"]]
+
+
+@pytest.mark.parametrize("flag", BAD_FLAGS, ids=" ".join)
+def test_out_of_range_flags_stop_at_parse_time(flag, capsys):
+    assert_refused_at_parse(evaluate.main, REQUIRED + flag, flag[0], capsys)
+
+
+def test_config_choices_come_from_vendor_configs(monkeypatch):
+    monkeypatch.setitem(CONFIGS, "extra", CONFIGS["micro"])
+    assert evaluate.build_parser().parse_args(REQUIRED + ["--config", "extra"]).config == "extra"
+
+
+def test_refuses_a_foreign_out_folder_with_a_clean_error(study, tmp_path):
+    assert_refuses_foreign_folder(
+        lambda out: run_evaluate(study, study / "seg", "--out", str(out / "eval.csv")),
+        tmp_path / "mine")
+
+
+def test_zero_byte_checkpoint_gives_a_clear_error(study, tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"error: .*empty.pt: empty file \(0 bytes\)"):
+        run_evaluate(study, study / "seg", "--checkpoint", str(tmp_path / "empty.pt"),
+                     "--out", str(tmp_path / "eval.csv"), "--config", "micro")
+
+
+def test_eval_csv_names_each_checkpoint_by_content(study):
+    rows = (study / "seg" / "eval.csv").read_text().splitlines()
+    assert rows[0].startswith("checkpoint,checkpoint_id,dataset,part,threshold")
+    assert all(f"sha256:{file_sha256(study / 'seg' / 'best.pt')}" in r for r in rows[1:])
+    assert checkpoint_id("micro", seed=3) == "micro seed 3"

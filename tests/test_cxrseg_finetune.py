@@ -1,0 +1,121 @@
+"""cxrseg.finetune on bad input: range-checked flags, a killed run, empty masks, --resume through
+the guarded reader and only with the same settings, augmentation flags, a foreign output folder.
+
+Every run fine-tunes the random `micro` model on the tiny synthetic study of conftest.py."""
+import json
+
+import pytest
+import torch
+
+from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder
+from cxrseg import finetune
+from synthetic_pairs import (copy_seg, predict_folder, run_evaluate, run_finetune, run_split,
+                             write_pairs)
+from vendor_medsam.configs import CONFIGS
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
+REQUIRED = ["--images", "i", "--masks", "m", "--splits", "s.csv", "--out", "o"]
+BAD_FLAGS = [["--epochs", "-1"], ["--patience", "0"], ["--batch-size", "0"], ["--lr", "0"],
+             ["--lr", "nan"], ["--weight-decay", "-1"], ["--box-shift", "-5"],
+             ["--prior-box-fraction", "1.5"], ["--fold", "-1"], ["--seed", "-1"]]
+
+
+@pytest.mark.parametrize("flag", BAD_FLAGS, ids=" ".join)
+def test_out_of_range_flags_stop_at_parse_time(flag, capsys):
+    assert_refused_at_parse(finetune.main, REQUIRED + flag, flag[0], capsys)
+
+
+def test_config_choices_come_from_vendor_configs(monkeypatch):
+    monkeypatch.setitem(CONFIGS, "extra", CONFIGS["micro"])
+    assert finetune.build_parser().parse_args(REQUIRED + ["--config", "extra"]).config == "extra"
+
+
+def test_refuses_a_foreign_out_folder_with_a_clean_error(study, tmp_path):
+    assert_refuses_foreign_folder(lambda out: run_finetune(study, out, "--epochs", "0"),
+                                  tmp_path / "mine")
+
+
+def test_a_killed_finetune_leaves_nothing_that_evaluate_or_predict_accepts(study, tmp_path,
+                                                                          monkeypatch):
+    seg = copy_seg(study, tmp_path)
+    old_curves = (seg / "curves.csv").read_text()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(finetune, "train_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):     # a fresh run into the finished folder, killed
+        run_finetune(study, seg)
+    assert (seg / "best.pt").is_file()        # the new run's epoch-0 checkpoint
+    assert not (seg / "done_finetune.json").exists()
+    assert not (seg / "curves.csv").exists() and old_curves   # the old run's outputs are gone
+    with pytest.raises(SystemExit, match=r"error: .*no done_finetune.json.*did not finish"):
+        run_evaluate(study, seg, "--out", str(tmp_path / "eval.csv"))
+    with pytest.raises(SystemExit, match=r"error: .*no done_finetune.json"):
+        predict_folder(study, study / "images", tmp_path / "pngs",
+                       "--checkpoint", str(seg / "best.pt"))
+
+
+def test_finetune_warns_about_empty_masks_and_refuses_when_all_are(tmp_path, capsys):
+    half = write_pairs(tmp_path / "half", empty=range(0, 12, 2))
+    run_split(half)
+    run_finetune(half, half / "seg", "--epochs", "0")
+    err = capsys.readouterr().err
+    assert "warning" in err and "masks are empty" in err and "x00" in err
+    assert (half / "seg" / "done_finetune.json").is_file()
+    none = write_pairs(tmp_path / "none", empty=range(12))
+    run_split(none)
+    with pytest.raises(SystemExit, match=r"error: .*all \d+ training masks are empty"):
+        run_finetune(none, none / "seg")
+
+
+class _RunsCode:
+    """Pickles as a call to eval(); the guarded reader must refuse it instead of running it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"__import__('pathlib').Path({str(self.marker)!r}).touch()",))
+
+
+def test_resume_reads_last_pt_through_the_guarded_reader(study, tmp_path):
+    seg = copy_seg(study, tmp_path)
+    good = (seg / "last.pt").read_bytes()
+    (seg / "last.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(SystemExit, match=r"error: .*last.pt: not a readable PyTorch checkpoint"):
+        run_finetune(study, seg, "--epochs", "2", "--resume")
+    marker = tmp_path / "code_ran"
+    torch.save({"model": {}, "hook": _RunsCode(marker)}, seg / "last.pt")
+    with pytest.raises(SystemExit, match=r"error: .*last.pt: refused to load"):
+        run_finetune(study, seg, "--epochs", "2", "--resume")
+    assert not marker.exists()
+    torch.save({"model": {}, "epoch": 1}, seg / "last.pt")
+    with pytest.raises(SystemExit, match=r"error: .*last.pt: not a cxrseg.finetune last.pt"):
+        run_finetune(study, seg, "--epochs", "2", "--resume")
+    assert (seg / "done_finetune.json").is_file()   # refused before the finished run was touched
+
+
+@pytest.mark.parametrize("changed", [
+    ["--loss", "dicefocal"], ["--lr", "0.01"], ["--prompt", "box+points"], ["--box-shift", "3"],
+    ["--prior-box-fraction", "0.5"], ["--seed", "1"], ["--batch-size", "2"], ["--train", "all"]])
+def test_resume_refuses_settings_that_change_the_result(study, changed):
+    before = (study / "seg" / "last.pt").read_bytes()
+    key = changed[0][2:].replace("-", "_")
+    with pytest.raises(SystemExit, match=rf"error: .*last.pt: cannot resume with different "
+                                         rf"settings .*'{key}'"):
+        run_finetune(study, study / "seg", "--epochs", "2", "--resume", *changed)
+    assert (study / "seg" / "last.pt").read_bytes() == before
+    assert (study / "seg" / "done_finetune.json").is_file()
+
+
+def test_augment_copies_must_go_with_augment_and_be_positive(study, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_finetune(study, tmp_path / "a", "--augment", "opacity", "--augment-copies", "0")
+    assert stop.value.code == 2 and "argument --augment-copies" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"^error: --augment-copies 2 needs --augment"):
+        run_finetune(study, tmp_path / "b", "--augment-copies", "2")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    run_finetune(study, tmp_path / "c", "--epochs", "0")
+    recorded = json.loads((tmp_path / "c" / "done_finetune.json").read_text())["arguments"]
+    assert recorded["augment"] == [] and recorded["augment_copies"] == 0
