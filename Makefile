@@ -18,7 +18,8 @@ SETUP  := $(VENV)/.installed
 # above), runs the pipeline: PIPELINE_GOALS is the one definition profiles/*.mk test against.
 # ($(value ...) reads MAKECMDGOALS, which a plain `make` leaves undefined, without a warning.)
 RUFF := $(VENV)/bin/ruff
-NON_PIPELINE_GOALS := setup test test-fast bench lint clean-work $(SETUP) $(RUFF)
+NON_PIPELINE_GOALS := setup test test-fast bench lint clean-work $(SETUP) $(RUFF) segment segmenter \
+	weights
 PIPELINE_GOALS := $(filter-out $(NON_PIPELINE_GOALS),$(or $(value MAKECMDGOALS),$(.DEFAULT_GOAL)))
 
 # ---------------------------------------------------------------- setup
@@ -73,3 +74,4 @@ ifeq ($(SLURM),1)
 include profiles/slurm/steps.mk
 endif
 include profiles/pipeline.mk
+include profiles/user.mk
