@@ -24,7 +24,7 @@ OUT            ?=
 
 .PHONY: segment segmenter weights
 
-ifneq ($(filter segment,$(MAKECMDGOALS)),)
+ifneq ($(filter segment,$(value MAKECMDGOALS)),)
 ifeq ($(strip $(IMAGES)),)
 $(error make segment needs IMAGES=<folder of radiographs> (and OUT=<folder for the masks>))
 endif
@@ -33,9 +33,11 @@ $(error make segment needs OUT=<new or empty folder for the masks>)
 endif
 endif
 
+# (the folders quoted: a folder of one's own may have spaces in its name)
+CMD_SEGMENT = $(strip cxrseg.predict --images "$(IMAGES)" --segmenter "$(SEGMENTER)" \
+              --out "$(OUT)" $(PREDICT_ARGS) $(SEGMENT_ARGS) --device $(DEVICE))
 segment: | $(SETUP)
-	$(PY) -m cxrseg.predict --images $(IMAGES) --segmenter $(SEGMENTER) --out $(OUT) \
-		$(PREDICT_ARGS) $(SEGMENT_ARGS) --device $(DEVICE)
+	$(PY) -m $(CMD_SEGMENT)
 
 # SEGMENTER_ONLY=1 tells the sub-make that nothing beyond seg/ runs: no NIH data and no ImageNet
 # weights are needed (profiles/paper.mk, below). SEG_DATA reaches it from the command line.
@@ -57,8 +59,11 @@ endif
 IMAGENET_DIR ?= weights/imagenet
 ifneq ($(PIPELINE_GOALS),)
 ifneq ($(SEGMENTER_ONLY),1)
-ifneq ($(findstring --weights imagenet,$(strip $(TRAIN_ARGS)))$(filter --weights=imagenet,$(TRAIN_ARGS)),)
-MISSING_WEIGHTS := $(foreach a,$(ARCHS),$(if $(wildcard $(IMAGENET_DIR)/$(a)-*.pth),,$(a)))
+USES_IMAGENET = $(findstring --weights imagenet,$(strip $(TRAIN_ARGS)))$(filter \
+	--weights=imagenet,$(TRAIN_ARGS))
+ifneq ($(USES_IMAGENET),)
+MISSING_WEIGHTS := $(strip $(foreach a,$(ARCHS),\
+	$(if $(wildcard $(IMAGENET_DIR)/$(a)-*.pth),,$(a))))
 ifneq ($(MISSING_WEIGHTS),)
 $(error TRAIN_ARGS uses --weights imagenet, but $(IMAGENET_DIR) has no weights for \
 	$(MISSING_WEIGHTS): fetch them once with `make weights` (needs the network; no stage downloads))
