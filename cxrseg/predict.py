@@ -61,13 +61,9 @@ from .degenerate import RULE, degenerate_reason
 from .engine import checkpoint_id, encode, load_model, segment
 from .imageio import image_stem
 from .prompts import PROMPT_MODES, Prior
-from .records import PREDICT, index_rows_sha256
+from .records import PREDICT, PROMPT_COLUMNS, index_rows_sha256
 from .segmenter import apply_segmenter
 from .study_masks import DILATE_RADII, ERODE_RADIUS, PIPELINE_SIZE
-
-# prompts.csv: the first (prior) box and the final box of each image, in its pixels
-PROMPT_COLUMNS = ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
-                  "x0", "y0", "x1", "y1"]
 
 
 def refuse_overlap(folder: Path, images: str, index: str | None) -> None:

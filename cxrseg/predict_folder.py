@@ -41,9 +41,9 @@ from .engine import checkpoint_id, encode, load_model, segment
 from .imageio import image_stem, read_gray
 from .morphology import boundary, cutout
 from .postprocess import NOTE_COLUMN, QC_COLUMNS, QCLimits, check_radii, mask_row, with_shape
-from .predict import PROMPT_COLUMNS, add_image, refuse_overlap, warn_degenerate
+from .predict import add_image, refuse_overlap, warn_degenerate
 from .prompts import Prior
-from .records import PREDICT, index_rows_sha256
+from .records import PREDICT, PROMPT_COLUMNS, index_rows_sha256
 from .segmenter import Resolved
 from .shape_qc import SHAPE_COLUMNS, ShapePrior, shape_qc_rows
 from .study_masks import DILATE_RADII, ERODE_RADIUS, scale_radius
