@@ -123,7 +123,8 @@ def overlay_view(image: np.ndarray, raw: np.ndarray, dilated: list[np.ndarray]) 
     """(H, W, 3) uint8: the gray image with the boundary of the lung mask and of each m<r>."""
     thickness = max(1, scale_radius(OVERLAY_THICKNESS, image.shape))
     rgb = np.repeat(image[..., None], 3, axis=2)
-    for mask, colour in reversed(list(zip([raw, *dilated], [LUNG_COLOUR, *MASK_COLOURS]))):
+    colours = [LUNG_COLOUR, *(MASK_COLOURS[i % len(MASK_COLOURS)] for i in range(len(dilated)))]
+    for mask, colour in reversed(list(zip([raw, *dilated], colours))):  # the lung's drawn last
         rgb[boundary(mask, thickness)] = colour
     return rgb
 
