@@ -19,7 +19,8 @@ SETUP  := $(VENV)/.installed
 # profiles/*.mk test against. ($(value ...) reads MAKECMDGOALS, which a plain `make` leaves
 # undefined, without a warning.)
 RUFF := $(VENV)/bin/ruff
-NON_PIPELINE_GOALS := setup test test-fast bench lint clean-work stage-times $(SETUP) $(RUFF)
+NON_PIPELINE_GOALS := setup test test-fast bench lint clean-work stage-times $(SETUP) $(RUFF) \
+	segment segmenter weights
 PIPELINE_GOALS := $(filter-out $(NON_PIPELINE_GOALS),$(or $(value MAKECMDGOALS),$(.DEFAULT_GOAL)))
 
 # A make that this Makefile starts itself (under a work folder's lock, or for `make compare`) gets
@@ -88,3 +89,4 @@ ifeq ($(SLURM),1)
 include profiles/slurm/steps.mk
 endif
 include profiles/pipeline.mk
+include profiles/user.mk

@@ -5,6 +5,22 @@ images that carry it (all of them when fewer exist), plus 2,000 "No Finding" ima
 duplicates. An image drawn for one label keeps all its labels, so a label's count in the cohort can
 exceed what was drawn for it. The draw is seeded and does not depend on the table's row order.
 
+Label tables (`--labels`), comma-separated (a `;`-separated table, as some spreadsheet locales save
+it, is refused with a message that says so), in one of two layouts:
+- NIH's Data_Entry_2017*.csv: `Image Index`, `Finding Labels` (findings joined by `|`, or
+  `No Finding`), `Patient ID`, other columns ignored (or the lower-case `image`, `finding_labels`,
+  `patient_id`).
+- A wide table (CheXpert / MIMIC-CXR style): `image` (or `Image Index`), `patient_id` (or
+  `Patient ID`), then one column per finding holding 1 (present) or 0 / empty (absent); anything
+  else (e.g. CheXpert's -1 for uncertain) is refused, naming the row and column. A column counts as
+  one of the study's labels only when its name is one exactly, ignoring case: Mass, Nodule,
+  Pneumonia, Edema, Fibrosis, No Finding (WIDE_LABELS; CheXpert's Edema, Pneumonia and No Finding
+  map, its Lung Lesion or Consolidation do not). Other finding columns count only for No Finding:
+  without a `No Finding` column an image with no finding at all is No Finding; with one, it is
+  taken as given, and a row marked both No Finding and one of the five findings is refused.
+Image names must be plain file names, unique in the table (they are found by name under
+`--images`).
+
 Outputs (cohort/): cohort.csv (image, the six 0/1 labels in LABELS order, patient_id), splits.csv
 (image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"),
 run.json, and last the completion record done.json (the cache and training refuse a cohort without
@@ -13,6 +29,7 @@ it).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrcls.files import check_plain_name, locate_images
-from cxrcls.labels import LABELS, NO_FINDING
+from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
 from cxrstats.argtypes import Parser, int_range
 from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
@@ -30,6 +47,9 @@ COLUMN_ALIASES = {
     "findings": ("Finding Labels", "finding_labels"),
     "patient": ("Patient ID", "patient_id"),
 }
+# A wide table's finding columns that are the study's labels: lower-cased name -> label.
+WIDE_LABELS = {label.lower(): label for label in LABELS}
+PRESENT, ABSENT = ("1", "1.0"), ("0", "0.0", "")
 PARTS = ("train", "val", "test")
 OUTPUTS = ("cohort.csv", "splits.csv", "table1.csv", "run.json")
 
@@ -42,26 +62,87 @@ class Record:
 
 
 def read_label_table(path: str | Path) -> list[Record]:
-    """Records of an NIH label table, sorted by image name; refuses unsafe or duplicate names."""
+    """Records of a label table (NIH or wide layout, module docstring), sorted by image name;
+    refuses unsafe or duplicate names, a `;`-separated file and values it cannot read."""
+    check_separator(path)
     rows = read_csv(path)
     if not rows:
         raise ValueError(f"{path}: label table has no rows")
-    columns = {}
-    for key, aliases in COLUMN_ALIASES.items():
-        hit = [a for a in aliases if a in rows[0]]
-        if not hit:
-            raise ValueError(f"{path}: missing column {aliases[0]!r} (or {aliases[1]!r}); "
-                             f"found {list(rows[0])}")
-        columns[key] = hit[0]
+    columns = {"image": find_column(path, rows[0], "image"),
+               "patient": find_column(path, rows[0], "patient")}
+    nih = [a for a in COLUMN_ALIASES["findings"] if a in rows[0]]
+    findings_of = nih_findings(nih[0]) if nih else wide_findings(path, list(rows[0]), columns)
     records, seen = [], set()
-    for row in rows:
+    for number, row in enumerate(rows, start=2):   # line numbers of the file, header = 1
         name = check_plain_name(row[columns["image"]], path)
         if name in seen:
             raise ValueError(f"{path}: image {name!r} appears in more than one row")
         seen.add(name)
-        findings = frozenset(s.strip() for s in row[columns["findings"]].split("|") if s.strip())
-        records.append(Record(name, findings, row[columns["patient"]].strip()))
+        records.append(Record(name, findings_of(row, number), row[columns["patient"]].strip()))
     return sorted(records, key=lambda r: r.image)
+
+
+def check_separator(path: str | Path) -> None:
+    """Refuse a table whose header is separated by ';' (or tabs) instead of commas."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        header = f.readline()
+    for separator, name in ((";", "';'"), ("\t", "tabs")):
+        if separator in header and "," not in header:
+            raise ValueError(f"{path}: its columns are separated by {name}, not commas (a "
+                             "spreadsheet saved in a locale that writes ';'); save it as "
+                             "comma-separated CSV")
+
+
+def find_column(path, header: dict, key: str) -> str:
+    """The column of `key` (COLUMN_ALIASES) in the table's header; ValueError naming both."""
+    aliases = COLUMN_ALIASES[key]
+    hit = [a for a in aliases if a in header]
+    if not hit:
+        raise ValueError(f"{path}: missing column {aliases[0]!r} (or {aliases[1]!r}); "
+                         f"found {list(header)}")
+    return hit[0]
+
+
+def nih_findings(column: str):
+    """Findings of a row of an NIH table: its `Finding Labels` split at '|'."""
+    def findings(row: dict, number: int) -> frozenset[str]:
+        return frozenset(s.strip() for s in row[column].split("|") if s.strip())
+    return findings
+
+
+def wide_findings(path, header: list[str], columns: dict):
+    """Findings of a row of a wide table: its columns holding 1, study labels by WIDE_LABELS
+    (module docstring), No Finding derived when the table has no such column."""
+    finding_columns = [c for c in header if c not in columns.values()]
+    if not finding_columns:
+        raise ValueError(f"{path}: neither an NIH table ('Finding Labels') nor a wide one (a 0/1 "
+                         f"column per finding after {list(columns.values())})")
+    names = {c: WIDE_LABELS.get(c.strip().lower(), c) for c in finding_columns}
+    doubled = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
+    if doubled:
+        raise ValueError(f"{path}: more than one column for {doubled} (names are compared "
+                         "ignoring case)")
+    has_no_finding = NO_FINDING in names.values()
+
+    def findings(row: dict, number: int) -> frozenset[str]:
+        present = set()
+        for column in finding_columns:
+            value = (row[column] or "").strip()
+            if value in PRESENT:
+                present.add(names[column])
+            elif value not in ABSENT:
+                raise ValueError(f"{path}: line {number}, column {column!r}: {value!r} is not "
+                                 "1, 0 or empty (decide uncertain labels such as -1 before)")
+        if not has_no_finding and not present:
+            present.add(NO_FINDING)
+        if NO_FINDING in present and present & set(FINDINGS):
+            raise ValueError(f"{path}: line {number} is marked {NO_FINDING} and "
+                             f"{sorted(present & set(FINDINGS))}")
+        return frozenset(present)
+    return findings
 
 
 def sample_cohort(records: list[Record], per_label: int = 2000, no_finding: int = 2000,
@@ -174,7 +255,9 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m cxrcls.cohort --labels data/nih/Data_Entry_2017.csv "
                "--images data/nih/images --out work/cohort --split-by patient")
-    parser.add_argument("--labels", required=True, help="NIH label table (Data_Entry_2017.csv)")
+    parser.add_argument("--labels", required=True,
+                        help="label table: NIH's Data_Entry_2017.csv, or a wide table (image, "
+                             "patient_id, a 0/1 column per finding)")
     parser.add_argument("--out", required=True, help="output folder (cohort/)")
     parser.add_argument("--images", help="image folder; when given, every cohort image must be "
                                          "found by name somewhere under it")
@@ -200,6 +283,10 @@ def main(argv: list[str] | None = None) -> None:
         cohort, drawn = sample_cohort(records, args.per_label, args.no_finding, args.seed)
         if not cohort:
             raise ValueError(f"{args.labels}: no image carries any of {list(LABELS)}")
+        absent = [label for label in LABELS if drawn[label] == 0]
+        if absent:
+            print(f"cohort: note: no image in {args.labels} carries {', '.join(absent)}",
+                  file=sys.stderr)
         unknown = [r.image for r in cohort if not r.patient_id]
         if args.split_by == "patient" and unknown:
             raise ValueError(f"{args.labels}: {len(unknown)} cohort images have no Patient ID "

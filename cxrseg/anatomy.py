@@ -9,6 +9,8 @@ filled like any other hole.
 """
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 from scipy import ndimage
 
@@ -47,9 +49,18 @@ def clean_mask(mask: np.ndarray, fill: bool = False, largest: int = 0) -> np.nda
     return fill_holes(out) if fill else out
 
 
-def add_anatomy_arguments(parser) -> None:
-    """`--fill-holes` and `--keep-largest N`, shared by cxrseg.predict, postprocess and evaluate."""
-    parser.add_argument("--fill-holes", action="store_true",
-                        help="fill holes inside each predicted lung (cxrseg.anatomy)")
-    parser.add_argument("--keep-largest", type=int_range(0, 16), default=0,
-                        help="keep only the N largest mask components, e.g. 2 lungs (0: keep all)")
+def add_anatomy_arguments(parser, unset: bool = False) -> None:
+    """`--fill-holes` and `--keep-largest N`, shared by cxrseg.predict, postprocess and evaluate.
+
+    `unset`: both default to None and `--no-fill-holes` exists, so that a caller can tell a flag
+    given from one left out (cxrseg.predict takes what is left out from the segmenter's recipe)."""
+    if unset:
+        parser.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
+                            help="fill holes inside each predicted lung (cxrseg.anatomy); "
+                                 "default: the segmenter's recipe")
+    else:
+        parser.add_argument("--fill-holes", action="store_true",
+                            help="fill holes inside each predicted lung (cxrseg.anatomy)")
+    parser.add_argument("--keep-largest", type=int_range(0, 16), default=None if unset else 0,
+                        help="keep only the N largest mask components, e.g. 2 lungs (0: keep all)"
+                             + ("; default: the segmenter's recipe" if unset else ""))

@@ -19,7 +19,9 @@ split file does not know is refused, not left out). Writes done_evaluate.json la
 evaluation per folder: the record covers the latest). Each row names its checkpoint as given and by
 content (`checkpoint_id`, cxrseg.engine.checkpoint_id: the file's sha256), so that
 `cxrseg.predict --threshold-from` finds the threshold of the same weights however the path is
-spelled, and refuses weights trained again since.
+spelled, and refuses weights trained again since. The record also holds `prompting`, the recipe
+the threshold was chosen under (cxrseg.segmenter): cxrseg.predict --segmenter prompts new images
+with it.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from .pairs import load_pairs
 from .losses import dice_iou
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE
+from .segmenter import prompting_fact
 from .split import PARTS, check_splits_match, read_finished_splits
 from .study_masks import ERODE_RADIUS, PIPELINE_SIZE
 
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started,
                    device=str(device), thresholds=chosen)
     write_done(out.parent, args, outputs, done=EVALUATE, thresholds=chosen,
-               checkpoint_ids=identity)
+               checkpoint_ids=identity, prompting=prompting_fact(args))
 
 
 def _means(metrics: np.ndarray) -> list[str]:

@@ -24,14 +24,13 @@ from cxrstats.argtypes import Parser
 from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, save_npy, write_csv,
                              write_done, write_run_json)
 
-from .records import MASK_FACTS, PREDICT, index_rows_sha256, require_finished
+from .records import MASK_FACTS, PREDICT, PROMPT_COLUMNS, index_rows_sha256, require_finished
 
-PROMPT_COLUMNS = ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
-                  "x0", "y0", "x1", "y1"]
 # Arguments that may differ between the shards of one prediction: the shard itself, and paths
-# whose content the MASK_FACTS compare (so that `x/seg/best.pt` and `../x/seg/best.pt` agree).
+# whose content the MASK_FACTS compare (so that `x/seg/best.pt` and `../x/seg/best.pt` agree; the
+# segmenter folder by the checkpoint, prior and threshold taken from it).
 PER_SHARD = {"shard", "out"}
-BY_CONTENT = {"images", "index", "checkpoint", "prior", "threshold_from"}
+BY_CONTENT = {"images", "index", "checkpoint", "prior", "threshold_from", "segmenter"}
 
 
 def read_shards(folders: list[Path]) -> list[dict]:

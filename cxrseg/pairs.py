@@ -26,7 +26,7 @@ class Pair:
     mask: Path
 
 
-def _image_files(folder: Path) -> dict[str, Path]:
+def image_files(folder: Path) -> dict[str, Path]:
     """Map stem -> path for every image file in `folder` (not recursive); error on duplicate stems.
 
     Symbolic links are followed (a linked folder or linked files, e.g. data on another disk); a
@@ -61,8 +61,8 @@ def find_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
     Returns the pairs sorted by stem. Masks without an image are ignored; an image without a mask
     is an error.
     """
-    images = _image_files(Path(images_dir))
-    masks = _image_files(Path(masks_dir))
+    images = image_files(Path(images_dir))
+    masks = image_files(Path(masks_dir))
     pairs, missing = [], []
     for stem, image_path in images.items():
         mask_path = masks.get(stem + mask_suffix)
@@ -142,7 +142,7 @@ def load_stack(images: str | os.PathLike, index: str | os.PathLike | None = None
     """
     images = Path(images)
     if images.is_dir():
-        files = _image_files(images)
+        files = image_files(images)
         return [read_image(p) for p in files.values()], [p.name for p in files.values()]
     if not images.is_file():
         raise FileNotFoundError(f"{images}: file or folder not found")

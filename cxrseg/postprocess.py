@@ -86,6 +86,29 @@ def process_mask(raw: np.ndarray, erode: int,
     return eroded, dilate_disks(eroded, dilate), "kept"
 
 
+def mask_row(row: int, name: str, raw: np.ndarray, erode: int, dilate, limits: QCLimits,
+             degenerate: str | None = None) -> tuple[np.ndarray, list[np.ndarray], tuple]:
+    """One (H, W) 0/1 raw mask -> (eroded, [dilated per radius of `dilate`], its qc row:
+    QC_COLUMNS and the note). `degenerate`: why predict found the image degenerate, if it did."""
+    area, components, flags = quality_flags(raw, limits)
+    eroded, dilated, action = process_mask(np.asarray(raw), erode, list(dilate))
+    if action == "fallback_full_image_after_erosion":
+        flags.append("empty_after_erosion")
+    note = ""
+    if degenerate:
+        flags.append(DEGENERATE_FLAG)
+        note = f"degenerate image: {degenerate}"
+    return eroded, dilated, (row, name, f"{area:.5f}", components, ";".join(flags) or "ok",
+                             action, note)
+
+
+def with_shape(row: tuple, values: list[str], flags: list[str]) -> tuple:
+    """A qc row (QC_COLUMNS and the note) with the shape QC (cxrseg.shape_qc) merged in:
+    QC_COLUMNS, SHAPE_COLUMNS, the note; the shape flags join the row's flags."""
+    flag = ";".join(([] if row[4] == "ok" else [row[4]]) + flags) or "ok"
+    return (*row[:4], flag, row[5], *values, row[6])
+
+
 def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = ERODE_RADIUS,
                       dilate: tuple[int, ...] = DILATE_RADII, limits: QCLimits = QCLimits(),
                       progress_every: float = 10.0, degenerate: dict[int, str] | None = None):
@@ -98,19 +121,11 @@ def postprocess_stack(raw: np.ndarray, names: list[str], erode: int = ERODE_RADI
     qc_rows = []
     progress = Progress(len(raw), "postprocess", "masks", progress_every)
     for i in range(len(raw)):
-        area, components, flags = quality_flags(raw[i], limits)
-        e, ds, action = process_mask(np.asarray(raw[i]), erode, list(dilate))
+        e, ds, row = mask_row(i, names[i], raw[i], erode, dilate, limits, degenerate.get(i))
         eroded[i] = e
         for r, d in zip(dilate, ds):
             dilated[r][i] = d
-        if action == "fallback_full_image_after_erosion":
-            flags.append("empty_after_erosion")
-        note = ""
-        if i in degenerate:
-            flags.append(DEGENERATE_FLAG)
-            note = f"degenerate image: {degenerate[i]}"
-        qc_rows.append((i, names[i], f"{area:.5f}", components, ";".join(flags) or "ok", action,
-                        note))
+        qc_rows.append(row)
         progress.update(i + 1)
     return eroded, dilated, qc_rows
 
@@ -242,8 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     if shape_prior is not None:
         values, shape = shape_qc_rows(stack, raw, shape_prior)
         columns = QC_COLUMNS + SHAPE_COLUMNS + [NOTE_COLUMN]
-        qc_rows = [(*row[:4], ";".join(([] if row[4] == "ok" else [row[4]]) + f) or "ok", row[5],
-                    *v, row[6]) for row, v, f in zip(qc_rows, values, shape)]
+        qc_rows = [with_shape(row, v, f) for row, v, f in zip(qc_rows, values, shape)]
     write_csv(out / "qc.csv", columns, qc_rows)
     flagged = sum(row[4] != "ok" for row in qc_rows)
     fallbacks = sum(row[5] != "kept" for row in qc_rows)

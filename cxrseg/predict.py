@@ -1,14 +1,25 @@
-"""Segment the lungs of images that have no mask -> masks/raw.npy (N, H, W) uint8 0/1 + index.csv.
+"""Segment the lungs of images that have no mask -> masks/raw.npy (N, H, W) uint8 0/1 + index.csv,
+or, for a folder of radiographs, one folder of PNG masks per kind (cxrseg.predict_folder).
+
+    python -m cxrseg.predict --images ~/my_cxrs --segmenter work/demo/seg --out ~/my_masks
+
+The segmenter folder (a work folder's seg/, `make segmenter`) carries everything else: best.pt,
+prior.json, the threshold cxrseg.evaluate chose on validation for that checkpoint and the
+prompting it was chosen under (the recipe; cxrseg.segmenter gives the rule, flags only override);
+`--checkpoint seg/best.pt` finds its folder too. The pipeline predicts its cache through the same
+rule, so a folder and the pipeline give an image the same mask.
 
 Images come from an (N, H, W) uint8 `.npy` stack with its `index.csv` (`row, image`, the
 classifier's image cache) or from a folder. Each image is prompted with the prior box (the average
 training mask's box, placed in the image's content frame), optionally with the prior's points;
 `--refine N` re-prompts N more times with the box around the previous prediction (the image is
 encoded once). Batched; CUDA when present. Also writes `prompts.csv` (first and final box per
-image). With `--out` a folder instead of a `.npy` file, masks are written as PNG files (0/255),
-which allows images of different sizes. `--threshold-from eval.csv` needs its done_evaluate.json, a
-fine-tuned checkpoint its done_finetune.json; done_predict.json is written last. If every mask comes
-out empty the run fails (a wrong segmenter or threshold) instead of writing them.
+image). A folder of images with a folder `--out` gives raw/, m15/, m50/ PNG masks at each image's
+size, qc.csv, and with --masked / --overlay the masked images and a boundary overlay
+(cxrseg.predict_folder has the layout); a `.npy` stack with a folder `--out` gives one PNG mask per
+image in it. A fine-tuned checkpoint needs its done_finetune.json, an eval.csv its
+done_evaluate.json; done_predict.json is written last. If every mask comes out empty the run fails
+(a wrong segmenter or threshold) instead of writing them.
 
 `--shard K/N` segments only the K-th of N contiguous row ranges of a `.npy` stack, so that N
 processes (cores, GPUs or Slurm steps) share the work; `cxrseg.gather` then joins the N shard
@@ -17,8 +28,8 @@ folders into the one `raw.npy` + `index.csv` that the next stages read.
 done_predict.json records what the masks depend on by content (cxrseg.records.MASK_FACTS): the
 checkpoint's identity (sha256 of the file; a random model by name and seed), the threshold used,
 the sha256 of prior.json, of the image stack and of its index rows, and the rows covered; gather
-joins only shards that agree on all of them. `--threshold-from` takes the threshold evaluated for
-the checkpoint with the same content, however its path is spelled.
+joins only shards that agree on all of them. The threshold is the one evaluated for the checkpoint
+with the same content, however its path is spelled.
 
 The outputs never share a folder with the inputs: --out may not be the images folder, lie inside
 it, or contain --images / --index (a folder of the user's images is never written over), and a
@@ -39,43 +50,21 @@ import numpy as np
 from PIL import Image
 
 from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, read_csv,
-                             save_npy, write_csv, write_done, write_run_json)
+from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, save_npy,
+                             write_csv, write_done, write_run_json)
 from cxrstats.progress import Progress
 from vendor_medsam.configs import CONFIGS
 from vendor_medsam.device import prepare_device
 
 from .anatomy import add_anatomy_arguments, clean_mask
-from .datasets import POOLED
 from .degenerate import RULE, degenerate_reason
 from .engine import checkpoint_id, encode, load_model, segment
 from .imageio import image_stem
 from .pairs import load_stack
 from .prompts import PROMPT_MODES, Prior
-from .records import EVALUATE, PREDICT, index_rows_sha256, require_finished
-
-
-def threshold_from_eval(path: str | Path, identity: str, checkpoint: str) -> float:
-    """The threshold that cxrseg.evaluate chose on validation for the checkpoint whose content is
-    `identity` (cxrseg.engine.checkpoint_id; `checkpoint` is its spelling, for messages): max mean
-    val Dice, over all datasets pooled when eval.csv has several. ValueError naming the file when
-    eval.csv evaluated other weights."""
-    rows = read_csv(path, required=["checkpoint", "part", "threshold", "dice"])
-    if rows and "checkpoint_id" not in rows[0]:
-        raise ValueError(f"{path}: has no checkpoint_id column, so the checkpoint it evaluated "
-                         "cannot be matched by content; re-run cxrseg.evaluate")
-    val = [r for r in rows if r["part"] == "val"]
-    rows = [r for r in val if r["checkpoint_id"] == identity]
-    if not rows:
-        evaluated = sorted({f"{r['checkpoint']} ({r['checkpoint_id']})" for r in val})
-        raise ValueError(f"{path}: no validation rows for checkpoint {checkpoint} "
-                         f"({identity}); it evaluated {', '.join(evaluated) or 'nothing'}. The "
-                         "weights differ (e.g. fine-tuned again since): re-run cxrseg.evaluate, "
-                         "or give the checkpoint it evaluated")
-    pooled = [r for r in rows if r.get("dataset") == POOLED]   # several datasets: pooled rows
-    rows = pooled or rows
-    best = max(rows, key=lambda r: (float(r["dice"]), -float(r["threshold"])))
-    return float(best["threshold"])
+from .records import PREDICT, PROMPT_COLUMNS, index_rows_sha256
+from .segmenter import apply_segmenter
+from .study_masks import DILATE_RADII, ERODE_RADIUS, PIPELINE_SIZE
 
 
 def refuse_overlap(folder: Path, images: str, index: str | None) -> None:
@@ -93,6 +82,12 @@ def refuse_overlap(folder: Path, images: str, index: str | None) -> None:
                          "folder outside it for the masks")
 
 
+def add_image(digest, name: str, image: np.ndarray) -> None:
+    """Add one image of a folder (its file name and decoded pixels) to its images_sha256."""
+    digest.update(f"{name}:{image.shape}:{image.dtype}\n".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+
+
 def images_sha256(images: str, stack, names: list[str]) -> str:
     """sha256 of the images segmented: the `.npy` file's bytes, or for a folder its file names
     and decoded pixels in order."""
@@ -100,8 +95,7 @@ def images_sha256(images: str, stack, names: list[str]) -> str:
         return file_sha256(images)
     digest = hashlib.sha256()
     for name, image in zip(names, stack):
-        digest.update(f"{name}:{image.shape}:{image.dtype}\n".encode())
-        digest.update(np.ascontiguousarray(image).tobytes())
+        add_image(digest, name, image)
     return digest.hexdigest()
 
 
@@ -154,34 +148,57 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrseg.predict", description=f"{__doc__}\nDegenerate image: {RULE}.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.predict --images work/cache/images.npy "
-               "--index work/cache/index.csv --checkpoint work/seg/best.pt "
-               "--prior work/seg/prior.json --refine 1 --out work/masks/raw.npy")
+        epilog="examples:\n  python -m cxrseg.predict --images ~/my_cxrs --segmenter "
+               "work/demo/seg --out ~/my_masks --masked --overlay\n"
+               "  python -m cxrseg.predict --images work/cache/images.npy "
+               "--index work/cache/index.csv --segmenter work/seg --out work/masks/raw.npy")
     parser.add_argument("--images", required=True,
                         help="(N, H, W) uint8 .npy stack, or a folder of images")
     parser.add_argument("--index", default=None,
                         help="CSV `row, image` naming the stack rows (with a .npy stack)")
-    parser.add_argument("--checkpoint", required=True,
-                        help="seg/best.pt, lite, or micro (random, tests)")
+    parser.add_argument("--segmenter", default=None,
+                        help="a segmenter folder (a work folder's seg/): checkpoint, prior, "
+                             "threshold and prompting all come from it unless given "
+                             "(cxrseg.segmenter)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="seg/best.pt, lite, or micro (random, tests); default "
+                             "SEGMENTER/best.pt")
     parser.add_argument("--config", default=None, choices=list(CONFIGS),
                         help="model config when the checkpoint file does not name it")
-    parser.add_argument("--prior", required=True, help="seg/prior.json from cxrseg.finetune")
-    parser.add_argument("--prompt", default="box", choices=PROMPT_MODES,
-                        help="prompt mode (default box)")
-    parser.add_argument("--refine", type=int_range(0), default=0,
+    parser.add_argument("--prior", default=None,
+                        help="prior.json from cxrseg.finetune (default: the segmenter folder's)")
+    parser.add_argument("--prompt", default=None, choices=PROMPT_MODES,
+                        help="prompt mode (default: the segmenter's recipe, else box)")
+    parser.add_argument("--refine", type=int_range(0), default=None,
                         help="extra passes prompted with the box of the previous prediction "
-                             "(e.g. 1)")
-    parser.add_argument("--threshold", default=0.5,
+                             "(default: the segmenter's recipe, else 0)")
+    parser.add_argument("--threshold", default=None,
                         type=float_range(0, 1, lo_open=True, hi_open=True),
-                        help="binarization threshold")
+                        help="binarization threshold (default: chosen on validation by "
+                             "cxrseg.evaluate for this checkpoint, else 0.5)")
     parser.add_argument("--threshold-from", default=None,
-                        help="take the threshold chosen on validation from this eval.csv instead")
-    add_anatomy_arguments(parser)
+                        help="an eval.csv to take the threshold (and recipe) from instead of the "
+                             "segmenter folder's")
+    add_anatomy_arguments(parser, unset=True)
+    parser.add_argument("--erode", type=int_range(0), default=None,
+                        help=f"folder --out: erosion radius in {PIPELINE_SIZE}-px units, scaled to "
+                             f"each image (default {ERODE_RADIUS})")
+    parser.add_argument("--dilate", type=int_range(0), nargs="+", default=None,
+                        help="folder --out: radii r of the m<r> masks in "
+                             f"{PIPELINE_SIZE}-px units, scaled to each image (default "
+                             f"{' '.join(map(str, DILATE_RADII))})")
+    parser.add_argument("--masked", action="store_true",
+                        help="folder --out: also write each image cut out by each m<r> mask "
+                             "(masked_m<r>/)")
+    parser.add_argument("--overlay", action="store_true",
+                        help="folder --out: also write each image with the mask boundaries drawn "
+                             "(overlay/, for viewing)")
     parser.add_argument("--batch-size", type=int_range(1), default=8, help="images per batch")
     parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
                         help="segment only shard K of N (contiguous rows of a .npy stack; join "
                              "the shards with cxrseg.gather)")
-    parser.add_argument("--out", required=True, help="masks/raw.npy, or a folder for PNG masks")
+    parser.add_argument("--out", required=True,
+                        help="masks/raw.npy, or a folder for PNG masks (raw/, m<r>/, qc.csv ...)")
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed of a random (micro) model")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
@@ -196,6 +213,17 @@ def main(argv: list[str] | None = None) -> None:
     folder = out.parent if to_stack else out
     try:
         device = prepare_device(args.device)
+        resolved = apply_segmenter(args)
+        if Path(args.images).is_dir() and not to_stack:
+            from .predict_folder import segment_folder  # here: it imports this module's helpers
+            segment_folder(args, resolved, device, started)
+            return
+        folder_only = [f"--{name}" for name in ("erode", "dilate", "masked", "overlay")
+                       if getattr(args, name) not in (None, False)]
+        if folder_only:
+            raise ValueError(f"{' '.join(folder_only)}: only for a folder of images segmented "
+                             "into a folder --out (the pipeline post-processes a stack with "
+                             "cxrseg.postprocess)")
         if Path(args.images).suffix == ".npy" and args.index is None:
             raise ValueError(f"{args.images}: a .npy stack needs --index (CSV `row, image`)")
         stack, names = load_stack(args.images, args.index)
@@ -219,11 +247,6 @@ def main(argv: list[str] | None = None) -> None:
         prior = Prior.load(args.prior)
         refuse_overlap(folder, args.images, args.index)
         threshold = args.threshold
-        if args.threshold_from:
-            require_finished(args.threshold_from, EVALUATE, "cxrseg.evaluate")
-            threshold = threshold_from_eval(args.threshold_from,
-                                            checkpoint_id(args.checkpoint, args.seed),
-                                            args.checkpoint)
         model = load_model(args.checkpoint, args.config, args.seed).to(device)
         facts = mask_facts(args, stack, names, rows_to_do, threshold)
         files = [out.name] if to_stack else [image_stem(name) + ".png" for name in names]
@@ -276,9 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     if to_stack:
         save_npy(out, raw)
     write_csv(folder / "index.csv", ["row", "image"], [(i, names[i]) for i in rows_to_do])
-    write_csv(folder / "prompts.csv",
-              ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
-               "x0", "y0", "x1", "y1"], prompt_rows)
+    write_csv(folder / "prompts.csv", PROMPT_COLUMNS, prompt_rows)
     seconds = time.time() - started
     print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), "
           f"threshold {threshold:.2f}, {len(empty)} empty mask(s), {len(degenerate)} degenerate "
@@ -287,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device),
                    threshold=threshold, images=n, **shard)
     write_done(folder, args, outputs, done=PREDICT, images=n, empty=len(empty),
-               degenerate=degenerate, **facts, **shard)
+               degenerate=degenerate, settings=resolved.sources, **facts, **shard)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ MASK_FACTS = {
     "total_images": "number of images",
 }
 
+# prompts.csv of predict (and gather): per image the prior box it was first prompted with and the
+# final box, in its pixels
+PROMPT_COLUMNS = ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
+                  "x0", "y0", "x1", "y1"]
+
 FINETUNE_STAGE = "cxrseg.finetune"     # the "stage" entry of the checkpoints cxrseg.finetune writes
 
 

@@ -3,8 +3,18 @@ benchmark and experiment that builds or scores M-15 / M-50).
 
 The raw lung mask is eroded by a disk of ERODE_RADIUS pixels, then dilated by each of DILATE_RADII
 pixels (M-15, M-50). Radii are in pixels of the classifier cache's images, whose side is
-PIPELINE_SIZE (masks of another size are scaled to it before the radii apply, see cxrseg.coverage).
+PIPELINE_SIZE (masks of another size are scaled to it before the radii apply, see cxrseg.coverage,
+or the radii are scaled to the mask, `scale_radius`).
 """
+import math
+
 ERODE_RADIUS = 5
 DILATE_RADII = (15, 50)
 PIPELINE_SIZE = 512
+
+
+def scale_radius(radius: int, shape: tuple[int, ...], size: int = PIPELINE_SIZE) -> int:
+    """`radius` in pixels of a `size`-px side -> pixels of an image of `shape` (H, W), by its
+    longer side as cxrseg.coverage scales masks, rounded half up: M-15 of a 2048-px radiograph is
+    dilated by 60 px, the margin the study's 512-px masks get."""
+    return int(math.floor(radius * max(shape[:2]) / size + 0.5))

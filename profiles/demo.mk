@@ -40,11 +40,13 @@ SEG_WARNING    = $(if $(LITE_WEIGHTS),,LiteMedSAM weights not found (run make se
                  segments with a RANDOM micro model, so its masks are meaningless)
 # The recipe the README recommends for automatic prompting (cxrseg section): train the decoder on
 # prior boxes half the time, since predict prompts with the prior box; choose the threshold on
-# validation with the prompts predict uses (prior box + 1 refine pass, holes filled). The paper
-# profile adds opacity augmentation; the demo's phantom lungs are clear, so it saves that time.
+# validation with prior-box prompts, 1 refine pass and holes filled. That prompting is the recipe:
+# evaluate records it in seg/done_evaluate.json and predict takes it from there (PREDICT_ARGS only
+# override). The paper profile adds opacity augmentation; the demo's phantom lungs are clear, so it
+# saves that time.
 FINETUNE_ARGS ?= --train decoder --prior-box-fraction 0.5 --epochs 4 --patience 3 --batch-size 8
 EVALUATE_ARGS ?= --box-source prior --refine 1 --fill-holes
-PREDICT_ARGS  ?= --refine 1 --fill-holes
+PREDICT_ARGS  ?=
 
 # Cohort and cache: every generated image is used (the study's caps of 2,000 are far above 120),
 # split by image unless SPLIT_BY=patient.

@@ -8,6 +8,8 @@
 DATA_SOURCE := real
 
 NIH_DIR          ?=
+SEG_DATA         ?=
+SEGMENTER_ONLY   ?=
 RSUA_DIR         ?=
 MEDSAM_CKPT      ?=
 RSUA_IMAGES      ?= $(RSUA_DIR)/images
@@ -40,12 +42,12 @@ endif
 SEG_WARNING    :=
 # Segmentation recipe (README, cxrseg): prior boxes on half the training steps, synthetic-opacity
 # augmentation, two copies per image (lungs hidden by disease; two beat one on validation), the
-# threshold chosen on validation with predict's prompts
-# (prior box + 1 refine pass, holes filled).
+# threshold chosen on validation with prior-box prompts, 1 refine pass and holes filled: the recipe
+# evaluate records in seg/done_evaluate.json, which predict follows (PREDICT_ARGS only override).
 FINETUNE_ARGS ?= --train $(SEG_TRAIN) --prior-box-fraction 0.5 --augment opacity \
                  --augment-copies 2
 EVALUATE_ARGS ?= --box-source prior --refine 1 --fill-holes
-PREDICT_ARGS  ?= --refine 1 --fill-holes
+PREDICT_ARGS  ?=
 
 # 2,000 images per label and 2,000 No Finding, 5 matched 70/15/15 splits by image (SPLIT_BY),
 # 512 px.
@@ -60,13 +62,17 @@ TRAIN_ARGS  ?= --weights imagenet --epochs 30 --batch-size 4 --lr 1e-4
 REPORT_ARGS ?=
 
 # Clear errors before anything runs (only for goals that run the pipeline, plain `make` included).
+# `make segmenter` (SEGMENTER_ONLY=1, profiles/user.mk) needs no NIH data; SEG_DATA replaces RSUA.
 ifneq ($(PIPELINE_GOALS),)
+ifneq ($(SEGMENTER_ONLY),1)
 ifeq ($(strip $(NIH_DIR)),)
 $(error PROFILE=paper needs NIH_DIR=<folder with Data_Entry_2017.csv and the NIH images>)
 endif
 ifeq ($(NIH_LABELS),)
 $(error NIH_DIR=$(NIH_DIR): no Data_Entry_2017.csv or Data_Entry_2017_v2020.csv in it)
 endif
+endif
+ifeq ($(strip $(SEG_DATA)),)
 ifeq ($(strip $(RSUA_DIR)),)
 $(error PROFILE=paper needs RSUA_DIR=<folder with images/ and masks/ of the RSUA lung set>)
 endif
@@ -75,6 +81,7 @@ $(error RSUA_DIR=$(RSUA_DIR): no images folder $(RSUA_IMAGES) (set RSUA_IMAGES=.
 endif
 ifeq ($(wildcard $(RSUA_MASKS)),)
 $(error RSUA_DIR=$(RSUA_DIR): no masks folder $(RSUA_MASKS) (set RSUA_MASKS=... if it is elsewhere))
+endif
 endif
 ifeq ($(SEG_MODEL),medsam)
 ifeq ($(strip $(MEDSAM_CKPT)),)

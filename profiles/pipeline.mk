@@ -90,26 +90,30 @@ $(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS
 SEG_MASK_FLAG = $(if $(SEG_MASK_SUFFIX),--mask-suffix $(SEG_MASK_SUFFIX))
 # What the recipes of fine-tuning and training add to continue an interrupted run (resume_if_fresh).
 RESUME_FLAG  := --resume
+# The segmentation sets: the profile's images and masks, or SEG_DATA="NAME=IMAGES:MASKS[:SUFFIX] ..."
+# (several lung-mask sets, each its own dataset; `make segmenter`, profiles/user.mk).
+SEG_DATA ?=
+SEG_SOURCES = $(if $(strip $(SEG_DATA)),$(addprefix --data ,$(SEG_DATA)),--images $(SEG_IMAGES) \
+              --masks $(SEG_MASKS) $(SEG_MASK_FLAG))
 
 CMD_DATA        = cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls $(DEMO_N_CLS) \
                   --size $(DEMO_SIZE) --seed $(SEED) $(DEMO_FLAGS)
-CMD_SPLIT       = cxrseg.split --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
-                  --out $(W)/seg/splits.csv --seed $(SEED)
-CMD_FINETUNE    = cxrseg.finetune --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
-                  --splits $(W)/seg/splits.csv --checkpoint $(SEG_CHECKPOINT) \
-                  --config $(SEG_CONFIG) --out $(W)/seg $(FINETUNE_ARGS) --seed $(SEED) \
+CMD_SPLIT       = cxrseg.split $(SEG_SOURCES) --out $(W)/seg/splits.csv --seed $(SEED)
+CMD_FINETUNE    = cxrseg.finetune $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
+                  --checkpoint $(SEG_CHECKPOINT) --config $(SEG_CONFIG) --out $(W)/seg \
+                  $(FINETUNE_ARGS) --seed $(SEED) --device $(DEVICE)
+CMD_EVALUATE    = cxrseg.evaluate $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
+                  --checkpoint $(W)/seg/best.pt --zero-shot $(SEG_CHECKPOINT) \
+                  --config $(SEG_CONFIG) --out $(W)/seg/eval.csv $(EVALUATE_ARGS) --seed $(SEED) \
                   --device $(DEVICE)
-CMD_EVALUATE    = cxrseg.evaluate --images $(SEG_IMAGES) --masks $(SEG_MASKS) $(SEG_MASK_FLAG) \
-                  --splits $(W)/seg/splits.csv --checkpoint $(W)/seg/best.pt \
-                  --zero-shot $(SEG_CHECKPOINT) --config $(SEG_CONFIG) --out $(W)/seg/eval.csv \
-                  $(EVALUATE_ARGS) --seed $(SEED) --device $(DEVICE)
 CMD_COHORT      = cxrcls.cohort --labels $(NIH_LABELS) --images $(NIH_IMAGES) --out $(W)/cohort \
                   --splits $(SPLITS) $(COHORT_ARGS) --split-by $(SPLIT_BY) --seed $(SEED)
 CMD_CACHE       = cxrcls.cache --cohort $(W)/cohort/cohort.csv --images $(NIH_IMAGES) \
                   --size $(CACHE_SIZE) --out $(W)/cache $(CACHE_ARGS)
+# The segmenter folder gives predict its checkpoint, prior, threshold and prompting (the recipe
+# EVALUATE_ARGS chose the threshold under); `make segment` predicts a user's folder the same way.
 CMD_PREDICT     = cxrseg.predict --images $(W)/cache/images.npy --index $(W)/cache/index.csv \
-                  --checkpoint $(W)/seg/best.pt --config $(SEG_CONFIG) --prior $(W)/seg/prior.json \
-                  --threshold-from $(W)/seg/eval.csv $(PREDICT_ARGS) --seed $(SEED) \
+                  --segmenter $(W)/seg --config $(SEG_CONFIG) $(PREDICT_ARGS) --seed $(SEED) \
                   --device $(DEVICE) $(PREDICT_OUT)
 # With PREDICT_SHARDS=N > 1, N predict jobs each segment a contiguous N-th of the images into
 # masks/shards/<k>of<N>/ (in parallel under make -j, or as N Slurm steps), then cxrseg.gather
@@ -285,13 +289,18 @@ $(error ATTRIBUTION=$(ATTRIBUTION): choose 0 or 1)
 endif
 REPORT_EXTRA := $(if $(filter 1,$(ATTRIBUTION)),$(ATTR_DONE))
 
-# Inputs: generated demo data (a stage of its own) or the user's folders.
+# Inputs: generated demo data (a stage of its own) or the user's folders; with SEG_DATA, the
+# existing IMAGES and MASKS folders it names.
 ifeq ($(DATA_SOURCE),demo)
 SEG_INPUTS := $(DATA_DONE)
 NIH_INPUTS := $(DATA_DONE)
 else
 SEG_INPUTS := $(SEG_IMAGES) $(SEG_MASKS)
 NIH_INPUTS := $(NIH_LABELS)
+endif
+ifneq ($(strip $(SEG_DATA)),)
+SEG_INPUTS := $(wildcard $(foreach d,$(SEG_DATA),\
+	$(wordlist 1,2,$(subst :, ,$(patsubst $(firstword $(subst =, ,$(d)))=%,%,$(d))))))
 endif
 
 # Resume flag for stages that can continue (fine-tuning, training): --resume when $(1)/last.pt

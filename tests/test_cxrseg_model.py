@@ -155,7 +155,8 @@ def test_predict_writes_uint8_masks_and_index(pairs, tmp_path):
     predict.main(["--images", str(tmp_path / "mixed"), "--checkpoint", str(out / "best.pt"),
                   "--prior", str(out / "prior.json"), "--out", str(tmp_path / "pngs"),
                   "--device", "cpu"])
-    assert np.asarray(Image.open(tmp_path / "pngs" / "b.png")).shape == (25, 40)
+    assert np.asarray(Image.open(tmp_path / "pngs" / "raw" / "b.png")).shape == (25, 40)
+    assert np.asarray(Image.open(tmp_path / "pngs" / "m15" / "b.png")).shape == (25, 40)
 
 
 def test_bad_inputs_give_clear_errors(pairs, tmp_path):

@@ -16,7 +16,7 @@ from cxrseg import postprocess, predict
 from cxrseg.degenerate import MIN_SIDE
 from cxrseg.engine import checkpoint_id
 from cxrseg.records import MASK_FACTS, index_rows_sha256
-from cxrstats.fileio import FOLDER_MARKER, file_sha256
+from cxrstats.fileio import FOLDER_MARKER, file_sha256, read_csv
 from synthetic_pairs import (copy_seg, predict_folder, run_evaluate, run_finetune, run_predict,
                              write_stack)
 from vendor_medsam.configs import CONFIGS
@@ -190,5 +190,9 @@ def test_predict_writes_a_mask_for_an_image_too_small_to_be_a_radiograph(study, 
     Image.fromarray(small.astype(np.uint8)).save(images / "tiny.png")
     predict_folder(study, images, tmp_path / "pngs")
     assert f"tiny.png: smaller than {MIN_SIDE} px" in capsys.readouterr().err
-    assert Image.open(tmp_path / "pngs" / "tiny.png").size == (MIN_SIDE // 2, MIN_SIDE // 2)
-    assert (tmp_path / "pngs" / "x00.png").is_file()
+    assert Image.open(tmp_path / "pngs" / "raw" / "tiny.png").size == (MIN_SIDE // 2,
+                                                                         MIN_SIDE // 2)
+    assert (tmp_path / "pngs" / "raw" / "x00.png").is_file()
+    qc = {r["image"]: r for r in read_csv(tmp_path / "pngs" / "qc.csv")}
+    assert "degenerate_image" in qc["tiny.png"]["flag"].split(";")
+    assert qc["tiny.png"]["note"].startswith("degenerate image: smaller than")

@@ -88,8 +88,12 @@ def _paper(tmp_path, *args, check=True):
     (nih / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels,Patient ID\n")
     for name in ("images", "masks"):
         (tmp_path / "rsua" / name).mkdir(parents=True, exist_ok=True)
+    imagenet = tmp_path / "imagenet"      # weight files present (checked by profiles/user.mk)
+    imagenet.mkdir(exist_ok=True)
+    for arch in ("resnet50", "densenet121"):
+        (imagenet / f"{arch}-0.pth").touch()
     return _dry(tmp_path / "w", "PROFILE=paper", f"NIH_DIR={nih}", f"RSUA_DIR={tmp_path / 'rsua'}",
-                *args, check=check)
+                f"IMAGENET_DIR={imagenet}", *args, check=check)
 
 
 def test_paper_profile_takes_litemedsam_with_one_variable(tmp_path):

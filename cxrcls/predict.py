@@ -1,0 +1,274 @@
+"""Apply a finished classifier run to a folder of radiographs -> one CSV: per image the
+probabilities of the five findings and of No Finding, and the labels from the run's validation
+thresholds.
+
+    python -m cxrcls.predict --run work/demo/runs/densenet121_m15/split0 --images DIR \\
+        --masks MASKS/m15 --out predictions.csv
+
+Each image is prepared as the run's test images were: decoded by the toolkit's one reader and
+resized to the side S of the image cache the run was trained on (cxrseg.imageio.read_gray and
+cxrcls.cache.resize_gray, as cxrcls.cache.load_image; S from that cache, WORK/cache/images.npy,
+whose completion record must be the one the run's done.json names), made into the run's input (its
+--eval-input, by default its --train-input: original, overlay or m<r>) and resized to its
+--image-size (cxrcls.train.to_model_input). A masked input (m<r>, overlay) needs --masks: a folder
+with one mask per image, by file stem, of the image's own size, e.g. the m15/ (or raw/ for
+overlay) folder `make segment` writes; each mask is resized to S by nearest neighbour. best.pt is
+read with torch.load(weights_only=True) through vendor_medsam.checkpoint.load_checkpoint_file.
+
+Output columns: `image`, `prob_<label>` for the six labels in the study's order (No Finding =
+1 - max of the five, cxrstats.study.label_scores), then `label_<label>` (1 when the score is at
+least the run's threshold for that label in thresholds.csv). A file that cannot be read is named on
+stderr and left out; a missing mask or one of another size is refused, naming the image. The CSV
+is written at the end, atomically; an existing --out is replaced only when it is such a CSV.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cxrcls.cache import resize_gray
+from cxrcls.inputs import mask_file
+from cxrcls.labels import FINDINGS, LABELS
+from cxrcls.models import build_model
+from cxrcls.train import DONE
+from cxrcls.training import sigmoid, to_model_input
+from cxrseg.pairs import image_files, read_mask
+from cxrseg.imageio import image_stem, read_gray
+from cxrstats.argtypes import Parser, int_range
+from cxrstats.fileio import IncompleteRunError, read_csv, read_done, write_csv
+from cxrstats.progress import Progress
+from cxrstats.study import label_scores
+from vendor_medsam.checkpoint import load_checkpoint_file
+from vendor_medsam.device import autocast, prepare_device
+
+COLUMNS = ["image", *(f"prob_{label}" for label in LABELS), *(f"label_{label}" for label in LABELS)]
+
+
+@dataclass
+class FinishedRunModel:
+    """What predicting with a finished run needs: its model and how its inputs were made."""
+    folder: Path
+    model: torch.nn.Module
+    kind: str                     # input: original, overlay or m<r>
+    cache_size: int               # S, the side of the cache it was trained on
+    image_size: int | None        # --image-size (None: S)
+    thickness: int                # --overlay-thickness
+    thresholds: np.ndarray        # (6,) in LABELS order
+    channels_last: bool
+    no_amp: bool
+
+
+def cache_size_of(folder: Path, record: dict) -> int:
+    """The side S of the image cache the run was trained on: WORK/cache/images.npy of the work
+    folder the run lies in (runs/<setting>/split<k>) or was given (--work), the one whose
+    completion record has the arguments hash the run's done.json names."""
+    expected = record.get("inputs", {}).get("cache")
+    works = [folder.resolve().parents[2], Path(record["arguments"].get("work", ""))]
+    for work in dict.fromkeys(works):
+        try:
+            cache = read_done(work / "cache", "done.json", what="image cache")
+        except IncompleteRunError:
+            continue
+        if expected is None or cache["arguments_hash"] == expected:
+            return int(np.load(work / "cache" / "images.npy", mmap_mode="r").shape[-1])
+    raise FileNotFoundError(f"{folder}: the image cache it was trained on (cache/done.json with "
+                            f"arguments hash {expected}) is not in {', '.join(map(str, works))}; "
+                            "give --cache-size S, the side of that cache")
+
+
+def read_thresholds(path: Path) -> np.ndarray:
+    """(6,) thresholds of thresholds.csv, which must list the study's labels in order."""
+    rows = read_csv(path, required=["label", "threshold"])
+    if [r["label"] for r in rows] != list(LABELS):
+        raise ValueError(f"{path}: labels {[r['label'] for r in rows]}, expected {list(LABELS)}")
+    return np.array([float(r["threshold"]) for r in rows])
+
+
+def open_run(folder: str | Path, device: torch.device,
+             cache_size: int | None = None) -> FinishedRunModel:
+    """A finished run (done.json) with best.pt loaded onto `device`, in eval mode."""
+    folder = Path(folder)
+    record = read_done(folder, DONE, what="training run (python -m cxrcls.train)")
+    args = record["arguments"]
+    checkpoint = load_checkpoint_file(folder / "best.pt")
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+        raise ValueError(f"{folder / 'best.pt'}: not a cxrcls.train checkpoint ({{'model': ...}})")
+    if checkpoint.get("arch", args["arch"]) != args["arch"]:
+        raise ValueError(f"{folder / 'best.pt'}: holds a {checkpoint['arch']}, but the run's "
+                         f"record says {args['arch']}")
+    model = build_model(args["arch"], "none")
+    model.load_state_dict(checkpoint["model"])
+    channels_last = not args.get("no_channels_last", False)
+    model.to(device).eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return FinishedRunModel(folder, model, args.get("eval_input") or args["train_input"],
+                            cache_size or cache_size_of(folder, record), args.get("image_size"),
+                            args.get("overlay_thickness", 2),
+                            read_thresholds(folder / "thresholds.csv"), channels_last,
+                            args.get("no_amp", False))
+
+
+def mask_to_cache(mask: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) 0/1 mask -> (size, size) uint8 0/1, nearest neighbour (the image's resize is
+    bilinear; a mask stays 0/1)."""
+    if mask.shape == (size, size):
+        return mask.astype(np.uint8)
+    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)
+    return (np.asarray(resized) > 127).astype(np.uint8)
+
+
+def check_masks(images: dict[str, Path], masks: dict[str, Path] | None, kind: str) -> None:
+    """Refuse before any work when the input needs masks and none are given, or an image that can
+    be read has no mask (an unreadable one is left out later anyway)."""
+    if mask_file(kind) is None:
+        if masks is not None:
+            raise ValueError(f"--masks: the run's input {kind!r} uses no masks; leave --masks out")
+        return
+    if masks is None:
+        raise ValueError(f"the run's input {kind!r} needs lung masks: give --masks, the "
+                         f"{'raw' if kind == 'overlay' else kind}/ folder of `make segment` (or "
+                         "cxrseg.predict) run on these images")
+    for stem, path in images.items():
+        if stem not in masks and readable(path):
+            raise ValueError(f"--masks: no mask for image {path.name} (stem {stem!r}); segment "
+                             "this folder again (make segment)")
+
+
+def readable(path: Path) -> bool:
+    try:
+        read_gray(path)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+class MaskMismatch(ValueError):
+    """A mask that does not fit its image: refused, not skipped like an unreadable image."""
+
+
+def prepared(path: Path, masks: dict[str, Path] | None,
+             size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """One image as the cache holds it, (S, S) uint8, and its mask from `masks` (stem -> file)
+    as (S, S) 0/1, or None without masks; ValueError for an unreadable image, MaskMismatch for a
+    missing mask or one of another size."""
+    gray = read_gray(path)
+    mask = None
+    if masks is not None:
+        mask_path = masks.get(image_stem(path))
+        if mask_path is None:
+            raise MaskMismatch(f"--masks: no mask for image {path.name}")
+        mask = read_mask(mask_path)
+        if mask.shape != gray.shape:
+            raise MaskMismatch(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs "
+                               f"from image {path} size {gray.shape[1]}x{gray.shape[0]}; use "
+                               "masks made for these images")
+        mask = mask_to_cache(mask, size)
+    return resize_gray(gray, size), mask
+
+
+@torch.no_grad()
+def predict_batch(run: FinishedRunModel, images: list[np.ndarray], masks: list | None,
+                  device: torch.device) -> np.ndarray:
+    """(B, 5) float32 probabilities of (S, S) uint8 images (and masks), as training predicts."""
+    x = to_model_input(np.stack(images), None if masks is None else np.stack(masks), run.kind,
+                       device, run.image_size, run.thickness, run.channels_last)
+    with autocast(device, device.type == "cuda" and not run.no_amp):
+        logits = run.model(x).float().cpu().numpy()
+    return sigmoid(logits)
+
+
+def predict_folder(run: FinishedRunModel, images: dict[str, Path], masks: dict[str, Path] | None,
+                   device: torch.device, batch_size: int) -> tuple[list[str], np.ndarray]:
+    """(image names, (n, 5) probabilities) of the readable images, in file order; unreadable
+    files are named on stderr."""
+    names, probs, batch = [], [], []
+    progress = Progress(len(images), "predict", "files")
+    for i, path in enumerate(images.values(), start=1):
+        try:
+            batch.append((path.name, *prepared(path, masks, run.cache_size)))
+        except MaskMismatch:
+            raise
+        except (ValueError, OSError) as error:
+            print(f"predict: skipped {path}: {str(error).removeprefix(f'{path}: ')}",
+                  file=sys.stderr, flush=True)
+        if batch and (len(batch) == batch_size or i == len(images)):
+            probs.append(predict_batch(run, [b[1] for b in batch],
+                                       None if masks is None else [b[2] for b in batch], device))
+            names += [b[0] for b in batch]
+            batch = []
+        progress.update(i)
+    if not names:
+        raise ValueError(f"none of the {len(images)} image files could be read")
+    return names, np.concatenate(probs)
+
+
+def check_out(out: Path) -> None:
+    """Refuse an --out that is a folder, or a file this command did not write (its header)."""
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give a file name such as predictions.csv")
+    if out.exists():
+        with open(out, encoding="utf-8", errors="replace") as f:
+            header = f.readline().strip()
+        if header != ",".join(COLUMNS):
+            raise ValueError(f"--out {out}: exists and is not a predictions file of "
+                             "cxrcls.predict; nothing was changed. Give a new file name")
+
+
+def rows_of(names: list[str], probs: np.ndarray, thresholds: np.ndarray) -> list[list]:
+    """CSV rows: image, the six scores, the six 0/1 labels (score >= threshold)."""
+    scores = label_scores(probs)
+    labels = (scores >= thresholds).astype(int)
+    return [[name, *(f"{v:.9g}" for v in s), *lab] for name, s, lab in zip(names, scores, labels)]
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="python -m cxrcls.predict", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  make segment IMAGES=~/my_cxrs OUT=~/my_masks\n"
+               "  python -m cxrcls.predict --run work/demo/runs/densenet121_m15/split0 "
+               "--images ~/my_cxrs --masks ~/my_masks/m15 --out predictions.csv")
+    parser.add_argument("--run", required=True,
+                        help="a finished run folder (WORK/runs/<arch>_<input>/split<k>)")
+    parser.add_argument("--images", required=True, help="folder of radiographs")
+    parser.add_argument("--masks", default=None,
+                        help="folder of lung masks by image stem, for a masked input (make "
+                             "segment's OUT/m<r> for an m<r> run, OUT/raw for overlay)")
+    parser.add_argument("--out", required=True, help="the CSV to write (predictions.csv)")
+    parser.add_argument("--cache-size", type=int_range(1), default=None,
+                        help="side S of the cache the run was trained on (default: read from "
+                             "that cache)")
+    parser.add_argument("--batch-size", type=int_range(1), default=16, help="images per batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:i")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    try:
+        check_out(out)
+        device = prepare_device(args.device)
+        run = open_run(args.run, device, args.cache_size)
+        images = image_files(Path(args.images))
+        masks = image_files(Path(args.masks)) if args.masks else None
+        check_masks(images, masks, run.kind)
+        names, probs = predict_folder(run, images, masks, device, args.batch_size)
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+        raise SystemExit(f"error: {error}") from None
+    write_csv(out, COLUMNS, rows_of(names, probs, run.thresholds))
+    positives = ", ".join(f"{label} {n}" for label, n in
+                          zip(LABELS, (label_scores(probs) >= run.thresholds).sum(0)))
+    print(f"predict: {len(names)} images with {run.folder} ({run.kind}, {len(FINDINGS)} findings) "
+          f"-> {out}; positive: {positives}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+# Your own data (README "Your own data"): a segmenter trained on your lung-mask sets, and lung masks
+# of your own radiographs, outside the study's pipeline; and the ImageNet weights, fetched once.
+#
+#   make segmenter [SEG_DATA="montgomery=DIR/images:DIR/masks shenzhen=DIR2/img:DIR2/mask:_mask"]
+#       only the segmentation stages (split, fine-tune, evaluate) into $(W)/seg with the profile's
+#       recipe (FINETUNE_ARGS, EVALUATE_ARGS), on the named sets (NAME=IMAGES:MASKS[:SUFFIX], each
+#       its own dataset; default: the profile's own set). The pipeline's own stage rules run them,
+#       through a sub-make whose goal is seg/'s evaluate stamp.
+#   make segment IMAGES=DIR OUT=DIR [SEGMENTER=$(W)/seg] [SEGMENT_ARGS="--masked --overlay"]
+#       the lung masks (raw, M-15, M-50) of every image in DIR: cxrseg.predict --segmenter, which
+#       takes checkpoint, prior, threshold and prompting from the segmenter folder, as the
+#       pipeline's mask prediction does (plus the profile's PREDICT_ARGS, as there).
+#   make weights
+#       the ImageNet weights of ARCHS into weights/imagenet/ (python -m cxrcls.weights; network).
+#       `make setup PROFILE=paper` runs it too.
+# These goals are not pipeline goals (Makefile, NON_PIPELINE_GOALS): the profile's checks of the
+# study's data (NIH_DIR, RSUA_DIR) do not apply to them.
+
+SEGMENTER      ?= $(W)/seg
+SEGMENTER_ONLY ?=
+SEGMENT_ARGS   ?=
+IMAGES         ?=
+OUT            ?=
+
+.PHONY: segment segmenter weights
+
+ifneq ($(filter segment,$(value MAKECMDGOALS)),)
+ifeq ($(strip $(IMAGES)),)
+$(error make segment needs IMAGES=<folder of radiographs> (and OUT=<folder for the masks>))
+endif
+ifeq ($(strip $(OUT)),)
+$(error make segment needs OUT=<new or empty folder for the masks>)
+endif
+endif
+
+# (the folders quoted: a folder of one's own may have spaces in its name)
+CMD_SEGMENT = $(strip cxrseg.predict --images "$(IMAGES)" --segmenter "$(SEGMENTER)" \
+              --out "$(OUT)" $(PREDICT_ARGS) $(SEGMENT_ARGS) --device $(DEVICE))
+segment: | $(SETUP)
+	$(PY) -m $(CMD_SEGMENT)
+
+# SEGMENTER_ONLY=1 tells the sub-make that nothing beyond seg/ runs: no NIH data and no ImageNet
+# weights are needed (profiles/paper.mk, below). SEG_DATA reaches it from the command line.
+segmenter: | $(SETUP)
+	+@$(MAKE) --no-print-directory -o $(SETUP) $(EVALUATE_DONE) SEGMENTER_ONLY=1
+	@echo "segmenter: $(W)/seg (best.pt, prior.json, eval.csv); use it with" \
+		"make segment IMAGES=<folder> OUT=<folder> SEGMENTER=$(W)/seg"
+
+weights: | $(SETUP)
+	$(PY) -m cxrcls.weights --archs $(ARCHS)
+
+ifeq ($(PROFILE),paper)
+setup: weights
+endif
+
+# Training with --weights imagenet reads weights/imagenet/<arch>-<hash>.pth (cxrcls.weights.
+# WEIGHTS_DIR; torchvision's file names) and never downloads: missing files stop make here, before
+# any stage runs, rather than a training run hours later.
+IMAGENET_DIR ?= weights/imagenet
+ifneq ($(PIPELINE_GOALS),)
+ifneq ($(SEGMENTER_ONLY),1)
+USES_IMAGENET = $(findstring --weights imagenet,$(strip $(TRAIN_ARGS)))$(filter \
+	--weights=imagenet,$(TRAIN_ARGS))
+ifneq ($(USES_IMAGENET),)
+MISSING_WEIGHTS := $(strip $(foreach a,$(ARCHS),\
+	$(if $(wildcard $(IMAGENET_DIR)/$(a)-*.pth),,$(a))))
+ifneq ($(MISSING_WEIGHTS),)
+$(error TRAIN_ARGS uses --weights imagenet, but $(IMAGENET_DIR) has no weights for \
+	$(MISSING_WEIGHTS): fetch them once with `make weights` (needs the network; no stage downloads))
+endif
+endif
+endif
+endif

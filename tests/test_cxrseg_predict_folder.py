@@ -1,0 +1,100 @@
+"""cxrseg.predict on a folder of radiographs (cxrseg.predict_folder): the study's m<r> masks scaled
+to each image's size by postprocess's rule, the views asked for, unreadable files skipped and
+recorded, a re-run replacing the previous run's files. A random micro model with a low threshold
+(every mask non-empty) is enough: what is checked is what happens around the segmenter."""
+import argparse
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrseg import predict
+from cxrseg.postprocess import process_mask
+from cxrseg.predict_folder import FolderRun
+from cxrseg.prompts import Prior
+from cxrseg.segmenter import Resolved
+from cxrseg.study_masks import DILATE_RADII, ERODE_RADIUS, scale_radius
+from cxrstats.fileio import read_csv
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
+
+def test_scale_radius_keeps_the_margin_of_the_512_px_masks():
+    assert scale_radius(15, (512, 512)) == 15 and scale_radius(15, (2048, 1800)) == 60
+    assert scale_radius(5, (64, 48)) == 1 and scale_radius(50, (48, 64)) == 6  # longer side
+    assert scale_radius(0, (3000, 3000)) == 0
+
+
+def test_m_r_masks_are_postprocess_masks_with_radii_scaled_to_the_image(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (768, 1024)).astype(np.uint8)
+    raw = np.zeros((768, 1024), np.uint8)
+    raw[200:600, 150:450] = 1
+    raw[200:600, 570:870] = 1
+    args = argparse.Namespace(erode=None, dilate=None, masked=True, overlay=True)
+    run = FolderRun(args, Resolved(None), tmp_path)
+    for name in run.folders():
+        (tmp_path / name).mkdir()
+    run.add("film.png", image, raw, [0, 0, 9, 9], [1, 1, 8, 8])
+    erode = scale_radius(ERODE_RADIUS, image.shape)
+    radii = [scale_radius(r, image.shape) for r in DILATE_RADII]
+    assert (erode, radii) == (10, [30, 100])
+    _, expected, _ = process_mask(raw, erode, radii)
+    for r, mask in zip(DILATE_RADII, expected):
+        written = np.asarray(Image.open(tmp_path / f"m{r}" / "film.png"))
+        np.testing.assert_array_equal(written, mask * 255)
+        masked = np.asarray(Image.open(tmp_path / f"masked_m{r}" / "film.png"))
+        np.testing.assert_array_equal(masked, np.where(mask, image, 0))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "raw" / "film.png")), raw * 255)
+    view = np.asarray(Image.open(tmp_path / "overlay" / "film.png"))
+    assert view.shape == (768, 1024, 3) and (view == [0, 255, 0]).all(axis=2).any()
+    qc = dict(zip(run.qc_columns, run.qc_rows[0]))
+    assert (qc["width"], qc["height"], qc["erode_px"], qc["m15_px"], qc["m50_px"]) == (
+        1024, 768, 10, 30, 100)
+    assert qc["flag"] == "ok" and qc["action"] == "kept"
+    assert sorted(run.outputs) == sorted(f"{d}/film.png" for d in run.folders())
+
+
+def folder_predict(images, out, prior, *extra):
+    predict.main(["--images", str(images), "--checkpoint", "micro", "--prior", str(prior),
+                  "--threshold", "0.01", "--out", str(out), "--device", "cpu", *extra])
+
+
+def test_unreadable_files_are_skipped_named_and_recorded_and_a_rerun_replaces_the_files(
+        tmp_path, capsys):
+    images = tmp_path / "cxrs"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (48, 40)).astype(np.uint8)).save(images / "a.png")
+    Image.fromarray(rng.integers(0, 256, (36, 60, 3)).astype(np.uint8)).save(images / "b.jpg")
+    (images / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n and then nothing")
+    prior = tmp_path / "prior.json"
+    Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(prior)
+    out = tmp_path / "masks"
+    folder_predict(images, out, prior, "--dilate", "0", "30")
+    err = capsys.readouterr().err
+    assert f"skipped {images / 'c.png'}: cannot read image" in err
+    done = json.loads((out / "done_predict.json").read_text())
+    assert [s["image"] for s in done["skipped"]] == ["c.png"] and done["images"] == 2
+    assert done["dilate"] == [0, 30] and done["settings"]["threshold"] == "--threshold"
+    assert sorted(p.name for p in (out / "m30").glob("*.png")) == ["a.png", "b.png"]
+    assert np.asarray(Image.open(out / "m0" / "b.png")).shape == (36, 60)
+    assert [r["image"] for r in read_csv(out / "qc.csv")] == ["a.png", "b.jpg"]
+    assert not (out / "m15").exists() and not (out / "raw" / "c.png").exists()
+
+    (images / "a.png").unlink()
+    folder_predict(images, out, prior)
+    assert sorted(p.name for p in (out / "raw").glob("*.png")) == ["b.png"]
+    assert not list((out / "m30").glob("*.png"))   # the previous run's files went first
+    assert json.loads((out / "done_predict.json").read_text())["dilate"] == list(DILATE_RADII)
+
+
+def test_folder_only_flags_are_refused_for_a_stack(tmp_path):
+    np.save(tmp_path / "s.npy", np.zeros((2, 40, 40), np.uint8))
+    (tmp_path / "index.csv").write_text("row,image\n0,a\n1,b\n")
+    prior = tmp_path / "prior.json"
+    Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(prior)
+    with pytest.raises(SystemExit, match=r"error: --masked: only for a folder of images"):
+        predict.main(["--images", str(tmp_path / "s.npy"), "--index", str(tmp_path / "index.csv"),
+                      "--checkpoint", "micro", "--prior", str(prior), "--masked",
+                      "--out", str(tmp_path / "m" / "raw.npy"), "--device", "cpu"])

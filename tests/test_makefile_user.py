@@ -1,0 +1,94 @@
+"""profiles/user.mk with `make -n` (nothing runs): make weights (and make setup PROFILE=paper), the
+Make-time check of the ImageNet weights, make segment and make segmenter, which need none of the
+study's data. The targets running for real: tests/test_user_data.py."""
+import re
+
+import pytest
+
+from cxrcls.weights import WEIGHTS_DIR
+from makeutil import HAVE_MAKE, ROOT, SETUP, commands, run_make
+
+pytestmark = [
+    pytest.mark.skipif(not HAVE_MAKE, reason="GNU make not installed"),
+    pytest.mark.skipif(not SETUP.exists(), reason="run `make setup` first (tests never install)"),
+]
+UNDEFINED = re.compile(r"warning: undefined variable '([^']*)'")
+
+
+def dry(tmp_path, *args, check=True):
+    result = run_make("-n", "--warn-undefined-variables", f"WORK={tmp_path / 'w'}", *args,
+                      check=check)
+    assert not UNDEFINED.findall(result.stderr), result.stderr
+    return result
+
+
+def paper_data(tmp_path):
+    """Fake NIH and RSUA folders and a MedSAM checkpoint file: the paper profile's checks pass."""
+    nih = tmp_path / "nih"
+    nih.mkdir(exist_ok=True)
+    (nih / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels,Patient ID\n")
+    for name in ("images", "masks"):
+        (tmp_path / "rsua" / name).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "medsam_vit_b.pth").write_bytes(b"")
+    return [f"NIH_DIR={nih}", f"RSUA_DIR={tmp_path / 'rsua'}",
+            f"MEDSAM_CKPT={tmp_path / 'medsam_vit_b.pth'}"]
+
+
+def test_make_weights_fetches_the_archs_and_paper_setup_runs_it(tmp_path):
+    weights = dry(tmp_path, "weights", "PROFILE=paper", "ARCHS=resnet18").stdout
+    assert weights.strip().endswith("-m cxrcls.weights --archs resnet18")
+    setup = dry(tmp_path, "setup", "PROFILE=paper").stdout
+    assert "-m cxrcls.weights --archs resnet50 densenet121" in setup
+    assert "cxrcls.weights" not in dry(tmp_path, "setup", "PROFILE=demo").stdout
+
+
+def test_paper_profile_stops_before_anything_runs_when_imagenet_weights_are_missing(tmp_path):
+    empty = tmp_path / "imagenet"
+    empty.mkdir()
+    data = paper_data(tmp_path)
+    missing = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={empty}", check=False)
+    assert missing.returncode != 0
+    assert (f"{empty} has no weights for resnet50 densenet121: fetch them once with `make "
+            "weights`") in missing.stderr
+    assert "cxrseg.split" not in missing.stdout
+    (empty / "resnet50-0676ba61.pth").write_bytes(b"")
+    (empty / "densenet121-a639ec97.pth").write_bytes(b"")
+    present = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={empty}")
+    assert any("-m cxrcls.train" in c for c in commands(present.stdout))
+    without = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={tmp_path / 'none'}",
+                  "TRAIN_ARGS=--weights none --epochs 1")
+    assert any("-m cxrcls.train" in c for c in commands(without.stdout))
+
+
+def test_make_checks_the_folder_training_reads_the_weights_from():
+    shown = run_make("--eval", "show-imagenet-dir: ; @echo $(IMAGENET_DIR)", "show-imagenet-dir",
+                     "PROFILE=tiny")
+    assert ROOT / shown.stdout.strip() == WEIGHTS_DIR
+
+
+def test_make_segment_runs_predict_with_the_segmenter_folder_and_needs_no_study_data(tmp_path):
+    result = dry(tmp_path, "segment", "PROFILE=paper", "IMAGES=my cxrs", "OUT=my_masks",
+                 "SEGMENT_ARGS=--masked")
+    predict = [c for c in result.stdout.splitlines() if "-m cxrseg.predict" in c]
+    assert len(predict) == 1
+    assert predict[0].endswith(f'-m cxrseg.predict --images "my cxrs" --segmenter '
+                               f'"{tmp_path / "w"}/seg" --out "my_masks" --masked --device auto')
+    for missing in (["OUT=x"], ["IMAGES=x"]):
+        refused = dry(tmp_path, "segment", *missing, check=False)
+        assert refused.returncode != 0 and "make segment needs" in refused.stderr
+
+
+def test_make_segmenter_runs_only_the_segmentation_stages_on_the_named_sets(tmp_path):
+    sets = []
+    for name in ("montgomery", "shenzhen"):
+        for kind in ("images", "masks"):
+            (tmp_path / name / kind).mkdir(parents=True)
+        sets.append(f"{name}={tmp_path / name / 'images'}:{tmp_path / name / 'masks'}")
+    medsam = paper_data(tmp_path)[2]    # no NIH_DIR, RSUA_DIR or ImageNet weights given
+    result = dry(tmp_path, "segmenter", "PROFILE=paper", medsam, f"SEG_DATA={' '.join(sets)}",
+                 f"IMAGENET_DIR={tmp_path / 'none'}")
+    stages = commands(result.stdout)
+    modules = [re.search(r"-m (\S+)", c).group(1) for c in stages]
+    assert modules == ["cxrseg.split", "cxrseg.finetune", "cxrseg.evaluate"]
+    for command in stages:
+        assert f"--data {sets[0]} --data {sets[1]}" in command and "--images" not in command
