@@ -122,8 +122,8 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrcls.cache", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: python -m cxrcls.cache --cohort work/cohort/cohort.csv "
-               "--images data/nih/images --size 512 --out work/cache")
+        epilog="example: python -m cxrcls.cache --cohort work/demo/cohort/cohort.csv "
+               "--images work/demo/data/nih/images --size 512 --out work/by-hand/cache")
     parser.add_argument("--cohort", required=True,
                         help="cohort.csv (column 'image'); its folder must hold cohort's done.json")
     parser.add_argument("--images", required=True,

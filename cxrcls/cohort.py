@@ -253,8 +253,9 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrcls.cohort", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: python -m cxrcls.cohort --labels data/nih/Data_Entry_2017.csv "
-               "--images data/nih/images --out work/cohort --split-by patient")
+        epilog="example: python -m cxrcls.cohort "
+               "--labels work/demo/data/nih/Data_Entry_2017.csv "
+               "--images work/demo/data/nih/images --out work/by-hand/cohort --split-by patient")
     parser.add_argument("--labels", required=True,
                         help="label table: NIH's Data_Entry_2017.csv, or a wide table (image, "
                              "patient_id, a 0/1 column per finding)")

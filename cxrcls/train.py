@@ -405,12 +405,12 @@ def build_parser() -> Parser:
         prog="python -m cxrcls.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m cxrcls.train --work work --arch densenet121 --train-input m15 "
-               "--split 0\n"
-               "  python -m cxrcls.train --work work --arch resnet50 --train-input m50 "
-               "--eval-input original --split 2 --resume\n"
-               "  torchrun --nproc_per_node=4 -m cxrcls.train --work work --arch resnet50 "
-               "--train-input original --split 0 --batch-size 16")
+               "  python -m cxrcls.train --work work/demo --arch densenet121 --train-input m15 "
+               "--split 0 --out work/by-hand/densenet121_m15\n"
+               "  python -m cxrcls.train --work work/demo --arch resnet50 --train-input m50 "
+               "--eval-input original --split 2 --out work/by-hand/r50 --resume\n"
+               "  torchrun --nproc_per_node=4 -m cxrcls.train --work work/demo --arch resnet50 "
+               "--train-input original --split 0 --batch-size 16 --out work/by-hand/r50_ddp")
     parser.add_argument("--work", required=True, help="work folder with cohort/, cache/, masks/")
     parser.add_argument("--arch", choices=ARCHS, default="resnet50")
     parser.add_argument("--train-input", type=input_type, default="original",

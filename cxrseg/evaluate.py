@@ -107,9 +107,10 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrseg.evaluate", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.evaluate --images data/seg/images "
-               "--masks data/seg/masks --splits work/seg/splits.csv "
-               "--checkpoint work/seg/best.pt --zero-shot lite --out work/seg/eval.csv")
+        epilog="example:\n  python -m cxrseg.evaluate --images work/demo/data/seg/images "
+               "--masks work/demo/data/seg/masks --splits work/by-hand/seg/splits.csv "
+               "--checkpoint work/by-hand/seg/best.pt --zero-shot lite "
+               "--out work/by-hand/seg/eval.csv")
     add_data_arguments(parser)
     parser.add_argument("--splits", default=None,
                         help="seg/splits.csv; omit to evaluate every pair as part 'all'")

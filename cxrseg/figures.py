@@ -135,8 +135,8 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrseg.figures", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.figures --seg work/seg --cache work/cache "
-               "--masks work/masks --out work/results/figures/")
+        epilog="example:\n  python -m cxrseg.figures --seg work/demo/seg --cache work/demo/cache "
+               "--masks work/demo/masks --out work/by-hand/figures/")
     parser.add_argument("--seg", required=True, help="seg/ folder (curves.csv)")
     parser.add_argument("--cache", required=True, help="cache/ folder (images.npy, index.csv)")
     parser.add_argument("--masks", required=True,

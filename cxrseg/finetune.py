@@ -190,9 +190,9 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrseg.finetune", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.finetune --images data/seg/images "
-               "--masks data/seg/masks --splits work/seg/splits.csv --checkpoint lite "
-               "--config lite --train decoder --out work/seg/")
+        epilog="example:\n  python -m cxrseg.finetune --images work/demo/data/seg/images "
+               "--masks work/demo/data/seg/masks --splits work/by-hand/seg/splits.csv "
+               "--checkpoint lite --config lite --train decoder --out work/by-hand/seg/")
     add_data_arguments(parser, images_help="folder of training images")
     parser.add_argument("--splits", required=True, help="seg/splits.csv from cxrseg.split")
     parser.add_argument("--fold", type=int_range(0), default=None,

@@ -9,8 +9,8 @@ its record vouches for, and together their rows cover 0..n-1 once, in order. The
 the same files and completion record as an unsharded `cxrseg.predict`, so the post-processing
 reads it unchanged. As in predict, all masks empty fails.
 
-    python -m cxrseg.gather --shards work/masks/shards/0 work/masks/shards/1 \\
-        --out work/masks/raw.npy
+    python -m cxrseg.gather --shards work/demo/masks/shards/0of2 \\
+        work/demo/masks/shards/1of2 --out work/by-hand/masks/raw.npy
 """
 from __future__ import annotations
 

@@ -134,8 +134,9 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrseg.postprocess", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.postprocess --masks work/masks/raw.npy "
-               "--index work/cache/index.csv --erode 5 --dilate 15 50 --out work/masks/")
+        epilog="example:\n  python -m cxrseg.postprocess --masks work/demo/masks/raw.npy "
+               "--index work/demo/cache/index.csv --erode 5 --dilate 15 50 "
+               "--out work/by-hand/masks/")
     parser.add_argument("--masks", required=True, help="raw masks (N, H, W) uint8 0/1 .npy")
     parser.add_argument("--index", required=True, help="CSV `row, image` naming the mask rows")
     parser.add_argument("--erode", type=int_range(0), default=ERODE_RADIUS,

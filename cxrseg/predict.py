@@ -150,8 +150,9 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m cxrseg.predict --images ~/my_cxrs --segmenter "
                "work/demo/seg --out ~/my_masks --masked --overlay\n"
-               "  python -m cxrseg.predict --images work/cache/images.npy "
-               "--index work/cache/index.csv --segmenter work/seg --out work/masks/raw.npy")
+               "  python -m cxrseg.predict --images work/demo/cache/images.npy "
+               "--index work/demo/cache/index.csv --segmenter work/demo/seg "
+               "--out work/by-hand/masks/raw.npy")
     parser.add_argument("--images", required=True,
                         help="(N, H, W) uint8 .npy stack, or a folder of images")
     parser.add_argument("--index", default=None,

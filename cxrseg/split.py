@@ -149,8 +149,8 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="python -m cxrseg.split", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m cxrseg.split --images data/seg/images --masks data/seg/masks "
-               "--out work/seg/splits.csv --seed 0")
+        epilog="example:\n  python -m cxrseg.split --images work/demo/data/seg/images "
+               "--masks work/demo/data/seg/masks --out work/by-hand/seg/splits.csv --seed 0")
     add_data_arguments(parser)
     parser.add_argument("--out", required=True, help="output CSV (seg/splits.csv)")
     parser.add_argument("--fractions", type=float_range(0, lo_open=True), nargs=3,
