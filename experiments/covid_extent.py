@@ -147,6 +147,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int_range(1), default=4)
     parser.add_argument("--threshold", type=float, default=0.4)
     parser.add_argument("--refine", type=int_range(0), default=1)
+    parser.add_argument("--tag", default="",
+                        help="suffix of the tables' names (covid_extent<TAG>.csv), e.g. for "
+                             "another --threshold on the same runs")
     parser.add_argument("--joint", action="store_true",
                         help="also Montgomery + covid_dev joint training per fold")
     args = parser.parse_args(argv)
@@ -234,10 +237,10 @@ def main(argv=None) -> None:
             summary.append(summarize(name, "montgomery-test", np.vstack(m_scores[hull])))
             print(" | ".join(summary[-2]), f"({time.time() - started:.0f} s)", flush=True)
             print(" | ".join(summary[-1]), flush=True)
-    write_csv(out / "covid_extent.csv", SUMMARY, summary)
-    write_csv(out / "covid_extent_per_image.csv", PER_IMAGE, per_image)
-    write_run_json(out, args, name="run_covid_extent.json", seconds=time.time() - started,
-                   folds={s: int(fold_of[s]) for s in c_stems})
+    write_csv(out / f"covid_extent{args.tag}.csv", SUMMARY, summary)
+    write_csv(out / f"covid_extent{args.tag}_per_image.csv", PER_IMAGE, per_image)
+    write_run_json(out, args, name=f"run_covid_extent{args.tag}.json",
+                   seconds=time.time() - started, folds={s: int(fold_of[s]) for s in c_stems})
     print("\n| " + " | ".join(SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
     for r in summary:
         print("| " + " | ".join(r) + " |")
