@@ -12,6 +12,9 @@ part, plus `all` rows pooling the datasets when there are several.
 Beside Dice, `kept_m15` / `kept_m50` give the share of the true lung inside the M-15 / M-50 mask
 built from the prediction as cxrseg.postprocess builds it (eroded `--erode`, dilated 15 / 50, in
 pixels of the pipeline's `--kept-size` side; cxrseg.coverage): whether masking could hide lung.
+When a dataset's masks folder has sibling folders `<masks>_right/` and `<masks>_left/` (one mask
+per lung, the patient's sides), the same rows also give Dice and the kept shares per lung
+(cxrseg.per_lung; columns `dice_right ... kept_m50_left`, empty for datasets without them).
 
 Reads a split file only with its done_split.json and a fine-tuned checkpoint only with its
 done_finetune.json; every pair of every dataset given must have a row in --splits (a dataset the
@@ -42,6 +45,7 @@ from .datasets import POOLED, add_data_arguments, find_all_pairs, sources_from_a
 from .engine import checkpoint_id, embeddings_for, gt_boxes, load_model, segment
 from .pairs import load_pairs
 from .losses import dice_iou
+from .per_lung import LUNG_METRICS, lung_metrics, read_lung_masks
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE
 from .segmenter import prompting_fact
@@ -49,9 +53,11 @@ from .split import PARTS, check_splits_match, read_finished_splits
 from .study_masks import ERODE_RADIUS, PIPELINE_SIZE
 
 METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
+# Per-lung columns come last, so that the columns before them keep their places and meaning.
 EVAL_COLUMNS = ["checkpoint", "checkpoint_id", "dataset", "part", "threshold", *METRICS, "n",
-                "prompt"]
-PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", *METRICS]
+                "prompt", *LUNG_METRICS]
+PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", *METRICS,
+                     *LUNG_METRICS]
 # Thresholds tried on validation (max mean Dice, the lowest on ties). Below 0.5 too: under
 # synthetic opacities a lower threshold kept more of the true lung at equal clean Dice
 # (experiments/seg_recipes.sh, README), and validation decides whether it is taken.
@@ -70,23 +76,29 @@ def soft_losses(prob: np.ndarray, mask: np.ndarray, eps: float = 1e-6) -> tuple[
 
 def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: float,
                   erode: int = ERODE_RADIUS, kept_size: int | None = PIPELINE_SIZE,
-                  clean=None) -> np.ndarray:
+                  clean=None, lungs=None) -> np.ndarray:
     """(N, 6) per image: Dice, IoU (binarized at `threshold`, then `clean`ed when given, e.g.
     cxrseg.anatomy.clean_mask), soft Dice loss, BCE, and the shares of the true lung kept by M-15
-    and M-50 (cxrseg.coverage.lung_kept)."""
+    and M-50 (cxrseg.coverage.lung_kept). With `lungs` (per image (right, left) masks or None,
+    cxrseg.per_lung.read_lung_masks): (N, 12), the LUNG_METRICS after them (NaN where None)."""
     rows = []
-    for p, m in zip(probs, masks):
+    for i, (p, m) in enumerate(zip(probs, masks)):
         pred = p >= threshold if clean is None else clean(p >= threshold).astype(bool)
-        rows.append([*dice_iou(pred, m), *soft_losses(p, m),
-                     *lung_kept(pred, m, erode, size=kept_size)])
-    return np.asarray(rows, dtype=np.float64).reshape(-1, len(METRICS))
+        row = [*dice_iou(pred, m), *soft_losses(p, m), *lung_kept(pred, m, erode, size=kept_size)]
+        if lungs is not None:
+            row += (lung_metrics(pred, *lungs[i], erode, kept_size) if lungs[i] is not None
+                    else [np.nan] * len(LUNG_METRICS))
+        rows.append(row)
+    width = len(METRICS) + (len(LUNG_METRICS) if lungs is not None else 0)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, width)
 
 
 def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = ERODE_RADIUS,
                      kept_size: int | None = PIPELINE_SIZE,
-                     clean=None) -> tuple[float, list[tuple[float, np.ndarray]]]:
+                     clean=None, lungs=None) -> tuple[float, list[tuple[float, np.ndarray]]]:
     """Best mean Dice threshold (lowest on ties) and the per-threshold metrics."""
-    sweep = [(t, image_metrics(probs, masks, t, erode, kept_size, clean)) for t in thresholds]
+    sweep = [(t, image_metrics(probs, masks, t, erode, kept_size, clean, lungs))
+             for t in thresholds]
     best = max(sweep, key=lambda item: (round(item[1][:, 0].mean(), 12), -item[0]))[0]
     return best, sweep
 
@@ -197,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         if prior is None and (args.box_source == "prior" or "points" in args.prompt):
             raise ValueError("prior prompts need --prior seg/prior.json")
         images, masks = load_pairs(pairs)
+        lungs = read_lung_masks(pairs)
         checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
         models = [load_model(c, args.config, args.seed) for c in checkpoints]
         identity = {c: checkpoint_id(c, args.seed) for c in checkpoints}
@@ -222,26 +235,31 @@ def main(argv: list[str] | None = None) -> None:
         if "val" in part_of:
             val = np.flatnonzero(part_of == "val")
             threshold, sweep = choose_threshold([probs[i] for i in val], [masks[i] for i in val],
-                                                args.thresholds, args.erode, kept_size, clean)
+                                                args.thresholds, args.erode, kept_size, clean,
+                                                [lungs[i] for i in val])
             for t, metrics in sweep:
                 for group in groups:
                     sel = dataset[val] == group if group != POOLED else np.ones(len(val), bool)
                     if sel.any():
-                        rows.append([name, identity[name], group, "val", f"{t:.2f}",
-                                     *_means(metrics[sel]), int(sel.sum()), prompt_label])
+                        merged, lung = _means(metrics[sel])
+                        rows.append([name, identity[name], group, "val", f"{t:.2f}", *merged,
+                                     int(sel.sum()), prompt_label, *lung])
         chosen[name] = threshold
-        metrics = image_metrics(probs, masks, threshold, args.erode, kept_size, clean)
+        metrics = image_metrics(probs, masks, threshold, args.erode, kept_size, clean, lungs)
         for part in [p for p in dict.fromkeys(part_of) if p != "val"]:
             for group in groups:
                 sel = (part_of == part) & ((dataset == group) | (group == POOLED))
                 if sel.any():
-                    rows.append([name, identity[name], group, part, f"{threshold:.2f}",
-                                 *_means(metrics[sel]), int(sel.sum()), prompt_label])
+                    merged, lung = _means(metrics[sel])
+                    rows.append([name, identity[name], group, part, f"{threshold:.2f}", *merged,
+                                 int(sel.sum()), prompt_label, *lung])
         for i, stem in enumerate(stems):
             per_image.append([name, dataset[i], part_of[i], stem, f"{threshold:.2f}"]
-                             + [f"{v:.6f}" for v in metrics[i]])
+                             + [_number(v) for v in metrics[i, :len(METRICS)]]
+                             + [_number(v) for v in metrics[i, len(METRICS):]])
         summary = ", ".join(f"{p} Dice {metrics[part_of == p, 0].mean():.4f} "
                             f"M-15 keeps {metrics[part_of == p, 4].mean():.4f}"
+                            + _lung_summary(metrics[part_of == p])
                             for p in dict.fromkeys(part_of))
         print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({prompt_label})",
               flush=True)
@@ -254,8 +272,27 @@ def main(argv: list[str] | None = None) -> None:
                checkpoint_ids=identity, prompting=prompting_fact(args))
 
 
-def _means(metrics: np.ndarray) -> list[str]:
-    return [f"{v:.6f}" for v in metrics.mean(axis=0)]
+def _means(metrics: np.ndarray) -> tuple[list[str], list[str]]:
+    """Means of METRICS, and of LUNG_METRICS when every image of the row has per-lung masks
+    (empty cells otherwise)."""
+    merged = [f"{v:.6f}" for v in metrics[:, :len(METRICS)].mean(axis=0)]
+    lung = metrics[:, len(METRICS):]
+    if not lung.size or not np.isfinite(lung).all():
+        return merged, [""] * len(LUNG_METRICS)
+    return merged, [f"{v:.6f}" for v in lung.mean(axis=0)]
+
+
+def _number(value: float) -> str:
+    return "" if np.isnan(value) else f"{value:.6f}"
+
+
+def _lung_summary(metrics: np.ndarray) -> str:
+    lung = metrics[:, len(METRICS):]
+    if not lung.size or not np.isfinite(lung).all():
+        return ""
+    d_r, d_l, k_r, k_l = (lung[:, LUNG_METRICS.index(c)].mean() for c in
+                          ("dice_right", "dice_left", "kept_m15_right", "kept_m15_left"))
+    return f" (right lung {d_r:.4f} / {k_r:.4f}, left {d_l:.4f} / {k_l:.4f})"
 
 
 if __name__ == "__main__":

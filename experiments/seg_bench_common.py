@@ -1,5 +1,7 @@
-"""Shared by seg_stress.py and seg_cross_dataset.py: load a lung set and its split, segment with
-cached embeddings, and score Dice and the share of the true lung that M-15 keeps."""
+"""Shared by seg_stress.py, seg_cross_dataset.py and covid_extent.py: load a lung set and its
+split, segment with cached embeddings, and score Dice and the share of the true lung that M-15
+keeps; per lung too when the set has per-lung masks (cxrseg.per_lung: sibling folders
+`<masks>_right/`, `<masks>_left/`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,23 +15,40 @@ from cxrseg.datasets import Source, find_all_pairs
 from cxrseg.engine import embeddings_for, gt_boxes, load_model, segment
 from cxrseg.losses import dice_iou
 from cxrseg.pairs import load_pairs
+from cxrseg.per_lung import LUNG_METRICS, lung_metrics, read_lung_masks
 from cxrseg.prompts import Prior
 from cxrseg.split import read_splits
 
 DEVICE = torch.device("cpu")
 
 
-def load_set(images: str, masks: str, splits: str | None = None, parts=("test",), limit: int = 0):
-    """(stems, images, masks) of the pairs in `parts` of `splits` (all pairs without splits),
-    sorted by stem, the first `limit` when limit > 0."""
+def set_pairs(images: str, masks: str, splits: str | None = None, parts=("test",),
+              limit: int = 0):
+    """The pairs in `parts` of `splits` (all pairs without splits), sorted by stem, the first
+    `limit` when limit > 0."""
     pairs, _ = find_all_pairs([Source("set", images, masks)])
     if splits:
         part_of = read_splits(splits)
         pairs = [p for p in pairs if part_of.get(p.stem) in parts]
     if limit:
         pairs = pairs[:limit]
+    return pairs
+
+
+def load_set(images: str, masks: str, splits: str | None = None, parts=("test",), limit: int = 0):
+    """(stems, images, masks) of the pairs in `parts` of `splits` (all pairs without splits),
+    sorted by stem, the first `limit` when limit > 0."""
+    pairs = set_pairs(images, masks, splits, parts, limit)
     imgs, msks = load_pairs(pairs)
     return [p.stem for p in pairs], imgs, msks
+
+
+def load_lungs(images: str, masks: str, splits: str | None = None, parts=("test",),
+               limit: int = 0):
+    """Per-lung (right, left) masks of load_set's pairs, in its order; None when the set has no
+    per-lung masks."""
+    lungs = read_lung_masks(set_pairs(images, masks, splits, parts, limit))
+    return None if all(lung is None for lung in lungs) else lungs
 
 
 def load_run(run: str):
@@ -46,20 +65,35 @@ def embed(stems, images, cache_dir) -> torch.Tensor:
     return embeddings_for(load_model("lite"), images, stems, DEVICE, cache_dir=cache_dir)
 
 
-def score(model, prior, emb, images, masks, box="prior", refine=1, threshold=0.5,
-          cleans=((False, 0),)) -> list[np.ndarray]:
-    """Per clean-up setting (fill holes, keep largest N): (N, 2) per image, Dice and the share of
-    the true lung kept by M-15 (cxrseg.coverage.lung_kept at the study's radii and pipeline size,
-    as cxrseg.evaluate scores it)."""
+def predict_masks(model, prior, emb, images, masks, box="prior", refine=1, threshold=0.5,
+                  cleans=((False, 0),)) -> list[list[np.ndarray]]:
+    """Per clean-up setting (fill holes, keep largest N): the binary masks (H, W) per image, with
+    the ground-truth box (`box="gt"`) or the prior box + `refine` passes."""
     boxes = gt_boxes(masks) if box == "gt" else None
     _, probs, _ = segment(model, emb, images, DEVICE, "box", prior, boxes_px=boxes,
                           refine=refine if box == "prior" else 0, threshold=threshold)
-    out = []
-    for fill, largest in cleans:
-        rows = []
-        for p, m in zip(probs, masks):
-            pred = clean_mask(p.numpy() >= threshold, fill, largest).astype(bool)
-            kept_m15, _ = lung_kept(pred, m)
-            rows.append([dice_iou(pred, m)[0], kept_m15])
-        out.append(np.asarray(rows))
-    return out
+    return [[clean_mask(p.numpy() >= threshold, fill, largest).astype(bool) for p in probs]
+            for fill, largest in cleans]
+
+
+def score_masks(preds, masks, lungs=None) -> np.ndarray:
+    """(N, 2) per image, Dice and the share of the true lung kept by M-15
+    (cxrseg.coverage.lung_kept at the study's radii and pipeline size, as cxrseg.evaluate scores
+    it); with `lungs` ((right, left) per image) (N, 2 + 6), cxrseg.per_lung.LUNG_METRICS after
+    them."""
+    rows = []
+    for i, (pred, m) in enumerate(zip(preds, masks)):
+        kept_m15, _ = lung_kept(pred, m)
+        row = [dice_iou(pred, m)[0], kept_m15]
+        if lungs is not None:
+            row += lung_metrics(pred, *lungs[i])
+        rows.append(row)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2 + (len(LUNG_METRICS) if lungs else 0))
+
+
+def score(model, prior, emb, images, masks, box="prior", refine=1, threshold=0.5,
+          cleans=((False, 0),), lungs=None) -> list[np.ndarray]:
+    """Per clean-up setting (fill holes, keep largest N): score_masks of the predicted masks."""
+    return [score_masks(preds, masks, lungs)
+            for preds in predict_masks(model, prior, emb, images, masks, box, refine, threshold,
+                                       cleans)]

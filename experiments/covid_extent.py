@@ -1,0 +1,250 @@
+"""The lung's extent on diseased films: the visible lung field (Montgomery's convention) against the
+whole lung (covid_dev's), per approach, merged and per lung.
+
+Approaches, all LiteMedSAM with the paper profile's `SEG_MODEL=lite` recipe (decoder-only,
+`--prior-box-fraction 0.5 --augment opacity --augment-copies 2`, 4 epochs, patience 2, batch 8),
+scored with automatic prompting (prior box + `--refine` passes), holes filled, at `--threshold`:
+- `recipe`: trained on Montgomery (seeded 70/15/15 split, seed 0, as experiments/seg_recipes.sh);
+- `recipe+hull`: its masks, each lung (connected piece of at least 5% of the mask) replaced by its
+  convex hull (`hull_per_lung`);
+- `covid-cv`: trained on covid_dev itself, K folds grouped by source (meta.csv `image_url`: films
+  of one source stay in one fold); fold k is the test part, fold k+1 the validation part, the rest
+  training; each image is scored by the model it was held out from;
+- `covid-cv+hull`: the same with hulls;
+- `joint-cv` (`--joint`): Montgomery's training/validation parts joined with covid_dev's of fold k.
+Each approach is also scored on Montgomery's test part (the field convention; for the K-fold
+approaches every fold's model, pooled) to see whether the conventions blur.
+
+Per approach and test set: Dice (mean, worst), share of the true lung kept by M-15 (mean, 10th
+percentile, worst), and per lung (cxrseg.per_lung; covid_dev has masks_right/, masks_left/) Dice
+and M-15 kept share (mean, 10th percentile, worst) and M-50 kept share (mean). Every step is
+skipped when its output exists (fine-tuning: done_finetune.json), so an interrupted run continues;
+image embeddings are cached once in OUT/emb.
+
+  python -m experiments.covid_extent --lungseg ../shared/data/lungseg --out work/covid-extent
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from cxrseg.records import SPLIT
+from cxrstats.argtypes import Parser, int_range
+from cxrstats.fileio import read_csv, write_csv, write_done, write_run_json
+from experiments.seg_bench_common import (embed, load_lungs, load_run, load_set, predict_masks,
+                                          score_masks)
+
+RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", "0.5",
+          "--augment", "opacity", "--augment-copies", "2", "--patience", "2", "--batch-size", "8",
+          "--seed", "0", "--device", "cpu"]
+SUMMARY = ["approach", "test", "n", "dice", "dice_min", "kept_m15", "kept_m15_p10",
+           "kept_m15_min", "dice_right", "dice_right_min", "dice_left", "dice_left_min",
+           "kept_m15_right", "kept_m15_right_p10", "kept_m15_right_min", "kept_m15_left",
+           "kept_m15_left_p10", "kept_m15_left_min", "kept_m50_right", "kept_m50_left"]
+PER_IMAGE = ["approach", "test", "model", "stem", "dice", "kept_m15", "dice_right", "dice_left",
+             "kept_m15_right", "kept_m15_left", "kept_m50_right", "kept_m50_left"]
+
+
+def hull_per_lung(mask: np.ndarray, min_share: float = 0.05) -> np.ndarray:
+    """The mask with each lung (a connected piece holding at least `min_share` of the mask's
+    pixels) filled to its convex hull; smaller pieces are kept as they are."""
+    mask = np.asarray(mask).astype(bool)
+    labels, count = ndimage.label(mask)
+    out = mask.copy()
+    total = mask.sum()
+    for k in range(1, count + 1):
+        piece = labels == k
+        if piece.sum() < min_share * total:
+            continue
+        ys, xs = np.nonzero(piece)
+        points = np.column_stack([xs, ys]).astype(float)
+        try:
+            hull = ConvexHull(points)
+        except QhullError:       # a line or a point: nothing to fill
+            continue
+        canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
+        ImageDraw.Draw(canvas).polygon([tuple(points[v]) for v in hull.vertices], fill=1)
+        out |= np.asarray(canvas, dtype=bool)
+    return out
+
+
+def source_folds(meta: Path, stems: list[str], folds: int, seed: int = 0) -> dict[str, int]:
+    """Fold per stem, whole sources (meta.csv `image_url`, the stem where empty) to one fold:
+    sources largest first (seeded order among equal sizes), each to the fold with the fewest
+    images so far."""
+    with open(meta, newline="") as handle:
+        source = {r["stem"]: (r.get("image_url") or r["stem"]) for r in csv.DictReader(handle)}
+    missing = [s for s in stems if s not in source]
+    if missing:
+        raise SystemExit(f"error: {meta}: no row for {missing[:5]}")
+    groups: dict[str, list[str]] = {}
+    for stem in sorted(stems):
+        groups.setdefault(source[stem], []).append(stem)
+    names = sorted(groups)
+    rank = np.random.default_rng(seed).permutation(len(names))
+    order = sorted(range(len(names)), key=lambda i: (-len(groups[names[i]]), rank[i]))
+    sizes, fold_of = [0] * folds, {}
+    for i in order:
+        k = min(range(folds), key=lambda f: (sizes[f], f))
+        sizes[k] += len(groups[names[i]])
+        fold_of.update({s: k for s in groups[names[i]]})
+    return fold_of
+
+
+def write_parts(path: Path, rows: list[list[str]], facts: dict) -> None:
+    """A part split file (`stem, dataset, part`) with its done_split.json."""
+    if (path.parent / SPLIT).is_file():
+        return
+    write_csv(path, ["stem", "dataset", "part"], rows)
+    write_done(path.parent, facts, [path.name], done=SPLIT)
+
+
+def run(module: str, *argv: str) -> None:
+    """`python -m module argv` with one thread, failing loudly."""
+    print(f"[covid_extent] python -m {module} {' '.join(argv)}", flush=True)
+    subprocess.run([sys.executable, "-m", module, *argv], check=True)
+
+
+def finetune(out: Path, data: list[str], splits: Path, epochs: int, cache: Path) -> Path:
+    if not (out / "done_finetune.json").is_file():
+        flags = [f for d in data for f in ("--data", d)]
+        run("cxrseg.finetune", *flags, "--splits", str(splits), *RECIPE, "--epochs", str(epochs),
+            "--cache-dir", str(cache), "--out", str(out))
+    return out
+
+
+def summarize(approach: str, test: str, scores: np.ndarray) -> list[str]:
+    """One SUMMARY row from score_masks rows ((N, 2) or (N, 8) with per-lung columns)."""
+    def stat(col, how):
+        if scores.shape[1] <= col:
+            return ""
+        v = scores[:, col]
+        return f"{ {'mean': v.mean(), 'min': v.min(), 'p10': np.percentile(v, 10)}[how]:.4f}"
+    spec = [(0, "mean"), (0, "min"), (1, "mean"), (1, "p10"), (1, "min"),
+            (2, "mean"), (2, "min"), (3, "mean"), (3, "min"),
+            (4, "mean"), (4, "p10"), (4, "min"), (5, "mean"), (5, "p10"), (5, "min"),
+            (6, "mean"), (7, "mean")]
+    return [approach, test, str(len(scores))] + [stat(c, h) for c, h in spec]
+
+
+def main(argv=None) -> None:
+    parser = Parser(prog="python -m experiments.covid_extent", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lungseg", default="../shared/data/lungseg",
+                        help="folder holding montgomery/ and covid_dev/")
+    parser.add_argument("--out", required=True, help="work folder (runs, embeddings, tables)")
+    parser.add_argument("--folds", type=int_range(3), default=5)
+    parser.add_argument("--epochs", type=int_range(1), default=4)
+    parser.add_argument("--threshold", type=float, default=0.4)
+    parser.add_argument("--refine", type=int_range(0), default=1)
+    parser.add_argument("--tag", default="",
+                        help="suffix of the tables' names (covid_extent<TAG>.csv), e.g. for "
+                             "another --threshold on the same runs")
+    parser.add_argument("--joint", action="store_true",
+                        help="also Montgomery + covid_dev joint training per fold")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.time()
+    lungseg, out = Path(args.lungseg), Path(args.out)
+    mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
+    if not mont.is_dir() or not covid.is_dir():
+        print(f"skip: {mont} or {covid} not found")
+        return
+    cache = out / "emb"
+    mont_data = f"montgomery={mont}/images:{mont}/masks"
+    covid_data = f"covid={covid}/images:{covid}/masks"
+
+    # Montgomery: the recipe's split and fine-tune (the field convention).
+    mont_splits = out / "montgomery" / "splits.csv"
+    if not (mont_splits.parent / SPLIT).is_file():
+        run("cxrseg.split", "--data", mont_data, "--out", str(mont_splits), "--seed", "0")
+    models = {"recipe": [finetune(out / "runs" / "montgomery", [mont_data], mont_splits,
+                                  args.epochs, cache)]}
+
+    # covid_dev: folds grouped by source; part split files per fold.
+    c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
+    c_lungs = load_lungs(f"{covid}/images", f"{covid}/masks")
+    fold_of = source_folds(covid / "meta.csv", c_stems, args.folds)
+    mont_rows = [[r["stem"], "montgomery", r["part"]] for r in read_csv(mont_splits)]
+    cv, joint = [], []
+    for k in range(args.folds):
+        def part(stem, k=k):
+            f = fold_of[stem]
+            return "test" if f == k else "val" if f == (k + 1) % args.folds else "train"
+        rows = [[s, "covid", part(s)] for s in c_stems]
+        facts = {"folds": args.folds, "fold": k, "grouped_by": "meta.csv image_url"}
+        write_parts(out / "covid" / f"fold{k}" / "splits.csv", rows, facts)
+        cv.append(finetune(out / "runs" / f"covid-fold{k}", [covid_data],
+                           out / "covid" / f"fold{k}" / "splits.csv", args.epochs, cache))
+        if args.joint:
+            write_parts(out / "joint" / f"fold{k}" / "splits.csv", mont_rows + rows, facts)
+            joint.append(finetune(out / "runs" / f"joint-fold{k}", [mont_data, covid_data],
+                                  out / "joint" / f"fold{k}" / "splits.csv", args.epochs, cache))
+    models["covid-cv"] = cv
+    if joint:
+        models["joint-cv"] = joint
+
+    # Scoring.
+    c_emb = embed(c_stems, c_imgs, cache)
+    m_stems, m_imgs, m_masks = load_set(f"{mont}/images", f"{mont}/masks", str(mont_splits))
+    m_emb = embed(m_stems, m_imgs, cache)
+    fold = np.array([fold_of[s] for s in c_stems])
+    summary, per_image = [], []
+
+    def predict(folder, emb, imgs, masks):
+        model, prior = load_run(str(folder))
+        return predict_masks(model, prior, emb, imgs, masks, refine=args.refine,
+                             threshold=args.threshold, cleans=[(True, 0)])[0]
+
+    for approach, folders in models.items():
+        c_pred = [None] * len(c_stems)
+        m_scores = {False: [], True: []}
+        for k, folder in enumerate(folders):
+            held = np.arange(len(c_stems)) if len(folders) == 1 else np.flatnonzero(fold == k)
+            preds = predict(folder, c_emb[held], [c_imgs[i] for i in held],
+                            [c_masks[i] for i in held])
+            for i, p in zip(held, preds):
+                c_pred[i] = (p, folder.name)
+            m_pred = predict(folder, m_emb, m_imgs, m_masks)
+            for hull in (False, True):
+                ps = [hull_per_lung(p) for p in m_pred] if hull else m_pred
+                s = score_masks(ps, m_masks)
+                m_scores[hull].append(s)
+                per_image += [[approach + ("+hull" if hull else ""), "montgomery-test",
+                               folder.name, stem, *[f"{v:.4f}" for v in row], *[""] * 6]
+                              for stem, row in zip(m_stems, s)]
+        if approach == "joint-cv":
+            hulls = (False,)
+        else:
+            hulls = (False, True)
+        for hull in hulls:
+            name = approach + ("+hull" if hull else "")
+            preds = [hull_per_lung(p) if hull else p for p, _ in c_pred]
+            s = score_masks(preds, c_masks, c_lungs)
+            per_image += [[name, "covid_dev", model, stem, *[f"{v:.4f}" for v in row]]
+                          for (_, model), stem, row in zip(c_pred, c_stems, s)]
+            summary.append(summarize(name, "covid_dev", s))
+            summary.append(summarize(name, "montgomery-test", np.vstack(m_scores[hull])))
+            print(" | ".join(summary[-2]), f"({time.time() - started:.0f} s)", flush=True)
+            print(" | ".join(summary[-1]), flush=True)
+    write_csv(out / f"covid_extent{args.tag}.csv", SUMMARY, summary)
+    write_csv(out / f"covid_extent{args.tag}_per_image.csv", PER_IMAGE, per_image)
+    write_run_json(out, args, name=f"run_covid_extent{args.tag}.json",
+                   seconds=time.time() - started, folds={s: int(fold_of[s]) for s in c_stems})
+    print("\n| " + " | ".join(SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
+    for r in summary:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()

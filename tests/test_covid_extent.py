@@ -1,0 +1,33 @@
+"""experiments.covid_extent's helpers on tiny inputs: the per-lung convex hull and source-grouped
+folds (the experiment itself needs the shared lung sets)."""
+import csv
+
+import numpy as np
+
+from experiments.covid_extent import hull_per_lung, source_folds
+
+
+def test_hull_fills_each_lung_on_its_own():
+    mask = np.zeros((20, 30), bool)
+    mask[2:18, 2:10] = True
+    mask[8:12, 5:10] = False         # a notch cut into the right lung from the middle
+    mask[2:18, 20:28] = True
+    hull = hull_per_lung(mask)
+    assert hull[8:12, 5:10].all()    # the notch is filled
+    assert not hull[:, 11:19].any()  # the gap between the lungs stays empty
+    assert (hull >= mask).all()
+
+
+def test_sources_stay_in_one_fold(tmp_path):
+    meta = tmp_path / "meta.csv"
+    rows = [("a1", "u1"), ("a2", "u1"), ("a3", "u1"), ("b1", "u2"), ("b2", "u2"), ("c1", ""),
+            ("d1", "u4")]
+    with open(meta, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["stem", "image_url"])
+        writer.writerows(rows)
+    folds = source_folds(meta, [s for s, _ in rows], 3)
+    assert folds["a1"] == folds["a2"] == folds["a3"] and folds["b1"] == folds["b2"]
+    # largest source first into fold 0, the next into fold 1, then the fold with fewest images
+    assert folds["a1"] == 0 and folds["b1"] == 1
+    assert sorted(np.bincount(list(folds.values()))) == [2, 2, 3]
