@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .coverage import lung_kept
-from .data import Pair, read_mask
+from .pairs import Pair, read_mask
 from .losses import dice_iou
 from .study_masks import DILATE_RADII, ERODE_RADIUS, PIPELINE_SIZE
 

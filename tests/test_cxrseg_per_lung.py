@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cxrseg import evaluate
-from cxrseg.data import find_pairs
+from cxrseg.pairs import find_pairs
 from cxrseg.per_lung import (LUNG_METRICS, dividing_column, lung_metrics, read_lung_masks,
                              side_folders, split_prediction)
 
