@@ -191,7 +191,7 @@ ARGS_STAGES  := $(filter DATA,$(STAGES)) FINETUNE EVALUATE COHORT CACHE PREDICT 
 	ATTRIBUTION TIGHTNESS COMPARE
 args_of       = $(if $(filter DATA,$(1)),DEMO_FLAGS,$(1)_ARGS)
 FLAG_VALUES  := --seed:SEED --device:DEVICE --precision:PRECISION --split-by:SPLIT_BY \
-	COHORT:--splits:SPLITS
+	COHORT:--splits:SPLITS \
 	--erode:ERODE DATA:--size:DEMO_SIZE CACHE:--size:CACHE_SIZE --n-seg:DEMO_N_SEG \
 	--n-cls:DEMO_N_CLS --a:A --b:B
 FLAG_DERIVED := --settings:ARCHS+INPUTS --arch:ARCHS --train-input:INPUTS --split:SPLITS \
