@@ -107,10 +107,12 @@ def _images_and_boxes(n: int, size: int, seed: int = 0):
 
 
 def _probabilities(model, images, boxes, device: torch.device) -> np.ndarray:
-    """(N, H, W) float32 probabilities through cxrseg.engine, as cxrseg.predict gets them."""
-    embeddings = encode(model, list(images), device, batch_size=8)
+    """(N, H, W) float32 probabilities through cxrseg.engine, as cxrseg.predict gets them: bf16 on
+    CUDA (`--precision auto`), float32 on the CPU (the reference)."""
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    embeddings = encode(model, list(images), device, batch_size=8, precision=precision)
     _, probs, _ = segment(model, embeddings, list(images), device, "box", None, boxes_px=boxes,
-                          batch_size=8)
+                          batch_size=8, precision=precision)
     return np.stack([p.numpy() for p in probs])
 
 

@@ -52,7 +52,7 @@ from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.argtypes import Parser
 from cxrstats.fileio import write_json
 from vendor_medsam import build_sam, load_medsam, weights
-from vendor_medsam.device import prepare_device
+from vendor_medsam.device import prepare_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 2 * 3600          # the whole paper grid on one H100-class GPU
@@ -117,7 +117,8 @@ def predict_rates(device: str, sizes: dict) -> dict:
     for name, config in sizes["models"].items():
         model = sam_model(config)
         rate = predict_throughput(model, sizes["predict_images"], sizes["predict_rounds"],
-                                  device=device, size=sizes["predict_size"], quiet=True)
+                                  device=device, size=sizes["predict_size"], quiet=True,
+                                  precision=resolve_precision("auto", torch.device(device)))
         out[name] = {"config": config, "images_per_s": rate}
         del model
         free_cuda()
