@@ -27,7 +27,7 @@ from cxrcls.training import train_step, training_input
 from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.argtypes import Parser
 from cxrstats.fileio import write_csv, write_done
-from vendor_medsam.device import autocast, prepare_device
+from vendor_medsam.device import precision_autocast, prepare_device
 
 N_PNG = 24
 N_CACHE = 200
@@ -108,13 +108,13 @@ def bench_loader(folder: Path, image_size: int, seconds: float = 3.0, device: st
 
 
 def bench_train(arch: str, image_size: int, max_steps: int = 3, budget: float = 8.0,
-                batch: int = BATCH, device: str = "cpu", amp: bool = False,
+                batch: int = BATCH, device: str = "cpu", precision: str = "fp32",
                 channels_last: bool = False, warmup: int = 1, quiet: bool = False,
                 ready=None) -> float:
     """Training images/s of cxrcls.training's train_step on random data: after `warmup` steps, up to
-    `max_steps` steps or `budget` seconds. `amp` (bf16 autocast) and `channels_last` as the
-    training CLI sets them on CUDA. `ready()`, when given, is called between warm-up and timing
-    (a barrier for runs timed side by side)."""
+    `max_steps` steps or `budget` seconds. `precision` (resolved: fp32 or bf16 autocast) and
+    `channels_last` as the training CLI sets them. `ready()`, when given, is called between
+    warm-up and timing (a barrier for runs timed side by side)."""
     device = torch.device(device)
     torch.manual_seed(0)
     model = build_model(arch, "none").train().to(device)
@@ -126,13 +126,13 @@ def bench_train(arch: str, image_size: int, max_steps: int = 3, budget: float = 
         x = x.contiguous(memory_format=torch.channels_last)
     y = (torch.rand(batch, 5, device=device) < 0.3).float()
     for _ in range(warmup):
-        train_step(model, optimizer, x, y, amp=amp)
+        train_step(model, optimizer, x, y, precision)
     sync(device)
     if ready is not None:
         ready()
     start, steps = time.perf_counter(), 0
     while steps < max_steps and (steps == 0 or time.perf_counter() - start < budget):
-        train_step(model, optimizer, x, y, amp=amp)
+        train_step(model, optimizer, x, y, precision)
         steps += 1
     sync(device)
     seconds = (time.perf_counter() - start) / steps
@@ -144,7 +144,7 @@ def bench_train(arch: str, image_size: int, max_steps: int = 3, budget: float = 
 
 
 def bench_eval(arch: str, image_size: int, batch: int = 16, max_steps: int = 3,
-               budget: float = 8.0, device: str = "cpu", amp: bool = False,
+               budget: float = 8.0, device: str = "cpu", precision: str = "fp32",
                channels_last: bool = False, warmup: int = 1) -> float:
     """Prediction images/s (eval mode, no gradients, cxrcls.train's default eval batch of 16), the
     validation and test passes of a training run."""
@@ -158,7 +158,7 @@ def bench_eval(arch: str, image_size: int, batch: int = 16, max_steps: int = 3,
         x = x.contiguous(memory_format=torch.channels_last)
 
     def forward():
-        with torch.no_grad(), autocast(device, amp):
+        with torch.no_grad(), precision_autocast(device, precision):
             model(x)
     for _ in range(warmup):
         forward()

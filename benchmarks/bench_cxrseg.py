@@ -70,27 +70,30 @@ def radiographs(n: int, size: int) -> list[np.ndarray]:
 
 
 def predict_seconds(model, images: list[np.ndarray], device: torch.device,
-                    batch_size: int = PREDICT_BATCH, refine: int = 0) -> tuple[float, float]:
+                    batch_size: int = PREDICT_BATCH, refine: int = 0,
+                    precision: str = "fp32") -> tuple[float, float]:
     """(encoder seconds, total seconds) of cxrseg.predict's path on `images`: encode, then
-    segment with the prior's box (and `refine` extra passes)."""
+    segment with the prior's box (and `refine` extra passes), under `precision` (resolved)."""
     start = time.perf_counter()
-    embeddings = encode(model, images, device, batch_size)
+    embeddings = encode(model, images, device, batch_size, precision=precision)
     encoded = time.perf_counter() - start
-    segment(model, embeddings, images, device, "box", PRIOR, refine=refine, batch_size=batch_size)
+    segment(model, embeddings, images, device, "box", PRIOR, refine=refine, batch_size=batch_size,
+            precision=precision)
     return encoded, time.perf_counter() - start
 
 
 def predict_throughput(model, n_images: int, rounds: int, device: str = "cpu",
                        size: int = PIPELINE_SIZE, batch_size: int = PREDICT_BATCH,
-                       quiet: bool = False) -> float:
+                       quiet: bool = False, precision: str = "fp32") -> float:
     """Images/s of cxrseg.predict's path (no refine pass) on `n_images` synthetic (size, size)
     images, the best of `rounds` after one warm-up batch (CUDA: kernels, cuDNN plans)."""
     device = torch.device(device)
     images = radiographs(n_images, size)
-    predict_seconds(model, images[:batch_size], device, batch_size)
-    best = min(predict_seconds(model, images, device, batch_size)[1] for _ in range(rounds))
+    predict_seconds(model, images[:batch_size], device, batch_size, precision=precision)
+    best = min(predict_seconds(model, images, device, batch_size, precision=precision)[1]
+               for _ in range(rounds))
     if not quiet:
-        print(f"  {model.config_name} cxrseg.predict path, batch {batch_size}: "
+        print(f"  {model.config_name} cxrseg.predict path ({precision}), batch {batch_size}: "
               f"{n_images / best:.2f} images/s (best of {rounds}; {n_images} images of "
               f"{size}x{size}, prior box, pre/post-processing included)")
     return n_images / best

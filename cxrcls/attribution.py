@@ -65,7 +65,8 @@ from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, read_
                              read_done, write_csv, write_done, write_run_json)
 from cxrstats.results import ATTRIBUTION_DONE, RUN_DONE, begin_results, run_entry
 from cxrstats.runs import parse_setting
-from vendor_medsam.device import prepare_device
+from vendor_medsam.device import (add_precision_argument, precision_autocast, prepare_device,
+                                   resolve_precision)
 
 DONE = ATTRIBUTION_DONE
 OUTPUTS = ("attribution.csv", "attribution_per_image.csv", "attribution.md",
@@ -247,8 +248,11 @@ def panel_positions(labels6: np.ndarray, label: int, count: int) -> list[int]:
 
 
 def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
-                  panel_at: list[int], regions: dict | None = None) -> RunAttribution:
-    """Grad-CAM shares of every test image of one run, and the panels at positions `panel_at`."""
+                  panel_at: list[int], regions: dict | None = None,
+                  precision: str = "fp32") -> RunAttribution:
+    """Grad-CAM shares of every test image of one run, and the panels at positions `panel_at`.
+    The network's forward and backward run under `precision` (resolved); the captured layer
+    output, the maps and the logits are float32."""
     start = time.time()
     names, rows, labels6 = split_test_rows(work, info, args.max_images, args.seed)
     source = open_input(work / "cache", work / "masks", info.kind)
@@ -275,7 +279,9 @@ def attribute_run(work: Path, info: RunInfo, device: torch.device, args,
         batch_rows = rows[lo:lo + args.batch_size]
         images, masks = source.read(batch_rows)
         x = to_model_input(images, masks, info.kind, device, image_size, info.thickness, False)
-        cams, logits = grad_cam(model, layer, x, list(range(len(FINDINGS))))
+        with precision_autocast(device, precision):
+            cams, logits = grad_cam(model, layer, x, list(range(len(FINDINGS))))
+        cams, logits = cams.float(), logits.float()
         lungs = torch.from_numpy(np.ascontiguousarray(raw[batch_rows])).to(device)
         shares.append(lung_shares(cams, lungs).cpu().numpy())
         probs.append(torch.sigmoid(logits).cpu().numpy())
@@ -460,6 +466,7 @@ def build_parser() -> Parser:
     parser.add_argument("--batch-size", type=int_range(1), default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-images subset")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:i")
+    add_precision_argument(parser)
     return parser
 
 
@@ -471,6 +478,7 @@ def run(args) -> Path:
     infos = [run_info(s, k, f) for s, k, f in folders]
     regions = read_regions(Path(args.region_csv), args.region_name) if args.region_csv else {}
     device = prepare_device(args.device)
+    precision = resolve_precision(args.precision, device)
     torch.manual_seed(args.seed)
     begin_results(out, OUTPUTS, DONE, figures=True)
 
@@ -483,7 +491,7 @@ def run(args) -> Path:
             _, _, labels6 = split_test_rows(work, info, args.max_images, args.seed)
             panel_at = panel_positions(labels6, label, args.panel_images)
         result = attribute_run(work, info, device, args,
-                               panel_at if info.split == panel_split else [], regions)
+                               panel_at if info.split == panel_split else [], regions, precision)
         results.append(result)
         shares = ", ".join(f"{f} {100 * np.nanmean(result.share[j]):.0f}%"
                            if np.isfinite(result.share[j]).any() else f"{f} n/a"
@@ -502,11 +510,12 @@ def run(args) -> Path:
     panels_figure(out / "figures" / "attribution_panels.png", results, panel_at, args.panel_label)
     seconds = time.time() - start
     write_run_json(out, args, seconds, name="run_attribution.json", device=str(device),
+                   precision=precision,
                    runs=[{"setting": r.info.setting, "split": r.info.split, "input": r.info.kind,
                           "layer": r.layer, "images": len(r.names), "seconds": round(r.seconds, 3)}
                          for r in results],
                    notes=sorted({r.info.note for r in results if r.info.note}))
-    write_done(out, args, OUTPUTS, done=DONE, seconds=round(seconds, 3),
+    write_done(out, args, OUTPUTS, done=DONE, seconds=round(seconds, 3), precision=precision,
                runs=[{"setting": r.info.setting, "split": r.info.split,
                       **run_entry(work, r.info.folder, sha256=r.info.done_sha256)}
                      for r in results])

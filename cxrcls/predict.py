@@ -45,7 +45,8 @@ from cxrstats.fileio import IncompleteRunError, read_csv, read_done, write_csv
 from cxrstats.progress import Progress
 from cxrstats.study import label_scores
 from vendor_medsam.checkpoint import load_checkpoint_file
-from vendor_medsam.device import autocast, prepare_device
+from vendor_medsam.device import (add_precision_argument, precision_autocast, prepare_device,
+                                  resolve_precision)
 
 COLUMNS = ["image", *(f"prob_{label}" for label in LABELS), *(f"label_{label}" for label in LABELS)]
 
@@ -61,7 +62,7 @@ class FinishedRunModel:
     thickness: int                # --overlay-thickness
     thresholds: np.ndarray        # (6,) in LABELS order
     channels_last: bool
-    no_amp: bool
+    precision: str                # fp32 or bf16, as resolved for this device
 
 
 def cache_size_of(folder: Path, record: dict) -> int:
@@ -90,8 +91,8 @@ def read_thresholds(path: Path) -> np.ndarray:
     return np.array([float(r["threshold"]) for r in rows])
 
 
-def open_run(folder: str | Path, device: torch.device,
-             cache_size: int | None = None) -> FinishedRunModel:
+def open_run(folder: str | Path, device: torch.device, cache_size: int | None = None,
+             precision: str = "fp32") -> FinishedRunModel:
     """A finished run (done.json) with best.pt loaded onto `device`, in eval mode."""
     folder = Path(folder)
     record = read_done(folder, DONE, what="training run (python -m cxrcls.train)")
@@ -112,7 +113,7 @@ def open_run(folder: str | Path, device: torch.device,
                             cache_size or cache_size_of(folder, record), args.get("image_size"),
                             args.get("overlay_thickness", 2),
                             read_thresholds(folder / "thresholds.csv"), channels_last,
-                            args.get("no_amp", False))
+                            precision)
 
 
 def mask_to_cache(mask: np.ndarray, size: int) -> np.ndarray:
@@ -179,7 +180,7 @@ def predict_batch(run: FinishedRunModel, images: list[np.ndarray], masks: list |
     """(B, 5) float32 probabilities of (S, S) uint8 images (and masks), as training predicts."""
     x = to_model_input(np.stack(images), None if masks is None else np.stack(masks), run.kind,
                        device, run.image_size, run.thickness, run.channels_last)
-    with autocast(device, device.type == "cuda" and not run.no_amp):
+    with precision_autocast(device, run.precision):
         logits = run.model(x).float().cpu().numpy()
     return sigmoid(logits)
 
@@ -247,6 +248,7 @@ def build_parser() -> Parser:
                              "that cache)")
     parser.add_argument("--batch-size", type=int_range(1), default=16, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:i")
+    add_precision_argument(parser)
     return parser
 
 
@@ -256,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         check_out(out)
         device = prepare_device(args.device)
-        run = open_run(args.run, device, args.cache_size)
+        run = open_run(args.run, device, args.cache_size,
+                       resolve_precision(args.precision, device))
         images = image_files(Path(args.images))
         masks = image_files(Path(args.masks)) if args.masks else None
         check_masks(images, masks, run.kind)

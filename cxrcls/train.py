@@ -57,6 +57,7 @@ from cxrstats.fileio import (IncompleteRunError, begin_run, read_done, save_npy,
                              write_done, write_json, write_run_json)
 from cxrstats.progress import Progress, format_seconds
 from cxrstats.study import macro_auroc, tune_thresholds
+from vendor_medsam.device import add_precision_argument, resolve_precision
 
 # Settings that must not change when a run is resumed (the rest, e.g. --epochs, may).
 RESUME_KEYS = ("arch", "train_input", "split", "seed", "batch_size", "lr", "image_size",
@@ -96,7 +97,7 @@ class TrainingRun:
     config: dict                      # the RESUME_KEYS settings, stored in checkpoints
     checkpoint: dict | None           # last.pt to resume from
     input_records: dict[str, str]     # arguments hash of each input stage's completion record
-    amp: bool = False
+    precision: str = "fp32"           # resolved: bf16 autocast or float32
     channels_last: bool = False
     log: Callable = print
 
@@ -141,6 +142,7 @@ def setup(args) -> TrainingRun:
         torch.set_num_threads(args.threads)
     ctx = Dist(args.device)
     device = ctx.device
+    precision = resolve_precision(args.precision, device)
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -151,7 +153,7 @@ def setup(args) -> TrainingRun:
                                                      eval_input, args.split)
     log = print if ctx.main else (lambda *a, **k: None)
     names, labels6, parts, sources, input_records = check_inputs(args, eval_input, log)
-    config = {k: getattr(args, k) for k in RESUME_KEYS}
+    config = {**{k: getattr(args, k) for k in RESUME_KEYS}, "precision": precision}
     checkpoint = resume_checkpoint(args, out / "last.pt", config)
 
     if ctx.main:  # the point of no return: the old run's record (and outputs) go first
@@ -175,7 +177,7 @@ def setup(args) -> TrainingRun:
             model, device_ids=[device.index] if device.type == "cuda" else None)
     return TrainingRun(args, ctx, out, names, labels6, parts, *sources, model, net, optimizer,
                torch.Generator().manual_seed(args.seed + 1), config, checkpoint, input_records,
-               amp=not args.no_amp and device.type == "cuda", channels_last=channels_last, log=log)
+               precision=precision, channels_last=channels_last, log=log)
 
 
 def check_inputs(args, eval_input: str, log: Callable):
@@ -248,7 +250,7 @@ def train_one_epoch(run: TrainingRun, loader: BatchLoader, epoch: int) -> tuple[
         x = training_input(batch, run.train_source.kind, run.device, args.image_size,
                            args.overlay_thickness, run.channels_last, params)
         loss = train_step(run.net, run.optimizer, x, torch.from_numpy(batch.labels).to(run.device),
-                          run.amp)
+                          run.precision)
         loss_sum += float(loss) * len(batch.positions)
         seen += len(batch.positions)
         progress.update(step * args.batch_size,
@@ -264,7 +266,7 @@ def predict(run: TrainingRun, source: InputSource, rows: np.ndarray) -> np.ndarr
     loader = BatchLoader(source, rows, run.findings, args.eval_batch_size * ctx.world_size,
                          rank=ctx.rank, world_size=ctx.world_size)
     return predict_logits(run.model, loader, source.kind, run.device, args.image_size,
-                          args.overlay_thickness, run.channels_last, run.amp, ctx.gather)
+                          args.overlay_thickness, run.channels_last, run.precision, ctx.gather)
 
 
 def validate(run: TrainingRun) -> tuple[float, float]:
@@ -344,13 +346,14 @@ def final_predictions(run: TrainingRun, state: State) -> None:
             "train_seconds": round(state.train_seconds, 3), "epochs": state.epoch,
             "best_epoch": stopping.best_epoch, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "world_size": ctx.world_size, "stopped_early": state.stopped_early})
-        write_run_json(out, args, state.train_seconds, device=str(device),
+            "precision": run.precision, "world_size": ctx.world_size,
+            "stopped_early": state.stopped_early})
+        write_run_json(out, args, state.train_seconds, device=str(device), precision=run.precision,
                        world_size=ctx.world_size, best_epoch=stopping.best_epoch,
                        val_macro_auroc=stopping.best)
         write_done(out, args, OUTPUTS, done=DONE, epochs=state.epoch,
                    best_epoch=stopping.best_epoch, val_macro_auroc=stopping.best,
-                   inputs=run.input_records)
+                   inputs=run.input_records, precision=run.precision)
         test_auc, skipped = macro_auroc(run.labels6[test], test_probs)
         skipped_note = f" (skipped {skipped})" if skipped else ""
         run.log(f"done: best epoch {stopping.best_epoch} (val macro AUROC {stopping.best:.4f}); "
@@ -442,7 +445,6 @@ def build_parser() -> Parser:
     parser.add_argument("--no-augment", action="store_true", help="turn augmentation off")
     parser.add_argument("--overlay-thickness", type=int_range(1), default=2,
                         help="boundary width in cached pixels for --*-input overlay")
-    parser.add_argument("--no-amp", action="store_true", help="CUDA: no bf16 autocast")
     parser.add_argument("--no-channels-last", action="store_true",
                         help="no channels_last memory layout")
     parser.add_argument("--deterministic", action="store_true",
@@ -459,6 +461,7 @@ def build_parser() -> Parser:
                              "busy shared machine")
     parser.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:i")
+    add_precision_argument(parser)
     return parser
 
 

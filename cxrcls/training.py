@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from cxrcls.augment import augment
 from cxrcls.loader import BatchLoader
 from cxrcls.inputs import compose
-from vendor_medsam.device import autocast
+from vendor_medsam.device import precision_autocast
 
 
 def to_model_input(images: np.ndarray, masks: np.ndarray | None, kind: str, device: torch.device,
@@ -47,9 +47,12 @@ def training_input(batch, kind: str, device: torch.device, image_size: int | Non
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool) -> torch.Tensor:
-    """One optimizer step of BCE-with-logits on (x, y); returns the (detached) mean loss."""
-    with autocast(x.device, amp):
+def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor,
+               precision: str = "fp32") -> torch.Tensor:
+    """One optimizer step of BCE-with-logits on (x, y); returns the (detached) mean loss. The
+    forward pass runs under `precision` (resolved: fp32 or bf16 autocast); the logits are cast to
+    float32 for the loss, and the weights and Adam's state stay float32."""
+    with precision_autocast(x.device, precision):
         logits = net(x)
     loss = F.binary_cross_entropy_with_logits(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
@@ -60,7 +63,8 @@ def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool) -> t
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, loader: BatchLoader, kind: str, device: torch.device,
-                   image_size: int | None, thickness: int, channels_last: bool, amp: bool = False,
+                   image_size: int | None, thickness: int, channels_last: bool,
+                   precision: str = "fp32",
                    gather: Callable[[object], list] | None = None) -> np.ndarray:
     """(len(loader.rows), L) float32 logits of `model` (eval mode) in the loader's row order.
 
@@ -76,8 +80,9 @@ def predict_logits(model: torch.nn.Module, loader: BatchLoader, kind: str, devic
             continue
         x = to_model_input(batch.images, batch.masks, kind, device, image_size, thickness,
                            channels_last)
-        with autocast(device, amp):
-            chunks.append(model(x).float().cpu().numpy())
+        with precision_autocast(device, precision):
+            logits = model(x)
+        chunks.append(logits.float().cpu().numpy())
         positions.append(batch.positions)
     mine = (np.concatenate(positions) if positions else np.zeros(0, np.int64),
             np.concatenate(chunks) if chunks else np.zeros((0, outputs), np.float32))

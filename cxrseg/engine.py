@@ -20,7 +20,7 @@ from cxrstats.fileio import file_sha256
 from cxrstats.progress import Progress
 from vendor_medsam import build_sam, load_medsam
 from vendor_medsam.checkpoint import sam_from_checkpoint
-from vendor_medsam.device import autocast
+from vendor_medsam.device import precision_autocast
 from vendor_medsam.transforms import InputFrame
 from vendor_medsam.weights import LITE_SHA256
 
@@ -99,9 +99,11 @@ def model_inputs(model, images: list[np.ndarray]) -> tuple[list[InputFrame], tor
 
 
 def encode(model, images: list[np.ndarray], device: torch.device, batch_size: int = 8,
-           label: str = "encode", progress_every: float = 10.0) -> torch.Tensor:
+           label: str = "encode", progress_every: float = 10.0,
+           precision: str = "fp32") -> torch.Tensor:
     """(N, C, h, w) float16 CPU image embeddings (float16 halves the memory; the decoder runs in
-    float32).
+    float32). `precision` is a resolved one (`vendor_medsam.device.resolve_precision`): 'bf16'
+    runs the encoder under bfloat16 autocast.
 
     On CPU the encoder takes one image at a time whatever `batch_size` says: LiteMedSAM encoded
     batches of 8 about a quarter slower per image than single images there (more memory traffic;
@@ -112,7 +114,7 @@ def encode(model, images: list[np.ndarray], device: torch.device, batch_size: in
         batch_size = 1
     out = []
     progress = Progress(len(images), label, "images", progress_every)
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), precision_autocast(device, precision):
         for i in range(0, len(images), batch_size):
             _, x = model_inputs(model, images[i:i + batch_size])
             out.append(model.image_encoder(x.to(device)).to("cpu", torch.float16))
@@ -123,13 +125,16 @@ def encode(model, images: list[np.ndarray], device: torch.device, batch_size: in
 
 
 def embeddings_for(model, images: list[np.ndarray], stems: list[str], device: torch.device,
-                   batch_size: int = 8, cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
+                   batch_size: int = 8, cache_dir: str | os.PathLike | None = None,
+                   precision: str = "fp32") -> torch.Tensor:
     """Embeddings of `images` (N, C, h, w) float16, reusing and extending the cache in
-    `cache_dir`."""
+    `cache_dir` (one file per encoder and precision: bf16 embeddings never stand in for fp32
+    ones)."""
     keys = [image_key(s, img) for s, img in zip(stems, images)]
     if cache_dir is None:
-        return encode(model, images, device, batch_size)
-    path = Path(cache_dir) / f"embeddings_{model.config_name}_{encoder_hash(model)}.pt"
+        return encode(model, images, device, batch_size, precision=precision)
+    path = (Path(cache_dir)
+            / f"embeddings_{model.config_name}_{encoder_hash(model)}_{precision}.pt")
     cached: dict[str, torch.Tensor] = {}
     if path.is_file():
         try:
@@ -140,7 +145,8 @@ def embeddings_for(model, images: list[np.ndarray], stems: list[str], device: to
     missing = [i for i, k in enumerate(keys) if k not in cached]
     if missing:
         start = time.time()
-        fresh = encode(model, [images[i] for i in missing], device, batch_size)
+        fresh = encode(model, [images[i] for i in missing], device, batch_size,
+                       precision=precision)
         print(f"encoded {len(missing)} image(s) in {time.time() - start:.1f} s "
               f"({len(keys) - len(missing)} from cache {path.name})", flush=True)
         cached.update({keys[i]: e for i, e in zip(missing, fresh)})
@@ -213,10 +219,11 @@ def gt_boxes(masks: list[np.ndarray]) -> np.ndarray:
 
 def segment(model, embeddings: torch.Tensor, images: list[np.ndarray], device: torch.device,
             mode: str, prior: Prior | None, boxes_px: np.ndarray | None = None, refine: int = 0,
-            threshold: float = 0.5, batch_size: int = 16
+            threshold: float = 0.5, batch_size: int = 16, precision: str = "fp32"
             ) -> tuple[list[torch.Tensor], list[torch.Tensor], np.ndarray]:
     """Decode every image: returns (low-res logits (1, L, L) per image, probabilities (H, W) per
-    image, final boxes (N, 4) in image pixels or NaN without a box).
+    image, final boxes (N, 4) in image pixels or NaN without a box). The decoder runs under
+    `precision` (resolved); its logits are cast to float32 before sigmoid, resizing and threshold.
 
     `refine` extra passes re-prompt with the box around the previous pass's prediction (thresholded
     at `threshold`); an image whose prediction is empty keeps its previous box.
@@ -225,7 +232,7 @@ def segment(model, embeddings: torch.Tensor, images: list[np.ndarray], device: t
     model.to(device).eval()
     low_res, probs = [], []
     final_boxes = np.full((len(images), 4), np.nan)
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             rows = range(start, min(start + batch_size, len(images)))
             imgs = [images[i] for i in rows]
@@ -237,7 +244,9 @@ def segment(model, embeddings: torch.Tensor, images: list[np.ndarray], device: t
             pass_mode = mode
             for step in range(refine + 1):
                 prompts = image_prompts(fr, imgs, pass_mode, prior, boxes)
-                logits = decode(model, embeddings[list(rows)], prompts, device).float().cpu()
+                with precision_autocast(device, precision):   # the decoder only
+                    logits = decode(model, embeddings[list(rows)], prompts, device)
+                logits = logits.float().cpu()
                 p = [f.probabilities(logits[j, 0]) for j, f in enumerate(fr)]
                 if step < refine:
                     # the next pass is prompted with the box around this pass's prediction

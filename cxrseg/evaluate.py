@@ -37,7 +37,7 @@ import numpy as np
 from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import IncompleteRunError, begin_run, write_csv, write_done, write_run_json
 from vendor_medsam.configs import CONFIGS
-from vendor_medsam.device import prepare_device
+from vendor_medsam.device import add_precision_argument, prepare_device, resolve_precision
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .coverage import lung_kept
@@ -104,14 +104,15 @@ def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = ERODE_RADIUS,
 
 
 def predict_probabilities(model, images, masks, stems, device, args, prior,
-                          cache_dir) -> list[np.ndarray]:
+                          cache_dir, precision: str = "fp32") -> list[np.ndarray]:
     """Probabilities (H, W) per image with the requested prompts (GT box or prior box, refine
-    passes)."""
+    passes); the networks run under `precision` (resolved)."""
     embeddings = embeddings_for(model, images, stems, device, batch_size=args.batch_size,
-                                cache_dir=cache_dir)
+                                cache_dir=cache_dir, precision=precision)
     boxes = gt_boxes(masks) if args.box_source == "gt" else None
     _, probs, _ = segment(model, embeddings, images, device, args.prompt, prior, boxes_px=boxes,
-                          refine=args.refine, threshold=args.refine_threshold)
+                          refine=args.refine, threshold=args.refine_threshold,
+                          precision=precision)
     return [p.numpy() for p in probs]
 
 
@@ -169,6 +170,7 @@ def build_parser() -> Parser:
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed of a random (micro) model")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    add_precision_argument(parser)
     return parser
 
 
@@ -194,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                     + (f"+largest{args.keep_largest}" if args.keep_largest else ""))
     try:
         device = prepare_device(args.device)
+        precision = resolve_precision(args.precision, device)
         if args.erode < 0 or args.kept_size < 0:
             raise ValueError("--erode and --kept-size must be non-negative")
         pairs, dataset_of = find_all_pairs(sources_from_args(args))
@@ -230,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, per_image, chosen = [], [], {}
     for name, model in zip(checkpoints, models):
-        probs = predict_probabilities(model, images, masks, stems, device, args, prior, cache_dir)
+        probs = predict_probabilities(model, images, masks, stems, device, args, prior, cache_dir,
+                                      precision)
         threshold = args.threshold
         if "val" in part_of:
             val = np.flatnonzero(part_of == "val")
@@ -267,9 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(out, EVAL_COLUMNS, rows)
     write_csv(per_image_path, PER_IMAGE_COLUMNS, per_image)
     write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started,
-                   device=str(device), thresholds=chosen)
+                   device=str(device), precision=precision, thresholds=chosen)
     write_done(out.parent, args, outputs, done=EVALUATE, thresholds=chosen,
-               checkpoint_ids=identity, prompting=prompting_fact(args))
+               checkpoint_ids=identity, prompting=prompting_fact(args),
+               precision=precision)
 
 
 def _means(metrics: np.ndarray) -> tuple[list[str], list[str]]:

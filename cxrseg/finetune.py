@@ -39,7 +39,8 @@ from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import IncompleteRunError, begin_run, write_csv, write_done, write_run_json
 from vendor_medsam.checkpoint import check_state_dict, split_checkpoint
 from vendor_medsam.configs import CONFIGS
-from vendor_medsam.device import autocast, prepare_device
+from vendor_medsam.device import (add_precision_argument, precision_autocast, prepare_device,
+                                   resolve_precision)
 from vendor_medsam.transforms import InputFrame
 
 from .augmented_copies import AUGMENTATIONS, augmented_copies
@@ -110,18 +111,21 @@ def _logits(model, data: SegData, idx: torch.Tensor, prompts: Prompts, device,
 
 
 def evaluate_losses(model, data: SegData, device, train_all: bool, prompt_source: str,
-                    loss_kind: str, batch_size: int) -> tuple[float, float, float]:
+                    loss_kind: str, batch_size: int,
+                    precision: str = "fp32") -> tuple[float, float, float]:
     """Mean (loss, dice_loss, bce_or_focal) over a part with deterministic prompts (GT or prior
-    box)."""
+    box). The network runs under `precision` (resolved); the losses in float32."""
     if len(data) == 0:
         return float("nan"), float("nan"), float("nan")
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
     source = data.prior if prompt_source == "prior" else data.gt
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode():
         for start in range(0, len(data), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(data)))
-            logits = _logits(model, data, idx, source.rows(idx), device, train_all).float()
+            with precision_autocast(device, precision):
+                logits = _logits(model, data, idx, source.rows(idx), device, train_all)
+            logits = logits.float()
             parts = segmentation_loss(logits, data.targets[idx].to(device), loss_kind)
             totals += torch.stack([p.sum() for p in parts]).double().cpu()
     return tuple((totals / len(data)).tolist())
@@ -144,10 +148,11 @@ def _train_mode(model, train: str) -> None:
     model.mask_decoder.train()
 
 
-def train_epoch(model, data: SegData, optimizer, device, args,
-                generator: torch.Generator) -> tuple[float, float, float]:
+def train_epoch(model, data: SegData, optimizer, device, args, generator: torch.Generator,
+                precision: str = "fp32") -> tuple[float, float, float]:
     """One pass over the training part in a seeded random order; returns the mean training
-    losses."""
+    losses. The forward pass runs under `precision` (resolved); losses, gradients of the float32
+    master weights and Adam's state stay float32."""
     _train_mode(model, args.train)
     train_all = args.train == "all"
     order = torch.randperm(len(data), generator=generator)
@@ -156,8 +161,9 @@ def train_epoch(model, data: SegData, optimizer, device, args,
         idx = order[start:start + args.batch_size]
         prompts = _prompts_for_batch(data, idx, model.img_size, args.box_shift,
                                      args.prior_box_fraction, generator)
-        with autocast(device):
-            logits = _logits(model, data, idx, prompts, device, train_all).float()
+        with precision_autocast(device, precision):
+            logits = _logits(model, data, idx, prompts, device, train_all)
+        logits = logits.float()
         loss, dice, second = segmentation_loss(logits, data.targets[idx].to(device), args.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.mean().backward()
@@ -167,13 +173,13 @@ def train_epoch(model, data: SegData, optimizer, device, args,
     return tuple((totals / len(data)).tolist())
 
 
-def resume_settings(args, model, parts: dict[str, str]) -> dict:
+def resume_settings(args, model, parts: dict[str, str], precision: str = "fp32") -> dict:
     """The settings a resumed run must share with the run it continues (all that alter the
-    result but --epochs and --patience): the flags, the model config, a hash of the stems per
-    part."""
+    result but --epochs and --patience): the flags, the model config, the resolved precision, a
+    hash of the stems per part."""
     data = json.dumps(sorted(parts.items())).encode()
     return {**{k: getattr(args, k) for k in RESUME_KEYS}, "config": model.config_name,
-            "data": hashlib.sha256(data).hexdigest()[:16]}
+            "precision": precision, "data": hashlib.sha256(data).hexdigest()[:16]}
 
 
 def read_resume_state(path: Path, settings: dict, model) -> dict:
@@ -239,6 +245,7 @@ def build_parser() -> Parser:
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed for the random model, order and prompts")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    add_precision_argument(parser)
     return parser
 
 
@@ -279,6 +286,7 @@ class FinetuneRun:
     args: argparse.Namespace
     out: Path
     device: torch.device
+    precision: str                    # resolved: fp32 or bf16
     model: torch.nn.Module
     stems: dict[str, list[str]]       # per part; training stems include augmented copies
     data: dict[str, SegData]          # per part
@@ -292,7 +300,7 @@ class FinetuneRun:
         """Mean (loss, dice_loss, bce_or_focal) of the current model on one part."""
         args = self.args
         return evaluate_losses(self.model, self.data[part], self.device, args.train == "all",
-                               args.val_prompt, args.loss, args.batch_size * 4)
+                               args.val_prompt, args.loss, args.batch_size * 4, self.precision)
 
 
 @dataclass
@@ -314,7 +322,7 @@ class FinetuneState:
                 "curves": self.curves}
 
 
-def check_inputs(args) -> tuple:
+def check_inputs(args, precision: str = "fp32") -> tuple:
     """Read and check the split, the pairs and the checkpoint, and the resume state; nothing is
     written. Returns (model, stems per part, (images, masks) per part, settings, resumed)."""
     resolve_augment_copies(args)
@@ -330,7 +338,7 @@ def check_inputs(args) -> tuple:
     warn_empty_masks(stems, loaded, args.masks or " ".join(args.data or []))
     if args.box_shift is None:
         args.box_shift = 20 * model.img_size / 1024
-    settings = resume_settings(args, model, parts)
+    settings = resume_settings(args, model, parts, precision)
     resumed = (read_resume_state(Path(args.out) / "last.pt", settings, model) if args.resume
                else None)
     return model, stems, loaded, settings, resumed
@@ -343,7 +351,8 @@ def setup(args) -> FinetuneRun:
     started = time.time()
     out = Path(args.out)
     device = prepare_device(args.device)
-    model, stems, loaded, settings, resumed = check_inputs(args)
+    precision = resolve_precision(args.precision, device)
+    model, stems, loaded, settings, resumed = check_inputs(args, precision)
     begin_run(out, OUTPUTS, done=FINETUNE, resume=args.resume)
 
     prior = build_prior(*loaded["train"], frame=args.prior_frame)
@@ -358,20 +367,24 @@ def setup(args) -> FinetuneRun:
     data = {part: SegData(model, stems[part], *loaded[part], prior, args.prompt) for part in PARTS}
     model.to(device)
     if args.train == "decoder":
-        cache_embeddings(model, data, device, None if args.no_cache else args.cache_dir or out)
+        cache_embeddings(model, data, device, None if args.no_cache else args.cache_dir or out,
+                         precision)
     params = _set_trainable(model, args.train)
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     generator = torch.Generator().manual_seed(args.seed)
-    return FinetuneRun(args, out, device, model, stems, data, optimizer, generator, settings,
+    return FinetuneRun(args, out, device, precision, model, stems, data, optimizer, generator,
+                       settings,
                        resumed, started)
 
 
-def cache_embeddings(model, data: dict[str, SegData], device, cache_dir) -> None:
+def cache_embeddings(model, data: dict[str, SegData], device, cache_dir,
+                     precision: str = "fp32") -> None:
     """Encode every part's images once (reusing `cache_dir`'s cache) and hand each part its
     rows: --train decoder trains on these."""
     stems = [s for part in PARTS for s in data[part].stems]
     images = [img for part in PARTS for img in data[part].images]
-    embeddings = embeddings_for(model, images, stems, device, cache_dir=cache_dir)
+    embeddings = embeddings_for(model, images, stems, device, cache_dir=cache_dir,
+                                precision=precision)
     offset = 0
     for part in PARTS:
         data[part].embeddings = embeddings[offset:offset + len(data[part])]
@@ -410,7 +423,7 @@ def run_epoch(run: FinetuneRun, state: FinetuneState) -> None:
     state.epoch += 1
     t0 = time.time()
     train_losses = train_epoch(run.model, run.data["train"], run.optimizer, run.device, args,
-                               run.generator)
+                               run.generator, run.precision)
     val, test = run.evaluate("val"), run.evaluate("test")
     improved = record_epoch(state, train_losses, val, test)
     save_epoch(run, state, improved)
@@ -449,10 +462,11 @@ def finish(run: FinetuneRun, state: FinetuneState) -> None:
     print(f"finetune: best epoch {stopping.best_epoch} (val loss {stopping.best:.4f}); "
           f"{seconds:.0f} s -> {out}/best.pt")
     write_run_json(out, args, name="run_finetune.json", seconds=seconds, device=str(run.device),
-                   best_epoch=stopping.best_epoch, best_val_loss=stopping.best,
+                   precision=run.precision, best_epoch=stopping.best_epoch,
+                   best_val_loss=stopping.best,
                    n={p: len(run.stems[p]) for p in PARTS})
     write_done(out, args, OUTPUTS, done=FINETUNE, best_epoch=stopping.best_epoch,
-               epochs=state.epoch)
+               epochs=state.epoch, precision=run.precision)
 
 
 def write_curves(out: Path, curves: list[list]) -> None:

@@ -54,7 +54,7 @@ from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sh
                              write_csv, write_done, write_run_json)
 from cxrstats.progress import Progress
 from vendor_medsam.configs import CONFIGS
-from vendor_medsam.device import prepare_device
+from vendor_medsam.device import add_precision_argument, prepare_device, resolve_precision
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .degenerate import RULE, degenerate_reason
@@ -99,11 +99,13 @@ def images_sha256(images: str, stack, names: list[str]) -> str:
     return digest.hexdigest()
 
 
-def mask_facts(args, stack, names: list[str], rows: range, threshold: float) -> dict:
+def mask_facts(args, stack, names: list[str], rows: range, threshold: float,
+               precision: str = "fp32") -> dict:
     """What the masks of `rows` depend on by content (cxrseg.records.MASK_FACTS), plus the hash of
     the rows covered."""
     return {"checkpoint_id": checkpoint_id(args.checkpoint, args.seed),
             "threshold": threshold,
+            "precision": precision,
             "prior_sha256": file_sha256(args.prior),
             "images_sha256": images_sha256(args.images, stack, names),
             "index_sha256": index_rows_sha256(enumerate(names)),
@@ -203,6 +205,7 @@ def build_parser() -> Parser:
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed of a random (micro) model")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    add_precision_argument(parser)
     return parser
 
 
@@ -214,10 +217,11 @@ def main(argv: list[str] | None = None) -> None:
     folder = out.parent if to_stack else out
     try:
         device = prepare_device(args.device)
+        precision = resolve_precision(args.precision, device)
         resolved = apply_segmenter(args)
         if Path(args.images).is_dir() and not to_stack:
             from .predict_folder import segment_folder  # here: it imports this module's helpers
-            segment_folder(args, resolved, device, started)
+            segment_folder(args, resolved, device, started, precision)
             return
         folder_only = [f"--{name}" for name in ("erode", "dilate", "masked", "overlay")
                        if getattr(args, name) not in (None, False)]
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         refuse_overlap(folder, args.images, args.index)
         threshold = args.threshold
         model = load_model(args.checkpoint, args.config, args.seed).to(device)
-        facts = mask_facts(args, stack, names, rows_to_do, threshold)
+        facts = mask_facts(args, stack, names, rows_to_do, threshold, precision)
         files = [out.name] if to_stack else [image_stem(name) + ".png" for name in names]
         outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
         begin_run(folder, outputs, done=PREDICT)
@@ -266,11 +270,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = list(range(start, min(start + args.batch_size, rows_to_do.stop)))
         # a copy: the stack may be a read-only memory map
         images = [np.array(stack[i]) for i in rows]
-        embeddings = encode(model, images, device, args.batch_size)
+        embeddings = encode(model, images, device, args.batch_size, precision=precision)
         first = np.stack([prior.box_for(img) for img in images])
         _, probs, boxes = segment(model, embeddings, images, device, args.prompt, prior,
                                   refine=args.refine, threshold=threshold,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, precision=precision)
         for j, i in enumerate(rows):
             reason = degenerate_reason(images[j])
             if reason:
@@ -307,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
           f"image(s) -> {out}")
     shard = {} if args.shard is None else {"shard": list(args.shard)}
     write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device),
-                   threshold=threshold, images=n, **shard)
+                   precision=precision, threshold=threshold, images=n, **shard)
     write_done(folder, args, outputs, done=PREDICT, images=n, empty=len(empty),
                degenerate=degenerate, settings=resolved.sources, **facts, **shard)
 

@@ -162,7 +162,7 @@ def previous_outputs(folder: Path) -> list[str]:
             and ".." not in Path(name).parts]
 
 
-def segment_folder(args, resolved: Resolved, device, started: float) -> None:
+def segment_folder(args, resolved: Resolved, device, started: float, precision: str) -> None:
     """Segment every image of the folder args.images into the folder args.out (layout above)."""
     out = Path(args.out)
     if args.shard is not None:
@@ -182,20 +182,20 @@ def segment_folder(args, resolved: Resolved, device, started: float) -> None:
     progress = Progress(len(files), "predict", "files")
     for batch in readable_batches(files, args.batch_size, run.skipped):
         images = [image for _, image in batch]
-        embeddings = encode(model, images, device, args.batch_size)
+        embeddings = encode(model, images, device, args.batch_size, precision=precision)
         first = [prior.box_for(image) for image in images]
         _, probs, boxes = segment(model, embeddings, images, device, args.prompt, prior,
                                   refine=args.refine, threshold=args.threshold,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, precision=precision)
         for (name, image), prob, first_box, box in zip(batch, probs, first, boxes):
             raw = clean_mask(prob.numpy() >= args.threshold, args.fill_holes, args.keep_largest)
             run.add(name, image, raw, first_box, box)
         progress.update(len(run.index_rows) + len(run.skipped))
-    finish(run, files, resolved, device, started)
+    finish(run, files, resolved, device, started, precision)
 
 
 def finish(run: FolderRun, files: dict[str, Path], resolved: Resolved, device,
-           started: float) -> None:
+           started: float, precision: str) -> None:
     """Refuse a run without a usable mask, warn, write the tables and, last, done_predict.json."""
     args, out, n = run.args, run.out, len(run.index_rows)
     if n == 0:
@@ -224,7 +224,8 @@ def finish(run: FolderRun, files: dict[str, Path], resolved: Resolved, device,
              "index_sha256": index_rows_sha256(run.index_rows), "total_images": n,
              "images": n, "empty": len(run.empty), "degenerate": run.degenerate,
              "skipped": run.skipped, "erode": run.erode, "dilate": run.dilate,
-             "flagged": flagged, "settings": resolved.sources}
+             "flagged": flagged, "settings": resolved.sources, "precision": precision}
     write_run_json(out, args, name="run_predict.json", seconds=seconds, device=str(device),
-                   threshold=args.threshold, images=n, skipped=len(run.skipped))
+                   threshold=args.threshold, images=n, skipped=len(run.skipped),
+                   precision=precision)
     write_done(out, args, [*run.outputs, *FIXED_OUTPUTS], done=PREDICT, **facts)

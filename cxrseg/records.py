@@ -27,6 +27,7 @@ SEGFIGURES = "done_segfigures.json"    # results/figures/: seg_loss_curves.png, 
 MASK_FACTS = {
     "checkpoint_id": "checkpoint (cxrseg.engine.checkpoint_id: sha256 of the weights file)",
     "threshold": "binarization threshold",
+    "precision": "network precision (--precision resolved: fp32 or bf16)",
     "prior_sha256": "prior.json (sha256 of the file)",
     "images_sha256": "image stack (sha256 of the .npy file, or of a folder's names and pixels)",
     "index_sha256": "image index (sha256 of all its `row,image` rows)",

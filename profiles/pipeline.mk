@@ -25,6 +25,13 @@
 
 W        := $(WORK)
 DEVICE   ?= auto
+# Precision of every stage that runs a network (fine-tune, evaluate, predict, train, attribution):
+# auto = bfloat16 autocast where the device runs it natively, else float32; fp32 reproduces
+# float32 results digit for digit (docs/DESIGN.md, "Numerical precision").
+PRECISION ?= auto
+ifneq ($(filter-out auto fp32 bf16,$(PRECISION))$(words $(PRECISION)),1)
+$(error PRECISION=$(PRECISION): choose one of auto fp32 bf16)
+endif
 SEED     ?= 0
 ARCHS    ?= resnet50 densenet121
 INPUTS   ?= original m15 m50
@@ -101,11 +108,12 @@ CMD_DATA        = cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls
 CMD_SPLIT       = cxrseg.split $(SEG_SOURCES) --out $(W)/seg/splits.csv --seed $(SEED)
 CMD_FINETUNE    = cxrseg.finetune $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
                   --checkpoint $(SEG_CHECKPOINT) --config $(SEG_CONFIG) --out $(W)/seg \
-                  $(FINETUNE_ARGS) --seed $(SEED) --device $(DEVICE)
+                  $(FINETUNE_ARGS) --seed $(SEED) --device $(DEVICE) \
+                  --precision $(PRECISION)
 CMD_EVALUATE    = cxrseg.evaluate $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
                   --checkpoint $(W)/seg/best.pt --zero-shot $(SEG_CHECKPOINT) \
                   --config $(SEG_CONFIG) --out $(W)/seg/eval.csv $(EVALUATE_ARGS) --seed $(SEED) \
-                  --device $(DEVICE)
+                  --device $(DEVICE) --precision $(PRECISION)
 CMD_COHORT      = cxrcls.cohort --labels $(NIH_LABELS) --images $(NIH_IMAGES) --out $(W)/cohort \
                   --splits $(SPLITS) $(COHORT_ARGS) --split-by $(SPLIT_BY) --seed $(SEED)
 CMD_CACHE       = cxrcls.cache --cohort $(W)/cohort/cohort.csv --images $(NIH_IMAGES) \
@@ -114,7 +122,7 @@ CMD_CACHE       = cxrcls.cache --cohort $(W)/cohort/cohort.csv --images $(NIH_IM
 # EVALUATE_ARGS chose the threshold under); `make segment` predicts a user's folder the same way.
 CMD_PREDICT     = cxrseg.predict --images $(W)/cache/images.npy --index $(W)/cache/index.csv \
                   --segmenter $(W)/seg --config $(SEG_CONFIG) $(PREDICT_ARGS) --seed $(SEED) \
-                  --device $(DEVICE) $(PREDICT_OUT)
+                  --device $(DEVICE) --precision $(PRECISION) $(PREDICT_OUT)
 # With PREDICT_SHARDS=N > 1, N predict jobs each segment a contiguous N-th of the images into
 # masks/shards/<k>of<N>/ (in parallel under make -j, or as N Slurm steps), then cxrseg.gather
 # joins them into masks/raw.npy. One shard: predict writes masks/raw.npy itself.
@@ -136,13 +144,14 @@ CMD_POSTPROCESS = cxrseg.postprocess --masks $(W)/masks/raw.npy --index $(W)/cac
 # One training run: $(call CMD_TRAIN,arch,input,split)
 CMD_TRAIN       = cxrcls.train --work $(W) --arch $(1) --train-input $(2) --split $(3) \
                   --out $(W)/runs/$(1)_$(2)/split$(3) $(TRAIN_ARGS) --seed $(SEED) \
-                  --device $(DEVICE)
+                  --device $(DEVICE) --precision $(PRECISION)
 CMD_SEGFIGURES  = cxrseg.figures --seg $(W)/seg --cache $(W)/cache --masks $(W)/masks \
                   --out $(W)/results/figures
 CMD_REPORT      = cxrstats.report --work $(W) --out $(W)/results --settings $(SETTINGS) \
                   $(REPORT_ARGS) --seed $(SEED)
 CMD_ATTRIBUTION = cxrcls.attribution --work $(W) --settings $(SETTINGS) --out $(W)/results \
-                  $(ATTRIBUTION_ARGS) --seed $(SEED) --device $(DEVICE)
+                  $(ATTRIBUTION_ARGS) --seed $(SEED) --device $(DEVICE) \
+                  --precision $(PRECISION)
 CMD_TIGHTNESS   = cxrstats.tightness --work $(W) --out $(W)/results $(TIGHTNESS_ARGS)
 CMD_COMPARE     = cxrstats.compare --a $(A) --b $(B) --out $(B)/compare $(COMPARE_ARGS) \
                   --seed $(SEED)
@@ -186,7 +195,8 @@ endef
 ARGS_STAGES  := $(filter DATA,$(STAGES)) FINETUNE EVALUATE COHORT CACHE PREDICT TRAIN REPORT \
 	ATTRIBUTION TIGHTNESS COMPARE
 args_of       = $(if $(filter DATA,$(1)),DEMO_FLAGS,$(1)_ARGS)
-FLAG_VALUES  := --seed:SEED --device:DEVICE --split-by:SPLIT_BY COHORT:--splits:SPLITS \
+FLAG_VALUES  := --seed:SEED --device:DEVICE --precision:PRECISION --split-by:SPLIT_BY \
+	COHORT:--splits:SPLITS \
 	--erode:ERODE DATA:--size:DEMO_SIZE CACHE:--size:CACHE_SIZE --n-seg:DEMO_N_SEG \
 	--n-cls:DEMO_N_CLS --a:A --b:B
 FLAG_DERIVED := --settings:ARCHS+INPUTS --arch:ARCHS --train-input:INPUTS --split:SPLITS \

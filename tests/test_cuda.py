@@ -20,7 +20,7 @@ from cxrcls.models import build_model
 from cxrcls.training import to_model_input, train_step
 from cxrseg.engine import encode, segment
 from vendor_medsam import build_sam, load_medsam, weights
-from vendor_medsam.device import autocast, resolve_device
+from vendor_medsam.device import precision_autocast, resolve_device
 
 MICRO = (Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam"
          / "state_dict.pt")
@@ -38,10 +38,10 @@ def test_autocast_runs_matmul_and_conv_in_bf16_and_can_be_switched_off():
     a = torch.rand(8, 16, device=CUDA)
     conv = torch.nn.Conv2d(3, 4, 3).to(CUDA)
     x = torch.rand(1, 3, 8, 8, device=CUDA)
-    with autocast(CUDA):
+    with precision_autocast(CUDA, "bf16"):
         assert (a @ a.T).dtype == torch.bfloat16
         assert conv(x).dtype == torch.bfloat16
-    with autocast(CUDA, enabled=False):
+    with precision_autocast(CUDA, "fp32"):
         assert (a @ a.T).dtype == torch.float32
 
 
@@ -84,15 +84,16 @@ def test_resnet_step_under_bf16_autocast_matches_float32_loosely():
     x = torch.rand(4, 1, 64, 64, device=CUDA)
     y = (torch.rand(4, 5, device=CUDA) < 0.3).float()
     losses = {}
-    for amp in (False, True):
+    for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
         model = build_model("resnet18", "none").to(CUDA).train()
         model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
         xl = x.contiguous(memory_format=torch.channels_last)
-        losses[amp] = [float(train_step(model, optimizer, xl, y, amp)) for _ in range(3)]
-    assert all(np.isfinite(losses[True]))
-    np.testing.assert_allclose(losses[True], losses[False], rtol=0.05, atol=0.02)
+        losses[precision] = [float(train_step(model, optimizer, xl, y, precision))
+                             for _ in range(3)]
+    assert all(np.isfinite(losses["bf16"]))
+    np.testing.assert_allclose(losses["bf16"], losses["fp32"], rtol=0.05, atol=0.02)
 
 
 def _images_and_boxes(n: int, size: int, seed: int = 0):
@@ -106,10 +107,12 @@ def _images_and_boxes(n: int, size: int, seed: int = 0):
 
 
 def _probabilities(model, images, boxes, device: torch.device) -> np.ndarray:
-    """(N, H, W) float32 probabilities through cxrseg.engine, as cxrseg.predict gets them."""
-    embeddings = encode(model, list(images), device, batch_size=8)
+    """(N, H, W) float32 probabilities through cxrseg.engine, as cxrseg.predict gets them: bf16 on
+    CUDA (`--precision auto`), float32 on the CPU (the reference)."""
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    embeddings = encode(model, list(images), device, batch_size=8, precision=precision)
     _, probs, _ = segment(model, embeddings, list(images), device, "box", None, boxes_px=boxes,
-                          batch_size=8)
+                          batch_size=8, precision=precision)
     return np.stack([p.numpy() for p in probs])
 
 

@@ -18,8 +18,9 @@ from synthetic_work import make_work
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
+# --precision fp32: these tests compare digits, which must not depend on whether the CPU runs bf16
 FAST = ["--arch", "resnet18", "--weights", "none", "--device", "cpu", "--lr", "1e-3",
-        "--batch-size", "4", "--threads", "1", "--seed", "3"]
+        "--batch-size", "4", "--threads", "1", "--seed", "3", "--precision", "fp32"]
 
 
 def weights(path):
@@ -257,3 +258,49 @@ def test_the_library_predicts_what_the_run_wrote(work, uninterrupted):
     assert [names[i] for i in parts["test"]] == [
         r["image"] for r in read_csv(uninterrupted / "test_ids.csv")]
     np.testing.assert_array_equal(probs, np.load(uninterrupted / "test_probs.npy"))
+
+
+def test_precision_is_recorded_and_a_resume_in_another_precision_is_refused(work, uninterrupted,
+                                                                            monkeypatch):
+    import vendor_medsam.device as device
+    records = [json.loads((uninterrupted / name).read_text()) for name in ("run.json",
+                                                                            "timing.json")]
+    records.append(read_done(uninterrupted, "done.json"))
+    assert [r["precision"] for r in records] == ["fp32"] * 3
+    assert torch.load(uninterrupted / "last.pt", weights_only=True)["config"]["precision"] == "fp32"
+    monkeypatch.setattr(device, "cpu_runs_bf16", lambda: True)   # bf16 autocast runs on any CPU
+    with pytest.raises(SystemExit, match=r"last.pt: cannot resume with different settings.*"
+                                         r"precision"):
+        train.main(["--work", str(work), "--epochs", "3", "--out", str(uninterrupted),
+                    "--resume", *with_flags(FAST, "--precision", "bf16")])
+    assert read_done(uninterrupted, "done.json")["epochs"] == 2
+
+
+def test_fp32_predictions_are_the_network_run_without_autocast(work, uninterrupted, monkeypatch):
+    # --precision fp32 is the float32 code path exactly: autocast is never entered, so the logits
+    # are bit for bit what the model gives on its own
+    from cxrcls.inputs import open_input
+    from cxrcls.loader import BatchLoader
+    from cxrcls.models import Classifier
+    from cxrcls.split_data import load_split
+    from cxrcls.training import predict_logits, to_model_input
+    from cxrseg.checkpoints import load_checkpoint
+
+    names, labels6, parts = load_split(work, 0)
+    model = Classifier("resnet18")
+    model.load_state_dict(load_checkpoint(uninterrupted / "best.pt")["model"])
+    model.eval()
+    source = open_input(work / "cache", work / "masks", "original")
+    rows = parts["test"]
+    loader = BatchLoader(source, rows, labels6[:, :5].astype(np.float32), batch_size=len(rows))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("autocast entered under --precision fp32")
+    monkeypatch.setattr(torch, "autocast", refuse)
+    logits = predict_logits(model, loader, "original", torch.device("cpu"), None, 2, False,
+                            precision="fp32")
+    batch = next(iter(loader))
+    with torch.no_grad():
+        plain = model(to_model_input(batch.images, batch.masks, "original", torch.device("cpu"),
+                                     None, 2, False)).numpy()
+    np.testing.assert_array_equal(logits, plain)

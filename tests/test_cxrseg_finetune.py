@@ -119,3 +119,19 @@ def test_augment_copies_must_go_with_augment_and_be_positive(study, tmp_path, ca
     run_finetune(study, tmp_path / "c", "--epochs", "0")
     recorded = json.loads((tmp_path / "c" / "done_finetune.json").read_text())["arguments"]
     assert recorded["augment"] == [] and recorded["augment_copies"] == 0
+
+
+def test_resume_refuses_another_precision_and_the_cache_keeps_them_apart(study, tmp_path,
+                                                                         monkeypatch):
+    import vendor_medsam.device as device
+    monkeypatch.setattr(device, "cpu_runs_bf16", lambda: True)   # bf16 autocast runs on any CPU
+    seg = copy_seg(study, tmp_path)
+    recorded = torch.load(seg / "last.pt", weights_only=True)["settings"]["precision"]
+    assert json.loads((seg / "done_finetune.json").read_text())["precision"] == recorded
+    other = "fp32" if recorded == "bf16" else "bf16"
+    with pytest.raises(SystemExit, match=r"error: .*last.pt: cannot resume with different "
+                                         r"settings .*'precision'"):
+        run_finetune(study, seg, "--epochs", "2", "--resume", "--precision", other)
+    run_finetune(study, seg, "--precision", other)
+    assert sorted(p.name.rsplit("_", 1)[1] for p in seg.glob("embeddings_*.pt")) == [
+        "bf16.pt", "fp32.pt"]

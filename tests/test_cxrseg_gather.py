@@ -97,3 +97,17 @@ def test_gather_refuses_a_shard_without_content_facts(predicted, tmp_path):
                                          r"prior_sha256"):
         gather.main(["--shards", str(predicted / "shards" / "0of2"), str(tmp_path / "old"),
                      "--out", str(tmp_path / "m" / "raw.npy")])
+
+
+def test_gather_refuses_shards_predicted_in_different_precisions(study, tmp_path, monkeypatch):
+    import vendor_medsam.device as device
+    monkeypatch.setattr(device, "cpu_runs_bf16", lambda: True)   # bf16 autocast runs on any CPU
+    run_predict(study, study / "seg", tmp_path / "s0" / "raw.npy", "--shard", "0/2",
+                "--precision", "fp32")
+    run_predict(study, study / "seg", tmp_path / "s1" / "raw.npy", "--shard", "1/2",
+                "--precision", "bf16")
+    with pytest.raises(SystemExit, match=r"^error: .*s1: made from another network precision .*"
+                                         r"precision: bf16 vs fp32\)"):
+        gather.main(["--shards", str(tmp_path / "s0"), str(tmp_path / "s1"),
+                     "--out", str(tmp_path / "m" / "raw.npy")])
+    assert not (tmp_path / "m").exists()

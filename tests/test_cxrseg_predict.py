@@ -196,3 +196,15 @@ def test_predict_writes_a_mask_for_an_image_too_small_to_be_a_radiograph(study, 
     qc = {r["image"]: r for r in read_csv(tmp_path / "pngs" / "qc.csv")}
     assert "degenerate_image" in qc["tiny.png"]["flag"].split(";")
     assert qc["tiny.png"]["note"].startswith("degenerate image: smaller than")
+
+
+def test_fp32_never_enters_autocast_and_the_precision_is_recorded(study, tmp_path, monkeypatch):
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("autocast entered under --precision fp32")
+    monkeypatch.setattr(torch, "autocast", refuse)
+    run_predict(study, study / "seg", tmp_path / "m" / "raw.npy", "--precision", "fp32")
+    assert "precision" in MASK_FACTS
+    assert json.loads((tmp_path / "m" / "done_predict.json").read_text())["precision"] == "fp32"
+    assert json.loads((tmp_path / "m" / "run_predict.json").read_text())["precision"] == "fp32"

@@ -397,6 +397,8 @@ FLAG_CASES = [
     ("FINETUNE_ARGS", "--checkpoint other.pt", "FINETUNE_ARGS holds --checkpoint, which Make sets "
                                                "from the profile (profiles/tiny.mk): remove"),
     ("EVALUATE_ARGS", "--device=cpu", "use DEVICE=cpu, not --device in EVALUATE_ARGS"),
+    ("TRAIN_ARGS", "--precision fp32", "use PRECISION=fp32, not --precision in TRAIN_ARGS"),
+    ("PREDICT_ARGS", "--precision=bf16", "use PRECISION=bf16, not --precision in PREDICT_ARGS"),
     ("EVALUATE_ARGS", "--checkpoint other.pt", "EVALUATE_ARGS holds --checkpoint, which Make sets "
                                                "from WORK"),
     ("COHORT_ARGS", "--splits 3", "use SPLITS=3, not --splits in COHORT_ARGS"),
@@ -510,3 +512,17 @@ def test_stage_times_shows_an_unknown_wall_time_as_a_question_mark(tmp_path):
     assert data.split()[1:] == ["?", "-"]
     assert next(line for line in lines if line.split()[0] == "total").split()[1] == "4.0"
     assert any("1 stage(s) without a known wall time" in line for line in lines)
+
+
+def test_precision_reaches_every_stage_that_runs_a_network_and_a_bad_one_stops_make(tmp_path):
+    networks = ("cxrseg.finetune", "cxrseg.evaluate", "cxrseg.predict", "cxrcls.train",
+                "cxrcls.attribution")
+    for value in ("auto", "fp32"):
+        given = [] if value == "auto" else [f"PRECISION={value}"]   # auto is the default
+        stages = commands(_dry(tmp_path / value, "PROFILE=tiny", "ATTRIBUTION=1", *given).stdout)
+        for command in stages:
+            module = re.search(r" -m (\S+)", command).group(1)
+            assert (f"--precision {value}" in command) == (module in networks), command
+        assert {re.search(r" -m (\S+)", c).group(1) for c in stages} >= set(networks)
+    bad = _dry(tmp_path / "bad", "PROFILE=tiny", "PRECISION=fp16", check=False)
+    assert bad.returncode != 0 and "PRECISION=fp16: choose one of auto fp32 bf16" in bad.stderr

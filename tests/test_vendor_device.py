@@ -1,5 +1,5 @@
-"""vendor_medsam.device: --device resolution, CPU-only-off autocast, and the CPU allocator
-setting.
+"""vendor_medsam.device: --device and --precision resolution, the precision autocast, and the
+CPU allocator setting.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from vendor_medsam.device import autocast, prepare_device, resolve_device
+from vendor_medsam.device import prepare_device, resolve_device
 
 
 def test_auto_is_cpu_without_cuda(monkeypatch):
@@ -23,12 +23,6 @@ def test_cuda_without_cuda_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda")
-
-
-def test_autocast_is_off_on_cpu():
-    with autocast(torch.device("cpu")):
-        y = torch.ones(2, 2) @ torch.ones(2, 2)
-    assert y.dtype == torch.float32
 
 
 def test_prepare_device_gives_the_resolved_device():

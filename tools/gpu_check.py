@@ -52,7 +52,7 @@ from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.argtypes import Parser
 from cxrstats.fileio import write_json
 from vendor_medsam import build_sam, load_medsam, weights
-from vendor_medsam.device import prepare_device
+from vendor_medsam.device import prepare_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 2 * 3600          # the whole paper grid on one H100-class GPU
@@ -117,7 +117,8 @@ def predict_rates(device: str, sizes: dict) -> dict:
     for name, config in sizes["models"].items():
         model = sam_model(config)
         rate = predict_throughput(model, sizes["predict_images"], sizes["predict_rounds"],
-                                  device=device, size=sizes["predict_size"], quiet=True)
+                                  device=device, size=sizes["predict_size"], quiet=True,
+                                  precision=resolve_precision("auto", torch.device(device)))
         out[name] = {"config": config, "images_per_s": rate}
         del model
         free_cuda()
@@ -173,7 +174,8 @@ def train_rates(device: str, sizes: dict) -> list[dict]:
             for fast in (False, True):
                 rate = bench_train(arch, sizes["train_size"], max_steps=sizes["train_steps"],
                                    budget=sizes["train_budget"], batch=batch, device=device,
-                                   amp=fast, channels_last=fast, warmup=sizes["warmup"], quiet=True)
+                                   precision="bf16" if fast else "fp32", channels_last=fast,
+                                   warmup=sizes["warmup"], quiet=True)
                 rows.append({"arch": arch, "size": sizes["train_size"], "batch": batch,
                              "bf16_channels_last": fast, "images_per_s": rate})
                 free_cuda()
@@ -186,7 +188,7 @@ def eval_rates(device: str, sizes: dict) -> dict:
     for arch in ARCHS:
         out[arch] = bench_eval(arch, sizes["train_size"], batch=sizes["eval_batch"],
                                max_steps=sizes["train_steps"], budget=sizes["train_budget"],
-                               device=device, amp=True, channels_last=True,
+                               device=device, precision="bf16", channels_last=True,
                                warmup=sizes["warmup"])
         free_cuda()
     return out
@@ -244,7 +246,8 @@ def worker(args) -> None:
     if fast:
         torch.backends.cudnn.benchmark = True
     rate = bench_train(args.worker, args.size, max_steps=10**9, budget=args.seconds,
-                       batch=args.batch, device=str(device), amp=fast, channels_last=fast,
+                       batch=args.batch, device=str(device), precision="bf16" if fast else "fp32",
+                       channels_last=fast,
                        warmup=args.warmup, quiet=True, ready=ready)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if fast else 0.0
     print(json.dumps({"images_per_s": rate, "peak_memory_gb": peak}))

@@ -109,10 +109,3 @@ def precision_autocast(device: torch.device, precision: str):
         raise ValueError(f"precision {precision!r}: resolve it first (fp32 or bf16)")
     return contextlib.nullcontext()
 
-
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA when `enabled`; a no-op on CPU, where runs stay float32 and match the
-    official models."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
