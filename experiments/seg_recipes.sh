@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 12's segmentation numbers from one run: today's recipe and the new one side by side.
+# The segmentation recipes' numbers in docs/segmentation.md from one run, side by side.
 #
 #   bash experiments/seg_recipes.sh [OUT]        (default OUT=work/seg-recipes)
 #
@@ -9,10 +9,10 @@
 # 1. Seeded 70/15/15 splits of each set (the joint split of both sets gives each set the same
 #    parts, since cxrseg.split splits every dataset on its own).
 # 2. LiteMedSAM, decoder-only fine-tuning on cached embeddings, with each recipe:
-#      today:    --prior-box-fraction 0.5 (the README's recipe before issue 12)
-#      opacity1: today + --augment opacity --augment-copies 1 (one synthetic-opacity copy per image)
-#      new:      today + --augment opacity --augment-copies 2 (chosen on validation)
-#    on Montgomery (all three), on Shenzhen and on both sets together (new).
+#      copies0: --prior-box-fraction 0.5 (no synthetic-opacity copies)
+#      copies1: copies0 + --augment opacity --augment-copies 1 (one synthetic-opacity copy per image)
+#      copies2: copies0 + --augment opacity --augment-copies 2 (the profiles' recipe, chosen on validation)
+#    on Montgomery (all three), on Shenzhen and on both sets together (copies2).
 # 3. experiments/seg_stress.py with the Montgomery-trained runs (zero-shot and the three recipes):
 #    refine 0 / 1, threshold 0.5 / 0.4, with and without hole filling, on Montgomery's validation
 #    images (where the choice is made), then the chosen prompting on its held-out test images.
@@ -34,9 +34,9 @@ mkdir -p "$OUT"
 data() { echo "--data $1=$LUNGSEG/$1/images:$LUNGSEG/$1/masks"; }
 declare -A SETS=([montgomery]="$(data montgomery)" [shenzhen]="$(data shenzhen)"
                  [montgomery+shenzhen]="$(data montgomery) $(data shenzhen)")
-declare -A RECIPE=([today]="--prior-box-fraction 0.5"
-                   [opacity1]="--prior-box-fraction 0.5 --augment opacity --augment-copies 1"
-                   [new]="--prior-box-fraction 0.5 --augment opacity --augment-copies 2")
+declare -A RECIPE=([copies0]="--prior-box-fraction 0.5"
+                   [copies1]="--prior-box-fraction 0.5 --augment opacity --augment-copies 1"
+                   [copies2]="--prior-box-fraction 0.5 --augment opacity --augment-copies 2")
 start=$(date +%s)
 say() { echo "[seg_recipes $(( $(date +%s) - start )) s] $*"; }
 
@@ -62,15 +62,15 @@ stress() {  # stress SET PART NAME PROMPTING...: Montgomery-trained runs on stre
     say "stress test: $set $part images ($name)"
     $PY -m experiments.seg_stress --images "$LUNGSEG/$set/images" \
         --masks "$LUNGSEG/$set/masks" --splits "$OUT/$set/splits.csv" --part "$part" --limit 0 \
-        --run "zero-shot=lite:$OUT/runs/montgomery-today" --run "today=$OUT/runs/montgomery-today" \
-        --run "opacity1=$OUT/runs/montgomery-opacity1" --run "new=$OUT/runs/montgomery-new" \
+        --run "zero-shot=lite:$OUT/runs/montgomery-copies0" --run "copies0=$OUT/runs/montgomery-copies0" \
+        --run "copies1=$OUT/runs/montgomery-copies1" --run "copies2=$OUT/runs/montgomery-copies2" \
         "$@" --cache-dir "$OUT/emb" --out "$OUT/$name"
 }
 
 for train in montgomery shenzhen montgomery+shenzhen; do split "$train"; done
-finetune montgomery today
-finetune montgomery opacity1
-finetune montgomery new
+finetune montgomery copies0
+finetune montgomery copies1
+finetune montgomery copies2
 # Choices (opacity copies, refine passes, threshold, hole filling) are made on validation images;
 # then the chosen ones are reported on held-out test images.
 stress montgomery val stress-val-montgomery --refine 0 1 --threshold 0.5 0.4 --clean fill
@@ -78,8 +78,8 @@ stress montgomery val stress-val-montgomery --refine 0 1 --threshold 0.5 0.4 --c
 # under opacities at equal clean Dice (cxrseg.evaluate picks the threshold on validation in the
 # pipeline); the test images are scored with refine 1, both thresholds, with and without filling.
 stress montgomery test stress-montgomery --refine 1 --threshold 0.5 0.4 --clean fill
-finetune shenzhen new
-finetune montgomery+shenzhen new
+finetune shenzhen copies2
+finetune montgomery+shenzhen copies2
 
 sets=()
 for s in montgomery shenzhen; do
@@ -87,13 +87,13 @@ for s in montgomery shenzhen; do
 done
 if [ ! -f "$OUT/cross.csv" ]; then
     rows=()
-    rows+=(--row "zero-shot|montgomery|lite:$OUT/runs/montgomery-today")
-    rows+=(--row "today|montgomery|$OUT/runs/montgomery-today")
+    rows+=(--row "zero-shot|montgomery|lite:$OUT/runs/montgomery-copies0")
+    rows+=(--row "copies0|montgomery|$OUT/runs/montgomery-copies0")
     # the augmented runs at the threshold chosen for them on validation (0.4)
-    rows+=(--row "opacity1|montgomery|$OUT/runs/montgomery-opacity1|0.4")
-    rows+=(--row "new|montgomery|$OUT/runs/montgomery-new|0.4")
-    rows+=(--row "new|shenzhen|$OUT/runs/shenzhen-new|0.4")
-    rows+=(--row "new|montgomery+shenzhen|$OUT/runs/montgomery+shenzhen-new|0.4")
+    rows+=(--row "copies1|montgomery|$OUT/runs/montgomery-copies1|0.4")
+    rows+=(--row "copies2|montgomery|$OUT/runs/montgomery-copies2|0.4")
+    rows+=(--row "copies2|shenzhen|$OUT/runs/shenzhen-copies2|0.4")
+    rows+=(--row "copies2|montgomery+shenzhen|$OUT/runs/montgomery+shenzhen-copies2|0.4")
     say "cross-dataset table"
     $PY -m experiments.seg_cross_dataset "${sets[@]}" "${rows[@]}" --out "$OUT/cross.csv"
 fi
@@ -115,6 +115,6 @@ build_cache(sorted(os.listdir(sys.argv[1])), sys.argv[1], sys.argv[2])' \
         --images "$OUT/nih-cache/images.npy" --out "$dir/masks"
 }
 NIH=${NIH:-${LUNGSEG%/*}/nih_sample}
-nih_qc today 0.5
-nih_qc new 0.4
+nih_qc copies0 0.5
+nih_qc copies2 0.4
 say "done: $OUT/cross.csv, $OUT/stress-*/stress.csv, stress.png, $OUT/nih-*/masks/qc.csv"
