@@ -217,7 +217,7 @@ def test_attribution_is_opt_in_and_runs_before_the_report(tmp_path, how):
     assert names.index("cxrstats.report") > at and names[:at].count("cxrcls.train") == 4
     assert stages[at].startswith(f"{GPU} ") and stages[at].endswith(
         f"-m cxrcls.attribution --work {tmp_path / 'w'} --settings resnet18_original resnet18_m50"
-        f" --out {tmp_path / 'w'}/results --seed 0 --device auto")
+        f" --out {tmp_path / 'w'}/results --seed 0 --device auto --precision auto")
     assert "cxrcls.attribution" not in _names(commands(_dry(tmp_path / "w", "PROFILE=tiny").stdout))
 
 
