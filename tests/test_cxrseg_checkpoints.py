@@ -81,7 +81,7 @@ def test_classifier_weights_are_read_through_the_guarded_load(tmp_path, monkeypa
     tmp.rename(tmp_path / f"resnet18-{digest}.pth")
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setattr(weights, "weights_url",
-                        lambda arch: f"https://example.invalid/resnet18-{digest}.pth")
+                        lambda arch: f"torchvision-models/resnet18-{digest}.pth")
     with pytest.raises(ValueError, match=rf"resnet18-{digest}.pth: refused to load"):
         weights.imagenet_state_dict("resnet18")
     assert not marker.exists()
