@@ -25,9 +25,9 @@ from cxrcls.loader import BatchLoader
 from cxrcls.models import build_model
 from cxrcls.training import train_step, training_input
 from cxrseg.study_masks import PIPELINE_SIZE
-from cxrstats.argtypes import Parser
-from cxrstats.fileio import write_csv, write_done
-from vendor_medsam.device import precision_autocast, prepare_device
+from cxrstats.foundation.argtypes import Parser
+from cxrstats.foundation.fileio import write_csv, write_done
+from cxrstats.foundation.device import precision_autocast, prepare_device
 
 N_PNG = 24
 N_CACHE = 200

@@ -22,8 +22,8 @@ from cxrseg.engine import encode, load_model, segment
 from cxrseg.morphology import dilate_disks, disk, erode_disk
 from cxrseg.prompts import Prior
 from cxrseg.study_masks import DILATE_RADII, ERODE_RADIUS, PIPELINE_SIZE
-from cxrstats.argtypes import Parser
-from vendor_medsam.device import prepare_device
+from cxrstats.foundation.argtypes import Parser
+from cxrstats.foundation.device import prepare_device
 
 
 def lung_like_mask(size: int = 1024, seed: int = 0) -> np.ndarray:

@@ -7,7 +7,7 @@ round (run by `make bench`; `python -m benchmarks.bench_precision [--threads 1]`
   3. classifier training steps (cxrcls.training.train_step, channels_last as cxrcls.train) for
      resnet50 and densenet121 at 64 px, batch 8 (the demo profile's TRAIN_ARGS), steps/s.
 Speed-up = bf16 rate / fp32 rate (median over rounds). Skipped where the CPU has no native bf16
-(`vendor_medsam.device.cpu_runs_bf16`) and, for 1 and 2, without the LiteMedSAM weights. The
+(`cxrstats.foundation.device.cpu_runs_bf16`) and, for 1 and 2, without the LiteMedSAM weights. The
 masks themselves (bf16 against fp32 on real radiographs) are experiments/precision.py.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from benchmarks.bench_cxrcls import bench_train
 from benchmarks.bench_cxrseg import radiographs
 from cxrseg.engine import encode, load_model, model_inputs
 from cxrseg.study_masks import PIPELINE_SIZE
-from cxrstats.argtypes import Parser, int_range
-from vendor_medsam.device import cpu_runs_bf16, precision_autocast, prepare_device
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.device import cpu_runs_bf16, precision_autocast, prepare_device
 
 PRECISIONS = ("fp32", "bf16")
 

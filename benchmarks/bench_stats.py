@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from cxrstats import auroc, best_f1_threshold, bootstrap_aurocs, delong_macro, delong_test, mantel
-from cxrstats.argtypes import Parser
+from cxrstats.foundation.argtypes import Parser
 
 
 def best_time(fn, repeats=3):

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_cxrseg import predict_throughput
-from cxrstats.argtypes import Parser
+from cxrstats.foundation.argtypes import Parser
 from vendor_medsam import build_sam, load_medsam, weights
-from vendor_medsam.device import keep_freed_cpu_memory
+from cxrstats.foundation.device import keep_freed_cpu_memory
 from vendor_medsam.tiny_vit import Conv2dBN
 
 ROOT = Path(__file__).resolve().parents[1]

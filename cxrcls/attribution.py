@@ -38,8 +38,8 @@ Writes into --out (default WORK/results):
   run used (folder under WORK, sha256 of its done.json; cxrstats.results.run_entry): the report
   shows the attribution only for the very runs it reports.
 
-Runs count as finished only when their done.json is valid (cxrstats.fileio.read_done), as in
-the report: an unfinished or stale run is refused, never read.
+Runs count as finished only when their done.json is valid (cxrstats.foundation.fileio.read_done), as
+in the report: an unfinished or stale run is refused, never read.
 """
 from __future__ import annotations
 
@@ -59,14 +59,14 @@ from cxrcls.labels import FINDINGS
 from cxrcls.models import ARCHS, Classifier
 from cxrcls.split_data import load_split
 from cxrcls.training import to_model_input
-from cxrseg.checkpoints import load_checkpoint
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, read_csv,
-                             read_done, write_csv, write_done, write_run_json)
+from cxrstats.foundation.checkpoints import load_checkpoint
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, read_csv,
+                                        read_done, write_csv, write_done, write_run_json)
 from cxrstats.results import ATTRIBUTION_DONE, RUN_DONE, begin_results, run_entry
 from cxrstats.runs import parse_setting
-from vendor_medsam.device import (add_precision_argument, precision_autocast, prepare_device,
-                                   resolve_precision)
+from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
+                                        resolve_precision)
 
 DONE = ATTRIBUTION_DONE
 OUTPUTS = ("attribution.csv", "attribution_per_image.csv", "attribution.md",

@@ -1,12 +1,12 @@
 """Decode the cohort's images once into one (N, S, S) uint8 grayscale array for fast training.
 
 Each image (PNG or JPEG; grayscale, RGB, RGBA, 8- or 16-bit) is read by the project's one image
-reader, `cxrseg.imageio.read_gray` (its docstring gives the rule for colour and 16-bit files), and
-resized to S x S (bilinear with antialiasing; NIH images are square). Workers decode in parallel and
-rows stream in order into a memory-mapped `.npy`, so memory does not grow with N. The array is
-written under a temporary name and renamed. The completion record `done.json`, written last, holds a
-fingerprint of the inputs (names, sizes, modification times, S, reader version); a re-run with the
-same fingerprint does nothing.
+reader, `cxrstats.foundation.imageio.read_gray` (its docstring gives the rule for colour and 16-bit
+files), and resized to S x S (bilinear with antialiasing; NIH images are square). Workers decode in
+parallel and rows stream in order into a memory-mapped `.npy`, so memory does not grow with N. The
+array is written under a temporary name and renamed. The completion record `done.json`, written
+last, holds a fingerprint of the inputs (names, sizes, modification times, S, reader version); a
+re-run with the same fingerprint does nothing.
 
 Outputs (cache/): images.npy (N, S, S) uint8, row i = index.csv row i = cohort.csv row i;
 index.csv (row, image); run.json; done.json.
@@ -26,12 +26,12 @@ import numpy as np
 from PIL import Image
 
 from cxrcls.files import check_plain_name, check_unique, locate_images
-from cxrseg.imageio import read_gray
+from cxrstats.foundation.imageio import read_gray
 from cxrseg.study_masks import PIPELINE_SIZE
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, read_done,
-                             write_csv, write_done, write_run_json)
-from cxrstats.progress import Progress
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv,
+                                        read_done, write_csv, write_done, write_run_json)
+from cxrstats.foundation.progress import Progress
 
 CACHE_VERSION = 2  # bump when the decoding or resizing changes, so old caches are rebuilt
 OUTPUTS = ("images.npy", "index.csv", "run.json")

@@ -38,8 +38,8 @@ import numpy as np
 
 from cxrcls.files import check_plain_name, locate_images
 from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
 # Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table.
 COLUMN_ALIASES = {

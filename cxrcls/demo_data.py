@@ -6,7 +6,7 @@ bytes.
 
     DATA/seg/images/<stem>.png, DATA/seg/masks/<stem>.png   (lung mask 0/255, same stems)
     DATA/nih/images/<Image Index>.png, DATA/nih/Data_Entry_2017.csv, DATA/nih/phantoms.csv
-    DATA/run.json, then DATA/done.json last (cxrstats.fileio completion record)
+    DATA/run.json, then DATA/done.json last (cxrstats.foundation.fileio completion record)
 
 DATA must be new, empty, or made by this toolkit: a folder holding anything else (e.g. real images)
 is refused before anything in it is touched. A re-run removes the previous run's PNGs first, so
@@ -26,8 +26,9 @@ from PIL import Image
 
 from cxrcls.labels import FINDINGS, NO_FINDING
 from cxrcls.phantom import cue_box, cue_corner, render, sample_labels, sample_patient
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import begin_run, claim_folder, write_csv, write_done, write_run_json
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import (begin_run, claim_folder, write_csv, write_done,
+                                        write_run_json)
 
 # phantoms.csv: the truth behind each image; cue_x0..cue_y1 is the box holding the spurious cue
 # (fractions of the image side, empty without a cue), for `cxrcls.attribution --region-csv`.

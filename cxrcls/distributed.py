@@ -11,7 +11,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from vendor_medsam.device import prepare_device
+from cxrstats.foundation.device import prepare_device
 
 
 class Dist:

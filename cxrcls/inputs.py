@@ -4,7 +4,7 @@ masks.
 - `original`: the cached image.
 - `m<r>` for a dilation radius r >= 0 (the study's `m15`, `m50`; `m0` is the eroded mask itself):
   image x mask, the mask read from masks/m<r>.npy (written by `cxrseg.postprocess --dilate r`).
-The names are defined in cxrstats.input_names.
+The names are defined in cxrstats.foundation.input_names.
 - `overlay`: the unchanged image with the raw mask's inner boundary drawn in white (255), the same
   picture as `cxrseg.morphology.overlay(image, raw_mask, thickness)`, computed for a whole batch.
 
@@ -23,12 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrstats.fileio import read_csv, read_done
-from cxrstats.input_names import is_input_name, mask_radius
+from cxrstats.foundation.fileio import read_csv, read_done
+from cxrstats.foundation.input_names import is_input_name, mask_radius
 
 
 class _InputNames:
-    """The set of valid input names, for `kind in INPUTS` (cxrstats.input_names)."""
+    """The set of valid input names, for `kind in INPUTS` (cxrstats.foundation.input_names)."""
 
     def __contains__(self, kind) -> bool:
         return is_input_name(kind)
@@ -41,7 +41,8 @@ INPUTS = _InputNames()
 
 
 def check_input(kind: str) -> str:
-    """`kind` if it names an input variant (cxrstats.input_names); ValueError otherwise."""
+    """`kind` if it names an input variant (cxrstats.foundation.input_names); ValueError
+    otherwise."""
     if kind not in INPUTS:
         raise ValueError(f"unknown input {kind!r}: use original, overlay, or m<r> for a mask "
                          "dilated by r >= 0 pixels (e.g. m0, m15, m50)")

@@ -14,7 +14,7 @@ import torchvision
 
 from cxrcls.labels import FINDINGS
 from cxrcls.weights import imagenet_state_dict
-from cxrseg.checkpoints import load_checkpoint
+from cxrstats.foundation.checkpoints import load_checkpoint
 
 ARCHS = ("resnet50", "densenet121", "resnet18")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -69,8 +69,8 @@ class Classifier(nn.Module):
 
 
 def load_weights(model: Classifier, path: str | Path) -> str:
-    """Load a checkpoint into `model` (through the guarded load, `cxrseg.checkpoints`): our
-    best.pt/last.pt ({"model": ...}) or a raw state dict, with or without the `net.` prefix (a
+    """Load a checkpoint into `model` (through the guarded load, `cxrstats.foundation.checkpoints`):
+    our best.pt/last.pt ({"model": ...}) or a raw state dict, with or without the `net.` prefix (a
     plain torchvision state dict). A head of another shape
     (another label set) is skipped and re-initialized. Returns a one-line note of what was
     loaded."""

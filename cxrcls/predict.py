@@ -6,14 +6,15 @@ thresholds.
         --masks MASKS/m15 --out predictions.csv
 
 Each image is prepared as the run's test images were: decoded by the toolkit's one reader and
-resized to the side S of the image cache the run was trained on (cxrseg.imageio.read_gray and
-cxrcls.cache.resize_gray, as cxrcls.cache.load_image; S from that cache, WORK/cache/images.npy,
-whose completion record must be the one the run's done.json names), made into the run's input (its
+resized to the side S of the image cache the run was trained on
+(cxrstats.foundation.imageio.read_gray and cxrcls.cache.resize_gray, as cxrcls.cache.load_image; S
+from that cache, WORK/cache/images.npy, whose completion record must be the one the run's done.json
+names), made into the run's input (its
 --eval-input, by default its --train-input: original, overlay or m<r>) and resized to its
 --image-size (cxrcls.train.to_model_input). A masked input (m<r>, overlay) needs --masks: a folder
 with one mask per image, by file stem, of the image's own size, e.g. the m15/ (or raw/ for
 overlay) folder `make segment` writes; each mask is resized to S by nearest neighbour. best.pt is
-read with torch.load(weights_only=True) through vendor_medsam.checkpoint.load_checkpoint_file.
+read with torch.load(weights_only=True) through cxrstats.foundation.checkpoints.load_checkpoint.
 
 Output columns: `image`, `prob_<label>` for the six labels in the study's order (No Finding =
 1 - max of the five, cxrstats.study.label_scores), then `label_<label>` (1 when the score is at
@@ -39,14 +40,14 @@ from cxrcls.models import build_model
 from cxrcls.train import DONE
 from cxrcls.training import sigmoid, to_model_input
 from cxrseg.pairs import image_files, read_mask
-from cxrseg.imageio import image_stem, read_gray
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import IncompleteRunError, read_csv, read_done, write_csv
-from cxrstats.progress import Progress
+from cxrstats.foundation.imageio import image_stem, read_gray
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import IncompleteRunError, read_csv, read_done, write_csv
+from cxrstats.foundation.progress import Progress
 from cxrstats.study import label_scores
-from vendor_medsam.checkpoint import load_checkpoint_file
-from vendor_medsam.device import (add_precision_argument, precision_autocast, prepare_device,
-                                  resolve_precision)
+from cxrstats.foundation.checkpoints import load_checkpoint
+from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
+                                        resolve_precision)
 
 COLUMNS = ["image", *(f"prob_{label}" for label in LABELS), *(f"label_{label}" for label in LABELS)]
 
@@ -97,7 +98,7 @@ def open_run(folder: str | Path, device: torch.device, cache_size: int | None = 
     folder = Path(folder)
     record = read_done(folder, DONE, what="training run (python -m cxrcls.train)")
     args = record["arguments"]
-    checkpoint = load_checkpoint_file(folder / "best.pt")
+    checkpoint = load_checkpoint(folder / "best.pt")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise ValueError(f"{folder / 'best.pt'}: not a cxrcls.train checkpoint ({{'model': ...}})")
     if checkpoint.get("arch", args["arch"]) != args["arch"]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from cxrcls.files import check_unique
 from cxrcls.labels import LABELS
-from cxrstats.fileio import read_csv, read_done
+from cxrstats.foundation.fileio import read_csv, read_done
 
 
 def load_split(work: Path, split: int) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:

@@ -15,15 +15,17 @@ start).
 
 Inputs must be finished stages: cohort/done.json, cache/done.json, and for masked inputs the mask
 stage's record (see `cxrcls.inputs`). A fresh run first removes the run folder's old completion
-record and outputs (`cxrstats.fileio.begin_run`), and writes `done.json` last, after every output: a
-run killed half-way never leaves old predictions beside new weights looking finished.
+record and outputs (`cxrstats.foundation.fileio.begin_run`), and writes `done.json` last, after
+every output: a run killed half-way never leaves old predictions beside new weights looking
+finished.
 
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
 from last.pt (written every --save-every seconds and at the end); the batches of an epoch depend
 only on (seed, epoch), so a resumed run ends exactly where an uninterrupted one does. A missing
-last.pt, or one saved with other settings (RESUME_KEYS), is refused (`cxrseg.checkpoints`). Under
-`torchrun --nproc_per_node=N` the run is data-parallel (DistributedDataParallel; nccl on CUDA, gloo
-on CPU; `cxrcls.distributed`), `--batch-size` is the global batch, and only rank 0 writes files.
+last.pt, or one saved with other settings (RESUME_KEYS), is refused
+(`cxrstats.foundation.checkpoints`). Under `torchrun --nproc_per_node=N` the run is data-parallel
+(DistributedDataParallel; nccl on CUDA, gloo on CPU; `cxrcls.distributed`), `--batch-size` is the
+global batch, and only rank 0 writes files.
 
 Outputs (runs/<arch>_<input>[_on_<eval input>]/split<K>/): best.pt, last.pt, history.csv,
 val_probs.npy, test_probs.npy ((n, 5) float32), val_ids.csv, test_ids.csv, thresholds.csv,
@@ -50,14 +52,14 @@ from cxrcls.models import ARCHS, Classifier, build_model
 from cxrcls.split_data import load_split
 from cxrcls.training import bce, predict_logits, sigmoid, train_step, training_input
 from cxrcls.weights import require_imagenet
-from cxrseg.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
+from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
 from cxrseg.early_stopping import EarlyStopping
-from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, begin_run, read_done, save_npy, write_csv,
-                             write_done, write_json, write_run_json)
-from cxrstats.progress import Progress, format_seconds
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, read_done, save_npy,
+                                        write_csv, write_done, write_json, write_run_json)
+from cxrstats.foundation.progress import Progress, format_seconds
 from cxrstats.study import macro_auroc, tune_thresholds
-from vendor_medsam.device import add_precision_argument, resolve_precision
+from cxrstats.foundation.device import add_precision_argument, resolve_precision
 
 # Settings that must not change when a run is resumed (the rest, e.g. --epochs, may).
 RESUME_KEYS = ("arch", "train_input", "split", "seed", "batch_size", "lr", "image_size",
@@ -212,8 +214,8 @@ def check_inputs(args, eval_input: str, log: Callable):
 
 
 def resume_checkpoint(args, last_path: Path, config: dict) -> dict | None:
-    """last.pt when --resume is given (`cxrseg.checkpoints.read_resume`: missing, unreadable,
-    incomplete or saved with other settings is refused), else None (a fresh run)."""
+    """last.pt when --resume is given (`cxrstats.foundation.checkpoints.read_resume`: missing,
+    unreadable, incomplete or saved with other settings is refused), else None (a fresh run)."""
     if not args.resume:
         return None
     return read_resume(last_path, config, settings_key="config", required=LAST_KEYS,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from cxrcls.augment import augment
 from cxrcls.loader import BatchLoader
 from cxrcls.inputs import compose
-from vendor_medsam.device import precision_autocast
+from cxrstats.foundation.device import precision_autocast
 
 
 def to_model_input(images: np.ndarray, masks: np.ndarray | None, kind: str, device: torch.device,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from cxrseg.checkpoints import load_checkpoint
-from cxrstats.argtypes import Parser
-from cxrstats.fileio import file_sha256
+from cxrstats.foundation.checkpoints import load_checkpoint
+from cxrstats.foundation.argtypes import Parser
+from cxrstats.foundation.fileio import file_sha256
 
 # torchvision's original ImageNet weights (what `pretrained=True` gave, as in the study's era).
 IMAGENET_WEIGHTS = {"resnet50": "ResNet50_Weights.IMAGENET1K_V1",

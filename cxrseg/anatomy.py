@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 from scipy import ndimage
 
-from cxrstats.argtypes import int_range
+from cxrstats.foundation.argtypes import int_range
 
 EIGHT = np.ones((3, 3), bool)
 

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrstats.fileio import file_sha256
-from cxrstats.progress import Progress
+from cxrstats.foundation.fileio import file_sha256
+from cxrstats.foundation.progress import Progress
 from vendor_medsam import build_sam, load_medsam
 from vendor_medsam.checkpoint import sam_from_checkpoint
-from vendor_medsam.device import precision_autocast
+from cxrstats.foundation.device import precision_autocast
 from vendor_medsam.transforms import InputFrame
 from vendor_medsam.weights import LITE_SHA256
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from cxrstats.foundation.checkpoints import load_checkpoint, save_checkpoint
 from .prompts import PROMPT_MODES, Prior, mask_box, prediction_box
 from .records import FINETUNE, FINETUNE_STAGE, is_finetune_checkpoint, require_finished
 
@@ -102,7 +102,7 @@ def encode(model, images: list[np.ndarray], device: torch.device, batch_size: in
            label: str = "encode", progress_every: float = 10.0,
            precision: str = "fp32") -> torch.Tensor:
     """(N, C, h, w) float16 CPU image embeddings (float16 halves the memory; the decoder runs in
-    float32). `precision` is a resolved one (`vendor_medsam.device.resolve_precision`): 'bf16'
+    float32). `precision` is a resolved one (`cxrstats.foundation.device.resolve_precision`): 'bf16'
     runs the encoder under bfloat16 autocast.
 
     On CPU the encoder takes one image at a time whatever `batch_size` says: LiteMedSAM encoded

@@ -34,10 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import IncompleteRunError, begin_run, write_csv, write_done, write_run_json
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, write_csv, write_done,
+                                        write_run_json)
 from vendor_medsam.configs import CONFIGS
-from vendor_medsam.device import add_precision_argument, prepare_device, resolve_precision
+from cxrstats.foundation.device import add_precision_argument, prepare_device, resolve_precision
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .coverage import lung_kept

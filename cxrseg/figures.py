@@ -8,8 +8,8 @@ worst_masks.png (`--worst N`): the N least plausible raw masks for review, ranke
 `shape_score` (cxrseg.shape_qc; flagged masks first when qc.csv has no shape columns).
 
 The output folder is shared with the report's figures; this stage replaces only the files it
-made (cxrstats.fileio.begin_run: a folder holding files the toolkit did not write is refused) and
-writes run_segfigures.json and, last, done_segfigures.json.
+made (cxrstats.foundation.fileio.begin_run: a folder holding files the toolkit did not write is
+refused) and writes run_segfigures.json and, last, done_segfigures.json.
 """
 from __future__ import annotations
 
@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv, write_done,
-                             write_run_json)
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv,
+                                        write_done, write_run_json)
 
 from .morphology import boundary, cutout
-from .records import (FINETUNE, FINETUNE_STAGE, POSTPROCESS, PREDICT, SEGFIGURES,
-                      require_finished)
+from .records import FINETUNE, FINETUNE_STAGE, POSTPROCESS, PREDICT, SEGFIGURES, require_finished
 
 PART_STYLE = {"train": "-", "val": "--", "test": ":"}
 # Every file this stage may write; a run removes all of them first (so a worst_masks.png of an

@@ -8,7 +8,7 @@ computed once and cached (the encoder dominates CPU time). Adam; early stopping 
 mean loss; the best epoch (epoch 0 = the checkpoint before fine-tuning) is kept in best.pt.
 `--resume` continues from last.pt and ends in the same state as an uninterrupted run; it refuses a
 missing last.pt and one written with other settings (all flags that alter the result but --epochs
-and --patience; cxrseg.checkpoints).
+and --patience; cxrstats.foundation.checkpoints).
 `done_finetune.json` is written last: evaluate and predict read best.pt only when it lists it.
 Empty training masks are listed in a warning; all of them empty is an error.
 
@@ -35,16 +35,17 @@ from pathlib import Path
 
 import torch
 
-from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import IncompleteRunError, begin_run, write_csv, write_done, write_run_json
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, write_csv, write_done,
+                                        write_run_json)
 from vendor_medsam.checkpoint import check_state_dict, split_checkpoint
 from vendor_medsam.configs import CONFIGS
-from vendor_medsam.device import (add_precision_argument, precision_autocast, prepare_device,
-                                   resolve_precision)
+from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
+                                        resolve_precision)
 from vendor_medsam.transforms import InputFrame
 
 from .augmented_copies import AUGMENTATIONS, augmented_copies
-from .checkpoints import read_resume, restoring, save_checkpoint
+from cxrstats.foundation.checkpoints import read_resume, restoring, save_checkpoint
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .early_stopping import EarlyStopping
 from .engine import (Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model,
@@ -183,8 +184,8 @@ def resume_settings(args, model, parts: dict[str, str], precision: str = "fp32")
 
 
 def read_resume_state(path: Path, settings: dict, model) -> dict:
-    """last.pt for --resume (`cxrseg.checkpoints.read_resume`: missing, unreadable, incomplete or
-    written with other settings is refused), whose weights must fit `model`."""
+    """last.pt for --resume (`cxrstats.foundation.checkpoints.read_resume`: missing, unreadable,
+    incomplete or written with other settings is refused), whose weights must fit `model`."""
     state = read_resume(path, settings, settings_key="settings", required=STATE_KEYS,
                         stage=FINETUNE_STAGE)
     state_dict, _ = split_checkpoint(state, str(path))

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.argtypes import Parser
-from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, save_npy, write_csv,
-                             write_done, write_run_json)
+from cxrstats.foundation.argtypes import Parser
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, read_csv, save_npy,
+                                        write_csv, write_done, write_run_json)
 
 from .records import MASK_FACTS, PREDICT, PROMPT_COLUMNS, index_rows_sha256, require_finished
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrseg.imageio import IMAGE_SUFFIXES, image_stem, is_image_file, read_gray
-from cxrstats.fileio import read_csv
+from cxrstats.foundation.imageio import IMAGE_SUFFIXES, image_stem, is_image_file, read_gray
+from cxrstats.foundation.fileio import read_csv
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ def _open(path: Path) -> Image.Image:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as (H, W) uint8 grayscale by the shared rule of `cxrseg.imageio`."""
+    """Read an image file as (H, W) uint8 grayscale by the shared rule of
+    `cxrstats.foundation.imageio`."""
     return read_gray(path)
 
 

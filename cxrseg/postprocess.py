@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, begin_run, read_csv, read_done, save_npy,
-                             write_csv, write_done, write_run_json)
-from cxrstats.progress import Progress
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, read_csv, read_done,
+                                        save_npy, write_csv, write_done, write_run_json)
+from cxrstats.foundation.progress import Progress
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .morphology import dilate_disks, erode_disk

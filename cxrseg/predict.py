@@ -49,17 +49,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, save_npy,
-                             write_csv, write_done, write_run_json)
-from cxrstats.progress import Progress
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256,
+                                        save_npy, write_csv, write_done, write_run_json)
+from cxrstats.foundation.progress import Progress
 from vendor_medsam.configs import CONFIGS
-from vendor_medsam.device import add_precision_argument, prepare_device, resolve_precision
+from cxrstats.foundation.device import add_precision_argument, prepare_device, resolve_precision
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .degenerate import RULE, degenerate_reason
 from .engine import checkpoint_id, encode, load_model, segment
-from .imageio import image_stem
+from cxrstats.foundation.imageio import image_stem
 from .pairs import load_stack
 from .prompts import PROMPT_MODES, Prior
 from .records import PREDICT, PROMPT_COLUMNS, index_rows_sha256

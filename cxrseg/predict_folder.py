@@ -15,10 +15,10 @@ Layout of --out (docs/DESIGN.md, "Masks of a folder of images"):
                           folder has shape_prior.json), the image's size and the radii used
   index.csv, prompts.csv, run_predict.json, done_predict.json (written last)
 
-Images of any size and format cxrseg.imageio reads (PNG, JPEG, 16-bit PNG, BMP, TIFF, DICOM) may
-sit side by side; they are read one batch at a time, so memory does not grow with the folder. A
-file that cannot be read (corrupt, a compressed DICOM without its decoder) is named on stderr with
-the reason and skipped; done_predict.json lists it under `skipped`.
+Images of any size and format cxrstats.foundation.imageio reads (PNG, JPEG, 16-bit PNG, BMP, TIFF,
+DICOM) may sit side by side; they are read one batch at a time, so memory does not grow with the
+folder. A file that cannot be read (corrupt, a compressed DICOM without its decoder) is named on
+stderr with the reason and skipped; done_predict.json lists it under `skipped`.
 """
 from __future__ import annotations
 
@@ -31,15 +31,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrstats.progress import Progress
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, mark_folder,
-                             read_done, write_csv, write_done, write_run_json)
+from cxrstats.foundation.progress import Progress
+from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256,
+                                        mark_folder, read_done, write_csv, write_done,
+                                        write_run_json)
 
 from .anatomy import clean_mask
 from .pairs import image_files
 from .degenerate import degenerate_reason
 from .engine import checkpoint_id, encode, load_model, segment
-from .imageio import image_stem, read_gray
+from cxrstats.foundation.imageio import image_stem, read_gray
 from .morphology import boundary, cutout
 from .postprocess import NOTE_COLUMN, QC_COLUMNS, QCLimits, check_radii, mask_row, with_shape
 from .predict import add_image, refuse_overlap, warn_degenerate

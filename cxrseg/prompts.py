@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from cxrstats.fileio import write_json
+from cxrstats.foundation.fileio import write_json
 
 PROMPT_MODES = ("box", "points", "box+points")
 FRAMES = ("image", "content")

@@ -1,8 +1,8 @@
 """Completion records of the cxrseg stages, and the check a reader makes before trusting a file.
 
-Each stage calls `cxrstats.fileio.begin_run` when it starts and `write_done` last; the record
-sits in the stage's output folder and lists the files it vouches for. A reader of one of those
-files calls `require_finished(path, RECORD, stage)`: the record must exist beside the file and
+Each stage calls `cxrstats.foundation.fileio.begin_run` when it starts and `write_done` last; the
+record sits in the stage's output folder and lists the files it vouches for. A reader of one of
+those files calls `require_finished(path, RECORD, stage)`: the record must exist beside the file and
 list its name, so a file left by a killed run (or a stale file beside another run's record) is
 refused.
 """
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cxrstats.fileio import IncompleteRunError, read_done
+from cxrstats.foundation.fileio import IncompleteRunError, read_done
 
 SPLIT = "done_split.json"              # seg/: splits.csv
 FINETUNE = "done_finetune.json"        # seg/: best.pt, last.pt, curves.csv, prior.json

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxrstats.fileio import read_csv
+from cxrstats.foundation.fileio import read_csv
 
 from .datasets import POOLED
 from .engine import checkpoint_id, checkpoint_kind

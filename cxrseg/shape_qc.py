@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import write_json
+from cxrstats.foundation.fileio import write_json
 
 from .prompts import content_frame
 

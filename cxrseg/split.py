@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.argtypes import Parser, float_range, int_range
-from cxrstats.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
 
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .records import SPLIT, require_finished

@@ -3,8 +3,12 @@ paired t-test, Spearman, Mantel, DeLong, stratified bootstrap, Holm) and the rep
 training runs into the study's tables.
 
 Every function is checked against scipy or a brute-force reference in tests/test_cxrstats_*.py.
-Importing this package loads numpy and scipy.special only (`cxrstats.fileio` and `cxrstats.report`
-are imported explicitly by the stages that need them).
+Importing this package loads numpy and scipy.special only (`cxrstats.report` is imported
+explicitly by the stages that need it).
+
+`cxrstats.foundation` is the subpackage every layer of the project stands on (files and completion
+records, the parser, progress, image reading, checkpoints, device); it imports nothing else of the
+project, and the statistics here import only it.
 """
 from cxrstats.bootstrap import AurocIntervals, bootstrap_aurocs
 from cxrstats.delong import DeLongTest, delong_macro, delong_test

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cxrstats.fileio import read_csv
+from cxrstats.foundation.fileio import read_csv
 from cxrstats.study import LABELS
 
 MACRO = "macro"

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
-from cxrstats.argtypes import Parser
+from cxrstats.foundation.argtypes import Parser
 from cxrstats.by_split import MACRO, AurocsBySplit, values
-from cxrstats.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256, read_done,
-                             write_csv, write_done, write_run_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256,
+                                        read_done, write_csv, write_done, write_run_json)
 from cxrstats.hypothesis import paired_ttest
 from cxrstats.kendall import kendall_tau
 from cxrstats.results import COHORT_DONE, REPORT_DONE, aurocs_path, read_report_aurocs

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from cxrstats import tables
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import (IncompleteRunError, file_sha256, read_csv, read_done,
-                             write_done, write_run_json)
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import (IncompleteRunError, file_sha256, read_csv, read_done,
+                                        write_done, write_run_json)
 from cxrstats.report_figures import FIGURES, write_figures
 from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, run_entry
 from cxrstats.runs import Setting, find_runs, parse_setting, read_cohort, read_run, read_splits

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import atomic_path
+from cxrstats.foundation.fileio import atomic_path
 from cxrstats.metrics import auroc, cooccurrence, no_finding_score, roc_curve
 from cxrstats.runs import Cohort, Setting
 from cxrstats.scoring import RunResult

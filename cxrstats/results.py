@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 
 from cxrstats.by_split import AurocsBySplit, read_auroc_by_split
-from cxrstats.fileio import IncompleteRunError, begin_run, claim_folder, file_sha256, read_done
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, claim_folder, file_sha256,
+                                        read_done)
 
 REPORT_DONE = "done_report.json"         # cxrstats.report's completion record in results/
 ATTRIBUTION_DONE = "done_attribution.json"  # cxrcls.attribution's, beside attribution.csv

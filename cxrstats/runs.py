@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import file_sha256, read_csv, read_done
-from cxrstats.input_names import mask_radius
+from cxrstats.foundation.fileio import file_sha256, read_csv, read_done
+from cxrstats.foundation.input_names import mask_radius
 from cxrstats.study import FINDINGS, LABELS
 
 ARCH_ORDER = ("resnet50", "densenet121")

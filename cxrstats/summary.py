@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, git_commit, read_csv,
-                             read_done)
+from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, git_commit,
+                                        read_csv, read_done)
 from cxrstats.formatting import cell, markdown_table, short
 from cxrstats.results import ATTRIBUTION_DONE, REPORT_DONE, mismatched_runs
 from cxrstats.runs import Cohort, Setting

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.fileio import atomic_path, write_csv
+from cxrstats.foundation.fileio import atomic_path, write_csv
 from cxrstats.formatting import PARTIAL, cell, markdown_table, num
 from cxrstats.hypothesis import holm, paired_ttest
 from cxrstats.runs import Setting

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.argtypes import Parser
+from cxrstats.foundation.argtypes import Parser
 from cxrstats.by_split import MACRO, values
-from cxrstats.fileio import (IncompleteRunError, atomic_path, file_sha256, write_csv,
-                             write_done, write_run_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, write_csv,
+                                        write_done, write_run_json)
 from cxrstats.results import REPORT_DONE, aurocs_path, begin_results, read_report_aurocs
-from cxrstats.input_names import mask_radius
+from cxrstats.foundation.input_names import mask_radius
 from cxrstats.runs import ARCH_ORDER, parse_setting
 from cxrstats.study import FINDINGS, NO_FINDING
 

@@ -39,8 +39,8 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from cxrseg.records import SPLIT
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import read_csv, write_csv, write_done, write_run_json
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import read_csv, write_csv, write_done, write_run_json
 from experiments.seg_bench_common import (embed, load_lungs, load_run, load_set, predict_masks,
                                           score_masks)
 

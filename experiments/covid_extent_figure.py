@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import read_csv
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import read_csv
 from experiments.seg_bench_common import embed, load_run, load_set, predict_masks
 
 

@@ -19,9 +19,9 @@ import torch
 from cxrseg.engine import encode, load_model, segment
 from cxrseg.losses import dice_iou
 from cxrseg.pairs import find_pairs, load_pairs
-from cxrstats.argtypes import Parser
+from cxrstats.foundation.argtypes import Parser
 from vendor_medsam import weights
-from vendor_medsam.device import prepare_device
+from cxrstats.foundation.device import prepare_device
 
 ROOT = Path(__file__).resolve().parents[1]
 

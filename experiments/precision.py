@@ -36,9 +36,9 @@ from cxrseg.losses import dice_iou
 from cxrseg.pairs import load_pairs
 from cxrseg.prompts import Prior
 from cxrseg.split import read_splits
-from cxrstats.argtypes import Parser, int_range
-from cxrstats.fileio import write_csv
-from vendor_medsam.device import prepare_device, resolve_precision
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.fileio import write_csv
+from cxrstats.foundation.device import prepare_device, resolve_precision
 
 DEVICE = torch.device("cpu")
 THRESHOLD = 0.5

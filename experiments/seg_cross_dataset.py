@@ -22,8 +22,8 @@ import argparse
 import time
 from pathlib import Path
 
-from cxrstats.argtypes import Parser
-from cxrstats.fileio import write_csv
+from cxrstats.foundation.argtypes import Parser
+from cxrstats.foundation.fileio import write_csv
 from experiments.seg_bench_common import embed, load_lungs, load_run, load_set, score
 
 COLUMNS = ["run", "train", "test", "part", "n", "threshold", "dice_gt", "dice_auto", "kept_m15",

@@ -28,7 +28,7 @@ from cxrseg.losses import dice_iou
 from cxrseg.pairs import find_pairs, load_pairs
 from cxrseg.prompts import build_prior
 from cxrseg.split import parts_for_fold, split_folds
-from cxrstats.argtypes import Parser
+from cxrstats.foundation.argtypes import Parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "lungseg" / "montgomery"

@@ -18,8 +18,8 @@ import zlib
 from pathlib import Path
 
 from cxrseg.opacity import KINDS, add_opacity
-from cxrstats.argtypes import Parser
-from cxrstats.fileio import atomic_path, write_csv
+from cxrstats.foundation.argtypes import Parser
+from cxrstats.foundation.fileio import atomic_path, write_csv
 from experiments.seg_bench_common import embed, load_run, load_set, score
 
 

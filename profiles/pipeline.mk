@@ -67,10 +67,10 @@ ATTRIBUTION     ?= 0
 
 # Masks: `m<r>` in INPUTS is the eroded mask dilated by r pixels (m0: the eroded mask itself). The
 # post-processing writes masks/m<r>.npy for the study's 15 and 50 and every radius INPUTS names.
-# The check below accepts exactly the names of cxrstats.input_names (tests/test_input_names.py).
-MASK_RADII := $(patsubst m%,%,$(filter m%,$(INPUTS)))
-BAD_RADII  := $(filter m,$(INPUTS)) \
-	$(shell for r in $(MASK_RADII); do case $$r in (*[!0-9]*|0?*) echo m$$r;; esac; done)
+# The names are read by the one rule, cxrstats/foundation/input_names.py (standard library only).
+INPUT_NAMES := $(PYTHON) cxrstats/foundation/input_names.py
+MASK_RADII  := $(if $(filter m%,$(INPUTS)),$(shell $(INPUT_NAMES) --radii $(filter m%,$(INPUTS))))
+BAD_RADII   := $(if $(filter m%,$(INPUTS)),$(shell $(INPUT_NAMES) --not-inputs $(filter m%,$(INPUTS))))
 ifneq ($(strip $(BAD_RADII)),)
 $(error INPUTS=$(INPUTS): $(strip $(BAD_RADII)) is not m<radius in pixels> (m0 m15 m30 m50 ...))
 endif
@@ -87,7 +87,7 @@ STAGE_MODULES := DATA=cxrcls.demo_data SPLIT=cxrseg.split FINETUNE=cxrseg.finetu
 	ATTRIBUTION=cxrcls.attribution \
 	TIGHTNESS=cxrstats.tightness \
 	COMPARE=cxrstats.compare
-PROJECT_PY := $(wildcard cxrseg/*.py cxrcls/*.py cxrstats/*.py vendor_medsam/*.py)
+PROJECT_PY := $(wildcard cxrseg/*.py cxrcls/*.py cxrstats/*.py cxrstats/foundation/*.py vendor_medsam/*.py)
 # Each stage's source files: empty until $(ENV_MK) is read.
 $(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS TRAIN REPORT SEGFIGURES \
 	ATTRIBUTION TIGHTNESS COMPARE,$(eval CODE_$(n) :=))

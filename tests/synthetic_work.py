@@ -14,7 +14,7 @@ import numpy as np
 
 from cxrcls.labels import FINDINGS, LABELS
 from cxrseg.study_masks import DILATE_RADII
-from cxrstats.fileio import save_npy, write_csv, write_done
+from cxrstats.foundation.fileio import save_npy, write_csv, write_done
 
 
 def synthetic_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -20,7 +20,7 @@ from cxrcls.models import build_model
 from cxrcls.training import to_model_input, train_step
 from cxrseg.engine import encode, segment
 from vendor_medsam import build_sam, load_medsam, weights
-from vendor_medsam.device import precision_autocast, resolve_device
+from cxrstats.foundation.device import precision_autocast, resolve_device
 
 MICRO = (Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam"
          / "state_dict.pt")

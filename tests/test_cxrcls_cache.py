@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from cxrcls import cache
-from cxrseg.imageio import read_gray
+from cxrstats.foundation.imageio import read_gray
 from cxrseg.pairs import read_image
-from cxrstats.fileio import IncompleteRunError, read_csv, read_done, write_csv, write_done
+from cxrstats.foundation.fileio import (IncompleteRunError, read_csv, read_done, write_csv,
+                                        write_done)
 
 
 def gray_image(seed=0, size=40):

@@ -7,7 +7,7 @@ import pytest
 
 from cxrcls import cohort as C
 from cxrcls.labels import LABELS
-from cxrstats.fileio import IncompleteRunError, read_csv, read_done
+from cxrstats.foundation.fileio import IncompleteRunError, read_csv, read_done
 
 # Known counts: Mass 30, Nodule 6 (all of which also carry Mass), Pneumonia 12, Edema 4,
 # Fibrosis 10, No Finding 40, and 15 images with other findings only. Cap 10 per label.

@@ -18,7 +18,7 @@ import torch
 from cxrcls import train
 from cxrcls.labels import LABELS
 from cxrcls.models import Classifier
-from cxrstats.fileio import read_csv, read_done
+from cxrstats.foundation.fileio import read_csv, read_done
 from synthetic_work import make_work
 
 

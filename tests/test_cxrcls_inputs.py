@@ -9,7 +9,7 @@ from cxrcls import augment as A
 from cxrcls.inputs import compose, mask_boundary, open_input
 from cxrcls.loader import BatchLoader
 from cxrcls.models import Classifier, build_model, load_weights
-from cxrstats.fileio import IncompleteRunError, read_csv, save_npy, write_csv
+from cxrstats.foundation.fileio import IncompleteRunError, read_csv, save_npy, write_csv
 from synthetic_work import make_work
 
 
@@ -109,7 +109,8 @@ def test_unfinished_stages_and_stale_mask_files_are_refused(work, tmp_path):
 
 
 def test_any_dilation_radius_opens_its_mask_file_and_other_names_are_refused(tmp_path):
-    """Which names are inputs: tests/test_input_names.py. Here: each opens its own file."""
+    """Which names are inputs: tests/test_foundation_input_names.py. Here: each opens its own
+    file."""
     radii = make_work(tmp_path / "w", n=6, size=32, radii=(0, 30, 100))
     for r in (0, 30, 100):
         source = open_input(radii / "cache", radii / "masks", f"m{r}")

@@ -10,7 +10,7 @@ from PIL import Image
 from cxrcls import predict
 from cxrcls.labels import LABELS
 from cxrcls.models import build_model
-from cxrstats.fileio import read_csv, read_done, write_csv, write_done
+from cxrstats.foundation.fileio import read_csv, read_done, write_csv, write_done
 from synthetic_work import make_work
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py

@@ -11,7 +11,7 @@ import torch
 from cliargs import with_flags
 from cxrcls import train
 from cxrcls.labels import LABELS
-from cxrstats.fileio import FOLDER_MARKER, read_csv, read_done, write_csv
+from cxrstats.foundation.fileio import FOLDER_MARKER, read_csv, read_done, write_csv
 from cxrstats.study import tune_thresholds
 from synthetic_work import make_work
 
@@ -245,7 +245,7 @@ def test_the_library_predicts_what_the_run_wrote(work, uninterrupted):
     from cxrcls.models import Classifier
     from cxrcls.split_data import load_split
     from cxrcls.training import predict_logits, sigmoid
-    from cxrseg.checkpoints import load_checkpoint
+    from cxrstats.foundation.checkpoints import load_checkpoint
 
     names, labels6, parts = load_split(work, 0)
     model = Classifier("resnet18")
@@ -262,7 +262,7 @@ def test_the_library_predicts_what_the_run_wrote(work, uninterrupted):
 
 def test_precision_is_recorded_and_a_resume_in_another_precision_is_refused(work, uninterrupted,
                                                                             monkeypatch):
-    import vendor_medsam.device as device
+    import cxrstats.foundation.device as device
     records = [json.loads((uninterrupted / name).read_text()) for name in ("run.json",
                                                                             "timing.json")]
     records.append(read_done(uninterrupted, "done.json"))
@@ -284,7 +284,7 @@ def test_fp32_predictions_are_the_network_run_without_autocast(work, uninterrupt
     from cxrcls.models import Classifier
     from cxrcls.split_data import load_split
     from cxrcls.training import predict_logits, to_model_input
-    from cxrseg.checkpoints import load_checkpoint
+    from cxrstats.foundation.checkpoints import load_checkpoint
 
     names, labels6, parts = load_split(work, 0)
     model = Classifier("resnet18")

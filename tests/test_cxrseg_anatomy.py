@@ -5,7 +5,7 @@ import pytest
 from cxrseg import postprocess
 from cxrseg.anatomy import clean_mask, fill_holes, keep_largest
 from cxrseg.augmented_copies import augment, augmented_copies
-from cxrstats.fileio import write_done
+from cxrstats.foundation.fileio import write_done
 
 
 def _two_lungs():
@@ -103,7 +103,7 @@ def test_postprocess_adds_shape_columns_and_figures_rank_the_worst(tmp_path):
                       "--erode", "1", "--dilate", "2",
                       "--shape-prior", str(tmp_path / "shape_prior.json"),
                       "--images", str(tmp_path / "images.npy"), "--out", str(tmp_path / "out")])
-    from cxrstats.fileio import read_csv
+    from cxrstats.foundation.fileio import read_csv
     rows = read_csv(tmp_path / "out" / "qc.csv")
     assert rows[0]["flag"] == "ok" and "shape_balance" in rows[1]["flag"]
     assert float(rows[1]["shape_score"]) > 1 > float(rows[0]["shape_score"])

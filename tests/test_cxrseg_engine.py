@@ -13,7 +13,7 @@ import torch
 
 from cxrseg.engine import encode, image_prompts, load_model, model_inputs, segment
 from cxrseg.prompts import Prior
-from cxrstats.fileio import IncompleteRunError
+from cxrstats.foundation.fileio import IncompleteRunError
 from vendor_medsam import weights
 from vendor_medsam.transforms import InputFrame
 

@@ -5,7 +5,7 @@ import pytest
 from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder
 from cxrseg import evaluate
 from cxrseg.engine import checkpoint_id
-from cxrstats.fileio import file_sha256
+from cxrstats.foundation.fileio import file_sha256
 from synthetic_pairs import run_evaluate
 from vendor_medsam.configs import CONFIGS
 

@@ -123,7 +123,7 @@ def test_augment_copies_must_go_with_augment_and_be_positive(study, tmp_path, ca
 
 def test_resume_refuses_another_precision_and_the_cache_keeps_them_apart(study, tmp_path,
                                                                          monkeypatch):
-    import vendor_medsam.device as device
+    import cxrstats.foundation.device as device
     monkeypatch.setattr(device, "cpu_runs_bf16", lambda: True)   # bf16 autocast runs on any CPU
     seg = copy_seg(study, tmp_path)
     recorded = torch.load(seg / "last.pt", weights_only=True)["settings"]["precision"]

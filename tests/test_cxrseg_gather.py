@@ -100,7 +100,7 @@ def test_gather_refuses_a_shard_without_content_facts(predicted, tmp_path):
 
 
 def test_gather_refuses_shards_predicted_in_different_precisions(study, tmp_path, monkeypatch):
-    import vendor_medsam.device as device
+    import cxrstats.foundation.device as device
     monkeypatch.setattr(device, "cpu_runs_bf16", lambda: True)   # bf16 autocast runs on any CPU
     run_predict(study, study / "seg", tmp_path / "s0" / "raw.npy", "--shard", "0/2",
                 "--precision", "fp32")

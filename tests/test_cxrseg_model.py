@@ -12,7 +12,7 @@ from cliargs import with_flags
 from cxrseg import evaluate, finetune, predict, split
 from cxrseg.engine import load_model
 from cxrseg.prompts import build_prior
-from cxrstats.fileio import write_done
+from cxrstats.foundation.fileio import write_done
 from synthetic_pairs import write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py

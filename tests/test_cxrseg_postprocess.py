@@ -9,7 +9,7 @@ from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder, with
 from cxrseg import postprocess
 from cxrseg.pairs import load_stack
 from cxrseg.morphology import boundary, cutout, dilate_disk, dilate_disks, disk, erode_disk, overlay
-from cxrstats.fileio import read_csv, write_done
+from cxrstats.foundation.fileio import read_csv, write_done
 
 
 def _save_predicted(path, raw):

@@ -16,7 +16,7 @@ from cxrseg import postprocess, predict
 from cxrseg.degenerate import MIN_SIDE
 from cxrseg.engine import checkpoint_id
 from cxrseg.records import MASK_FACTS, index_rows_sha256
-from cxrstats.fileio import FOLDER_MARKER, file_sha256, read_csv
+from cxrstats.foundation.fileio import FOLDER_MARKER, file_sha256, read_csv
 from synthetic_pairs import (copy_seg, predict_folder, run_evaluate, run_finetune, run_predict,
                              write_stack)
 from vendor_medsam.configs import CONFIGS

@@ -15,7 +15,7 @@ from cxrseg.predict_folder import FolderRun
 from cxrseg.prompts import Prior
 from cxrseg.segmenter import Resolved
 from cxrseg.study_masks import DILATE_RADII, ERODE_RADIUS, scale_radius
-from cxrstats.fileio import read_csv
+from cxrstats.foundation.fileio import read_csv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 

@@ -10,7 +10,7 @@ from cxrseg.predict import build_parser
 from cxrseg.prompts import Prior
 from cxrseg.records import EVALUATE, FINETUNE
 from cxrseg.segmenter import apply_segmenter
-from cxrstats.fileio import file_sha256, write_csv, write_done
+from cxrstats.foundation.fileio import file_sha256, write_csv, write_done
 
 RECIPE = {"box_source": "prior", "prompt": "box", "refine": 1, "fill_holes": True,
           "keep_largest": 0}

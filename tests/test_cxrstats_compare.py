@@ -12,7 +12,7 @@ import scipy.stats
 
 from cxrstats import compare, tightness
 from cxrstats.by_split import read_auroc_by_split
-from cxrstats.fileio import mark_folder, write_done
+from cxrstats.foundation.fileio import mark_folder, write_done
 from cxrstats.kendall import kendall_tau
 from cxrstats.results import REPORT_DONE, run_entry
 from cxrstats.study import FINDINGS, LABELS

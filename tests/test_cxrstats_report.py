@@ -12,7 +12,7 @@ from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, 
                       delong_test, holm, mantel, mean_sd, no_finding_score, paired_ttest,
                       precision_recall_f1)
 from cxrstats import tables
-from cxrstats.fileio import FOLDER_MARKER, write_done
+from cxrstats.foundation.fileio import FOLDER_MARKER, write_done
 from cxrstats.report import main
 from cxrstats.results import run_entry
 from cxrstats.runs import parse_setting

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from cxrcls import demo_data, phantom
 from cxrcls.labels import FINDINGS, LABELS
-from cxrstats.fileio import read_csv, read_done
+from cxrstats.foundation.fileio import read_csv, read_done
 
 
 def _digest(folder: Path) -> dict[str, str]:

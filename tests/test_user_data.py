@@ -14,7 +14,7 @@ from PIL import Image
 
 from cxrcls import predict as classify
 from cxrcls.labels import FINDINGS
-from cxrstats.fileio import read_csv
+from cxrstats.foundation.fileio import read_csv
 from makeutil import HAVE_MAKE, SETUP, run_make
 
 pytestmark = [
@@ -76,7 +76,7 @@ def first_test_images(work):
 def segmented(tiny, tmp_path_factory):
     """`make segment` on a folder of cache test images and other files: a large JPEG, a 16-bit
     PNG, a BMP, a DICOM file, a corrupt PNG and a compressed DICOM without its decoder."""
-    from test_cxrseg_dicom import JPEG2000Lossless, write_dicom
+    from test_foundation_dicom import JPEG2000Lossless, write_dicom
     root = tmp_path_factory.mktemp("segment")
     images = root / "my cxrs"
     cache_images(tiny, first_test_images(tiny), images)

@@ -18,7 +18,7 @@ import argparse
 import heapq
 from pathlib import Path
 
-from cxrstats.argtypes import Parser
+from cxrstats.foundation.argtypes import Parser
 
 SEG_CHAIN = ["data", "seg split", "seg fine-tune", "seg evaluate", "predict masks",
              "gather masks", "post-process masks"]

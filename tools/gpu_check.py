@@ -49,10 +49,10 @@ from benchmarks.bench_cxrseg import predict_throughput
 from cxrcls.cohort import part_sizes
 from cxrseg.finetune import SegData, _set_trainable, train_epoch
 from cxrseg.study_masks import PIPELINE_SIZE
-from cxrstats.argtypes import Parser
-from cxrstats.fileio import write_json
+from cxrstats.foundation.argtypes import Parser
+from cxrstats.foundation.fileio import write_json
 from vendor_medsam import build_sam, load_medsam, weights
-from vendor_medsam.device import prepare_device, resolve_precision
+from cxrstats.foundation.device import prepare_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 2 * 3600          # the whole paper grid on one H100-class GPU

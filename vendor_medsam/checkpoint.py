@@ -5,54 +5,23 @@ dict with the state dict under "model" (MedSAM's training script, our cxrseg bes
 which also store "config"). Always torch.load(weights_only=True): a file that needs pickled code is
 refused.
 
-`load_checkpoint_file` is the project's one guarded torch.load. It lives here because vendor_medsam
-is the bottom model layer and imports nothing of cxrseg; cxrseg and cxrcls read every checkpoint
-through it, by way of `cxrseg.checkpoints.load_checkpoint`.
+Every file is read through the foundation's one guarded torch.load,
+`cxrstats.foundation.checkpoints.load_checkpoint`.
 """
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+
+from cxrstats.foundation.checkpoints import load_checkpoint
 
 from .configs import CONFIGS, SamConfig, build_sam, get_config
 from .sam import Sam
 from .weights import lite_weights_path
 
 SHOW = 5  # how many offending keys an error lists per kind
-
-
-def load_checkpoint_file(path: str | Path):
-    """torch.load(weights_only=True) of `path`, with a clear ValueError for an empty, truncated,
-    corrupt or pickled file (FileNotFoundError for a missing one). Returns the object unchecked."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes), not a PyTorch checkpoint")
-    try:
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as e:
-        if "global" not in str(e).lower():  # bytes that are no pickle at all, not refused code
-            raise ValueError(f"{path}: not a readable PyTorch checkpoint (corrupt file, or not a "
-                             f"checkpoint): {_detail(e, 'Unsupported')}") from e
-        raise ValueError(f"{path}: refused to load: the checkpoint contains pickled objects or "
-                         f"code beyond tensors and plain containers (loaded with "
-                         f"torch.load(weights_only=True)). Re-save it as a plain state dict. "
-                         f"Details: {_detail(e, 'GLOBAL')}") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file?): "
-                         f"{_detail(e)}") from e
-
-
-def _detail(error: BaseException, key: str = "") -> str:
-    """The first line of an exception's message that contains `key` (else its first line), or the
-    exception's type name when the message is empty."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    fallback = lines[0] if lines else type(error).__name__
-    return next((line for line in lines if key and key in line), fallback)
 
 
 def split_checkpoint(obj, source: str) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -71,7 +40,7 @@ def split_checkpoint(obj, source: str) -> tuple[dict[str, torch.Tensor], str | N
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """Load `path` safely -> (state_dict, config name stored in the file or None)."""
-    return split_checkpoint(load_checkpoint_file(path), str(path))
+    return split_checkpoint(load_checkpoint(path), str(path))
 
 
 def check_state_dict(model: Sam, state_dict: Mapping[str, torch.Tensor], source: str,
@@ -106,11 +75,11 @@ def load_medsam(path_or_name: str | Path, config: str | SamConfig | None = None)
         config = "lite" if config is None else config
     else:
         path = Path(path_or_name)
-    return sam_from_checkpoint(load_checkpoint_file(path), config, str(path))
+    return sam_from_checkpoint(load_checkpoint(path), config, str(path))
 
 
 def sam_from_checkpoint(obj, config: str | SamConfig | None, source: str) -> Sam:
-    """A model built from a checkpoint loaded with `load_checkpoint_file` (strict, eval mode);
+    """A model built from a checkpoint loaded with `load_checkpoint` (strict, eval mode);
     `config` may be None when the checkpoint stores its config name. Errors name `source`."""
     state_dict, stored_config = split_checkpoint(obj, source)
     if config is None:

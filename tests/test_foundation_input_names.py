@@ -1,13 +1,13 @@
-"""The input-name grammar (cxrstats.input_names), and every place that reads it agreeing with it:
-cxrcls.inputs (training CLI), cxrstats.runs (report order), cxrstats.tightness (radius curves) and
-the INPUTS check in profiles/pipeline.mk (a shell pattern, fed the same names)."""
+"""The input-name grammar (cxrstats.foundation.input_names), and every place that reads it agreeing
+with it: cxrcls.inputs (training CLI), cxrstats.runs (report order), cxrstats.tightness (radius
+curves) and the INPUTS check in profiles/pipeline.mk (which runs the module's file)."""
 import argparse
 import re
 
 import pytest
 
 from cxrcls.inputs import INPUTS, check_input, input_type
-from cxrstats.input_names import is_input_name, mask_radius
+from cxrstats.foundation.input_names import is_input_name, mask_radius
 from cxrstats.runs import input_order
 from cxrstats.tightness import radius_of
 from makeutil import HAVE_MAKE, run_make

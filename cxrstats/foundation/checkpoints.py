@@ -1,10 +1,10 @@
 """Checkpoint files of both training loops (cxrseg.finetune, cxrcls.train) and of every reader of
 weights: atomic save, the one guarded load, and the `--resume` policy.
 
-The guarded load is `vendor_medsam.checkpoint.load_checkpoint_file` (torch.load(weights_only=True),
+`load_checkpoint` is the project's one guarded torch.load (weights_only=True, on the CPU):
 FileNotFoundError for a missing file, ValueError naming the file for an empty, corrupt or foreign
-one, pickled code refused): it sits in the bottom model layer, which imports nothing of cxrseg, and
-this module hands it on so that cxrseg and cxrcls read every checkpoint through it.
+one, pickled code refused. The model layer (vendor_medsam), cxrseg and cxrcls read every checkpoint
+through it.
 
 Resume policy: `--resume` continues from last.pt and ends where an uninterrupted run ends; it is
 refused (naming the file) when last.pt is missing, unreadable, lacks the loop's state, or was saved
@@ -14,14 +14,14 @@ exists (profiles/pipeline.mk, resume_if_fresh).
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from cxrstats.fileio import atomic_path
-from vendor_medsam.checkpoint import load_checkpoint_file
+from cxrstats.foundation.fileio import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_resume", "restoring"]
 
@@ -32,9 +32,36 @@ def save_checkpoint(path: str | os.PathLike, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike):
-    """The guarded load (see the module docstring): the object in `path`, on the CPU, unchecked."""
-    return load_checkpoint_file(path)
+def load_checkpoint(path: str | Path):
+    """The guarded load: torch.load(weights_only=True) of `path` on the CPU, with a clear
+    ValueError for an empty, truncated, corrupt or pickled file (FileNotFoundError for a missing
+    one). Returns the object unchecked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not a PyTorch checkpoint")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # bytes that are no pickle at all, not refused code
+            raise ValueError(f"{path}: not a readable PyTorch checkpoint (corrupt file, or not a "
+                             f"checkpoint): {_detail(e, 'Unsupported')}") from e
+        raise ValueError(f"{path}: refused to load: the checkpoint contains pickled objects or "
+                         f"code beyond tensors and plain containers (loaded with "
+                         f"torch.load(weights_only=True)). Re-save it as a plain state dict. "
+                         f"Details: {_detail(e, 'GLOBAL')}") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file?): "
+                         f"{_detail(e)}") from e
+
+
+def _detail(error: BaseException, key: str = "") -> str:
+    """The first line of an exception's message that contains `key` (else its first line), or the
+    exception's type name when the message is empty."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    fallback = lines[0] if lines else type(error).__name__
+    return next((line for line in lines if key and key in line), fallback)
 
 
 def read_resume(path: str | os.PathLike, settings: Mapping, *, settings_key: str,

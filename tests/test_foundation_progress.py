@@ -1,5 +1,5 @@
-"""One progress line for every long loop (cxrstats.progress)."""
-from cxrstats.progress import Progress, format_seconds
+"""One progress line for every long loop (cxrstats.foundation.progress)."""
+from cxrstats.foundation.progress import Progress, format_seconds
 
 
 class Clock:

@@ -1,4 +1,5 @@
-"""The DICOM rule (`cxrseg.dicom`) on files built here with pydicom, against arrays by hand."""
+"""The DICOM rule (`cxrstats.foundation.dicom`) on files built here with pydicom, against arrays by
+hand."""
 import numpy as np
 import pytest
 
@@ -7,8 +8,8 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless,  # noqa: E402
                          SecondaryCaptureImageStorage, generate_uid)
 
-from cxrseg.dicom import is_dicom, window  # noqa: E402
-from cxrseg.imageio import image_stem, read_gray  # noqa: E402
+from cxrstats.foundation.dicom import is_dicom, window  # noqa: E402
+from cxrstats.foundation.imageio import image_stem, read_gray  # noqa: E402
 from cxrseg.pairs import find_pairs, load_stack  # noqa: E402
 
 

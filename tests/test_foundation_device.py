@@ -1,4 +1,4 @@
-"""vendor_medsam.device: --device and --precision resolution, the precision autocast, and the
+"""cxrstats.foundation.device: --device and --precision resolution, the precision autocast, and the
 CPU allocator setting.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from vendor_medsam.device import prepare_device, resolve_device
+from cxrstats.foundation.device import prepare_device, resolve_device
 
 
 def test_auto_is_cpu_without_cuda(monkeypatch):
@@ -35,7 +35,7 @@ def test_prepare_device_gives_the_resolved_device():
 _FAULTS = textwrap.dedent("""
     import ctypes, resource, sys
     if sys.argv[1] == "keep":
-        from vendor_medsam.device import keep_freed_cpu_memory
+        from cxrstats.foundation.device import keep_freed_cpu_memory
         assert keep_freed_cpu_memory()
     libc = ctypes.CDLL(None)
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -66,7 +66,7 @@ def test_keep_freed_cpu_memory_stops_repeated_page_faults():
 
 
 def test_precision_auto_follows_the_hardware_and_fp32_is_plain_float32(monkeypatch):
-    import vendor_medsam.device as dev
+    import cxrstats.foundation.device as dev
     cpu = torch.device("cpu")
     monkeypatch.setattr(dev, "cpu_runs_bf16", lambda: False)
     assert dev.resolve_precision("auto", cpu) == "fp32"

@@ -6,7 +6,8 @@ defines it (PS3.3 C.11):
 2. modality LUT: value * RescaleSlope + RescaleIntercept (negative slopes included);
 3. VOI: the file's first VOI LUT when it has one, otherwise its first window (WindowCenter/Width,
    with VOILUTFunction LINEAR, LINEAR_EXACT or SIGMOID) onto 0..255; a file with neither is
-   stretched min -> 0, max -> 255 like a 16-bit PNG (`cxrseg.imageio.stretch_to_uint8`);
+   stretched min -> 0, max -> 255 like a 16-bit PNG
+   (`cxrstats.foundation.imageio.stretch_to_uint8`);
 4. MONOCHROME1 (bright = low values) is inverted after the VOI step, so bone is bright in every
    output.
 Multi-frame, colour and unreadable files, and compressed files whose decoder is not installed, are
@@ -50,7 +51,8 @@ def is_dicom(path: str | os.PathLike) -> bool:
 
 def read_dicom_gray(path: str | os.PathLike) -> np.ndarray:
     """Decode one DICOM file into (H, W) uint8 grayscale by the module's rule."""
-    from cxrseg.imageio import stretch_to_uint8  # imageio imports this module for its dispatch
+    # imageio imports this module for its dispatch, so this import waits until the call
+    from cxrstats.foundation.imageio import stretch_to_uint8
 
     path = Path(path)
     ds = _read_dataset(path)

@@ -1,6 +1,6 @@
-"""The checkpoint rules both training loops share (cxrseg.checkpoints: atomic save, the one guarded
-load, the --resume policy), the readers of classifier weights that go through it, and early
-stopping (cxrseg.early_stopping)."""
+"""The checkpoint rules both training loops share (cxrstats.foundation.checkpoints: atomic save, the
+one guarded load, the --resume policy), the readers of classifier weights that go through it, and
+early stopping (cxrseg.early_stopping)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cxrcls import models, weights
-from cxrseg.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
+from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
 from cxrseg.early_stopping import EarlyStopping
 
 SETTINGS = {"lr": 1e-3, "seed": 0}

@@ -2,8 +2,8 @@
 as people save them."""
 import pytest
 
-from cxrstats.fileio import (FOLDER_MARKER, ForeignFolderError, begin_run, claim_folder, read_csv,
-                             write_done)
+from cxrstats.foundation.fileio import (FOLDER_MARKER, ForeignFolderError, begin_run, claim_folder,
+                                        read_csv, write_done)
 
 
 def test_a_new_or_empty_folder_is_claimed_and_marked(tmp_path):

@@ -17,7 +17,7 @@ The rule, by how the file stores its pixels (PIL mode):
   stretched: the study used NIH's 8-bit PNGs as they are.
 Anything else (other modes, non-finite values, files PIL cannot decode) is a ValueError that names
 the file. DICOM files (`.dcm`, `.dicom`, or no known suffix and the `DICM` marker) are read by
-`cxrseg.dicom`, whose docstring gives the DICOM rule.
+`cxrstats.foundation.dicom`, whose docstring gives the DICOM rule.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrseg.dicom import DICOM_SUFFIXES, is_dicom, read_dicom_gray
+from cxrstats.foundation.dicom import DICOM_SUFFIXES, is_dicom, read_dicom_gray
 
 PIL_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 IMAGE_SUFFIXES = PIL_SUFFIXES + DICOM_SUFFIXES

@@ -6,8 +6,7 @@
   itself). r is written without leading zeros (m15, never m015), so each radius has one name and
   one run folder.
 
-profiles/pipeline.mk checks INPUTS with a shell pattern that accepts the same `m<r>` names
-(tests/test_input_names.py feeds both the same list).
+profiles/pipeline.mk checks INPUTS by running this file (`main`), so Make holds no copy of the rule.
 """
 from __future__ import annotations
 
@@ -27,3 +26,20 @@ def mask_radius(name) -> int | None:
 def is_input_name(name) -> bool:
     """True for original, overlay and m<r>."""
     return name in PLAIN_INPUTS or mask_radius(name) is not None
+
+
+def main(argv: list[str]) -> str:
+    """Make's view of the rule (profiles/pipeline.mk runs this file with the system Python, before
+    the virtual environment exists): `--radii NAMES...` prints the radii of the masked names,
+    `--not-inputs NAMES...` the names that are no input name."""
+    mode, names = argv[0], argv[1:]
+    if mode == "--radii":
+        return " ".join(str(r) for r in map(mask_radius, names) if r is not None)
+    if mode == "--not-inputs":
+        return " ".join(name for name in names if not is_input_name(name))
+    raise SystemExit(f"usage: input_names.py --radii|--not-inputs NAME...; got {mode!r}")
+
+
+if __name__ == "__main__":
+    import sys
+    print(main(sys.argv[1:]))

@@ -5,7 +5,7 @@ import pkgutil
 
 import pytest
 
-from cxrstats.argtypes import REPEATABLE_ACTIONS, Parser, int_range
+from cxrstats.foundation.argtypes import REPEATABLE_ACTIONS, Parser, int_range
 
 PACKAGES = ("cxrseg", "cxrcls", "cxrstats")
 
