@@ -132,11 +132,13 @@ class Attention(nn.Module):
         # Per-head layout: (heads, [q | k | v]) -- unlike the SAM ViT's (3, heads, head_dim).
         qkv = self.qkv(x).view(B, N, self.num_heads, 3 * self.head_dim).transpose(1, 2)
         q, k, v = qkv.chunk(3, dim=-1)
-        bias = self.attention_biases[:, self.attention_bias_idxs]  # (heads, N, N)
         # Written out rather than F.scaled_dot_product_attention: with a float bias on CPU the fused
         # call was slower here (it scans the mask for -inf rows on every call).
-        attn = (q * self.scale) @ k.transpose(-2, -1) + bias
-        out = attn.softmax(dim=-1) @ v
+        scores = (q * self.scale) @ k.transpose(-2, -1)
+        # The bias takes the scores' dtype: under bfloat16 autocast a float32 bias would promote
+        # the (B*, heads, N, N) scores to float32 and back, two copies of the largest tensor.
+        bias = self.attention_biases[:, self.attention_bias_idxs].to(scores.dtype)  # (heads, N, N)
+        out = (scores + bias).softmax(dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
