@@ -34,9 +34,11 @@ Writes into --out (default WORK/results):
   and with --region-csv the region share against the box's area
 - figures/attribution_panels.png: a few test images x settings, the heat map of one finding over
   each setting's input, the raw lung outline drawn
-- run_attribution.json (arguments, layers, seconds), then done_attribution.json last, naming each
-  run used (folder under WORK, sha256 of its done.json; cxrstats.results.run_entry): the report
-  shows the attribution only for the very runs it reports.
+- run_attribution.json (arguments, layers, seconds, `mask_extent`: the lung extent of the raw
+  masks as masks/done_predict.json records it, cxrstats.results.masks_extent), then
+  done_attribution.json last (with `mask_extent` too), naming each run used (folder under WORK,
+  sha256 of its done.json; cxrstats.results.run_entry): the report shows the attribution only for
+  the very runs it reports.
 
 Runs count as finished only when their done.json is valid (cxrstats.foundation.fileio.read_done), as
 in the report: an unfinished or stale run is refused, never read.
@@ -63,7 +65,8 @@ from cxrstats.foundation.checkpoints import load_checkpoint
 from cxrstats.foundation.argtypes import Parser, int_range
 from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, read_csv,
                                         read_done, write_csv, write_done, write_run_json)
-from cxrstats.results import ATTRIBUTION_DONE, RUN_DONE, begin_results, run_entry
+from cxrstats.results import (ATTRIBUTION_DONE, MASKS_PREDICT_DONE, RUN_DONE, begin_results,
+                              masks_extent, run_entry)
 from cxrstats.runs import parse_setting
 from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
                                         resolve_precision)
@@ -480,6 +483,7 @@ def run(args) -> Path:
     device = prepare_device(args.device)
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(args.seed)
+    extent = masks_extent(work, MASKS_PREDICT_DONE)
     begin_results(out, OUTPUTS, DONE, figures=True)
 
     panel_split = infos[0].split
@@ -510,12 +514,13 @@ def run(args) -> Path:
     panels_figure(out / "figures" / "attribution_panels.png", results, panel_at, args.panel_label)
     seconds = time.time() - start
     write_run_json(out, args, seconds, name="run_attribution.json", device=str(device),
-                   precision=precision,
+                   precision=precision, mask_extent=extent,
                    runs=[{"setting": r.info.setting, "split": r.info.split, "input": r.info.kind,
                           "layer": r.layer, "images": len(r.names), "seconds": round(r.seconds, 3)}
                          for r in results],
                    notes=sorted({r.info.note for r in results if r.info.note}))
     write_done(out, args, OUTPUTS, done=DONE, seconds=round(seconds, 3), precision=precision,
+               mask_extent=extent,
                runs=[{"setting": r.info.setting, "split": r.info.split,
                       **run_entry(work, r.info.folder, sha256=r.info.done_sha256)}
                      for r in results])

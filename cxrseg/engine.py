@@ -25,6 +25,7 @@ from vendor_medsam.transforms import InputFrame
 from vendor_medsam.weights import LITE_SHA256
 
 from cxrstats.foundation.checkpoints import load_checkpoint, save_checkpoint
+from cxrstats.foundation.extent import NOT_FINE_TUNED, UNRECORDED
 from .prompts import PROMPT_MODES, Prior, mask_box, prediction_box
 from .records import FINETUNE, FINETUNE_STAGE, is_finetune_checkpoint, require_finished
 
@@ -75,6 +76,21 @@ def checkpoint_id(checkpoint: str, seed: int = 0) -> str:
     if kind == "lite":
         return f"sha256:{LITE_SHA256}"
     return f"sha256:{file_sha256(checkpoint)}"
+
+
+def checkpoint_extent(checkpoint: str) -> str:
+    """The lung extent of the weights `--checkpoint` names (cxrstats.foundation.extent), the one
+    place it is read: a checkpoint cxrseg.finetune wrote gives the `--extent` stored in its
+    settings (`unrecorded` when it stores none); `lite`, `micro`, `tiny` and other weight files
+    (official weights, raw state dicts) give `none`: not fine-tuned for lungs."""
+    if checkpoint_kind(checkpoint) != "file":
+        return NOT_FINE_TUNED
+    obj = load_checkpoint(checkpoint)
+    if not is_finetune_checkpoint(obj):
+        return NOT_FINE_TUNED
+    settings = obj.get("settings")
+    extent = settings.get("extent") if isinstance(settings, dict) else None
+    return extent if isinstance(extent, str) else UNRECORDED
 
 
 def encoder_hash(model) -> str:

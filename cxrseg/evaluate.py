@@ -24,7 +24,9 @@ content (`checkpoint_id`, cxrseg.engine.checkpoint_id: the file's sha256), so th
 `cxrseg.predict --threshold-from` finds the threshold of the same weights however the path is
 spelled, and refuses weights trained again since. The record also holds `prompting`, the recipe
 the threshold was chosen under (cxrseg.segmenter): cxrseg.predict --segmenter prompts new images
-with it.
+with it. Each row also gives its checkpoint's lung extent (`extent`: field or full as fine-tuned,
+none for weights not fine-tuned for lungs; cxrseg.engine.checkpoint_extent); `--extent` refuses a
+--checkpoint of another extent.
 """
 from __future__ import annotations
 
@@ -39,11 +41,12 @@ from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, write_csv
                                         write_run_json)
 from vendor_medsam.configs import CONFIGS
 from cxrstats.foundation.device import add_precision_argument, prepare_device, resolve_precision
+from cxrstats.foundation.extent import EXTENTS, check_extent
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .coverage import lung_kept
 from .datasets import POOLED, add_data_arguments, find_all_pairs, sources_from_args
-from .engine import checkpoint_id, embeddings_for, gt_boxes, load_model, segment
+from .engine import checkpoint_extent, checkpoint_id, embeddings_for, gt_boxes, load_model, segment
 from .pairs import load_pairs
 from .losses import dice_iou
 from .per_lung import LUNG_METRICS, lung_metrics, read_lung_masks
@@ -55,8 +58,8 @@ from .study_masks import ERODE_RADIUS, PIPELINE_SIZE
 
 METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
 # Per-lung columns come last, so that the columns before them keep their places and meaning.
-EVAL_COLUMNS = ["checkpoint", "checkpoint_id", "dataset", "part", "threshold", *METRICS, "n",
-                "prompt", *LUNG_METRICS]
+EVAL_COLUMNS = ["checkpoint", "checkpoint_id", "extent", "dataset", "part", "threshold", *METRICS,
+                "n", "prompt", *LUNG_METRICS]
 PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", *METRICS,
                      *LUNG_METRICS]
 # Thresholds tried on validation (max mean Dice, the lowest on ties). Below 0.5 too: under
@@ -134,6 +137,9 @@ def build_parser() -> Parser:
                         help="parts to report (default val test)")
     parser.add_argument("--checkpoint", required=True,
                         help="fine-tuned checkpoint (seg/best.pt), lite or micro")
+    parser.add_argument("--extent", default=None, choices=EXTENTS,
+                        help="the lung extent --checkpoint must have (refused otherwise); "
+                             "default: whatever it has (eval.csv's extent column says)")
     parser.add_argument("--zero-shot", default=None,
                         help="also evaluate this checkpoint (e.g. lite) as zero-shot")
     parser.add_argument("--config", default=None, choices=list(CONFIGS),
@@ -217,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
         models = [load_model(c, args.config, args.seed) for c in checkpoints]
         identity = {c: checkpoint_id(c, args.seed) for c in checkpoints}
+        extent = {c: checkpoint_extent(c) for c in checkpoints}
+        check_extent(args.checkpoint, extent[args.checkpoint], args.extent)
         outputs = [out.name, per_image_path.name, "run_evaluate.json"]
         begin_run(out.parent, outputs, done=EVALUATE)
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
@@ -247,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                     sel = dataset[val] == group if group != POOLED else np.ones(len(val), bool)
                     if sel.any():
                         merged, lung = _means(metrics[sel])
-                        rows.append([name, identity[name], group, "val", f"{t:.2f}", *merged,
-                                     int(sel.sum()), prompt_label, *lung])
+                        rows.append([name, identity[name], extent[name], group, "val",
+                                     f"{t:.2f}", *merged, int(sel.sum()), prompt_label, *lung])
         chosen[name] = threshold
         metrics = image_metrics(probs, masks, threshold, args.erode, kept_size, clean, lungs)
         for part in [p for p in dict.fromkeys(part_of) if p != "val"]:
@@ -256,8 +264,9 @@ def main(argv: list[str] | None = None) -> None:
                 sel = (part_of == part) & ((dataset == group) | (group == POOLED))
                 if sel.any():
                     merged, lung = _means(metrics[sel])
-                    rows.append([name, identity[name], group, part, f"{threshold:.2f}", *merged,
-                                 int(sel.sum()), prompt_label, *lung])
+                    rows.append([name, identity[name], extent[name], group, part,
+                                 f"{threshold:.2f}", *merged, int(sel.sum()), prompt_label,
+                                 *lung])
         for i, stem in enumerate(stems):
             per_image.append([name, dataset[i], part_of[i], stem, f"{threshold:.2f}"]
                              + [_number(v) for v in metrics[i, :len(METRICS)]]
@@ -274,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started,
                    device=str(device), precision=precision, thresholds=chosen)
     write_done(out.parent, args, outputs, done=EVALUATE, thresholds=chosen,
-               checkpoint_ids=identity, prompting=prompting_fact(args),
+               checkpoint_ids=identity, extents=extent, prompting=prompting_fact(args),
                precision=precision)
 
 

@@ -46,6 +46,7 @@ from vendor_medsam.transforms import InputFrame
 
 from .augmented_copies import AUGMENTATIONS, augmented_copies
 from cxrstats.foundation.checkpoints import read_resume, restoring, save_checkpoint
+from cxrstats.foundation.extent import DEFAULT_EXTENT, EXTENTS
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .early_stopping import EarlyStopping
 from .engine import (Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model,
@@ -63,7 +64,7 @@ OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "shape_prior.json",
 # Flags that must not change when a run is resumed (--epochs and --patience may).
 RESUME_KEYS = ("checkpoint", "train", "loss", "lr", "weight_decay", "batch_size", "prompt",
                "box_shift", "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold",
-               "mask_suffix", "augment", "augment_copies")
+               "mask_suffix", "augment", "augment_copies", "extent")
 # What last.pt must hold for --resume (besides "settings").
 STATE_KEYS = ("model", "optimizer", "generator", "epoch", "best_loss", "best_epoch", "bad_epochs",
               "curves")
@@ -234,6 +235,12 @@ def build_parser() -> Parser:
                         help="box used for validation/test losses: ground truth or prior")
     parser.add_argument("--prior-frame", default="content", choices=FRAMES,
                         help="prior coordinates relative to the whole image or its content box")
+    parser.add_argument("--extent", default=DEFAULT_EXTENT, choices=EXTENTS,
+                        help="the lung convention of the training masks: field (the visible lung "
+                             "field, SCR: Montgomery, Shenzhen, JSRT) or full (the whole lung, "
+                             "behind the heart and down to the costophrenic recesses); stored in "
+                             "the checkpoints, and carried by every mask they make "
+                             f"(default {DEFAULT_EXTENT})")
     parser.add_argument("--augment", nargs="+", default=[], choices=AUGMENTATIONS,
                         help="augmented copies of the training images (default none)")
     parser.add_argument("--augment-copies", type=int_range(1, 16), default=None,
@@ -463,11 +470,11 @@ def finish(run: FinetuneRun, state: FinetuneState) -> None:
     print(f"finetune: best epoch {stopping.best_epoch} (val loss {stopping.best:.4f}); "
           f"{seconds:.0f} s -> {out}/best.pt")
     write_run_json(out, args, name="run_finetune.json", seconds=seconds, device=str(run.device),
-                   precision=run.precision, best_epoch=stopping.best_epoch,
+                   precision=run.precision, extent=args.extent, best_epoch=stopping.best_epoch,
                    best_val_loss=stopping.best,
                    n={p: len(run.stems[p]) for p in PARTS})
     write_done(out, args, OUTPUTS, done=FINETUNE, best_epoch=stopping.best_epoch,
-               epochs=state.epoch, precision=run.precision)
+               epochs=state.epoch, precision=run.precision, extent=args.extent)
 
 
 def write_curves(out: Path, curves: list[list]) -> None:

@@ -8,7 +8,8 @@ silently dropped: an empty raw mask (or one that erosion empties) is replaced by
 
 `--dilate R [R ...]` writes m<R>.npy for each distinct radius R >= 0 from one distance transform
 (m0 = the eroded mask itself). Reads raw.npy only with its done_predict.json and only as exact 0/1
-values; writes done_postprocess.json last.
+values; writes done_postprocess.json last, with the masks' lung extent (fact `extent`, copied
+from done_predict.json; `unrecorded` when that record has none).
 
 An image that cxrseg.predict found degenerate (too small or featureless to hold a radiograph,
 cxrseg.degenerate; listed in done_predict.json) gets the flag `degenerate_image` in qc.csv and its
@@ -27,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.extent import UNRECORDED
 from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, read_csv, read_done,
                                         save_npy, write_csv, write_done, write_run_json)
 from cxrstats.foundation.progress import Progress
@@ -268,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(f"m{r}.npy" for r in args.dilate) + ", qc.csv")
     write_run_json(out, args, name="run_postprocess.json", seconds=seconds, flagged=flagged,
                    fallbacks=fallbacks)
-    write_done(out, args, outputs, done=POSTPROCESS, flagged=flagged, fallbacks=fallbacks)
+    write_done(out, args, outputs, done=POSTPROCESS, flagged=flagged, fallbacks=fallbacks,
+               extent=predicted.get("extent", UNRECORDED))
 
 
 def _previous_outputs(folder: Path) -> list[str]:

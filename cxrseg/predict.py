@@ -26,9 +26,10 @@ processes (cores, GPUs or Slurm steps) share the work; `cxrseg.gather` then join
 folders into the one `raw.npy` + `index.csv` that the next stages read.
 
 done_predict.json records what the masks depend on by content (cxrseg.records.MASK_FACTS): the
-checkpoint's identity (sha256 of the file; a random model by name and seed), the threshold used,
-the sha256 of prior.json, of the image stack and of its index rows, and the rows covered; gather
-joins only shards that agree on all of them. The threshold is the one evaluated for the checkpoint
+checkpoint's identity (sha256 of the file; a random model by name and seed) and lung extent
+(field or full as fine-tuned, none for weights not fine-tuned; `--extent` refuses a checkpoint of
+another extent), the threshold used, the sha256 of prior.json, of the image stack and of its index
+rows, and the rows covered; gather joins only shards that agree on all of them. The threshold is the one evaluated for the checkpoint
 with the same content, however its path is spelled.
 
 The outputs never share a folder with the inputs: --out may not be the images folder, lie inside
@@ -55,10 +56,11 @@ from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_r
 from cxrstats.foundation.progress import Progress
 from vendor_medsam.configs import CONFIGS
 from cxrstats.foundation.device import add_precision_argument, prepare_device, resolve_precision
+from cxrstats.foundation.extent import EXTENTS, check_extent
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .degenerate import RULE, degenerate_reason
-from .engine import checkpoint_id, encode, load_model, segment
+from .engine import checkpoint_extent, checkpoint_id, encode, load_model, segment
 from cxrstats.foundation.imageio import image_stem
 from .pairs import load_stack
 from .prompts import PROMPT_MODES, Prior
@@ -104,6 +106,7 @@ def mask_facts(args, stack, names: list[str], rows: range, threshold: float,
     """What the masks of `rows` depend on by content (cxrseg.records.MASK_FACTS), plus the hash of
     the rows covered."""
     return {"checkpoint_id": checkpoint_id(args.checkpoint, args.seed),
+            "extent": checkpoint_extent(args.checkpoint),
             "threshold": threshold,
             "precision": precision,
             "prior_sha256": file_sha256(args.prior),
@@ -168,6 +171,10 @@ def build_parser() -> Parser:
                              "SEGMENTER/best.pt")
     parser.add_argument("--config", default=None, choices=list(CONFIGS),
                         help="model config when the checkpoint file does not name it")
+    parser.add_argument("--extent", default=None, choices=EXTENTS,
+                        help="the lung extent the checkpoint must have (refused otherwise): "
+                             "field or full; default: whatever it has (done_predict.json "
+                             "records it)")
     parser.add_argument("--prior", default=None,
                         help="prior.json from cxrseg.finetune (default: the segmenter folder's)")
     parser.add_argument("--prompt", default=None, choices=PROMPT_MODES,
@@ -219,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         device = prepare_device(args.device)
         precision = resolve_precision(args.precision, device)
         resolved = apply_segmenter(args)
+        check_extent(args.checkpoint, checkpoint_extent(args.checkpoint), args.extent)
         if Path(args.images).is_dir() and not to_stack:
             from .predict_folder import segment_folder  # here: it imports this module's helpers
             segment_folder(args, resolved, device, started, precision)

@@ -39,7 +39,7 @@ from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_r
 from .anatomy import clean_mask
 from .pairs import image_files
 from .degenerate import degenerate_reason
-from .engine import checkpoint_id, encode, load_model, segment
+from .engine import checkpoint_extent, checkpoint_id, encode, load_model, segment
 from cxrstats.foundation.imageio import image_stem, read_gray
 from .morphology import boundary, cutout
 from .postprocess import NOTE_COLUMN, QC_COLUMNS, QCLimits, check_radii, mask_row, with_shape
@@ -220,6 +220,7 @@ def finish(run: FolderRun, files: dict[str, Path], resolved: Resolved, device,
           f"{args.threshold:.2f}, {len(run.skipped)} skipped, {len(run.empty)} empty mask(s), "
           f"{flagged} flagged in qc.csv -> {out}/{{{','.join(run.folders())}}}")
     facts = {"checkpoint_id": checkpoint_id(args.checkpoint, args.seed),
+             "extent": checkpoint_extent(args.checkpoint),
              "threshold": args.threshold, "prior_sha256": file_sha256(args.prior),
              "images_sha256": run.digest.hexdigest(),
              "index_sha256": index_rows_sha256(run.index_rows), "total_images": n,

@@ -26,6 +26,7 @@ SEGFIGURES = "done_segfigures.json"    # results/figures/: seg_loss_curves.png, 
 # and gather) and compared by gather across shards: fact -> what it names in messages.
 MASK_FACTS = {
     "checkpoint_id": "checkpoint (cxrseg.engine.checkpoint_id: sha256 of the weights file)",
+    "extent": "lung extent (cxrseg.engine.checkpoint_extent: field, full or none)",
     "threshold": "binarization threshold",
     "precision": "network precision (--precision resolved: fp32 or bf16)",
     "prior_sha256": "prior.json (sha256 of the file)",

@@ -30,7 +30,7 @@ from cxrstats.foundation.argtypes import Parser, int_range
 from cxrstats.foundation.fileio import (IncompleteRunError, file_sha256, read_csv, read_done,
                                         write_done, write_run_json)
 from cxrstats.report_figures import FIGURES, write_figures
-from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, run_entry
+from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, masks_extent, run_entry
 from cxrstats.runs import Setting, find_runs, parse_setting, read_cohort, read_run, read_splits
 from cxrstats.scoring import evaluate_run
 from cxrstats.summary import (SummaryInputs, check_attribution, random_segmenter_warning,
@@ -182,6 +182,7 @@ def make_report(args) -> Path:
                runs=run_entries,
                cohort=run_entry(work, work / "cohort", COHORT_DONE, sha256=cohort_sha256),
                split_by=cohort_record.get("split_by"), left_out=incomplete,
+               mask_extent=masks_extent(work),
                attribution=attribution.fact() if attribution else None)
     print(f"report: wrote {out} in {time.time() - start:.1f} s", flush=True)
     return out

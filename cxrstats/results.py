@@ -9,13 +9,18 @@ re-made since the report read them, so numbers of one set of runs are never read
 
 Other stages that read runs (`cxrcls.attribution`) record the same `run_entry`s, so their outputs
 can be matched with a report's (`mismatched_runs`).
+
+The report, `cxrstats.tightness` and `cxrcls.attribution` state the lung extent of the masks they
+used (`masks_extent`), as the masks' own record gives it.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from cxrstats.by_split import AurocsBySplit, read_auroc_by_split
+from cxrstats.foundation.extent import UNRECORDED
 from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, claim_folder, file_sha256,
                                         read_done)
 
@@ -24,6 +29,23 @@ ATTRIBUTION_DONE = "done_attribution.json"  # cxrcls.attribution's, beside attri
 RUN_DONE = "done.json"                   # cxrcls.train's, in every runs/<setting>/split<k>/
 COHORT_DONE = "done.json"                # cxrcls.cohort's, in cohort/
 RERUN = "re-run `make reproduce` for it (or python -m cxrstats.report)"
+# The masks' records in WORK/masks/ (cxrseg.records POSTPROCESS, PREDICT): m<r>.npy's, raw.npy's.
+MASKS_POSTPROCESS_DONE = "done_postprocess.json"
+MASKS_PREDICT_DONE = "done_predict.json"
+
+
+def masks_extent(work: str | os.PathLike, record: str = MASKS_POSTPROCESS_DONE) -> str | None:
+    """The lung extent of the masks in WORK/masks/ as their completion record `record` states it
+    (fact `extent`: field or full, none for a segmenter not fine-tuned for lungs; `unrecorded`
+    when the record holds none or cannot be read); None when there is no such record (no masks)."""
+    path = Path(work) / "masks" / record
+    if not path.is_file():
+        return None
+    try:
+        extent = json.loads(path.read_text()).get("extent")
+    except (OSError, ValueError, AttributeError):
+        extent = None
+    return extent if isinstance(extent, str) else UNRECORDED
 
 
 def begin_results(out: str | os.PathLike, outputs, done: str, figures: bool) -> None:

@@ -18,7 +18,9 @@ import numpy as np
 from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, git_commit,
                                         read_csv, read_done)
 from cxrstats.formatting import cell, markdown_table, short
-from cxrstats.results import ATTRIBUTION_DONE, REPORT_DONE, mismatched_runs
+from cxrstats.foundation.extent import describe
+from cxrstats.results import (ATTRIBUTION_DONE, MASKS_POSTPROCESS_DONE, REPORT_DONE, masks_extent,
+                              mismatched_runs)
 from cxrstats.runs import Cohort, Setting
 from cxrstats.scoring import RunResult
 from cxrstats.study import LABELS
@@ -227,6 +229,16 @@ def seg_summary(work: Path) -> list[str]:
     return lines
 
 
+def extent_lines(work: Path) -> list[str]:
+    """The line on the lung extent of the masks (masks/done_postprocess.json's `extent`), none
+    without masks."""
+    extent = masks_extent(work)
+    if extent is None:
+        return []
+    return [f"Lung masks' extent: **{extent}** (their segmenter was {describe(extent)}; from "
+            f"`{work / 'masks' / MASKS_POSTPROCESS_DONE}`)."]
+
+
 def flagged_masks(work: Path, limit: int = 20) -> list[str]:
     """Summary lines on the masks that `cxrseg.postprocess` flagged in masks/qc.csv (read only
     with its completion record), the least plausible first, at most `limit` listed."""
@@ -362,7 +374,8 @@ def files_section(out: Path) -> list[str]:
 def write_summary(s: SummaryInputs) -> Path:
     """Write --out/summary.md from the sections above, in reading order."""
     attribution = attribution_section(s.attribution)
-    segmentation = (["## Segmentation", ""] + [f"- {x}" for x in seg_summary(s.work)] + [""]
+    segmentation = (["## Segmentation", ""]
+                    + [f"- {x}" for x in extent_lines(s.work) + seg_summary(s.work)] + [""]
                     + flagged_masks(s.work))
     lines = (header_section(s) + data_section(s) + settings_section(s) + results_section(s)
              + attribution + segmentation

@@ -32,6 +32,17 @@ PRECISION ?= auto
 ifneq ($(filter-out auto fp32 bf16,$(PRECISION))$(words $(PRECISION)),1)
 $(error PRECISION=$(PRECISION): choose one of auto fp32 bf16)
 endif
+# The lung's extent in the segmentation masks (docs/segmentation.md, "The lung's extent"): field
+# (the visible lung field; the profiles' own sets: the demo phantoms, RSUA, Montgomery, Shenzhen)
+# or full (the whole lung: give such masks through SEG_DATA). Fine-tuning records it in the
+# segmenter, and prediction refuses a segmenter of another extent. The rule is
+# cxrstats/foundation/extent.py's (standard library only), run here.
+EXTENT ?= field
+EXTENT_ERROR := $(shell $(PYTHON) cxrstats/foundation/extent.py --check \
+	'$(subst ','\'',$(EXTENT))')
+ifneq ($(EXTENT_ERROR),)
+$(error EXTENT=$(EXTENT): $(EXTENT_ERROR))
+endif
 SEED     ?= 0
 ARCHS    ?= resnet50 densenet121
 INPUTS   ?= original m15 m50
@@ -108,7 +119,7 @@ CMD_DATA        = cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls
 CMD_SPLIT       = cxrseg.split $(SEG_SOURCES) --out $(W)/seg/splits.csv --seed $(SEED)
 CMD_FINETUNE    = cxrseg.finetune $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
                   --checkpoint $(SEG_CHECKPOINT) --config $(SEG_CONFIG) --out $(W)/seg \
-                  $(FINETUNE_ARGS) --seed $(SEED) --device $(DEVICE) \
+                  --extent $(EXTENT) $(FINETUNE_ARGS) --seed $(SEED) --device $(DEVICE) \
                   --precision $(PRECISION)
 CMD_EVALUATE    = cxrseg.evaluate $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
                   --checkpoint $(W)/seg/best.pt --zero-shot $(SEG_CHECKPOINT) \
@@ -121,7 +132,8 @@ CMD_CACHE       = cxrcls.cache --cohort $(W)/cohort/cohort.csv --images $(NIH_IM
 # The segmenter folder gives predict its checkpoint, prior, threshold and prompting (the recipe
 # EVALUATE_ARGS chose the threshold under); `make segment` predicts a user's folder the same way.
 CMD_PREDICT     = cxrseg.predict --images $(W)/cache/images.npy --index $(W)/cache/index.csv \
-                  --segmenter $(W)/seg --config $(SEG_CONFIG) $(PREDICT_ARGS) --seed $(SEED) \
+                  --segmenter $(W)/seg --extent $(EXTENT) --config $(SEG_CONFIG) $(PREDICT_ARGS) \
+                  --seed $(SEED) \
                   --device $(DEVICE) --precision $(PRECISION) $(PREDICT_OUT)
 # With PREDICT_SHARDS=N > 1, N predict jobs each segment a contiguous N-th of the images into
 # masks/shards/<k>of<N>/ (in parallel under make -j, or as N Slurm steps), then cxrseg.gather
@@ -195,7 +207,8 @@ endef
 ARGS_STAGES  := $(filter DATA,$(STAGES)) FINETUNE EVALUATE COHORT CACHE PREDICT TRAIN REPORT \
 	ATTRIBUTION TIGHTNESS COMPARE
 args_of       = $(if $(filter DATA,$(1)),DEMO_FLAGS,$(1)_ARGS)
-FLAG_VALUES  := --seed:SEED --device:DEVICE --precision:PRECISION --split-by:SPLIT_BY \
+FLAG_VALUES  := --seed:SEED --device:DEVICE --precision:PRECISION --extent:EXTENT \
+	--split-by:SPLIT_BY \
 	COHORT:--splits:SPLITS \
 	--erode:ERODE DATA:--size:DEMO_SIZE CACHE:--size:CACHE_SIZE --n-seg:DEMO_N_SEG \
 	--n-cls:DEMO_N_CLS --a:A --b:B

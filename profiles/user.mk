@@ -9,7 +9,8 @@
 #   make segment IMAGES=DIR OUT=DIR [SEGMENTER=$(W)/seg] [SEGMENT_ARGS="--masked --overlay"]
 #       the lung masks (raw, M-15, M-50) of every image in DIR: cxrseg.predict --segmenter, which
 #       takes checkpoint, prior, threshold and prompting from the segmenter folder, as the
-#       pipeline's mask prediction does (plus the profile's PREDICT_ARGS, as there).
+#       pipeline's mask prediction does (plus the profile's PREDICT_ARGS, as there). --extent
+#       $(EXTENT) too: a segmenter fine-tuned on whole-lung masks needs EXTENT=full.
 #   make weights
 #       the ImageNet weights of ARCHS into weights/imagenet/ (python -m cxrcls.weights; network).
 #       `make setup PROFILE=paper` runs it too.
@@ -35,7 +36,7 @@ endif
 
 # (the folders quoted: a folder of one's own may have spaces in its name)
 CMD_SEGMENT = $(strip cxrseg.predict --images "$(IMAGES)" --segmenter "$(SEGMENTER)" \
-              --out "$(OUT)" $(PREDICT_ARGS) $(SEGMENT_ARGS) --device $(DEVICE))
+              --extent $(EXTENT) --out "$(OUT)" $(PREDICT_ARGS) $(SEGMENT_ARGS) --device $(DEVICE))
 segment: | $(SETUP)
 	$(PY) -m $(CMD_SEGMENT)
 
