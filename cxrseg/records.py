@@ -23,10 +23,12 @@ POSTPROCESS = "done_postprocess.json"  # masks/: eroded.npy, m<r>.npy, qc.csv
 SEGFIGURES = "done_segfigures.json"    # results/figures/: seg_loss_curves.png, mask_panels.png
 
 # What predicted masks depend on beyond predict's flags, recorded in done_predict.json (by predict
-# and gather) and compared by gather across shards: fact -> what it names in messages.
+# and gather) and compared by gather across shards, in this order: fact -> what it names in
+# messages. The extent comes first: shards of two extents are named as such, not only as two
+# checkpoints.
 MASK_FACTS = {
-    "checkpoint_id": "checkpoint (cxrseg.engine.checkpoint_id: sha256 of the weights file)",
     "extent": "lung extent (cxrseg.engine.checkpoint_extent: field, full or none)",
+    "checkpoint_id": "checkpoint (cxrseg.engine.checkpoint_id: sha256 of the weights file)",
     "threshold": "binarization threshold",
     "precision": "network precision (--precision resolved: fp32 or bf16)",
     "prior_sha256": "prior.json (sha256 of the file)",

@@ -106,7 +106,7 @@ def test_evaluate_writes_per_lung_columns_after_the_merged_ones(tmp_path):
                    "--checkpoint", "micro", "--out", str(out), "--device", "cpu"])
     header = next(csv.reader(open(out)))
     assert header[:len(header) - len(LUNG_METRICS)] == [
-        "checkpoint", "checkpoint_id", "dataset", "part", "threshold", "dice", "iou",
+        "checkpoint", "checkpoint_id", "extent", "dataset", "part", "threshold", "dice", "iou",
         "dice_loss", "bce_loss", "kept_m15", "kept_m50", "n", "prompt"]
     rows = {r["dataset"]: r for r in csv.DictReader(open(out))}
     assert all(0 <= float(rows["lungs"][c]) <= 1 for c in LUNG_METRICS)

@@ -25,9 +25,9 @@ def fake_segmenter(folder, recipe=RECIPE, evaluated=True):
     write_done(folder, {}, ["best.pt", "prior.json"], done=FINETUNE)
     if evaluated:
         identity = f"sha256:{file_sha256(folder / 'best.pt')}"
-        rows = [["seg/best.pt", identity, "seg", "val", t, dice, *[0.5] * 5, 4, "box:prior"]
-                for t, dice in (("0.30", 0.5), ("0.40", 0.8), ("0.45", 0.8))]
-        rows.append(["micro", "micro seed 0", "seg", "val", "0.55", 0.9, *[0.5] * 5, 4,
+        rows = [["seg/best.pt", identity, "field", "seg", "val", t, dice, *[0.5] * 5, 4,
+                 "box:prior"] for t, dice in (("0.30", 0.5), ("0.40", 0.8), ("0.45", 0.8))]
+        rows.append(["micro", "micro seed 0", "none", "seg", "val", "0.55", 0.9, *[0.5] * 5, 4,
                      "box:prior"])
         write_csv(folder / "eval.csv", EVAL_COLUMNS, rows)
         facts = {} if recipe is None else {"prompting": recipe}

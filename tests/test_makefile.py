@@ -1,9 +1,9 @@
 """The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
 SPLIT_BY, INPUTS (m<r>; which names pass: tests/test_foundation_input_names.py), ATTRIBUTION,
-SEG_MODEL and the targets tightness, compare, lint; the checks when Make starts (repeated
-ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make sets in a *_ARGS); and, with
-a stand-in launcher that runs nothing, one make per work folder."""
+SEG_MODEL, EXTENT and the targets tightness, compare, lint; the checks when Make starts (repeated
+ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make sets in a *_ARGS, EXTENT);
+and, with a stand-in launcher that runs nothing, one make per work folder."""
 import fcntl
 import os
 import re
@@ -397,6 +397,9 @@ FLAG_CASES = [
     ("FINETUNE_ARGS", "--checkpoint other.pt", "FINETUNE_ARGS holds --checkpoint, which Make sets "
                                                "from the profile (profiles/tiny.mk): remove"),
     ("EVALUATE_ARGS", "--device=cpu", "use DEVICE=cpu, not --device in EVALUATE_ARGS"),
+    ("FINETUNE_ARGS", "--extent full", "FINETUNE_ARGS holds --extent, which Make sets from "
+                                       "EXTENT: use EXTENT=full, not --extent in FINETUNE_ARGS"),
+    ("PREDICT_ARGS", "--extent=full", "use EXTENT=full, not --extent in PREDICT_ARGS"),
     ("TRAIN_ARGS", "--precision fp32", "use PRECISION=fp32, not --precision in TRAIN_ARGS"),
     ("PREDICT_ARGS", "--precision=bf16", "use PRECISION=bf16, not --precision in PREDICT_ARGS"),
     ("EVALUATE_ARGS", "--checkpoint other.pt", "EVALUATE_ARGS holds --checkpoint, which Make sets "
@@ -526,3 +529,22 @@ def test_precision_reaches_every_stage_that_runs_a_network_and_a_bad_one_stops_m
         assert {re.search(r" -m (\S+)", c).group(1) for c in stages} >= set(networks)
     bad = _dry(tmp_path / "bad", "PROFILE=tiny", "PRECISION=fp16", check=False)
     assert bad.returncode != 0 and "PRECISION=fp16: choose one of auto fp32 bf16" in bad.stderr
+
+
+def test_extent_reaches_fine_tune_and_predict_is_recorded_and_a_bad_one_stops_make(tmp_path):
+    for value in ("field", "full"):
+        given = [] if value == "field" else [f"EXTENT={value}"]   # field is the default
+        stages = commands(_dry(tmp_path / "w", "PROFILE=tiny", *given).stdout)
+        for command in stages:
+            module = re.search(r" -m (\S+)", command).group(1)
+            wanted = module in ("cxrseg.finetune", "cxrseg.predict")
+            assert (f"--extent {value} " in command) == wanted, command
+            assert ("--extent" in command) == wanted, command
+        assert sum("-m cxrseg.predict" in c for c in stages) == 2        # both shards
+        # the recorded command lines change with it, so fine-tune and what follows run again
+        for stage in ("FINETUNE", "PREDICT"):
+            assert f"--extent {value} " in (tmp_path / "w" / ".args" / stage).read_text()
+    for bad in ("wide", "field full", ""):
+        result = _dry(tmp_path / "bad", "PROFILE=tiny", f"EXTENT={bad}", check=False)
+        _refused(result, f"EXTENT={bad}: ", "is not a lung extent: choose field or full")
+        assert not (tmp_path / "bad").exists()

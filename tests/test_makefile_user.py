@@ -72,7 +72,10 @@ def test_make_segment_runs_predict_with_the_segmenter_folder_and_needs_no_study_
     predict = [c for c in result.stdout.splitlines() if "-m cxrseg.predict" in c]
     assert len(predict) == 1
     assert predict[0].endswith(f'-m cxrseg.predict --images "my cxrs" --segmenter '
-                               f'"{tmp_path / "w"}/seg" --out "my_masks" --masked --device auto')
+                               f'"{tmp_path / "w"}/seg" --extent field --out "my_masks" --masked '
+                               '--device auto')
+    full = dry(tmp_path, "segment", "IMAGES=x", "OUT=y", "EXTENT=full")
+    assert '--segmenter "' in full.stdout and " --extent full " in full.stdout
     for missing in (["OUT=x"], ["IMAGES=x"]):
         refused = dry(tmp_path, "segment", *missing, check=False)
         assert refused.returncode != 0 and "make segment needs" in refused.stderr
