@@ -68,10 +68,11 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
     band = max(1, size // len(FINDINGS))
     save_npy(work / "masks" / "raw.npy", lung_masks(n, size))
     write_csv(work / "masks" / "index.csv", ["row", "image"], list(enumerate(names)))
-    write_done(work / "masks", arguments, ["raw.npy", "index.csv"], done="done_predict.json")
+    write_done(work / "masks", arguments, ["raw.npy", "index.csv"], done="done_predict.json",
+               extent="field")
     for r in radii:
         grow = max(1, band * r // 200) if r else 0
         save_npy(work / "masks" / f"m{r}.npy", lung_masks(n, size, grow))
     write_done(work / "masks", arguments, [f"m{r}.npy" for r in radii],
-               done="done_postprocess.json")
+               done="done_postprocess.json", extent="field")
     return work

@@ -237,6 +237,8 @@ def test_cli_writes_the_documented_files(trained, tmp_path):
                  "run_attribution.json", "done_attribution.json"):
         assert (out / name).is_file(), name
     record = json.loads((out / "run_attribution.json").read_text())
+    assert record["mask_extent"] == "field"      # as masks/done_predict.json records it
+    assert json.loads((out / "done_attribution.json").read_text())["mask_extent"] == "field"
     assert [r["layer"] for r in record["runs"]] == ["layer4", "layer4"]
     assert [r["input"] for r in record["runs"]] == ["original", "m15"]
     assert all(r["region_share"] == "" and r["n_region"] == "0" for r in rows)  # no --region-csv

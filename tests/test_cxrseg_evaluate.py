@@ -41,6 +41,6 @@ def test_zero_byte_checkpoint_gives_a_clear_error(study, tmp_path):
 
 def test_eval_csv_names_each_checkpoint_by_content(study):
     rows = (study / "seg" / "eval.csv").read_text().splitlines()
-    assert rows[0].startswith("checkpoint,checkpoint_id,dataset,part,threshold")
+    assert rows[0].startswith("checkpoint,checkpoint_id,extent,dataset,part,threshold")
     assert all(f"sha256:{file_sha256(study / 'seg' / 'best.pt')}" in r for r in rows[1:])
     assert checkpoint_id("micro", seed=3) == "micro seed 3"

@@ -301,6 +301,16 @@ def test_tightness_rows_and_figure(tmp_path):
     assert record["settings_left_out"] == ["resnet50_m15_on_original", "resnet50_overlay"]
     done = json.loads((out / "done_tightness.json").read_text())
     assert done["runs"] == json.loads((out / "done_report.json").read_text())["runs"]
+    assert done["mask_extent"] is record["mask_extent"] is None     # no masks/ record here
+
+
+def test_tightness_states_the_extent_the_masks_record(tmp_path):
+    work = finished_report(tmp_path / "work", {"resnet50_original": {"macro": [0.8, 0.8]},
+                                               "resnet50_m15": {"macro": [0.7, 0.7]}})
+    write_done(work / "masks", {}, [], done="done_postprocess.json", extent="full")
+    tightness.main(["--work", str(work)])
+    for name in ("run_tightness.json", "done_tightness.json"):
+        assert json.loads((work / "results" / name).read_text())["mask_extent"] == "full"
 
 
 def test_tightness_without_radius_settings_is_refused(tmp_path):

@@ -542,6 +542,21 @@ def test_flagged_masks_are_listed_in_the_summary_worst_first(work):
     assert [line.split(" | ")[1] for line in listed] == ["c.png", "b.png"]
 
 
+def test_the_summary_and_record_state_the_masks_extent_from_their_record(work):
+    main(["--work", str(work), "--no-figures"])          # no masks: no extent stated
+    assert json.loads((work / "results" / "done_report.json").read_text())["mask_extent"] is None
+    assert "extent" not in (work / "results" / "summary.md").read_text()
+    write_done(work / "masks", {}, [], done="done_postprocess.json", extent="full")
+    main(["--work", str(work), "--no-figures"])
+    assert json.loads((work / "results" / "done_report.json").read_text())["mask_extent"] == "full"
+    assert ("- Lung masks' extent: **full** (their segmenter was fine-tuned on whole-lung masks; "
+            f"from `{work / 'masks' / 'done_postprocess.json'}`).") in (
+        work / "results" / "summary.md").read_text()
+    write_done(work / "masks", {}, [], done="done_postprocess.json")     # a record without one
+    main(["--work", str(work), "--no-figures"])
+    assert "Lung masks' extent: **unrecorded**" in (work / "results" / "summary.md").read_text()
+
+
 def test_masked_inputs_of_any_radius_sort_by_radius(tmp_path):
     s = parse_setting("resnet50_m100")
     assert (s.arch, s.train_input, s.test_input) == ("resnet50", "m100", "m100")
