@@ -29,8 +29,8 @@ done_predict.json records what the masks depend on by content (cxrseg.records.MA
 checkpoint's identity (sha256 of the file; a random model by name and seed) and lung extent
 (field or full as fine-tuned, none for weights not fine-tuned; `--extent` refuses a checkpoint of
 another extent), the threshold used, the sha256 of prior.json, of the image stack and of its index
-rows, and the rows covered; gather joins only shards that agree on all of them. The threshold is the one evaluated for the checkpoint
-with the same content, however its path is spelled.
+rows, and the rows covered; gather joins only shards that agree on all of them. The threshold is
+the one evaluated for the checkpoint with the same content, however its path is spelled.
 
 The outputs never share a folder with the inputs: --out may not be the images folder, lie inside
 it, or contain --images / --index (a folder of the user's images is never written over), and a
