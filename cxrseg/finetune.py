@@ -10,6 +10,11 @@ mean loss; the best epoch (epoch 0 = the checkpoint before fine-tuning) is kept 
 missing last.pt and one written with other settings (all flags that alter the result but --epochs
 and --patience; cxrstats.foundation.checkpoints).
 `done_finetune.json` is written last: evaluate and predict read best.pt only when it lists it.
+
+`--extent field|full` (default field) declares the lung convention of the training masks: the
+visible lung field or the whole lung (cxrstats.foundation.extent). The segmenter learns it, so it
+is stored in best.pt / last.pt (`settings`; --resume refuses another), run_finetune.json and
+done_finetune.json, and every mask the segmenter makes carries it (cxrseg.engine.checkpoint_extent).
 Empty training masks are listed in a warning; all of them empty is an error.
 
 Prompts while training: the ground-truth box shifted by up to `--box-shift` model-input pixels per
