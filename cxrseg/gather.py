@@ -4,10 +4,10 @@ Each shard folder holds its rows' masks (raw.npy), index.csv (global row numbers
 its done_predict.json. The shards are accepted only when all N of one split are there, finished,
 made from the same content (lung extent, checkpoint, threshold, prior, image stack and index: the
 facts cxrseg.records.MASK_FACTS that each shard's record carries; paths may be spelled
-differently) and with the same other arguments (apart from --shard and --out), each shard's index.csv holds the rows
-its record vouches for, and together their rows cover 0..n-1 once, in order. The joined folder gets
-the same files and completion record as an unsharded `cxrseg.predict`, so the post-processing
-reads it unchanged. As in predict, all masks empty fails.
+differently) and with the same other arguments (apart from --shard and --out), each shard's
+index.csv holds the rows its record vouches for, and together their rows cover 0..n-1 once, in
+order. The joined folder gets the same files and completion record as an unsharded
+`cxrseg.predict`, so the post-processing reads it unchanged. As in predict, all masks empty fails.
 
     python -m cxrseg.gather --shards work/demo/masks/shards/0of2 \\
         work/demo/masks/shards/1of2 --out work/by-hand/masks/raw.npy
