@@ -45,6 +45,7 @@ import argparse
 import hashlib
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -216,112 +217,181 @@ def build_parser() -> Parser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    started = time.time()
+@dataclass
+class Job:
+    """A checked run: the images, the rows to segment, the model, and where the masks go."""
+    out: Path                    # raw.npy for a stack, else the folder of PNG masks
+    folder: Path                 # the folder that holds the outputs and the records
+    stack: object                # (N, H, W) uint8 array or memory map, or a list of (H, W) images
+    names: list[str]
+    rows: range                  # the rows this run (or shard) segments
+    prior: Prior
+    model: object
+    device: object
+    precision: str
+    facts: dict                  # cxrseg.records.MASK_FACTS of these masks
+    outputs: list[str]
+
+    @property
+    def to_stack(self) -> bool:
+        return self.out.suffix == ".npy"
+
+
+@dataclass
+class Predicted:
+    """What segmenting the rows gave: the stack of masks (None when each went to a PNG), the
+    prompts.csv rows, and the names of empty masks and degenerate images."""
+    raw: np.ndarray | None
+    prompt_rows: list = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
+    degenerate: list[dict] = field(default_factory=list)
+
+
+def check_stack_arguments(args, to_stack: bool) -> None:
+    """ValueError for flags that only a folder of images into a folder --out takes, and for a
+    `.npy` stack without its index."""
+    folder_only = [f"--{name}" for name in ("erode", "dilate", "masked", "overlay")
+                   if getattr(args, name) not in (None, False)]
+    if folder_only:
+        raise ValueError(f"{' '.join(folder_only)}: only for a folder of images segmented "
+                         "into a folder --out (the pipeline post-processes a stack with "
+                         "cxrseg.postprocess)")
+    if Path(args.images).suffix == ".npy" and args.index is None:
+        raise ValueError(f"{args.images}: a .npy stack needs --index (CSV `row, image`)")
+
+
+def rows_to_segment(args, stack, names: list[str], to_stack: bool) -> range:
+    """All rows, or the shard's; ValueError for images of several sizes into one stack, a shard
+    of a folder, or an empty shard."""
+    if len(names) == 0:
+        raise ValueError(f"{args.images}: no images")
+    shapes = ({tuple(np.shape(img)) for img in stack} if isinstance(stack, list)
+              else {stack.shape[1:]})
+    if to_stack and len(shapes) > 1:
+        raise ValueError(f"{args.images}: images differ in size {sorted(shapes)[:3]}; "
+                         "give a folder as --out to write one PNG mask per image")
+    if args.shard is None:
+        return range(len(names))
+    if not to_stack or isinstance(stack, list):
+        raise ValueError("--shard needs a .npy image stack and a .npy --out")
+    rows = shard_rows(len(names), args.shard)
+    if not rows:
+        raise ValueError(f"{args.images}: shard {args.shard[0]}/{args.shard[1]} of "
+                         f"{len(names)} images is empty; use fewer shards")
+    return rows
+
+
+def plan(args, device, precision: str) -> Job:
+    """Read and check the inputs, load the model, and start the run (begin_run): a Job."""
     out = Path(args.out)
     to_stack = out.suffix == ".npy"
     folder = out.parent if to_stack else out
+    check_stack_arguments(args, to_stack)
+    stack, names = load_stack(args.images, args.index)
+    rows = rows_to_segment(args, stack, names, to_stack)
+    prior = Prior.load(args.prior)
+    refuse_overlap(folder, args.images, args.index)
+    model = load_model(args.checkpoint, args.config, args.seed).to(device)
+    facts = mask_facts(args, stack, names, rows, args.threshold, precision)
+    files = [out.name] if to_stack else [image_stem(name) + ".png" for name in names]
+    outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
+    begin_run(folder, outputs, done=PREDICT)
+    return Job(out, folder, stack, names, rows, prior, model, device, precision, facts, outputs)
+
+
+def segment_rows(job: Job, args) -> Predicted:
+    """Encode, prompt and threshold the job's rows in batches; PNG masks are written as they come,
+    a stack's are kept for the end."""
+    first_row = job.rows.start
+    # one size for all when they go into a stack (rows_to_segment checked it)
+    shape = np.shape(job.stack[first_row])[:2]
+    raw = np.zeros((len(job.rows), *shape), np.uint8) if job.to_stack else None
+    result = Predicted(raw)
+    if not job.to_stack:
+        job.out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(job.rows), "predict", "images", every_s=10)
+    for start in range(job.rows.start, job.rows.stop, args.batch_size):
+        rows = list(range(start, min(start + args.batch_size, job.rows.stop)))
+        # a copy: the stack may be a read-only memory map
+        images = [np.array(job.stack[i]) for i in rows]
+        embeddings = encode(job.model, images, job.device, args.batch_size,
+                            precision=job.precision)
+        first = np.stack([job.prior.box_for(img) for img in images])
+        _, probs, boxes = segment(job.model, embeddings, images, job.device, args.prompt,
+                                  job.prior, refine=args.refine, threshold=args.threshold,
+                                  batch_size=args.batch_size, precision=job.precision)
+        for j, i in enumerate(rows):
+            name = job.names[i]
+            reason = degenerate_reason(images[j])
+            if reason:
+                result.degenerate.append({"row": i, "image": name, "reason": reason})
+            mask = clean_mask(probs[j].numpy() >= args.threshold, args.fill_holes,
+                              args.keep_largest)
+            if not mask.any():
+                result.empty.append(name)
+            if job.to_stack:
+                result.raw[i - first_row] = mask
+            else:
+                with atomic_path(job.out / (image_stem(name) + ".png")) as tmp:
+                    Image.fromarray(mask * 255).save(tmp, format="PNG")
+            result.prompt_rows.append([i, name, *(f"{v:.1f}" for v in first[j]),
+                                       *(f"{v:.1f}" for v in boxes[j])])
+        progress.update(rows[-1] + 1 - first_row)
+    return result
+
+
+def check_masks(job: Job, result: Predicted, args) -> None:
+    """Warn of degenerate images and empty masks; stop, unfinished, when every mask is empty."""
+    n = len(job.rows)
+    warn_degenerate(result.degenerate, n)
+    # A shard may hold only empty masks by chance; cxrseg.gather checks all of them together.
+    if len(result.empty) == n and args.shard is None:
+        raise SystemExit(f"error: all {n} predicted masks are empty at threshold "
+                         f"{args.threshold:g}: the segmenter ({args.checkpoint}) or the threshold "
+                         "is wrong; the run is not marked finished")
+    if result.empty:
+        shown = ", ".join(result.empty[:10]) + (" ..." if len(result.empty) > 10 else "")
+        print(f"predict: warning: {len(result.empty)} of {n} masks are empty (postprocess uses "
+              f"the whole image for them): {shown}", file=sys.stderr, flush=True)
+
+
+def write_outputs(job: Job, result: Predicted, args, resolved, started: float) -> None:
+    """The stack of masks, index.csv, prompts.csv, run_predict.json, and done_predict.json last."""
+    n = len(job.rows)
+    if job.to_stack:
+        save_npy(job.out, result.raw)
+    write_csv(job.folder / "index.csv", ["row", "image"], [(i, job.names[i]) for i in job.rows])
+    write_csv(job.folder / "prompts.csv", PROMPT_COLUMNS, result.prompt_rows)
+    seconds = time.time() - started
+    print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), "
+          f"threshold {args.threshold:.2f}, {len(result.empty)} empty mask(s), "
+          f"{len(result.degenerate)} degenerate image(s) -> {job.out}")
+    shard = {} if args.shard is None else {"shard": list(args.shard)}
+    write_run_json(job.folder, args, name="run_predict.json", seconds=seconds,
+                   device=str(job.device), precision=job.precision, threshold=args.threshold,
+                   images=n, **shard)
+    write_done(job.folder, args, job.outputs, done=PREDICT, images=n, empty=len(result.empty),
+               degenerate=result.degenerate, settings=resolved.sources, **job.facts, **shard)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    started = time.time()
     try:
         device = prepare_device(args.device)
         precision = resolve_precision(args.precision, device)
         resolved = apply_segmenter(args)
         check_extent(args.checkpoint, checkpoint_extent(args.checkpoint), args.extent)
-        if Path(args.images).is_dir() and not to_stack:
+        if Path(args.images).is_dir() and Path(args.out).suffix != ".npy":
             from .predict_folder import segment_folder  # here: it imports this module's helpers
             segment_folder(args, resolved, device, started, precision)
             return
-        folder_only = [f"--{name}" for name in ("erode", "dilate", "masked", "overlay")
-                       if getattr(args, name) not in (None, False)]
-        if folder_only:
-            raise ValueError(f"{' '.join(folder_only)}: only for a folder of images segmented "
-                             "into a folder --out (the pipeline post-processes a stack with "
-                             "cxrseg.postprocess)")
-        if Path(args.images).suffix == ".npy" and args.index is None:
-            raise ValueError(f"{args.images}: a .npy stack needs --index (CSV `row, image`)")
-        stack, names = load_stack(args.images, args.index)
-        if len(names) == 0:
-            raise ValueError(f"{args.images}: no images")
-        if isinstance(stack, list):
-            shapes = {tuple(np.shape(img)) for img in stack}
-        else:
-            shapes = {stack.shape[1:]}
-        if to_stack and len(shapes) > 1:
-            raise ValueError(f"{args.images}: images differ in size {sorted(shapes)[:3]}; "
-                             "give a folder as --out to write one PNG mask per image")
-        rows_to_do = range(len(names))
-        if args.shard is not None:
-            if not to_stack or isinstance(stack, list):
-                raise ValueError("--shard needs a .npy image stack and a .npy --out")
-            rows_to_do = shard_rows(len(names), args.shard)
-            if not rows_to_do:
-                raise ValueError(f"{args.images}: shard {args.shard[0]}/{args.shard[1]} of "
-                                 f"{len(names)} images is empty; use fewer shards")
-        prior = Prior.load(args.prior)
-        refuse_overlap(folder, args.images, args.index)
-        threshold = args.threshold
-        model = load_model(args.checkpoint, args.config, args.seed).to(device)
-        facts = mask_facts(args, stack, names, rows_to_do, threshold, precision)
-        files = [out.name] if to_stack else [image_stem(name) + ".png" for name in names]
-        outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
-        begin_run(folder, outputs, done=PREDICT)
+        job = plan(args, device, precision)
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None
-
-    n, first_row = len(rows_to_do), rows_to_do.start
-    raw = np.zeros((n, *next(iter(shapes))), np.uint8) if to_stack else None
-    prompt_rows, empty, degenerate = [], [], []
-    if not to_stack:
-        out.mkdir(parents=True, exist_ok=True)
-    progress = Progress(n, "predict", "images", every_s=10)
-    for start in range(rows_to_do.start, rows_to_do.stop, args.batch_size):
-        rows = list(range(start, min(start + args.batch_size, rows_to_do.stop)))
-        # a copy: the stack may be a read-only memory map
-        images = [np.array(stack[i]) for i in rows]
-        embeddings = encode(model, images, device, args.batch_size, precision=precision)
-        first = np.stack([prior.box_for(img) for img in images])
-        _, probs, boxes = segment(model, embeddings, images, device, args.prompt, prior,
-                                  refine=args.refine, threshold=threshold,
-                                  batch_size=args.batch_size, precision=precision)
-        for j, i in enumerate(rows):
-            reason = degenerate_reason(images[j])
-            if reason:
-                degenerate.append({"row": i, "image": names[i], "reason": reason})
-            mask = clean_mask(probs[j].numpy() >= threshold, args.fill_holes, args.keep_largest)
-            if not mask.any():
-                empty.append(names[i])
-            if to_stack:
-                raw[i - first_row] = mask
-            else:
-                with atomic_path(out / (image_stem(names[i]) + ".png")) as tmp:
-                    Image.fromarray(mask * 255).save(tmp, format="PNG")
-            prompt_rows.append([i, names[i], *(f"{v:.1f}" for v in first[j]),
-                                *(f"{v:.1f}" for v in boxes[j])])
-        progress.update(rows[-1] + 1 - first_row)
-
-    warn_degenerate(degenerate, n)
-    # A shard may hold only empty masks by chance; cxrseg.gather checks all of them together.
-    if len(empty) == n and args.shard is None:
-        raise SystemExit(f"error: all {n} predicted masks are empty at threshold {threshold:g}: "
-                         f"the segmenter ({args.checkpoint}) or the threshold is wrong; the run is "
-                         "not marked finished")
-    if empty:
-        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
-        print(f"predict: warning: {len(empty)} of {n} masks are empty (postprocess uses the whole "
-              f"image for them): {shown}", file=sys.stderr, flush=True)
-    if to_stack:
-        save_npy(out, raw)
-    write_csv(folder / "index.csv", ["row", "image"], [(i, names[i]) for i in rows_to_do])
-    write_csv(folder / "prompts.csv", PROMPT_COLUMNS, prompt_rows)
-    seconds = time.time() - started
-    print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), "
-          f"threshold {threshold:.2f}, {len(empty)} empty mask(s), {len(degenerate)} degenerate "
-          f"image(s) -> {out}")
-    shard = {} if args.shard is None else {"shard": list(args.shard)}
-    write_run_json(folder, args, name="run_predict.json", seconds=seconds, device=str(device),
-                   precision=precision, threshold=threshold, images=n, **shard)
-    write_done(folder, args, outputs, done=PREDICT, images=n, empty=len(empty),
-               degenerate=degenerate, settings=resolved.sources, **facts, **shard)
+    result = segment_rows(job, args)
+    check_masks(job, result, args)
+    write_outputs(job, result, args, resolved, started)
 
 
 if __name__ == "__main__":
