@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -192,98 +193,140 @@ def _find_prior(args) -> Prior | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    started = time.time()
-    out = Path(args.out)
-    per_image_path = out.with_name(out.stem + "_per_image.csv")
-    prompt_label = (f"{args.prompt}:{args.box_source}"
-                    + (f"+refine{args.refine}" if args.refine else "")
-                    + ("+fill" if args.fill_holes else "")
-                    + (f"+largest{args.keep_largest}" if args.keep_largest else ""))
-    try:
-        device = prepare_device(args.device)
-        precision = resolve_precision(args.precision, device)
-        if args.erode < 0 or args.kept_size < 0:
-            raise ValueError("--erode and --kept-size must be non-negative")
-        pairs, dataset_of = find_all_pairs(sources_from_args(args))
-        if args.splits:
-            parts = read_finished_splits(args.splits, args.fold, args.seed)
-            check_splits_match(parts, pairs, dataset_of, args.splits)
-            pairs = [p for p in pairs if parts.get(p.stem) in args.parts]
-        else:
-            parts = {p.stem: "all" for p in pairs}
-        if not pairs:
-            raise ValueError(f"no pairs in parts {args.parts}")
-        prior = _find_prior(args)
-        if prior is None and (args.box_source == "prior" or "points" in args.prompt):
-            raise ValueError("prior prompts need --prior seg/prior.json")
-        images, masks = load_pairs(pairs)
-        lungs = read_lung_masks(pairs)
-        checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
-        models = [load_model(c, args.config, args.seed) for c in checkpoints]
-        identity = {c: checkpoint_id(c, args.seed) for c in checkpoints}
-        extent = {c: checkpoint_extent(c) for c in checkpoints}
-        check_extent(args.checkpoint, extent[args.checkpoint], args.extent)
-        outputs = [out.name, per_image_path.name, "run_evaluate.json"]
-        begin_run(out.parent, outputs, done=EVALUATE)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
-        raise SystemExit(f"error: {error}") from None
+@dataclass
+class Evaluation:
+    """A checked evaluation: the pairs with their part and set, and the checkpoints to score."""
+    stems: list[str]
+    images: list
+    masks: list
+    lungs: list                  # per-lung masks (cxrseg.per_lung) or None per pair
+    part_of: np.ndarray          # (N,) "train" / "val" / "test" / "all"
+    dataset: np.ndarray          # (N,) the set each pair comes from
+    prior: object
+    checkpoints: list[str]
+    models: list
+    identity: dict               # checkpoint -> checkpoint_id
+    extent: dict                 # checkpoint -> lung extent
+    outputs: list[str]
+
+    @property
+    def groups(self) -> list[str]:
+        """Each set, and the sets pooled when there are several."""
+        return list(dict.fromkeys(self.dataset)) + ([POOLED] if len(set(self.dataset)) > 1 else [])
+
+
+def prompt_label(args) -> str:
+    """The prompting in a few characters, for eval.csv's `prompt` column."""
+    return (f"{args.prompt}:{args.box_source}"
+            + (f"+refine{args.refine}" if args.refine else "")
+            + ("+fill" if args.fill_holes else "")
+            + (f"+largest{args.keep_largest}" if args.keep_largest else ""))
+
+
+def plan(args, out: Path, per_image_path: Path) -> Evaluation:
+    """Read and check the pairs, splits, prior and checkpoints, and start the run (begin_run)."""
+    if args.erode < 0 or args.kept_size < 0:
+        raise ValueError("--erode and --kept-size must be non-negative")
+    pairs, dataset_of = find_all_pairs(sources_from_args(args))
+    if args.splits:
+        parts = read_finished_splits(args.splits, args.fold, args.seed)
+        check_splits_match(parts, pairs, dataset_of, args.splits)
+        pairs = [p for p in pairs if parts.get(p.stem) in args.parts]
+    else:
+        parts = {p.stem: "all" for p in pairs}
+    if not pairs:
+        raise ValueError(f"no pairs in parts {args.parts}")
+    prior = _find_prior(args)
+    if prior is None and (args.box_source == "prior" or "points" in args.prompt):
+        raise ValueError("prior prompts need --prior seg/prior.json")
+    images, masks = load_pairs(pairs)
+    lungs = read_lung_masks(pairs)
+    checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
+    models = [load_model(c, args.config, args.seed) for c in checkpoints]
+    identity = {c: checkpoint_id(c, args.seed) for c in checkpoints}
+    extent = {c: checkpoint_extent(c) for c in checkpoints}
+    check_extent(args.checkpoint, extent[args.checkpoint], args.extent)
+    outputs = [out.name, per_image_path.name, "run_evaluate.json"]
+    begin_run(out.parent, outputs, done=EVALUATE)
     stems = [p.stem for p in pairs]
-    part_of = np.array([parts[s] for s in stems])
-    dataset = np.array([dataset_of[s] for s in stems])
-    groups = list(dict.fromkeys(dataset)) + ([POOLED] if len(set(dataset)) > 1 else [])
+    return Evaluation(stems, images, masks, lungs, np.array([parts[s] for s in stems]),
+                      np.array([dataset_of[s] for s in stems]), prior, checkpoints, models,
+                      identity, extent, outputs)
+
+
+def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: str,
+                     cache_dir) -> tuple[float, list, list]:
+    """One checkpoint: its threshold (chosen on the validation part when there is one, with the
+    sweep's rows), then its eval.csv rows per part and set, and its per-image rows."""
     kept_size = args.kept_size or None
     clean = None
     if args.fill_holes or args.keep_largest:
         def clean(m):
             return clean_mask(m, args.fill_holes, args.keep_largest)
+    label = prompt_label(args)
+    probs = predict_probabilities(model, ev.images, ev.masks, ev.stems, device, args, ev.prior,
+                                  cache_dir, precision)
+    head = [name, ev.identity[name], ev.extent[name]]
+    rows, per_image = [], []
+    threshold = args.threshold
+    if "val" in ev.part_of:
+        val = np.flatnonzero(ev.part_of == "val")
+        threshold, sweep = choose_threshold([probs[i] for i in val], [ev.masks[i] for i in val],
+                                            args.thresholds, args.erode, kept_size, clean,
+                                            [ev.lungs[i] for i in val])
+        for t, metrics in sweep:
+            for group in ev.groups:
+                sel = ev.dataset[val] == group if group != POOLED else np.ones(len(val), bool)
+                if sel.any():
+                    merged, lung = _means(metrics[sel])
+                    rows.append([*head, group, "val", f"{t:.2f}", *merged, int(sel.sum()),
+                                 label, *lung])
+    metrics = image_metrics(probs, ev.masks, threshold, args.erode, kept_size, clean, ev.lungs)
+    for part in [p for p in dict.fromkeys(ev.part_of) if p != "val"]:
+        for group in ev.groups:
+            sel = (ev.part_of == part) & ((ev.dataset == group) | (group == POOLED))
+            if sel.any():
+                merged, lung = _means(metrics[sel])
+                rows.append([*head, group, part, f"{threshold:.2f}", *merged, int(sel.sum()),
+                             label, *lung])
+    for i, stem in enumerate(ev.stems):
+        per_image.append([name, ev.dataset[i], ev.part_of[i], stem, f"{threshold:.2f}"]
+                         + [_number(v) for v in metrics[i, :len(METRICS)]]
+                         + [_number(v) for v in metrics[i, len(METRICS):]])
+    summary = ", ".join(f"{p} Dice {metrics[ev.part_of == p, 0].mean():.4f} "
+                        f"M-15 keeps {metrics[ev.part_of == p, 4].mean():.4f}"
+                        + _lung_summary(metrics[ev.part_of == p])
+                        for p in dict.fromkeys(ev.part_of))
+    print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({label})", flush=True)
+    return threshold, rows, per_image
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    out = Path(args.out)
+    per_image_path = out.with_name(out.stem + "_per_image.csv")
+    try:
+        device = prepare_device(args.device)
+        precision = resolve_precision(args.precision, device)
+        ev = plan(args, out, per_image_path)
+    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+        raise SystemExit(f"error: {error}") from None
     cache_dir = None if args.no_cache else args.cache_dir or out.parent
 
     rows, per_image, chosen = [], [], {}
-    for name, model in zip(checkpoints, models):
-        probs = predict_probabilities(model, images, masks, stems, device, args, prior, cache_dir,
-                                      precision)
-        threshold = args.threshold
-        if "val" in part_of:
-            val = np.flatnonzero(part_of == "val")
-            threshold, sweep = choose_threshold([probs[i] for i in val], [masks[i] for i in val],
-                                                args.thresholds, args.erode, kept_size, clean,
-                                                [lungs[i] for i in val])
-            for t, metrics in sweep:
-                for group in groups:
-                    sel = dataset[val] == group if group != POOLED else np.ones(len(val), bool)
-                    if sel.any():
-                        merged, lung = _means(metrics[sel])
-                        rows.append([name, identity[name], extent[name], group, "val",
-                                     f"{t:.2f}", *merged, int(sel.sum()), prompt_label, *lung])
-        chosen[name] = threshold
-        metrics = image_metrics(probs, masks, threshold, args.erode, kept_size, clean, lungs)
-        for part in [p for p in dict.fromkeys(part_of) if p != "val"]:
-            for group in groups:
-                sel = (part_of == part) & ((dataset == group) | (group == POOLED))
-                if sel.any():
-                    merged, lung = _means(metrics[sel])
-                    rows.append([name, identity[name], extent[name], group, part,
-                                 f"{threshold:.2f}", *merged, int(sel.sum()), prompt_label,
-                                 *lung])
-        for i, stem in enumerate(stems):
-            per_image.append([name, dataset[i], part_of[i], stem, f"{threshold:.2f}"]
-                             + [_number(v) for v in metrics[i, :len(METRICS)]]
-                             + [_number(v) for v in metrics[i, len(METRICS):]])
-        summary = ", ".join(f"{p} Dice {metrics[part_of == p, 0].mean():.4f} "
-                            f"M-15 keeps {metrics[part_of == p, 4].mean():.4f}"
-                            + _lung_summary(metrics[part_of == p])
-                            for p in dict.fromkeys(part_of))
-        print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({prompt_label})",
-              flush=True)
+    for name, model in zip(ev.checkpoints, ev.models):
+        chosen[name], its_rows, its_images = score_checkpoint(ev, name, model, args, device,
+                                                              precision, cache_dir)
+        rows += its_rows
+        per_image += its_images
 
     write_csv(out, EVAL_COLUMNS, rows)
     write_csv(per_image_path, PER_IMAGE_COLUMNS, per_image)
     write_run_json(out.parent, args, name="run_evaluate.json", seconds=time.time() - started,
                    device=str(device), precision=precision, thresholds=chosen)
-    write_done(out.parent, args, outputs, done=EVALUATE, thresholds=chosen,
-               checkpoint_ids=identity, extents=extent, prompting=prompting_fact(args),
+    write_done(out.parent, args, ev.outputs, done=EVALUATE, thresholds=chosen,
+               checkpoint_ids=ev.identity, extents=ev.extent, prompting=prompting_fact(args),
                precision=precision)
 
 
