@@ -82,6 +82,14 @@ check_folder = $(if $(call bad_folder,$($(1))),$(error $(1)="$($(1))": give one 
 ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS)),)
 $(call check_folder,WORK)
 endif
+# The goals that need the profile's data (its checks in profiles/<profile>.mk): all pipeline goals
+# but `make compare A=... B=...` with neither folder the profile's own, which only reads the two.
+# ($(value ...): A and B are defined later, in profiles/pipeline.mk, when not given.)
+compare_reads_only := $(and $(value A),$(value B),\
+	$(if $(filter $(abspath $(value A)),$(abspath $(WORK_IMAGE))),,1),\
+	$(if $(filter $(abspath $(value B)),$(abspath $(WORK_PATIENT))),,1))
+PROFILE_GOALS := $(if $(compare_reads_only),$(filter-out compare $(value B)/compare/.done-compare,\
+	$(PIPELINE_GOALS)),$(PIPELINE_GOALS))
 include profiles/$(PROFILE).mk
 # SLURM=1: every stage as its own Slurm job step (sets LAUNCH_GPU and LAUNCH_CPU, see the file).
 SLURM ?= 0

@@ -63,7 +63,7 @@ REPORT_ARGS ?=
 
 # Clear errors before anything runs (only for goals that run the pipeline, plain `make` included).
 # `make segmenter` (SEGMENTER_ONLY=1, profiles/user.mk) needs no NIH data; SEG_DATA replaces RSUA.
-ifneq ($(PIPELINE_GOALS),)
+ifneq ($(PROFILE_GOALS),)
 ifneq ($(SEGMENTER_ONLY),1)
 ifeq ($(strip $(NIH_DIR)),)
 $(error PROFILE=paper needs NIH_DIR=<folder with Data_Entry_2017.csv and the NIH images>)

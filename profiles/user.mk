@@ -58,7 +58,7 @@ endif
 # WEIGHTS_DIR; torchvision's file names) and never downloads: missing files stop make here, before
 # any stage runs, rather than a training run hours later.
 IMAGENET_DIR ?= weights/imagenet
-ifneq ($(PIPELINE_GOALS),)
+ifneq ($(PROFILE_GOALS),)
 ifneq ($(SEGMENTER_ONLY),1)
 USES_IMAGENET = $(findstring --weights imagenet,$(strip $(TRAIN_ARGS)))$(filter \
 	--weights=imagenet,$(TRAIN_ARGS))

@@ -82,6 +82,16 @@ def test_paper_profile_checks_run_for_plain_make_too(tmp_path):
     assert "cxrcls.cohort" not in result.stdout
 
 
+
+def test_compare_of_two_folders_of_your_own_needs_no_profile_data(tmp_path):
+    """`make compare A=... B=...` only reads the two folders: the paper profile's NIH/RSUA and
+    weight checks do not apply; with the profile's own folders compare runs the study and they do."""
+    own = _dry(tmp_path / "w", "compare", "PROFILE=paper", f"A={tmp_path / 'a'}",
+               f"B={tmp_path / 'b'}")
+    assert "-m cxrstats.compare" in own.stdout and "cxrcls.cohort" not in own.stdout
+    default = _dry(tmp_path / "w", "compare", "PROFILE=paper", check=False)
+    assert default.returncode != 0 and "PROFILE=paper needs NIH_DIR" in default.stderr
+
 def _paper(tmp_path, *args, check=True):
     nih = tmp_path / "nih"
     nih.mkdir(exist_ok=True)
