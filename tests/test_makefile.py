@@ -85,7 +85,8 @@ def test_paper_profile_checks_run_for_plain_make_too(tmp_path):
 
 def test_compare_of_two_folders_of_your_own_needs_no_profile_data(tmp_path):
     """`make compare A=... B=...` only reads the two folders: the paper profile's NIH/RSUA and
-    weight checks do not apply; with the profile's own folders compare runs the study and they do."""
+    weight checks do not apply; with the profile's own folders compare runs the study, and they
+    do."""
     own = _dry(tmp_path / "w", "compare", "PROFILE=paper", f"A={tmp_path / 'a'}",
                f"B={tmp_path / 'b'}")
     assert "-m cxrstats.compare" in own.stdout and "cxrcls.cohort" not in own.stdout
