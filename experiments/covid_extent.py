@@ -18,7 +18,12 @@ side by side); every run trains in float32 (`--precision fp32`). `--thresholds` 
 `covid-cv@val` (`joint-cv@val`): each fold's model at the candidate threshold chosen on that
 fold's validation part (fold k+1) by mean Dice, `--threshold-tolerance` letting the lowest
 candidate within that much of the best win; the held-out fold plays no part in any choice.
-OUT/covid_extent<TAG>_folds.csv lists per fold the best epoch and the threshold.
+OUT/covid_extent<TAG>_folds.csv lists per fold the best epoch and the threshold. The K-fold
+approaches are also scored on the validation parts (`covid_dev-val`: fold k's model on fold k+1,
+all films pooled; these films chose the epoch and the threshold, so the rows are optimistic and
+serve to compare options, never as the result). `--flip` averages each film's probabilities with
+its mirror image's (mirrored back; their embeddings cached too) before the threshold;
+`--hull-part lower` fills only the lower half of each lung's hull in the `+hull` approaches.
 Each approach is also scored on Montgomery's test part (the field convention; for the K-fold
 approaches every fold's model, pooled) to see whether the conventions blur.
 
@@ -49,8 +54,10 @@ from scipy.spatial import ConvexHull, QhullError
 from cxrseg.records import SPLIT
 from cxrstats.argtypes import Parser, float_range, int_range
 from cxrstats.fileio import read_csv, write_csv, write_done, write_run_json
-from experiments.seg_bench_common import (embed, load_lungs, load_run, load_set, predict_masks,
-                                          score_masks)
+from cxrseg.anatomy import clean_mask
+from cxrseg.engine import segment
+from experiments.seg_bench_common import (DEVICE, embed, load_lungs, load_run, load_set,
+                                          predict_masks, score_masks)
 
 RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", "0.5",
           "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
@@ -65,9 +72,10 @@ PER_IMAGE = ["approach", "test", "model", "stem", "dice", "kept_m15", "dice_righ
              "kept_m15_right", "kept_m15_left", "kept_m50_right", "kept_m50_left"]
 
 
-def hull_per_lung(mask: np.ndarray, min_share: float = 0.05) -> np.ndarray:
+def hull_per_lung(mask: np.ndarray, min_share: float = 0.05, lower: bool = False) -> np.ndarray:
     """The mask with each lung (a connected piece holding at least `min_share` of the mask's
-    pixels) filled to its convex hull; smaller pieces are kept as they are."""
+    pixels) filled to its convex hull; smaller pieces are kept as they are. `lower`: only the
+    hull's rows below the middle of the lung's height are filled (the upper half as it is)."""
     mask = np.asarray(mask).astype(bool)
     labels, count = ndimage.label(mask)
     out = mask.copy()
@@ -84,7 +92,10 @@ def hull_per_lung(mask: np.ndarray, min_share: float = 0.05) -> np.ndarray:
             continue
         canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
         ImageDraw.Draw(canvas).polygon([tuple(points[v]) for v in hull.vertices], fill=1)
-        out |= np.asarray(canvas, dtype=bool)
+        filled = np.asarray(canvas, dtype=bool)
+        if lower:
+            filled[: (ys.min() + ys.max() + 1) // 2] = False
+        out |= filled
     return out
 
 
@@ -208,6 +219,12 @@ def main(argv=None) -> None:
                              "another --threshold on the same runs")
     parser.add_argument("--joint", action="store_true",
                         help="also Montgomery + covid_dev joint training per fold")
+    parser.add_argument("--hull-part", choices=("whole", "lower"), default="whole",
+                        help="the `+hull` approaches fill each lung's whole convex hull or only "
+                             "its lower half")
+    parser.add_argument("--flip", action="store_true",
+                        help="test-time flip: the mean of the probabilities of the film and of "
+                             "its mirror image (mirrored back), then the threshold")
     parser.add_argument("--no-recipe", action="store_true",
                         help="leave out the Montgomery-trained recipe (and its hull)")
     args = parser.parse_args(argv)
@@ -260,13 +277,37 @@ def main(argv=None) -> None:
     c_emb = embed(c_stems, c_imgs, cache)
     m_stems, m_imgs, m_masks = load_set(f"{mont}/images", f"{mont}/masks", str(mont_splits))
     m_emb = embed(m_stems, m_imgs, cache)
+    if args.flip:
+        c_mirror = [np.ascontiguousarray(np.fliplr(i)) for i in c_imgs]
+        m_mirror = [np.ascontiguousarray(np.fliplr(i)) for i in m_imgs]
+        c_emb_f = embed([s + "_mirror" for s in c_stems], c_mirror, cache)
+        m_emb_f = embed([s + "_mirror" for s in m_stems], m_mirror, cache)
+        c_emb = (c_emb, c_emb_f, c_mirror)
+        m_emb = (m_emb, m_emb_f, m_mirror)
     fold = np.array([fold_of[s] for s in c_stems])
+
+    def hull(mask):
+        return hull_per_lung(mask, lower=args.hull_part == "lower")
+
+    def rows_of(emb, idx):
+        """Embeddings (with --flip: embeddings, mirrored ones, mirrored films) of rows idx."""
+        if not args.flip:
+            return emb[idx]
+        return emb[0][idx], emb[1][idx], [emb[2][i] for i in idx]
     summary, per_image, fold_rows = [], [], []
 
     def predict(folder, emb, imgs, masks, threshold):
         model, prior = load_run(str(folder))
-        return predict_masks(model, prior, emb, imgs, masks, refine=args.refine,
-                             threshold=threshold, cleans=[(True, 0)])[0]
+        if not args.flip:
+            return predict_masks(model, prior, emb, imgs, masks, refine=args.refine,
+                                 threshold=threshold, cleans=[(True, 0)])[0]
+        emb, emb_f, mirror = emb
+        probs = segment(model, emb, imgs, DEVICE, "box", prior, refine=args.refine,
+                        threshold=threshold)[1]
+        probs_f = segment(model, emb_f, mirror, DEVICE, "box", prior, refine=args.refine,
+                          threshold=threshold)[1]
+        return [clean_mask((p.numpy() + np.fliplr(q.numpy())) / 2 >= threshold, True, 0)
+                .astype(bool) for p, q in zip(probs, probs_f)]
 
     def fold_threshold(approach, k, folder):
         """The fold's threshold: --threshold, or with --thresholds the one chosen on the fold's
@@ -276,7 +317,7 @@ def main(argv=None) -> None:
         val = np.flatnonzero(fold == (k + 1) % args.folds)
         dice, kept = {}, {}
         for t in sorted(set(args.thresholds)):
-            s = score_masks(predict(folder, c_emb[val], [c_imgs[i] for i in val],
+            s = score_masks(predict(folder, rows_of(c_emb, val), [c_imgs[i] for i in val],
                                     [c_masks[i] for i in val], t), [c_masks[i] for i in val])
             dice[t], kept[t] = s[:, 0].mean(), s[:, 1].mean()
         chosen = choose_threshold(dice, args.threshold_tolerance)
@@ -294,6 +335,7 @@ def main(argv=None) -> None:
                      if len(folders) > 1]
     for approach, base, folders in variants:
         c_pred = [None] * len(c_stems)
+        v_pred = [None] * len(c_stems)
         m_scores = {False: [], True: []}
         for k, folder in enumerate(folders):
             threshold = fold_threshold(approach, k, folder) if len(folders) > 1 else args.threshold
@@ -302,28 +344,37 @@ def main(argv=None) -> None:
                                   str(int((fold == (k + 1) % args.folds).sum())),
                                   best_epoch(folder), f"{threshold:g}", "", ""])
             held = np.arange(len(c_stems)) if len(folders) == 1 else np.flatnonzero(fold == k)
-            preds = predict(folder, c_emb[held], [c_imgs[i] for i in held],
+            preds = predict(folder, rows_of(c_emb, held), [c_imgs[i] for i in held],
                             [c_masks[i] for i in held], threshold)
             for i, p in zip(held, preds):
                 c_pred[i] = (p, folder.name)
+            if len(folders) > 1:      # the fold's validation part, as the model scores it
+                val = np.flatnonzero(fold == (k + 1) % args.folds)
+                preds = predict(folder, rows_of(c_emb, val), [c_imgs[i] for i in val],
+                                [c_masks[i] for i in val], threshold)
+                for i, p in zip(val, preds):
+                    v_pred[i] = (p, folder.name)
             m_pred = predict(folder, m_emb, m_imgs, m_masks, threshold)
-            for hull in (False, True):
-                ps = [hull_per_lung(p) for p in m_pred] if hull else m_pred
+            for with_hull in (False, True):
+                ps = [hull(p) for p in m_pred] if with_hull else m_pred
                 s = score_masks(ps, m_masks)
-                m_scores[hull].append(s)
-                per_image += [[approach + ("+hull" if hull else ""), "montgomery-test",
+                m_scores[with_hull].append(s)
+                per_image += [[approach + ("+hull" if with_hull else ""), "montgomery-test",
                                folder.name, stem, *[f"{v:.4f}" for v in row], *[""] * 6]
                               for stem, row in zip(m_stems, s)]
         hulls = (False,) if base == "joint-cv" else (False, True)
-        for hull in hulls:
-            name = approach + ("+hull" if hull else "")
-            preds = [hull_per_lung(p) if hull else p for p, _ in c_pred]
-            s = score_masks(preds, c_masks, c_lungs)
-            per_image += [[name, "covid_dev", model, stem, *[f"{v:.4f}" for v in row]]
-                          for (_, model), stem, row in zip(c_pred, c_stems, s)]
-            summary.append(summarize(name, "covid_dev", s))
-            summary.append(summarize(name, "montgomery-test", np.vstack(m_scores[hull])))
-            print(" | ".join(summary[-2]), f"({time.time() - started:.0f} s)", flush=True)
+        for with_hull in hulls:
+            name = approach + ("+hull" if with_hull else "")
+            sets = [("covid_dev", c_pred)] + ([("covid_dev-val", v_pred)] if len(folders) > 1
+                                              else [])
+            for test, pred in sets:
+                preds = [hull(p) if with_hull else p for p, _ in pred]
+                s = score_masks(preds, c_masks, c_lungs)
+                per_image += [[name, test, model, stem, *[f"{v:.4f}" for v in row]]
+                              for (_, model), stem, row in zip(pred, c_stems, s)]
+                summary.append(summarize(name, test, s))
+                print(" | ".join(summary[-1]), f"({time.time() - started:.0f} s)", flush=True)
+            summary.append(summarize(name, "montgomery-test", np.vstack(m_scores[with_hull])))
             print(" | ".join(summary[-1]), flush=True)
     write_csv(out / f"covid_extent{args.tag}.csv", SUMMARY, summary)
     write_csv(out / f"covid_extent{args.tag}_per_image.csv", PER_IMAGE, per_image)

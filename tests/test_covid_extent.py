@@ -44,3 +44,12 @@ def test_default_settings_keep_their_run_folders():
     from argparse import Namespace
     assert run_suffix(Namespace(epochs=4, patience=2, augment_copies=2)) == ""
     assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=0)) == "-e20-p3-c0"
+
+
+def test_lower_hull_fills_only_below_the_lungs_middle():
+    mask = np.zeros((20, 12), bool)
+    mask[2:18, 2:10] = True
+    mask[4:7, 6:10] = False          # a notch in the upper half
+    mask[13:16, 6:10] = False        # one in the lower half
+    hull = hull_per_lung(mask, lower=True)
+    assert not hull[4:7, 6:10].any() and hull[13:16, 6:10].all()
