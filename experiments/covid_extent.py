@@ -92,7 +92,7 @@ def hull_per_lung(mask: np.ndarray, min_share: float = 0.05, lower: bool = False
             continue
         canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
         ImageDraw.Draw(canvas).polygon([tuple(points[v]) for v in hull.vertices], fill=1)
-        filled = np.asarray(canvas, dtype=bool)
+        filled = np.array(canvas, dtype=bool)
         if lower:
             filled[: (ys.min() + ys.max() + 1) // 2] = False
         out |= filled
