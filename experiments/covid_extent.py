@@ -12,6 +12,7 @@ scored with automatic prompting (prior box + `--refine` passes), holes filled, a
   training; each image is scored by the model it was held out from;
 - `covid-cv+hull`: the same with hulls;
 - `joint-cv` (`--joint`): Montgomery's training/validation parts joined with covid_dev's of fold k.
+`--no-recipe` leaves out `recipe` and `recipe+hull` (and their Montgomery fine-tuning).
 `--epochs`, `--patience` and `--augment-copies` change the fine-tuning of every run (run folders
 get a suffix such as `-e20-p3` for settings other than the defaults, so runs of other settings sit
 side by side); every run trains in float32 (`--precision fp32`). `--thresholds` adds
