@@ -12,6 +12,19 @@ scored with automatic prompting (prior box + `--refine` passes), holes filled, a
   training; each image is scored by the model it was held out from;
 - `covid-cv+hull`: the same with hulls;
 - `joint-cv` (`--joint`): Montgomery's training/validation parts joined with covid_dev's of fold k.
+`--no-recipe` leaves out `recipe` and `recipe+hull` (and their Montgomery fine-tuning).
+`--epochs`, `--patience` and `--augment-copies` change the fine-tuning of every run (run folders
+get a suffix such as `-e20-p3` for settings other than the defaults, so runs of other settings sit
+side by side); every run trains in float32 (`--precision fp32`). `--thresholds` adds
+`covid-cv@val` (`joint-cv@val`): each fold's model at the candidate threshold chosen on that
+fold's validation part (fold k+1) by mean Dice, `--threshold-tolerance` letting the lowest
+candidate within that much of the best win; the held-out fold plays no part in any choice.
+OUT/covid_extent<TAG>_folds.csv lists per fold the best epoch and the threshold. The K-fold
+approaches are also scored on the validation parts (`covid_dev-val`: fold k's model on fold k+1,
+all films pooled; these films chose the epoch and the threshold, so the rows are optimistic and
+serve to compare options, never as the result). `--flip` averages each film's probabilities with
+its mirror image's (mirrored back; their embeddings cached too) before the threshold;
+`--hull-part lower` fills only the lower half of each lung's hull in the `+hull` approaches.
 Each approach is also scored on Montgomery's test part (the field convention; for the K-fold
 approaches every fold's model, pooled) to see whether the conventions blur.
 
@@ -27,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -39,14 +53,18 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from cxrseg.records import SPLIT
-from cxrstats.foundation.argtypes import Parser, int_range
+from cxrseg.anatomy import clean_mask
+from cxrseg.engine import segment
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.fileio import read_csv, write_csv, write_done, write_run_json
-from experiments.seg_bench_common import (embed, load_lungs, load_run, load_set, predict_masks,
-                                          score_masks)
+from experiments.seg_bench_common import (DEVICE, embed, load_lungs, load_run, load_set,
+                                          predict_masks, score_masks)
 
 RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", "0.5",
-          "--augment", "opacity", "--augment-copies", "2", "--patience", "2", "--batch-size", "8",
-          "--seed", "0", "--device", "cpu"]
+          "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
+DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2}
+FOLD_COLUMNS = ["approach", "fold", "test_images", "val_images", "best_epoch", "threshold",
+                "val_dice", "val_kept_m15"]
 SUMMARY = ["approach", "test", "n", "dice", "dice_min", "kept_m15", "kept_m15_p10",
            "kept_m15_min", "dice_right", "dice_right_min", "dice_left", "dice_left_min",
            "kept_m15_right", "kept_m15_right_p10", "kept_m15_right_min", "kept_m15_left",
@@ -55,9 +73,10 @@ PER_IMAGE = ["approach", "test", "model", "stem", "dice", "kept_m15", "dice_righ
              "kept_m15_right", "kept_m15_left", "kept_m50_right", "kept_m50_left"]
 
 
-def hull_per_lung(mask: np.ndarray, min_share: float = 0.05) -> np.ndarray:
+def hull_per_lung(mask: np.ndarray, min_share: float = 0.05, lower: bool = False) -> np.ndarray:
     """The mask with each lung (a connected piece holding at least `min_share` of the mask's
-    pixels) filled to its convex hull; smaller pieces are kept as they are."""
+    pixels) filled to its convex hull; smaller pieces are kept as they are. `lower`: only the
+    hull's rows below the middle of the lung's height are filled (the upper half as it is)."""
     mask = np.asarray(mask).astype(bool)
     labels, count = ndimage.label(mask)
     out = mask.copy()
@@ -74,7 +93,10 @@ def hull_per_lung(mask: np.ndarray, min_share: float = 0.05) -> np.ndarray:
             continue
         canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
         ImageDraw.Draw(canvas).polygon([tuple(points[v]) for v in hull.vertices], fill=1)
-        out |= np.asarray(canvas, dtype=bool)
+        filled = np.array(canvas, dtype=bool)
+        if lower:
+            filled[: (ys.min() + ys.max() + 1) // 2] = False
+        out |= filled
     return out
 
 
@@ -115,12 +137,41 @@ def run(module: str, *argv: str) -> None:
     subprocess.run([sys.executable, "-m", module, *argv], check=True)
 
 
-def finetune(out: Path, data: list[str], splits: Path, epochs: int, cache: Path) -> Path:
+def train_flags(args) -> list[str]:
+    """The fine-tuning flags beside RECIPE: epochs, patience, opacity copies."""
+    copies = (["--augment", "opacity", "--augment-copies", str(args.augment_copies)]
+              if args.augment_copies else [])
+    return [*copies, "--patience", str(args.patience), "--epochs", str(args.epochs)]
+
+
+def run_suffix(args) -> str:
+    """Suffix of the run folders' names for settings other than the defaults (none for them, so
+    runs of the default settings keep their folder), e.g. `-e20-p3-c0`."""
+    parts = [f"{key}{getattr(args, name)}" for key, name in
+             (("e", "epochs"), ("p", "patience"), ("c", "augment_copies"))
+             if getattr(args, name) != DEFAULTS[name]]
+    return "".join("-" + p for p in parts)
+
+
+def finetune(out: Path, data: list[str], splits: Path, flags: list[str], cache: Path) -> Path:
     if not (out / "done_finetune.json").is_file():
-        flags = [f for d in data for f in ("--data", d)]
-        run("cxrseg.finetune", *flags, "--splits", str(splits), *RECIPE, "--epochs", str(epochs),
+        sets = [f for d in data for f in ("--data", d)]
+        run("cxrseg.finetune", *sets, "--splits", str(splits), *RECIPE, *flags,
             "--cache-dir", str(cache), "--out", str(out))
     return out
+
+
+def best_epoch(folder: Path) -> str:
+    """The best epoch done_finetune.json records ('' when it has none)."""
+    with open(folder / "done_finetune.json") as handle:
+        return str(json.load(handle).get("best_epoch", ""))
+
+
+def choose_threshold(dice: dict[float, float], tolerance: float) -> float:
+    """The lowest candidate threshold whose mean validation Dice is within `tolerance` of the
+    best (tolerance 0: the best; ties to the lower threshold)."""
+    best = max(dice.values())
+    return min(t for t, d in dice.items() if d >= best - tolerance - 1e-12)
 
 
 def summarize(approach: str, test: str, scores: np.ndarray) -> list[str]:
@@ -144,14 +195,39 @@ def main(argv=None) -> None:
                         help="folder holding montgomery/ and covid_dev/")
     parser.add_argument("--out", required=True, help="work folder (runs, embeddings, tables)")
     parser.add_argument("--folds", type=int_range(3), default=5)
-    parser.add_argument("--epochs", type=int_range(1), default=4)
-    parser.add_argument("--threshold", type=float, default=0.4)
+    parser.add_argument("--epochs", type=int_range(1), default=DEFAULTS["epochs"],
+                        help="maximum fine-tuning epochs")
+    parser.add_argument("--patience", type=int_range(1), default=DEFAULTS["patience"],
+                        help="early stopping: stop after this many epochs without a lower loss "
+                             "on the run's validation part (a covid_dev run's: fold k+1); the "
+                             "best epoch is kept")
+    parser.add_argument("--augment-copies", type=int_range(0, 16),
+                        default=DEFAULTS["augment_copies"],
+                        help="opacity copies per training image (0: none)")
+    parser.add_argument("--threshold", type=float_range(0, 1, lo_open=True, hi_open=True),
+                        default=0.4, help="mask threshold of every approach")
+    parser.add_argument("--thresholds", type=float_range(0, 1, lo_open=True, hi_open=True),
+                        nargs="+", default=None,
+                        help="candidate thresholds: adds the approaches `covid-cv@val` (and "
+                             "`joint-cv@val`), each fold's model at the candidate chosen on its "
+                             "validation part (fold k+1) by --threshold-tolerance")
+    parser.add_argument("--threshold-tolerance", type=float_range(0, 1), default=0.0,
+                        help="the lowest candidate whose mean validation Dice is within this of "
+                             "the best candidate's (0: the best)")
     parser.add_argument("--refine", type=int_range(0), default=1)
     parser.add_argument("--tag", default="",
                         help="suffix of the tables' names (covid_extent<TAG>.csv), e.g. for "
                              "another --threshold on the same runs")
     parser.add_argument("--joint", action="store_true",
                         help="also Montgomery + covid_dev joint training per fold")
+    parser.add_argument("--hull-part", choices=("whole", "lower"), default="whole",
+                        help="the `+hull` approaches fill each lung's whole convex hull or only "
+                             "its lower half")
+    parser.add_argument("--flip", action="store_true",
+                        help="test-time flip: the mean of the probabilities of the film and of "
+                             "its mirror image (mirrored back), then the threshold")
+    parser.add_argument("--no-recipe", action="store_true",
+                        help="leave out the Montgomery-trained recipe (and its hull)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.time()
@@ -163,13 +239,16 @@ def main(argv=None) -> None:
     cache = out / "emb"
     mont_data = f"montgomery={mont}/images:{mont}/masks"
     covid_data = f"covid={covid}/images:{covid}/masks"
+    flags, suffix = train_flags(args), run_suffix(args)
 
     # Montgomery: the recipe's split and fine-tune (the field convention).
     mont_splits = out / "montgomery" / "splits.csv"
     if not (mont_splits.parent / SPLIT).is_file():
         run("cxrseg.split", "--data", mont_data, "--out", str(mont_splits), "--seed", "0")
-    models = {"recipe": [finetune(out / "runs" / "montgomery", [mont_data], mont_splits,
-                                  args.epochs, cache)]}
+    models = {}
+    if not args.no_recipe:
+        models["recipe"] = [finetune(out / "runs" / f"montgomery{suffix}", [mont_data],
+                                     mont_splits, flags, cache)]
 
     # covid_dev: folds grouped by source; part split files per fold.
     c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
@@ -184,12 +263,13 @@ def main(argv=None) -> None:
         rows = [[s, "covid", part(s)] for s in c_stems]
         facts = {"folds": args.folds, "fold": k, "grouped_by": "meta.csv image_url"}
         write_parts(out / "covid" / f"fold{k}" / "splits.csv", rows, facts)
-        cv.append(finetune(out / "runs" / f"covid-fold{k}", [covid_data],
-                           out / "covid" / f"fold{k}" / "splits.csv", args.epochs, cache))
+        cv.append(finetune(out / "runs" / f"covid-fold{k}{suffix}", [covid_data],
+                           out / "covid" / f"fold{k}" / "splits.csv", flags, cache))
         if args.joint:
             write_parts(out / "joint" / f"fold{k}" / "splits.csv", mont_rows + rows, facts)
-            joint.append(finetune(out / "runs" / f"joint-fold{k}", [mont_data, covid_data],
-                                  out / "joint" / f"fold{k}" / "splits.csv", args.epochs, cache))
+            joint.append(finetune(out / "runs" / f"joint-fold{k}{suffix}",
+                                  [mont_data, covid_data],
+                                  out / "joint" / f"fold{k}" / "splits.csv", flags, cache))
     models["covid-cv"] = cv
     if joint:
         models["joint-cv"] = joint
@@ -198,51 +278,116 @@ def main(argv=None) -> None:
     c_emb = embed(c_stems, c_imgs, cache)
     m_stems, m_imgs, m_masks = load_set(f"{mont}/images", f"{mont}/masks", str(mont_splits))
     m_emb = embed(m_stems, m_imgs, cache)
+    if args.flip:
+        c_mirror = [np.ascontiguousarray(np.fliplr(i)) for i in c_imgs]
+        m_mirror = [np.ascontiguousarray(np.fliplr(i)) for i in m_imgs]
+        c_emb_f = embed([s + "_mirror" for s in c_stems], c_mirror, cache)
+        m_emb_f = embed([s + "_mirror" for s in m_stems], m_mirror, cache)
+        c_emb = (c_emb, c_emb_f, c_mirror)
+        m_emb = (m_emb, m_emb_f, m_mirror)
     fold = np.array([fold_of[s] for s in c_stems])
-    summary, per_image = [], []
 
-    def predict(folder, emb, imgs, masks):
+    def hull(mask):
+        return hull_per_lung(mask, lower=args.hull_part == "lower")
+
+    def rows_of(emb, idx):
+        """Embeddings (with --flip: embeddings, mirrored ones, mirrored films) of rows idx."""
+        if not args.flip:
+            return emb[idx]
+        return emb[0][idx], emb[1][idx], [emb[2][i] for i in idx]
+    summary, per_image, fold_rows = [], [], []
+
+    def predict(folder, emb, imgs, masks, threshold):
         model, prior = load_run(str(folder))
-        return predict_masks(model, prior, emb, imgs, masks, refine=args.refine,
-                             threshold=args.threshold, cleans=[(True, 0)])[0]
+        if not args.flip:
+            return predict_masks(model, prior, emb, imgs, masks, refine=args.refine,
+                                 threshold=threshold, cleans=[(True, 0)])[0]
+        emb, emb_f, mirror = emb
+        probs = segment(model, emb, imgs, DEVICE, "box", prior, refine=args.refine,
+                        threshold=threshold)[1]
+        probs_f = segment(model, emb_f, mirror, DEVICE, "box", prior, refine=args.refine,
+                          threshold=threshold)[1]
+        return [clean_mask((p.numpy() + np.fliplr(q.numpy())) / 2 >= threshold, True, 0)
+                .astype(bool) for p, q in zip(probs, probs_f)]
 
-    for approach, folders in models.items():
+    def fold_threshold(approach, k, folder):
+        """The fold's threshold: --threshold, or with --thresholds the one chosen on the fold's
+        validation part (fold k+1 of covid_dev)."""
+        if not approach.endswith("@val"):
+            return args.threshold
+        val = np.flatnonzero(fold == (k + 1) % args.folds)
+        dice, kept = {}, {}
+        for t in sorted(set(args.thresholds)):
+            s = score_masks(predict(folder, rows_of(c_emb, val), [c_imgs[i] for i in val],
+                                    [c_masks[i] for i in val], t), [c_masks[i] for i in val])
+            dice[t], kept[t] = s[:, 0].mean(), s[:, 1].mean()
+        chosen = choose_threshold(dice, args.threshold_tolerance)
+        print(f"[covid_extent] {approach} fold {k}: validation Dice "
+              + " ".join(f"{t:g}:{d:.4f}" for t, d in dice.items()) + f" -> {chosen:g}",
+              flush=True)
+        fold_rows.append([approach, str(k), str(int((fold == k).sum())), str(len(val)),
+                          best_epoch(folder), f"{chosen:g}", f"{dice[chosen]:.4f}",
+                          f"{kept[chosen]:.4f}"])
+        return chosen
+
+    variants = [(name, name, folders) for name, folders in models.items()]
+    if args.thresholds:
+        variants += [(name + "@val", name, folders) for name, folders in models.items()
+                     if len(folders) > 1]
+    for approach, base, folders in variants:
         c_pred = [None] * len(c_stems)
+        v_pred = [None] * len(c_stems)
         m_scores = {False: [], True: []}
         for k, folder in enumerate(folders):
+            threshold = fold_threshold(approach, k, folder) if len(folders) > 1 else args.threshold
+            if len(folders) > 1 and not approach.endswith("@val"):
+                fold_rows.append([approach, str(k), str(int((fold == k).sum())),
+                                  str(int((fold == (k + 1) % args.folds).sum())),
+                                  best_epoch(folder), f"{threshold:g}", "", ""])
             held = np.arange(len(c_stems)) if len(folders) == 1 else np.flatnonzero(fold == k)
-            preds = predict(folder, c_emb[held], [c_imgs[i] for i in held],
-                            [c_masks[i] for i in held])
+            preds = predict(folder, rows_of(c_emb, held), [c_imgs[i] for i in held],
+                            [c_masks[i] for i in held], threshold)
             for i, p in zip(held, preds):
                 c_pred[i] = (p, folder.name)
-            m_pred = predict(folder, m_emb, m_imgs, m_masks)
-            for hull in (False, True):
-                ps = [hull_per_lung(p) for p in m_pred] if hull else m_pred
+            if len(folders) > 1:      # the fold's validation part, as the model scores it
+                val = np.flatnonzero(fold == (k + 1) % args.folds)
+                preds = predict(folder, rows_of(c_emb, val), [c_imgs[i] for i in val],
+                                [c_masks[i] for i in val], threshold)
+                for i, p in zip(val, preds):
+                    v_pred[i] = (p, folder.name)
+            m_pred = predict(folder, m_emb, m_imgs, m_masks, threshold)
+            for with_hull in (False, True):
+                ps = [hull(p) for p in m_pred] if with_hull else m_pred
                 s = score_masks(ps, m_masks)
-                m_scores[hull].append(s)
-                per_image += [[approach + ("+hull" if hull else ""), "montgomery-test",
+                m_scores[with_hull].append(s)
+                per_image += [[approach + ("+hull" if with_hull else ""), "montgomery-test",
                                folder.name, stem, *[f"{v:.4f}" for v in row], *[""] * 6]
                               for stem, row in zip(m_stems, s)]
-        if approach == "joint-cv":
-            hulls = (False,)
-        else:
-            hulls = (False, True)
-        for hull in hulls:
-            name = approach + ("+hull" if hull else "")
-            preds = [hull_per_lung(p) if hull else p for p, _ in c_pred]
-            s = score_masks(preds, c_masks, c_lungs)
-            per_image += [[name, "covid_dev", model, stem, *[f"{v:.4f}" for v in row]]
-                          for (_, model), stem, row in zip(c_pred, c_stems, s)]
-            summary.append(summarize(name, "covid_dev", s))
-            summary.append(summarize(name, "montgomery-test", np.vstack(m_scores[hull])))
-            print(" | ".join(summary[-2]), f"({time.time() - started:.0f} s)", flush=True)
+        hulls = (False,) if base == "joint-cv" else (False, True)
+        for with_hull in hulls:
+            name = approach + ("+hull" if with_hull else "")
+            sets = [("covid_dev", c_pred)] + ([("covid_dev-val", v_pred)] if len(folders) > 1
+                                              else [])
+            for test, pred in sets:
+                preds = [hull(p) if with_hull else p for p, _ in pred]
+                s = score_masks(preds, c_masks, c_lungs)
+                per_image += [[name, test, model, stem, *[f"{v:.4f}" for v in row]]
+                              for (_, model), stem, row in zip(pred, c_stems, s)]
+                summary.append(summarize(name, test, s))
+                print(" | ".join(summary[-1]), f"({time.time() - started:.0f} s)", flush=True)
+            summary.append(summarize(name, "montgomery-test", np.vstack(m_scores[with_hull])))
             print(" | ".join(summary[-1]), flush=True)
     write_csv(out / f"covid_extent{args.tag}.csv", SUMMARY, summary)
     write_csv(out / f"covid_extent{args.tag}_per_image.csv", PER_IMAGE, per_image)
+    write_csv(out / f"covid_extent{args.tag}_folds.csv", FOLD_COLUMNS, fold_rows)
     write_run_json(out, args, name=f"run_covid_extent{args.tag}.json",
-                   seconds=time.time() - started, folds={s: int(fold_of[s]) for s in c_stems})
+                   seconds=time.time() - started, folds={s: int(fold_of[s]) for s in c_stems},
+                   fold_choices=[dict(zip(FOLD_COLUMNS, r)) for r in fold_rows])
     print("\n| " + " | ".join(SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
     for r in summary:
+        print("| " + " | ".join(r) + " |")
+    print("\n| " + " | ".join(FOLD_COLUMNS) + " |\n|" + "---|" * len(FOLD_COLUMNS))
+    for r in fold_rows:
         print("| " + " | ".join(r) + " |")
 
 

@@ -4,7 +4,7 @@ import csv
 
 import numpy as np
 
-from experiments.covid_extent import hull_per_lung, source_folds
+from experiments.covid_extent import choose_threshold, hull_per_lung, run_suffix, source_folds
 
 
 def test_hull_fills_each_lung_on_its_own():
@@ -31,3 +31,25 @@ def test_sources_stay_in_one_fold(tmp_path):
     # largest source first into fold 0, the next into fold 1, then the fold with fewest images
     assert folds["a1"] == 0 and folds["b1"] == 1
     assert sorted(np.bincount(list(folds.values()))) == [2, 2, 3]
+
+
+def test_threshold_chosen_on_validation_dice():
+    dice = {0.3: 0.940, 0.4: 0.944, 0.5: 0.946, 0.6: 0.941}
+    assert choose_threshold(dice, 0.0) == 0.5
+    assert choose_threshold(dice, 0.005) == 0.4     # the lowest within 0.005 of the best
+    assert choose_threshold({0.3: 0.9, 0.5: 0.9}, 0.0) == 0.3   # ties to the lower threshold
+
+
+def test_default_settings_keep_their_run_folders():
+    from argparse import Namespace
+    assert run_suffix(Namespace(epochs=4, patience=2, augment_copies=2)) == ""
+    assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=0)) == "-e20-p3-c0"
+
+
+def test_lower_hull_fills_only_below_the_lungs_middle():
+    mask = np.zeros((20, 12), bool)
+    mask[2:18, 2:10] = True
+    mask[4:7, 6:10] = False          # a notch in the upper half
+    mask[13:16, 6:10] = False        # one in the lower half
+    hull = hull_per_lung(mask, lower=True)
+    assert not hull[4:7, 6:10].any() and hull[13:16, 6:10].all()
