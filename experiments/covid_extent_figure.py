@@ -1,24 +1,44 @@
-"""Figure of experiments.covid_extent: the covid_dev films whose M-15 keeps least of the true lung
-under one approach (default the Montgomery-trained recipe), drawn with that approach's mask and
-another's (default covid-cv, the model each film was held out from). Per film two panels: the
-image with the true whole-lung outline (green) and the predicted mask's outline (red). Reads the
-run's covid_extent_per_image.csv and its models; embeddings come from OUT/emb. The figure shows
-the shared films: it stays in the work folder, out of the repository.
+"""Figure of experiments.covid_extent: the covid_dev films whose M-15 keeps least of the true
+(whole) lung under a `field` segmenter, each drawn with that segmenter's mask ("before") and with
+the mask of the `full` decoder it was held out from ("after", at the threshold its fold chose on
+validation). Per film two panels: the image with the true whole-lung outline (green) and the
+predicted mask's outline (red), titled with the share of the lung that M-15 keeps.
+
+`--before` is any finished decoder-only LiteMedSAM fine-tuning folder (best.pt, prior.json) on
+`field` masks; `--out` and `--tag` name an experiments.covid_extent run (its per-image and folds
+tables, its fold models under runs/, its embedding cache in emb/).
 
   python -m experiments.covid_extent_figure --lungseg ../shared/data/lungseg \\
-      --out work/covid-extent --figure work/covid-extent/worst.png
+      --out work/covid-extent --tag _e20p3_tol005 --after covid-cv@val \\
+      --before work/mont_seg --before-threshold 0.5 --figure docs/figures/extent_worst.png
 """
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import read_csv
-from experiments.seg_bench_common import embed, load_run, load_set, predict_masks
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import atomic_path, read_csv
+from experiments.seg_bench_common import embed, load_run, load_set, predict_masks, score_masks
+
+
+def after_models(out: Path, tag: str, approach: str) -> dict[str, tuple[str, float]]:
+    """stem -> (fold model folder, the threshold that fold chose on validation) of `approach` in
+    the run `tag`, for every covid_dev film scored on its held-out fold."""
+    folds = {int(r["fold"]): float(r["threshold"])
+             for r in read_csv(out / f"covid_extent{tag}_folds.csv") if r["approach"] == approach}
+    models = {}
+    for r in read_csv(out / f"covid_extent{tag}_per_image.csv"):
+        if r["approach"] == approach and r["test"] == "covid_dev":
+            fold = int(re.search(r"fold(\d+)", r["model"]).group(1))
+            models[r["stem"]] = (r["model"], folds[fold])
+    if not models:
+        raise SystemExit(f"error: {out}: no covid_dev rows of {approach!r} in run {tag!r}")
+    return models
 
 
 def main(argv=None) -> None:
@@ -26,42 +46,49 @@ def main(argv=None) -> None:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lungseg", default="../shared/data/lungseg")
     parser.add_argument("--out", required=True, help="experiments.covid_extent's work folder")
-    parser.add_argument("--before", default="recipe")
-    parser.add_argument("--after", default="covid-cv")
+    parser.add_argument("--tag", default="", help="the covid_extent run (its --tag)")
+    parser.add_argument("--after", default="covid-cv@val", help="the run's `full` approach")
+    parser.add_argument("--before", required=True, help="a `field` fine-tuning folder")
+    parser.add_argument("--before-threshold", type=float_range(0, 1, lo_open=True, hi_open=True),
+                        default=0.5)
     parser.add_argument("--worst", type=int_range(1), default=5)
-    parser.add_argument("--threshold", type=float, default=0.4)
     parser.add_argument("--refine", type=int_range(0), default=1)
     parser.add_argument("--figure", required=True, help="PNG to write")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out, covid = Path(args.out), Path(args.lungseg) / "covid_dev"
-    rows = [r for r in read_csv(out / "covid_extent_per_image.csv") if r["test"] == "covid_dev"]
-    model_of = {(r["approach"], r["stem"]): r["model"] for r in rows}
-    kept = {(r["approach"], r["stem"]): float(r["kept_m15"]) for r in rows}
-    worst = sorted((r for r in rows if r["approach"] == args.before),
-                   key=lambda r: float(r["kept_m15"]))[:args.worst]
     stems, imgs, masks = load_set(f"{covid}/images", f"{covid}/masks")
     emb = embed(stems, imgs, out / "emb")
+    model, prior = load_run(args.before)
+    before = predict_masks(model, prior, emb, imgs, masks, refine=args.refine,
+                           threshold=args.before_threshold, cleans=[(True, 0)])[0]
+    kept_before = score_masks(before, masks)[:, 1]
+    after_of = after_models(out, args.tag, args.after)
+    worst = np.argsort(kept_before, kind="stable")[:args.worst]
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(worst), 2, figsize=(7, 3.4 * len(worst)), squeeze=False)
-    for row, r in zip(axes, worst):
-        i = stems.index(r["stem"])
-        for ax, approach in zip(row, (args.before, args.after)):
-            model, prior = load_run(str(out / "runs" / model_of[(approach, r["stem"])]))
-            pred = predict_masks(model, prior, emb[i:i + 1], [imgs[i]], [masks[i]],
-                                 refine=args.refine, threshold=args.threshold,
-                                 cleans=[(True, 0)])[0][0]
+    fig, axes = plt.subplots(len(worst), 2, figsize=(6.4, 3.1 * len(worst)), squeeze=False)
+    for row, i in zip(axes, worst):
+        run, threshold = after_of[stems[i]]
+        model, prior = load_run(str(out / "runs" / run))
+        after = predict_masks(model, prior, emb[i:i + 1], [imgs[i]], [masks[i]],
+                              refine=args.refine, threshold=threshold, cleans=[(True, 0)])[0][0]
+        kept_after = score_masks([after], [masks[i]])[0, 1]
+        for ax, pred, title in ((row[0], before[i], f"field: M-15 keeps {kept_before[i]:.2f}"),
+                                (row[1], after, f"full: M-15 keeps {kept_after:.2f}")):
             ax.imshow(imgs[i], cmap="gray")
             ax.contour(masks[i], levels=[0.5], colors="lime", linewidths=1)
             ax.contour(pred.astype(np.uint8), levels=[0.5], colors="red", linewidths=1)
-            ax.set_title(f"{approach}: M-15 keeps {kept[(approach, r['stem'])]:.2f}\n"
-                         f"{r['stem'][:40]}", fontsize=7)
+            ax.set_title(f"{title}\n{stems[i][:44]}", fontsize=7)
             ax.axis("off")
+        print(f"{stems[i]}: M-15 keeps {kept_before[i]:.3f} (field) -> {kept_after:.3f} (full, "
+              f"{run}, threshold {threshold:g})")
     fig.tight_layout()
     Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.figure, dpi=80)
+    with atomic_path(args.figure) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     print(f"figure: {args.figure}")
 
 
