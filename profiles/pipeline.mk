@@ -123,8 +123,8 @@ CMD_FINETUNE    = cxrseg.finetune $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
                   --precision $(PRECISION)
 CMD_EVALUATE    = cxrseg.evaluate $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
                   --checkpoint $(W)/seg/best.pt --zero-shot $(SEG_CHECKPOINT) \
-                  --config $(SEG_CONFIG) --out $(W)/seg/eval.csv $(EVALUATE_ARGS) --seed $(SEED) \
-                  --device $(DEVICE) --precision $(PRECISION)
+                  --config $(SEG_CONFIG) --out $(W)/seg/eval.csv --extent $(EXTENT) $(EVALUATE_ARGS) \
+                  --seed $(SEED) --device $(DEVICE) --precision $(PRECISION)
 CMD_COHORT      = cxrcls.cohort --labels $(NIH_LABELS) --images $(NIH_IMAGES) --out $(W)/cohort \
                   --splits $(SPLITS) $(COHORT_ARGS) --split-by $(SPLIT_BY) --seed $(SEED)
 CMD_CACHE       = cxrcls.cache --cohort $(W)/cohort/cohort.csv --images $(NIH_IMAGES) \

@@ -411,6 +411,7 @@ FLAG_CASES = [
     ("FINETUNE_ARGS", "--extent full", "FINETUNE_ARGS holds --extent, which Make sets from "
                                        "EXTENT: use EXTENT=full, not --extent in FINETUNE_ARGS"),
     ("PREDICT_ARGS", "--extent=full", "use EXTENT=full, not --extent in PREDICT_ARGS"),
+    ("EVALUATE_ARGS", "--extent full", "use EXTENT=full, not --extent in EVALUATE_ARGS"),
     ("TRAIN_ARGS", "--precision fp32", "use PRECISION=fp32, not --precision in TRAIN_ARGS"),
     ("PREDICT_ARGS", "--precision=bf16", "use PRECISION=bf16, not --precision in PREDICT_ARGS"),
     ("EVALUATE_ARGS", "--checkpoint other.pt", "EVALUATE_ARGS holds --checkpoint, which Make sets "
@@ -542,18 +543,18 @@ def test_precision_reaches_every_stage_that_runs_a_network_and_a_bad_one_stops_m
     assert bad.returncode != 0 and "PRECISION=fp16: choose one of auto fp32 bf16" in bad.stderr
 
 
-def test_extent_reaches_fine_tune_and_predict_is_recorded_and_a_bad_one_stops_make(tmp_path):
+def test_extent_reaches_the_segmentation_stages_is_recorded_and_a_bad_one_stops_make(tmp_path):
     for value in ("field", "full"):
         given = [] if value == "field" else [f"EXTENT={value}"]   # field is the default
         stages = commands(_dry(tmp_path / "w", "PROFILE=tiny", *given).stdout)
         for command in stages:
             module = re.search(r" -m (\S+)", command).group(1)
-            wanted = module in ("cxrseg.finetune", "cxrseg.predict")
+            wanted = module in ("cxrseg.finetune", "cxrseg.evaluate", "cxrseg.predict")
             assert (f"--extent {value} " in command) == wanted, command
             assert ("--extent" in command) == wanted, command
         assert sum("-m cxrseg.predict" in c for c in stages) == 2        # both shards
         # the recorded command lines change with it, so fine-tune and what follows run again
-        for stage in ("FINETUNE", "PREDICT"):
+        for stage in ("FINETUNE", "EVALUATE", "PREDICT"):
             assert f"--extent {value} " in (tmp_path / "w" / ".args" / stage).read_text()
     for bad in ("wide", "field full", ""):
         result = _dry(tmp_path / "bad", "PROFILE=tiny", f"EXTENT={bad}", check=False)
