@@ -340,19 +340,31 @@ def segment_rows(job: Job, args) -> Predicted:
     return result
 
 
+def check_empty(empty: list[str], n: int, args, consequence: str,
+                all_may_be_empty: bool = False) -> None:
+    """The empty-mask rule of both prediction paths: ValueError when all `n` masks are empty (a
+    wrong segmenter or threshold; the run is not finished), else a warning naming the empty ones
+    and `consequence`, what happens to them downstream."""
+    if len(empty) == n and not all_may_be_empty:
+        raise ValueError(f"all {n} predicted masks are empty at threshold {args.threshold:g}: the "
+                         f"segmenter ({args.checkpoint}) or the threshold is wrong; the run is not "
+                         "marked finished")
+    if empty:
+        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        print(f"predict: warning: {len(empty)} of {n} masks are empty ({consequence}): {shown}",
+              file=sys.stderr, flush=True)
+
+
 def check_masks(job: Job, result: Predicted, args) -> None:
     """Warn of degenerate images and empty masks; stop, unfinished, when every mask is empty."""
     n = len(job.rows)
     warn_degenerate(result.degenerate, n)
-    # A shard may hold only empty masks by chance; cxrseg.gather checks all of them together.
-    if len(result.empty) == n and args.shard is None:
-        raise SystemExit(f"error: all {n} predicted masks are empty at threshold "
-                         f"{args.threshold:g}: the segmenter ({args.checkpoint}) or the threshold "
-                         "is wrong; the run is not marked finished")
-    if result.empty:
-        shown = ", ".join(result.empty[:10]) + (" ..." if len(result.empty) > 10 else "")
-        print(f"predict: warning: {len(result.empty)} of {n} masks are empty (postprocess uses "
-              f"the whole image for them): {shown}", file=sys.stderr, flush=True)
+    try:
+        # A shard may hold only empty masks by chance; cxrseg.gather checks all of them together.
+        check_empty(result.empty, n, args, "postprocess uses the whole image for them",
+                    all_may_be_empty=args.shard is not None)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def write_outputs(job: Job, result: Predicted, args, resolved, started: float) -> None:

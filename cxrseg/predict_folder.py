@@ -43,7 +43,7 @@ from .engine import checkpoint_extent, checkpoint_id, encode, load_model, segmen
 from cxrstats.foundation.imageio import image_stem, read_gray
 from .morphology import boundary, cutout
 from .postprocess import NOTE_COLUMN, QC_COLUMNS, QCLimits, check_radii, mask_row, with_shape
-from .predict import add_image, refuse_overlap, warn_degenerate
+from .predict import add_image, check_empty, refuse_overlap, warn_degenerate
 from .prompts import Prior
 from .records import PREDICT, PROMPT_COLUMNS, index_rows_sha256
 from .segmenter import Resolved
@@ -203,14 +203,7 @@ def finish(run: FolderRun, files: dict[str, Path], resolved: Resolved, device,
         raise ValueError(f"{args.images}: none of the {len(files)} image files could be read "
                          "(each is named above); the run is not marked finished")
     warn_degenerate(run.degenerate, n)
-    if len(run.empty) == n:
-        raise ValueError(f"all {n} predicted masks are empty at threshold {args.threshold:g}: the "
-                         f"segmenter ({args.checkpoint}) or the threshold is wrong; the run is not "
-                         "marked finished")
-    if run.empty:
-        shown = ", ".join(run.empty[:10]) + (" ..." if len(run.empty) > 10 else "")
-        print(f"predict: warning: {len(run.empty)} of {n} masks are empty (their m<r> masks are "
-              f"the whole image): {shown}", file=sys.stderr, flush=True)
+    check_empty(run.empty, n, args, "their m<r> masks are the whole image")
     write_csv(out / "qc.csv", run.qc_columns, run.qc_rows)
     write_csv(out / "index.csv", ["row", "image"], run.index_rows)
     write_csv(out / "prompts.csv", PROMPT_COLUMNS, run.prompt_rows)

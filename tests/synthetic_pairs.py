@@ -15,6 +15,14 @@ from cliargs import with_flags
 from cxrseg import evaluate, finetune, postprocess, predict, split
 
 
+
+def two_lungs() -> np.ndarray:
+    """A (30, 30) uint8 0/1 mask of two rectangular lungs, 9 and 10 pixels wide, 5 apart."""
+    m = np.zeros((30, 30), np.uint8)
+    m[4:26, 3:12] = 1
+    m[4:26, 17:27] = 1
+    return m
+
 def write_pairs(root: Path, prefix: str = "x", n: int = 12, h: int = 40, w: int = 36,
                 seed: int = 0, empty=()) -> Path:
     """n pairs <prefix><i:02d>.png in root/images and root/masks: noise plus a left 'lung' of

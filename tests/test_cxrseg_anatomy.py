@@ -4,17 +4,11 @@ import numpy as np
 from cxrseg import postprocess
 from cxrseg.anatomy import clean_mask, fill_holes, keep_largest
 from cxrstats.foundation.fileio import write_done
-
-
-def _two_lungs():
-    m = np.zeros((30, 30), np.uint8)
-    m[4:26, 3:12] = 1
-    m[4:26, 17:27] = 1
-    return m
+from synthetic_pairs import two_lungs
 
 
 def test_fill_holes_fills_inside_each_lung_but_not_between_them():
-    m = _two_lungs()
+    m = two_lungs()
     holed = m.copy()
     holed[10:14, 6:9] = 0           # a hole in the left lung
     holed[15:17, 20:23] = 0         # and in the right
@@ -22,8 +16,8 @@ def test_fill_holes_fills_inside_each_lung_but_not_between_them():
     assert fill_holes(m)[15, 14] == 0    # the gap between the lungs stays open
 
 
-def test_keep_largest_drops_specks_and_keeps_two_lungs():
-    m = _two_lungs()
+def test_keep_largest_drops_specks_and_keepstwo_lungs():
+    m = two_lungs()
     specks = m.copy()
     specks[0, 0] = specks[28, 14] = 1
     np.testing.assert_array_equal(keep_largest(specks, 2), m)
@@ -33,7 +27,7 @@ def test_keep_largest_drops_specks_and_keeps_two_lungs():
 
 
 def test_clean_mask_combines_both():
-    m = _two_lungs()
+    m = two_lungs()
     noisy = m.copy()
     noisy[10, 6] = 0
     noisy[0, 29] = 1
@@ -41,7 +35,7 @@ def test_clean_mask_combines_both():
 
 
 def test_postprocess_cli_applies_the_clean_up(tmp_path):
-    raw = np.stack([_two_lungs()] * 2)
+    raw = np.stack([two_lungs()] * 2)
     raw[0, 10:13, 6:9] = 0
     raw[1, 0, 0] = 1
     np.save(tmp_path / "raw.npy", raw)
@@ -51,4 +45,4 @@ def test_postprocess_cli_applies_the_clean_up(tmp_path):
                       "--erode", "0", "--dilate", "0", "--fill-holes", "--keep-largest", "2",
                       "--out", str(tmp_path / "out")])
     eroded = np.load(tmp_path / "out" / "eroded.npy")
-    np.testing.assert_array_equal(eroded, np.stack([_two_lungs()] * 2))
+    np.testing.assert_array_equal(eroded, np.stack([two_lungs()] * 2))

@@ -4,18 +4,12 @@ import numpy as np
 import pytest
 
 from cxrseg.augmented_copies import augment, augmented_copies
-
-
-def _two_lungs():
-    m = np.zeros((30, 30), np.uint8)
-    m[4:26, 3:12] = 1
-    m[4:26, 17:27] = 1
-    return m
+from synthetic_pairs import two_lungs
 
 
 def test_augmented_copies_are_seeded_and_keep_the_mask_for_pixel_changes():
     rng = np.random.default_rng(0)
-    m = _two_lungs()
+    m = two_lungs()
     image = np.clip(np.where(m, 60, 190) + rng.normal(0, 4, m.shape), 0, 255).astype(np.uint8)
     stems, images, masks = augmented_copies(["a"], [image], [m], ["opacity", "photometric"], 2, 0)
     assert stems == ["a~aug0", "a~aug1"]

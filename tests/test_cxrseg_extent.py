@@ -2,8 +2,8 @@
 --extent (checkpoint settings, run and done records; --resume refuses another),
 cxrseg.engine.checkpoint_extent reads it (none for weights not fine-tuned), evaluate and predict
 refuse an --extent the checkpoint does not have (naming it and both extents), eval.csv and the
-mask records carry it, gather refuses shards of two extents, and the report, tightness and
-attribution read it from the masks' record.
+mask records carry it (gather's refusal of two extents is in tests/test_cxrseg_gather.py), and
+the report, tightness and attribution read it from the masks' record.
 
 The runs fine-tune the random `micro` model on the tiny synthetic study of conftest.py."""
 import csv
@@ -12,7 +12,6 @@ import json
 import pytest
 import torch
 
-from cxrseg import gather
 from cxrseg.engine import checkpoint_extent
 from cxrseg.records import FINETUNE_STAGE
 from cxrstats.foundation.extent import main as extent_rule
@@ -99,16 +98,3 @@ def test_evaluate_gives_each_checkpoint_its_extent_and_refuses_another(study, tm
     extents = {r["checkpoint"]: r["extent"] for r in csv.DictReader(open(seg / "eval.csv"))}
     assert extents == {str(seg / "best.pt"): "field", "micro": "none"}
     assert record(seg / "done_evaluate.json")["extents"] == extents
-
-
-def test_gather_refuses_shards_of_two_extents(study, tmp_path):
-    run_predict(study, study / "seg", tmp_path / "s0" / "raw.npy", "--shard", "0/2")
-    seg = copy_seg(study, tmp_path)
-    run_finetune(study, seg, "--extent", "full")          # the same data, drawn as whole lungs
-    run_evaluate(study, seg)
-    run_predict(study, seg, tmp_path / "s1" / "raw.npy", "--shard", "1/2")
-    with pytest.raises(SystemExit, match=r"^error: .*s1: made from another lung extent .*"
-                                         r"\(extent: full vs field\)"):
-        gather.main(["--shards", str(tmp_path / "s0"), str(tmp_path / "s1"),
-                     "--out", str(tmp_path / "m" / "raw.npy")])
-    assert not (tmp_path / "m").exists()

@@ -34,14 +34,18 @@ def test_gathered_record_equals_the_unsharded_one_on_content(predicted, tmp_path
         assert joined[fact] == whole[fact], fact
 
 
-def test_gather_refuses_shards_of_two_different_models(study, tmp_path):
+@pytest.mark.parametrize("refinetune, refused", [
+    (("--seed", "1"), r"made from another checkpoint .*checkpoint_id: sha256:"),
+    # the same data, drawn as whole lungs
+    (("--extent", "full"), r"made from another lung extent .*\(extent: full vs field\)"),
+], ids=["another model", "another extent"])
+def test_gather_refuses_shards_of_two_segmenters(study, tmp_path, refinetune, refused):
     seg = copy_seg(study, tmp_path)
     run_predict(study, seg, tmp_path / "s0" / "raw.npy", "--shard", "0/2")
-    run_finetune(study, seg, "--seed", "1")          # seg/ fine-tuned again, then re-evaluated
+    run_finetune(study, seg, *refinetune)           # seg/ fine-tuned again, then re-evaluated
     run_evaluate(study, seg)
     run_predict(study, seg, tmp_path / "s1" / "raw.npy", "--shard", "1/2")
-    with pytest.raises(SystemExit, match=r"^error: .*s1: made from another checkpoint .*"
-                                         r"checkpoint_id: sha256:"):
+    with pytest.raises(SystemExit, match=r"^error: .*s1: " + refused):
         gather.main(["--shards", str(tmp_path / "s0"), str(tmp_path / "s1"),
                      "--out", str(tmp_path / "m" / "raw.npy")])
     assert not (tmp_path / "m").exists()

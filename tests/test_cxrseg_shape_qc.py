@@ -7,34 +7,28 @@ from cxrseg import postprocess
 from cxrseg.figures import worst_rows
 from cxrseg.shape_qc import ShapePrior, shape_flags
 from cxrstats.foundation.fileio import read_csv, write_done
-
-
-def _two_lungs():
-    m = np.zeros((30, 30), np.uint8)
-    m[4:26, 3:12] = 1
-    m[4:26, 17:27] = 1
-    return m
+from synthetic_pairs import two_lungs
 
 
 def test_shape_qc_flags_masks_implausible_against_the_training_prior():
     image = np.full((30, 30), 120, np.uint8)
-    prior = ShapePrior.from_masks([image] * 3, [_two_lungs()] * 3)
+    prior = ShapePrior.from_masks([image] * 3, [two_lungs()] * 3)
     assert prior.balance_mean == pytest.approx(9 / 19)
-    assert shape_flags(image, _two_lungs(), prior)[1] == []
-    one_lung = _two_lungs()
+    assert shape_flags(image, two_lungs(), prior)[1] == []
+    one_lung = two_lungs()
     one_lung[:, 15:] = 0
     values, flags = shape_flags(image, one_lung, prior)
     assert "shape_area" in flags and "shape_balance" in flags and values[3] > 1
     shifted = np.zeros((30, 30), np.uint8)
-    shifted[10:30, 2:29] = _two_lungs()[4:24, 0:27]     # moved down and left
+    shifted[10:30, 2:29] = two_lungs()[4:24, 0:27]     # moved down and left
     assert "shape_box" in shape_flags(image, shifted, prior)[1]
     assert shape_flags(image, np.zeros((30, 30)), prior)[1] == ["shape_empty"]
 
 
 def test_postprocess_adds_shape_columns_and_figures_rank_the_worst(tmp_path):
     image = np.full((30, 30), 120, np.uint8)
-    ShapePrior.from_masks([image] * 2, [_two_lungs()] * 2).save(tmp_path / "shape_prior.json")
-    raw = np.stack([_two_lungs(), _two_lungs()])
+    ShapePrior.from_masks([image] * 2, [two_lungs()] * 2).save(tmp_path / "shape_prior.json")
+    raw = np.stack([two_lungs(), two_lungs()])
     raw[1, :, 15:] = 0
     np.save(tmp_path / "raw.npy", raw)
     np.save(tmp_path / "images.npy", np.stack([image, image]))
