@@ -61,8 +61,8 @@ METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
 # Per-lung columns come last, so that the columns before them keep their places and meaning.
 EVAL_COLUMNS = ["checkpoint", "checkpoint_id", "extent", "dataset", "part", "threshold", *METRICS,
                 "n", "prompt", *LUNG_METRICS]
-PER_IMAGE_COLUMNS = ["checkpoint", "dataset", "part", "stem", "threshold", *METRICS,
-                     *LUNG_METRICS]
+PER_IMAGE_COLUMNS = ["checkpoint", "checkpoint_id", "extent", "dataset", "part", "stem",
+                     "threshold", *METRICS, *LUNG_METRICS]
 # Thresholds tried on validation (max mean Dice, the lowest on ties). Below 0.5 too: under
 # synthetic opacities a lower threshold kept more of the true lung at equal clean Dice
 # (experiments/seg_recipes.sh, README), and validation decides whether it is taken.
@@ -290,7 +290,7 @@ def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: 
                 rows.append([*head, group, part, f"{threshold:.2f}", *merged, int(sel.sum()),
                              label, *lung])
     for i, stem in enumerate(ev.stems):
-        per_image.append([name, ev.dataset[i], ev.part_of[i], stem, f"{threshold:.2f}"]
+        per_image.append([*head, ev.dataset[i], ev.part_of[i], stem, f"{threshold:.2f}"]
                          + [_number(v) for v in metrics[i, :len(METRICS)]]
                          + [_number(v) for v in metrics[i, len(METRICS):]])
     summary = ", ".join(f"{p} Dice {metrics[ev.part_of == p, 0].mean():.4f} "

@@ -98,3 +98,5 @@ def test_evaluate_gives_each_checkpoint_its_extent_and_refuses_another(study, tm
     extents = {r["checkpoint"]: r["extent"] for r in csv.DictReader(open(seg / "eval.csv"))}
     assert extents == {str(seg / "best.pt"): "field", "micro": "none"}
     assert record(seg / "done_evaluate.json")["extents"] == extents
+    per_image = list(csv.DictReader(open(seg / "eval_per_image.csv")))
+    assert {(r["checkpoint"], r["extent"]) for r in per_image} == set(extents.items())
