@@ -23,7 +23,7 @@ from cxrcls.cache import build_cache
 from cxrcls.inputs import open_input
 from cxrcls.loader import BatchLoader
 from cxrcls.models import build_model
-from cxrcls.training import train_step, training_input
+from cxrcls.training import make_optimizer, train_step, training_input
 from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.foundation.argtypes import Parser
 from cxrstats.foundation.fileio import write_csv, write_done
@@ -120,7 +120,7 @@ def bench_train(arch: str, image_size: int, max_steps: int = 3, budget: float = 
     model = build_model(arch, "none").train().to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model, 1e-4)
     x = torch.rand(batch, 1, image_size, image_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -66,7 +66,7 @@ from cxrstats.foundation.argtypes import Parser, int_range
 from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, read_csv,
                                         read_done, write_csv, write_done, write_run_json)
 from cxrstats.results import (ATTRIBUTION_DONE, MASKS_PREDICT_DONE, RUN_DONE, begin_results,
-                              masks_extent, run_entry)
+                              changed_inputs, masks_extent, run_entry)
 from cxrstats.runs import parse_setting
 from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
                                         resolve_precision)
@@ -131,6 +131,9 @@ def run_arguments(folder: Path) -> tuple[dict, str]:
     """The training arguments of a finished run, from its completion record done.json, and the
     record's sha256."""
     record = read_done(folder, RUN_DONE, what="training run")
+    changed = changed_inputs(folder.parents[2], folder, record)
+    if changed:
+        raise IncompleteRunError(changed)
     if not isinstance(record.get("arguments"), dict):
         raise ValueError(f"{folder / RUN_DONE}: no training arguments in the completion record")
     return record["arguments"], file_sha256(folder / RUN_DONE)

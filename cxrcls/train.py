@@ -50,13 +50,15 @@ from cxrcls.labels import FINDINGS, LABELS
 from cxrcls.loader import BatchLoader
 from cxrcls.models import ARCHS, Classifier, build_model
 from cxrcls.split_data import load_split
-from cxrcls.training import bce, predict_logits, sigmoid, train_step, training_input
+from cxrcls.training import (bce, make_optimizer, predict_logits, sigmoid, train_step,
+                             training_input)
 from cxrcls.weights import require_imagenet
 from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
 from cxrseg.early_stopping import EarlyStopping
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, read_done, save_npy,
-                                        write_csv, write_done, write_json, write_run_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, file_sha256, read_done,
+                                        save_npy, write_csv, write_done, write_json,
+                                        write_run_json)
 from cxrstats.foundation.progress import Progress, format_seconds
 from cxrstats.study import macro_auroc, tune_thresholds
 from cxrstats.foundation.device import add_precision_argument, resolve_precision
@@ -98,7 +100,7 @@ class TrainingRun:
     aug_rng: torch.Generator
     config: dict                      # the RESUME_KEYS settings, stored in checkpoints
     checkpoint: dict | None           # last.pt to resume from
-    input_records: dict[str, str]     # arguments hash of each input stage's completion record
+    input_records: dict[str, dict]    # done.json's `inputs` and `mask_sha256` (check_inputs)
     precision: str = "fp32"           # resolved: bf16 autocast or float32
     channels_last: bool = False
     log: Callable = print
@@ -170,9 +172,7 @@ def setup(args) -> TrainingRun:
     channels_last = not args.no_channels_last  # faster convolutions on CPU too
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    # fused: one pass over the parameters per step instead of one per operation (CPU and CUDA)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr,
-                                 fused=True)
+    optimizer = make_optimizer(model, args.lr)
     net = model
     if ctx.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -185,8 +185,10 @@ def setup(args) -> TrainingRun:
 def check_inputs(args, eval_input: str, log: Callable):
     """Load the split and open the inputs, refusing anything a finished run could not use.
 
-    Returns (names, labels (N, 6), parts, (train source, eval source), input records): the records
-    map each input stage to its completion record's arguments hash, for this run's done.json.
+    Returns (names, labels (N, 6), parts, (train source, eval source), input records for this
+    run's done.json: `inputs`, each input stage's arguments hash (which settings made it), and
+    `mask_sha256`, the sha256 of each mask file read (which masks: changed_inputs in
+    cxrstats.results)).
     """
     work = Path(args.work)
     names, labels6, parts = load_split(work, args.split)
@@ -206,11 +208,14 @@ def check_inputs(args, eval_input: str, log: Callable):
                    else open_input(work / "cache", work / "masks", eval_input))
     records = {"cohort": read_done(work / "cohort")["arguments_hash"],
                "cache": read_done(work / "cache")["arguments_hash"]}
+    mask_sha256 = {}
     for kind in sorted({args.train_input, eval_input}):
         if mask_file(kind):
-            done = mask_file(kind)[1]
+            name, done = mask_file(kind)
             records[f"masks/{done}"] = read_done(work / "masks", done)["arguments_hash"]
-    return names, labels6, parts, (train_source, eval_source), records
+            mask_sha256[f"masks/{name}"] = file_sha256(work / "masks" / name)
+    return (names, labels6, parts, (train_source, eval_source),
+            {"inputs": records, "mask_sha256": mask_sha256})
 
 
 def resume_checkpoint(args, last_path: Path, config: dict) -> dict | None:
@@ -355,7 +360,7 @@ def final_predictions(run: TrainingRun, state: State) -> None:
                        val_macro_auroc=stopping.best)
         write_done(out, args, OUTPUTS, done=DONE, epochs=state.epoch,
                    best_epoch=stopping.best_epoch, val_macro_auroc=stopping.best,
-                   inputs=run.input_records, precision=run.precision)
+                   **run.input_records, precision=run.precision)
         test_auc, skipped = macro_auroc(run.labels6[test], test_probs)
         skipped_note = f" (skipped {skipped})" if skipped else ""
         run.log(f"done: best epoch {stopping.best_epoch} (val macro AUROC {stopping.best:.4f}); "

@@ -47,6 +47,12 @@ def training_input(batch, kind: str, device: torch.device, image_size: int | Non
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """The study's Adam over the trainable weights, fused: one pass over the weights per step
+    instead of one per operation (CPU and CUDA). Its state stays float32 in every precision."""
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, fused=True)
+
+
 def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor,
                precision: str = "fp32") -> torch.Tensor:
     """One optimizer step of BCE-with-logits on (x, y); returns the (detached) mean loss. The

@@ -15,6 +15,7 @@ used (`masks_extent`), as the masks' own record gives it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -66,6 +67,35 @@ def run_entry(work: str | os.PathLike, folder: str | os.PathLike, done: str = RU
     the record, else the file's now)."""
     relative = Path(os.path.relpath(folder, work)).as_posix()
     return {"folder": relative, "done_sha256": sha256 or file_sha256(Path(folder) / done)}
+
+
+def changed_inputs(work: str | os.PathLike, folder: str | os.PathLike, record: dict) -> str | None:
+    """Why a finished training run in `folder` (`record`: its done.json) no longer fits WORK's
+    masks: a mask file it trained on (`mask_sha256`: {"masks/m15.npy": sha256}) is gone or holds
+    other masks now (post-processed again from other masks, e.g. of another lung extent). None
+    when each is byte for byte the one it read, or when the run records none."""
+    recorded = record.get("mask_sha256")
+    if not isinstance(recorded, dict):
+        return None
+    for name, sha256 in sorted(recorded.items()):
+        path = Path(work) / name
+        if not path.is_file():
+            return f"{folder}: the masks it trained on, {path}, are gone; re-run the run"
+        if _sha256(str(path), *_stamp(path)) != sha256:
+            return (f"{folder}: trained on other masks than {path} holds now (made again since); "
+                    "re-run the run, so that its numbers are of these masks")
+    return None
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """file_sha256, once per file version in a process: a report checks many runs of one mask."""
+    return file_sha256(path)
 
 
 def changed_entry(work: str | os.PathLike, entry, done: str = RUN_DONE) -> str | None:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.foundation.fileio import file_sha256, read_csv, read_done
+from cxrstats.foundation.fileio import IncompleteRunError, file_sha256, read_csv, read_done
 from cxrstats.foundation.input_names import mask_radius
+from cxrstats.results import changed_inputs
 from cxrstats.study import FINDINGS, LABELS
 
 ARCH_ORDER = ("resnet50", "densenet121")
@@ -240,9 +241,13 @@ def read_training_time(folder: Path) -> tuple[float | None, int | None, list[str
 
 def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
              splits: dict[int, dict[str, str]], splits_path: Path) -> FinishedRun:
-    """Read and check one finished runs/<setting>/split<k>/ folder; IncompleteRunError without its
-    completion record, FileNotFoundError for a missing file."""
-    read_done(folder, DONE, what="training run")
+    """Read and check one finished WORK/runs/<setting>/split<k>/ folder; IncompleteRunError without
+    its completion record or when WORK's cohort, cache or masks were re-made since it trained
+    (cxrstats.results.changed_inputs), FileNotFoundError for a missing file."""
+    record = read_done(folder, DONE, what="training run")
+    changed = changed_inputs(folder.parents[2], folder, record)
+    if changed:
+        raise IncompleteRunError(changed)
     done_sha256 = file_sha256(folder / DONE)
     val_probs, val_labels, _ = read_probs(folder, "val", cohort)
     test_probs, test_labels, test_ids = read_probs(folder, "test", cohort)

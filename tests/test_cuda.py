@@ -17,7 +17,7 @@ import torch
 from cxrcls.inputs import InputSource
 from cxrcls.loader import BatchLoader
 from cxrcls.models import build_model
-from cxrcls.training import to_model_input, train_step
+from cxrcls.training import make_optimizer, to_model_input, train_step
 from cxrseg.engine import encode, segment
 from vendor_medsam import build_sam, load_medsam, weights
 from cxrstats.foundation.device import precision_autocast, resolve_device
@@ -88,7 +88,7 @@ def test_resnet_step_under_bf16_autocast_matches_float32_loosely():
         torch.manual_seed(0)
         model = build_model("resnet18", "none").to(CUDA).train()
         model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+        optimizer = make_optimizer(model, 1e-4)
         xl = x.contiguous(memory_format=torch.channels_last)
         losses[precision] = [float(train_step(model, optimizer, xl, y, precision))
                              for _ in range(3)]

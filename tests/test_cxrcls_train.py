@@ -10,8 +10,12 @@ import torch
 
 from cliargs import with_flags
 from cxrcls import train
+from cxrcls.attribution import run_arguments
 from cxrcls.labels import LABELS
-from cxrstats.foundation.fileio import FOLDER_MARKER, read_csv, read_done, write_csv
+from cxrstats import report
+from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, read_csv, read_done,
+                                        write_csv)
+from cxrstats.results import changed_inputs
 from cxrstats.study import tune_thresholds
 from synthetic_work import make_work
 
@@ -134,6 +138,29 @@ def test_train_on_any_mask_radius_test_on_original_linear_probe(work):
     assert start["input"] == "m30" and start["image_size"] == 40
     assert set(read_done(out, "done.json")["inputs"]) == {"cohort", "cache",
                                                           "masks/done_postprocess.json"}
+
+
+def test_a_run_is_not_read_over_masks_made_again_since_it_trained(tmp_path):
+    work = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3), radii=(0, 15))
+    train.main(["--work", str(work), "--train-input", "m15", "--epochs", "1",
+                "--freeze-backbone", *FAST])
+    out = work / "runs" / "resnet18_m15" / "split0"
+    record = read_done(out)
+    assert set(record["mask_sha256"]) == {"masks/m15.npy"}
+    assert changed_inputs(work, out, record) is None
+    m15 = np.load(work / "masks" / "m15.npy")
+    np.save(work / "masks" / "m15.npy", m15)                    # post-processed again, same masks
+    assert changed_inputs(work, out, record) is None
+    m15[0] = 1 - m15[0]                                          # made again, other masks
+    np.save(work / "masks" / "m15.npy", m15)
+    why = r"split0: trained on other masks than .*m15.npy holds now"
+    assert re.search(why, changed_inputs(work, out, record))
+    write_csv(work / "cohort" / "table1.csv", ["label", "images"], [["Mass", 1]])
+    with pytest.raises(SystemExit, match=why):
+        report.main(["--work", str(work), "--no-figures", "--permutations", "9",
+                     "--bootstrap", "0"])
+    with pytest.raises(IncompleteRunError, match=why):
+        run_arguments(out)                                       # cxrcls.attribution's reader
 
 
 def test_a_fresh_run_killed_over_a_finished_one_leaves_nothing_of_the_old_run(work, uninterrupted,
