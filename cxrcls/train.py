@@ -139,9 +139,10 @@ class State:
                    saved["train_seconds"])
 
 
-def setup(args) -> TrainingRun:
-    """Check every input, then commit to the run: clear the old outputs (unless resuming), build the
-    model and optimizer. Nothing is written or removed before all checks pass."""
+def setup(args) -> tuple[TrainingRun, State]:
+    """Check every input, build the model and optimizer and restore a resumed state, then commit
+    to the run: clear the old outputs (unless resuming). Nothing is written or removed before all
+    checks pass."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     ctx = Dist(args.device)
@@ -160,10 +161,6 @@ def setup(args) -> TrainingRun:
     config = {**{k: getattr(args, k) for k in RESUME_KEYS}, "precision": precision}
     checkpoint = resume_checkpoint(args, out / "last.pt", config)
 
-    if ctx.main:  # the point of no return: the old run's record (and outputs) go first
-        begin_run(out, OUTPUTS, done=DONE, resume=checkpoint is not None)
-    ctx.barrier()
-
     torch.manual_seed(args.seed)  # same initial weights on every rank (and DDP broadcasts rank 0's)
     model = build_model(args.arch, args.weights)
     if args.freeze_backbone:
@@ -177,9 +174,15 @@ def setup(args) -> TrainingRun:
     if ctx.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    return TrainingRun(args, ctx, out, names, labels6, parts, *sources, model, net, optimizer,
-               torch.Generator().manual_seed(args.seed + 1), config, checkpoint, input_records,
-               precision=precision, channels_last=channels_last, log=log)
+    run = TrainingRun(args, ctx, out, names, labels6, parts, *sources, model, net, optimizer,
+                      torch.Generator().manual_seed(args.seed + 1), config, checkpoint,
+                      input_records, precision=precision, channels_last=channels_last, log=log)
+    state = restore(run)  # a last.pt whose states do not fit is refused here, before any removal
+
+    if ctx.main:  # the point of no return: the old run's record (and outputs) go first
+        begin_run(out, OUTPUTS, done=DONE, resume=checkpoint is not None)
+    ctx.barrier()
+    return run, state
 
 
 def check_inputs(args, eval_input: str, log: Callable):
@@ -371,8 +374,7 @@ def final_predictions(run: TrainingRun, state: State) -> None:
 def train(args) -> Path:
     """One run: set up, resume (or start fresh), train epoch by epoch with early stopping on
     validation macro AUROC, then predict once with the best checkpoint."""
-    run = setup(args)
-    state = restore(run)
+    run, state = setup(args)
     loader = BatchLoader(run.train_source, run.parts["train"], run.findings, args.batch_size,
                          shuffle=True, drop_last=True, seed=args.seed, rank=run.ctx.rank,
                          world_size=run.ctx.world_size)

@@ -262,6 +262,7 @@ def test_resume_without_last_pt_or_with_a_broken_one_is_refused_naming_it(work, 
     torch.save({**last, "model": {}}, broken / "last.pt")  # right keys, no weights in them
     with pytest.raises(SystemExit, match=r"last.pt: cannot restore the training state"):
         train.main(["--work", str(work), "--epochs", "3", "--out", str(broken), "--resume", *FAST])
+    assert read_done(broken)["outputs"]          # the finished run it was given is still finished
 
 
 def test_the_library_predicts_what_the_run_wrote(work, uninterrupted):
