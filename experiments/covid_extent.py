@@ -45,7 +45,9 @@ percentile, worst), and per lung (cxrseg.per_lung; covid_dev has masks_right/, m
 and M-15 kept share (mean, 10th percentile, worst) and M-50 kept share (mean). Every step is
 skipped when its output exists (fine-tuning: done_finetune.json), so an interrupted run continues;
 base LiteMedSAM image embeddings are cached once in OUT/emb. `--threads`: torch threads of this
-process and of the fine-tuning subprocesses (OMP_NUM_THREADS).
+process and of the fine-tuning subprocesses (OMP_NUM_THREADS); the thread count changes the float
+sums of training, and that can move an early stop (fold 0 of `--epochs 20 --patience 3`: best
+epoch 6 with one thread, 13 with two).
 
   python -m experiments.covid_extent --lungseg ../shared/data/lungseg --out work/covid-extent
 """
