@@ -11,14 +11,26 @@ scored with automatic prompting (prior box + `--refine` passes), holes filled, a
   of one source stay in one fold); fold k is the test part, fold k+1 the validation part, the rest
   training; each image is scored by the model it was held out from;
 - `covid-cv+hull`: the same with hulls;
-- `joint-cv` (`--joint`): Montgomery's training/validation parts joined with covid_dev's of fold k.
+- `joint-cv` (`--joint`): Montgomery's training/validation parts joined with covid_dev's of fold k;
+- `covid-cv-enc` (`--encoder-epochs N`, N > 0): each covid-cv fold model fine-tuned further with
+  its image encoder trained too (`--train all`: image encoder + mask decoder), starting from that
+  fold's decoder-only best.pt, on the same split, opacity copies, prior-box fraction and seed, for
+  at most N epochs (`--encoder-patience`, Adam at `--encoder-lr`), in bfloat16 autocast
+  (`--precision bf16`: the encoder's forward and backward pass run about twice as fast in bf16 on
+  this CPU, and bf16 and fp32 masks agree at Dice 0.998, docs/benchmarks.md); run folders
+  `covid-fold<k><suffix>-enc<N>` (`-lr<LR>`, `-p<P>` for a learning rate or patience other than
+  the defaults). The embeddings of the opacity copies cannot be cached while the encoder trains:
+  the encoder-trained run encodes every training image (copies included) in every step. Its
+  models are scored on embeddings of their own encoder (float32, cached per run in <run>/emb),
+  never on the base LiteMedSAM's, which every decoder-only approach keeps using.
 `--no-recipe` leaves out `recipe` and `recipe+hull` (and their Montgomery fine-tuning).
 `--epochs`, `--patience` and `--augment-copies` change the fine-tuning of every run (run folders
 get a suffix such as `-e20-p3` for settings other than the defaults, so runs of other settings sit
-side by side); every run trains in float32 (`--precision fp32`). `--thresholds` adds
-`covid-cv@val` (`joint-cv@val`): each fold's model at the candidate threshold chosen on that
-fold's validation part (fold k+1) by mean Dice, `--threshold-tolerance` letting the lowest
-candidate within that much of the best win; the held-out fold plays no part in any choice.
+side by side); every decoder-only run trains in float32 (`--precision fp32`). `--thresholds`
+adds `covid-cv@val` (`joint-cv@val`, `covid-cv-enc@val`): each fold's model at the candidate
+threshold chosen on that fold's validation part (fold k+1) by mean Dice,
+`--threshold-tolerance` letting the lowest candidate within that much of the best win; the
+held-out fold plays no part in any choice.
 OUT/covid_extent<TAG>_folds.csv lists per fold the best epoch and the threshold. The K-fold
 approaches are also scored on the validation parts (`covid_dev-val`: fold k's model on fold k+1,
 all films pooled; these films chose the epoch and the threshold, so the rows are optimistic and
@@ -32,7 +44,10 @@ Per approach and test set: Dice (mean, worst), share of the true lung kept by M-
 percentile, worst), and per lung (cxrseg.per_lung; covid_dev has masks_right/, masks_left/) Dice
 and M-15 kept share (mean, 10th percentile, worst) and M-50 kept share (mean). Every step is
 skipped when its output exists (fine-tuning: done_finetune.json), so an interrupted run continues;
-image embeddings are cached once in OUT/emb.
+base LiteMedSAM image embeddings are cached once in OUT/emb. `--threads`: torch threads of this
+process and of the fine-tuning subprocesses (OMP_NUM_THREADS); the thread count changes the float
+sums of training, and that can move an early stop (fold 0 of `--epochs 20 --patience 3`: best
+epoch 6 with one thread, 13 with two).
 
   python -m experiments.covid_extent --lungseg ../shared/data/lungseg --out work/covid-extent
 """
@@ -41,6 +56,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -54,7 +70,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from cxrseg.records import SPLIT
 from cxrseg.anatomy import clean_mask
-from cxrseg.engine import segment
+from cxrseg.engine import embeddings_for, segment
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.fileio import read_csv, write_csv, write_done, write_run_json
 from experiments.seg_bench_common import (DEVICE, embed, load_lungs, load_run, load_set,
@@ -63,6 +79,7 @@ from experiments.seg_bench_common import (DEVICE, embed, load_lungs, load_run, l
 RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", "0.5",
           "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
 DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2}
+ENCODER_DEFAULTS = {"encoder_lr": 3e-5, "encoder_patience": 2}
 FOLD_COLUMNS = ["approach", "fold", "test_images", "val_images", "best_epoch", "threshold",
                 "val_dice", "val_kept_m15"]
 SUMMARY = ["approach", "test", "n", "dice", "dice_min", "kept_m15", "kept_m15_p10",
@@ -131,10 +148,14 @@ def write_parts(path: Path, rows: list[list[str]], facts: dict) -> None:
     write_done(path.parent, facts, [path.name], done=SPLIT)
 
 
+THREADS = {"n": 1}    # --threads, for the subprocesses
+
+
 def run(module: str, *argv: str) -> None:
-    """`python -m module argv` with one thread, failing loudly."""
+    """`python -m module argv` with --threads threads (OMP_NUM_THREADS), failing loudly."""
     print(f"[covid_extent] python -m {module} {' '.join(argv)}", flush=True)
-    subprocess.run([sys.executable, "-m", module, *argv], check=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS["n"])}
+    subprocess.run([sys.executable, "-m", module, *argv], check=True, env=env)
 
 
 def train_flags(args) -> list[str]:
@@ -153,11 +174,40 @@ def run_suffix(args) -> str:
     return "".join("-" + p for p in parts)
 
 
-def finetune(out: Path, data: list[str], splits: Path, flags: list[str], cache: Path) -> Path:
+def encoder_suffix(args) -> str:
+    """Suffix that an encoder-trained run adds to its decoder-only run's folder name: `-enc<N>`,
+    then `-lr<LR>` and `-p<P>` for a learning rate or patience other than the defaults."""
+    extra = "".join(f"-{key}{getattr(args, name):g}" for key, name in
+                    (("lr", "encoder_lr"), ("p", "encoder_patience"))
+                    if getattr(args, name) != ENCODER_DEFAULTS[name])
+    return f"-enc{args.encoder_epochs}{extra}"
+
+
+def encoder_recipe(start: Path, args) -> list[str]:
+    """RECIPE for training the image encoder and the mask decoder from a decoder-only run's best.pt
+    (its config read from the file), in bf16, with the encoder stage's epochs, patience and lr."""
+    recipe = [*RECIPE]
+    for flag, value in (("--checkpoint", str(start / "best.pt")), ("--train", "all"),
+                        ("--precision", "bf16")):
+        recipe[recipe.index(flag) + 1] = value
+    copies = (["--augment", "opacity", "--augment-copies", str(args.augment_copies)]
+              if args.augment_copies else [])
+    return [*recipe, "--config", "lite", *copies, "--patience", str(args.encoder_patience),
+            "--epochs", str(args.encoder_epochs), "--lr", f"{args.encoder_lr:g}"]
+
+
+def finetune(out: Path, data: list[str], splits: Path, flags: list[str], cache: Path | None,
+             recipe: list[str] = RECIPE) -> Path:
+    """A cxrseg.finetune run into `out` unless it is done; `cache`: the embedding cache (None for
+    an encoder-trained run, which cannot use one)."""
     if not (out / "done_finetune.json").is_file():
         sets = [f for d in data for f in ("--data", d)]
-        run("cxrseg.finetune", *sets, "--splits", str(splits), *RECIPE, *flags,
-            "--cache-dir", str(cache), "--out", str(out))
+        caching = ["--cache-dir", str(cache)] if cache is not None else ["--no-cache"]
+        started = time.time()
+        run("cxrseg.finetune", *sets, "--splits", str(splits), *recipe, *flags, *caching,
+            "--out", str(out))
+        print(f"[covid_extent] {out.name}: fine-tuned in {time.time() - started:.0f} s",
+              flush=True)
     return out
 
 
@@ -228,8 +278,21 @@ def main(argv=None) -> None:
                              "its mirror image (mirrored back), then the threshold")
     parser.add_argument("--no-recipe", action="store_true",
                         help="leave out the Montgomery-trained recipe (and its hull)")
+    parser.add_argument("--encoder-epochs", type=int_range(0), default=0,
+                        help="adds `covid-cv-enc`: each covid fold's decoder-only model trained "
+                             "further, image encoder + mask decoder, for at most this many "
+                             "epochs, in bf16 (0: off)")
+    parser.add_argument("--encoder-lr", type=float_range(0, lo_open=True),
+                        default=ENCODER_DEFAULTS["encoder_lr"],
+                        help="Adam learning rate of the encoder-trained runs")
+    parser.add_argument("--encoder-patience", type=int_range(1),
+                        default=ENCODER_DEFAULTS["encoder_patience"],
+                        help="early stopping patience of the encoder-trained runs")
+    parser.add_argument("--threads", type=int_range(1), default=1,
+                        help="torch threads of this process and of the fine-tuning subprocesses")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    THREADS["n"] = args.threads
     started = time.time()
     lungseg, out = Path(args.lungseg), Path(args.out)
     mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
@@ -255,7 +318,7 @@ def main(argv=None) -> None:
     c_lungs = load_lungs(f"{covid}/images", f"{covid}/masks")
     fold_of = source_folds(covid / "meta.csv", c_stems, args.folds)
     mont_rows = [[r["stem"], "montgomery", r["part"]] for r in read_csv(mont_splits)]
-    cv, joint = [], []
+    cv, joint, enc = [], [], []
     for k in range(args.folds):
         def part(stem, k=k):
             f = fold_of[stem]
@@ -265,12 +328,18 @@ def main(argv=None) -> None:
         write_parts(out / "covid" / f"fold{k}" / "splits.csv", rows, facts)
         cv.append(finetune(out / "runs" / f"covid-fold{k}{suffix}", [covid_data],
                            out / "covid" / f"fold{k}" / "splits.csv", flags, cache))
+        if args.encoder_epochs:
+            enc.append(finetune(out / "runs" / f"{cv[-1].name}{encoder_suffix(args)}",
+                                [covid_data], out / "covid" / f"fold{k}" / "splits.csv", [],
+                                None, encoder_recipe(cv[-1], args)))
         if args.joint:
             write_parts(out / "joint" / f"fold{k}" / "splits.csv", mont_rows + rows, facts)
             joint.append(finetune(out / "runs" / f"joint-fold{k}{suffix}",
                                   [mont_data, covid_data],
                                   out / "joint" / f"fold{k}" / "splits.csv", flags, cache))
     models["covid-cv"] = cv
+    if enc:
+        models["covid-cv-enc"] = enc
     if joint:
         models["joint-cv"] = joint
 
@@ -286,6 +355,36 @@ def main(argv=None) -> None:
         c_emb = (c_emb, c_emb_f, c_mirror)
         m_emb = (m_emb, m_emb_f, m_mirror)
     fold = np.array([fold_of[s] for s in c_stems])
+
+    def own_embeddings(folder, stems, imgs):
+        """Embeddings of the films by an encoder-trained run's own encoder (float32, cached in
+        <run>/emb), with --flip those of the mirrored films too, in rows_of's form."""
+        model = load_run(str(folder))[0]
+        emb = embeddings_for(model, imgs, stems, DEVICE, cache_dir=folder / "emb")
+        if not args.flip:
+            return emb
+        mirror = [np.ascontiguousarray(np.fliplr(i)) for i in imgs]
+        return emb, embeddings_for(model, mirror, [s + "_mirror" for s in stems], DEVICE,
+                                   cache_dir=folder / "emb"), mirror
+
+    own = {}     # encoder-trained run -> its embeddings of covid_dev (by row) and Montgomery
+
+    def embeddings_of(folder, k):
+        """The embeddings fold k's model scores on: (covid_dev rows -> embeddings, Montgomery's
+        test part). The base LiteMedSAM's, cached in OUT/emb, for every decoder-only run; an
+        encoder-trained run's own for its validation and test folds and Montgomery."""
+        if folder not in enc:
+            return (lambda idx: rows_of(c_emb, idx)), m_emb
+        if folder not in own:
+            rows = np.flatnonzero((fold == k) | (fold == (k + 1) % args.folds))
+            started = time.time()
+            c_own = own_embeddings(folder, [c_stems[i] for i in rows], [c_imgs[i] for i in rows])
+            own[folder] = ({int(i): j for j, i in enumerate(rows)}, c_own,
+                           own_embeddings(folder, m_stems, m_imgs))
+            print(f"[covid_extent] {folder.name}: own embeddings in {time.time() - started:.0f} s",
+                  flush=True)
+        row_of, c_own, m_own = own[folder]
+        return (lambda idx: rows_of(c_own, [row_of[int(i)] for i in idx])), m_own
 
     def hull(mask):
         return hull_per_lung(mask, lower=args.hull_part == "lower")
@@ -316,9 +415,10 @@ def main(argv=None) -> None:
         if not approach.endswith("@val"):
             return args.threshold
         val = np.flatnonzero(fold == (k + 1) % args.folds)
+        c_rows = embeddings_of(folder, k)[0]
         dice, kept = {}, {}
         for t in sorted(set(args.thresholds)):
-            s = score_masks(predict(folder, rows_of(c_emb, val), [c_imgs[i] for i in val],
+            s = score_masks(predict(folder, c_rows(val), [c_imgs[i] for i in val],
                                     [c_masks[i] for i in val], t), [c_masks[i] for i in val])
             dice[t], kept[t] = s[:, 0].mean(), s[:, 1].mean()
         chosen = choose_threshold(dice, args.threshold_tolerance)
@@ -340,22 +440,23 @@ def main(argv=None) -> None:
         m_scores = {False: [], True: []}
         for k, folder in enumerate(folders):
             threshold = fold_threshold(approach, k, folder) if len(folders) > 1 else args.threshold
+            c_rows, m_rows = embeddings_of(folder, k)
             if len(folders) > 1 and not approach.endswith("@val"):
                 fold_rows.append([approach, str(k), str(int((fold == k).sum())),
                                   str(int((fold == (k + 1) % args.folds).sum())),
                                   best_epoch(folder), f"{threshold:g}", "", ""])
             held = np.arange(len(c_stems)) if len(folders) == 1 else np.flatnonzero(fold == k)
-            preds = predict(folder, rows_of(c_emb, held), [c_imgs[i] for i in held],
+            preds = predict(folder, c_rows(held), [c_imgs[i] for i in held],
                             [c_masks[i] for i in held], threshold)
             for i, p in zip(held, preds):
                 c_pred[i] = (p, folder.name)
             if len(folders) > 1:      # the fold's validation part, as the model scores it
                 val = np.flatnonzero(fold == (k + 1) % args.folds)
-                preds = predict(folder, rows_of(c_emb, val), [c_imgs[i] for i in val],
+                preds = predict(folder, c_rows(val), [c_imgs[i] for i in val],
                                 [c_masks[i] for i in val], threshold)
                 for i, p in zip(val, preds):
                     v_pred[i] = (p, folder.name)
-            m_pred = predict(folder, m_emb, m_imgs, m_masks, threshold)
+            m_pred = predict(folder, m_rows, m_imgs, m_masks, threshold)
             for with_hull in (False, True):
                 ps = [hull(p) for p in m_pred] if with_hull else m_pred
                 s = score_masks(ps, m_masks)

@@ -4,7 +4,8 @@ import csv
 
 import numpy as np
 
-from experiments.covid_extent import choose_threshold, hull_per_lung, run_suffix, source_folds
+from experiments.covid_extent import (choose_threshold, encoder_recipe, encoder_suffix,
+                                      hull_per_lung, run_suffix, source_folds)
 
 
 def test_hull_fills_each_lung_on_its_own():
@@ -53,3 +54,18 @@ def test_lower_hull_fills_only_below_the_lungs_middle():
     mask[13:16, 6:10] = False        # one in the lower half
     hull = hull_per_lung(mask, lower=True)
     assert not hull[4:7, 6:10].any() and hull[13:16, 6:10].all()
+
+
+def test_encoder_runs_start_from_the_decoder_run_and_name_their_settings(tmp_path):
+    from argparse import Namespace
+    args = Namespace(encoder_epochs=4, encoder_lr=3e-5, encoder_patience=2, augment_copies=2)
+    assert encoder_suffix(args) == "-enc4"
+    recipe = encoder_recipe(tmp_path / "covid-fold0", args)
+    flag = {recipe[i]: recipe[i + 1] for i, f in enumerate(recipe) if f.startswith("--")}
+    assert flag["--checkpoint"] == str(tmp_path / "covid-fold0" / "best.pt")
+    assert (flag["--train"], flag["--precision"], flag["--epochs"]) == ("all", "bf16", "4")
+    assert recipe.count("--train") == recipe.count("--precision") == 1
+    assert flag["--augment-copies"] == "2" and flag["--prior-box-fraction"] == "0.5"
+    other = Namespace(encoder_epochs=3, encoder_lr=1e-5, encoder_patience=3, augment_copies=0)
+    assert encoder_suffix(other) == "-enc3-lr1e-05-p3"
+    assert "--augment" not in encoder_recipe(tmp_path, other)
