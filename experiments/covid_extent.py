@@ -7,11 +7,12 @@ scored with automatic prompting (prior box + `--refine` passes), holes filled, a
 - `recipe`: trained on Montgomery (seeded 70/15/15 split, seed 0, as experiments/seg_recipes.sh);
 - `recipe+hull`: its masks, each lung (connected piece of at least 5% of the mask) replaced by its
   convex hull (`hull_per_lung`);
-- `covid-cv`: trained on covid_dev itself, K folds grouped by source (meta.csv `image_url`: films
-  of one source stay in one fold); fold k is the test part, fold k+1 the validation part, the rest
-  training; each image is scored by the model it was held out from;
+- `covid-cv`: trained on covid_dev itself (`--extent full`), K folds grouped by source (meta.csv
+  `image_url`: films of one source stay in one fold); fold k is the test part, fold k+1 the
+  validation part, the rest training; each image is scored by the model it was held out from;
 - `covid-cv+hull`: the same with hulls;
-- `joint-cv` (`--joint`): Montgomery's training/validation parts joined with covid_dev's of fold k;
+- `joint-cv` (`--joint`): Montgomery's training/validation parts joined with covid_dev's of fold k
+  (masks of both conventions; recorded as the default extent, `field`);
 - `covid-cv-enc` (`--encoder-epochs N`, N > 0): each covid-cv fold model fine-tuned further with
   its image encoder trained too (`--train all`: image encoder + mask decoder), starting from that
   fold's decoder-only best.pt, on the same split, opacity copies, prior-box fraction and seed, for
@@ -78,6 +79,7 @@ from experiments.seg_bench_common import (DEVICE, embed, load_lungs, load_run, l
 
 RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", "0.5",
           "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
+FULL = ["--extent", "full"]
 DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2}
 ENCODER_DEFAULTS = {"encoder_lr": 3e-5, "encoder_patience": 2}
 FOLD_COLUMNS = ["approach", "fold", "test_images", "val_images", "best_epoch", "threshold",
@@ -326,11 +328,12 @@ def main(argv=None) -> None:
         rows = [[s, "covid", part(s)] for s in c_stems]
         facts = {"folds": args.folds, "fold": k, "grouped_by": "meta.csv image_url"}
         write_parts(out / "covid" / f"fold{k}" / "splits.csv", rows, facts)
+        # covid_dev's masks draw the whole lung, so its segmenters are `full`
         cv.append(finetune(out / "runs" / f"covid-fold{k}{suffix}", [covid_data],
-                           out / "covid" / f"fold{k}" / "splits.csv", flags, cache))
+                           out / "covid" / f"fold{k}" / "splits.csv", [*flags, *FULL], cache))
         if args.encoder_epochs:
             enc.append(finetune(out / "runs" / f"{cv[-1].name}{encoder_suffix(args)}",
-                                [covid_data], out / "covid" / f"fold{k}" / "splits.csv", [],
+                                [covid_data], out / "covid" / f"fold{k}" / "splits.csv", FULL,
                                 None, encoder_recipe(cv[-1], args)))
         if args.joint:
             write_parts(out / "joint" / f"fold{k}" / "splits.csv", mont_rows + rows, facts)
