@@ -81,7 +81,7 @@ RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", 
           "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
 FULL = ["--extent", "full"]
 DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2}
-ENCODER_DEFAULTS = {"encoder_lr": 3e-5, "encoder_patience": 2}
+ENCODER_DEFAULTS = {"encoder_lr": 3e-5, "encoder_patience": 2, "encoder_val_prompt": "gt"}
 FOLD_COLUMNS = ["approach", "fold", "test_images", "val_images", "best_epoch", "threshold",
                 "val_dice", "val_kept_m15"]
 SUMMARY = ["approach", "test", "n", "dice", "dice_min", "kept_m15", "kept_m15_p10",
@@ -178,10 +178,12 @@ def run_suffix(args) -> str:
 
 def encoder_suffix(args) -> str:
     """Suffix that an encoder-trained run adds to its decoder-only run's folder name: `-enc<N>`,
-    then `-lr<LR>` and `-p<P>` for a learning rate or patience other than the defaults."""
+    then `-lr<LR>`, `-p<P>` and `-vprior` for settings other than the defaults."""
     extra = "".join(f"-{key}{getattr(args, name):g}" for key, name in
                     (("lr", "encoder_lr"), ("p", "encoder_patience"))
                     if getattr(args, name) != ENCODER_DEFAULTS[name])
+    if args.encoder_val_prompt != ENCODER_DEFAULTS["encoder_val_prompt"]:
+        extra += f"-v{args.encoder_val_prompt}"
     return f"-enc{args.encoder_epochs}{extra}"
 
 
@@ -195,7 +197,8 @@ def encoder_recipe(start: Path, args) -> list[str]:
     copies = (["--augment", "opacity", "--augment-copies", str(args.augment_copies)]
               if args.augment_copies else [])
     return [*recipe, "--config", "lite", *copies, "--patience", str(args.encoder_patience),
-            "--epochs", str(args.encoder_epochs), "--lr", f"{args.encoder_lr:g}"]
+            "--epochs", str(args.encoder_epochs), "--lr", f"{args.encoder_lr:g}",
+            "--val-prompt", args.encoder_val_prompt]
 
 
 def finetune(out: Path, data: list[str], splits: Path, flags: list[str], cache: Path | None,
@@ -290,6 +293,11 @@ def main(argv=None) -> None:
     parser.add_argument("--encoder-patience", type=int_range(1),
                         default=ENCODER_DEFAULTS["encoder_patience"],
                         help="early stopping patience of the encoder-trained runs")
+    parser.add_argument("--encoder-val-prompt", choices=("gt", "prior"),
+                        default=ENCODER_DEFAULTS["encoder_val_prompt"],
+                        help="the box of the encoder-trained runs' validation losses (their "
+                             "early stopping): the ground truth's, or the prior box that "
+                             "automatic prompting starts from")
     parser.add_argument("--threads", type=int_range(1), default=1,
                         help="torch threads of this process and of the fine-tuning subprocesses")
     args = parser.parse_args(argv)
