@@ -1,8 +1,10 @@
 """Figure of experiments.covid_extent: the covid_dev films whose M-15 keeps least of the true
 (whole) lung under a `field` segmenter, each drawn with that segmenter's mask ("before") and with
-the mask of the `full` decoder it was held out from ("after", at the threshold its fold chose on
-validation). Per film two panels: the image with the true whole-lung outline (green) and the
-predicted mask's outline (red), titled with the share of the lung that M-15 keeps.
+the mask of the `full` segmenter it was held out from ("after", at the threshold its fold chose on
+validation; the film encoded by that model's own image encoder: the base LiteMedSAM's for a
+decoder-only run, its own for an encoder-trained one). Per film two panels: the image with the
+true whole-lung outline (green) and the predicted mask's outline (red), titled with the share of
+the lung that M-15 keeps.
 
 `--before` is any finished decoder-only LiteMedSAM fine-tuning folder (best.pt, prior.json) on
 `field` masks; `--out` and `--tag` name an experiments.covid_extent run (its per-image and folds
@@ -23,7 +25,9 @@ import torch
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.fileio import atomic_path, read_csv
-from experiments.seg_bench_common import embed, load_run, load_set, predict_masks, score_masks
+from cxrseg.engine import embeddings_for
+from experiments.seg_bench_common import (DEVICE, embed, load_run, load_set, predict_masks,
+                                          score_masks)
 
 
 def after_models(out: Path, tag: str, approach: str) -> dict[str, tuple[str, float]]:
@@ -73,7 +77,10 @@ def main(argv=None) -> None:
     for row, i in zip(axes, worst):
         run, threshold = after_of[stems[i]]
         model, prior = load_run(str(out / "runs" / run))
-        after = predict_masks(model, prior, emb[i:i + 1], [imgs[i]], [masks[i]],
+        # the film through the model's own encoder: the base one's unless its encoder was trained
+        own = embeddings_for(model, [imgs[i]], [stems[i]], DEVICE,
+                             cache_dir=out / "runs" / run / "emb")
+        after = predict_masks(model, prior, own, [imgs[i]], [masks[i]],
                               refine=args.refine, threshold=threshold, cleans=[(True, 0)])[0][0]
         kept_after = score_masks([after], [masks[i]])[0, 1]
         for ax, pred, title in ((row[0], before[i], f"field: M-15 keeps {kept_before[i]:.2f}"),
