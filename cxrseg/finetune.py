@@ -358,14 +358,24 @@ def check_inputs(args, precision: str = "fp32") -> tuple:
 
 
 def setup(args) -> FinetuneRun:
-    """Check every input, then commit to the run (`begin_run`: nothing is written or removed
-    before all checks pass): priors, augmented copies, per-part data, cached embeddings for
-    --train decoder, the trainable parameters and Adam."""
+    """Check every input and, for --resume, load last.pt's states into the model, Adam and the
+    generator; then commit to the run (`begin_run`: nothing is written or removed before all of
+    this passes): priors, augmented copies, per-part data, cached embeddings for --train
+    decoder."""
     started = time.time()
     out = Path(args.out)
     device = prepare_device(args.device)
     precision = resolve_precision(args.precision, device)
     model, stems, loaded, settings, resumed = check_inputs(args, precision)
+    model.to(device)
+    optimizer = torch.optim.Adam(_set_trainable(model, args.train), lr=args.lr,
+                                 weight_decay=args.weight_decay)
+    generator = torch.Generator().manual_seed(args.seed)
+    if resumed is not None:
+        with restoring(out / "last.pt"):
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            generator.set_state(resumed["generator"])
     begin_run(out, OUTPUTS, done=FINETUNE, resume=args.resume)
 
     prior = build_prior(*loaded["train"], frame=args.prior_frame)
@@ -378,16 +388,11 @@ def setup(args) -> FinetuneRun:
         loaded["train"] = (loaded["train"][0] + extra[1], loaded["train"][1] + extra[2])
         print(f"finetune: {len(extra[0])} augmented training copies ({' '.join(args.augment)})")
     data = {part: SegData(model, stems[part], *loaded[part], prior, args.prompt) for part in PARTS}
-    model.to(device)
     if args.train == "decoder":
         cache_embeddings(model, data, device, None if args.no_cache else args.cache_dir or out,
                          precision)
-    params = _set_trainable(model, args.train)
-    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    generator = torch.Generator().manual_seed(args.seed)
     return FinetuneRun(args, out, device, precision, model, stems, data, optimizer, generator,
-                       settings,
-                       resumed, started)
+                       settings, resumed, started)
 
 
 def cache_embeddings(model, data: dict[str, SegData], device, cache_dir,
@@ -405,7 +410,7 @@ def cache_embeddings(model, data: dict[str, SegData], device, cache_dir,
 
 
 def restore(run: FinetuneRun) -> FinetuneState:
-    """The state in last.pt (with model, optimizer and generator) for --resume; else epoch 0, the
+    """The progress and early-stopping state in last.pt for --resume; else epoch 0, the
     checkpoint before fine-tuning, evaluated and saved as best.pt, so best.pt is never worse on
     validation than the start."""
     patience = run.args.patience
@@ -417,11 +422,7 @@ def restore(run: FinetuneRun) -> FinetuneState:
         save_checkpoint(run.out / "best.pt", state.checkpoint(run))
         print(f"finetune: epoch 0 (before fine-tuning) val loss {val_loss:.4f}")
         return state
-    saved = run.resumed
-    with restoring(run.out / "last.pt"):
-        run.model.load_state_dict(saved["model"])
-        run.optimizer.load_state_dict(saved["optimizer"])
-        run.generator.set_state(saved["generator"])
+    saved = run.resumed  # its states are in the model, Adam and the generator (`setup`)
     stopping = EarlyStopping(patience, higher_is_better=False, best=saved["best_loss"],
                              best_epoch=saved["best_epoch"], bad_epochs=saved["bad_epochs"])
     state = FinetuneState(stopping, saved["epoch"], [list(r) for r in saved["curves"]])

@@ -93,6 +93,11 @@ def test_resume_reads_last_pt_through_the_guarded_reader(study, tmp_path):
     torch.save({"model": {}, "epoch": 1}, seg / "last.pt")
     with pytest.raises(SystemExit, match=r"error: .*last.pt: not a cxrseg.finetune last.pt"):
         run_finetune(study, seg, "--epochs", "2", "--resume")
+    (seg / "last.pt").write_bytes(good)
+    last = torch.load(seg / "last.pt", weights_only=True)
+    torch.save({**last, "optimizer": {"state": {}, "param_groups": []}}, seg / "last.pt")
+    with pytest.raises(SystemExit, match=r"error: .*last.pt: cannot restore the training state"):
+        run_finetune(study, seg, "--epochs", "2", "--resume")   # right keys, Adam's state unfit
     assert (seg / "done_finetune.json").is_file()   # refused before the finished run was touched
 
 
