@@ -3,7 +3,8 @@ whole lung (covid_dev's), per approach, merged and per lung.
 
 Approaches, all LiteMedSAM with the paper profile's `SEG_MODEL=lite` recipe (decoder-only,
 `--prior-box-fraction 0.5 --augment opacity --augment-copies 2`, 4 epochs, patience 2, batch 8),
-scored with automatic prompting (prior box + `--refine` passes), holes filled, at `--threshold`:
+scored with automatic prompting (prior box + `--refine` passes), holes filled (with
+`--keep-largest N` only the N largest pieces kept), at `--threshold`:
 - `recipe`: trained on Montgomery (seeded 70/15/15 split, seed 0, as experiments/seg_recipes.sh);
 - `recipe+hull`: its masks, each lung (connected piece of at least 5% of the mask) replaced by its
   convex hull (`hull_per_lung`);
@@ -25,9 +26,11 @@ scored with automatic prompting (prior box + `--refine` passes), holes filled, a
   models are scored on embeddings of their own encoder (float32, cached per run in <run>/emb),
   never on the base LiteMedSAM's, which every decoder-only approach keeps using.
 `--no-recipe` leaves out `recipe` and `recipe+hull` (and their Montgomery fine-tuning).
-`--epochs`, `--patience` and `--augment-copies` change the fine-tuning of every run (run folders
-get a suffix such as `-e20-p3` for settings other than the defaults, so runs of other settings sit
-side by side); every decoder-only run trains in float32 (`--precision fp32`). `--thresholds`
+`--epochs`, `--patience`, `--augment-copies` and `--val-prompt` (the prompt of the validation loss
+that stops a run: the ground-truth box, or `prior`, the automatic prompt) change the fine-tuning of
+every decoder-only run (run folders get a suffix such as `-e20-p3-vprior` for settings other than
+the defaults, so runs of other settings sit side by side); every decoder-only run trains in
+float32 (`--precision fp32`). `--thresholds`
 adds `covid-cv@val` (`joint-cv@val`, `covid-cv-enc@val`): each fold's model at the candidate
 threshold chosen on that fold's validation part (fold k+1) by mean Dice,
 `--threshold-tolerance` letting the lowest candidate within that much of the best win; the
@@ -80,7 +83,7 @@ from experiments.seg_bench_common import (DEVICE, embed, load_lungs, load_run, l
 RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", "0.5",
           "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
 FULL = ["--extent", "full"]
-DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2}
+DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2, "val_prompt": "gt"}
 ENCODER_DEFAULTS = {"encoder_lr": 3e-5, "encoder_patience": 2, "encoder_val_prompt": "gt"}
 FOLD_COLUMNS = ["approach", "fold", "test_images", "val_images", "best_epoch", "threshold",
                 "val_dice", "val_kept_m15"]
@@ -161,17 +164,18 @@ def run(module: str, *argv: str) -> None:
 
 
 def train_flags(args) -> list[str]:
-    """The fine-tuning flags beside RECIPE: epochs, patience, opacity copies."""
+    """The fine-tuning flags beside RECIPE: epochs, patience, opacity copies, validation prompt."""
     copies = (["--augment", "opacity", "--augment-copies", str(args.augment_copies)]
               if args.augment_copies else [])
-    return [*copies, "--patience", str(args.patience), "--epochs", str(args.epochs)]
+    return [*copies, "--patience", str(args.patience), "--epochs", str(args.epochs),
+            "--val-prompt", args.val_prompt]
 
 
 def run_suffix(args) -> str:
     """Suffix of the run folders' names for settings other than the defaults (none for them, so
-    runs of the default settings keep their folder), e.g. `-e20-p3-c0`."""
+    runs of the default settings keep their folder), e.g. `-e20-p3-c0-vprior`."""
     parts = [f"{key}{getattr(args, name)}" for key, name in
-             (("e", "epochs"), ("p", "patience"), ("c", "augment_copies"))
+             (("e", "epochs"), ("p", "patience"), ("c", "augment_copies"), ("v", "val_prompt"))
              if getattr(args, name) != DEFAULTS[name]]
     return "".join("-" + p for p in parts)
 
@@ -269,7 +273,13 @@ def main(argv=None) -> None:
     parser.add_argument("--threshold-tolerance", type=float_range(0, 1), default=0.0,
                         help="the lowest candidate whose mean validation Dice is within this of "
                              "the best candidate's (0: the best)")
+    parser.add_argument("--val-prompt", choices=("gt", "prior"), default=DEFAULTS["val_prompt"],
+                        help="the prompt of the validation loss that stops the decoder-only "
+                             "runs (cxrseg.finetune --val-prompt)")
     parser.add_argument("--refine", type=int_range(0), default=1)
+    parser.add_argument("--keep-largest", type=int_range(0, 16), default=0,
+                        help="keep only the N largest pieces of every mask after the holes are "
+                             "filled (0: all; cxrseg.predict --keep-largest)")
     parser.add_argument("--tag", default="",
                         help="suffix of the tables' names (covid_extent<TAG>.csv), e.g. for "
                              "another --threshold on the same runs")
@@ -411,13 +421,14 @@ def main(argv=None) -> None:
         model, prior = load_run(str(folder))
         if not args.flip:
             return predict_masks(model, prior, emb, imgs, masks, refine=args.refine,
-                                 threshold=threshold, cleans=[(True, 0)])[0]
+                                 threshold=threshold, cleans=[(True, args.keep_largest)])[0]
         emb, emb_f, mirror = emb
         probs = segment(model, emb, imgs, DEVICE, "box", prior, refine=args.refine,
                         threshold=threshold)[1]
         probs_f = segment(model, emb_f, mirror, DEVICE, "box", prior, refine=args.refine,
                           threshold=threshold)[1]
-        return [clean_mask((p.numpy() + np.fliplr(q.numpy())) / 2 >= threshold, True, 0)
+        return [clean_mask((p.numpy() + np.fliplr(q.numpy())) / 2 >= threshold, True,
+                           args.keep_largest)
                 .astype(bool) for p, q in zip(probs, probs_f)]
 
     def fold_threshold(approach, k, folder):

@@ -17,6 +17,7 @@ tables, its fold models under runs/, its embedding cache in emb/).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -43,6 +44,24 @@ def after_models(out: Path, tag: str, approach: str) -> dict[str, tuple[str, flo
     if not models:
         raise SystemExit(f"error: {out}: no covid_dev rows of {approach!r} in run {tag!r}")
     return models
+
+
+def run_keep_largest(out: Path, tag: str) -> int:
+    """The run's `--keep-largest` (0 for a run that predates the flag)."""
+    with open(out / f"run_covid_extent{tag}.json") as handle:
+        return int(json.load(handle)["arguments"].get("keep_largest", 0))
+
+
+def after_mask(out: Path, run: str, threshold: float, image: np.ndarray, mask: np.ndarray,
+               stem: str, refine: int, keep_largest: int = 0) -> np.ndarray:
+    """(H, W) bool mask of one film by the fold model `run` of an experiments.covid_extent work
+    folder, the film encoded by the model's own image encoder (the base LiteMedSAM's unless its
+    encoder was trained; cached in the run's emb/), holes filled, the `keep_largest` largest
+    pieces kept (0: all)."""
+    model, prior = load_run(str(out / "runs" / run))
+    own = embeddings_for(model, [image], [stem], DEVICE, cache_dir=out / "runs" / run / "emb")
+    return predict_masks(model, prior, own, [image], [mask], refine=refine,
+                         threshold=threshold, cleans=[(True, keep_largest)])[0][0]
 
 
 def main(argv=None) -> None:
@@ -76,12 +95,8 @@ def main(argv=None) -> None:
     fig, axes = plt.subplots(len(worst), 2, figsize=(6.4, 3.1 * len(worst)), squeeze=False)
     for row, i in zip(axes, worst):
         run, threshold = after_of[stems[i]]
-        model, prior = load_run(str(out / "runs" / run))
-        # the film through the model's own encoder: the base one's unless its encoder was trained
-        own = embeddings_for(model, [imgs[i]], [stems[i]], DEVICE,
-                             cache_dir=out / "runs" / run / "emb")
-        after = predict_masks(model, prior, own, [imgs[i]], [masks[i]],
-                              refine=args.refine, threshold=threshold, cleans=[(True, 0)])[0][0]
+        after = after_mask(out, run, threshold, imgs[i], masks[i], stems[i], args.refine,
+                           run_keep_largest(out, args.tag))
         kept_after = score_masks([after], [masks[i]])[0, 1]
         for ax, pred, title in ((row[0], before[i], f"field: M-15 keeps {kept_before[i]:.2f}"),
                                 (row[1], after, f"full: M-15 keeps {kept_after:.2f}")):

@@ -43,8 +43,11 @@ def test_threshold_chosen_on_validation_dice():
 
 def test_default_settings_keep_their_run_folders():
     from argparse import Namespace
-    assert run_suffix(Namespace(epochs=4, patience=2, augment_copies=2)) == ""
-    assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=0)) == "-e20-p3-c0"
+    assert run_suffix(Namespace(epochs=4, patience=2, augment_copies=2, val_prompt="gt")) == ""
+    assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=0,
+                                val_prompt="gt")) == "-e20-p3-c0"
+    assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=2,
+                                val_prompt="prior")) == "-e20-p3-vprior"
 
 
 def test_lower_hull_fills_only_below_the_lungs_middle():
@@ -72,3 +75,18 @@ def test_encoder_runs_start_from_the_decoder_run_and_name_their_settings(tmp_pat
                       encoder_val_prompt="prior")
     assert encoder_suffix(other) == "-enc3-lr1e-05-p3-vprior"
     assert "--augment" not in encoder_recipe(tmp_path, other)
+
+
+def test_figure_masks_follow_the_runs_keep_largest(tmp_path):
+    import json
+    from experiments.covid_extent_figure import run_keep_largest
+    (tmp_path / "run_covid_extent_a.json").write_text(json.dumps({"arguments": {}}))
+    (tmp_path / "run_covid_extent_b.json").write_text(json.dumps({"arguments":
+                                                                  {"keep_largest": 2}}))
+    assert run_keep_largest(tmp_path, "_a") == 0 and run_keep_largest(tmp_path, "_b") == 2
+
+
+def test_an_annotation_is_field_like_only_when_the_field_mask_matches_it_better():
+    from experiments.covid_convention import closer
+    assert closer(0.90, 0.80) == "field"
+    assert closer(0.80, 0.90) == "full" and closer(0.85, 0.85) == "full"
