@@ -1,0 +1,117 @@
+"""Where a classifier training step spends its time, float32 against bfloat16 on the CPU:
+`python -m benchmarks.profile_step [--arch resnet50] [--threads 1]`.
+
+1. Per phase (forward under the precision's autocast, backward, fused Adam update), ms per step,
+   median over rounds, the two precisions alternating round by round; the phases are
+   cxrcls.training.train_step's, timed apart.
+2. torch.profiler's convolution backward per input shape, ms per step, for each precision: the
+   layers where bf16 gains least.
+A diagnostic for benchmarks.bench_precision's training rows (same model, input and optimizer).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from cxrcls.models import build_model
+from cxrcls.training import make_optimizer
+from cxrstats.foundation.argtypes import Parser, int_range
+from cxrstats.foundation.device import cpu_runs_bf16, precision_autocast, prepare_device
+
+PRECISIONS = ("fp32", "bf16")
+PHASES = ("forward", "backward", "update")
+
+
+def setup(arch: str, size: int, batch: int):
+    """(model, optimizer, x, y) as benchmarks.bench_cxrcls.bench_train builds them, channels_last."""
+    torch.manual_seed(0)
+    model = build_model(arch, "none").train().to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(batch, 5) < 0.3).float()
+    return model, make_optimizer(model, 1e-4), x, y
+
+
+def timed_step(model, optimizer, x, y, precision: str) -> list[float]:
+    """One training step; seconds of its forward pass, backward pass and Adam update."""
+    t0 = time.perf_counter()
+    with precision_autocast(x.device, precision):
+        logits = model(x)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    optimizer.step()
+    return [t1 - t0, t2 - t1, time.perf_counter() - t2]
+
+
+def phases(runs: dict, rounds: int, steps: int) -> None:
+    """Prints ms per phase and step, median over alternating rounds, and the speed-up."""
+    times = {p: [] for p in PRECISIONS}
+    for _ in range(rounds):
+        for precision, run in runs.items():
+            total = np.zeros(3)
+            for _ in range(steps):
+                total += timed_step(*run, precision)
+            times[precision].append(1000 * total / steps)
+    for precision in PRECISIONS:
+        ms = np.median(np.array(times[precision]), axis=0)
+        print(f"{precision}: " + ", ".join(f"{n} {v:.1f}" for n, v in zip(PHASES, ms))
+              + f", step {ms.sum():.1f} ms")
+    ratios = (np.array(times["fp32"]).sum(1) / np.array(times["bf16"]).sum(1))
+    print(f"speed-up per round: {' '.join(f'{r:.2f}' for r in ratios)}; median "
+          f"{np.median(ratios):.2f}x")
+
+
+def conv_backward(run, precision: str, steps: int, top: int) -> None:
+    """Prints the `top` input shapes by convolution-backward time, ms per step."""
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            timed_step(*run, precision)
+    events = [e for e in prof.key_averages(group_by_input_shape=True)
+              if e.key == "aten::convolution_backward"]
+    total = sum(e.self_cpu_time_total for e in events) / 1000 / steps
+    print(f"{precision}: convolution backward {total:.1f} ms a step; largest "
+          "(grad_output, input, weight shapes: ms a step, calls a step):")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        shapes = " ".join("x".join(map(str, s)) for s in e.input_shapes[:3])
+        print(f"  {shapes}: {e.self_cpu_time_total / 1000 / steps:.1f} ms, "
+              f"{e.count // steps} calls")
+
+
+def main(argv=None) -> None:
+    parser = Parser(prog="python -m benchmarks.profile_step", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=("resnet50", "densenet121"), default="resnet50")
+    parser.add_argument("--threads", type=int_range(0), default=1,
+                        help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--rounds", type=int_range(1), default=7)
+    parser.add_argument("--steps", type=int_range(1), default=5, help="steps per round")
+    parser.add_argument("--size", type=int_range(32), default=64, help="input side, px")
+    parser.add_argument("--batch", type=int_range(1), default=8)
+    parser.add_argument("--top", type=int_range(1), default=6, help="shapes listed")
+    args = parser.parse_args(argv)
+    if not cpu_runs_bf16():
+        print("profile_step: skipped, this CPU has no native bfloat16")
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prepare_device("cpu")
+    print(f"{args.arch}, {args.size} px, batch {args.batch}, {torch.get_num_threads()} thread(s), "
+          f"torch {torch.__version__}")
+    runs = {p: setup(args.arch, args.size, args.batch) for p in PRECISIONS}
+    for precision, run in runs.items():
+        for _ in range(2):
+            timed_step(*run, precision)          # warm-up
+    phases(runs, args.rounds, args.steps)
+    for precision, run in runs.items():
+        conv_backward(run, precision, args.steps, args.top)
+
+
+if __name__ == "__main__":
+    main()
