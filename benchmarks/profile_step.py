@@ -5,7 +5,8 @@
    median over rounds, the two precisions alternating round by round; the phases are
    cxrcls.training.train_step's, timed apart.
 2. torch.profiler's convolution backward per input shape, ms per step, for each precision: the
-   layers where bf16 gains least.
+   layers where bf16 gains least (float32's small 1x1 convolutions take PyTorch's own path,
+   `_slow_conv2d_backward`, counted with oneDNN's `convolution_backward`).
 A diagnostic for benchmarks.bench_precision's training rows (same model, input and optimizer).
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cxrstats.foundation.device import cpu_runs_bf16, precision_autocast, prepar
 
 PRECISIONS = ("fp32", "bf16")
 PHASES = ("forward", "backward", "update")
+CONV_BACKWARD = ("aten::convolution_backward", "aten::_slow_conv2d_backward")
 
 
 def setup(arch: str, size: int, batch: int):
@@ -74,7 +76,7 @@ def conv_backward(run, precision: str, steps: int, top: int) -> None:
         for _ in range(steps):
             timed_step(*run, precision)
     events = [e for e in prof.key_averages(group_by_input_shape=True)
-              if e.key == "aten::convolution_backward"]
+              if e.key in CONV_BACKWARD]
     total = sum(e.self_cpu_time_total for e in events) / 1000 / steps
     print(f"{precision}: convolution backward {total:.1f} ms a step; largest "
           "(grad_output, input, weight shapes: ms a step, calls a step):")
