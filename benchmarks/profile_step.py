@@ -30,7 +30,8 @@ CONV_BACKWARD = ("aten::convolution_backward", "aten::_slow_conv2d_backward")
 
 
 def setup(arch: str, size: int, batch: int):
-    """(model, optimizer, x, y) as benchmarks.bench_cxrcls.bench_train builds them, channels_last."""
+    """(model, optimizer, x, y) as benchmarks.bench_cxrcls.bench_train builds them,
+    channels_last."""
     torch.manual_seed(0)
     model = build_model(arch, "none").train().to(memory_format=torch.channels_last)
     x = torch.rand(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
