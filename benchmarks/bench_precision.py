@@ -28,6 +28,18 @@ from cxrstats.foundation.device import cpu_runs_bf16, precision_autocast, prepar
 PRECISIONS = ("fp32", "bf16")
 
 
+def start_cpu(threads: int, name: str) -> bool:
+    """False (saying so) where this CPU has no native bf16; else sets `threads` torch threads (0:
+    torch's default) and prepares the CPU as every stage does, and returns True."""
+    if not cpu_runs_bf16():
+        print(f"{name}: skipped, this CPU has no native bfloat16 (AVX512-BF16, AMX or Arm BF16)")
+        return False
+    if threads:
+        torch.set_num_threads(threads)
+    prepare_device("cpu")
+    return True
+
+
 def alternate(rounds: int, measure) -> dict[str, list[float]]:
     """{precision: [rate per round]}, fp32 and bf16 taking turns in every round."""
     rates: dict[str, list[float]] = {p: [] for p in PRECISIONS}
@@ -113,12 +125,8 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int_range(32), default=64, help="classifier input side")
     parser.add_argument("--batch", type=int_range(1), default=8, help="classifier batch")
     args = parser.parse_args(argv)
-    if not cpu_runs_bf16():
-        print("precision: skipped, this CPU has no native bfloat16 (AVX512-BF16, AMX or Arm BF16)")
+    if not start_cpu(args.threads, "precision"):
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    prepare_device("cpu")
     print(f"precision: CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
     try:
         model = load_model("lite")

@@ -22,9 +22,9 @@ from torch.profiler import ProfilerActivity, profile
 from cxrcls.models import build_model
 from cxrcls.training import make_optimizer
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.device import cpu_runs_bf16, precision_autocast, prepare_device
+from benchmarks.bench_precision import PRECISIONS, start_cpu
+from cxrstats.foundation.device import precision_autocast
 
-PRECISIONS = ("fp32", "bf16")
 PHASES = ("forward", "backward", "update")
 CONV_BACKWARD = ("aten::convolution_backward", "aten::_slow_conv2d_backward")
 
@@ -99,12 +99,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int_range(1), default=8)
     parser.add_argument("--top", type=int_range(1), default=6, help="shapes listed")
     args = parser.parse_args(argv)
-    if not cpu_runs_bf16():
-        print("profile_step: skipped, this CPU has no native bfloat16")
+    if not start_cpu(args.threads, "profile_step"):
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    prepare_device("cpu")
     print(f"{args.arch}, {args.size} px, batch {args.batch}, {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}")
     runs = {p: setup(args.arch, args.size, args.batch) for p in PRECISIONS}

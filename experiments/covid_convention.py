@@ -7,10 +7,8 @@ mean Dice with and without them;
 writes one row per film to `--table`, and with `--figure` draws those films: the annotation
 (green), the `field` mask (blue) and the `full` mask (red).
 
-`--field` is any finished decoder-only LiteMedSAM fine-tuning folder on `field` masks (as
-experiments.covid_extent_figure's `--before`); `--out`, `--tag` and `--full` name the covid_extent
-run and its approach (each film by the fold model it was held out from, at that fold's
-validation threshold).
+The run and segmenter flags are experiments.covid_runs' (each film's `full` mask by the fold
+model it was held out from, at that fold's validation threshold).
 
   python -m experiments.covid_convention --lungseg ../shared/data/lungseg \\
       --out work/covid-extent --tag _e20p3_tol005_enc6lr1vp --full covid-cv-enc@val \\
@@ -22,13 +20,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import atomic_path, read_csv, write_csv
-from experiments.covid_extent_figure import after_mask, after_models, run_keep_largest
-from experiments.seg_bench_common import (embed, load_lungs, load_run, load_set, predict_masks,
-                                          score_masks)
+from cxrstats.foundation.argtypes import Parser
+from cxrstats.foundation.fileio import read_csv, write_csv
+from experiments.covid_runs import (add_run_arguments, field_masks, full_mask, outline_panel,
+                                   save_figure)
+from experiments.seg_bench_common import load_lungs, score_masks
 
 COLUMNS = ["stem", "fold_model", "full_dice", "field_dice", "full_dice_right",
            "field_dice_right", "full_dice_left", "field_dice_left", "left_like"]
@@ -52,31 +49,19 @@ def full_scores(out: Path, tag: str, approach: str) -> dict[str, dict]:
 def main(argv=None) -> None:
     parser = Parser(prog="python -m experiments.covid_convention", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lungseg", default="../shared/data/lungseg")
-    parser.add_argument("--out", required=True, help="experiments.covid_extent's work folder")
-    parser.add_argument("--tag", default="", help="the covid_extent run (its --tag)")
-    parser.add_argument("--full", default="covid-cv@val", help="the run's `full` approach")
-    parser.add_argument("--field", required=True, help="a `field` fine-tuning folder")
-    parser.add_argument("--field-threshold", type=float_range(0, 1, lo_open=True, hi_open=True),
-                        default=0.5)
-    parser.add_argument("--refine", type=int_range(0), default=1)
+    add_run_arguments(parser)
     parser.add_argument("--table", required=True, help="CSV to write, one row per film")
     parser.add_argument("--figure", help="PNG of the films with a field-like annotation")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    out, covid = Path(args.out), Path(args.lungseg) / "covid_dev"
-    stems, imgs, masks = load_set(f"{covid}/images", f"{covid}/masks")
+    covid = Path(args.lungseg) / "covid_dev"
     lungs = load_lungs(f"{covid}/images", f"{covid}/masks")
     if lungs is None:
         raise SystemExit(f"error: {covid}: no per-lung masks (masks_right/, masks_left/)")
-    full = full_scores(out, args.tag, args.full)
+    full = full_scores(Path(args.out), args.tag, args.full)
+    stems, imgs, masks, field = field_masks(args)
     missing = [s for s in stems if s not in full]
     if missing:
         raise SystemExit(f"error: run {args.tag!r} has no {args.full!r} row for {missing[:3]}")
-    model, prior = load_run(args.field)
-    field = predict_masks(model, prior, embed(stems, imgs, out / "emb"), imgs, masks,
-                          refine=args.refine, threshold=args.field_threshold,
-                          cleans=[(True, 0)])[0]
     scores = score_masks(field, masks, lungs)      # dice, kept, dice_right, dice_left, ...
 
     rows, field_like = [], []
@@ -103,31 +88,20 @@ def main(argv=None) -> None:
         print(f"| `{stems[i]}` | {scores[i, 3]:.3f} | {float(full[stems[i]]['dice_left']):.3f} | "
               f"{dice[i]:.3f} |")
     if args.figure and field_like:
-        draw(args, out, [stems[i] for i in field_like], [imgs[i] for i in field_like],
+        draw(args, [stems[i] for i in field_like], [imgs[i] for i in field_like],
              [masks[i] for i in field_like], [field[i] for i in field_like])
 
 
-def draw(args, out: Path, stems, imgs, masks, field) -> None:
+def draw(args, stems, imgs, masks, field) -> None:
     """One panel per film: the annotation (green), the field mask (blue), the full mask (red)."""
-    after_of = after_models(out, args.tag, args.full)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(stems), figsize=(3.2 * len(stems), 3.6), squeeze=False)
     for ax, stem, img, mask, f in zip(axes[0], stems, imgs, masks, field):
-        run, threshold = after_of[stem]
-        after = after_mask(out, run, threshold, img, mask, stem, args.refine,
-                           run_keep_largest(out, args.tag))
-        ax.imshow(img, cmap="gray")
-        for m, colour in ((mask, "lime"), (f, "deepskyblue"), (after, "red")):
-            ax.contour(np.asarray(m, np.uint8), levels=[0.5], colors=colour, linewidths=1)
-        ax.set_title(stem[:36], fontsize=7)
-        ax.axis("off")
-    fig.tight_layout()
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.figure) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    print(f"figure: {args.figure}")
+        outline_panel(ax, img, [(mask, "lime"), (f, "deepskyblue"),
+                                (full_mask(args, stem, img, mask), "red")], stem[:36])
+    save_figure(fig, args.figure)
 
 
 if __name__ == "__main__":

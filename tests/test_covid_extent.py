@@ -79,7 +79,7 @@ def test_encoder_runs_start_from_the_decoder_run_and_name_their_settings(tmp_pat
 
 def test_figure_masks_follow_the_runs_keep_largest(tmp_path):
     import json
-    from experiments.covid_extent_figure import run_keep_largest
+    from experiments.covid_runs import run_keep_largest
     (tmp_path / "run_covid_extent_a.json").write_text(json.dumps({"arguments": {}}))
     (tmp_path / "run_covid_extent_b.json").write_text(json.dumps({"arguments":
                                                                   {"keep_largest": 2}}))
