@@ -41,6 +41,9 @@ all films pooled; these films chose the epoch and the threshold, so the rows are
 serve to compare options, never as the result). `--flip` averages each film's probabilities with
 its mirror image's (mirrored back; their embeddings cached too) before the threshold;
 `--hull-part lower` fills only the lower half of each lung's hull in the `+hull` approaches.
+`--refine-margin F` widens each refine pass's box by F x its width and height (with
+`--refine-margin-side lower` only its lower edge, by F x its height), clipped to the film: a test
+of whether a box reaching past an opacity lets the mask reach the lung's base.
 Each approach is also scored on Montgomery's test part (the field convention; for the K-fold
 approaches every fold's model, pooled) to see whether the conventions blur.
 
@@ -77,8 +80,8 @@ from cxrseg.anatomy import clean_mask
 from cxrseg.engine import embeddings_for, segment
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.fileio import read_csv, write_csv, write_done, write_run_json
-from experiments.seg_bench_common import (DEVICE, embed, load_lungs, load_run, load_set,
-                                          predict_masks, score_masks)
+from experiments.seg_bench_common import (DEVICE, MARGIN_SIDES, embed, load_lungs, load_run,
+                                          load_set, predict_masks, score_masks)
 
 RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", "0.5",
           "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
@@ -280,6 +283,11 @@ def main(argv=None) -> None:
     parser.add_argument("--keep-largest", type=int_range(0, 16), default=0,
                         help="keep only the N largest pieces of every mask after the holes are "
                              "filled (0: all; cxrseg.predict --keep-largest)")
+    parser.add_argument("--refine-margin", type=float_range(0, 1), default=0.0,
+                        help="each refine pass's box widened by this share of its width and "
+                             "height (0: the box around the previous pass's mask)")
+    parser.add_argument("--refine-margin-side", choices=MARGIN_SIDES, default="all",
+                        help="widen the refine box on every side, or its lower edge only")
     parser.add_argument("--tag", default="",
                         help="suffix of the tables' names (covid_extent<TAG>.csv), e.g. for "
                              "another --threshold on the same runs")
@@ -311,6 +319,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int_range(1), default=1,
                         help="torch threads of this process and of the fine-tuning subprocesses")
     args = parser.parse_args(argv)
+    if args.flip and args.refine_margin:
+        parser.error("--flip and --refine-margin cannot be combined")
     torch.set_num_threads(args.threads)
     THREADS["n"] = args.threads
     started = time.time()
@@ -421,7 +431,8 @@ def main(argv=None) -> None:
         model, prior = load_run(str(folder))
         if not args.flip:
             return predict_masks(model, prior, emb, imgs, masks, refine=args.refine,
-                                 threshold=threshold, cleans=[(True, args.keep_largest)])[0]
+                                 threshold=threshold, cleans=[(True, args.keep_largest)],
+                                 margin=args.refine_margin, side=args.refine_margin_side)[0]
         emb, emb_f, mirror = emb
         probs = segment(model, emb, imgs, DEVICE, "box", prior, refine=args.refine,
                         threshold=threshold)[1]

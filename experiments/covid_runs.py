@@ -63,23 +63,31 @@ def full_models(out: Path, tag: str, approach: str) -> dict[str, tuple[str, floa
     return models
 
 
-def run_keep_largest(out: Path, tag: str) -> int:
-    """The run's `--keep-largest` (0 for a run that predates the flag)."""
+SCORING_DEFAULTS = {"keep_largest": 0, "refine_margin": 0.0, "refine_margin_side": "all"}
+
+
+def run_scoring(out: Path, tag: str) -> dict:
+    """The run's mask settings beside the threshold: `keep_largest`, `refine_margin`,
+    `refine_margin_side` (SCORING_DEFAULTS for a run that predates a flag)."""
     with open(out / f"run_covid_extent{tag}.json") as handle:
-        return int(json.load(handle)["arguments"].get("keep_largest", 0))
+        arguments = json.load(handle)["arguments"]
+    return {key: arguments.get(key, default) for key, default in SCORING_DEFAULTS.items()}
 
 
 def full_mask(args, stem: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(H, W) bool mask of one film by the `--full` fold model it was held out from, at that
     fold's threshold, the film encoded by the model's own image encoder (the base LiteMedSAM's
-    unless its encoder was trained; cached in the run's emb/), cleaned as the run cleaned it."""
+    unless its encoder was trained; cached in the run's emb/), refined and cleaned as the run
+    did it (run_scoring)."""
     out = Path(args.out)
     run, threshold = full_models(out, args.tag, args.full)[stem]
     model, prior = load_run(str(out / "runs" / run))
     own = embeddings_for(model, [image], [stem], DEVICE, cache_dir=out / "runs" / run / "emb")
-    keep = run_keep_largest(out, args.tag)
+    scoring = run_scoring(out, args.tag)
     return predict_masks(model, prior, own, [image], [mask], refine=args.refine,
-                         threshold=threshold, cleans=[(True, keep)])[0][0]
+                         threshold=threshold, cleans=[(True, scoring["keep_largest"])],
+                         margin=scoring["refine_margin"],
+                         side=scoring["refine_margin_side"])[0][0]
 
 
 def outline_panel(ax, image: np.ndarray, outlines: list[tuple[np.ndarray, str]],

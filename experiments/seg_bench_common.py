@@ -16,7 +16,7 @@ from cxrseg.engine import embeddings_for, gt_boxes, load_model, segment
 from cxrseg.losses import dice_iou
 from cxrseg.pairs import load_pairs
 from cxrseg.per_lung import LUNG_METRICS, lung_metrics, read_lung_masks
-from cxrseg.prompts import Prior
+from cxrseg.prompts import Prior, prediction_box
 from cxrseg.split import read_splits
 
 DEVICE = torch.device("cpu")
@@ -65,13 +65,53 @@ def embed(stems, images, cache_dir) -> torch.Tensor:
     return embeddings_for(load_model("lite"), images, stems, DEVICE, cache_dir=cache_dir)
 
 
+MARGIN_SIDES = ("all", "lower")
+
+
+def widen_box(box: np.ndarray, margin: float, shape: tuple[int, int],
+              side: str = "all") -> np.ndarray:
+    """(4,) box (x0, y0, x1, y1) grown by `margin` x its width and height on every side (`lower`:
+    its lower edge only, by `margin` x its height), clipped to an image of `shape` (H, W)."""
+    if side not in MARGIN_SIDES:
+        raise ValueError(f"unknown side {side!r}; expected one of {MARGIN_SIDES}")
+    x0, y0, x1, y1 = np.asarray(box, np.float64)
+    w, h = x1 - x0, y1 - y0
+    grow = np.array([-w, -h, w, h]) if side == "all" else np.array([0.0, 0.0, 0.0, h])
+    return np.clip(np.array([x0, y0, x1, y1]) + margin * grow, 0,
+                   [shape[1] - 1, shape[0] - 1, shape[1] - 1, shape[0] - 1])
+
+
+def refined_probabilities(model, prior, emb, images, refine: int, threshold: float,
+                          margin: float = 0.0, side: str = "all") -> list[torch.Tensor]:
+    """Probabilities (H, W) per image from the prior box + `refine` passes, each pass prompted
+    with the box around the previous pass's mask (at `threshold`) widened by `margin`
+    (widen_box; margin 0 is cxrseg.engine.segment's own refine pass). An empty mask keeps the
+    previous box."""
+    if margin == 0:
+        return segment(model, emb, images, DEVICE, "box", prior, refine=refine,
+                       threshold=threshold)[1]
+    boxes = np.stack([prior.box_for(img) for img in images])
+    probs = segment(model, emb, images, DEVICE, "box", prior, boxes_px=boxes)[1]
+    for _ in range(refine):
+        for i, (p, img) in enumerate(zip(probs, images)):
+            found = prediction_box(p.numpy() >= threshold)
+            if found is not None:
+                boxes[i] = widen_box(found, margin, img.shape[:2], side)
+        probs = segment(model, emb, images, DEVICE, "box", prior, boxes_px=boxes)[1]
+    return probs
+
+
 def predict_masks(model, prior, emb, images, masks, box="prior", refine=1, threshold=0.5,
-                  cleans=((False, 0),)) -> list[list[np.ndarray]]:
+                  cleans=((False, 0),), margin: float = 0.0,
+                  side: str = "all") -> list[list[np.ndarray]]:
     """Per clean-up setting (fill holes, keep largest N): the binary masks (H, W) per image, with
-    the ground-truth box (`box="gt"`) or the prior box + `refine` passes."""
-    boxes = gt_boxes(masks) if box == "gt" else None
-    _, probs, _ = segment(model, emb, images, DEVICE, "box", prior, boxes_px=boxes,
-                          refine=refine if box == "prior" else 0, threshold=threshold)
+    the ground-truth box (`box="gt"`) or the prior box + `refine` passes (their boxes widened by
+    `margin`, refined_probabilities)."""
+    if box == "gt":
+        probs = segment(model, emb, images, DEVICE, "box", prior, boxes_px=gt_boxes(masks),
+                        threshold=threshold)[1]
+    else:
+        probs = refined_probabilities(model, prior, emb, images, refine, threshold, margin, side)
     return [[clean_mask(p.numpy() >= threshold, fill, largest).astype(bool) for p in probs]
             for fill, largest in cleans]
 

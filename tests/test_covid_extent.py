@@ -3,6 +3,7 @@ folds (the experiment itself needs the shared lung sets)."""
 import csv
 
 import numpy as np
+import pytest
 
 from experiments.covid_extent import (choose_threshold, encoder_recipe, encoder_suffix,
                                       hull_per_lung, run_suffix, source_folds)
@@ -77,13 +78,26 @@ def test_encoder_runs_start_from_the_decoder_run_and_name_their_settings(tmp_pat
     assert "--augment" not in encoder_recipe(tmp_path, other)
 
 
-def test_figure_masks_follow_the_runs_keep_largest(tmp_path):
+def test_figure_masks_follow_the_runs_mask_settings(tmp_path):
     import json
-    from experiments.covid_runs import run_keep_largest
+    from experiments.covid_runs import SCORING_DEFAULTS, run_scoring
     (tmp_path / "run_covid_extent_a.json").write_text(json.dumps({"arguments": {}}))
-    (tmp_path / "run_covid_extent_b.json").write_text(json.dumps({"arguments":
-                                                                  {"keep_largest": 2}}))
-    assert run_keep_largest(tmp_path, "_a") == 0 and run_keep_largest(tmp_path, "_b") == 2
+    (tmp_path / "run_covid_extent_b.json").write_text(json.dumps(
+        {"arguments": {"keep_largest": 2, "refine_margin": 0.1, "refine_margin_side": "lower"}}))
+    assert run_scoring(tmp_path, "_a") == SCORING_DEFAULTS
+    assert run_scoring(tmp_path, "_b") == {"keep_largest": 2, "refine_margin": 0.1,
+                                           "refine_margin_side": "lower"}
+
+
+def test_a_refine_box_widens_on_the_asked_sides_and_stays_on_the_film():
+    from experiments.seg_bench_common import widen_box
+    box = np.array([10.0, 20.0, 50.0, 60.0])                 # 40 wide, 40 high
+    assert widen_box(box, 0.0, (100, 100)).tolist() == box.tolist()
+    assert widen_box(box, 0.1, (100, 100)).tolist() == [6, 16, 54, 64]
+    assert widen_box(box, 0.1, (100, 100), "lower").tolist() == [10, 20, 50, 64]
+    assert widen_box(box, 1.0, (70, 80)).tolist() == [0, 0, 79, 69]   # clipped to (H, W)
+    with pytest.raises(ValueError, match="side"):
+        widen_box(box, 0.1, (100, 100), "upper")
 
 
 def test_an_annotation_is_field_like_only_when_the_field_mask_matches_it_better():
