@@ -92,7 +92,7 @@ DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 # It needs the virtual environment, so Make builds $(SETUP) first, writes this file, and restarts.
 ENV_MK := $(W)/.make/env.mk
 STAGE_MODULES := DATA=cxrcls.demo_data SPLIT=cxrseg.split FINETUNE=cxrseg.finetune \
-	EVALUATE=cxrseg.evaluate COHORT=cxrcls.cohort CACHE=cxrcls.cache PREDICT=cxrseg.predict \
+	FINETUNE2=cxrseg.finetune EVALUATE=cxrseg.evaluate COHORT=cxrcls.cohort CACHE=cxrcls.cache PREDICT=cxrseg.predict \
 	GATHER=cxrseg.gather POSTPROCESS=cxrseg.postprocess TRAIN=cxrcls.train REPORT=cxrstats.report \
 	SEGFIGURES=cxrseg.figures \
 	ATTRIBUTION=cxrcls.attribution \
@@ -100,7 +100,7 @@ STAGE_MODULES := DATA=cxrcls.demo_data SPLIT=cxrseg.split FINETUNE=cxrseg.finetu
 	COMPARE=cxrstats.compare
 PROJECT_PY := $(wildcard cxrseg/*.py cxrcls/*.py cxrstats/*.py cxrstats/foundation/*.py vendor_medsam/*.py)
 # Each stage's source files: empty until $(ENV_MK) is read.
-$(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS TRAIN REPORT SEGFIGURES \
+$(foreach n,DATA SPLIT FINETUNE FINETUNE2 EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS TRAIN REPORT SEGFIGURES \
 	ATTRIBUTION TIGHTNESS COMPARE,$(eval CODE_$(n) :=))
 
 # ---------------------------------------------------------------- stage command lines
@@ -108,6 +108,12 @@ $(foreach n,DATA SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT GATHER POSTPROCESS
 SEG_MASK_FLAG = $(if $(SEG_MASK_SUFFIX),--mask-suffix $(SEG_MASK_SUFFIX))
 # What the recipes of fine-tuning and training add to continue an interrupted run (resume_if_fresh).
 RESUME_FLAG  := --resume
+# A second fine-tuning stage (FINETUNE2_ARGS; empty: none) continues from the first's best.pt, e.g.
+# the `full` LiteMedSAM recipe's encoder stage (docs/pipeline.md). With it the first stage writes
+# $(W)/seg-stage1 and the second $(W)/seg, the segmenter that evaluation and prediction read.
+FINETUNE2_ARGS ?=
+TWO_STAGE  := $(if $(strip $(FINETUNE2_ARGS)),1)
+SEG_STAGE1 := $(if $(TWO_STAGE),$(W)/seg-stage1,$(W)/seg)
 # The segmentation sets: the profile's images and masks, or SEG_DATA="NAME=IMAGES:MASKS[:SUFFIX] ..."
 # (several lung-mask sets, each its own dataset; `make segmenter`, profiles/user.mk).
 SEG_DATA ?=
@@ -118,8 +124,12 @@ CMD_DATA        = cxrcls.demo_data --out $(W)/data --n-seg $(DEMO_N_SEG) --n-cls
                   --size $(DEMO_SIZE) --seed $(SEED) $(DEMO_FLAGS)
 CMD_SPLIT       = cxrseg.split $(SEG_SOURCES) --out $(W)/seg/splits.csv --seed $(SEED)
 CMD_FINETUNE    = cxrseg.finetune $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
-                  --checkpoint $(SEG_CHECKPOINT) --config $(SEG_CONFIG) --out $(W)/seg \
+                  --checkpoint $(SEG_CHECKPOINT) --config $(SEG_CONFIG) --out $(SEG_STAGE1) \
                   --extent $(EXTENT) $(FINETUNE_ARGS) --seed $(SEED) --device $(DEVICE) \
+                  --precision $(PRECISION)
+CMD_FINETUNE2   = cxrseg.finetune $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
+                  --checkpoint $(SEG_STAGE1)/best.pt --config $(SEG_CONFIG) --out $(W)/seg \
+                  --extent $(EXTENT) $(FINETUNE2_ARGS) --seed $(SEED) --device $(DEVICE) \
                   --precision $(PRECISION)
 CMD_EVALUATE    = cxrseg.evaluate $(SEG_SOURCES) --splits $(W)/seg/splits.csv \
                   --checkpoint $(W)/seg/best.pt --zero-shot $(SEG_CHECKPOINT) \
@@ -174,7 +184,7 @@ COMPARE_ARGS     ?=
 # ---------------------------------------------------------------- recorded command lines
 # $(ARGS_DIR)/<stage> holds the stage's module and arguments and is rewritten only when they change,
 # so a changed profile value re-runs its stage. Training records the part shared by all runs.
-STAGES := SPLIT FINETUNE EVALUATE COHORT CACHE PREDICT POSTPROCESS SEGFIGURES REPORT ATTRIBUTION \
+STAGES := SPLIT FINETUNE $(if $(TWO_STAGE),FINETUNE2) EVALUATE COHORT CACHE PREDICT POSTPROCESS SEGFIGURES REPORT ATTRIBUTION \
 	TIGHTNESS $(if $(filter demo,$(DATA_SOURCE)),DATA) $(if $(filter-out 1,$(PREDICT_SHARDS)),GATHER)
 CMD_TRAIN_SHARED = $(call CMD_TRAIN,ARCH,INPUT,K)
 
@@ -204,7 +214,7 @@ endef
 # FLAG_VALUES maps a flag ([STAGE:]flag:VARIABLE) to the variable whose value it carries,
 # FLAG_DERIVED to the variables Make derives it from; any other comes from WORK (its value lies
 # under WORK; for the comparison, B) or from the profile.
-ARGS_STAGES  := $(filter DATA,$(STAGES)) FINETUNE EVALUATE COHORT CACHE PREDICT TRAIN REPORT \
+ARGS_STAGES  := $(filter DATA,$(STAGES)) FINETUNE $(filter FINETUNE2,$(STAGES)) EVALUATE COHORT CACHE PREDICT TRAIN REPORT \
 	ATTRIBUTION TIGHTNESS COMPARE
 args_of       = $(if $(filter DATA,$(1)),DEMO_FLAGS,$(1)_ARGS)
 FLAG_VALUES  := --seed:SEED --device:DEVICE --precision:PRECISION --extent:EXTENT \
@@ -230,7 +240,7 @@ lookup      = $(or $(patsubst $(2):$(3):%,%,$(filter $(2):$(3):%,$($(1)))),\
 # shard's, with the flag of a resumed run
 made_cmd    = $(if $(filter TRAIN,$(1)),$(CMD_TRAIN_SHARED),$(if $(filter PREDICT,$(1)),$(if \
 	$(filter 1,$(PREDICT_SHARDS)),$(CMD_PREDICT),$(call CMD_PREDICT_SHARD,0)),$(CMD_$(1)))) \
-	$(if $(filter FINETUNE TRAIN,$(1)),$(RESUME_FLAG))
+	$(if $(filter FINETUNE FINETUNE2 TRAIN,$(1)),$(RESUME_FLAG))
 # $(call set_by_make,STAGE): the flags in the stage's *_ARGS that its command line has more often
 count       = $(words $(filter $(1),$(2)))
 set_by_make = $(call more_often,$(sort $(call flags_of,$($(call args_of,$(1))))),\
@@ -287,7 +297,9 @@ run_train = $(call run_stage,$(1),$(LAUNCH_GPU),$(RUN_TRAIN) -m $(2),$(value 3))
 # ---------------------------------------------------------------- stamps
 DATA_DONE     := $(W)/data/.done-data
 SPLIT_DONE    := $(W)/seg/.done-split
-FINETUNE_DONE := $(W)/seg/.done-finetune
+FINETUNE_DONE := $(SEG_STAGE1)/.done-finetune
+FINETUNE2_DONE := $(W)/seg/.done-finetune2
+SEG_DONE      := $(if $(TWO_STAGE),$(FINETUNE2_DONE),$(FINETUNE_DONE))
 EVALUATE_DONE := $(W)/seg/.done-evaluate
 COHORT_DONE   := $(W)/cohort/.done-cohort
 CACHE_DONE    := $(W)/cache/.done-cache
@@ -345,7 +357,8 @@ UPDATE_SUMS = for f in $(W)/masks/*.npy; do n=$${f%.npy}; s=$(W)/masks/.sum-$${n
 	md5sum < $$f > $$s.tmp; if cmp -s $$s.tmp $$s; then rm $$s.tmp; else mv $$s.tmp $$s; fi; done
 
 # ---------------------------------------------------------------- rules
-ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(EVALUATE_DONE) $(COHORT_DONE) \
+ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(if $(TWO_STAGE),$(FINETUNE2_DONE)) \
+	$(EVALUATE_DONE) $(COHORT_DONE) \
 	$(CACHE_DONE) $(SHARD_DONE) $(PREDICT_DONE) $(POST_DONE) $(RUN_DONE) $(SEGFIG_DONE) $(ATTR_DONE) \
 	$(REPORT_DONE) $(TIGHT_DONE)
 # A stamp whose wall time is not a number of seconds shows "?" and is left out of the sums.
@@ -470,9 +483,14 @@ $(SPLIT_DONE): $(SEG_INPUTS) $(CODE_SPLIT) $(ARGS_DIR)/SPLIT | $(SETUP)
 	$(call run_cpu,seg split,$(CMD_SPLIT))
 
 $(FINETUNE_DONE): $(SPLIT_DONE) $(CODE_FINETUNE) $(ARGS_DIR)/FINETUNE | $(SETUP)
-	$(call run_gpu,seg fine-tune,$(CMD_FINETUNE) $(call resume_if_fresh,$(W)/seg))
+	$(call run_gpu,seg fine-tune,$(CMD_FINETUNE) $(call resume_if_fresh,$(SEG_STAGE1)))
 
-$(EVALUATE_DONE): $(FINETUNE_DONE) $(CODE_EVALUATE) $(ARGS_DIR)/EVALUATE | $(SETUP)
+ifneq ($(TWO_STAGE),)
+$(FINETUNE2_DONE): $(FINETUNE_DONE) $(CODE_FINETUNE2) $(ARGS_DIR)/FINETUNE2 | $(SETUP)
+	$(call run_gpu,seg fine-tune 2,$(CMD_FINETUNE2) $(call resume_if_fresh,$(W)/seg))
+endif
+
+$(EVALUATE_DONE): $(SEG_DONE) $(CODE_EVALUATE) $(ARGS_DIR)/EVALUATE | $(SETUP)
 	$(call run_gpu,seg evaluate,$(CMD_EVALUATE))
 
 $(COHORT_DONE): $(NIH_INPUTS) $(CODE_COHORT) $(ARGS_DIR)/COHORT | $(SETUP)

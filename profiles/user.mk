@@ -2,10 +2,11 @@
 # of your own radiographs, outside the study's pipeline; and the ImageNet weights, fetched once.
 #
 #   make segmenter [SEG_DATA="montgomery=DIR/images:DIR/masks shenzhen=DIR2/img:DIR2/mask:_mask"]
-#       only the segmentation stages (split, fine-tune, evaluate) into $(W)/seg with the profile's
-#       recipe (FINETUNE_ARGS, EVALUATE_ARGS), on the named sets (NAME=IMAGES:MASKS[:SUFFIX], each
-#       its own dataset; default: the profile's own set). The pipeline's own stage rules run them,
-#       through a sub-make whose goal is seg/'s evaluate stamp.
+#       only the segmentation stages (split, fine-tune, with FINETUNE2_ARGS a second fine-tuning,
+#       evaluate) into $(W)/seg with the profile's recipe (FINETUNE_ARGS, EVALUATE_ARGS), on the
+#       named sets (NAME=IMAGES:MASKS[:SUFFIX], each its own dataset; default: the profile's own
+#       set). The pipeline's own stage rules run them, through a sub-make whose goal is seg/'s
+#       evaluate stamp.
 #   make segment IMAGES=DIR OUT=DIR [SEGMENTER=$(W)/seg] [SEGMENT_ARGS="--masked --overlay"]
 #       the lung masks (raw, M-15, M-50) of every image in DIR: cxrseg.predict --segmenter, which
 #       takes checkpoint, prior, threshold and prompting from the segmenter folder, as the

@@ -1,7 +1,7 @@
 """The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
 SPLIT_BY, INPUTS (m<r>; which names pass: tests/test_foundation_input_names.py), ATTRIBUTION,
-SEG_MODEL, EXTENT and the targets tightness, compare, lint; the checks when Make starts (repeated
+SEG_MODEL, EXTENT, FINETUNE2_ARGS and the targets tightness, compare, lint; the checks when Make starts (repeated
 ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make sets in a *_ARGS, EXTENT);
 and, with a stand-in launcher that runs nothing, one make per work folder."""
 import fcntl
@@ -560,3 +560,24 @@ def test_extent_reaches_the_segmentation_stages_is_recorded_and_a_bad_one_stops_
         result = _dry(tmp_path / "bad", "PROFILE=tiny", f"EXTENT={bad}", check=False)
         _refused(result, f"EXTENT={bad}: ", "is not a lung extent: choose field or full")
         assert not (tmp_path / "bad").exists()
+
+
+def test_a_second_fine_tuning_stage_continues_from_the_first_and_makes_the_segmenter(tmp_path):
+    one = [c for c in commands(_dry(tmp_path / "one", "PROFILE=tiny").stdout)
+           if "-m cxrseg.finetune" in c]
+    assert len(one) == 1 and f"--out {tmp_path / 'one' / 'seg'} " in one[0]
+    work = tmp_path / "two"
+    result = _dry(work, "PROFILE=tiny", "FINETUNE2_ARGS=--train all --lr 1e-5")
+    _assert_no_undefined(result)
+    stages = commands(result.stdout)
+    first, second = [c for c in stages if "-m cxrseg.finetune" in c]
+    assert f"--out {work / 'seg-stage1'} " in first and "--train all" not in first
+    assert f"--checkpoint {work / 'seg-stage1' / 'best.pt'} " in second
+    assert f"--out {work / 'seg'} " in second and "--train all --lr 1e-5 " in second
+    evaluate = next(i for i, c in enumerate(stages) if "-m cxrseg.evaluate" in c)
+    assert stages.index(second) < evaluate and f"--checkpoint {work / 'seg' / 'best.pt'} " in \
+        stages[evaluate]
+    assert "--train all" in (work / ".args" / "FINETUNE2").read_text()
+    # the checkpoint is Make's (the first stage's best.pt): given again, make stops at once
+    bad = _dry(tmp_path / "bad", "PROFILE=tiny", "FINETUNE2_ARGS=--checkpoint x.pt", check=False)
+    _refused(bad, "FINETUNE2_ARGS holds --checkpoint")
