@@ -1,9 +1,9 @@
 """The Makefile's pipeline, checked with `make -n` (nothing runs; fast): plain `make` is `make
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
 SPLIT_BY, INPUTS (m<r>; which names pass: tests/test_foundation_input_names.py), ATTRIBUTION,
-SEG_MODEL, EXTENT, FINETUNE2_ARGS and the targets tightness, compare, lint; the checks when Make starts (repeated
-ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make sets in a *_ARGS, EXTENT);
-and, with a stand-in launcher that runs nothing, one make per work folder."""
+SEG_MODEL, EXTENT, FINETUNE2_ARGS and the targets tightness, compare, lint; the checks when Make
+starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make sets in a
+*_ARGS, EXTENT); and, with a stand-in launcher that runs nothing, one make per work folder."""
 import fcntl
 import os
 import re
