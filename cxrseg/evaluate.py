@@ -4,7 +4,9 @@ Per image: Dice and IoU of the mask binarized at the threshold, soft Dice loss a
 probabilities, all at the image's own resolution; then means per part. The fine-tuned checkpoint
 and a zero-shot one (`--zero-shot`, the checkpoint before fine-tuning) are evaluated side by side.
 The binarization threshold is chosen per checkpoint on validation (sweep `--thresholds`, best
-mean Dice) and applied to the other parts; without a validation part `--threshold` is used.
+mean Dice, or with `--threshold-tolerance T` the lowest threshold within T of it;
+cxrseg.threshold_rule) and applied to the other parts; without a validation part `--threshold`
+is used. The record holds the tolerance (`threshold_tolerance`), which predict applies too.
 Works on any dataset: pass another `--images/--masks` without `--splits` for a cross-dataset test.
 Several datasets at once: `--data NAME=IMAGES:MASKS` per dataset; rows are written per dataset and
 part, plus `all` rows pooling the datasets when there are several.
@@ -56,6 +58,7 @@ from .records import EVALUATE
 from .segmenter import prompting_fact
 from .split import PARTS, check_splits_match, read_finished_splits
 from .study_masks import ERODE_RADIUS, PIPELINE_SIZE
+from .threshold_rule import choose_threshold
 
 METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
 # Per-lung columns come last, so that the columns before them keep their places and meaning.
@@ -98,14 +101,14 @@ def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: f
     return np.asarray(rows, dtype=np.float64).reshape(-1, width)
 
 
-def choose_threshold(probs, masks, thresholds=SWEEP, erode: int = ERODE_RADIUS,
-                     kept_size: int | None = PIPELINE_SIZE,
-                     clean=None, lungs=None) -> tuple[float, list[tuple[float, np.ndarray]]]:
-    """Best mean Dice threshold (lowest on ties) and the per-threshold metrics."""
+def sweep_threshold(probs, masks, thresholds=SWEEP, erode: int = ERODE_RADIUS,
+                    kept_size: int | None = PIPELINE_SIZE, clean=None, lungs=None,
+                    tolerance: float = 0.0) -> tuple[float, list[tuple[float, np.ndarray]]]:
+    """The threshold chosen by the study's rule (cxrseg.threshold_rule: best mean Dice, or the
+    lowest within `tolerance` of it) and the per-threshold metrics."""
     sweep = [(t, image_metrics(probs, masks, t, erode, kept_size, clean, lungs))
              for t in thresholds]
-    best = max(sweep, key=lambda item: (round(item[1][:, 0].mean(), 12), -item[0]))[0]
-    return best, sweep
+    return choose_threshold({t: m[:, 0].mean() for t, m in sweep}, tolerance), sweep
 
 
 def predict_probabilities(model, images, masks, stems, device, args, prior,
@@ -162,6 +165,10 @@ def build_parser() -> Parser:
                              f"{' '.join(f'{t:.2f}' for t in SWEEP)})")
     parser.add_argument("--threshold", type=PROBABILITY, default=0.5,
                         help="threshold when there is no validation part")
+    parser.add_argument("--threshold-tolerance", type=float_range(0, 1, hi_open=True),
+                        default=0.0,
+                        help="choose the lowest threshold whose mean validation Dice is within "
+                             "this of the best (0: the best; a lower threshold keeps more lung)")
     parser.add_argument("--batch-size", type=int_range(1), default=8,
                         help="images per encoder batch")
     parser.add_argument("--cache-dir", default=None,
@@ -271,9 +278,9 @@ def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: 
     threshold = args.threshold
     if "val" in ev.part_of:
         val = np.flatnonzero(ev.part_of == "val")
-        threshold, sweep = choose_threshold([probs[i] for i in val], [ev.masks[i] for i in val],
-                                            args.thresholds, args.erode, kept_size, clean,
-                                            [ev.lungs[i] for i in val])
+        threshold, sweep = sweep_threshold([probs[i] for i in val], [ev.masks[i] for i in val],
+                                           args.thresholds, args.erode, kept_size, clean,
+                                           [ev.lungs[i] for i in val], args.threshold_tolerance)
         for t, metrics in sweep:
             for group in ev.groups:
                 sel = ev.dataset[val] == group if group != POOLED else np.ones(len(val), bool)
@@ -327,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
                    device=str(device), precision=precision, thresholds=chosen)
     write_done(out.parent, args, ev.outputs, done=EVALUATE, thresholds=chosen,
                checkpoint_ids=ev.identity, extents=ev.extent, prompting=prompting_fact(args),
-               precision=precision)
+               threshold_tolerance=args.threshold_tolerance, precision=precision)
 
 
 def _means(metrics: np.ndarray) -> tuple[list[str], list[str]]:

@@ -10,7 +10,9 @@ is defined once, by evaluate's flags (EVALUATE_ARGS in profiles/*.mk), and predi
 - checkpoint: --checkpoint, else DIR/best.pt;
 - prior: --prior, else DIR/prior.json;
 - threshold: --threshold, else the one evaluate chose on validation for the checkpoint's content
-  (cxrseg.engine.checkpoint_id) in --threshold-from, else in DIR/eval.csv;
+  (cxrseg.engine.checkpoint_id) in --threshold-from, else in DIR/eval.csv (re-derived from its
+  rows by cxrseg.threshold_rule, with the tolerance the evaluation recorded; 0 in a record without
+  one);
 - prompting: each of --prompt, --refine, --fill-holes / --no-fill-holes, --keep-largest, else the
   recipe of that evaluation.
 
@@ -30,6 +32,7 @@ from cxrstats.foundation.fileio import read_csv
 from .datasets import POOLED
 from .engine import checkpoint_id, checkpoint_kind
 from .records import EVALUATE, FINETUNE, require_finished
+from .threshold_rule import choose_threshold
 
 # The prompting settings predict takes from the recipe, and their values without one.
 PROMPTING_DEFAULTS = {"prompt": "box", "refine": 0, "fill_holes": False, "keep_largest": 0}
@@ -42,11 +45,13 @@ def prompting_fact(args) -> dict:
     return {"box_source": args.box_source, **{k: getattr(args, k) for k in PROMPTING_DEFAULTS}}
 
 
-def threshold_from_eval(path: str | Path, identity: str, checkpoint: str) -> float:
+def threshold_from_eval(path: str | Path, identity: str, checkpoint: str,
+                        tolerance: float = 0.0) -> float:
     """The threshold that cxrseg.evaluate chose on validation for the checkpoint whose content is
-    `identity` (cxrseg.engine.checkpoint_id; `checkpoint` is its spelling, for messages): max mean
-    val Dice, over all datasets pooled when eval.csv has several. ValueError naming the file when
-    eval.csv evaluated other weights."""
+    `identity` (cxrseg.engine.checkpoint_id; `checkpoint` is its spelling, for messages), by the
+    same rule (cxrseg.threshold_rule, with the evaluation's `tolerance`) on the mean val Dice,
+    over all datasets pooled when eval.csv has several. ValueError naming the file when eval.csv
+    evaluated other weights."""
     rows = read_csv(path, required=["checkpoint", "part", "threshold", "dice"])
     if rows and "checkpoint_id" not in rows[0]:
         raise ValueError(f"{path}: has no checkpoint_id column, so the checkpoint it evaluated "
@@ -61,8 +66,7 @@ def threshold_from_eval(path: str | Path, identity: str, checkpoint: str) -> flo
                          "or give the checkpoint it evaluated")
     pooled = [r for r in rows if r.get("dataset") == POOLED]   # several datasets: pooled rows
     rows = pooled or rows
-    best = max(rows, key=lambda r: (float(r["dice"]), -float(r["threshold"])))
-    return float(best["threshold"])
+    return choose_threshold({float(r["threshold"]): float(r["dice"]) for r in rows}, tolerance)
 
 
 @dataclass
@@ -120,7 +124,8 @@ def apply_segmenter(args) -> Resolved:
         recipe = recipe_of(record, evaluation)
         if args.threshold is None:
             args.threshold = threshold_from_eval(
-                evaluation, checkpoint_id(args.checkpoint, args.seed), args.checkpoint)
+                evaluation, checkpoint_id(args.checkpoint, args.seed), args.checkpoint,
+                float(record.get("threshold_tolerance", 0.0)))
             sources["threshold"] = str(evaluation)
     defaulted = []
     for key, default in {"threshold": DEFAULT_THRESHOLD, **PROMPTING_DEFAULTS}.items():

@@ -78,6 +78,7 @@ from scipy.spatial import ConvexHull, QhullError
 from cxrseg.records import SPLIT
 from cxrseg.anatomy import clean_mask
 from cxrseg.engine import embeddings_for, segment
+from cxrseg.threshold_rule import choose_threshold
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.fileio import read_csv, write_csv, write_done, write_run_json
 from experiments.seg_bench_common import (DEVICE, MARGIN_SIDES, embed, load_lungs, load_run,
@@ -227,13 +228,6 @@ def best_epoch(folder: Path) -> str:
     """The best epoch done_finetune.json records ('' when it has none)."""
     with open(folder / "done_finetune.json") as handle:
         return str(json.load(handle).get("best_epoch", ""))
-
-
-def choose_threshold(dice: dict[float, float], tolerance: float) -> float:
-    """The lowest candidate threshold whose mean validation Dice is within `tolerance` of the
-    best (tolerance 0: the best; ties to the lower threshold)."""
-    best = max(dice.values())
-    return min(t for t, d in dice.items() if d >= best - tolerance - 1e-12)
 
 
 def summarize(approach: str, test: str, scores: np.ndarray) -> list[str]:

@@ -5,8 +5,8 @@ import csv
 import numpy as np
 import pytest
 
-from experiments.covid_extent import (choose_threshold, encoder_recipe, encoder_suffix,
-                                      hull_per_lung, run_suffix, source_folds)
+from experiments.covid_extent import (encoder_recipe, encoder_suffix, hull_per_lung,
+                                      run_suffix, source_folds)
 
 
 def test_hull_fills_each_lung_on_its_own():
@@ -33,13 +33,6 @@ def test_sources_stay_in_one_fold(tmp_path):
     # largest source first into fold 0, the next into fold 1, then the fold with fewest images
     assert folds["a1"] == 0 and folds["b1"] == 1
     assert sorted(np.bincount(list(folds.values()))) == [2, 2, 3]
-
-
-def test_threshold_chosen_on_validation_dice():
-    dice = {0.3: 0.940, 0.4: 0.944, 0.5: 0.946, 0.6: 0.941}
-    assert choose_threshold(dice, 0.0) == 0.5
-    assert choose_threshold(dice, 0.005) == 0.4     # the lowest within 0.005 of the best
-    assert choose_threshold({0.3: 0.9, 0.5: 0.9}, 0.0) == 0.3   # ties to the lower threshold
 
 
 def test_default_settings_keep_their_run_folders():

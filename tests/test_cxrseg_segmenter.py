@@ -16,9 +16,10 @@ RECIPE = {"box_source": "prior", "prompt": "box", "refine": 1, "fill_holes": Tru
           "keep_largest": 0}
 
 
-def fake_segmenter(folder, recipe=RECIPE, evaluated=True):
+def fake_segmenter(folder, recipe=RECIPE, evaluated=True, tolerance=None):
     """seg/ with best.pt (bytes), prior.json and, when `evaluated`, an eval.csv whose best
-    validation Dice is reached at 0.40 and 0.45 (0.40 is taken) and its record with `recipe`."""
+    validation Dice is reached at 0.40 and 0.45 (0.40 is taken) and its record with `recipe` (and
+    `threshold_tolerance` when given)."""
     folder.mkdir(parents=True)
     (folder / "best.pt").write_bytes(b"weights, first training")
     Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(folder / "prior.json")
@@ -31,6 +32,8 @@ def fake_segmenter(folder, recipe=RECIPE, evaluated=True):
                      "box:prior"])
         write_csv(folder / "eval.csv", EVAL_COLUMNS, rows)
         facts = {} if recipe is None else {"prompting": recipe}
+        if tolerance is not None:
+            facts["threshold_tolerance"] = tolerance
         write_done(folder, {}, ["eval.csv"], done=EVALUATE, **facts)
     return folder
 
@@ -48,6 +51,15 @@ def test_the_segmenter_folder_gives_checkpoint_prior_threshold_and_recipe(tmp_pa
     assert (args.prompt, args.refine, args.fill_holes, args.keep_largest) == ("box", 1, True, 0)
     assert resolved.sources["threshold"] == str(seg / "eval.csv")
     assert resolved.sources["refine"] == f"recipe in {seg / EVALUATE}"
+
+
+def test_predict_chooses_the_threshold_by_the_tolerance_the_evaluation_recorded(tmp_path):
+    # validation Dice 0.5 at 0.30, 0.8 at 0.40 and 0.45: a tolerance of 0.3 reaches down to 0.30
+    assert resolve("--segmenter", fake_segmenter(tmp_path / "a", tolerance=0.3))[0].threshold \
+        == 0.30
+    assert resolve("--segmenter", fake_segmenter(tmp_path / "b", tolerance=0.2))[0].threshold \
+        == 0.40
+    assert resolve("--segmenter", fake_segmenter(tmp_path / "c"))[0].threshold == 0.40
 
 
 def test_flags_override_the_recipe_one_by_one(tmp_path):

@@ -2,6 +2,7 @@
 synthetic image/mask pairs (tests/synthetic_pairs.py: two bright rectangles as lungs)."""
 import argparse
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -113,20 +114,46 @@ def test_evaluate_sweeps_thresholds_on_val_and_adds_zero_shot(pairs, tmp_path):
             assert 0 <= float(r["dice"]) <= 1 and 0 <= float(r["iou"]) <= float(r["dice"]) + 1e-9
     per_image = list(csv.DictReader(open(out / "eval_per_image.csv")))
     assert len(per_image) == 2 * 4     # 2 checkpoints x (2 val + 2 test)
+    record = json.loads((out / "done_evaluate.json").read_text())
+    assert record["threshold_tolerance"] == 0.0 and record["prompting"]["refine"] == 0
+    # with a tolerance as wide as the range of validation Dice, the lowest threshold is taken
+    evaluate.main(["--images", str(pairs / "images"), "--masks", str(pairs / "masks"),
+                   "--splits", str(pairs / "seg" / "splits.csv"),
+                   "--checkpoint", str(out / "best.pt"), "--threshold-tolerance", "0.999",
+                   "--out", str(out / "eval.csv"), "--device", "cpu"])
+    test = [r for r in csv.DictReader(open(out / "eval.csv")) if r["part"] == "test"]
+    assert float(test[0]["threshold"]) == min(evaluate.SWEEP)
+    assert json.loads((out / "done_evaluate.json").read_text())["threshold_tolerance"] == 0.999
 
 
-def test_choose_threshold_picks_the_best_dice():
+def test_the_threshold_sweep_picks_the_best_dice_or_the_lowest_within_the_tolerance():
     mask = np.zeros((10, 10), np.uint8)
     mask[2:8, 2:8] = 1
     prob = np.where(mask, 0.8, 0.0)
     prob[0, :] = 0.62            # false positives that only thresholds above 0.62 remove
-    best, sweep = evaluate.choose_threshold([prob], [mask])
+    best, sweep = evaluate.sweep_threshold([prob], [mask])
     assert best == 0.65 and len(sweep) == 9 and min(t for t, _ in sweep) == 0.3
+    # the row of false positives costs Dice 1 - 36 / 41 = 0.122: a tolerance above it takes 0.3
+    assert evaluate.sweep_threshold([prob], [mask], tolerance=0.13)[0] == 0.3
+    assert evaluate.sweep_threshold([prob], [mask], tolerance=0.1)[0] == 0.65
     # a faint lung (0.42) beside fainter false positives (0.32): 0.35 and 0.40 are perfect, and
     # the lower one is taken (it keeps more lung when an image is fainter still)
     prob = np.where(mask, 0.42, 0.0)
     prob[0, :] = 0.32
-    assert evaluate.choose_threshold([prob], [mask])[0] == 0.35
+    assert evaluate.sweep_threshold([prob], [mask])[0] == 0.35
+
+
+def test_the_threshold_rule_compares_dice_as_eval_csv_stores_it():
+    from cxrseg.threshold_rule import choose_threshold
+    dice = {0.3: 0.940, 0.4: 0.944, 0.5: 0.946, 0.6: 0.941}
+    assert choose_threshold(dice, 0.0) == 0.5
+    assert choose_threshold(dice, 0.005) == 0.4     # the lowest within 0.005 of the best
+    assert choose_threshold({0.3: 0.9, 0.5: 0.9}, 0.0) == 0.3   # ties to the lower threshold
+    # equal at eval.csv's 6 decimals: a tie, as predict will read them back
+    assert choose_threshold({0.3: 0.9000001, 0.5: 0.9000002}) == 0.3
+    assert choose_threshold({0.3: 0.941, 0.5: 0.946}, 0.005) == 0.3   # exactly at the edge
+    with pytest.raises(ValueError, match="no candidate"):
+        choose_threshold({})
 
 
 def test_predict_writes_uint8_masks_and_index(pairs, tmp_path):
