@@ -7,6 +7,8 @@ rows (their embeddings are cached like any image's). Kinds:
 
 - `opacity`: a synthetic opacity inside the true lung (cxrseg.opacity; random kind, strength
   0.3..1); the mask is unchanged, so the model learns to keep lung that disease whitens.
+- `whiteout`: both lower zones whitened up to 30-65% of the lungs' height (cxrseg.opacity
+  `whiteout`, strength 0.5..1), hiding the bases and the diaphragm's edge; the mask unchanged.
 - `photometric`: gamma 0.6..1.6, contrast 0.7..1.3 around the mean, Gaussian blur sigma 0..1.2
   pixels, Gaussian noise sd 0..6 grey levels (scanner and exposure differences).
 - `letterbox`: the film squeezed to 75..100% of its width or height and padded back to the same
@@ -21,7 +23,7 @@ from scipy import ndimage
 from .opacity import KINDS as OPACITY_KINDS
 from .opacity import add_opacity
 
-AUGMENTATIONS = ("opacity", "photometric", "letterbox")
+AUGMENTATIONS = ("opacity", "whiteout", "photometric", "letterbox")
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -63,6 +65,9 @@ def augment(image: np.ndarray, mask: np.ndarray, kinds: list[str], rng: np.rando
         if kind == "opacity":
             image = add_opacity(image, mask, OPACITY_KINDS[rng.integers(len(OPACITY_KINDS))],
                                 float(rng.uniform(0.3, 1.0)), seed=int(rng.integers(2**31)))
+        elif kind == "whiteout":
+            image = add_opacity(image, mask, "whiteout", float(rng.uniform(0.5, 1.0)),
+                                seed=int(rng.integers(2**31)))
         elif kind == "photometric":
             image = photometric(image, rng)
         elif kind == "letterbox":

@@ -21,7 +21,7 @@ Prompts while training: the ground-truth box shifted by up to `--box-shift` mode
 coordinate, or, with probability `--prior-box-fraction`, the prior box (from the average training
 mask, also shifted) so that the model learns to work from the box it will get at inference.
 
-`--augment opacity photometric letterbox` adds `--augment-copies` (1..16, default 1) seeded
+`--augment opacity whiteout photometric letterbox` adds `--augment-copies` (1..16, default 1) seeded
 augmented copies of each training image (cxrseg.augmented_copies) as extra training rows; they are
 encoded once and cached. `--augment-copies` without `--augment` is refused (it would do nothing).
 

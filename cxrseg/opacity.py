@@ -9,6 +9,10 @@ segmenter that follows brightness instead of anatomy cuts it away. Kinds:
   lateral wall; its height grows with strength.
 - `haze`: a diffuse bilateral veil, denser low and centrally.
 - `mass`: a round, dense lesion touching the lateral edge of one lung.
+- `whiteout`: both lungs whitened from the base up to 30-65% of their height, the upper edge
+  diffuse, as in ARDS or bilateral lower-lobe consolidation: the lung bases and the diaphragm's
+  edge vanish into soft-tissue density. Not among the kinds `opacity` copies draw from (KINDS);
+  its own augmentation (cxrseg.augmented_copies `whiteout`).
 
 `strength` in [0, 1]: 0 leaves the image unchanged; the opacity map is pointwise non-decreasing in
 strength for a fixed seed, and it is zero outside the lung mask. Images (H, W) uint8; masks (H, W)
@@ -19,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-KINDS = ("consolidation", "effusion", "haze", "mass")
+KINDS = ("consolidation", "effusion", "haze", "mass")   # drawn at random by `opacity` copies
+ALL_KINDS = (*KINDS, "whiteout")
 
 
 def lungs(mask: np.ndarray) -> list[np.ndarray]:
@@ -51,8 +56,8 @@ def opacity_map(mask: np.ndarray, kind: str, strength: float, seed: int = 0) -> 
 
     Zero outside `mask`; pointwise non-decreasing in `strength` for the same `seed`.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown opacity kind {kind!r}; expected one of {KINDS}")
+    if kind not in ALL_KINDS:
+        raise ValueError(f"unknown opacity kind {kind!r}; expected one of {ALL_KINDS}")
     if not 0 <= strength <= 1:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     mask = np.asarray(mask) > 0
@@ -92,6 +97,13 @@ def opacity_map(mask: np.ndarray, kind: str, strength: float, seed: int = 0) -> 
         central = 1 - np.clip(np.abs(xx - w / 2) / (w / 2), 0, 1)
         veil = 0.5 + 0.3 * low + 0.2 * central
         out = 0.6 * strength * veil * texture * mask
+    elif kind == "whiteout":
+        for lung in parts:
+            rows = np.flatnonzero(lung.any(axis=1))
+            bottom, height = rows[-1], rows[-1] - rows[0] + 1
+            level = bottom - height * (0.3 + 0.35 * strength) * rng.uniform(0.85, 1.0)
+            zone = _ramp(yy - level, height * 0.08)
+            out = np.maximum(out, (0.75 + 0.22 * strength) * zone * texture * lung)
     else:  # mass
         lung = parts[side]
         rows = np.flatnonzero(lung.any(axis=1))

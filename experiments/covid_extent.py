@@ -26,10 +26,11 @@ scored with automatic prompting (prior box + `--refine` passes), holes filled (w
   models are scored on embeddings of their own encoder (float32, cached per run in <run>/emb),
   never on the base LiteMedSAM's, which every decoder-only approach keeps using.
 `--no-recipe` leaves out `recipe` and `recipe+hull` (and their Montgomery fine-tuning).
-`--epochs`, `--patience`, `--augment-copies` and `--val-prompt` (the prompt of the validation loss
-that stops a run: the ground-truth box, or `prior`, the automatic prompt) change the fine-tuning of
-every decoder-only run (run folders get a suffix such as `-e20-p3-vprior` for settings other than
-the defaults, so runs of other settings sit side by side); every decoder-only run trains in
+`--epochs`, `--patience`, `--augment` (the copies' augmentations, e.g. `opacity whiteout`),
+`--augment-copies` and `--val-prompt` (the prompt of the validation loss that stops a run: the
+ground-truth box, or `prior`, the automatic prompt) change the fine-tuning of every decoder-only
+run (run folders get a suffix such as `-e20-p3-vprior` or `-aopacity+whiteout` for settings other
+than the defaults, so runs of other settings sit side by side); every decoder-only run trains in
 float32 (`--precision fp32`). `--thresholds`
 adds `covid-cv@val` (`joint-cv@val`, `covid-cv-enc@val`): each fold's model at the candidate
 threshold chosen on that fold's validation part (fold k+1) by mean Dice,
@@ -75,6 +76,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from cxrseg.augmented_copies import AUGMENTATIONS
 from cxrseg.records import SPLIT
 from cxrseg.anatomy import clean_mask
 from cxrseg.engine import embeddings_for, segment
@@ -87,7 +89,8 @@ from experiments.seg_bench_common import (DEVICE, MARGIN_SIDES, embed, load_lung
 RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", "0.5",
           "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
 FULL = ["--extent", "full"]
-DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2, "val_prompt": "gt"}
+DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2, "val_prompt": "gt",
+            "augment": ["opacity"]}
 ENCODER_DEFAULTS = {"encoder_lr": 3e-5, "encoder_patience": 2, "encoder_val_prompt": "gt"}
 FOLD_COLUMNS = ["approach", "fold", "test_images", "val_images", "best_epoch", "threshold",
                 "val_dice", "val_kept_m15"]
@@ -167,20 +170,27 @@ def run(module: str, *argv: str) -> None:
     subprocess.run([sys.executable, "-m", module, *argv], check=True, env=env)
 
 
+def copy_flags(args) -> list[str]:
+    """`--augment <kinds> --augment-copies N` of the training copies (none with 0 copies)."""
+    return (["--augment", *args.augment, "--augment-copies", str(args.augment_copies)]
+            if args.augment_copies else [])
+
+
 def train_flags(args) -> list[str]:
-    """The fine-tuning flags beside RECIPE: epochs, patience, opacity copies, validation prompt."""
-    copies = (["--augment", "opacity", "--augment-copies", str(args.augment_copies)]
-              if args.augment_copies else [])
-    return [*copies, "--patience", str(args.patience), "--epochs", str(args.epochs),
+    """The fine-tuning flags beside RECIPE: epochs, patience, copies, validation prompt."""
+    return [*copy_flags(args), "--patience", str(args.patience), "--epochs", str(args.epochs),
             "--val-prompt", args.val_prompt]
 
 
 def run_suffix(args) -> str:
     """Suffix of the run folders' names for settings other than the defaults (none for them, so
-    runs of the default settings keep their folder), e.g. `-e20-p3-c0-vprior`."""
+    runs of the default settings keep their folder), e.g. `-e20-p3-c0-vprior`,
+    `-aopacity+whiteout`."""
     parts = [f"{key}{getattr(args, name)}" for key, name in
              (("e", "epochs"), ("p", "patience"), ("c", "augment_copies"), ("v", "val_prompt"))
              if getattr(args, name) != DEFAULTS[name]]
+    if list(getattr(args, "augment", DEFAULTS["augment"])) != DEFAULTS["augment"]:
+        parts.append("a" + "+".join(args.augment))
     return "".join("-" + p for p in parts)
 
 
@@ -202,9 +212,8 @@ def encoder_recipe(start: Path, args) -> list[str]:
     for flag, value in (("--checkpoint", str(start / "best.pt")), ("--train", "all"),
                         ("--precision", "bf16")):
         recipe[recipe.index(flag) + 1] = value
-    copies = (["--augment", "opacity", "--augment-copies", str(args.augment_copies)]
-              if args.augment_copies else [])
-    return [*recipe, "--config", "lite", *copies, "--patience", str(args.encoder_patience),
+    return [*recipe, "--config", "lite", *copy_flags(args),
+            "--patience", str(args.encoder_patience),
             "--epochs", str(args.encoder_epochs), "--lr", f"{args.encoder_lr:g}",
             "--val-prompt", args.encoder_val_prompt]
 
@@ -259,7 +268,11 @@ def main(argv=None) -> None:
                              "best epoch is kept")
     parser.add_argument("--augment-copies", type=int_range(0, 16),
                         default=DEFAULTS["augment_copies"],
-                        help="opacity copies per training image (0: none)")
+                        help="augmented copies per training image (0: none)")
+    parser.add_argument("--augment", nargs="+", choices=AUGMENTATIONS,
+                        default=DEFAULTS["augment"],
+                        help="the augmentations of each copy, applied in order "
+                             "(cxrseg.finetune --augment; default: opacity)")
     parser.add_argument("--threshold", type=float_range(0, 1, lo_open=True, hi_open=True),
                         default=0.4, help="mask threshold of every approach")
     parser.add_argument("--thresholds", type=float_range(0, 1, lo_open=True, hi_open=True),

@@ -42,6 +42,8 @@ def test_default_settings_keep_their_run_folders():
                                 val_prompt="gt")) == "-e20-p3-c0"
     assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=2,
                                 val_prompt="prior")) == "-e20-p3-vprior"
+    assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=2, val_prompt="gt",
+                                augment=["opacity", "whiteout"])) == "-e20-p3-aopacity+whiteout"
 
 
 def test_lower_hull_fills_only_below_the_lungs_middle():
@@ -56,7 +58,7 @@ def test_lower_hull_fills_only_below_the_lungs_middle():
 def test_encoder_runs_start_from_the_decoder_run_and_name_their_settings(tmp_path):
     from argparse import Namespace
     args = Namespace(encoder_epochs=4, encoder_lr=3e-5, encoder_patience=2, augment_copies=2,
-                     encoder_val_prompt="gt")
+                     augment=["opacity"], encoder_val_prompt="gt")
     assert encoder_suffix(args) == "-enc4"
     recipe = encoder_recipe(tmp_path / "covid-fold0", args)
     flag = {recipe[i]: recipe[i + 1] for i, f in enumerate(recipe) if f.startswith("--")}
@@ -66,7 +68,7 @@ def test_encoder_runs_start_from_the_decoder_run_and_name_their_settings(tmp_pat
     assert flag["--augment-copies"] == "2" and flag["--prior-box-fraction"] == "0.5"
     assert flag["--val-prompt"] == "gt"
     other = Namespace(encoder_epochs=3, encoder_lr=1e-5, encoder_patience=3, augment_copies=0,
-                      encoder_val_prompt="prior")
+                      augment=["opacity"], encoder_val_prompt="prior")
     assert encoder_suffix(other) == "-enc3-lr1e-05-p3-vprior"
     assert "--augment" not in encoder_recipe(tmp_path, other)
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cxrseg.opacity import KINDS, add_opacity, lungs, opacity_map
+from cxrseg.opacity import ALL_KINDS, KINDS, add_opacity, lungs, opacity_map
 
 
 def _chest(h=64, w=64, seed=0):
@@ -15,7 +15,7 @@ def _chest(h=64, w=64, seed=0):
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_opacity_stays_inside_the_lung(kind):
     image, mask = _chest()
     for seed in range(5):
@@ -24,7 +24,7 @@ def test_opacity_stays_inside_the_lung(kind):
         assert (out[mask == 1].astype(int) - image[mask == 1]).max() > 40   # visibly whiter
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_opacity_is_monotone_in_strength(kind):
     image, mask = _chest()
     strengths = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -56,3 +56,12 @@ def test_lungs_are_the_two_largest_parts_left_to_right():
     mask[0:2, 0:2] = 1          # a speck
     parts = lungs(mask)
     assert len(parts) == 2 and parts[0][30, 10] and parts[1][30, 40]
+
+
+def test_a_whiteout_covers_both_lung_bases_and_spares_the_apices():
+    image, mask = _chest()
+    assert "whiteout" not in KINDS          # `opacity` copies keep drawing from the same kinds
+    for seed in range(3):
+        alpha = opacity_map(mask, "whiteout", 1.0, seed)
+        assert alpha[50, 10:26].min() > 0.6 and alpha[52, 38:54].min() > 0.6   # both bases
+        assert not alpha[12:20].any()                                           # the apices
