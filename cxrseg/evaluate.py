@@ -7,6 +7,8 @@ The binarization threshold is chosen per checkpoint on validation (sweep `--thre
 mean Dice, or with `--threshold-tolerance T` the lowest threshold within T of it;
 cxrseg.threshold_rule) and applied to the other parts; without a validation part `--threshold`
 is used. The record holds the tolerance (`threshold_tolerance`), which predict applies too.
+With `--refine N` each candidate threshold is scored on the masks cxrseg.predict makes at it: a
+refine pass takes its box from the mask at that threshold.
 Works on any dataset: pass another `--images/--masks` without `--splits` for a cross-dataset test.
 Several datasets at once: `--data NAME=IMAGES:MASKS` per dataset; rows are written per dataset and
 part, plus `all` rows pooling the datasets when there are several.
@@ -101,27 +103,41 @@ def image_metrics(probs: list[np.ndarray], masks: list[np.ndarray], threshold: f
     return np.asarray(rows, dtype=np.float64).reshape(-1, width)
 
 
-def sweep_threshold(probs, masks, thresholds=SWEEP, erode: int = ERODE_RADIUS,
+def sweep_threshold(probs_at, masks, thresholds=SWEEP, erode: int = ERODE_RADIUS,
                     kept_size: int | None = PIPELINE_SIZE, clean=None, lungs=None,
                     tolerance: float = 0.0) -> tuple[float, list[tuple[float, np.ndarray]]]:
     """The threshold chosen by the study's rule (cxrseg.threshold_rule: best mean Dice, or the
-    lowest within `tolerance` of it) and the per-threshold metrics."""
-    sweep = [(t, image_metrics(probs, masks, t, erode, kept_size, clean, lungs))
+    lowest within `tolerance` of it) and the per-threshold metrics; `probs_at(t)`: the
+    probabilities (H, W) per image as they are when the masks are made at threshold t."""
+    sweep = [(t, image_metrics(probs_at(t), masks, t, erode, kept_size, clean, lungs))
              for t in thresholds]
     return choose_threshold({t: m[:, 0].mean() for t, m in sweep}, tolerance), sweep
 
 
-def predict_probabilities(model, images, masks, stems, device, args, prior,
-                          cache_dir, precision: str = "fp32") -> list[np.ndarray]:
-    """Probabilities (H, W) per image with the requested prompts (GT box or prior box, refine
-    passes); the networks run under `precision` (resolved)."""
-    embeddings = embeddings_for(model, images, stems, device, batch_size=args.batch_size,
+def probabilities_by_threshold(model, ev: "Evaluation", device, args, cache_dir,
+                               precision: str = "fp32"):
+    """`at(threshold, rows)` -> probabilities (H, W) of those images with the requested prompts
+    (GT box or prior box, `--refine` passes), each refine pass prompted with the box around the
+    mask at `threshold`, as cxrseg.predict makes it: so the threshold sweep scores the masks
+    predict would make at each candidate. The encoder runs once (networks under `precision`);
+    without refine passes the probabilities do not depend on the threshold and are reused."""
+    embeddings = embeddings_for(model, ev.images, ev.stems, device, batch_size=args.batch_size,
                                 cache_dir=cache_dir, precision=precision)
-    boxes = gt_boxes(masks) if args.box_source == "gt" else None
-    _, probs, _ = segment(model, embeddings, images, device, args.prompt, prior, boxes_px=boxes,
-                          refine=args.refine, threshold=args.refine_threshold,
-                          precision=precision)
-    return [p.numpy() for p in probs]
+    boxes = gt_boxes(ev.masks) if args.box_source == "gt" else None
+    latest: dict = {}     # the last result only, so that one set of probabilities is held
+
+    def at(threshold: float, rows) -> list[np.ndarray]:
+        rows = [int(i) for i in rows]
+        key = (threshold if args.refine else None, tuple(rows))
+        if key not in latest:
+            latest.clear()
+            _, probs, _ = segment(model, embeddings[rows], [ev.images[i] for i in rows], device,
+                                  args.prompt, ev.prior,
+                                  boxes_px=None if boxes is None else boxes[rows],
+                                  refine=args.refine, threshold=threshold, precision=precision)
+            latest[key] = [p.numpy() for p in probs]
+        return latest[key]
+    return at
 
 
 def build_parser() -> Parser:
@@ -158,8 +174,6 @@ def build_parser() -> Parser:
                         help="prior.json (default: beside --checkpoint or --out)")
     parser.add_argument("--refine", type=int_range(0), default=0,
                         help="second passes re-prompting with the predicted box")
-    parser.add_argument("--refine-threshold", type=PROBABILITY, default=0.5,
-                        help="threshold of the mask a refine box is taken from")
     parser.add_argument("--thresholds", type=PROBABILITY, nargs="+", default=list(SWEEP),
                         help="validation threshold sweep (default "
                              f"{' '.join(f'{t:.2f}' for t in SWEEP)})")
@@ -271,14 +285,14 @@ def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: 
         def clean(m):
             return clean_mask(m, args.fill_holes, args.keep_largest)
     label = prompt_label(args)
-    probs = predict_probabilities(model, ev.images, ev.masks, ev.stems, device, args, ev.prior,
-                                  cache_dir, precision)
+    probs_at = probabilities_by_threshold(model, ev, device, args, cache_dir, precision)
     head = [name, ev.identity[name], ev.extent[name]]
     rows, per_image = [], []
     threshold = args.threshold
     if "val" in ev.part_of:
         val = np.flatnonzero(ev.part_of == "val")
-        threshold, sweep = sweep_threshold([probs[i] for i in val], [ev.masks[i] for i in val],
+        threshold, sweep = sweep_threshold(lambda t: probs_at(t, val),
+                                           [ev.masks[i] for i in val],
                                            args.thresholds, args.erode, kept_size, clean,
                                            [ev.lungs[i] for i in val], args.threshold_tolerance)
         for t, metrics in sweep:
@@ -288,7 +302,8 @@ def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: 
                     merged, lung = _means(metrics[sel])
                     rows.append([*head, group, "val", f"{t:.2f}", *merged, int(sel.sum()),
                                  label, *lung])
-    metrics = image_metrics(probs, ev.masks, threshold, args.erode, kept_size, clean, ev.lungs)
+    metrics = image_metrics(probs_at(threshold, range(len(ev.images))), ev.masks, threshold,
+                            args.erode, kept_size, clean, ev.lungs)
     for part in [p for p in dict.fromkeys(ev.part_of) if p != "val"]:
         for group in ev.groups:
             sel = (ev.part_of == part) & ((ev.dataset == group) | (group == POOLED))

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 REQUIRED = ["--images", "i", "--masks", "m", "--checkpoint", "micro", "--out", "o.csv"]
 BAD_FLAGS = [["--refine", "-1"], ["--threshold", "1.5"], ["--thresholds", "0.5", "2"],
-             ["--refine-threshold", "0"], ["--batch-size", "0"], ["--parts", "val", "tset"]]
+             ["--batch-size", "0"], ["--parts", "val", "tset"]]
 
 
 @pytest.mark.parametrize("flag", BAD_FLAGS, ids=" ".join)

@@ -126,21 +126,51 @@ def test_evaluate_sweeps_thresholds_on_val_and_adds_zero_shot(pairs, tmp_path):
     assert json.loads((out / "done_evaluate.json").read_text())["threshold_tolerance"] == 0.999
 
 
+def test_evaluate_scores_the_masks_that_predict_makes_with_a_refine_pass(pairs, tmp_path,
+                                                                         monkeypatch):
+    """A refine pass takes its box from the mask at the threshold: evaluate's per-image Dice at
+    the chosen threshold is the Dice of the mask predict writes with the evaluated recipe."""
+    from cxrseg.losses import dice_iou
+    from cxrseg.pairs import read_image
+    asked, real = [], evaluate.segment
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["threshold"])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(evaluate, "segment", recording)
+    out = tmp_path / "seg"
+    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
+    evaluate.main(["--images", str(pairs / "images"), "--masks", str(pairs / "masks"),
+                   "--splits", str(pairs / "seg" / "splits.csv"),
+                   "--checkpoint", str(out / "best.pt"), "--box-source", "prior",
+                   "--refine", "1", "--fill-holes", "--thresholds", "0.35", "0.45", "0.6",
+                   "--out", str(out / "eval.csv"), "--device", "cpu"])
+    # each candidate was scored with refine boxes from its own mask, as predict makes them
+    assert sorted(set(asked)) == [0.35, 0.45, 0.6]
+    rows = list(csv.DictReader(open(out / "eval_per_image.csv")))
+    predict.main(["--images", str(pairs / "images"), "--segmenter", str(out),
+                  "--out", str(tmp_path / "masks"), "--device", "cpu"])
+    for r in rows:
+        made = read_image(tmp_path / "masks" / "raw" / f"{r['stem']}.png") > 0
+        truth = read_image(pairs / "masks" / f"{r['stem']}.png") > 0
+        assert dice_iou(made, truth)[0] == pytest.approx(float(r["dice"]), abs=1e-6), r["stem"]
+
+
 def test_the_threshold_sweep_picks_the_best_dice_or_the_lowest_within_the_tolerance():
     mask = np.zeros((10, 10), np.uint8)
     mask[2:8, 2:8] = 1
     prob = np.where(mask, 0.8, 0.0)
     prob[0, :] = 0.62            # false positives that only thresholds above 0.62 remove
-    best, sweep = evaluate.sweep_threshold([prob], [mask])
+    best, sweep = evaluate.sweep_threshold(lambda t: [prob], [mask])
     assert best == 0.65 and len(sweep) == 9 and min(t for t, _ in sweep) == 0.3
     # the row of false positives costs Dice 1 - 36 / 41 = 0.122: a tolerance above it takes 0.3
-    assert evaluate.sweep_threshold([prob], [mask], tolerance=0.13)[0] == 0.3
-    assert evaluate.sweep_threshold([prob], [mask], tolerance=0.1)[0] == 0.65
+    assert evaluate.sweep_threshold(lambda t: [prob], [mask], tolerance=0.13)[0] == 0.3
+    assert evaluate.sweep_threshold(lambda t: [prob], [mask], tolerance=0.1)[0] == 0.65
     # a faint lung (0.42) beside fainter false positives (0.32): 0.35 and 0.40 are perfect, and
     # the lower one is taken (it keeps more lung when an image is fainter still)
     prob = np.where(mask, 0.42, 0.0)
     prob[0, :] = 0.32
-    assert evaluate.sweep_threshold([prob], [mask])[0] == 0.35
+    assert evaluate.sweep_threshold(lambda t: [prob], [mask])[0] == 0.35
 
 
 def test_the_threshold_rule_compares_dice_as_eval_csv_stores_it():
