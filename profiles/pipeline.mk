@@ -260,6 +260,13 @@ flag_source = $(or $(subst +, and ,$(call lookup,FLAG_DERIVED,$(1),$(2))),$(call
 folder_of   = $(if $(filter $(W) $(W)/%,$(1)),WORK,$(if $(filter $(B) $(B)/%,$(1)),B))
 $(foreach s,$(ARGS_STAGES),$(foreach f,$(firstword $(call set_by_make,$(s))),\
 	$(error $(call flag_error,$(s),$(f)))))
+# Make's runs train and test on one input, named by it (runs/<arch>_<input>/); a run that tests on
+# another input is a by-hand analysis with its own folder (docs/classification.md).
+ifneq ($(filter --eval-input --eval-input=%,$(TRAIN_ARGS)),)
+$(error TRAIN_ARGS holds --eval-input: Make trains and tests each run on the input INPUTS names; \
+	train on one input and test on another with python -m cxrcls.train --eval-input, by hand \
+	(docs/classification.md))
+endif
 
 # ---------------------------------------------------------------- timing
 # Each stage prints its start and wall time; the stamp file holds "name<TAB>wall s<TAB>CPU s".
@@ -514,9 +521,12 @@ endif
 $(POST_DONE): $(PREDICT_DONE) $(CODE_POSTPROCESS) $(ARGS_DIR)/POSTPROCESS | $(SETUP)
 	$(call run_cpu,post-process masks,$(CMD_POSTPROCESS),$(UPDATE_SUMS))
 
-# A checksum missing after a finished post-processing (e.g. deleted by hand) is computed again.
-$(W)/masks/.sum-%: | $(POST_DONE)
-	@md5sum < $(W)/masks/$*.npy > $@.tmp && mv $@.tmp $@
+# The post-processing rewrites a checksum whose mask changed (UPDATE_SUMS); a checksum missing
+# after it (e.g. deleted by hand) is computed again. A normal prerequisite, not an order-only one:
+# make then reads the checksum's time after the post-processing, so a changed mask re-trains its
+# runs in the same make.
+$(W)/masks/.sum-%: $(POST_DONE)
+	@[ -f $@ ] || { md5sum < $(W)/masks/$*.npy > $@.tmp && mv $@.tmp $@; }
 
 # One rule per training run; runs on `original` do not wait for the segmentation.
 define TRAIN_RULE

@@ -5,6 +5,7 @@ SEG_MODEL, EXTENT, FINETUNE2_ARGS and the targets tightness, compare, lint; the 
 starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make sets in a
 *_ARGS, EXTENT); and, with a stand-in launcher that runs nothing, one make per work folder."""
 import fcntl
+import hashlib
 import os
 import re
 import subprocess
@@ -272,9 +273,8 @@ def test_lint_installs_ruff_once_then_checks_with_the_repository_settings(tmp_pa
 
 
 def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tmp_path):
-    """Stamps made by hand in pipeline order: `make -q` says up to date; a post-processing that
-    re-ran with the same masks (checksums unchanged) re-runs the figures and report, no training;
-    a changed mask re-trains the runs that read it."""
+    """Stamps made by hand in pipeline order: `make -q` says up to date; a newer checksum of a
+    mask re-trains the runs that read it."""
     work = tmp_path / "w"
     stages = commands(_dry(work, "PROFILE=tiny").stdout)          # writes .make/env.mk and .args
     stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
@@ -294,14 +294,50 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
     # (stamps in the near future: newer than the project files and the recorded command lines)
     assert run_make("-q", f"WORK={work}", "PROFILE=tiny", str(work / "results/.done-report"),
                     check=False).returncode == 0
-    post = work / "masks/.done-postprocess"
-    os.utime(post, (now + 100, now + 100))
-    again = _names(commands(run_make("-n", f"WORK={work}", "PROFILE=tiny").stdout))
-    assert again == ["cxrseg.figures", "cxrstats.report"]
     os.utime(work / "masks/.sum-m50", (now + 101, now + 101))
     changed = commands(run_make("-n", f"WORK={work}", "PROFILE=tiny").stdout)
     assert [c for c in changed if "-m cxrcls.train" in c and "--train-input m50" in c]
     assert not [c for c in changed if "--train-input original" in c]
+
+
+@pytest.mark.parametrize("mask", ["changed", "equal"])
+def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(tmp_path, mask):
+    """A finished folder whose post-processing must re-run (its stamp older than the prediction's):
+    when the stand-in post-processing writes another masks/m50.npy, the same `make` re-trains the
+    runs on m50 (make reads the checksum's time after the post-processing), never those on
+    original; when it writes the same mask, no run re-trains."""
+    work = tmp_path / "w"
+    _dry(work, "PROFILE=tiny")                                    # writes .make/env.mk and .args
+    stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
+              "cohort/.done-cohort", "cache/.done-cache", "masks/shards/0of2/.done-predict",
+              "masks/shards/1of2/.done-predict", "masks/.done-postprocess", "masks/.sum-m50",
+              "masks/.done-predict"]
+    stamps += [f"runs/resnet18_{i}/split{k}/.done-train"
+               for i in ("original", "m50") for k in (0, 1)]
+    stamps += ["results/figures/.done-segfigures", "results/.done-report"]
+    (work / "masks").mkdir(parents=True)
+    (work / "masks/m50.npy").write_bytes(b"old")
+    (work / "masks/.sum-m50").write_text(hashlib.md5(b"old").hexdigest() + "  -\n")
+    now = time.time() + 1                          # newer than the recorded command lines
+    for n, name in enumerate(stamps):              # the prediction newer than the post-processing
+        path = work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text("x\t1.0\t1.0\n")
+        os.utime(path, (now + n / 10, now + n / 10))
+    launcher = tmp_path / "post-stage"             # its new mask newer than every stamp above
+    launcher.write_text(FAKE_LAUNCHER + 'case "$*" in *cxrseg.postprocess*) sleep 3; '
+                        f'printf {"new" if mask == "changed" else "old"} '
+                        '> "$FAKE_WORK/masks/m50.npy";; esac\n')
+    launcher.chmod(0o755)
+    run_make("PROFILE=tiny", f"WORK={work}", f"LAUNCH_CPU={launcher}", f"LAUNCH_GPU={launcher}",
+             str(work / "results/.done-report"), env={"FAKE_WORK": str(work)})
+    ran = [line[3] for line in _fake_log(work)]
+    assert any("cxrseg.postprocess" in c for c in ran), ran
+    trained = [c for c in ran if "-m cxrcls.train" in c]
+    assert len(trained) == (2 if mask == "changed" else 0), ran
+    assert all("--train-input m50" in c for c in trained), ran
+    assert "cxrstats.report" in ran[-1]
 
 
 def test_gpu_slot_launcher_gives_each_command_its_own_gpu_slot(tmp_path):
@@ -432,6 +468,13 @@ FLAG_CASES = [
     ("COMPARE_ARGS", "--b /elsewhere", "COMPARE_ARGS holds --b, which Make sets from B: use "
                                        "B=/elsewhere, not --b in COMPARE_ARGS"),
     ("COMPARE_ARGS", "--out=/elsewhere", "COMPARE_ARGS holds --out, which Make sets from B"),
+]
+
+
+FLAG_CASES += [
+    ("TRAIN_ARGS", "--eval-input original", "TRAIN_ARGS holds --eval-input: Make trains and tests "
+                                            "each run on the input INPUTS names"),
+    ("TRAIN_ARGS", "--epochs 2 --eval-input=m50", "TRAIN_ARGS holds --eval-input"),
 ]
 
 
