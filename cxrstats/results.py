@@ -45,9 +45,14 @@ def masks_extent(work: str | os.PathLike, record: str = MASKS_POSTPROCESS_DONE) 
     if not path.is_file():
         return None
     try:
-        extent = json.loads(path.read_text()).get("extent")
-    except (OSError, ValueError, AttributeError):
-        extent = None
+        return recorded_extent(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return UNRECORDED
+
+
+def recorded_extent(record) -> str:
+    """The lung extent a masks' completion record (a dict) states, `unrecorded` when none."""
+    extent = record.get("extent") if isinstance(record, dict) else None
     return extent if isinstance(extent, str) else UNRECORDED
 
 
