@@ -11,9 +11,11 @@ resized to the side S of the image cache the run was trained on
 from that cache, WORK/cache/images.npy, whose completion record must be the one the run's done.json
 names), made into the run's input (its
 --eval-input, by default its --train-input: original, overlay or m<r>) and resized to its
---image-size (cxrcls.train.to_model_input). A masked input (m<r>, overlay) needs --masks: a folder
-with one mask per image, by file stem, of the image's own size, e.g. the m15/ (or raw/ for
-overlay) folder `make segment` writes; each mask is resized to S by nearest neighbour. best.pt is
+--image-size (cxrcls.train.to_model_input). A masked input (m<r>, overlay) needs --masks: the
+m<r>/ folder (raw/ for overlay) of a finished `make segment` (cxrseg.predict) output folder, whose
+done_predict.json lists its masks (one per image, by file stem, of the image's own size; files it
+does not list are not read) and states the lung extent of the run's own masks (WORK/masks' record
+the run's done.json names); each mask is resized to S by nearest neighbour. best.pt is
 read with torch.load(weights_only=True) through cxrstats.foundation.checkpoints.load_checkpoint.
 
 Output columns: `image`, `prob_<label>` for the six labels in the study's order (No Finding =
@@ -40,6 +42,7 @@ from cxrcls.models import build_model
 from cxrcls.train import DONE
 from cxrcls.training import sigmoid, to_model_input
 from cxrseg.pairs import image_files, read_mask
+from cxrseg.records import PREDICT
 from cxrstats.foundation.imageio import image_stem, read_gray
 from cxrstats.foundation.argtypes import Parser, int_range
 from cxrstats.foundation.fileio import IncompleteRunError, read_csv, read_done, write_csv
@@ -48,6 +51,7 @@ from cxrstats.study import label_scores
 from cxrstats.foundation.checkpoints import load_checkpoint
 from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
                                         resolve_precision)
+from cxrstats.results import input_record_path, recorded_extent
 
 COLUMNS = ["image", *(f"prob_{label}" for label in LABELS), *(f"label_{label}" for label in LABELS)]
 
@@ -64,24 +68,53 @@ class FinishedRunModel:
     thresholds: np.ndarray        # (6,) in LABELS order
     channels_last: bool
     precision: str                # fp32 or bf16, as resolved for this device
+    mask_extent: str | None       # lung extent of the masks it was trained on; None: no masks
+
+
+def work_folders(folder: Path, record: dict) -> list[Path]:
+    """Where the run's work folder may be: the one it lies in (runs/<setting>/split<k>), the one
+    it recorded (--work)."""
+    return list(dict.fromkeys([folder.resolve().parents[2],
+                               Path(record["arguments"].get("work", ""))]))
+
+
+def input_record(folder: Path, record: dict, name: str, what: str) -> tuple[Path, dict]:
+    """(work folder, completion record) of the run's input `name` ("cache",
+    "masks/done_postprocess.json": cxrstats.results.input_record_path) in one of its
+    `work_folders`: the record whose arguments hash the run's done.json names (any, when it
+    names none); FileNotFoundError naming the run and the folders searched otherwise."""
+    expected = record.get("inputs", {}).get(name)
+    works = work_folders(folder, record)
+    for work in works:
+        path = input_record_path(work, name)
+        try:
+            found = read_done(path.parent, path.name, what=what)
+        except IncompleteRunError:
+            continue
+        if expected is None or found.get("arguments_hash") == expected:
+            return work, found
+    raise FileNotFoundError(f"{folder}: the {what} it was trained on ({name} with arguments "
+                            f"hash {expected}) was not found in {', '.join(map(str, works))}")
 
 
 def cache_size_of(folder: Path, record: dict) -> int:
-    """The side S of the image cache the run was trained on: WORK/cache/images.npy of the work
-    folder the run lies in (runs/<setting>/split<k>) or was given (--work), the one whose
-    completion record has the arguments hash the run's done.json names."""
-    expected = record.get("inputs", {}).get("cache")
-    works = [folder.resolve().parents[2], Path(record["arguments"].get("work", ""))]
-    for work in dict.fromkeys(works):
-        try:
-            cache = read_done(work / "cache", "done.json", what="image cache")
-        except IncompleteRunError:
-            continue
-        if expected is None or cache["arguments_hash"] == expected:
-            return int(np.load(work / "cache" / "images.npy", mmap_mode="r").shape[-1])
-    raise FileNotFoundError(f"{folder}: the image cache it was trained on (cache/done.json with "
-                            f"arguments hash {expected}) is not in {', '.join(map(str, works))}; "
-                            "give --cache-size S, the side of that cache")
+    """The side S of the image cache the run was trained on: WORK/cache/images.npy of its
+    `input_record` "cache"."""
+    try:
+        work, _ = input_record(folder, record, "cache", "image cache")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; give --cache-size S, the side of that cache") from None
+    return int(np.load(work / "cache" / "images.npy", mmap_mode="r").shape[-1])
+
+
+def mask_extent_of(folder: Path, record: dict, kind: str) -> str | None:
+    """The lung extent of the masks the run's input `kind` was made of (their record in WORK/masks,
+    the one the run's done.json names); None for an input without masks."""
+    if mask_file(kind) is None:
+        return None
+    _, done = mask_file(kind)
+    _, found = input_record(folder, record, f"masks/{done}", "lung masks")
+    return recorded_extent(found)
 
 
 def read_thresholds(path: Path) -> np.ndarray:
@@ -110,11 +143,11 @@ def open_run(folder: str | Path, device: torch.device, cache_size: int | None = 
     model.to(device).eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    return FinishedRunModel(folder, model, args.get("eval_input") or args["train_input"],
-                            cache_size or cache_size_of(folder, record), args.get("image_size"),
-                            args.get("overlay_thickness", 2),
+    kind = args.get("eval_input") or args["train_input"]
+    return FinishedRunModel(folder, model, kind, cache_size or cache_size_of(folder, record),
+                            args.get("image_size"), args.get("overlay_thickness", 2),
                             read_thresholds(folder / "thresholds.csv"), channels_last,
-                            precision)
+                            precision, mask_extent_of(folder, record, kind))
 
 
 def mask_to_cache(mask: np.ndarray, size: int) -> np.ndarray:
@@ -126,21 +159,58 @@ def mask_to_cache(mask: np.ndarray, size: int) -> np.ndarray:
     return (np.asarray(resized) > 127).astype(np.uint8)
 
 
-def check_masks(images: dict[str, Path], masks: dict[str, Path] | None, kind: str) -> None:
-    """Refuse before any work when the input needs masks and none are given, or an image that can
-    be read has no mask (an unreadable one is left out later anyway)."""
+def check_masks(images: dict[str, Path], masks: Path | None, run: FinishedRunModel
+                ) -> dict[str, Path] | None:
+    """The masks of the run's input (stem -> file, `mask_folder`), None for an input without
+    masks; refused before any work when the input needs masks and none are given, or an image
+    that can be read has no mask (an unreadable one is left out later anyway)."""
+    kind = run.kind
     if mask_file(kind) is None:
         if masks is not None:
             raise ValueError(f"--masks: the run's input {kind!r} uses no masks; leave --masks out")
-        return
+        return None
     if masks is None:
         raise ValueError(f"the run's input {kind!r} needs lung masks: give --masks, the "
-                         f"{'raw' if kind == 'overlay' else kind}/ folder of `make segment` (or "
+                         f"{mask_folder_name(kind)}/ folder of `make segment` (or "
                          "cxrseg.predict) run on these images")
+    found = mask_folder(masks, kind, run.mask_extent)
     for stem, path in images.items():
-        if stem not in masks and readable(path):
-            raise ValueError(f"--masks: no mask for image {path.name} (stem {stem!r}); segment "
-                             "this folder again (make segment)")
+        if stem not in found and readable(path):
+            raise ValueError(f"--masks: no mask for image {path.name} (stem {stem!r}) in "
+                             f"{masks.parent / PREDICT}; segment this folder again (make segment)")
+    return found
+
+
+def mask_folder_name(kind: str) -> str:
+    """The folder of a cxrseg.predict output folder holding the masks of input `kind`: m<r> for
+    m<r>, raw for overlay."""
+    return "raw" if kind == "overlay" else kind
+
+
+def mask_folder(folder: Path, kind: str, extent: str) -> dict[str, Path]:
+    """stem -> mask file of `folder`, the <m<r> or raw>/ folder of a finished cxrseg.predict
+    output folder (its done_predict.json lists the files), of the run's input `kind` and of the
+    lung extent `extent` of the masks the run was trained on; ValueError naming the folder
+    otherwise. Files the record does not list are not read."""
+    expected = mask_folder_name(kind)
+    if folder.name != expected:
+        raise ValueError(f"--masks {folder}: holds {folder.name}/ masks, but the run's input "
+                         f"{kind!r} needs the {expected}/ folder of a cxrseg.predict output folder")
+    try:
+        record = read_done(folder.parent, PREDICT, what="mask prediction (make segment)")
+    except IncompleteRunError as error:
+        raise ValueError(f"--masks {folder}: not the masks of a finished cxrseg.predict run "
+                         f"({error})") from None
+    listed = {image_stem(name): folder.parent / name for name in record.get("outputs", [])
+              if isinstance(name, str) and Path(name).parent == Path(expected)}
+    if not listed:
+        raise ValueError(f"--masks {folder}: {folder.parent / PREDICT} lists no {expected}/ masks "
+                         f"(radii made: {record.get('dilate')})")
+    if recorded_extent(record) != extent:
+        raise ValueError(f"--masks {folder}: masks of lung extent {recorded_extent(record)} "
+                         f"({folder.parent / PREDICT}), but the run was trained on masks of "
+                         f"extent {extent}; segment the images with a segmenter of that extent")
+    return listed
 
 
 def readable(path: Path) -> bool:
@@ -262,8 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         run = open_run(args.run, device, args.cache_size,
                        resolve_precision(args.precision, device))
         images = image_files(Path(args.images))
-        masks = image_files(Path(args.masks)) if args.masks else None
-        check_masks(images, masks, run.kind)
+        masks = check_masks(images, Path(args.masks) if args.masks else None, run)
         names, probs = predict_folder(run, images, masks, device, args.batch_size)
     except (ValueError, FileNotFoundError, IncompleteRunError) as error:
         raise SystemExit(f"error: {error}") from None

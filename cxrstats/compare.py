@@ -4,8 +4,10 @@ its numbers and its conclusions survive?
 Reads WORK_A/results/auroc_by_split.csv and WORK_B/results/auroc_by_split.csv, each of a finished
 report whose runs and cohort are unchanged since (cxrstats.results.read_report), and each cohort's
 completion record (cohort/done.json: `split_by` must be `image` for A and `patient` for B). Refused:
-one folder given twice, or two folders holding the same report or the same trained runs (a
-difference with an interval would then be shown as if A and B were independent). Writes into --out:
+one folder given twice, two folders holding the same report or the same trained runs (a
+difference with an interval would then be shown as if A and B were independent), and two reports
+of different masks' extents or run precisions (their records' `mask_extent`, `precision`).
+Writes into --out:
 - compare.csv: per setting and metric (macro AUROC, No Finding AUROC): mean, sd (ddof 1) and number
   of splits under A and under B, the difference B - A of the means and its 95% Welch interval.
 - compare_order.csv: per metric, the settings ordered by mean AUROC under A and under B, and
@@ -267,6 +269,19 @@ def refuse_same_report(a: Path, b: Path, a_record: dict, b_record: dict) -> None
                          "studies")
 
 
+def refuse_mixed_reports(a: Path, b: Path, a_record: dict, b_record: dict) -> None:
+    """A and B must be reports of masks of one lung extent and of runs of one resolved precision
+    (their records' `mask_extent`, `precision`): else a difference B - A would mix the splitting
+    with the masks or the arithmetic."""
+    for fact, what in (("mask_extent", "lung masks' extent"), ("precision", "runs' precision")):
+        in_a, in_b = a_record.get(fact), b_record.get(fact)
+        if in_a != in_b:
+            raise ValueError(f"--a {a} and --b {b} differ in their {what} ({fact} {in_a} in "
+                             f"{aurocs_path(a).parent / REPORT_DONE}, {in_b} in "
+                             f"{aurocs_path(b).parent / REPORT_DONE}); compare work folders made "
+                             "with the same masks and precision")
+
+
 def check_split_by(flag: str, work: Path) -> str:
     """The folder's cohort must be split as the comparison says (SPLIT_BY[flag])."""
     expected = SPLIT_BY[flag]
@@ -289,6 +304,7 @@ def run(args) -> Path:
     a, a_record = read_report_aurocs(a_work)
     b, b_record = read_report_aurocs(b_work)
     refuse_same_report(a_work, b_work, a_record, b_record)
+    refuse_mixed_reports(a_work, b_work, a_record, b_record)
     split_by = {flag: check_split_by(flag, work) for flag, work in (("--a", a_work),
                                                                      ("--b", b_work))}
     a_path, b_path = aurocs_path(a_work), aurocs_path(b_work)

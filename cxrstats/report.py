@@ -15,8 +15,12 @@ bootstrap 95% intervals), prf_by_split.csv, ttests.csv (with Holm-adjusted and D
 delong.csv, mantel.csv, figures/*.png, run.json and summary.md, then last done_report.json: the
 files it vouches for, and each run it read (folder under WORK, sha256 of its done.json) and the
 cohort, so readers of these files (cxrstats.compare, cxrstats.tightness) can refuse them once a run
-was trained again (cxrstats.results). A folder holding files this toolkit did not write is refused
-before anything is written.
+was trained again (cxrstats.results), the masks' lung extent and the runs' resolved precision. A
+folder holding files this toolkit did not write is refused before anything is written.
+
+Refused, naming the run: a run trained on another cohort, cache or masks than WORK holds now
+(cxrstats.results.changed_inputs), a run whose recorded arch and inputs are not the setting its
+folder names, and runs of different resolved precisions (fp32, bf16) in one report.
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ from cxrstats.foundation.fileio import (IncompleteRunError, file_sha256, read_cs
                                         write_done, write_run_json)
 from cxrstats.report_figures import FIGURES, write_figures
 from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, masks_extent, run_entry
-from cxrstats.runs import Setting, find_runs, parse_setting, read_cohort, read_run, read_splits
+from cxrstats.runs import (Setting, find_runs, one_precision, parse_setting, read_cohort, read_run,
+                           read_splits)
 from cxrstats.scoring import evaluate_run
 from cxrstats.summary import (SummaryInputs, check_attribution, random_segmenter_warning,
                               write_summary)
@@ -134,6 +139,7 @@ def make_report(args) -> Path:
     if incomplete:
         warnings.append(f"{len(incomplete)} unfinished run folder(s) LEFT OUT (--skip-incomplete): "
                         + "; ".join(incomplete))
+    precision = one_precision([run for setting in settings for run in runs[setting.name]])
     for warning in warnings:
         print(f"report: WARNING: {warning}", file=sys.stderr, flush=True)
 
@@ -182,7 +188,7 @@ def make_report(args) -> Path:
                runs=run_entries,
                cohort=run_entry(work, work / "cohort", COHORT_DONE, sha256=cohort_sha256),
                split_by=cohort_record.get("split_by"), left_out=incomplete,
-               mask_extent=masks_extent(work),
+               mask_extent=masks_extent(work), precision=precision,
                attribution=attribution.fact() if attribution else None)
     print(f"report: wrote {out} in {time.time() - start:.1f} s", flush=True)
     return out

@@ -4,14 +4,16 @@
 record names every training run the report read (its folder relative to the work folder and the
 sha256 of its done.json) and the cohort (cohort/done.json's sha256 and `split_by`). A reader
 (`cxrstats.compare`, `cxrstats.tightness`) calls `read_report`: it refuses a results/ folder
-without the record, and one whose runs or cohort were re-made, lost their record, or are being
-re-made since the report read them, so numbers of one set of runs are never read as another's.
+without the record, one whose runs or cohort were re-made, lost their record, or are being
+re-made since the report read them, and one whose runs no longer fit WORK's cohort, cache or masks
+(`changed_inputs`), so numbers of one set of runs are never read as another's.
 
 Other stages that read runs (`cxrcls.attribution`) record the same `run_entry`s, so their outputs
 can be matched with a report's (`mismatched_runs`).
 
-The report, `cxrstats.tightness` and `cxrcls.attribution` state the lung extent of the masks they
-used (`masks_extent`), as the masks' own record gives it.
+The report and `cxrcls.attribution` state the lung extent of the masks they used (`masks_extent`),
+as the masks' own record gives it; `cxrstats.tightness` and `cxrstats.compare` take it from the
+report's record (`mask_extent`), with the runs' resolved `precision`.
 """
 from __future__ import annotations
 
@@ -43,9 +45,14 @@ def masks_extent(work: str | os.PathLike, record: str = MASKS_POSTPROCESS_DONE) 
     if not path.is_file():
         return None
     try:
-        extent = json.loads(path.read_text()).get("extent")
-    except (OSError, ValueError, AttributeError):
-        extent = None
+        return recorded_extent(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return UNRECORDED
+
+
+def recorded_extent(record) -> str:
+    """The lung extent a masks' completion record (a dict) states, `unrecorded` when none."""
+    extent = record.get("extent") if isinstance(record, dict) else None
     return extent if isinstance(extent, str) else UNRECORDED
 
 
@@ -71,10 +78,44 @@ def run_entry(work: str | os.PathLike, folder: str | os.PathLike, done: str = RU
 
 def changed_inputs(work: str | os.PathLike, folder: str | os.PathLike, record: dict) -> str | None:
     """Why a finished training run in `folder` (`record`: its done.json) no longer fits WORK's
-    masks: a mask file it trained on (`mask_sha256`: {"masks/m15.npy": sha256}) is gone or holds
-    other masks now (post-processed again from other masks, e.g. of another lung extent). None
-    when each is byte for byte the one it read, or when the run records none."""
-    recorded = record.get("mask_sha256")
+    inputs, naming the run and the input; None when every input it recorded is still the one it
+    read (a run that records none is not checked).
+
+    Checked: each input stage it read (`inputs`: {"cohort": hash, "cache": hash,
+    "masks/done_postprocess.json": hash}, the arguments hash of that stage's completion record:
+    WORK/cohort/done.json, WORK/cache/done.json, WORK/masks/<record>) must still be finished with
+    the same arguments, and each mask file it read (`mask_sha256`: {"masks/m15.npy": sha256}) must
+    still hold the same bytes."""
+    return _changed_stage(work, folder, record.get("inputs")) or _changed_masks(
+        work, folder, record.get("mask_sha256"))
+
+
+def input_record_path(work: str | os.PathLike, name: str) -> Path:
+    """The completion record of a run's recorded input `name`: WORK/<name>/done.json for a
+    folder ("cohort", "cache"), WORK/<name> for a record ("masks/done_postprocess.json")."""
+    return Path(work) / (name if name.endswith(".json") else f"{name}/done.json")
+
+
+def _changed_stage(work, folder, recorded) -> str | None:
+    if not isinstance(recorded, dict):
+        return None
+    for name, arguments_hash in sorted(recorded.items()):
+        path = input_record_path(work, name)
+        if not path.is_file():
+            return (f"{folder}: the {name} it trained on is gone or being made again ({path} is "
+                    "missing); re-run the run")
+        try:
+            current = json.loads(path.read_text()).get("arguments_hash")
+        except (OSError, ValueError, AttributeError) as error:
+            return f"{folder}: cannot read its input's record {path} ({error}); re-run the run"
+        if current != arguments_hash:
+            return (f"{folder}: trained on another {name} than WORK holds now ({path} was made "
+                    f"again with other arguments: hash {current}, the run read {arguments_hash}); "
+                    "re-run the run, so that its numbers are of these inputs")
+    return None
+
+
+def _changed_masks(work, folder, recorded) -> str | None:
     if not isinstance(recorded, dict):
         return None
     for name, sha256 in sorted(recorded.items()):
@@ -111,10 +152,21 @@ def changed_entry(work: str | os.PathLike, entry, done: str = RUN_DONE) -> str |
     return None
 
 
+def changed_run_inputs(work: Path, runs: list[dict]) -> list[str]:
+    """changed_inputs of each recorded run (its done.json unchanged since the report read it)."""
+    reasons = []
+    for entry in runs:
+        folder = work / entry["folder"]
+        record = json.loads((folder / RUN_DONE).read_text())
+        reasons.append(changed_inputs(work, folder, record))
+    return [reason for reason in reasons if reason]
+
+
 def read_report(work: str | os.PathLike, results: str | os.PathLike | None = None) -> dict:
     """The finished report's record of `work` (results/ = `results`, default WORK/results), after
-    checking that every run and the cohort it read are unchanged; IncompleteRunError naming the
-    folder and what to do otherwise."""
+    checking that every run and the cohort it read are unchanged and that each run still fits
+    WORK's inputs (changed_inputs: cohort, cache, masks); IncompleteRunError naming the folder and
+    what to do otherwise."""
     work = Path(work)
     results = Path(results) if results is not None else work / "results"
     if not (results / REPORT_DONE).is_file():
@@ -131,7 +183,7 @@ def read_report(work: str | os.PathLike, results: str | os.PathLike | None = Non
                                  f"report read; {RERUN}")
     changed = [reason for reason in ([changed_entry(work, e) for e in runs]
                                      + [changed_entry(work, record["cohort"], COHORT_DONE)])
-               if reason]
+               if reason] or changed_run_inputs(work, runs)
     if changed:
         raise IncompleteRunError(
             f"{results}: the report no longer matches what it was made from: "

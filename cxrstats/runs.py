@@ -136,7 +136,9 @@ def find_runs(runs_dir: Path) -> dict[str, dict[int, Path]]:
 class FinishedRun:
     """One trained model's outputs: validation and test probabilities (n, 5) with their (n, 6)
     labels, the test images' names (n,), thresholds from thresholds.csv (6,) in LABELS order or
-    None, training time and provenance (done_sha256: the sha256 of the run's done.json as read)."""
+    None, training time and provenance (done_sha256: the sha256 of the run's done.json as read;
+    precision: the resolved precision it trained and predicted in, fp32 or bf16, None when its
+    done.json records none)."""
     setting: Setting
     split: int
     folder: Path
@@ -150,6 +152,7 @@ class FinishedRun:
     epochs: int | None
     run_args: dict | None
     done_sha256: str = ""
+    precision: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -239,15 +242,35 @@ def read_training_time(folder: Path) -> tuple[float | None, int | None, list[str
     return seconds, epochs, notes
 
 
+def check_setting(folder: Path, setting: Setting, record: dict) -> None:
+    """The run's recorded arguments (arch, train_input, eval_input: None = train_input) must be
+    what its folder name says, or the report would present it as another setting: ValueError
+    naming the run otherwise."""
+    arguments = record.get("arguments")
+    if not isinstance(arguments, dict) or not {"arch", "train_input"} <= set(arguments):
+        raise ValueError(f"{folder / DONE}: does not record the run's arch and train_input, so "
+                         f"its setting cannot be checked against the folder name {setting.name}")
+    train = arguments["train_input"]
+    recorded = (arguments["arch"], train, arguments.get("eval_input") or train)
+    if recorded != (setting.arch, setting.train_input, setting.test_input):
+        arch, train, test = recorded
+        name = f"{arch}_{train}" + (f"_on_{test}" if test != train else "")
+        raise ValueError(f"{folder}: trained as {name} (arch {arch}, train input {train}, eval "
+                         f"input {test} in its {DONE}), but its folder says {setting.name}; "
+                         f"move it to runs/{name}/ or train it again under the right name")
+
+
 def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
              splits: dict[int, dict[str, str]], splits_path: Path) -> FinishedRun:
     """Read and check one finished WORK/runs/<setting>/split<k>/ folder; IncompleteRunError without
     its completion record or when WORK's cohort, cache or masks were re-made since it trained
-    (cxrstats.results.changed_inputs), FileNotFoundError for a missing file."""
+    (cxrstats.results.changed_inputs), ValueError when its recorded arguments are not the setting
+    its folder names (check_setting), FileNotFoundError for a missing file."""
     record = read_done(folder, DONE, what="training run")
     changed = changed_inputs(folder.parents[2], folder, record)
     if changed:
         raise IncompleteRunError(changed)
+    check_setting(folder, setting, record)
     done_sha256 = file_sha256(folder / DONE)
     val_probs, val_labels, _ = read_probs(folder, "val", cohort)
     test_probs, test_labels, test_ids = read_probs(folder, "test", cohort)
@@ -263,5 +286,21 @@ def read_run(folder: Path, setting: Setting, split: int, cohort: Cohort,
         except (ValueError, AttributeError):
             notes.append("run.json unreadable: arguments not shown")
     return FinishedRun(setting, split, folder, val_probs, val_labels, test_probs, test_labels,
-                       test_ids, thresholds, seconds, epochs, run_args, done_sha256, notes)
+                       test_ids, thresholds, seconds, epochs, run_args, done_sha256,
+                       record.get("precision"), notes)
 
+
+def one_precision(runs: list[FinishedRun]) -> str | None:
+    """The resolved precision all `runs` trained in; ValueError naming the runs of each precision
+    when they differ (bf16 and fp32 numbers are not one experiment's); "unrecorded" is one too."""
+    by_precision: dict[str, list[str]] = {}
+    for run in runs:
+        by_precision.setdefault(run.precision or "unrecorded", []).append(str(run.folder))
+    if len(by_precision) > 1:
+        listed = "; ".join(f"{precision}: {', '.join(folders[:3])}"
+                           + (f" and {len(folders) - 3} more" if len(folders) > 3 else "")
+                           for precision, folders in sorted(by_precision.items()))
+        raise ValueError("the runs were trained in different precisions, which one report does "
+                         f"not mix ({listed}); train them again with one --precision (fp32 or "
+                         "bf16), or report them separately (--settings)")
+    return next(iter(by_precision), None)

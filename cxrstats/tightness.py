@@ -13,8 +13,8 @@ Writes into --out (default WORK/results):
 - figures/tightness.png: one panel per backbone, AUROC (mean ± sd over splits) against the radius
   for each label, the original images' AUROC as a dotted line of the same colour.
 - run_tightness.json, then done_tightness.json last (with the sha256 of the report's record, the
-  runs it read and `mask_extent`, the lung extent of the m<r> masks as masks/done_postprocess.json
-  records it: cxrstats.results.masks_extent).
+  runs it read and `mask_extent`, the lung extent of the m<r> masks the runs trained on, as the
+  report's record states it; read_report refuses runs whose masks were made again since).
 """
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ from cxrstats.foundation.argtypes import Parser
 from cxrstats.by_split import MACRO, values
 from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, write_csv,
                                         write_done, write_run_json)
-from cxrstats.results import (REPORT_DONE, aurocs_path, begin_results, masks_extent,
-                              read_report_aurocs)
+from cxrstats.results import REPORT_DONE, aurocs_path, begin_results, read_report_aurocs
 from cxrstats.foundation.input_names import mask_radius
 from cxrstats.runs import ARCH_ORDER, parse_setting
 from cxrstats.study import FINDINGS, NO_FINDING
@@ -153,7 +152,7 @@ def run(args) -> Path:
     begin_results(out, OUTPUTS, DONE, figures=True)
     write_csv(out / "tightness.csv", HEADER, tightness_rows(found))
     figure(out / "figures" / "tightness.png", found)
-    extent = masks_extent(args.work)
+    extent = report.get("mask_extent")
     write_run_json(out, args, time.time() - start, name="run_tightness.json", input=str(path),
                    settings_left_out=skipped, mask_extent=extent)
     write_done(out, args, OUTPUTS, done=DONE, report_done_sha256=report_sha256,

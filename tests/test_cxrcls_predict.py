@@ -33,21 +33,32 @@ def make_run(work, kind, cache_hash):
     return run
 
 
+def segment_output(out, masks, folder="m15", extent="field"):
+    """`out` as cxrseg.predict leaves a folder of images' masks, in outline: <folder>/<stem>.png
+    for each stem -> (H, W) 0/1 mask of `masks`, and done_predict.json listing them, with the
+    segmenter's `extent`. Returns out/<folder>."""
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    for stem, mask in masks.items():
+        Image.fromarray(mask.astype(np.uint8) * 255).save(out / folder / f"{stem}.png")
+    write_done(out, {"images": "cxrs"}, [f"{folder}/{stem}.png" for stem in masks],
+               done="done_predict.json", extent=extent, dilate=[15])
+    return out / folder
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """A synthetic work folder, an original and an m15 run, and its first 6 cache images as PNG
-    files with their m15 masks."""
+    """A synthetic work folder (masks of extent field), an original and an m15 run, and its first
+    6 cache images as PNG files with their m15 masks as `make segment` writes them."""
     root = tmp_path_factory.mktemp("predict")
     work = make_work(root / "work", n=12, size=32)
     cache_hash = read_done(work / "cache")["arguments_hash"]
     runs = {kind: make_run(work, kind, cache_hash) for kind in ("original", "m15")}
-    images, masks = root / "cxrs", root / "masks"
+    images = root / "cxrs"
     images.mkdir()
-    masks.mkdir()
     stack, m15 = np.load(work / "cache" / "images.npy"), np.load(work / "masks" / "m15.npy")
     for i in range(6):
         Image.fromarray(stack[i]).save(images / f"img{i}.png")
-        Image.fromarray(m15[i] * 255).save(masks / f"img{i}.png")
+    masks = segment_output(root / "seg", {f"img{i}": m15[i] for i in range(6)})
     return {"work": work, "runs": runs, "images": images, "masks": masks, "root": root}
 
 
@@ -74,15 +85,39 @@ def test_masks_are_required_matched_by_stem_and_of_the_image_size(study, tmp_pat
         run_predict(study, "m15", tmp_path / "p.csv")
     with pytest.raises(SystemExit, match=r"input 'original' uses no masks"):
         run_predict(study, "original", tmp_path / "p.csv", "--masks", study["masks"])
-    masks = tmp_path / "masks"
-    masks.mkdir()
-    for path in sorted(study["masks"].iterdir())[1:]:
-        (masks / path.name).write_bytes(path.read_bytes())
+    m15 = np.load(study["work"] / "masks" / "m15.npy")
+    masks = segment_output(tmp_path / "seg", {f"img{i}": m15[i] for i in range(1, 6)})
+    (masks / "img0.png").write_bytes((study["masks"] / "img0.png").read_bytes())  # not listed
     with pytest.raises(SystemExit, match=r"no mask for image img0.png"):
         run_predict(study, "m15", tmp_path / "p.csv", "--masks", masks)
-    Image.fromarray(np.ones((20, 32), np.uint8) * 255).save(masks / "img0.png")
+    segment_output(tmp_path / "seg", {"img0": np.ones((20, 32)), **{f"img{i}": m15[i]
+                                                                   for i in range(1, 6)}})
     with pytest.raises(SystemExit, match=r"img0.png: mask size 32x20 differs from image"):
         run_predict(study, "m15", tmp_path / "p.csv", "--masks", masks)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_masks_must_be_a_finished_segment_output_of_the_runs_input_and_extent(study, tmp_path):
+    m15 = np.load(study["work"] / "masks" / "m15.npy")
+    masks = {f"img{i}": m15[i] for i in range(6)}
+    loose = tmp_path / "loose" / "m15"                 # PNGs with the right stems, no record
+    loose.mkdir(parents=True)
+    for path in study["masks"].iterdir():
+        (loose / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(SystemExit, match=rf"--masks {loose}: not the masks of a finished "
+                                         r"cxrseg.predict run .*no done_predict.json"):
+        run_predict(study, "m15", tmp_path / "p.csv", "--masks", loose)
+    m50 = segment_output(tmp_path / "other_radius", masks, folder="m50")
+    with pytest.raises(SystemExit, match=rf"--masks {m50}: holds m50/ masks, but the run's "
+                                         r"input 'm15' needs the m15/ folder"):
+        run_predict(study, "m15", tmp_path / "p.csv", "--masks", m50)
+    (tmp_path / "other_radius" / "m15").mkdir()        # a folder the record does not list
+    with pytest.raises(SystemExit, match=r"done_predict.json lists no m15/ masks"):
+        run_predict(study, "m15", tmp_path / "p.csv", "--masks", tmp_path / "other_radius" / "m15")
+    full = segment_output(tmp_path / "full", masks, extent="full")
+    with pytest.raises(SystemExit, match=rf"--masks {full}: masks of lung extent full .*trained "
+                                         r"on masks of extent field"):
+        run_predict(study, "m15", tmp_path / "p.csv", "--masks", full)
     assert not (tmp_path / "p.csv").exists()
 
 

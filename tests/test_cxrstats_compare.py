@@ -96,20 +96,27 @@ def read(path):
         return list(csv.DictReader(f))
 
 
-def finished_report(work, table, split_by="image"):
-    """WORK as cxrstats.report leaves it, in outline: a finished cohort split by `split_by`, a
-    finished run folder per setting and split of `table`, results/auroc_by_split.csv and the
-    report's completion record naming those runs and the cohort."""
+def finished_report(work, table, split_by="image", mask_extent=None, precision="fp32"):
+    """WORK as cxrstats.report leaves it, in outline: a finished cohort split by `split_by`, masks
+    of `mask_extent` (none when None), a finished run folder per setting and split of `table`
+    recording the inputs it read, results/auroc_by_split.csv and the report's completion record
+    naming those runs and the cohort, with the masks' extent and the runs' precision."""
     write_done(work / "cohort", {"split_by": split_by}, [], split_by=split_by)
+    inputs = {}
+    if mask_extent is not None:
+        record = write_done(work / "masks", {"extent": mask_extent}, [],
+                            done="done_postprocess.json", extent=mask_extent)
+        inputs["masks/done_postprocess.json"] = json.loads(record.read_text())["arguments_hash"]
     runs = []
     for setting, by_label in table.items():
         for k in range(len(next(iter(by_label.values())))):
             folder = work / "runs" / setting / f"split{k}"
-            write_done(folder, {"out": str(folder)}, [])
+            write_done(folder, {"out": str(folder)}, [], inputs=inputs, precision=precision)
             runs.append(run_entry(work, folder))
     write_aurocs(work / "results" / "auroc_by_split.csv", table)
     write_done(work / "results", {}, ["auroc_by_split.csv"], done=REPORT_DONE, runs=runs,
-               cohort=run_entry(work, work / "cohort"), split_by=split_by)
+               cohort=run_entry(work, work / "cohort"), split_by=split_by,
+               mask_extent=mask_extent, precision=precision)
     return work
 
 
@@ -223,6 +230,18 @@ def test_compare_refuses_a_report_whose_run_changed_since(tmp_path, how):
     assert ("is gone" if how == "gone" else "changed since") in message
 
 
+@pytest.mark.parametrize("fact", ["mask_extent", "precision"])
+def test_compare_refuses_reports_of_other_masks_or_precisions(tmp_path, fact):
+    a = finished_report(tmp_path / "a", A, "image", mask_extent="full")
+    other = {"mask_extent": "field"} if fact == "mask_extent" else {"precision": "bf16"}
+    b = finished_report(tmp_path / "b", B, "patient", **{"mask_extent": "full", **other})
+    message = compare_error(a, b, tmp_path / "o")
+    assert f"--a {a} and --b {b} differ in their" in message
+    assert f"{fact} {'full' if fact == 'mask_extent' else 'fp32'} in {a / 'results'}" in message
+    finished_report(b, B, "patient", mask_extent="full")
+    compare.main(["--a", str(a), "--b", str(b), "--out", str(tmp_path / "o")])
+
+
 def test_compare_refuses_one_folder_given_twice(tmp_path):
     a = finished_report(tmp_path / "a", A, "image")
     message = compare_error(a, tmp_path / "x" / ".." / "a", tmp_path / "o")
@@ -253,7 +272,7 @@ def test_compare_refuses_folders_not_split_as_it_claims(tmp_path):
     write_done(old / "cohort", {}, [])               # a cohort record without split_by
     write_done(old / "results", {}, ["auroc_by_split.csv"], done=REPORT_DONE,
                runs=[run_entry(old, p) for p in sorted((old / "runs").glob("*/split*"))],
-               cohort=run_entry(old, old / "cohort"))
+               cohort=run_entry(old, old / "cohort"), precision="fp32")
     message = compare_error(old, b, tmp_path / "o")
     assert "does not say how the images were split" in message
 
@@ -304,13 +323,18 @@ def test_tightness_rows_and_figure(tmp_path):
     assert done["mask_extent"] is record["mask_extent"] is None     # no masks/ record here
 
 
-def test_tightness_states_the_extent_the_masks_record(tmp_path):
+def test_tightness_states_the_extent_of_the_masks_the_runs_trained_on(tmp_path):
     work = finished_report(tmp_path / "work", {"resnet50_original": {"macro": [0.8, 0.8]},
-                                               "resnet50_m15": {"macro": [0.7, 0.7]}})
-    write_done(work / "masks", {}, [], done="done_postprocess.json", extent="full")
+                                               "resnet50_m15": {"macro": [0.7, 0.7]}},
+                           mask_extent="full")
     tightness.main(["--work", str(work)])
     for name in ("run_tightness.json", "done_tightness.json"):
         assert json.loads((work / "results" / name).read_text())["mask_extent"] == "full"
+    write_done(work / "masks", {"extent": "field"}, [], done="done_postprocess.json",
+               extent="field")                       # masks made again, of another extent
+    run = work / "runs" / "resnet50_m15" / "split0"
+    with pytest.raises(SystemExit, match=f"{run}: trained on another masks/done_postprocess.json"):
+        tightness.main(["--work", str(work)])
 
 
 def test_tightness_without_radius_settings_is_refused(tmp_path):

@@ -14,7 +14,7 @@ from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, 
 from cxrstats import tables
 from cxrstats.foundation.fileio import FOLDER_MARKER, write_done
 from cxrstats.report import main
-from cxrstats.results import run_entry
+from cxrstats.results import changed_inputs, input_record_path, run_entry
 from cxrstats.runs import parse_setting
 from cxrstats.study import LABELS
 
@@ -81,10 +81,20 @@ def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3,
                 write_rows(folder / "history.csv",
                            ["epoch", "train_loss", "val_loss", "val_macro_auroc", "seconds"],
                            [[e, 1, 1, 0.5, 30.0] for e in range(4)])
-            arguments = {"arch": "resnet50", "split": k}
-            (folder / "run.json").write_text(json.dumps({"arguments": arguments}))
-            write_done(folder, arguments, RUN_OUTPUTS)
+            write_run_record(root, folder, parse_setting(setting), k)
     return root, images, labels
+
+
+def write_run_record(work, folder, setting, k, precision="fp32", **facts):
+    """run.json and done.json as cxrcls.train writes them: the run's arguments (arch, inputs,
+    split), the arguments hash of the cohort it read and its resolved precision."""
+    eval_input = None if setting.test_input == setting.train_input else setting.test_input
+    arguments = {"arch": setting.arch, "train_input": setting.train_input,
+                 "eval_input": eval_input, "split": k, "precision": "auto"}
+    (folder / "run.json").write_text(json.dumps({"arguments": arguments}))
+    cohort_hash = json.loads((work / "cohort" / "done.json").read_text())["arguments_hash"]
+    write_done(folder, arguments, RUN_OUTPUTS, inputs={"cohort": cohort_hash},
+               precision=precision, **facts)
 
 
 def expected_run(root, images, labels, setting, k, tuned):
@@ -459,7 +469,8 @@ def test_attribution_of_other_runs_is_left_out_saying_why(work):
     write_attribution(work, rows)
     retrained = work / "runs" / "resnet50_original" / "split1"
     record = json.loads((retrained / "done.json").read_text())
-    write_done(retrained, {**record["arguments"], "epochs": 9}, RUN_OUTPUTS)  # trained again
+    write_done(retrained, {**record["arguments"], "epochs": 9}, RUN_OUTPUTS,  # trained again
+               **{k: record[k] for k in ("inputs", "precision")})
     main(["--work", str(work), "--no-figures"])
     line = left_out_line((work / "results" / "summary.md").read_text())
     assert "runs/resnet50_original/split1 was trained again" in line
@@ -579,3 +590,53 @@ def test_numeric_flags_are_range_checked(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--work", "unused", *flag])
     assert exit_info.value.code == 2 and flag[0] in capsys.readouterr().err
+
+
+def test_changed_inputs_names_the_run_and_each_input_made_again(tmp_path):
+    work = tmp_path / "work"
+    for name in ("cohort", "cache"):
+        write_done(work / name, {"made": 1}, [])
+    write_done(work / "masks", {"made": 1}, [], done="done_postprocess.json")
+    hashes = {name: json.loads(input_record_path(work, name).read_text())["arguments_hash"]
+              for name in ("cohort", "cache", "masks/done_postprocess.json")}
+    run = work / "runs" / "resnet50_m15" / "split0"
+    record = {"inputs": hashes, "mask_sha256": {}}
+    assert changed_inputs(work, run, record) is None
+    for name, folder, done in (("cohort", "cohort", "done.json"), ("cache", "cache", "done.json"),
+                               ("masks/done_postprocess.json", "masks", "done_postprocess.json")):
+        write_done(work / folder, {"made": 2}, [], done=done)        # made again, other settings
+        assert changed_inputs(work, run, record).startswith(
+            f"{run}: trained on another {name} than WORK holds now ({work / folder / done}")
+        (work / folder / done).unlink()                                # being made again
+        assert f"the {name} it trained on is gone" in changed_inputs(work, run, record)
+        write_done(work / folder, {"made": 1}, [], done=done)         # the same inputs again
+        assert changed_inputs(work, run, record) is None
+
+
+def test_report_refuses_a_run_trained_on_another_cohort(work):
+    main(["--work", str(work), "--no-figures"])
+    write_done(work / "cohort", {"seed": 99}, ["cohort.csv", "splits.csv", "table1.csv"],
+               split_by="image")                                  # e.g. labels made again
+    message = run_error(work)
+    run = work / "runs" / "resnet50_m50" / "split0"
+    assert f"{run}: trained on another cohort than WORK holds now" in message
+
+
+def test_report_refuses_a_run_whose_arguments_are_another_setting(work):
+    folder = work / "runs" / "resnet50_m50" / "split1"
+    write_run_record(work, folder, parse_setting("resnet50_m50_on_original"), 1)
+    message = run_error(work)
+    assert f"{folder}: trained as resnet50_m50_on_original" in message
+    assert "its folder says resnet50_m50" in message and not (work / "results").exists()
+
+
+def test_report_refuses_mixed_precisions_and_records_the_one_it_reports(work):
+    main(["--work", str(work), "--no-figures"])
+    assert json.loads((work / "results" / "done_report.json").read_text())["precision"] == "fp32"
+    folder = work / "runs" / "resnet50_m50" / "split1"
+    write_run_record(work, folder, parse_setting("resnet50_m50"), 1, precision="bf16")
+    message = run_error(work)
+    assert "different precisions" in message
+    assert f"bf16: {folder}" in message and "fp32: " in message
+    main(["--work", str(work), "--no-figures", "--settings", "resnet50_original"])
+    assert json.loads((work / "results" / "done_report.json").read_text())["precision"] == "fp32"
