@@ -71,15 +71,30 @@ def read_label_table(path: str | Path) -> list[Record]:
     columns = {"image": find_column(path, rows[0], "image"),
                "patient": find_column(path, rows[0], "patient")}
     nih = [a for a in COLUMN_ALIASES["findings"] if a in rows[0]]
-    findings_of = nih_findings(nih[0]) if nih else wide_findings(path, list(rows[0]), columns)
+    header = [c for c in rows[0] if c is not None]
+    findings_of = nih_findings(nih[0]) if nih else wide_findings(path, header, columns)
+    used = header if not nih else [*columns.values(), nih[0]]
     records, seen = [], set()
     for number, row in enumerate(rows, start=2):   # line numbers of the file, header = 1
+        check_cells(path, row, number, used)
         name = check_plain_name(row[columns["image"]], path)
         if name in seen:
             raise ValueError(f"{path}: image {name!r} appears in more than one row")
         seen.add(name)
         records.append(Record(name, findings_of(row, number), row[columns["patient"]].strip()))
     return sorted(records, key=lambda r: r.image)
+
+
+def check_cells(path, row: dict, number: int, used: list[str]) -> None:
+    """Refuse a row that lacks a cell of a column read, or has extra non-empty cells (csv.DictReader
+    fills missing cells with None and keeps extra ones under the key None): a short row of a wide
+    table would read as 'absent', an extra cell means the cells no longer line up."""
+    missing = [c for c in used if row.get(c) is None]
+    extra = [v for v in row.get(None) or [] if v.strip()]
+    if missing or extra:
+        what = f"no cell for {missing}" if missing else f"extra cells {extra}"
+        raise ValueError(f"{path}: line {number} has {what} (its cells do not match the header; "
+                         "an empty cell is written as ',,')")
 
 
 def check_separator(path: str | Path) -> None:

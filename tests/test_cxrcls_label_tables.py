@@ -71,3 +71,21 @@ def test_the_cli_draws_a_cohort_from_a_wide_table_and_names_absent_labels(tmp_pa
     assert cohort[0] == "image,Mass,Nodule,Pneumonia,Edema,Fibrosis,No Finding,patient_id"
     assert "000.png,0,0,1,1,0,0,p0" in cohort and "001.png,0,0,0,0,0,1,p1" in cohort
     assert not any(line.startswith("005.png") for line in cohort)  # Support Devices only
+
+
+def test_a_row_whose_cells_do_not_match_the_header_is_refused_naming_its_line(tmp_path):
+    """A short row of a wide table would read as 'absent'; a short NIH row has no findings cell;
+    an extra non-empty cell means the cells no longer line up. A trailing empty cell (NIH's own
+    Data_Entry_2017.csv ends its rows with ',') is accepted."""
+    table = write(tmp_path / "labels.csv", "image,patient_id,Mass,Edema\na.png,1,0,1\nb.png,2,1\n")
+    with pytest.raises(ValueError, match=r"line 3 has no cell for \['Edema'\]"):
+        C.read_label_table(table)
+    write(table, "Image Index,Finding Labels,Patient ID\na.png,Mass,1\nb.png\n")
+    with pytest.raises(ValueError,
+                       match=r"line 3 has no cell for \['Patient ID', 'Finding Labels'"):
+        C.read_label_table(table)
+    write(table, "image,patient_id,Mass\na.png,1,0,1\n")
+    with pytest.raises(ValueError, match=r"line 2 has extra cells \['1'\]"):
+        C.read_label_table(table)
+    write(table, "Image Index,Finding Labels,Patient ID,\na.png,Mass,1,\nb.png,Edema,2,,\n")
+    assert findings(C.read_label_table(table)) == {"a.png": {"Mass"}, "b.png": {"Edema"}}
