@@ -22,8 +22,9 @@ finished.
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
 from last.pt (written every --save-every seconds and at the end); the batches of an epoch depend
 only on (seed, epoch), so a resumed run ends exactly where an uninterrupted one does. A missing
-last.pt, or one saved with other settings (RESUME_KEYS), is refused
-(`cxrstats.foundation.checkpoints`). Under `torchrun --nproc_per_node=N` the run is data-parallel
+last.pt, or one saved with other settings (RESUME_KEYS; `cxrstats.foundation.checkpoints`) or over
+other inputs (last.pt's config holds the inputs record that done.json gets: `inputs`,
+`mask_sha256`), is refused. Under `torchrun --nproc_per_node=N` the run is data-parallel
 (DistributedDataParallel; nccl on CUDA, gloo on CPU; `cxrcls.distributed`), `--batch-size` is the
 global batch, and only rank 0 writes files.
 
@@ -98,7 +99,7 @@ class TrainingRun:
     net: torch.nn.Module              # the model, or its DDP wrapper
     optimizer: torch.optim.Optimizer
     aug_rng: torch.Generator
-    config: dict                      # the RESUME_KEYS settings, stored in checkpoints
+    config: dict                      # RESUME_KEYS settings and `inputs`, stored in checkpoints
     checkpoint: dict | None           # last.pt to resume from
     input_records: dict[str, dict]    # done.json's `inputs` and `mask_sha256` (check_inputs)
     precision: str = "fp32"           # resolved: bf16 autocast or float32
@@ -158,8 +159,9 @@ def setup(args) -> tuple[TrainingRun, State]:
                                                      eval_input, args.split)
     log = print if ctx.main else (lambda *a, **k: None)
     names, labels6, parts, sources, input_records = check_inputs(args, eval_input, log)
-    config = {**{k: getattr(args, k) for k in RESUME_KEYS}, "precision": precision}
-    checkpoint = resume_checkpoint(args, out / "last.pt", config)
+    settings = {**{k: getattr(args, k) for k in RESUME_KEYS}, "precision": precision}
+    config = {**settings, "inputs": input_records}
+    checkpoint = resume_checkpoint(args, out / "last.pt", settings, input_records)
 
     torch.manual_seed(args.seed)  # same initial weights on every rank (and DDP broadcasts rank 0's)
     model = build_model(args.arch, args.weights)
@@ -221,13 +223,31 @@ def check_inputs(args, eval_input: str, log: Callable):
             {"inputs": records, "mask_sha256": mask_sha256})
 
 
-def resume_checkpoint(args, last_path: Path, config: dict) -> dict | None:
-    """last.pt when --resume is given (`cxrstats.foundation.checkpoints.read_resume`: missing,
-    unreadable, incomplete or saved with other settings is refused), else None (a fresh run)."""
+def resume_checkpoint(args, last_path: Path, settings: dict,
+                      input_records: dict[str, dict]) -> dict | None:
+    """last.pt when --resume is given, else None (a fresh run). Refused: missing, unreadable,
+    incomplete or saved with other settings (`cxrstats.foundation.checkpoints.read_resume`), or
+    trained on other inputs than `input_records` (check_inputs) describe."""
     if not args.resume:
         return None
-    return read_resume(last_path, config, settings_key="config", required=LAST_KEYS,
-                       stage="cxrcls.train")
+    checkpoint = read_resume(last_path, settings, settings_key="config", required=LAST_KEYS,
+                             stage="cxrcls.train")
+    changed = changed_records(checkpoint["config"].get("inputs") or {}, input_records)
+    if changed:
+        raise ValueError(f"{last_path}: cannot resume: trained on other inputs than WORK holds "
+                         f"now ({', '.join(changed)} differ: made again since, or another "
+                         "--eval-input); start afresh without --resume")
+    return checkpoint
+
+
+def changed_records(saved: dict, given: dict[str, dict]) -> list[str]:
+    """The entries of two input records (check_inputs: `inputs` and `mask_sha256`) that differ,
+    e.g. ["cohort", "masks/m15.npy"]; an entry only one of them has differs too."""
+    changed = []
+    for group, now in given.items():
+        then = saved.get(group) if isinstance(saved.get(group), dict) else {}
+        changed += [name for name in sorted({*then, *now}) if then.get(name) != now.get(name)]
+    return changed
 
 
 def restore(run: TrainingRun) -> State:

@@ -14,7 +14,7 @@ from cxrcls.attribution import run_arguments
 from cxrcls.labels import LABELS
 from cxrstats import report
 from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, read_csv, read_done,
-                                        write_csv)
+                                        write_csv, write_done)
 from cxrstats.results import changed_inputs
 from cxrstats.study import tune_thresholds
 from synthetic_work import make_work
@@ -161,6 +161,28 @@ def test_a_run_is_not_read_over_masks_made_again_since_it_trained(tmp_path):
                      "--bootstrap", "0"])
     with pytest.raises(IncompleteRunError, match=why):
         run_arguments(out)                                       # cxrcls.attribution's reader
+
+
+def test_resume_over_other_masks_or_cohort_is_refused_naming_them(tmp_path):
+    work = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3), radii=(0, 15))
+    out = tmp_path / "run"
+    run = ["--work", str(work), "--train-input", "m15", "--epochs", "2", "--out", str(out),
+           "--freeze-backbone", *FAST]
+    train.main(with_flags(run, "--epochs", "1"))
+    saved = torch.load(out / "last.pt", weights_only=True)["config"]["inputs"]
+    assert saved == {k: read_done(out)[k] for k in ("inputs", "mask_sha256")}
+    m15 = np.load(work / "masks" / "m15.npy")
+    m15[0] = 1 - m15[0]                                          # masks made again, other masks
+    np.save(work / "masks" / "m15.npy", m15)
+    with pytest.raises(SystemExit, match=r"last.pt: cannot resume: trained on other inputs .*"
+                                         r"\(masks/m15.npy differ"):
+        train.main([*run, "--resume"])
+    m15[0] = 1 - m15[0]                                          # the same masks again
+    np.save(work / "masks" / "m15.npy", m15)
+    write_done(work / "cohort", {"other": "cohort"}, ["cohort.csv", "splits.csv"])
+    with pytest.raises(SystemExit, match=r"other inputs .*\(cohort differ"):
+        train.main([*run, "--resume"])
+    assert read_done(out)["epochs"] == 1                         # the finished run is untouched
 
 
 def test_a_fresh_run_killed_over_a_finished_one_leaves_nothing_of_the_old_run(work, uninterrupted,
