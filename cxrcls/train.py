@@ -20,8 +20,10 @@ every output: a run killed half-way never leaves old predictions beside new weig
 finished.
 
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
-from last.pt (written every --save-every seconds and at the end); the batches of an epoch depend
-only on (seed, epoch), so a resumed run ends exactly where an uninterrupted one does. A missing
+from last.pt (written every --save-every seconds, at each improvement just before best.pt, and at
+the end); the batches of an epoch depend only on (seed, epoch), so a resumed run ends exactly where
+an uninterrupted one does. A resume first writes best.pt again from last.pt when a kill came
+between the two, and refuses a best.pt that is not of last.pt's best epoch. A missing
 last.pt, or one saved with other settings (RESUME_KEYS; `cxrstats.foundation.checkpoints`) or over
 other inputs (last.pt's config holds the inputs record that done.json gets: `inputs`,
 `mask_sha256`), is refused. Under `torchrun --nproc_per_node=N` the run is data-parallel
@@ -180,9 +182,12 @@ def setup(args) -> tuple[TrainingRun, State]:
                       torch.Generator().manual_seed(args.seed + 1), config, checkpoint,
                       input_records, precision=precision, channels_last=channels_last, log=log)
     state = restore(run)  # a last.pt whose states do not fit is refused here, before any removal
+    rewrite_best = checkpoint is not None and best_needs_rewrite(out / "best.pt", checkpoint)
 
     if ctx.main:  # the point of no return: the old run's record (and outputs) go first
         begin_run(out, OUTPUTS, done=DONE, resume=checkpoint is not None)
+        if checkpoint is not None:
+            resume_files(run, state, rewrite_best)
     ctx.barrier()
     return run, state
 
@@ -265,6 +270,35 @@ def restore(run: TrainingRun) -> State:
     return state
 
 
+def best_needs_rewrite(best_path: Path, checkpoint: dict) -> bool:
+    """Whether best.pt must be written again from last.pt (`checkpoint`) before resuming.
+
+    best.pt must be of last.pt's best epoch (none before any improvement). A run killed between
+    the two writes of an improving epoch leaves a last.pt whose best epoch is its own epoch and an
+    older best.pt, or none: True. Any other best.pt is not of the run last.pt continues:
+    ValueError naming both."""
+    best_epoch = checkpoint["best_epoch"] or None
+    saved = load_checkpoint(best_path) if best_path.is_file() else {}
+    epoch = saved.get("epoch") if isinstance(saved, dict) else None
+    if epoch == best_epoch:
+        return False
+    if best_epoch == checkpoint["epoch"]:
+        return True
+    found = f"is of epoch {epoch}" if best_path.is_file() else "is missing"
+    raise ValueError(f"{best_path} {found}, but the last.pt beside it has best epoch {best_epoch} "
+                     f"and is of epoch {checkpoint['epoch']}: best.pt is not of the run last.pt "
+                     "continues; start afresh without --resume")
+
+
+def resume_files(run: TrainingRun, state: State, rewrite_best: bool) -> None:
+    """Rank 0, resuming: history.csv and, where `rewrite_best`, best.pt as of last.pt (a kill can
+    leave either ahead of last.pt, or missing)."""
+    if rewrite_best:
+        save_best(run, run.checkpoint["model"], state.epoch, state.stopping.best)
+        run.log(f"best.pt written again from last.pt (epoch {state.epoch}, its best)")
+    write_history(run.out / "history.csv", state.history)
+
+
 def train_one_epoch(run: TrainingRun, loader: BatchLoader, epoch: int) -> tuple[float, int, float]:
     """One pass over the training batches; returns (mean loss, images seen, seconds), summed over
     ranks."""
@@ -323,29 +357,38 @@ def record_epoch(state: State, epoch: int, train_loss: float, val_auc: float, va
 
 
 def save_epoch(run: TrainingRun, state: State, improved: bool, last_saved: float) -> float:
-    """Rank 0: best.pt when improved, last.pt every --save-every seconds and after the last epoch,
-    history.csv. Returns when last.pt was last written."""
+    """Rank 0: last.pt and then best.pt when improved, last.pt also every --save-every seconds and
+    after the last epoch, history.csv. Returns when last.pt was last written.
+
+    last.pt goes first, so best.pt is never of an epoch after last.pt's: a run killed between the
+    two leaves a last.pt whose best epoch is its own, and resuming writes best.pt from it
+    (best_needs_rewrite)."""
     args = run.args
     if not run.ctx.main:
         return last_saved
     weights = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
-    if improved:
-        save_checkpoint(run.out / "best.pt", {
-            "model": weights, "arch": args.arch, "labels": list(FINDINGS),
-            "input": args.train_input, "image_size": args.image_size or run.train_source.size,
-            "epoch": state.epoch,
-            "val_macro_auroc": state.stopping.best, "config": run.config})
     # last.pt (model + Adam state: 3x the model) costs about a second for ResNet50 on a slow disk,
-    # so on short epochs it is written every --save-every seconds and at the end.
+    # so on short epochs it is written every --save-every seconds, at improvements and at the end.
     final = state.stopped_early or state.epoch == args.epochs
-    if final or time.time() - last_saved >= args.save_every:
+    if improved or final or time.time() - last_saved >= args.save_every:
         save_checkpoint(run.out / "last.pt", {
             "model": weights, "optimizer": run.optimizer.state_dict(),
             "aug_rng": run.aug_rng.get_state(), "torch_rng": torch.get_rng_state(),
             "config": run.config, **state.saved()})
         last_saved = time.time()
+    if improved:
+        save_best(run, weights, state.epoch, state.stopping.best)
     write_history(run.out / "history.csv", state.history)
     return last_saved
+
+
+def save_best(run: TrainingRun, weights: dict, epoch: int, val_auc: float) -> None:
+    """best.pt: the weights of the best epoch so far, its number and validation macro AUROC."""
+    args = run.args
+    save_checkpoint(run.out / "best.pt", {
+        "model": weights, "arch": args.arch, "labels": list(FINDINGS), "input": args.train_input,
+        "image_size": args.image_size or run.train_source.size, "epoch": epoch,
+        "val_macro_auroc": val_auc, "config": run.config})
 
 
 def final_predictions(run: TrainingRun, state: State) -> None:
@@ -482,7 +525,7 @@ def build_parser() -> Parser:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--save-every", type=float_range(0), default=60.0,
                         help="seconds between last.pt saves (for --resume); it is always written "
-                             "after the last epoch. 0: after every epoch")
+                             "at improvements and after the last epoch. 0: after every epoch")
     parser.add_argument("--log-every", type=float_range(0), default=30.0,
                         help="seconds between progress lines within an epoch")
     parser.add_argument("--threads", type=int_range(0), default=0,

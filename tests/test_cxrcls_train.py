@@ -112,20 +112,25 @@ def test_resume_ends_where_an_uninterrupted_run_ends(work, uninterrupted):
     assert read_done(out, "done.json")["epochs"] == 2  # refused before touching the finished run
 
 
-@pytest.mark.parametrize("save_every, expected_last_saves", [("0", [1, 2, 3]), ("1e9", [3])])
-def test_last_checkpoint_is_saved_every_n_seconds_and_at_the_end(work, monkeypatch, save_every,
-                                                                  expected_last_saves):
+@pytest.mark.parametrize("save_every", ["0", "1e9"])
+def test_last_checkpoint_is_saved_every_n_seconds_at_improvements_and_at_the_end(
+        work, monkeypatch, save_every):
     saved = []
     real_save = train.save_checkpoint
     def recording_save(path, obj):
-        if path.name == "last.pt":
-            saved.append(obj["epoch"])
+        saved.append((path.name, obj["epoch"]))
         real_save(path, obj)
     monkeypatch.setattr(train, "save_checkpoint", recording_save)
     out = work / "runs" / f"save_every_{save_every}"
     train.main(["--work", str(work), "--epochs", "3", "--patience", "9", "--out", str(out),
                 "--save-every", save_every, "--freeze-backbone", *FAST])
-    assert saved == expected_last_saves
+    aucs = [float(r["val_macro_auroc"]) for r in history(out)]
+    improved = [e for e in (1, 2, 3) if aucs[e - 1] > max(aucs[:e - 1], default=-1)]
+    last = [1, 2, 3] if save_every == "0" else sorted({*improved, 3})
+    assert [e for name, e in saved if name == "last.pt"] == last
+    # last.pt before best.pt: a kill between them never leaves best.pt ahead of last.pt
+    assert [e for name, e in saved if name == "best.pt"] == improved
+    assert all(saved.index(("last.pt", e)) < saved.index(("best.pt", e)) for e in improved)
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 3
 
 
@@ -206,6 +211,43 @@ def test_a_fresh_run_killed_over_a_finished_one_leaves_nothing_of_the_old_run(wo
     assert before == 1 and torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
     assert read_done(out, "done.json")["epochs"] == 1
     assert (out / "test_probs.npy").is_file() and (out / "thresholds.csv").is_file()
+
+
+def test_a_run_killed_between_last_pt_and_best_pt_resumes_with_last_pts_best(
+        work, uninterrupted, monkeypatch):
+    out = work / "runs" / "killed_at_best"
+
+    def killed(path, obj):  # the process dies as best.pt of epoch 1 is written
+        if path.name == "best.pt":
+            raise KeyboardInterrupt
+        real_save(path, obj)
+    real_save = train.save_checkpoint
+    with monkeypatch.context() as m:
+        m.setattr(train, "save_checkpoint", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(["--work", str(work), "--epochs", "2", "--out", str(out), *FAST])
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert (last["epoch"], last["best_epoch"]) == (1, 1) and not (out / "best.pt").exists()
+    # A best.pt of a later epoch than last.pt (a kill as best.pt was written before last.pt):
+    # replaying may not reach it, so it is written again from last.pt's weights too.
+    later = torch.load(uninterrupted / "best.pt", weights_only=True)
+    torch.save({**later, "epoch": 2, "model": weights(uninterrupted / "last.pt")},
+               out / "best.pt")
+    for _ in range(2):
+        train.main(["--work", str(work), "--epochs", "1", "--out", str(out), "--resume", *FAST])
+        best = torch.load(out / "best.pt", weights_only=True)
+        assert best["epoch"] == read_done(out)["best_epoch"] == 1
+        assert best["val_macro_auroc"] == last["best_metric"]
+        assert_same_weights(best["model"], last["model"])
+        (out / "best.pt").unlink()                               # killed before best.pt at all
+    # Any other best.pt is not of this run: refused, the finished run kept.
+    train.main(["--work", str(work), "--epochs", "1", "--out", str(out), "--resume", *FAST])
+    torch.save({**last, "epoch": 2}, out / "last.pt")            # best epoch 1, not its own
+    torch.save({**best, "epoch": 2}, out / "best.pt")
+    with pytest.raises(SystemExit, match=r"best.pt is of epoch 2, but the last.pt beside it has "
+                                         r"best epoch 1 and is of epoch 2"):
+        train.main(["--work", str(work), "--epochs", "2", "--out", str(out), "--resume", *FAST])
+    assert read_done(out)["best_epoch"] == 1
 
 
 def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
