@@ -11,7 +11,8 @@ labels and rows come from `cxrcls.split_data`.
 
 Macro AUROC is the mean over the findings that have both classes in the validation set; findings
 with one class there are skipped (a run whose validation set has no such finding is refused at the
-start).
+start). A model that diverged (NaN validation logits) scores NaN, no improvement; a run where no
+epoch scored a number has no best.pt and stops with an error naming its folder.
 
 Inputs must be finished stages: cohort/done.json, cache/done.json, and for masked inputs the mask
 stage's record (see `cxrcls.inputs`). A fresh run first removes the run folder's old completion
@@ -333,12 +334,18 @@ def predict(run: TrainingRun, source: InputSource, rows: np.ndarray) -> np.ndarr
                           args.overlay_thickness, run.channels_last, run.precision, ctx.gather)
 
 
-def validate(run: TrainingRun) -> tuple[float, float]:
-    """(macro AUROC, BCE loss) of the current model on the validation set (training input)."""
+def validate(run: TrainingRun, epoch: int) -> tuple[float, float]:
+    """(macro AUROC, BCE loss) of the current model on the validation set (training input). A
+    model that diverged (NaN logits) scores NaN, which early stopping counts as no improvement."""
     run.ctx.sync_buffers(run.model)
     val = run.parts["val"]
     logits = predict(run, run.train_source, val)
     y = run.labels6[val, :len(FINDINGS)]
+    diverged = int(np.isnan(logits).any(axis=1).sum())
+    if diverged:
+        run.log(f"note: {run.out}: epoch {epoch}: NaN logits for {diverged} of {len(val)} "
+                "validation images (the model diverged); val macro AUROC NaN, no improvement")
+        return float("nan"), bce(logits, y)
     auc, _ = macro_auroc(y, sigmoid(logits))
     return auc, bce(logits, y)
 
@@ -397,8 +404,9 @@ def final_predictions(run: TrainingRun, state: State) -> None:
     args, ctx, out, stopping = run.args, run.ctx, run.out, state.stopping
     ctx.barrier()
     best_path = out / "best.pt"
-    if not best_path.is_file():
-        raise ValueError(f"{best_path}: no best checkpoint (was any epoch run?)")
+    if not best_path.is_file():  # no epoch improved on the start, -inf: each one scored NaN
+        raise ValueError(f"{out}: no best.pt: the validation macro AUROC of every epoch "
+                         f"({state.epoch}) was NaN (the model diverged); see history.csv")
     run.model.load_state_dict(load_checkpoint(best_path)["model"])
     val, test = run.parts["val"], run.parts["test"]
     val_probs = sigmoid(predict(run, run.train_source, val))
@@ -452,7 +460,7 @@ def train(args) -> Path:
     while not state.stopped_early and state.epoch < args.epochs:
         epoch, start = state.epoch + 1, time.time()
         train_loss, seen, train_seconds = train_one_epoch(run, loader, epoch)
-        val_auc, val_loss = validate(run)
+        val_auc, val_loss = validate(run, epoch)
         seconds = time.time() - start
         improved = record_epoch(state, epoch, train_loss, val_auc, val_loss, seconds)
         last_saved = save_epoch(run, state, improved, last_saved)

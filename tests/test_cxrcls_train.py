@@ -250,6 +250,34 @@ def test_a_run_killed_between_last_pt_and_best_pt_resumes_with_last_pts_best(
     assert read_done(out)["best_epoch"] == 1
 
 
+def test_a_diverged_epoch_is_no_improvement_and_a_run_never_valid_is_refused(work, monkeypatch):
+    real_epoch = train.train_one_epoch
+
+    def diverging_from(first):
+        def train_one_epoch(run, loader, epoch):
+            result = real_epoch(run, loader, epoch)
+            if epoch >= first:                                   # the weights blew up: NaN
+                with torch.no_grad():
+                    for p in run.model.parameters():
+                        p.fill_(float("nan"))
+            return result
+        return train_one_epoch
+    out = work / "runs" / "diverged"
+    monkeypatch.setattr(train, "train_one_epoch", diverging_from(2))
+    train.main(["--work", str(work), "--epochs", "3", "--patience", "2", "--out", str(out),
+                *FAST])
+    assert [r["val_macro_auroc"] for r in history(out)][1:] == ["nan", "nan"]
+    assert read_done(out)["best_epoch"] == 1 and read_done(out)["epochs"] == 3
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 1
+    assert np.isfinite(np.load(out / "test_probs.npy")).all()   # predicted with epoch 1's weights
+    monkeypatch.setattr(train, "train_one_epoch", diverging_from(1))
+    never = work / "runs" / "never_valid"
+    with pytest.raises(SystemExit, match=r"never_valid: no best.pt: the validation macro AUROC "
+                                         r"of every epoch \(2\) was NaN"):
+        train.main(["--work", str(work), "--epochs", "2", "--out", str(never), *FAST])
+    assert not (never / "done.json").exists()
+
+
 def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
     def fresh(name):
         return make_work(tmp_path / name, n=20, size=32, fractions=(0.4, 0.3, 0.3))
