@@ -11,7 +11,8 @@ labels and rows come from `cxrcls.split_data`.
 
 Macro AUROC is the mean over the findings that have both classes in the validation set; findings
 with one class there are skipped (a run whose validation set has no such finding is refused at the
-start).
+start). A model that diverged (NaN validation logits) scores NaN, no improvement; a run where no
+epoch scored a number has no best.pt and stops with an error naming its folder.
 
 Inputs must be finished stages: cohort/done.json, cache/done.json, and for masked inputs the mask
 stage's record (see `cxrcls.inputs`). A fresh run first removes the run folder's old completion
@@ -20,10 +21,13 @@ every output: a run killed half-way never leaves old predictions beside new weig
 finished.
 
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
-from last.pt (written every --save-every seconds and at the end); the batches of an epoch depend
-only on (seed, epoch), so a resumed run ends exactly where an uninterrupted one does. A missing
-last.pt, or one saved with other settings (RESUME_KEYS), is refused
-(`cxrstats.foundation.checkpoints`). Under `torchrun --nproc_per_node=N` the run is data-parallel
+from last.pt (written every --save-every seconds, at each improvement just before best.pt, and at
+the end); the batches of an epoch depend only on (seed, epoch), so a resumed run ends exactly where
+an uninterrupted one does. A resume first writes best.pt again from last.pt when a kill came
+between the two, and refuses a best.pt that is not of last.pt's best epoch. A missing
+last.pt, or one saved with other settings (RESUME_KEYS; `cxrstats.foundation.checkpoints`) or over
+other inputs (last.pt's config holds the inputs record that done.json gets: `inputs`,
+`mask_sha256`), is refused. Under `torchrun --nproc_per_node=N` the run is data-parallel
 (DistributedDataParallel; nccl on CUDA, gloo on CPU; `cxrcls.distributed`), `--batch-size` is the
 global batch, and only rank 0 writes files.
 
@@ -98,7 +102,7 @@ class TrainingRun:
     net: torch.nn.Module              # the model, or its DDP wrapper
     optimizer: torch.optim.Optimizer
     aug_rng: torch.Generator
-    config: dict                      # the RESUME_KEYS settings, stored in checkpoints
+    config: dict                      # RESUME_KEYS settings and `inputs`, stored in checkpoints
     checkpoint: dict | None           # last.pt to resume from
     input_records: dict[str, dict]    # done.json's `inputs` and `mask_sha256` (check_inputs)
     precision: str = "fp32"           # resolved: bf16 autocast or float32
@@ -158,8 +162,9 @@ def setup(args) -> tuple[TrainingRun, State]:
                                                      eval_input, args.split)
     log = print if ctx.main else (lambda *a, **k: None)
     names, labels6, parts, sources, input_records = check_inputs(args, eval_input, log)
-    config = {**{k: getattr(args, k) for k in RESUME_KEYS}, "precision": precision}
-    checkpoint = resume_checkpoint(args, out / "last.pt", config)
+    settings = {**{k: getattr(args, k) for k in RESUME_KEYS}, "precision": precision}
+    config = {**settings, "inputs": input_records}
+    checkpoint = resume_checkpoint(args, out / "last.pt", settings, input_records)
 
     torch.manual_seed(args.seed)  # same initial weights on every rank (and DDP broadcasts rank 0's)
     model = build_model(args.arch, args.weights)
@@ -178,9 +183,12 @@ def setup(args) -> tuple[TrainingRun, State]:
                       torch.Generator().manual_seed(args.seed + 1), config, checkpoint,
                       input_records, precision=precision, channels_last=channels_last, log=log)
     state = restore(run)  # a last.pt whose states do not fit is refused here, before any removal
+    rewrite_best = checkpoint is not None and best_needs_rewrite(out / "best.pt", checkpoint)
 
     if ctx.main:  # the point of no return: the old run's record (and outputs) go first
         begin_run(out, OUTPUTS, done=DONE, resume=checkpoint is not None)
+        if checkpoint is not None:
+            resume_files(run, state, rewrite_best)
     ctx.barrier()
     return run, state
 
@@ -221,13 +229,31 @@ def check_inputs(args, eval_input: str, log: Callable):
             {"inputs": records, "mask_sha256": mask_sha256})
 
 
-def resume_checkpoint(args, last_path: Path, config: dict) -> dict | None:
-    """last.pt when --resume is given (`cxrstats.foundation.checkpoints.read_resume`: missing,
-    unreadable, incomplete or saved with other settings is refused), else None (a fresh run)."""
+def resume_checkpoint(args, last_path: Path, settings: dict,
+                      input_records: dict[str, dict]) -> dict | None:
+    """last.pt when --resume is given, else None (a fresh run). Refused: missing, unreadable,
+    incomplete or saved with other settings (`cxrstats.foundation.checkpoints.read_resume`), or
+    trained on other inputs than `input_records` (check_inputs) describe."""
     if not args.resume:
         return None
-    return read_resume(last_path, config, settings_key="config", required=LAST_KEYS,
-                       stage="cxrcls.train")
+    checkpoint = read_resume(last_path, settings, settings_key="config", required=LAST_KEYS,
+                             stage="cxrcls.train")
+    changed = changed_records(checkpoint["config"].get("inputs") or {}, input_records)
+    if changed:
+        raise ValueError(f"{last_path}: cannot resume: trained on other inputs than WORK holds "
+                         f"now ({', '.join(changed)} differ: made again since, or another "
+                         "--eval-input); start afresh without --resume")
+    return checkpoint
+
+
+def changed_records(saved: dict, given: dict[str, dict]) -> list[str]:
+    """The entries of two input records (check_inputs: `inputs` and `mask_sha256`) that differ,
+    e.g. ["cohort", "masks/m15.npy"]; an entry only one of them has differs too."""
+    changed = []
+    for group, now in given.items():
+        then = saved.get(group) if isinstance(saved.get(group), dict) else {}
+        changed += [name for name in sorted({*then, *now}) if then.get(name) != now.get(name)]
+    return changed
 
 
 def restore(run: TrainingRun) -> State:
@@ -243,6 +269,35 @@ def restore(run: TrainingRun) -> State:
         state = State.from_saved(checkpoint, run.args.patience)
     run.log(f"resuming {run.out / 'last.pt'} after epoch {state.epoch}")
     return state
+
+
+def best_needs_rewrite(best_path: Path, checkpoint: dict) -> bool:
+    """Whether best.pt must be written again from last.pt (`checkpoint`) before resuming.
+
+    best.pt must be of last.pt's best epoch (none before any improvement). A run killed between
+    the two writes of an improving epoch leaves a last.pt whose best epoch is its own epoch and an
+    older best.pt, or none: True. Any other best.pt is not of the run last.pt continues:
+    ValueError naming both."""
+    best_epoch = checkpoint["best_epoch"] or None
+    saved = load_checkpoint(best_path) if best_path.is_file() else {}
+    epoch = saved.get("epoch") if isinstance(saved, dict) else None
+    if epoch == best_epoch:
+        return False
+    if best_epoch == checkpoint["epoch"]:
+        return True
+    found = f"is of epoch {epoch}" if best_path.is_file() else "is missing"
+    raise ValueError(f"{best_path} {found}, but the last.pt beside it has best epoch {best_epoch} "
+                     f"and is of epoch {checkpoint['epoch']}: best.pt is not of the run last.pt "
+                     "continues; start afresh without --resume")
+
+
+def resume_files(run: TrainingRun, state: State, rewrite_best: bool) -> None:
+    """Rank 0, resuming: history.csv and, where `rewrite_best`, best.pt as of last.pt (a kill can
+    leave either ahead of last.pt, or missing)."""
+    if rewrite_best:
+        save_best(run, run.checkpoint["model"], state.epoch, state.stopping.best)
+        run.log(f"best.pt written again from last.pt (epoch {state.epoch}, its best)")
+    write_history(run.out / "history.csv", state.history)
 
 
 def train_one_epoch(run: TrainingRun, loader: BatchLoader, epoch: int) -> tuple[float, int, float]:
@@ -279,12 +334,18 @@ def predict(run: TrainingRun, source: InputSource, rows: np.ndarray) -> np.ndarr
                           args.overlay_thickness, run.channels_last, run.precision, ctx.gather)
 
 
-def validate(run: TrainingRun) -> tuple[float, float]:
-    """(macro AUROC, BCE loss) of the current model on the validation set (training input)."""
+def validate(run: TrainingRun, epoch: int) -> tuple[float, float]:
+    """(macro AUROC, BCE loss) of the current model on the validation set (training input). A
+    model that diverged (NaN logits) scores NaN, which early stopping counts as no improvement."""
     run.ctx.sync_buffers(run.model)
     val = run.parts["val"]
     logits = predict(run, run.train_source, val)
     y = run.labels6[val, :len(FINDINGS)]
+    diverged = int(np.isnan(logits).any(axis=1).sum())
+    if diverged:
+        run.log(f"note: {run.out}: epoch {epoch}: NaN logits for {diverged} of {len(val)} "
+                "validation images (the model diverged); val macro AUROC NaN, no improvement")
+        return float("nan"), bce(logits, y)
     auc, _ = macro_auroc(y, sigmoid(logits))
     return auc, bce(logits, y)
 
@@ -303,29 +364,38 @@ def record_epoch(state: State, epoch: int, train_loss: float, val_auc: float, va
 
 
 def save_epoch(run: TrainingRun, state: State, improved: bool, last_saved: float) -> float:
-    """Rank 0: best.pt when improved, last.pt every --save-every seconds and after the last epoch,
-    history.csv. Returns when last.pt was last written."""
+    """Rank 0: last.pt and then best.pt when improved, last.pt also every --save-every seconds and
+    after the last epoch, history.csv. Returns when last.pt was last written.
+
+    last.pt goes first, so best.pt is never of an epoch after last.pt's: a run killed between the
+    two leaves a last.pt whose best epoch is its own, and resuming writes best.pt from it
+    (best_needs_rewrite)."""
     args = run.args
     if not run.ctx.main:
         return last_saved
     weights = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
-    if improved:
-        save_checkpoint(run.out / "best.pt", {
-            "model": weights, "arch": args.arch, "labels": list(FINDINGS),
-            "input": args.train_input, "image_size": args.image_size or run.train_source.size,
-            "epoch": state.epoch,
-            "val_macro_auroc": state.stopping.best, "config": run.config})
     # last.pt (model + Adam state: 3x the model) costs about a second for ResNet50 on a slow disk,
-    # so on short epochs it is written every --save-every seconds and at the end.
+    # so on short epochs it is written every --save-every seconds, at improvements and at the end.
     final = state.stopped_early or state.epoch == args.epochs
-    if final or time.time() - last_saved >= args.save_every:
+    if improved or final or time.time() - last_saved >= args.save_every:
         save_checkpoint(run.out / "last.pt", {
             "model": weights, "optimizer": run.optimizer.state_dict(),
             "aug_rng": run.aug_rng.get_state(), "torch_rng": torch.get_rng_state(),
             "config": run.config, **state.saved()})
         last_saved = time.time()
+    if improved:
+        save_best(run, weights, state.epoch, state.stopping.best)
     write_history(run.out / "history.csv", state.history)
     return last_saved
+
+
+def save_best(run: TrainingRun, weights: dict, epoch: int, val_auc: float) -> None:
+    """best.pt: the weights of the best epoch so far, its number and validation macro AUROC."""
+    args = run.args
+    save_checkpoint(run.out / "best.pt", {
+        "model": weights, "arch": args.arch, "labels": list(FINDINGS), "input": args.train_input,
+        "image_size": args.image_size or run.train_source.size, "epoch": epoch,
+        "val_macro_auroc": val_auc, "config": run.config})
 
 
 def final_predictions(run: TrainingRun, state: State) -> None:
@@ -334,8 +404,9 @@ def final_predictions(run: TrainingRun, state: State) -> None:
     args, ctx, out, stopping = run.args, run.ctx, run.out, state.stopping
     ctx.barrier()
     best_path = out / "best.pt"
-    if not best_path.is_file():
-        raise ValueError(f"{best_path}: no best checkpoint (was any epoch run?)")
+    if not best_path.is_file():  # no epoch improved on the start, -inf: each one scored NaN
+        raise ValueError(f"{out}: no best.pt: the validation macro AUROC of every epoch "
+                         f"({state.epoch}) was NaN (the model diverged); see history.csv")
     run.model.load_state_dict(load_checkpoint(best_path)["model"])
     val, test = run.parts["val"], run.parts["test"]
     val_probs = sigmoid(predict(run, run.train_source, val))
@@ -389,7 +460,7 @@ def train(args) -> Path:
     while not state.stopped_early and state.epoch < args.epochs:
         epoch, start = state.epoch + 1, time.time()
         train_loss, seen, train_seconds = train_one_epoch(run, loader, epoch)
-        val_auc, val_loss = validate(run)
+        val_auc, val_loss = validate(run, epoch)
         seconds = time.time() - start
         improved = record_epoch(state, epoch, train_loss, val_auc, val_loss, seconds)
         last_saved = save_epoch(run, state, improved, last_saved)
@@ -462,7 +533,7 @@ def build_parser() -> Parser:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--save-every", type=float_range(0), default=60.0,
                         help="seconds between last.pt saves (for --resume); it is always written "
-                             "after the last epoch. 0: after every epoch")
+                             "at improvements and after the last epoch. 0: after every epoch")
     parser.add_argument("--log-every", type=float_range(0), default=30.0,
                         help="seconds between progress lines within an epoch")
     parser.add_argument("--threads", type=int_range(0), default=0,

@@ -14,7 +14,7 @@ from cxrcls.attribution import run_arguments
 from cxrcls.labels import LABELS
 from cxrstats import report
 from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, read_csv, read_done,
-                                        write_csv)
+                                        write_csv, write_done)
 from cxrstats.results import changed_inputs
 from cxrstats.study import tune_thresholds
 from synthetic_work import make_work
@@ -112,20 +112,25 @@ def test_resume_ends_where_an_uninterrupted_run_ends(work, uninterrupted):
     assert read_done(out, "done.json")["epochs"] == 2  # refused before touching the finished run
 
 
-@pytest.mark.parametrize("save_every, expected_last_saves", [("0", [1, 2, 3]), ("1e9", [3])])
-def test_last_checkpoint_is_saved_every_n_seconds_and_at_the_end(work, monkeypatch, save_every,
-                                                                  expected_last_saves):
+@pytest.mark.parametrize("save_every", ["0", "1e9"])
+def test_last_checkpoint_is_saved_every_n_seconds_at_improvements_and_at_the_end(
+        work, monkeypatch, save_every):
     saved = []
     real_save = train.save_checkpoint
     def recording_save(path, obj):
-        if path.name == "last.pt":
-            saved.append(obj["epoch"])
+        saved.append((path.name, obj["epoch"]))
         real_save(path, obj)
     monkeypatch.setattr(train, "save_checkpoint", recording_save)
     out = work / "runs" / f"save_every_{save_every}"
     train.main(["--work", str(work), "--epochs", "3", "--patience", "9", "--out", str(out),
                 "--save-every", save_every, "--freeze-backbone", *FAST])
-    assert saved == expected_last_saves
+    aucs = [float(r["val_macro_auroc"]) for r in history(out)]
+    improved = [e for e in (1, 2, 3) if aucs[e - 1] > max(aucs[:e - 1], default=-1)]
+    last = [1, 2, 3] if save_every == "0" else sorted({*improved, 3})
+    assert [e for name, e in saved if name == "last.pt"] == last
+    # last.pt before best.pt: a kill between them never leaves best.pt ahead of last.pt
+    assert [e for name, e in saved if name == "best.pt"] == improved
+    assert all(saved.index(("last.pt", e)) < saved.index(("best.pt", e)) for e in improved)
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 3
 
 
@@ -163,6 +168,28 @@ def test_a_run_is_not_read_over_masks_made_again_since_it_trained(tmp_path):
         run_arguments(out)                                       # cxrcls.attribution's reader
 
 
+def test_resume_over_other_masks_or_cohort_is_refused_naming_them(tmp_path):
+    work = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3), radii=(0, 15))
+    out = tmp_path / "run"
+    run = ["--work", str(work), "--train-input", "m15", "--epochs", "2", "--out", str(out),
+           "--freeze-backbone", *FAST]
+    train.main(with_flags(run, "--epochs", "1"))
+    saved = torch.load(out / "last.pt", weights_only=True)["config"]["inputs"]
+    assert saved == {k: read_done(out)[k] for k in ("inputs", "mask_sha256")}
+    m15 = np.load(work / "masks" / "m15.npy")
+    m15[0] = 1 - m15[0]                                          # masks made again, other masks
+    np.save(work / "masks" / "m15.npy", m15)
+    with pytest.raises(SystemExit, match=r"last.pt: cannot resume: trained on other inputs .*"
+                                         r"\(masks/m15.npy differ"):
+        train.main([*run, "--resume"])
+    m15[0] = 1 - m15[0]                                          # the same masks again
+    np.save(work / "masks" / "m15.npy", m15)
+    write_done(work / "cohort", {"other": "cohort"}, ["cohort.csv", "splits.csv"])
+    with pytest.raises(SystemExit, match=r"other inputs .*\(cohort differ"):
+        train.main([*run, "--resume"])
+    assert read_done(out)["epochs"] == 1                         # the finished run is untouched
+
+
 def test_a_fresh_run_killed_over_a_finished_one_leaves_nothing_of_the_old_run(work, uninterrupted,
                                                                                monkeypatch):
     out = work / "runs" / "killed"
@@ -184,6 +211,71 @@ def test_a_fresh_run_killed_over_a_finished_one_leaves_nothing_of_the_old_run(wo
     assert before == 1 and torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
     assert read_done(out, "done.json")["epochs"] == 1
     assert (out / "test_probs.npy").is_file() and (out / "thresholds.csv").is_file()
+
+
+def test_a_run_killed_between_last_pt_and_best_pt_resumes_with_last_pts_best(
+        work, uninterrupted, monkeypatch):
+    out = work / "runs" / "killed_at_best"
+
+    def killed(path, obj):  # the process dies as best.pt of epoch 1 is written
+        if path.name == "best.pt":
+            raise KeyboardInterrupt
+        real_save(path, obj)
+    real_save = train.save_checkpoint
+    with monkeypatch.context() as m:
+        m.setattr(train, "save_checkpoint", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(["--work", str(work), "--epochs", "2", "--out", str(out), *FAST])
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert (last["epoch"], last["best_epoch"]) == (1, 1) and not (out / "best.pt").exists()
+    # A best.pt of a later epoch than last.pt (a kill as best.pt was written before last.pt):
+    # replaying may not reach it, so it is written again from last.pt's weights too.
+    later = torch.load(uninterrupted / "best.pt", weights_only=True)
+    torch.save({**later, "epoch": 2, "model": weights(uninterrupted / "last.pt")},
+               out / "best.pt")
+    for _ in range(2):
+        train.main(["--work", str(work), "--epochs", "1", "--out", str(out), "--resume", *FAST])
+        best = torch.load(out / "best.pt", weights_only=True)
+        assert best["epoch"] == read_done(out)["best_epoch"] == 1
+        assert best["val_macro_auroc"] == last["best_metric"]
+        assert_same_weights(best["model"], last["model"])
+        (out / "best.pt").unlink()                               # killed before best.pt at all
+    # Any other best.pt is not of this run: refused, the finished run kept.
+    train.main(["--work", str(work), "--epochs", "1", "--out", str(out), "--resume", *FAST])
+    torch.save({**last, "epoch": 2}, out / "last.pt")            # best epoch 1, not its own
+    torch.save({**best, "epoch": 2}, out / "best.pt")
+    with pytest.raises(SystemExit, match=r"best.pt is of epoch 2, but the last.pt beside it has "
+                                         r"best epoch 1 and is of epoch 2"):
+        train.main(["--work", str(work), "--epochs", "2", "--out", str(out), "--resume", *FAST])
+    assert read_done(out)["best_epoch"] == 1
+
+
+def test_a_diverged_epoch_is_no_improvement_and_a_run_never_valid_is_refused(work, monkeypatch):
+    real_epoch = train.train_one_epoch
+
+    def diverging_from(first):
+        def train_one_epoch(run, loader, epoch):
+            result = real_epoch(run, loader, epoch)
+            if epoch >= first:                                   # the weights blew up: NaN
+                with torch.no_grad():
+                    for p in run.model.parameters():
+                        p.fill_(float("nan"))
+            return result
+        return train_one_epoch
+    out = work / "runs" / "diverged"
+    monkeypatch.setattr(train, "train_one_epoch", diverging_from(2))
+    train.main(["--work", str(work), "--epochs", "3", "--patience", "2", "--out", str(out),
+                *FAST])
+    assert [r["val_macro_auroc"] for r in history(out)][1:] == ["nan", "nan"]
+    assert read_done(out)["best_epoch"] == 1 and read_done(out)["epochs"] == 3
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 1
+    assert np.isfinite(np.load(out / "test_probs.npy")).all()   # predicted with epoch 1's weights
+    monkeypatch.setattr(train, "train_one_epoch", diverging_from(1))
+    never = work / "runs" / "never_valid"
+    with pytest.raises(SystemExit, match=r"never_valid: no best.pt: the validation macro AUROC "
+                                         r"of every epoch \(2\) was NaN"):
+        train.main(["--work", str(work), "--epochs", "2", "--out", str(never), *FAST])
+    assert not (never / "done.json").exists()
 
 
 def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
