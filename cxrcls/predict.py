@@ -11,7 +11,7 @@ resized to the side S of the image cache the run was trained on
 from that cache, WORK/cache/images.npy, whose completion record must be the one the run's done.json
 names), made into the run's input (its
 --eval-input, by default its --train-input: original, overlay or m<r>) and resized to its
---image-size (cxrcls.train.to_model_input). A masked input (m<r>, overlay) needs --masks: the
+--image-size (cxrcls.training.to_model_input). A masked input (m<r>, overlay) needs --masks: the
 m<r>/ folder (raw/ for overlay) of a finished `make segment` (cxrseg.predict) output folder, whose
 done_predict.json lists its masks (one per image, by file stem, of the image's own size; files it
 does not list are not read) and states the lung extent of the run's own masks (WORK/masks' record
