@@ -5,8 +5,12 @@ reader, `cxrstats.foundation.imageio.read_gray` (its docstring gives the rule fo
 files), and resized to S x S (bilinear with antialiasing; NIH images are square). Workers decode in
 parallel and rows stream in order into a memory-mapped `.npy`, so memory does not grow with N. The
 array is written under a temporary name and renamed. The completion record `done.json`, written
-last, holds a fingerprint of the inputs (names, sizes, modification times, S, reader version); a
-re-run with the same fingerprint does nothing.
+last, holds a fingerprint of the inputs (names, sizes, modification times, S, reader version) and
+the cache's content identity, `content_sha256` of index.csv and images.npy (CONTENT_FILES;
+`cxrstats.foundation.fileio.content_facts`, hashed once, when the cache is written), which runs
+trained on the cache record and their readers compare. A re-run with the same fingerprint over a
+finished cache whose record holds a content identity does nothing; a cache made again from changed
+image files has another content identity only when the decoded pixels (or the names) differ.
 
 Outputs (cache/): images.npy (N, S, S) uint8, row i = index.csv row i = cohort.csv row i;
 index.csv (row, image); run.json; done.json.
@@ -29,12 +33,14 @@ from cxrcls.files import check_plain_name, check_unique, locate_images
 from cxrstats.foundation.imageio import read_gray
 from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv,
-                                        read_done, write_csv, write_done, write_run_json)
+from cxrstats.foundation.fileio import (CONTENT, IncompleteRunError, atomic_path, begin_run,
+                                        content_facts, read_csv, read_done, write_csv, write_done,
+                                        write_run_json)
 from cxrstats.foundation.progress import Progress
 
 CACHE_VERSION = 2  # bump when the decoding or resizing changes, so old caches are rebuilt
 OUTPUTS = ("images.npy", "index.csv", "run.json")
+CONTENT_FILES = ("index.csv", "images.npy")  # what training reads: the content identity's files
 DONE = "done.json"
 
 
@@ -64,13 +70,15 @@ def fingerprint(paths: list[Path], size: int) -> str:
 
 
 def is_up_to_date(out: Path, stamp: str, n: int, size: int) -> bool:
-    """True when out/ holds a finished cache (done.json) with this fingerprint and shape."""
+    """True when out/ holds a finished cache (done.json) with this fingerprint and shape, and a
+    content identity."""
     try:
         record = read_done(out, DONE, what="image cache")
         array = np.load(out / "images.npy", mmap_mode="r")
     except (IncompleteRunError, OSError, ValueError):
         return False
-    return record.get("fingerprint") == stamp and array.shape == (n, size, size)
+    return (record.get("fingerprint") == stamp and array.shape == (n, size, size)
+            and bool(record.get(CONTENT)))
 
 
 def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.PathLike,
@@ -114,7 +122,7 @@ def build_cache(names: list[str], image_dir: str | os.PathLike, out: str | os.Pa
         arguments = {"images": str(image_dir), "out": str(out), "size": size, "workers": workers}
     write_run_json(out, arguments, time.time() - start, images=len(names))
     write_done(out, arguments, OUTPUTS, done=DONE, fingerprint=stamp, images=len(names), size=size,
-               version=CACHE_VERSION)
+               version=CACHE_VERSION, **content_facts(out, CONTENT_FILES))
     return True
 
 

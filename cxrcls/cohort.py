@@ -24,7 +24,11 @@ Image names must be plain file names, unique in the table (they are found by nam
 Outputs (cohort/): cohort.csv (image, the six 0/1 labels in LABELS order, patient_id), splits.csv
 (image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"),
 run.json, and last the completion record done.json (the cache and training refuse a cohort without
-it).
+it). Besides the arguments, done.json holds the cohort's content identity, `content_sha256` of
+cohort.csv and splits.csv (CONTENT_FILES; `cxrstats.foundation.fileio.content_facts`), which runs
+trained on the cohort record and their readers compare, and `labels_sha256`, the sha256 of the label
+table read: a cohort made again with the same arguments from an edited label table has other
+content.
 """
 from __future__ import annotations
 
@@ -39,7 +43,8 @@ import numpy as np
 from cxrcls.files import check_plain_name, locate_images
 from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
+from cxrstats.foundation.fileio import (begin_run, content_facts, file_sha256, read_csv, write_csv,
+                                        write_done, write_run_json)
 
 # Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table.
 COLUMN_ALIASES = {
@@ -52,6 +57,7 @@ WIDE_LABELS = {label.lower(): label for label in LABELS}
 PRESENT, ABSENT = ("1", "1.0"), ("0", "0.0", "")
 PARTS = ("train", "val", "test")
 OUTPUTS = ("cohort.csv", "splits.csv", "table1.csv", "run.json")
+CONTENT_FILES = ("cohort.csv", "splits.csv")  # what later stages read: the content identity's files
 
 
 @dataclass(frozen=True)
@@ -295,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     out = Path(args.out)
     try:
+        labels_sha256 = file_sha256(args.labels)
         records = read_label_table(args.labels)
         cohort, drawn = sample_cohort(records, args.per_label, args.no_finding, args.seed)
         if not cohort:
@@ -320,7 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     table1 = table1_rows(records, cohort, drawn)
     write_csv(out / "table1.csv", ["label", "images", "drawn", "available"], table1)
     write_run_json(out, args, time.time() - start, images=len(cohort))
-    write_done(out, args, OUTPUTS, images=len(cohort), splits=args.splits, split_by=args.split_by)
+    write_done(out, args, OUTPUTS, images=len(cohort), splits=args.splits, split_by=args.split_by,
+               labels_sha256=labels_sha256, **content_facts(out, CONTENT_FILES))
     for row in table1:
         drawn_note = f" (drawn {row[2]} of {row[3]})" if row[2] != "" else ""
         print(f"{row[0]:>14}: {row[1]}{drawn_note}")

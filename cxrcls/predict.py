@@ -45,7 +45,8 @@ from cxrseg.pairs import image_files, read_mask
 from cxrseg.records import PREDICT
 from cxrstats.foundation.imageio import image_stem, read_gray
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import IncompleteRunError, read_csv, read_done, write_csv
+from cxrstats.foundation.fileio import (IncompleteRunError, changed_identity, input_identity,
+                                        read_csv, read_done, write_csv)
 from cxrstats.foundation.progress import Progress
 from cxrstats.study import label_scores
 from cxrstats.foundation.checkpoints import load_checkpoint
@@ -81,8 +82,9 @@ def work_folders(folder: Path, record: dict) -> list[Path]:
 def input_record(folder: Path, record: dict, name: str, what: str) -> tuple[Path, dict]:
     """(work folder, completion record) of the run's input `name` ("cache",
     "masks/done_postprocess.json": cxrstats.results.input_record_path) in one of its
-    `work_folders`: the record whose arguments hash the run's done.json names (any, when it
-    names none); FileNotFoundError naming the run and the folders searched otherwise."""
+    `work_folders`: the record that is the input the run's done.json names (its recorded
+    identity: arguments hash, and content id where recorded; `changed_identity`), any when it
+    names none; FileNotFoundError naming the run and the folders searched otherwise."""
     expected = record.get("inputs", {}).get(name)
     works = work_folders(folder, record)
     for work in works:
@@ -91,10 +93,11 @@ def input_record(folder: Path, record: dict, name: str, what: str) -> tuple[Path
             found = read_done(path.parent, path.name, what=what)
         except IncompleteRunError:
             continue
-        if expected is None or found.get("arguments_hash") == expected:
+        if expected is None or changed_identity(expected, found) is None:
             return work, found
-    raise FileNotFoundError(f"{folder}: the {what} it was trained on ({name} with arguments "
-                            f"hash {expected}) was not found in {', '.join(map(str, works))}")
+    raise FileNotFoundError(f"{folder}: the {what} it was trained on ({name} recorded as "
+                            f"{input_identity(expected)}) was not found in "
+                            f"{', '.join(map(str, works))}")
 
 
 def cache_size_of(folder: Path, record: dict) -> int:

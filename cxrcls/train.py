@@ -15,21 +15,23 @@ start). A model that diverged (NaN validation logits) scores NaN, no improvement
 epoch scored a number has no best.pt and stops with an error naming its folder.
 
 Inputs must be finished stages: cohort/done.json, cache/done.json, and for masked inputs the mask
-stage's record (see `cxrcls.inputs`). A fresh run first removes the run folder's old completion
-record and outputs (`cxrstats.foundation.fileio.begin_run`), and writes `done.json` last, after
-every output: a run killed half-way never leaves old predictions beside new weights looking
+stage's record (see `cxrcls.inputs`); done.json's `inputs` holds, per input stage read, what made it
+and what it holds (`cxrstats.foundation.fileio.input_identity`: `arguments_hash`, and
+`content_sha256` when that stage's record has one). A fresh run first removes the run folder's old
+completion record and outputs (`cxrstats.foundation.fileio.begin_run`), and writes `done.json` last,
+after every output: a run killed half-way never leaves old predictions beside new weights looking
 finished.
 
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
 from last.pt (written every --save-every seconds, at each improvement just before best.pt, and at
 the end); the batches of an epoch depend only on (seed, epoch), so a resumed run ends exactly where
-an uninterrupted one does. A resume first writes best.pt again from last.pt when a kill came
-between the two, and refuses a best.pt that is not of last.pt's best epoch. A missing
-last.pt, or one saved with other settings (RESUME_KEYS; `cxrstats.foundation.checkpoints`) or over
-other inputs (last.pt's config holds the inputs record that done.json gets: `inputs`,
-`mask_sha256`), is refused. Under `torchrun --nproc_per_node=N` the run is data-parallel
-(DistributedDataParallel; nccl on CUDA, gloo on CPU; `cxrcls.distributed`), `--batch-size` is the
-global batch, and only rank 0 writes files.
+an uninterrupted one does. A resume first writes best.pt again from last.pt when a kill came between
+the two, and refuses a best.pt that is not of last.pt's best epoch. A missing last.pt, or one saved
+with other settings (RESUME_KEYS; `cxrstats.foundation.checkpoints`) or over other inputs (last.pt's
+config holds the inputs record that done.json gets: `inputs`, `mask_sha256`; an input whose
+arguments hash, or recorded content id, differs now), is refused. Under `torchrun
+--nproc_per_node=N` the run is data-parallel (DistributedDataParallel; nccl on CUDA, gloo on CPU;
+`cxrcls.distributed`), `--batch-size` is the global batch, and only rank 0 writes files.
 
 Outputs (runs/<arch>_<input>[_on_<eval input>]/split<K>/): best.pt, last.pt, history.csv,
 val_probs.npy, test_probs.npy ((n, 5) float32), val_ids.csv, test_ids.csv, thresholds.csv,
@@ -60,9 +62,9 @@ from cxrcls.weights import require_imagenet
 from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
 from cxrseg.early_stopping import EarlyStopping
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, file_sha256, read_done,
-                                        save_npy, write_csv, write_done, write_json,
-                                        write_run_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, changed_identity,
+                                        file_sha256, input_identity, read_done, save_npy,
+                                        write_csv, write_done, write_json, write_run_json)
 from cxrstats.foundation.progress import Progress, format_seconds
 from cxrstats.study import macro_auroc, tune_thresholds
 from cxrstats.foundation.device import add_precision_argument, resolve_precision
@@ -197,7 +199,8 @@ def check_inputs(args, eval_input: str, log: Callable):
     """Load the split and open the inputs, refusing anything a finished run could not use.
 
     Returns (names, labels (N, 6), parts, (train source, eval source), input records for this
-    run's done.json: `inputs`, each input stage's arguments hash (which settings made it), and
+    run's done.json: `inputs`, per input stage read, its `input_identity` (`arguments_hash`, which
+    settings made it, and `content_sha256`, which content it holds, when its record has one), and
     `mask_sha256`, the sha256 of each mask file read (which masks: changed_inputs in
     cxrstats.results)).
     """
@@ -217,13 +220,13 @@ def check_inputs(args, eval_input: str, log: Callable):
     train_source = open_input(work / "cache", work / "masks", args.train_input)
     eval_source = (train_source if eval_input == args.train_input
                    else open_input(work / "cache", work / "masks", eval_input))
-    records = {"cohort": read_done(work / "cohort")["arguments_hash"],
-               "cache": read_done(work / "cache")["arguments_hash"]}
+    records = {"cohort": input_identity(read_done(work / "cohort")),
+               "cache": input_identity(read_done(work / "cache"))}
     mask_sha256 = {}
     for kind in sorted({args.train_input, eval_input}):
         if mask_file(kind):
             name, done = mask_file(kind)
-            records[f"masks/{done}"] = read_done(work / "masks", done)["arguments_hash"]
+            records[f"masks/{done}"] = input_identity(read_done(work / "masks", done))
             mask_sha256[f"masks/{name}"] = file_sha256(work / "masks" / name)
     return (names, labels6, parts, (train_source, eval_source),
             {"inputs": records, "mask_sha256": mask_sha256})
@@ -248,11 +251,18 @@ def resume_checkpoint(args, last_path: Path, settings: dict,
 
 def changed_records(saved: dict, given: dict[str, dict]) -> list[str]:
     """The entries of two input records (check_inputs: `inputs` and `mask_sha256`) that differ,
-    e.g. ["cohort", "masks/m15.npy"]; an entry only one of them has differs too."""
+    e.g. ["cohort", "masks/m15.npy"]; an entry only one of them has differs too. `inputs` entries
+    compare by `changed_identity` (other arguments, or other content where `saved` records it)."""
     changed = []
     for group, now in given.items():
         then = saved.get(group) if isinstance(saved.get(group), dict) else {}
-        changed += [name for name in sorted({*then, *now}) if then.get(name) != now.get(name)]
+        for name in sorted({*then, *now}):
+            if group == "inputs":
+                differs = changed_identity(then.get(name), now.get(name)) is not None
+            else:
+                differs = then.get(name) != now.get(name)
+            if differs:
+                changed.append(name)
     return changed
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from cxrstats.by_split import AurocsBySplit, read_auroc_by_split
 from cxrstats.foundation.extent import UNRECORDED
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, claim_folder, file_sha256,
-                                        read_done)
+from cxrstats.foundation.fileio import (CONTENT, IncompleteRunError, begin_run, changed_identity,
+                                        claim_folder, file_sha256, input_identity, read_done)
 
 REPORT_DONE = "done_report.json"         # cxrstats.report's completion record in results/
 ATTRIBUTION_DONE = "done_attribution.json"  # cxrcls.attribution's, beside attribution.csv
@@ -81,11 +81,13 @@ def changed_inputs(work: str | os.PathLike, folder: str | os.PathLike, record: d
     inputs, naming the run and the input; None when every input it recorded is still the one it
     read (a run that records none is not checked).
 
-    Checked: each input stage it read (`inputs`: {"cohort": hash, "cache": hash,
-    "masks/done_postprocess.json": hash}, the arguments hash of that stage's completion record:
-    WORK/cohort/done.json, WORK/cache/done.json, WORK/masks/<record>) must still be finished with
-    the same arguments, and each mask file it read (`mask_sha256`: {"masks/m15.npy": sha256}) must
-    still hold the same bytes."""
+    Checked: each input stage it read (`inputs`: {"cohort": identity, "cache": identity,
+    "masks/done_postprocess.json": identity}, the `input_identity` of that stage's completion
+    record: WORK/cohort/done.json, WORK/cache/done.json, WORK/masks/<record>) must still be
+    finished, with the same content where the run recorded a content id (`content_sha256`) and
+    with the same arguments (`arguments_hash`; an identity recorded as a bare string is that
+    hash), and each mask file it read (`mask_sha256`: {"masks/m15.npy": sha256}) must still hold
+    the same bytes."""
     return _changed_stage(work, folder, record.get("inputs")) or _changed_masks(
         work, folder, record.get("mask_sha256"))
 
@@ -99,19 +101,30 @@ def input_record_path(work: str | os.PathLike, name: str) -> Path:
 def _changed_stage(work, folder, recorded) -> str | None:
     if not isinstance(recorded, dict):
         return None
-    for name, arguments_hash in sorted(recorded.items()):
+    for name, identity in sorted(recorded.items()):
         path = input_record_path(work, name)
         if not path.is_file():
             return (f"{folder}: the {name} it trained on is gone or being made again ({path} is "
                     "missing); re-run the run")
         try:
-            current = json.loads(path.read_text()).get("arguments_hash")
-        except (OSError, ValueError, AttributeError) as error:
+            current = json.loads(path.read_text())
+            change = changed_identity(identity, current)
+        except (OSError, ValueError) as error:
             return f"{folder}: cannot read its input's record {path} ({error}); re-run the run"
-        if current != arguments_hash:
+        then, now = input_identity(identity), input_identity(current)
+        if change == "content":
+            files = current.get("content_files") if isinstance(current, dict) else None
+            what = ("/".join(files) + " differ" if isinstance(files, list) and files
+                    else "content differs")
+            return (f"{folder}: trained on another {name} than WORK holds now: its {what} "
+                    f"({path} was made again from other data: content_sha256 "
+                    f"{now.get(CONTENT)}, the run read {then[CONTENT]}); re-run the run, so that "
+                    "its numbers are of these inputs")
+        if change == "arguments":
             return (f"{folder}: trained on another {name} than WORK holds now ({path} was made "
-                    f"again with other arguments: hash {current}, the run read {arguments_hash}); "
-                    "re-run the run, so that its numbers are of these inputs")
+                    f"again with other arguments: hash {now.get('arguments_hash')}, the run read "
+                    f"{then.get('arguments_hash')}); re-run the run, so that its numbers are of "
+                    "these inputs")
     return None
 
 

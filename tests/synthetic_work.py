@@ -14,7 +14,7 @@ import numpy as np
 
 from cxrcls.labels import FINDINGS, LABELS
 from cxrseg.study_masks import DILATE_RADII
-from cxrstats.foundation.fileio import save_npy, write_csv, write_done
+from cxrstats.foundation.fileio import content_facts, save_npy, write_csv, write_done
 
 
 def synthetic_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -43,7 +43,7 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
     """Write WORK/cohort/{cohort,splits}.csv, WORK/cache/{images.npy,index.csv} and
     WORK/masks/{raw,m<r>...}.npy + index.csv for `n` synthetic images of side `size`, each folder
     with its completion record (cohort/done.json, cache/done.json, masks/done_predict.json,
-    masks/done_postprocess.json)."""
+    masks/done_postprocess.json; the cohort's and cache's with their content identity)."""
     work = Path(work)
     arguments = {"synthetic": True, "n": n, "size": size, "seed": seed}
     rng = np.random.default_rng(seed)
@@ -61,10 +61,12 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
         part[order[n_train + n_val:]] = "test"
         rows += [[name, k, part[i]] for i, name in enumerate(names)]
     write_csv(work / "cohort" / "splits.csv", ["image", "split", "part"], rows)
-    write_done(work / "cohort", arguments, ["cohort.csv", "splits.csv"])
+    write_done(work / "cohort", arguments, ["cohort.csv", "splits.csv"],
+               **content_facts(work / "cohort", ("cohort.csv", "splits.csv")))
     save_npy(work / "cache" / "images.npy", synthetic_images(findings, size, rng))
     write_csv(work / "cache" / "index.csv", ["row", "image"], list(enumerate(names)))
-    write_done(work / "cache", arguments, ["images.npy", "index.csv"])
+    write_done(work / "cache", arguments, ["images.npy", "index.csv"],
+               **content_facts(work / "cache", ("index.csv", "images.npy")))
     band = max(1, size // len(FINDINGS))
     save_npy(work / "masks" / "raw.npy", lung_masks(n, size))
     write_csv(work / "masks" / "index.csv", ["row", "image"], list(enumerate(names)))

@@ -10,8 +10,8 @@ from PIL import Image
 from cxrcls import cache
 from cxrstats.foundation.imageio import read_gray
 from cxrseg.pairs import read_image
-from cxrstats.foundation.fileio import (IncompleteRunError, read_csv, read_done, write_csv,
-                                        write_done)
+from cxrstats.foundation.fileio import (IncompleteRunError, content_facts, read_csv, read_done,
+                                        write_csv, write_done, write_json)
 
 
 def gray_image(seed=0, size=40):
@@ -94,6 +94,28 @@ def test_second_run_does_nothing_until_an_input_changes(tmp_path, capsys):
     np.testing.assert_array_equal(np.load(npy)[0], cache.resize_gray(gray_image(seed=1), 16))
     assert cache.build_cache(names, tmp_path / "images", tmp_path / "cache", size=8)
     assert np.load(npy).shape == (5, 8, 8)
+
+
+def test_the_record_holds_the_content_of_the_decoded_images(tmp_path, capsys):
+    names = write_formats(tmp_path / "images", gray_image())
+    out, images = tmp_path / "cache", tmp_path / "images"
+    assert cache.build_cache(names, images, out, size=16)
+    first = read_done(out)
+    assert {k: first[k] for k in ("content_sha256", "content_files")} == content_facts(
+        out, ["index.csv", "images.npy"])
+    later = os.stat(images / "gray.png").st_mtime_ns + 10**9
+    os.utime(images / "gray.png", ns=(later, later))            # touched, same pixels: rebuilt
+    assert cache.build_cache(names, images, out, size=16)
+    assert read_done(out)["content_sha256"] == first["content_sha256"]
+    Image.fromarray(gray_image(seed=1)).save(images / "gray.png")  # other pixels
+    os.utime(images / "gray.png", ns=(later + 10**9, later + 10**9))
+    assert cache.build_cache(names, images, out, size=16)
+    assert read_done(out)["content_sha256"] != first["content_sha256"]
+    record = read_done(out)
+    del record["content_sha256"]                                 # a record without a content id
+    write_json(out / "done.json", record)
+    assert cache.build_cache(names, images, out, size=16)       # is not up to date: rebuilt
+    assert read_done(out)["content_sha256"]
 
 
 def test_one_16bit_file_gives_the_same_uint8_for_segmentation_and_the_cache(tmp_path):

@@ -7,7 +7,9 @@ import pytest
 
 from cxrcls import cohort as C
 from cxrcls.labels import LABELS
-from cxrstats.foundation.fileio import IncompleteRunError, read_csv, read_done
+from cxrstats.foundation.fileio import (IncompleteRunError, content_facts, file_sha256,
+                                        input_identity, read_csv, read_done)
+from cxrstats.results import changed_inputs
 
 # Known counts: Mass 30, Nodule 6 (all of which also carry Mass), Pneumonia 12, Edema 4,
 # Fibrosis 10, No Finding 40, and 15 images with other findings only. Cap 10 per label.
@@ -223,3 +225,33 @@ def test_an_output_folder_of_the_users_files_is_refused_untouched(table, tmp_pat
     assert str(error.value).startswith("error: ") and "cohort.csv" in str(error.value)
     assert [p.name for p in out.iterdir()] == ["cohort.csv"]
     assert (out / "cohort.csv").read_bytes() == b"my own list\n"
+
+
+def test_a_cohort_made_again_from_edited_labels_has_other_content(tmp_path):
+    rows = synthetic_table()
+    table = write_table(tmp_path / "Data_Entry_2017.csv", rows)
+    work = tmp_path / "work"
+    argv = ["--labels", str(table), "--out", str(work / "cohort"), "--per-label", str(CAP),
+            "--no-finding", str(CAP)]
+    C.main(argv)
+    first = read_done(work / "cohort")
+    assert {k: first[k] for k in ("content_sha256", "content_files")} == content_facts(
+        work / "cohort", ["cohort.csv", "splits.csv"])
+    assert first["labels_sha256"] == file_sha256(table)
+    run = work / "runs" / "resnet50_original" / "split0"
+    record = {"inputs": {"cohort": input_identity(first)}}        # as cxrcls.train records it
+    C.main(argv)                                                   # made again, same labels
+    assert changed_inputs(work, run, record) is None
+    write_table(table, [{**r, "Patient Age": "51"} for r in rows])  # a column the cohort ignores
+    C.main(argv)
+    assert read_done(work / "cohort")["labels_sha256"] != first["labels_sha256"]
+    assert changed_inputs(work, run, record) is None
+    flipped = [{**r, "Finding Labels": r["Finding Labels"].replace("Mass", "Effusion")}
+               for r in rows]                                      # every Mass label removed
+    write_table(table, flipped)
+    C.main(argv)                                                   # same flags, edited table
+    again = read_done(work / "cohort")
+    assert again["arguments_hash"] == first["arguments_hash"]
+    assert again["content_sha256"] != first["content_sha256"]
+    assert changed_inputs(work, run, record).startswith(
+        f"{run}: trained on another cohort than WORK holds now: its cohort.csv/splits.csv differ")

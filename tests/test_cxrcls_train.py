@@ -13,8 +13,8 @@ from cxrcls import train
 from cxrcls.attribution import run_arguments
 from cxrcls.labels import LABELS
 from cxrstats import report
-from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, read_csv, read_done,
-                                        write_csv, write_done)
+from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, content_facts,
+                                        read_csv, read_done, write_csv, write_done)
 from cxrstats.results import changed_inputs
 from cxrstats.study import tune_thresholds
 from synthetic_work import make_work
@@ -188,6 +188,49 @@ def test_resume_over_other_masks_or_cohort_is_refused_naming_them(tmp_path):
     with pytest.raises(SystemExit, match=r"other inputs .*\(cohort differ"):
         train.main([*run, "--resume"])
     assert read_done(out)["epochs"] == 1                         # the finished run is untouched
+
+
+def remake_cohort(work, flip=None):
+    """cohort.csv written again (label `flip` flipped on every image, as from an edited label
+    table) and cohort/done.json made again with the same arguments, as cxrcls.cohort records it."""
+    rows = read_csv(work / "cohort" / "cohort.csv")
+    for row in rows if flip else []:
+        row[flip] = str(1 - int(row[flip]))
+    write_csv(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
+    write_done(work / "cohort", read_done(work / "cohort")["arguments"],
+               ["cohort.csv", "splits.csv"],
+               **content_facts(work / "cohort", ("cohort.csv", "splits.csv")))
+
+
+def test_resume_over_a_cohort_made_again_from_other_labels_is_refused(tmp_path):
+    work = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3), radii=(0,))
+    out = tmp_path / "run"
+    run = ["--work", str(work), "--epochs", "2", "--out", str(out), "--freeze-backbone", *FAST]
+    train.main(with_flags(run, "--epochs", "1"))
+    record, cohort = read_done(out), read_done(work / "cohort")
+    assert record["inputs"] == {
+        name: {k: read_done(work / name)[k] for k in ("arguments_hash", "content_sha256")}
+        for name in ("cohort", "cache")}
+    remake_cohort(work, flip="Mass")                             # same arguments, other labels
+    assert read_done(work / "cohort")["arguments_hash"] == cohort["arguments_hash"]
+    with pytest.raises(SystemExit, match=r"other inputs .*\(cohort differ"):
+        train.main([*run, "--resume"])
+    assert changed_inputs(work, out, record).startswith(
+        f"{out}: trained on another cohort than WORK holds now: its cohort.csv/splits.csv differ")
+    remake_cohort(work, flip="Mass")                             # the labels it trained on
+    train.main([*run, "--resume"])
+    assert read_done(out)["epochs"] == 2
+
+
+def test_resume_reads_inputs_recorded_as_bare_arguments_hashes():
+    now = {"inputs": {"cohort": {"arguments_hash": "a1", "content_sha256": "c1"}},
+           "mask_sha256": {}}
+    assert train.changed_records({"inputs": {"cohort": "a1"}, "mask_sha256": {}}, now) == []
+    assert train.changed_records({"inputs": {"cohort": "a0"}, "mask_sha256": {}}, now) == [
+        "cohort"]
+    other = {"inputs": {"cohort": {"arguments_hash": "a1", "content_sha256": "c0"}},
+             "mask_sha256": {}}
+    assert train.changed_records(other, now) == ["cohort"]
 
 
 def test_a_fresh_run_killed_over_a_finished_one_leaves_nothing_of_the_old_run(work, uninterrupted,

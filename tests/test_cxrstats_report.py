@@ -12,7 +12,7 @@ from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, 
                       delong_test, holm, mantel, mean_sd, no_finding_score, paired_ttest,
                       precision_recall_f1)
 from cxrstats import tables
-from cxrstats.foundation.fileio import FOLDER_MARKER, write_done
+from cxrstats.foundation.fileio import FOLDER_MARKER, content_facts, input_identity, write_done
 from cxrstats.report import main
 from cxrstats.results import changed_inputs, input_record_path, run_entry
 from cxrstats.runs import parse_setting
@@ -59,8 +59,7 @@ def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3,
         for part, rows in parts[k].items():
             split_rows += [[images[i], k, part] for i in rows]
     write_rows(root / "cohort" / "splits.csv", ["image", "split", "part"], split_rows)
-    write_done(root / "cohort", {"seed": seed}, ["cohort.csv", "splits.csv", "table1.csv"],
-               split_by="image")
+    write_cohort_record(root, seed)
     for s, setting in enumerate(settings):
         for k in range(n_splits):
             folder = root / "runs" / setting / f"split{k}"
@@ -85,15 +84,23 @@ def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3,
     return root, images, labels
 
 
+def write_cohort_record(root, seed=0):
+    """cohort/done.json as cxrcls.cohort writes it: arguments, split_by and the content identity
+    of cohort.csv and splits.csv."""
+    write_done(root / "cohort", {"seed": seed}, ["cohort.csv", "splits.csv", "table1.csv"],
+               split_by="image", **content_facts(root / "cohort", ("cohort.csv", "splits.csv")))
+
+
 def write_run_record(work, folder, setting, k, precision="fp32", **facts):
     """run.json and done.json as cxrcls.train writes them: the run's arguments (arch, inputs,
-    split), the arguments hash of the cohort it read and its resolved precision."""
+    split), the identity of the cohort it read (arguments hash, content id) and its resolved
+    precision."""
     eval_input = None if setting.test_input == setting.train_input else setting.test_input
     arguments = {"arch": setting.arch, "train_input": setting.train_input,
                  "eval_input": eval_input, "split": k, "precision": "auto"}
     (folder / "run.json").write_text(json.dumps({"arguments": arguments}))
-    cohort_hash = json.loads((work / "cohort" / "done.json").read_text())["arguments_hash"]
-    write_done(folder, arguments, RUN_OUTPUTS, inputs={"cohort": cohort_hash},
+    cohort = input_identity(json.loads((work / "cohort" / "done.json").read_text()))
+    write_done(folder, arguments, RUN_OUTPUTS, inputs={"cohort": cohort},
                precision=precision, **facts)
 
 
@@ -620,6 +627,45 @@ def test_report_refuses_a_run_trained_on_another_cohort(work):
     message = run_error(work)
     run = work / "runs" / "resnet50_m50" / "split0"
     assert f"{run}: trained on another cohort than WORK holds now" in message
+
+
+def remake_cohort(work, flip=None):
+    """cohort.csv written again (label `flip` flipped on every image, as from an edited label
+    table) and cohort/done.json made again with the same arguments."""
+    rows = read_rows(work / "cohort" / "cohort.csv")
+    for row in rows if flip else []:
+        row[flip] = str(1 - int(row[flip]))
+    write_rows(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
+    write_cohort_record(work)
+
+
+def test_report_refuses_runs_over_a_cohort_made_again_from_other_labels(work):
+    before = json.loads((work / "cohort" / "done.json").read_text())
+    remake_cohort(work)                                   # made again from the same labels
+    main(["--work", str(work), "--no-figures"])
+    table2 = read_rows(work / "results" / "table2.csv")
+    remake_cohort(work, flip="Mass")                      # same arguments, every Mass flipped
+    after = json.loads((work / "cohort" / "done.json").read_text())
+    assert after["arguments_hash"] == before["arguments_hash"]
+    message = run_error(work)
+    run = work / "runs" / "resnet50_m50" / "split0"
+    assert (f"{run}: trained on another cohort than WORK holds now: its cohort.csv/splits.csv "
+            f"differ ({work / 'cohort' / 'done.json'} was made again from other data") in message
+    remake_cohort(work, flip="Mass")                      # the labels the runs were scored on
+    main(["--work", str(work), "--no-figures"])
+    assert read_rows(work / "results" / "table2.csv") == table2
+
+
+def test_a_run_recording_bare_arguments_hashes_is_checked_by_arguments(work):
+    folder = work / "runs" / "resnet50_m50" / "split0"
+    record = json.loads((folder / "done.json").read_text())
+    bare = {**record, "inputs": {"cohort": record["inputs"]["cohort"]["arguments_hash"]}}
+    remake_cohort(work, flip="Mass")                      # same arguments: not seen in a bare hash
+    assert changed_inputs(work, folder, record).startswith(
+        f"{folder}: trained on another cohort than WORK holds now: its cohort.csv/splits.csv")
+    assert changed_inputs(work, folder, bare) is None
+    write_done(work / "cohort", {"seed": 99}, ["cohort.csv"])          # other arguments
+    assert "made again with other arguments" in changed_inputs(work, folder, bare)
 
 
 def test_report_refuses_a_run_whose_arguments_are_another_setting(work):

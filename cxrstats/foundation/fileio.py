@@ -84,6 +84,45 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+CONTENT = "content_sha256"  # an input stage's content identity, in its completion record
+
+
+def content_facts(folder: str | os.PathLike, names: Sequence[str]) -> dict:
+    """The content identity of what an input stage wrote that later stages depend on, as facts for
+    its completion record: `content_sha256`, a sha256 over each named file's name and sha256 in
+    the order given, and `content_files`, the names. Two makes of a stage hold the same content
+    exactly when this hash is the same, whatever arguments made them."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(f"{name}\t{file_sha256(Path(folder) / name)}\n".encode())
+    return {CONTENT: digest.hexdigest(), "content_files": list(names)}
+
+
+def input_identity(record) -> dict:
+    """What a stage reading an input records of it: {"arguments_hash": ..., "content_sha256": ...}
+    taken from the input's completion record `record` (content_sha256 only when the record holds
+    one). Also reads a recorded identity back: a dict as above, or a bare arguments-hash string
+    (the form of a record without content ids) as {"arguments_hash": it}."""
+    if isinstance(record, str):
+        return {"arguments_hash": record}
+    if not isinstance(record, dict):
+        return {}
+    return {key: record[key] for key in ("arguments_hash", CONTENT) if record.get(key)}
+
+
+def changed_identity(recorded, current) -> str | None:
+    """How an input a stage read (`recorded`: its input_identity as recorded then) differs from
+    that input now (`current`: its completion record or input_identity): "content" when a
+    recorded content id is not the current one (also when the current record holds none),
+    "arguments" when the arguments hashes differ, None when it is still the same input."""
+    recorded, current = input_identity(recorded), input_identity(current)
+    if CONTENT in recorded and recorded[CONTENT] != current.get(CONTENT):
+        return "content"
+    if recorded.get("arguments_hash") != current.get("arguments_hash"):
+        return "arguments"
+    return None
+
+
 def _json_default(obj):
     if isinstance(obj, (np.integer,)):
         return int(obj)
