@@ -31,8 +31,6 @@ split file does not know is refused, not left out.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -61,7 +59,7 @@ from .pairs import load_pairs
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
 from .records import FINETUNE, FINETUNE_STAGE
 from .shape_qc import ShapePrior
-from .split import PARTS, check_splits_match, read_finished_splits
+from .split import PARTS, check_splits_match, parts_sha256, read_finished_splits
 
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
 OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "shape_prior.json",
@@ -184,9 +182,8 @@ def resume_settings(args, model, parts: dict[str, str], precision: str = "fp32")
     """The settings a resumed run must share with the run it continues (all that alter the
     result but --epochs and --patience): the flags, the model config, the resolved precision, a
     hash of the stems per part."""
-    data = json.dumps(sorted(parts.items())).encode()
     return {**{k: getattr(args, k) for k in RESUME_KEYS}, "config": model.config_name,
-            "precision": precision, "data": hashlib.sha256(data).hexdigest()[:16]}
+            "precision": precision, "data": parts_sha256(parts)}
 
 
 def read_resume_state(path: Path, settings: dict, model) -> dict:
