@@ -64,7 +64,7 @@ from .records import EVALUATE
 from .segmenter import prompting_fact
 from .split import PARTS, check_splits_match, parts_sha256, read_finished_splits
 from .study_masks import ERODE_RADIUS, PIPELINE_SIZE
-from .threshold_rule import choose_threshold
+from .threshold_rule import choose_threshold, threshold_text
 
 METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
 # Per-lung columns come last, so that the columns before them keep their places and meaning.
@@ -324,7 +324,7 @@ def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: 
                 sel = ev.dataset[val] == group if group != POOLED else np.ones(len(val), bool)
                 if sel.any():
                     merged, lung = _means(metrics[sel])
-                    rows.append([*head, group, "val", f"{t:.2f}", *merged, int(sel.sum()),
+                    rows.append([*head, group, "val", threshold_text(t), *merged, int(sel.sum()),
                                  label, *lung])
     metrics = image_metrics(probs_at(threshold, range(len(ev.images))), ev.masks, threshold,
                             args.erode, kept_size, clean, ev.lungs)
@@ -333,17 +333,18 @@ def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: 
             sel = (ev.part_of == part) & ((ev.dataset == group) | (group == POOLED))
             if sel.any():
                 merged, lung = _means(metrics[sel])
-                rows.append([*head, group, part, f"{threshold:.2f}", *merged, int(sel.sum()),
+                rows.append([*head, group, part, threshold_text(threshold), *merged, int(sel.sum()),
                              label, *lung])
     for i, stem in enumerate(ev.stems):
-        per_image.append([*head, ev.dataset[i], ev.part_of[i], stem, f"{threshold:.2f}"]
+        per_image.append([*head, ev.dataset[i], ev.part_of[i], stem, threshold_text(threshold)]
                          + [_number(v) for v in metrics[i, :len(METRICS)]]
                          + [_number(v) for v in metrics[i, len(METRICS):]])
     summary = ", ".join(f"{p} Dice {metrics[ev.part_of == p, 0].mean():.4f} "
                         f"M-15 keeps {metrics[ev.part_of == p, 4].mean():.4f}"
                         + _lung_summary(metrics[ev.part_of == p])
                         for p in dict.fromkeys(ev.part_of))
-    print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({label})", flush=True)
+    print(f"evaluate: {name}: threshold {threshold_text(threshold)}; {summary} ({label})",
+          flush=True)
     return threshold, rows, per_image
 
 

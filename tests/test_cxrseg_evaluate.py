@@ -1,15 +1,17 @@
 """cxrseg.evaluate on bad input (range-checked flags, a zero-byte checkpoint, a foreign output
-folder, a split the checkpoint was not fine-tuned on), and eval.csv naming each checkpoint by
-content."""
+folder, a split the checkpoint was not fine-tuned on), eval.csv naming each checkpoint by content
+and writing thresholds that read back as chosen."""
 import csv
+import json
 
 import pytest
 
 from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder
 from cxrseg import evaluate, finetune, split
 from cxrseg.engine import checkpoint_id
+from cxrseg.segmenter import threshold_from_eval
 from cxrstats.foundation.fileio import file_sha256
-from synthetic_pairs import data_flags, run_evaluate
+from synthetic_pairs import copy_seg, data_flags, run_evaluate
 from vendor_medsam.configs import CONFIGS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -78,3 +80,13 @@ def test_a_fold_file_gives_the_validation_part_drawn_with_the_fine_tuning_seed(s
                                          r"\(it was fine-tuned with --fold 0, evaluate has "
                                          r"--fold 1\)"):
         run_evaluate(study, seg, "--splits", str(folds), "--fold", "1")
+
+
+def test_predict_reads_back_the_threshold_evaluate_chose(study, tmp_path):
+    seg = copy_seg(study, tmp_path)
+    run_evaluate(study, seg, "--thresholds", "0.333", "0.3349", "0.4")
+    rows = list(csv.DictReader(open(seg / "eval.csv")))
+    assert {r["threshold"] for r in rows if r["part"] == "val"} == {"0.333", "0.3349", "0.40"}
+    chosen = json.loads((seg / "done_evaluate.json").read_text())["thresholds"]
+    best = str(seg / "best.pt")
+    assert threshold_from_eval(seg / "eval.csv", checkpoint_id(best), best) == chosen[best]
