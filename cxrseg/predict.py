@@ -396,11 +396,13 @@ def write_outputs(job: Job, result: Predicted, args, resolved, started: float) -
           f"threshold {args.threshold:.2f}, {len(result.empty)} empty mask(s), "
           f"{len(result.degenerate)} degenerate image(s) -> {job.out}")
     shard = {} if args.shard is None else {"shard": list(args.shard)}
+    raw = {"raw_sha256": file_sha256(job.out)} if job.to_stack else {}
     write_run_json(job.folder, args, name="run_predict.json", seconds=seconds,
                    device=str(job.device), precision=job.precision, threshold=args.threshold,
                    images=n, **shard)
     write_done(job.folder, args, job.outputs, done=PREDICT, images=n, empty=len(result.empty),
-               degenerate=result.degenerate, settings=resolved.sources, **job.facts, **shard)
+               degenerate=result.degenerate, settings=resolved.sources, **job.facts, **shard,
+               **raw)
 
 
 def main(argv: list[str] | None = None) -> None:
