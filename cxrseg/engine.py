@@ -3,7 +3,7 @@ embedding cache), build prompts in the model-input frame, decode masks, second-p
 
 The image encoder dominates the cost on CPU (LiteMedSAM about 1 image/s), so everything that does
 not train the encoder works on embeddings computed once: `embeddings_for` keys them by image
-content and encoder weights and keeps them in `embeddings_<config>_<encoder hash>.pt`.
+content and encoder weights and keeps them in `embeddings_<config>_<encoder hash>_<precision>.pt`.
 """
 from __future__ import annotations
 
