@@ -66,7 +66,8 @@ from .engine import checkpoint_extent, checkpoint_id, encode, load_model, segmen
 from cxrstats.foundation.imageio import image_stem
 from .pairs import load_stack
 from .prompts import PROMPT_MODES, Prior
-from .records import PREDICT, PROMPT_COLUMNS, index_rows_sha256
+from .records import (PREDICT, PREDICT_STARTED, PROMPT_COLUMNS, index_rows_sha256,
+                      previous_predict_outputs, write_predict_started)
 from .segmenter import apply_segmenter
 from .study_masks import DILATE_RADII, ERODE_RADIUS, PIPELINE_SIZE
 
@@ -312,7 +313,11 @@ def plan(args, device, precision: str) -> Job:
     facts = mask_facts(args, stack, names, rows, args.threshold, precision)
     files = [out.name] if to_stack else png_names(names, args.index)
     outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
-    begin_run(folder, outputs, done=PREDICT)
+    if to_stack:
+        begin_run(folder, outputs, done=PREDICT)
+    else:
+        begin_run(folder, [*outputs, *previous_predict_outputs(folder)], done=PREDICT)
+        write_predict_started(folder, outputs)
     return Job(out, folder, stack, names, rows, prior, model, device, precision, facts, outputs)
 
 
@@ -403,6 +408,8 @@ def write_outputs(job: Job, result: Predicted, args, resolved, started: float) -
     write_done(job.folder, args, job.outputs, done=PREDICT, images=n, empty=len(result.empty),
                degenerate=result.degenerate, settings=resolved.sources, **job.facts, **shard,
                **raw)
+    if not job.to_stack:
+        (job.folder / PREDICT_STARTED).unlink()
 
 
 def main(argv: list[str] | None = None) -> None:

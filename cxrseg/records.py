@@ -10,11 +10,12 @@ made from raw masks that predict has replaced since.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cxrstats.foundation.fileio import IncompleteRunError, read_done
+from cxrstats.foundation.fileio import IncompleteRunError, read_done, write_json
 
 SPLIT = "done_split.json"              # seg/: splits.csv
 FINETUNE = "done_finetune.json"        # seg/: best.pt, last.pt, curves.csv, prior.json
@@ -24,6 +25,9 @@ POSTPROCESS = "done_postprocess.json"  # masks/: eroded.npy, m<r>.npy, qc.csv
 # Both records hold `raw_sha256`, the sha256 of raw.npy as predict (or gather) wrote it and as
 # postprocess read it: post-processed masks are current only while the two are equal.
 SEGFIGURES = "done_segfigures.json"    # results/figures/: seg_loss_curves.png, mask_panels.png
+# A prediction into a folder of PNG masks writes the files it will write here before any of them
+# (removed when done_predict.json is written): a later run removes what a killed one left.
+PREDICT_STARTED = "started_predict.json"
 
 # What predicted masks depend on beyond predict's flags, recorded in done_predict.json (by predict
 # and gather) and compared by gather across shards, in this order: fact -> what it names in
@@ -85,6 +89,33 @@ def require_postprocessed(path: str | os.PathLike) -> dict:
     done = require_finished(path, POSTPROCESS, "cxrseg.postprocess")
     check_made_from_current_raw(Path(path).parent, done)
     return done
+
+
+def write_predict_started(folder: str | os.PathLike, outputs: Iterable[str]) -> None:
+    """Record in `folder` the files a prediction is about to write (PREDICT_STARTED), before it
+    writes any of them."""
+    write_json(Path(folder) / PREDICT_STARTED, {"outputs": list(outputs)})
+
+
+def previous_predict_outputs(folder: str | os.PathLike) -> list[str]:
+    """The files an earlier prediction in `folder` wrote or was about to write: the outputs of its
+    done_predict.json (finished) and of its started_predict.json (killed or failed); relative
+    paths inside the folder only. A later run removes them before it writes."""
+    folder = Path(folder)
+    names = []
+    try:
+        names += read_done(folder, PREDICT).get("outputs", [])
+    except IncompleteRunError:
+        pass
+    started = folder / PREDICT_STARTED
+    if started.is_file():
+        try:
+            names += json.loads(started.read_text()).get("outputs", [])
+        except (ValueError, AttributeError):
+            raise IncompleteRunError(f"{started}: not a readable record of a started prediction; "
+                                     "remove the folder's masks and the record by hand") from None
+    return [name for name in dict.fromkeys(names) if isinstance(name, str)
+            and not Path(name).is_absolute() and ".." not in Path(name).parts]
 
 
 def is_finetune_checkpoint(obj) -> bool:
