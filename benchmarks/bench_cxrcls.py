@@ -68,11 +68,14 @@ def make_cache(folder: Path, size: int = PIPELINE_SIZE, n: int = N_CACHE) -> Non
         masks[i, size // 8:-size // 8, size // 8:-size // 8] = 1
     images.flush(), masks.flush()
     del images, masks
-    index = [[i, f"img{i:05d}.png"] for i in range(n)]  # open_input checks both records
-    for stage, outputs, done in (("cache", ["images.npy", "index.csv"], "done.json"),
-                                 ("masks", ["m15.npy", "index.csv"], "done_postprocess.json")):
+    index = [[i, f"img{i:05d}.png"] for i in range(n)]  # open_input checks the records
+    raw = {"raw_sha256": "benchmark"}   # m15 counts as made from the current raw masks
+    for stage, outputs, done, facts in (
+            ("cache", ["images.npy", "index.csv"], "done.json", {}),
+            ("masks", ["m15.npy", "index.csv"], "done_postprocess.json", raw),
+            ("masks", [], "done_predict.json", raw)):
         write_csv(folder / stage / "index.csv", ["row", "image"], index)
-        write_done(folder / stage, {"benchmark": True}, outputs, done=done)
+        write_done(folder / stage, {"benchmark": True}, outputs, done=done, **facts)
 
 
 def sync(device: torch.device) -> None:

@@ -10,8 +10,10 @@ The names are defined in cxrstats.foundation.input_names.
 
 Masks are (N, S, S) uint8 0/1 arrays whose rows are aligned with cache/index.csv. Before any mask is
 used, the mask stage must have finished (masks/done_postprocess.json for m<r>,
-masks/done_predict.json for overlay, listing the mask file) and masks/index.csv must equal
-cache/index.csv row for row; any difference is refused with an error naming both files.
+masks/done_predict.json for overlay, listing the mask file), m<r> must have been made from the raw
+masks done_predict.json vouches for now (cxrseg.records.check_made_from_current_raw), and
+masks/index.csv must equal cache/index.csv row for row; any difference is refused with an error
+naming both files.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 
 from cxrstats.foundation.fileio import read_csv, read_done
 from cxrstats.foundation.input_names import is_input_name, mask_radius
+from cxrseg.records import POSTPROCESS, PREDICT, check_made_from_current_raw
 
 
 class _InputNames:
@@ -60,9 +63,9 @@ def input_type(text: str) -> str:
 def mask_file(kind: str) -> tuple[str, str] | None:
     """(mask file, completion record of the stage that writes it) of an input, None for original."""
     if mask_radius(check_input(kind)) is not None:
-        return f"{kind}.npy", "done_postprocess.json"
+        return f"{kind}.npy", POSTPROCESS
     if kind == "overlay":
-        return "raw.npy", "done_predict.json"
+        return "raw.npy", PREDICT
     return None
 
 
@@ -152,6 +155,8 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
         if masks.dtype not in (np.uint8, np.bool_):
             raise ValueError(f"{mask_path}: expected uint8 0/1 masks, got {masks.dtype}")
         check_same_rows(index_path, masks_dir / "index.csv")
+        if done == POSTPROCESS:
+            check_made_from_current_raw(masks_dir, record)
     return InputSource(kind, images, masks)
 
 

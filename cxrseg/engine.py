@@ -3,7 +3,7 @@ embedding cache), build prompts in the model-input frame, decode masks, second-p
 
 The image encoder dominates the cost on CPU (LiteMedSAM about 1 image/s), so everything that does
 not train the encoder works on embeddings computed once: `embeddings_for` keys them by image
-content and encoder weights and keeps them in `embeddings_<config>_<encoder hash>.pt`.
+content and encoder weights and keeps them in `embeddings_<config>_<encoder hash>_<precision>.pt`.
 """
 from __future__ import annotations
 
@@ -83,14 +83,23 @@ def checkpoint_extent(checkpoint: str) -> str:
     place it is read: a checkpoint cxrseg.finetune wrote gives the `--extent` stored in its
     settings (`unrecorded` when it stores none); `lite`, `micro`, `tiny` and other weight files
     (official weights, raw state dicts) give `none`: not fine-tuned for lungs."""
-    if checkpoint_kind(checkpoint) != "file":
+    settings = finetune_settings(checkpoint)
+    if settings is None:
         return NOT_FINE_TUNED
+    extent = settings.get("extent")
+    return extent if isinstance(extent, str) else UNRECORDED
+
+
+def finetune_settings(checkpoint: str) -> dict | None:
+    """The `settings` a checkpoint cxrseg.finetune wrote stores (cxrseg.finetune.resume_settings;
+    {} when it stores none), or None for `lite`, `micro`, `tiny` and other weight files."""
+    if checkpoint_kind(checkpoint) != "file":
+        return None
     obj = load_checkpoint(checkpoint)
     if not is_finetune_checkpoint(obj):
-        return NOT_FINE_TUNED
+        return None
     settings = obj.get("settings")
-    extent = settings.get("extent") if isinstance(settings, dict) else None
-    return extent if isinstance(extent, str) else UNRECORDED
+    return settings if isinstance(settings, dict) else {}
 
 
 def encoder_hash(model) -> str:

@@ -22,9 +22,12 @@ per lung, the patient's sides), the same rows also give Dice and the kept shares
 
 Reads a split file only with its done_split.json and a fine-tuned checkpoint only with its
 done_finetune.json; every pair of every dataset given must have a row in --splits (a dataset the
-split file does not know is refused, not left out). Writes done_evaluate.json last (one
-evaluation per folder: the record covers the latest). Each row names its checkpoint as given and by
-content (`checkpoint_id`, cxrseg.engine.checkpoint_id: the file's sha256), so that
+split file does not know is refused, not left out). A --checkpoint that cxrseg.finetune wrote is
+evaluated only on the parts it was fine-tuned on (the hash of the parts in its settings; a k-fold
+file's validation part is drawn with its fine-tuning seed): another split is refused.
+Writes done_evaluate.json last (one evaluation per folder: the record covers the latest). Each
+row names its checkpoint as given and by content (`checkpoint_id`, cxrseg.engine.checkpoint_id:
+the file's sha256), so that
 `cxrseg.predict --threshold-from` finds the threshold of the same weights however the path is
 spelled, and refuses weights trained again since. The record also holds `prompting`, the recipe
 the threshold was chosen under (cxrseg.segmenter): cxrseg.predict --segmenter prompts new images
@@ -51,16 +54,17 @@ from cxrstats.foundation.extent import EXTENTS, check_extent
 from .anatomy import add_anatomy_arguments, clean_mask
 from .coverage import lung_kept
 from .datasets import POOLED, add_data_arguments, find_all_pairs, sources_from_args
-from .engine import checkpoint_extent, checkpoint_id, embeddings_for, gt_boxes, load_model, segment
+from .engine import (checkpoint_extent, checkpoint_id, embeddings_for, finetune_settings, gt_boxes,
+                     load_model, segment)
 from .pairs import load_pairs
 from .losses import dice_iou
 from .per_lung import LUNG_METRICS, lung_metrics, read_lung_masks
 from .prompts import PROMPT_MODES, Prior
 from .records import EVALUATE
 from .segmenter import prompting_fact
-from .split import PARTS, check_splits_match, read_finished_splits
+from .split import PARTS, check_splits_match, parts_sha256, read_finished_splits
 from .study_masks import ERODE_RADIUS, PIPELINE_SIZE
-from .threshold_rule import choose_threshold
+from .threshold_rule import choose_threshold, threshold_text
 
 METRICS = ["dice", "iou", "dice_loss", "bce_loss", "kept_m15", "kept_m50"]
 # Per-lung columns come last, so that the columns before them keep their places and meaning.
@@ -197,7 +201,8 @@ def build_parser() -> Parser:
                              "0 = the masks' own pixels")
     parser.add_argument("--out", required=True, help="output CSV (seg/eval.csv)")
     parser.add_argument("--seed", type=int_range(0), default=0,
-                        help="seed of a random (micro) model")
+                        help="seed of a random (micro) model, and of a --folds split file's "
+                             "validation part unless --checkpoint was fine-tuned (its seed then)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     add_precision_argument(parser)
     return parser
@@ -244,13 +249,37 @@ def prompt_label(args) -> str:
             + (f"+largest{args.keep_largest}" if args.keep_largest else ""))
 
 
+def read_split_parts(args) -> dict[str, str]:
+    """--splits' parts for --fold. For a --checkpoint cxrseg.finetune wrote, a k-fold file's
+    validation part is drawn with the seed it was fine-tuned with, and the parts must be the ones
+    it was fine-tuned on (its settings' `data`, cxrseg.split.parts_sha256): ValueError otherwise,
+    as its training images would be scored as held out."""
+    settings = finetune_settings(args.checkpoint) or {}
+    parts = read_finished_splits(args.splits, args.fold, settings.get("seed", args.seed))
+    trained = settings.get("data")
+    if trained is None or parts_sha256(parts) == trained:
+        return parts
+    fold = settings.get("fold")
+    folds = (f" (it was fine-tuned with --fold {fold}, evaluate has --fold {args.fold})"
+             if fold != args.fold else "")
+    raise ValueError(f"{args.splits}: its train/val/test parts are not the ones "
+                     f"{args.checkpoint} was fine-tuned on{folds}, so images it trained on could "
+                     "be scored as held out; give the split file and --fold it was fine-tuned "
+                     "with, or fine-tune again on this split")
+
+
 def plan(args, out: Path, per_image_path: Path) -> Evaluation:
     """Read and check the pairs, splits, prior and checkpoints, and start the run (begin_run)."""
     if args.erode < 0 or args.kept_size < 0:
         raise ValueError("--erode and --kept-size must be non-negative")
     pairs, dataset_of = find_all_pairs(sources_from_args(args))
+    checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
+    models = [load_model(c, args.config, args.seed) for c in checkpoints]
+    identity = {c: checkpoint_id(c, args.seed) for c in checkpoints}
+    extent = {c: checkpoint_extent(c) for c in checkpoints}
+    check_extent(args.checkpoint, extent[args.checkpoint], args.extent)
     if args.splits:
-        parts = read_finished_splits(args.splits, args.fold, args.seed)
+        parts = read_split_parts(args)
         check_splits_match(parts, pairs, dataset_of, args.splits)
         pairs = [p for p in pairs if parts.get(p.stem) in args.parts]
     else:
@@ -262,11 +291,6 @@ def plan(args, out: Path, per_image_path: Path) -> Evaluation:
         raise ValueError("prior prompts need --prior seg/prior.json")
     images, masks = load_pairs(pairs)
     lungs = read_lung_masks(pairs)
-    checkpoints = [args.checkpoint] + ([args.zero_shot] if args.zero_shot else [])
-    models = [load_model(c, args.config, args.seed) for c in checkpoints]
-    identity = {c: checkpoint_id(c, args.seed) for c in checkpoints}
-    extent = {c: checkpoint_extent(c) for c in checkpoints}
-    check_extent(args.checkpoint, extent[args.checkpoint], args.extent)
     outputs = [out.name, per_image_path.name, "run_evaluate.json"]
     begin_run(out.parent, outputs, done=EVALUATE)
     stems = [p.stem for p in pairs]
@@ -300,7 +324,7 @@ def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: 
                 sel = ev.dataset[val] == group if group != POOLED else np.ones(len(val), bool)
                 if sel.any():
                     merged, lung = _means(metrics[sel])
-                    rows.append([*head, group, "val", f"{t:.2f}", *merged, int(sel.sum()),
+                    rows.append([*head, group, "val", threshold_text(t), *merged, int(sel.sum()),
                                  label, *lung])
     metrics = image_metrics(probs_at(threshold, range(len(ev.images))), ev.masks, threshold,
                             args.erode, kept_size, clean, ev.lungs)
@@ -309,17 +333,18 @@ def score_checkpoint(ev: Evaluation, name: str, model, args, device, precision: 
             sel = (ev.part_of == part) & ((ev.dataset == group) | (group == POOLED))
             if sel.any():
                 merged, lung = _means(metrics[sel])
-                rows.append([*head, group, part, f"{threshold:.2f}", *merged, int(sel.sum()),
+                rows.append([*head, group, part, threshold_text(threshold), *merged, int(sel.sum()),
                              label, *lung])
     for i, stem in enumerate(ev.stems):
-        per_image.append([*head, ev.dataset[i], ev.part_of[i], stem, f"{threshold:.2f}"]
+        per_image.append([*head, ev.dataset[i], ev.part_of[i], stem, threshold_text(threshold)]
                          + [_number(v) for v in metrics[i, :len(METRICS)]]
                          + [_number(v) for v in metrics[i, len(METRICS):]])
     summary = ", ".join(f"{p} Dice {metrics[ev.part_of == p, 0].mean():.4f} "
                         f"M-15 keeps {metrics[ev.part_of == p, 4].mean():.4f}"
                         + _lung_summary(metrics[ev.part_of == p])
                         for p in dict.fromkeys(ev.part_of))
-    print(f"evaluate: {name}: threshold {threshold:.2f}; {summary} ({label})", flush=True)
+    print(f"evaluate: {name}: threshold {threshold_text(threshold)}; {summary} ({label})",
+          flush=True)
     return threshold, rows, per_image
 
 

@@ -24,7 +24,8 @@ from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_r
                                         write_done, write_run_json)
 
 from .morphology import boundary, cutout
-from .records import FINETUNE, FINETUNE_STAGE, POSTPROCESS, PREDICT, SEGFIGURES, require_finished
+from .records import (FINETUNE, FINETUNE_STAGE, PREDICT, SEGFIGURES, require_finished,
+                      require_postprocessed)
 
 PART_STYLE = {"train": "-", "val": "--", "test": ":"}
 # Every file this stage may write; a run removes all of them first (so a worst_masks.png of an
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         require_finished(Path(args.seg) / "curves.csv", FINETUNE, FINETUNE_STAGE)
         require_finished(masks_dir / "raw.npy", PREDICT, "cxrseg.predict")
         for name in ("eroded.npy", "m15.npy", "m50.npy"):
-            require_finished(masks_dir / name, POSTPROCESS, "cxrseg.postprocess")
+            require_postprocessed(masks_dir / name)
         images = np.load(Path(args.cache) / "images.npy", mmap_mode="r")
         index = read_csv(Path(args.cache) / "index.csv", required=["row", "image"])
         stacks = {}

@@ -8,7 +8,8 @@ computed once and cached (the encoder dominates CPU time). Adam; early stopping 
 mean loss; the best epoch (epoch 0 = the checkpoint before fine-tuning) is kept in best.pt.
 `--resume` continues from last.pt and ends in the same state as an uninterrupted run; it refuses a
 missing last.pt and one written with other settings (all flags that alter the result but --epochs
-and --patience; cxrstats.foundation.checkpoints).
+and --patience, the starting checkpoint by content and the image and mask files of each part by
+content; cxrstats.foundation.checkpoints).
 `done_finetune.json` is written last: evaluate and predict read best.pt only when it lists it.
 
 `--extent field|full` (default field) declares the lung convention of the training masks: the
@@ -31,8 +32,6 @@ split file does not know is refused, not left out.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,20 +53,20 @@ from cxrstats.foundation.checkpoints import read_resume, restoring, save_checkpo
 from cxrstats.foundation.extent import DEFAULT_EXTENT, EXTENTS
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .early_stopping import EarlyStopping
-from .engine import (Prompts, decode, embeddings_for, gt_boxes, image_prompts, load_model,
-                     model_inputs)
+from .engine import (Prompts, checkpoint_id, decode, embeddings_for, gt_boxes, image_prompts,
+                     load_model, model_inputs)
 from .losses import LOSSES, segmentation_loss
-from .pairs import load_pairs
+from .pairs import load_pairs, pairs_sha256
 from .prompts import FRAMES, PROMPT_MODES, Prior, build_prior, perturb_boxes
 from .records import FINETUNE, FINETUNE_STAGE
 from .shape_qc import ShapePrior
-from .split import PARTS, check_splits_match, read_finished_splits
+from .split import PARTS, check_splits_match, parts_sha256, read_finished_splits
 
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
 OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "shape_prior.json",
            "run_finetune.json"]
 # Flags that must not change when a run is resumed (--epochs and --patience may).
-RESUME_KEYS = ("checkpoint", "train", "loss", "lr", "weight_decay", "batch_size", "prompt",
+RESUME_KEYS = ("train", "loss", "lr", "weight_decay", "batch_size", "prompt",
                "box_shift", "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold",
                "mask_suffix", "augment", "augment_copies", "extent")
 # What last.pt must hold for --resume (besides "settings").
@@ -180,13 +179,21 @@ def train_epoch(model, data: SegData, optimizer, device, args, generator: torch.
     return tuple((totals / len(data)).tolist())
 
 
-def resume_settings(args, model, parts: dict[str, str], precision: str = "fp32") -> dict:
+def resume_settings(args, model, parts: dict[str, str], precision: str = "fp32",
+                    content: dict | None = None) -> dict:
     """The settings a resumed run must share with the run it continues (all that alter the
     result but --epochs and --patience): the flags, the model config, the resolved precision, a
-    hash of the stems per part."""
-    data = json.dumps(sorted(parts.items())).encode()
+    hash of the stems per part, and what it reads by content (`content_settings`)."""
     return {**{k: getattr(args, k) for k in RESUME_KEYS}, "config": model.config_name,
-            "precision": precision, "data": hashlib.sha256(data).hexdigest()[:16]}
+            "precision": precision, "data": parts_sha256(parts), **(content or {})}
+
+
+def content_settings(args, pairs: dict, stems: dict[str, list[str]]) -> dict:
+    """What the run reads, by content: the starting checkpoint (`checkpoint_id`,
+    cxrseg.engine.checkpoint_id) and each part's image and mask files (`<part>_files`,
+    cxrseg.pairs.pairs_sha256)."""
+    return {"checkpoint_id": checkpoint_id(args.checkpoint, args.seed),
+            **{f"{part}_files": pairs_sha256([pairs[s] for s in stems[part]]) for part in PARTS}}
 
 
 def read_resume_state(path: Path, settings: dict, model) -> dict:
@@ -351,7 +358,8 @@ def check_inputs(args, precision: str = "fp32") -> tuple:
     warn_empty_masks(stems, loaded, args.masks or " ".join(args.data or []))
     if args.box_shift is None:
         args.box_shift = 20 * model.img_size / 1024
-    settings = resume_settings(args, model, parts, precision)
+    settings = resume_settings(args, model, parts, precision,
+                               content_settings(args, pairs, stems))
     resumed = (read_resume_state(Path(args.out) / "last.pt", settings, model) if args.resume
                else None)
     return model, stems, loaded, settings, resumed

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.argtypes import Parser
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, read_csv, save_npy,
-                                        write_csv, write_done, write_run_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, file_sha256, read_csv,
+                                        save_npy, write_csv, write_done, write_run_json)
 
 from .records import MASK_FACTS, PREDICT, PROMPT_COLUMNS, index_rows_sha256, require_finished
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                    threshold=threshold, images=len(raw), shards=shards)
     write_done(folder, records[0]["arguments"] | {"shard": None, "out": str(out)}, outputs,
                done=PREDICT, images=len(raw), empty=len(empty), degenerate=degenerate, **facts,
-               rows_sha256=index_rows_sha256(index), shards=shards)
+               rows_sha256=index_rows_sha256(index), shards=shards, raw_sha256=file_sha256(out))
     print(f"gather: {len(records)} shards, {len(raw)} masks ({len(empty)} empty, "
           f"{len(degenerate)} degenerate image(s)), threshold {threshold:.2f} -> {out}")
 

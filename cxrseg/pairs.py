@@ -7,6 +7,7 @@ uint8 0/1 from 0/1 or 0/255 files. Every problem raises an error that names the 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from cxrstats.foundation.imageio import IMAGE_SUFFIXES, image_stem, is_image_file, read_gray
-from cxrstats.foundation.fileio import read_csv
+from cxrstats.foundation.fileio import file_sha256, read_csv
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,15 @@ class Pair:
     stem: str
     image: Path
     mask: Path
+
+
+def pairs_sha256(pairs: list[Pair]) -> str:
+    """16 hex digits of a sha256 over the pairs' stems and their image and mask files' bytes (each
+    file read once): another content of any file gives another hash."""
+    digest = hashlib.sha256()
+    for pair in sorted(pairs, key=lambda p: p.stem):
+        digest.update(f"{pair.stem}:{file_sha256(pair.image)}:{file_sha256(pair.mask)}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def image_files(folder: Path) -> dict[str, Path]:

@@ -9,7 +9,9 @@ silently dropped: an empty raw mask (or one that erosion empties) is replaced by
 `--dilate R [R ...]` writes m<R>.npy for each distinct radius R >= 0 from one distance transform
 (m0 = the eroded mask itself). Reads raw.npy only with its done_predict.json and only as exact 0/1
 values; writes done_postprocess.json last, with the masks' lung extent (fact `extent`, copied
-from done_predict.json; `unrecorded` when that record has none).
+from done_predict.json; `unrecorded` when that record has none) and `raw_sha256`, the sha256 of
+the raw.npy read (refused when done_predict.json records another): readers of the post-processed
+masks refuse them once predict has written other raw masks (cxrseg.records.require_postprocessed).
 
 An image that cxrseg.predict found degenerate (too small or featureless to hold a radiograph,
 cxrseg.degenerate; listed in done_predict.json) gets the flag `degenerate_image` in qc.csv and its
@@ -29,8 +31,9 @@ from scipy import ndimage
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.extent import UNRECORDED
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, read_csv, read_done,
-                                        save_npy, write_csv, write_done, write_run_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, file_sha256, read_csv,
+                                        read_done, save_npy, write_csv, write_done,
+                                        write_run_json)
 from cxrstats.foundation.progress import Progress
 
 from .anatomy import add_anatomy_arguments, clean_mask
@@ -224,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.min_area >= args.max_area:
             raise ValueError(f"--min-area {args.min_area} must be below --max-area {args.max_area}")
         predicted = require_finished(args.masks, PREDICT, "cxrseg.predict")
+        raw_sha256 = file_sha256(args.masks)
+        if predicted.get("raw_sha256", raw_sha256) != raw_sha256:
+            raise ValueError(f"{args.masks}: not the file {PREDICT} vouches for (its sha256 "
+                             "differs from the record's raw_sha256); re-run cxrseg.predict")
         degenerate = {int(d["row"]): d["reason"] for d in predicted.get("degenerate", [])}
         raw = read_raw_masks(args.masks)
         rows = read_csv(args.index, required=["row", "image"])
@@ -271,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     write_run_json(out, args, name="run_postprocess.json", seconds=seconds, flagged=flagged,
                    fallbacks=fallbacks)
     write_done(out, args, outputs, done=POSTPROCESS, flagged=flagged, fallbacks=fallbacks,
-               extent=predicted.get("extent", UNRECORDED))
+               extent=predicted.get("extent", UNRECORDED), raw_sha256=raw_sha256)
 
 
 def _previous_outputs(folder: Path) -> list[str]:

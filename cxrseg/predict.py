@@ -17,9 +17,10 @@ encoded once). Batched; CUDA when present. Also writes `prompts.csv` (first and 
 image). A folder of images with a folder `--out` gives raw/, m15/, m50/ PNG masks at each image's
 size, qc.csv, and with --masked / --overlay the masked images and a boundary overlay
 (cxrseg.predict_folder has the layout); a `.npy` stack with a folder `--out` gives one PNG mask per
-image in it. A fine-tuned checkpoint needs its done_finetune.json, an eval.csv its
-done_evaluate.json; done_predict.json is written last. If every mask comes out empty the run fails
-(a wrong segmenter or threshold) instead of writing them.
+image in it, `<stem>.png` (index rows whose names share a stem are refused). A fine-tuned
+checkpoint needs its done_finetune.json, an eval.csv its done_evaluate.json; done_predict.json is
+written last. If every mask comes out empty the run fails (a wrong segmenter or threshold) instead
+of writing them.
 
 `--shard K/N` segments only the K-th of N contiguous row ranges of a `.npy` stack, so that N
 processes (cores, GPUs or Slurm steps) share the work; `cxrseg.gather` then joins the N shard
@@ -65,7 +66,8 @@ from .engine import checkpoint_extent, checkpoint_id, encode, load_model, segmen
 from cxrstats.foundation.imageio import image_stem
 from .pairs import load_stack
 from .prompts import PROMPT_MODES, Prior
-from .records import PREDICT, PROMPT_COLUMNS, index_rows_sha256
+from .records import (PREDICT, PREDICT_STARTED, PROMPT_COLUMNS, index_rows_sha256,
+                      previous_predict_outputs, write_predict_started)
 from .segmenter import apply_segmenter
 from .study_masks import DILATE_RADII, ERODE_RADIUS, PIPELINE_SIZE
 
@@ -281,6 +283,22 @@ def rows_to_segment(args, stack, names: list[str], to_stack: bool) -> range:
     return rows
 
 
+def png_names(names: list[str], index) -> list[str]:
+    """`<stem>.png` per row of a stack segmented into a folder; ValueError naming the rows whose
+    names share a stem (their masks would be one file, the last written over the others)."""
+    rows_of: dict[str, list[int]] = {}
+    for row, name in enumerate(names):
+        rows_of.setdefault(image_stem(name), []).append(row)
+    repeated = {stem: rows for stem, rows in rows_of.items() if len(rows) > 1}
+    if repeated:
+        stem, rows = next(iter(repeated.items()))
+        shown = ", ".join(f"row {r} {names[r]}" for r in rows)
+        raise ValueError(f"{index}: {len(repeated)} stem(s) name several rows, e.g. {stem!r}: "
+                         f"{shown}; their masks would all be {stem}.png. Give each image its own "
+                         "stem, or write a .npy --out")
+    return [stem + ".png" for stem in rows_of]
+
+
 def plan(args, device, precision: str) -> Job:
     """Read and check the inputs, load the model, and start the run (begin_run): a Job."""
     out = Path(args.out)
@@ -293,9 +311,13 @@ def plan(args, device, precision: str) -> Job:
     refuse_overlap(folder, args.images, args.index)
     model = load_model(args.checkpoint, args.config, args.seed).to(device)
     facts = mask_facts(args, stack, names, rows, args.threshold, precision)
-    files = [out.name] if to_stack else [image_stem(name) + ".png" for name in names]
+    files = [out.name] if to_stack else png_names(names, args.index)
     outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
-    begin_run(folder, outputs, done=PREDICT)
+    if to_stack:
+        begin_run(folder, outputs, done=PREDICT)
+    else:
+        begin_run(folder, [*outputs, *previous_predict_outputs(folder)], done=PREDICT)
+        write_predict_started(folder, outputs)
     return Job(out, folder, stack, names, rows, prior, model, device, precision, facts, outputs)
 
 
@@ -379,11 +401,15 @@ def write_outputs(job: Job, result: Predicted, args, resolved, started: float) -
           f"threshold {args.threshold:.2f}, {len(result.empty)} empty mask(s), "
           f"{len(result.degenerate)} degenerate image(s) -> {job.out}")
     shard = {} if args.shard is None else {"shard": list(args.shard)}
+    raw = {"raw_sha256": file_sha256(job.out)} if job.to_stack else {}
     write_run_json(job.folder, args, name="run_predict.json", seconds=seconds,
                    device=str(job.device), precision=job.precision, threshold=args.threshold,
                    images=n, **shard)
     write_done(job.folder, args, job.outputs, done=PREDICT, images=n, empty=len(result.empty),
-               degenerate=result.degenerate, settings=resolved.sources, **job.facts, **shard)
+               degenerate=result.degenerate, settings=resolved.sources, **job.facts, **shard,
+               **raw)
+    if not job.to_stack:
+        (job.folder / PREDICT_STARTED).unlink()
 
 
 def main(argv: list[str] | None = None) -> None:

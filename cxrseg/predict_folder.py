@@ -15,6 +15,10 @@ Layout of --out (docs/DESIGN.md, "Masks of a folder of images"):
                           folder has shape_prior.json), the image's size and the radii used
   index.csv, prompts.csv, run_predict.json, done_predict.json (written last)
 
+Before it writes a mask the run lists every file it will write in started_predict.json (removed
+once done_predict.json is written); a later run first removes the files listed by the folder's
+done_predict.json and started_predict.json, so a killed run's masks never mix with the next run's.
+
 Images of any size and format cxrstats.foundation.imageio reads (PNG, JPEG, 16-bit PNG, BMP, TIFF,
 DICOM) may sit side by side; they are read one batch at a time, so memory does not grow with the
 folder. A file that cannot be read (corrupt, a compressed DICOM without its decoder) is named on
@@ -32,9 +36,8 @@ import numpy as np
 from PIL import Image
 
 from cxrstats.foundation.progress import Progress
-from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256,
-                                        mark_folder, read_done, write_csv, write_done,
-                                        write_run_json)
+from cxrstats.foundation.fileio import (atomic_path, begin_run, file_sha256, mark_folder,
+                                        write_csv, write_done, write_run_json)
 
 from .anatomy import clean_mask
 from .pairs import image_files
@@ -45,7 +48,8 @@ from .morphology import boundary, cutout
 from .postprocess import NOTE_COLUMN, QC_COLUMNS, QCLimits, check_radii, mask_row, with_shape
 from .predict import add_image, check_empty, refuse_overlap, warn_degenerate
 from .prompts import Prior
-from .records import PREDICT, PROMPT_COLUMNS, index_rows_sha256
+from .records import (PREDICT, PREDICT_STARTED, PROMPT_COLUMNS, index_rows_sha256,
+                      previous_predict_outputs, write_predict_started)
 from .segmenter import Resolved
 from .shape_qc import SHAPE_COLUMNS, ShapePrior, shape_qc_rows
 from .study_masks import DILATE_RADII, ERODE_RADIUS, scale_radius
@@ -152,17 +156,6 @@ def readable_batches(files: dict[str, Path], size: int,
         yield batch
 
 
-def previous_outputs(folder: Path) -> list[str]:
-    """The files the last finished prediction in `folder` wrote (removed before this run writes):
-    relative paths inside the folder only."""
-    try:
-        outputs = read_done(folder, PREDICT).get("outputs", [])
-    except IncompleteRunError:
-        return []
-    return [name for name in outputs if isinstance(name, str) and not Path(name).is_absolute()
-            and ".." not in Path(name).parts]
-
-
 def segment_folder(args, resolved: Resolved, device, started: float, precision: str) -> None:
     """Segment every image of the folder args.images into the folder args.out (layout above)."""
     out = Path(args.out)
@@ -176,7 +169,9 @@ def segment_folder(args, resolved: Resolved, device, started: float, precision: 
     prior = Prior.load(args.prior)
     model = load_model(args.checkpoint, args.config, args.seed).to(device)
     run = FolderRun(args, resolved, out)
-    begin_run(out, [*FIXED_OUTPUTS, *previous_outputs(out)], done=PREDICT)
+    begin_run(out, [*FIXED_OUTPUTS, *previous_predict_outputs(out)], done=PREDICT)
+    write_predict_started(out, [*(f"{folder}/{stem}.png" for stem in files
+                                  for folder in run.folders()), *FIXED_OUTPUTS])
     for name in run.folders():
         mark_folder(out / name)
 
@@ -224,3 +219,4 @@ def finish(run: FolderRun, files: dict[str, Path], resolved: Resolved, device,
                    threshold=args.threshold, images=n, skipped=len(run.skipped),
                    precision=precision)
     write_done(out, args, [*run.outputs, *FIXED_OUTPUTS], done=PREDICT, **facts)
+    (out / PREDICT_STARTED).unlink()

@@ -4,23 +4,30 @@ Each stage calls `cxrstats.foundation.fileio.begin_run` when it starts and `writ
 record sits in the stage's output folder and lists the files it vouches for. A reader of one of
 those files calls `require_finished(path, RECORD, stage)`: the record must exist beside the file and
 list its name, so a file left by a killed run (or a stale file beside another run's record) is
-refused.
+refused. Post-processed masks are read through `require_postprocessed`, which also refuses masks
+made from raw masks that predict has replaced since.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cxrstats.foundation.fileio import IncompleteRunError, read_done
+from cxrstats.foundation.fileio import IncompleteRunError, read_done, write_json
 
 SPLIT = "done_split.json"              # seg/: splits.csv
 FINETUNE = "done_finetune.json"        # seg/: best.pt, last.pt, curves.csv, prior.json
 EVALUATE = "done_evaluate.json"        # seg/: eval.csv, eval_per_image.csv
 PREDICT = "done_predict.json"          # masks/: raw.npy (or PNG masks), index.csv, prompts.csv
 POSTPROCESS = "done_postprocess.json"  # masks/: eroded.npy, m<r>.npy, qc.csv
+# Both records hold `raw_sha256`, the sha256 of raw.npy as predict (or gather) wrote it and as
+# postprocess read it: post-processed masks are current only while the two are equal.
 SEGFIGURES = "done_segfigures.json"    # results/figures/: seg_loss_curves.png, mask_panels.png
+# A prediction into a folder of PNG masks writes the files it will write here before any of them
+# (removed when done_predict.json is written): a later run removes what a killed one left.
+PREDICT_STARTED = "started_predict.json"
 
 # What predicted masks depend on beyond predict's flags, recorded in done_predict.json (by predict
 # and gather) and compared by gather across shards, in this order: fact -> what it names in
@@ -56,6 +63,59 @@ def require_finished(path: str | os.PathLike, record: str, stage: str) -> dict:
         raise IncompleteRunError(f"{path}: {path.parent / record} vouches for {outputs}, not for "
                                  f"{path.name}; re-run {stage} with this output")
     return done
+
+
+def check_made_from_current_raw(folder: str | os.PathLike, record: dict) -> None:
+    """IncompleteRunError unless the post-processed masks of `record` (done_postprocess.json in
+    `folder`) were made from the raw.npy that done_predict.json there vouches for now: their
+    `raw_sha256` facts must be equal (predict run again since leaves them unequal)."""
+    folder = Path(folder)
+    made_from = record.get("raw_sha256")
+    current = read_done(folder, PREDICT, what="cxrseg.predict run").get("raw_sha256")
+    if made_from is None or current is None:
+        which = POSTPROCESS if made_from is None else PREDICT
+        raise IncompleteRunError(f"{folder / which}: records no raw_sha256, so the post-processed "
+                                 "masks cannot be matched to the raw masks; re-run cxrseg.predict "
+                                 "and cxrseg.postprocess")
+    if made_from != current:
+        raise IncompleteRunError(f"{folder}: the post-processed masks were made from another "
+                                 f"raw.npy than the one {PREDICT} vouches for now (cxrseg.predict "
+                                 "ran again since); re-run cxrseg.postprocess")
+
+
+def require_postprocessed(path: str | os.PathLike) -> dict:
+    """`require_finished(path, POSTPROCESS, ...)` for a post-processed mask file, also refused when
+    it was made from other raw masks than the current ones (`check_made_from_current_raw`)."""
+    done = require_finished(path, POSTPROCESS, "cxrseg.postprocess")
+    check_made_from_current_raw(Path(path).parent, done)
+    return done
+
+
+def write_predict_started(folder: str | os.PathLike, outputs: Iterable[str]) -> None:
+    """Record in `folder` the files a prediction is about to write (PREDICT_STARTED), before it
+    writes any of them."""
+    write_json(Path(folder) / PREDICT_STARTED, {"outputs": list(outputs)})
+
+
+def previous_predict_outputs(folder: str | os.PathLike) -> list[str]:
+    """The files an earlier prediction in `folder` wrote or was about to write: the outputs of its
+    done_predict.json (finished) and of its started_predict.json (killed or failed); relative
+    paths inside the folder only. A later run removes them before it writes."""
+    folder = Path(folder)
+    names = []
+    try:
+        names += read_done(folder, PREDICT).get("outputs", [])
+    except IncompleteRunError:
+        pass
+    started = folder / PREDICT_STARTED
+    if started.is_file():
+        try:
+            names += json.loads(started.read_text()).get("outputs", [])
+        except (ValueError, AttributeError):
+            raise IncompleteRunError(f"{started}: not a readable record of a started prediction; "
+                                     "remove the folder's masks and the record by hand") from None
+    return [name for name in dict.fromkeys(names) if isinstance(name, str)
+            and not Path(name).is_absolute() and ".." not in Path(name).parts]
 
 
 def is_finetune_checkpoint(obj) -> bool:

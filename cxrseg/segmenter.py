@@ -51,12 +51,16 @@ def threshold_from_eval(path: str | Path, identity: str, checkpoint: str,
     `identity` (cxrseg.engine.checkpoint_id; `checkpoint` is its spelling, for messages), by the
     same rule (cxrseg.threshold_rule, with the evaluation's `tolerance`) on the mean val Dice,
     over all datasets pooled when eval.csv has several. ValueError naming the file when eval.csv
-    evaluated other weights."""
+    has no validation rows or evaluated other weights."""
     rows = read_csv(path, required=["checkpoint", "part", "threshold", "dice"])
     if rows and "checkpoint_id" not in rows[0]:
         raise ValueError(f"{path}: has no checkpoint_id column, so the checkpoint it evaluated "
                          "cannot be matched by content; re-run cxrseg.evaluate")
     val = [r for r in rows if r["part"] == "val"]
+    if not val:
+        raise ValueError(f"{path}: has no validation rows (the evaluation had no validation part, "
+                         "e.g. --parts test), so it chose no threshold; give --threshold, or "
+                         "re-run cxrseg.evaluate with the validation part (--parts val test)")
     rows = [r for r in val if r["checkpoint_id"] == identity]
     if not rows:
         evaluated = sorted({f"{r['checkpoint']} ({r['checkpoint_id']})" for r in val})

@@ -10,6 +10,8 @@ cxrseg.finetune and cxrseg.evaluate read a split file only when it lists that fi
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import time
 from collections import Counter
@@ -120,6 +122,12 @@ def read_finished_splits(path: str | os.PathLike, fold: int | None = None,
     """`read_splits` of a file cxrseg.split finished (done_split.json beside it lists it)."""
     require_finished(path, SPLIT, "cxrseg.split")
     return read_splits(path, fold, seed)
+
+
+def parts_sha256(parts: dict[str, str]) -> str:
+    """16 hex digits of the sha256 of which stem is in which part: a fine-tuned checkpoint stores
+    it (`settings["data"]`), and cxrseg.evaluate compares it with the parts it reads."""
+    return hashlib.sha256(json.dumps(sorted(parts.items())).encode()).hexdigest()[:16]
 
 
 def check_splits_match(parts: dict[str, str], pairs: list, dataset_of: dict[str, str],

@@ -1,7 +1,8 @@
 """The study's rule for a mask threshold, chosen on validation: the candidate with the best mean
 validation Dice or, with a tolerance, the lowest candidate within that much of the best (a lower
 threshold keeps more lung). cxrseg.evaluate chooses by it, cxrseg.predict re-derives the choice
-from eval.csv by it, and the experiments choose per fold by it."""
+from eval.csv by it, and the experiments choose per fold by it. Thresholds are written by
+`threshold_text`, which reads back as the same number."""
 from __future__ import annotations
 
 # eval.csv stores mean Dice to 6 decimals; the rule compares them at that precision, so that the
@@ -19,3 +20,10 @@ def choose_threshold(dice: dict[float, float], tolerance: float = 0.0) -> float:
     rounded = {t: round(float(d), DICE_DECIMALS) for t, d in dice.items()}
     floor = round(max(rounded.values()) - tolerance, DICE_DECIMALS)
     return min(t for t, d in rounded.items() if d >= floor)
+
+
+def threshold_text(threshold: float) -> str:
+    """A threshold as eval.csv writes it: 2 decimals (0.40) when they give it exactly back, else
+    the shortest text that does (0.333), so that the threshold read back is the one used."""
+    short = f"{threshold:.2f}"
+    return short if float(short) == threshold else repr(float(threshold))

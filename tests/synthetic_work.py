@@ -14,7 +14,7 @@ import numpy as np
 
 from cxrcls.labels import FINDINGS, LABELS
 from cxrseg.study_masks import DILATE_RADII
-from cxrstats.foundation.fileio import content_facts, save_npy, write_csv, write_done
+from cxrstats.foundation.fileio import content_facts, file_sha256, save_npy, write_csv, write_done
 
 
 def synthetic_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -70,11 +70,12 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
     band = max(1, size // len(FINDINGS))
     save_npy(work / "masks" / "raw.npy", lung_masks(n, size))
     write_csv(work / "masks" / "index.csv", ["row", "image"], list(enumerate(names)))
+    raw_sha256 = file_sha256(work / "masks" / "raw.npy")
     write_done(work / "masks", arguments, ["raw.npy", "index.csv"], done="done_predict.json",
-               extent="field")
+               extent="field", raw_sha256=raw_sha256)
     for r in radii:
         grow = max(1, band * r // 200) if r else 0
         save_npy(work / "masks" / f"m{r}.npy", lung_masks(n, size, grow))
     write_done(work / "masks", arguments, [f"m{r}.npy" for r in radii],
-               done="done_postprocess.json", extent="field")
+               done="done_postprocess.json", extent="field", raw_sha256=raw_sha256)
     return work

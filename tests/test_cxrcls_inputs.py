@@ -1,4 +1,5 @@
 """Input variants, the memmap batch loader, batch augmentation and the model wrapper."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ from cxrcls import augment as A
 from cxrcls.inputs import compose, mask_boundary, open_input
 from cxrcls.loader import BatchLoader
 from cxrcls.models import Classifier, build_model, load_weights
-from cxrstats.foundation.fileio import IncompleteRunError, read_csv, save_npy, write_csv
+from cxrstats.foundation.fileio import (IncompleteRunError, read_csv, save_npy, write_csv,
+                                        write_json)
 from synthetic_work import make_work
 
 
@@ -199,3 +201,13 @@ def test_freeze_backbone_and_weight_loading(tmp_path):
     assert "re-initialized" in load_weights(Classifier("resnet18"), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="does not fit"):
         load_weights(Classifier("resnet50"), tmp_path / "best.pt")
+
+
+def test_masks_made_from_raw_masks_predict_has_replaced_since_are_refused(work, tmp_path):
+    bad = copy_work(work, tmp_path)
+    record = json.loads((bad / "masks" / "done_predict.json").read_text())
+    write_json(bad / "masks" / "done_predict.json", {**record, "raw_sha256": "0" * 64})
+    with pytest.raises(IncompleteRunError, match=r"masks: the post-processed masks were made "
+                                                 r"from another raw.npy"):
+        open_input(bad / "cache", bad / "masks", "m15")
+    open_input(bad / "cache", bad / "masks", "overlay")       # the raw masks themselves: current

@@ -1,12 +1,17 @@
 """cxrseg.evaluate on bad input (range-checked flags, a zero-byte checkpoint, a foreign output
-folder), and eval.csv naming each checkpoint by content."""
+folder, a split the checkpoint was not fine-tuned on), eval.csv naming each checkpoint by content
+and writing thresholds that read back as chosen."""
+import csv
+import json
+
 import pytest
 
 from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder
-from cxrseg import evaluate
+from cxrseg import evaluate, finetune, split
 from cxrseg.engine import checkpoint_id
+from cxrseg.segmenter import threshold_from_eval
 from cxrstats.foundation.fileio import file_sha256
-from synthetic_pairs import run_evaluate
+from synthetic_pairs import copy_seg, data_flags, run_evaluate
 from vendor_medsam.configs import CONFIGS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -44,3 +49,44 @@ def test_eval_csv_names_each_checkpoint_by_content(study):
     assert rows[0].startswith("checkpoint,checkpoint_id,extent,dataset,part,threshold")
     assert all(f"sha256:{file_sha256(study / 'seg' / 'best.pt')}" in r for r in rows[1:])
     assert checkpoint_id("micro", seed=3) == "micro seed 3"
+
+
+def _split(study, folder, *flags):
+    split.main([*data_flags(study), "--out", str(folder / "splits.csv"), *flags])
+    return folder / "splits.csv"
+
+
+def test_a_split_other_than_the_one_fine_tuned_on_is_refused(study, tmp_path):
+    other = _split(study, tmp_path / "other", "--seed", "1")
+    with pytest.raises(SystemExit, match=r"error: .*other/splits.csv: its train/val/test parts "
+                                         r"are not the ones .*best.pt was fine-tuned on"):
+        run_evaluate(study, study / "seg", "--splits", str(other),
+                     "--out", str(tmp_path / "eval" / "eval.csv"))
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_fold_file_gives_the_validation_part_drawn_with_the_fine_tuning_seed(study, tmp_path):
+    folds = _split(study, tmp_path / "folds", "--folds", "3")
+    seg = tmp_path / "seg"
+    finetune.main(["--checkpoint", "micro", *data_flags(study), "--splits", str(folds),
+                   "--fold", "0", "--seed", "1", "--epochs", "0", "--train", "decoder",
+                   "--out", str(seg), "--device", "cpu"])
+    run_evaluate(study, seg, "--splits", str(folds), "--fold", "0")    # evaluate's --seed is 0
+    trained = split.read_splits(folds, fold=0, seed=1)
+    per_image = list(csv.DictReader(open(seg / "eval_per_image.csv")))
+    assert {r["stem"] for r in per_image if r["part"] == "val"} == {
+        s for s, p in trained.items() if p == "val"}
+    with pytest.raises(SystemExit, match=r"error: .*not the ones .*best.pt was fine-tuned on "
+                                         r"\(it was fine-tuned with --fold 0, evaluate has "
+                                         r"--fold 1\)"):
+        run_evaluate(study, seg, "--splits", str(folds), "--fold", "1")
+
+
+def test_predict_reads_back_the_threshold_evaluate_chose(study, tmp_path):
+    seg = copy_seg(study, tmp_path)
+    run_evaluate(study, seg, "--thresholds", "0.333", "0.3349", "0.4")
+    rows = list(csv.DictReader(open(seg / "eval.csv")))
+    assert {r["threshold"] for r in rows if r["part"] == "val"} == {"0.333", "0.3349", "0.40"}
+    chosen = json.loads((seg / "done_evaluate.json").read_text())["thresholds"]
+    best = str(seg / "best.pt")
+    assert threshold_from_eval(seg / "eval.csv", checkpoint_id(best), best) == chosen[best]

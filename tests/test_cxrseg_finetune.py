@@ -1,14 +1,20 @@
 """cxrseg.finetune on bad input: range-checked flags, a killed run, empty masks, --resume through
-the guarded reader and only with the same settings, augmentation flags, a foreign output folder.
+the guarded reader and only with the same settings and inputs (by content), augmentation flags, a
+foreign output folder.
 
 Every run fine-tunes the random `micro` model on the tiny synthetic study of conftest.py."""
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder
 from cxrseg import finetune
+from cxrseg.engine import load_model
+from cxrstats.foundation.fileio import read_csv
 from synthetic_pairs import (copy_seg, predict_folder, run_evaluate, run_finetune, run_split,
                              write_pairs)
 from vendor_medsam.configs import CONFIGS
@@ -140,3 +146,24 @@ def test_resume_refuses_another_precision_and_the_cache_keeps_them_apart(study, 
     run_finetune(study, seg, "--precision", other)
     assert sorted(p.name.rsplit("_", 1)[1] for p in seg.glob("embeddings_*.pt")) == [
         "bf16.pt", "fp32.pt"]
+
+
+def test_resume_refuses_changed_image_or_mask_files_and_another_starting_checkpoint(study,
+                                                                                  tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(study, data, ignore=shutil.ignore_patterns("cache"))
+    train = next(r["stem"] for r in read_csv(data / "seg" / "splits.csv") if r["part"] == "train")
+    mask = data / "masks" / f"{train}.png"
+    Image.fromarray(255 - np.asarray(Image.open(mask))).save(mask)      # same name, other lungs
+    with pytest.raises(SystemExit, match=r"error: .*last.pt: cannot resume with different "
+                                         r"settings \{'train_files'"):
+        run_finetune(data, data / "seg", "--epochs", "2", "--resume")
+    start = tmp_path / "start.pt"
+    torch.save(load_model("micro", seed=0).state_dict(), start)
+    seg = tmp_path / "seg"
+    run_finetune(study, seg, "--checkpoint", str(start), "--config", "micro")
+    torch.save(load_model("micro", seed=1).state_dict(), start)         # same path, other weights
+    with pytest.raises(SystemExit, match=r"error: .*last.pt: cannot resume with different "
+                                         r"settings \{'checkpoint_id'"):
+        run_finetune(study, seg, "--checkpoint", str(start), "--config", "micro", "--epochs", "2",
+                     "--resume")

@@ -1,15 +1,19 @@
 """cxrseg.morphology equals scipy's reference; masked images; QC flags and the empty-mask
 fallback; what cxrseg.postprocess refuses (an unfinished predict, masks other than exact 0/1,
-an index other than the one segmented, bad flags, a foreign output folder)."""
+an index other than the one segmented, bad flags, a foreign output folder, raw masks predict has
+replaced since)."""
+import shutil
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder, with_flags
-from cxrseg import postprocess
+from cxrseg import postprocess, predict
 from cxrseg.pairs import load_stack
 from cxrseg.morphology import boundary, cutout, dilate_disk, dilate_disks, disk, erode_disk, overlay
-from cxrstats.foundation.fileio import read_csv, write_done
+from cxrseg.records import require_postprocessed
+from cxrstats.foundation.fileio import IncompleteRunError, read_csv, write_done
 
 
 def _save_predicted(path, raw):
@@ -208,3 +212,26 @@ def test_index_rows_must_be_0_to_n_minus_1(tmp_path, rows):
     np.save(tmp_path / "stack.npy", np.zeros((2, 8, 8), np.uint8))
     with pytest.raises(ValueError, match=r"index.csv: row \d has row="):
         load_stack(tmp_path / "stack.npy", tmp_path / "index.csv")
+
+
+@pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+def test_post_processed_masks_are_refused_once_predict_wrote_other_raw_masks(study, predicted,
+                                                                          tmp_path):
+    masks = tmp_path / "masks"
+    shutil.copytree(predicted / "masks", masks)
+    require_postprocessed(masks / "m15.npy")                    # made from the current raw.npy
+    before = np.load(masks / "raw.npy")
+    predict.main(["--images", str(study / "cache" / "images.npy"),
+                  "--index", str(study / "cache" / "index.csv"), "--checkpoint", "micro",
+                  "--prior", str(study / "seg" / "prior.json"), "--threshold", "0.5",
+                  "--out", str(masks / "raw.npy"), "--device", "cpu"])
+    assert not np.array_equal(np.load(masks / "raw.npy"), before)
+    assert (masks / "done_postprocess.json").is_file()          # the old record is still there
+    with pytest.raises(IncompleteRunError, match=r"masks: the post-processed masks were made "
+                                                 r"from another raw.npy .*ran again since"):
+        require_postprocessed(masks / "m15.npy")
+    np.save(masks / "raw.npy", before)                          # by hand, behind predict's back
+    with pytest.raises(SystemExit, match=r"error: .*raw.npy: not the file done_predict.json "
+                                         r"vouches for"):
+        postprocess.main(["--masks", str(masks / "raw.npy"),
+                          "--index", str(study / "cache" / "index.csv"), "--out", str(masks)])

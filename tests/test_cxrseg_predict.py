@@ -181,6 +181,18 @@ def test_predict_names_degenerate_images_and_postprocess_flags_them(study, tmp_p
     assert sum("degenerate" in line for line in qc) == 2
 
 
+def test_a_stack_into_a_folder_refuses_rows_that_share_a_stem(study, tmp_path):
+    stack = np.load(study / "cache" / "images.npy")[:4]
+    write_stack(tmp_path / "cache", list(stack), ["a.png", "b.png", "a.jpg", "sub/a.png"])
+    with pytest.raises(SystemExit, match=r"error: .*index.csv: 1 stem\(s\) name several rows, "
+                                         r"e.g. 'a': row 0 a.png, row 2 a.jpg, row 3 sub/a.png"):
+        predict.main(["--images", str(tmp_path / "cache" / "images.npy"),
+                      "--index", str(tmp_path / "cache" / "index.csv"), "--checkpoint", "micro",
+                      "--prior", str(study / "seg" / "prior.json"), "--threshold", "0.45",
+                      "--out", str(tmp_path / "pngs"), "--device", "cpu"])
+    assert not (tmp_path / "pngs").exists()
+
+
 def test_predict_writes_a_mask_for_an_image_too_small_to_be_a_radiograph(study, tmp_path,
                                                                           capsys):
     images = tmp_path / "images"

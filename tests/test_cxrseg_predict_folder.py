@@ -1,7 +1,8 @@
 """cxrseg.predict on a folder of radiographs (cxrseg.predict_folder): the study's m<r> masks scaled
 to each image's size by postprocess's rule, the views asked for, unreadable files skipped and
-recorded, a re-run replacing the previous run's files. A random micro model with a low threshold
-(every mask non-empty) is enough: what is checked is what happens around the segmenter."""
+recorded, a re-run replacing the previous run's files (a killed run's too). A random micro model
+with a low threshold (every mask non-empty) is enough: what is checked is what happens around the
+segmenter."""
 import argparse
 import json
 
@@ -16,6 +17,7 @@ from cxrseg.prompts import Prior
 from cxrseg.segmenter import Resolved
 from cxrseg.study_masks import DILATE_RADII, ERODE_RADIUS, scale_radius
 from cxrstats.foundation.fileio import read_csv
+from synthetic_pairs import write_stack
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -98,3 +100,60 @@ def test_folder_only_flags_are_refused_for_a_stack(tmp_path):
         predict.main(["--images", str(tmp_path / "s.npy"), "--index", str(tmp_path / "index.csv"),
                       "--checkpoint", "micro", "--prior", str(prior), "--masked",
                       "--out", str(tmp_path / "m" / "raw.npy"), "--device", "cpu"])
+
+
+def _killed_after(monkeypatch, calls: int, target, name: str):
+    """Make `target.name` raise KeyboardInterrupt on its call number `calls` + 1."""
+    original, seen = getattr(target, name), []
+
+    def killed(*args, **kwargs):
+        seen.append(1)
+        if len(seen) > calls:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+    monkeypatch.setattr(target, name, killed)
+
+
+def test_a_killed_run_leaves_no_masks_in_the_next_runs_folder(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    rng = np.random.default_rng(2)
+    for folder, names in ((first, ["a", "b", "c"]), (second, ["d"])):
+        folder.mkdir()
+        for name in names:
+            Image.fromarray(rng.integers(0, 256, (40, 40)).astype(np.uint8)).save(
+                folder / f"{name}.png")
+    prior = tmp_path / "prior.json"
+    Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(prior)
+    out = tmp_path / "masks"
+    _killed_after(monkeypatch, 2, FolderRun, "add")
+    with pytest.raises(KeyboardInterrupt):
+        folder_predict(first, out, prior, "--batch-size", "1")
+    assert (out / "raw" / "a.png").is_file() and not (out / "done_predict.json").exists()
+    monkeypatch.undo()
+    (out / "raw" / "mine.png").write_bytes(b"a file no toolkit record names")
+    folder_predict(second, out, prior)
+    assert sorted(p.name for p in (out / "raw").glob("*.png")) == ["d.png", "mine.png"]
+    assert not list((out / "m15").glob("[abc].png")) and not (out / "started_predict.json").exists()
+
+
+def test_a_killed_stack_prediction_into_a_folder_leaves_no_masks_for_the_next(tmp_path,
+                                                                             monkeypatch):
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (40, 40)).astype(np.uint8) for _ in range(3)]
+    write_stack(tmp_path / "one", images, ["a.png", "b.png", "c.png"])
+    write_stack(tmp_path / "two", images[:1], ["d.png"])
+    prior = tmp_path / "prior.json"
+    Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(prior)
+    out = tmp_path / "masks"
+
+    def stack_predict(stack, *extra):
+        predict.main(["--images", str(stack / "images.npy"), "--index", str(stack / "index.csv"),
+                      "--checkpoint", "micro", "--prior", str(prior), "--threshold", "0.01",
+                      "--out", str(out), "--device", "cpu", *extra])
+    _killed_after(monkeypatch, 2, predict, "degenerate_reason")   # called once per mask
+    with pytest.raises(KeyboardInterrupt):
+        stack_predict(tmp_path / "one", "--batch-size", "1")
+    assert (out / "a.png").is_file() and not (out / "done_predict.json").exists()
+    monkeypatch.undo()
+    stack_predict(tmp_path / "two")
+    assert sorted(p.name for p in out.glob("*.png")) == ["d.png"]

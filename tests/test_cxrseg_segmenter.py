@@ -118,3 +118,16 @@ def test_contradictions_and_an_evaluation_without_recipe_are_refused(tmp_path):
     old = fake_segmenter(tmp_path / "old", recipe=None)
     with pytest.raises(ValueError, match=r"records no prompting recipe.*re-run cxrseg.evaluate"):
         resolve("--segmenter", old)
+
+
+def test_an_evaluation_without_a_validation_part_says_so(tmp_path):
+    seg = fake_segmenter(tmp_path / "seg")
+    identity = f"sha256:{file_sha256(seg / 'best.pt')}"
+    write_csv(seg / "eval.csv", EVAL_COLUMNS, [["seg/best.pt", identity, "field", "seg", "test",
+                                                "0.40", 0.8, *[0.5] * 5, 4, "box:prior"]])
+    with pytest.raises(ValueError, match=r"eval.csv: has no validation rows \(the evaluation had "
+                                         r"no validation part.*give --threshold, or re-run "
+                                         r"cxrseg.evaluate with the validation part"):
+        resolve("--segmenter", seg)
+    args, _ = resolve("--segmenter", seg, "--threshold", "0.4")
+    assert args.threshold == 0.4 and args.refine == RECIPE["refine"]
