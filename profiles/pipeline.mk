@@ -413,12 +413,22 @@ clean-work:
 	@test -n "$(W)" && test "$(W)" != / && test "$(W)" != .
 	@echo "rm -rf $(W)"; $(call with_lock,$(W),rm -rf $(W))
 
+# A training run on a mask waits for its checksum, masks/.sum-<name>, which the post-processing
+# rewrites only when the mask changed. make reads a file's time once, before it builds what the
+# file waits for, so the make that post-processes cannot see a new checksum. For the goals that
+# train, the locked make therefore runs two makes: the masks first (masks-first), then the goals,
+# whose make reads the checksums afresh; a run on a mask that changed is re-trained there.
+SUM_INPUTS  := $(foreach i,$(INPUTS),$(if $(filter $(W)/masks/.sum-%,$(call mask_dep,$(i))),$(i)))
+MASKS_FIRST := $(if $(SUM_INPUTS),$(filter reproduce attribution tightness,$(STUDY_GOALS)))
+
 ifneq ($(TAKE_LOCK),)
 # This make only takes the lock: each goal is the inner make's.
 .PHONY: $(PIPELINE_GOALS) locked-make
 $(PIPELINE_GOALS): locked-make ; @:
+INNER_MAKES = $(if $(MASKS_FIRST),$(SUB_MAKE) masks-first HELD_LOCK=$(TAKE_LOCK) &&) \
+	$(SUB_MAKE) $(PIPELINE_GOALS) HELD_LOCK=$(TAKE_LOCK)
 locked-make: | $(SETUP)
-	+@$(call with_lock,$(LOCK_FOLDER),$(SUB_MAKE) $(PIPELINE_GOALS) HELD_LOCK=$(TAKE_LOCK))
+	+@$(call with_lock,$(LOCK_FOLDER),$(SHELL) -c '$(INNER_MAKES)')
 
 else
 # ---------------------------------------------------------------- the make that runs stages
@@ -521,12 +531,17 @@ endif
 $(POST_DONE): $(PREDICT_DONE) $(CODE_POSTPROCESS) $(ARGS_DIR)/POSTPROCESS | $(SETUP)
 	$(call run_cpu,post-process masks,$(CMD_POSTPROCESS),$(UPDATE_SUMS))
 
-# The post-processing rewrites a checksum whose mask changed (UPDATE_SUMS); a checksum missing
-# after it (e.g. deleted by hand) is computed again. A normal prerequisite, not an order-only one:
-# make then reads the checksum's time after the post-processing, so a changed mask re-trains its
-# runs in the same make.
-$(W)/masks/.sum-%: $(POST_DONE)
-	@[ -f $@ ] || { md5sum < $(W)/masks/$*.npy > $@.tmp && mv $@.tmp $@; }
+# A checksum missing after a finished post-processing (e.g. deleted by hand) is computed again.
+# (make reads a checksum's time before the post-processing it waits for rewrites it: see
+# MASKS_FIRST for how a changed mask still re-trains its runs in the same `make reproduce`.)
+$(W)/masks/.sum-%: | $(POST_DONE)
+	@md5sum < $(W)/masks/$*.npy > $@.tmp && mv $@.tmp $@
+
+# The first of the locked make's two makes (MASKS_FIRST): the masks, and the runs that do not
+# read a checksum (runs on original images do not wait for the masks).
+.PHONY: masks-first
+masks-first: $(POST_DONE) $(foreach a,$(ARCHS),$(foreach i,$(filter-out $(SUM_INPUTS),$(INPUTS)),\
+	$(foreach k,$(SPLIT_IDS),$(W)/runs/$(a)_$(i)/split$(k)/.done-train)))
 
 # One rule per training run; runs on `original` do not wait for the segmentation.
 define TRAIN_RULE

@@ -273,8 +273,9 @@ def test_lint_installs_ruff_once_then_checks_with_the_repository_settings(tmp_pa
 
 
 def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tmp_path):
-    """Stamps made by hand in pipeline order: `make -q` says up to date; a newer checksum of a
-    mask re-trains the runs that read it."""
+    """Stamps made by hand in pipeline order: `make -q` says up to date; a post-processing that
+    re-ran with the same masks (checksums unchanged) re-runs the figures and report, no training;
+    a changed mask re-trains the runs that read it."""
     work = tmp_path / "w"
     stages = commands(_dry(work, "PROFILE=tiny").stdout)          # writes .make/env.mk and .args
     stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
@@ -294,6 +295,10 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
     # (stamps in the near future: newer than the project files and the recorded command lines)
     assert run_make("-q", f"WORK={work}", "PROFILE=tiny", str(work / "results/.done-report"),
                     check=False).returncode == 0
+    post = work / "masks/.done-postprocess"
+    os.utime(post, (now + 100, now + 100))
+    again = _names(commands(run_make("-n", f"WORK={work}", "PROFILE=tiny").stdout))
+    assert again == ["cxrseg.figures", "cxrstats.report"]
     os.utime(work / "masks/.sum-m50", (now + 101, now + 101))
     changed = commands(run_make("-n", f"WORK={work}", "PROFILE=tiny").stdout)
     assert [c for c in changed if "-m cxrcls.train" in c and "--train-input m50" in c]
@@ -303,8 +308,8 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
 @pytest.mark.parametrize("mask", ["changed", "equal"])
 def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(tmp_path, mask):
     """A finished folder whose post-processing must re-run (its stamp older than the prediction's):
-    when the stand-in post-processing writes another masks/m50.npy, the same `make` re-trains the
-    runs on m50 (make reads the checksum's time after the post-processing), never those on
+    when the stand-in post-processing writes another masks/m50.npy, the same `make reproduce`
+    re-trains the runs on m50 (its second make reads the checksums afresh), never those on
     original; when it writes the same mask, no run re-trains."""
     work = tmp_path / "w"
     _dry(work, "PROFILE=tiny")                                    # writes .make/env.mk and .args
@@ -330,8 +335,8 @@ def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(t
                         f'printf {"new" if mask == "changed" else "old"} '
                         '> "$FAKE_WORK/masks/m50.npy";; esac\n')
     launcher.chmod(0o755)
-    run_make("PROFILE=tiny", f"WORK={work}", f"LAUNCH_CPU={launcher}", f"LAUNCH_GPU={launcher}",
-             str(work / "results/.done-report"), env={"FAKE_WORK": str(work)})
+    run_make("reproduce", "PROFILE=tiny", f"WORK={work}", f"LAUNCH_CPU={launcher}",
+             f"LAUNCH_GPU={launcher}", env={"FAKE_WORK": str(work)})
     ran = [line[3] for line in _fake_log(work)]
     assert any("cxrseg.postprocess" in c for c in ran), ran
     trained = [c for c in ran if "-m cxrcls.train" in c]
