@@ -2,10 +2,12 @@
 
 Training never downloads: a compute node without network (or 30 runs racing to write one cache
 file) must not decide whether a week-long run starts. `python -m cxrcls.weights` fetches
-torchvision's original ImageNet weights of the study's backbones into `weights/imagenet/` and checks
+torchvision's original ImageNet weights of the study's backbones into the weights folder and checks
 each file against the sha256 prefix in its name (torchvision's convention, e.g.
 `resnet50-0676ba61.pth`); `imagenet_state_dict` reads a file from there, checks it again, and
-refuses with a message naming `make weights` when it is missing.
+refuses with a message naming `make weights` when it is missing. Which files, and which folder
+(`weights/imagenet/`, or $IMAGENET_DIR), is `cxrcls.imagenet_files`'s rule, which Make's check
+before a run reads too.
 """
 from __future__ import annotations
 
@@ -15,38 +17,23 @@ from pathlib import Path
 
 import torch
 
+from cxrcls.imagenet_files import DOWNLOAD_URL, IMAGENET_FILES, weights_dir, weights_file
 from cxrstats.foundation.checkpoints import load_checkpoint
 from cxrstats.foundation.argtypes import Parser
 from cxrstats.foundation.fileio import file_sha256
 
-# torchvision's original ImageNet weights (what `pretrained=True` gave, as in the study's era).
-IMAGENET_WEIGHTS = {"resnet50": "ResNet50_Weights.IMAGENET1K_V1",
-                    "densenet121": "DenseNet121_Weights.IMAGENET1K_V1",
-                    "resnet18": "ResNet18_Weights.IMAGENET1K_V1"}
 STUDY_ARCHS = ("resnet50", "densenet121")
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "imagenet"
 
 
 def weights_url(arch: str) -> str:
     """torchvision's download address of `arch`'s ImageNet weights (known offline)."""
-    import torchvision
-
-    if arch not in IMAGENET_WEIGHTS:
-        raise ValueError(f"no ImageNet weights known for {arch!r}; choose one of "
-                         f"{sorted(IMAGENET_WEIGHTS)}")
-    return torchvision.models.get_weight(IMAGENET_WEIGHTS[arch]).url
+    return DOWNLOAD_URL + weights_file(arch).name
 
 
-def weights_file(arch: str, folder: Path | None = None) -> Path:
-    """Where `arch`'s ImageNet weights live (default: the project's `weights/imagenet/`), under the
-    file name of torchvision's URL."""
-    return Path(folder or WEIGHTS_DIR) / weights_url(arch).rsplit("/", 1)[-1]
-
-
-def require_imagenet(arch: str, folder: Path | None = None) -> Path:
+def require_imagenet(arch: str) -> Path:
     """The weights file of `arch`, or ValueError naming `make weights` when it is missing: the
     check a training run makes before anything else."""
-    path = weights_file(arch, folder)
+    path = weights_file(arch)
     if not path.is_file():
         raise ValueError(f"ImageNet weights for {arch} not found ({path}); fetch them once with "
                          "`make weights` (no stage downloads), or give --weights none or a "
@@ -64,10 +51,10 @@ def check_hash(path: Path, name: str | None = None) -> None:
                          "carries (a broken or partial download); delete it and run `make weights`")
 
 
-def imagenet_state_dict(arch: str, folder: Path | None = None) -> dict[str, torch.Tensor]:
+def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     """`arch`'s ImageNet state dict from the weights folder, with torchvision's current key names;
     never downloads. ValueError naming `make weights` when the file is missing or broken."""
-    path = require_imagenet(arch, folder)
+    path = require_imagenet(arch)
     check_hash(path)
     state = load_checkpoint(path)
     return {modern_key(k): v for k, v in state.items()}
@@ -78,13 +65,13 @@ def modern_key(key: str) -> str:
     return re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.", key)
 
 
-def fetch(archs: list[str], folder: Path | None = None) -> list[Path]:
-    """Download the weights not yet in `folder`; a download is renamed into place only once its
-    hash matches. Returns the files, each checked."""
-    Path(folder or WEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
+def fetch(archs: list[str]) -> list[Path]:
+    """Download the weights not yet in the weights folder; a download is renamed into place only
+    once its hash matches. Returns the files, each checked."""
+    weights_dir().mkdir(parents=True, exist_ok=True)
     files = []
     for arch in archs:
-        path = weights_file(arch, folder)
+        path = weights_file(arch)
         if not path.is_file():
             print(f"weights: fetching {weights_url(arch)} -> {path}", flush=True)
             tmp = path.with_name(path.name + ".tmp")
@@ -102,7 +89,7 @@ def fetch(archs: list[str], folder: Path | None = None) -> list[Path]:
 def build_parser() -> Parser:
     parser = Parser(prog="python -m cxrcls.weights", description=__doc__)
     parser.add_argument("--archs", nargs="+", default=list(STUDY_ARCHS),
-                        choices=sorted(IMAGENET_WEIGHTS), help="backbones to fetch")
+                        choices=sorted(IMAGENET_FILES), help="backbones to fetch")
     parser.add_argument("--check", action="store_true",
                         help="only check that the files are there and intact; fetch nothing")
     return parser

@@ -12,8 +12,9 @@
 #       takes checkpoint, prior, threshold and prompting from the segmenter folder, as the
 #       pipeline's mask prediction does (plus the profile's PREDICT_ARGS, as there). --extent
 #       $(EXTENT) too: a segmenter fine-tuned on whole-lung masks needs EXTENT=full.
-#   make weights
-#       the ImageNet weights of ARCHS into weights/imagenet/ (python -m cxrcls.weights; network).
+#   make weights [IMAGENET_DIR=DIR]
+#       the ImageNet weights of ARCHS into weights/imagenet/, or IMAGENET_DIR (python -m
+#       cxrcls.weights; network). Training reads them from the same folder.
 #       `make setup PROFILE=paper` runs it too.
 # These goals are not pipeline goals (Makefile, NON_PIPELINE_GOALS): the profile's checks of the
 # study's data (NIH_DIR, RSUA_DIR) do not apply to them.
@@ -55,20 +56,24 @@ ifeq ($(PROFILE),paper)
 setup: weights
 endif
 
-# Training with --weights imagenet reads weights/imagenet/<arch>-<hash>.pth (cxrcls.weights.
-# WEIGHTS_DIR; torchvision's file names) and never downloads: missing files stop make here, before
-# any stage runs, rather than a training run hours later.
-IMAGENET_DIR ?= weights/imagenet
+# Training with --weights imagenet reads IMAGENET_DIR/<torchvision's file name> (empty: the
+# project's weights/imagenet) and never downloads. Which files and which folder is
+# cxrcls/imagenet_files.py's rule (standard library only), run here, so Make checks exactly the
+# files training will read; IMAGENET_DIR is exported, so `make weights` fetches into the same folder
+# and every stage reads from it. Missing files stop make here, before any stage runs, rather than a
+# training run hours later.
+IMAGENET_DIR ?=
+export IMAGENET_DIR
 ifneq ($(PROFILE_GOALS),)
 ifneq ($(SEGMENTER_ONLY),1)
 USES_IMAGENET = $(findstring --weights imagenet,$(strip $(TRAIN_ARGS)))$(filter \
 	--weights=imagenet,$(TRAIN_ARGS))
 ifneq ($(USES_IMAGENET),)
-MISSING_WEIGHTS := $(strip $(foreach a,$(ARCHS),\
-	$(if $(wildcard $(IMAGENET_DIR)/$(a)-*.pth),,$(a))))
+MISSING_WEIGHTS := $(shell IMAGENET_DIR='$(subst ','\'',$(IMAGENET_DIR))' \
+	$(PYTHON) cxrcls/imagenet_files.py --missing $(ARCHS))
 ifneq ($(MISSING_WEIGHTS),)
-$(error TRAIN_ARGS uses --weights imagenet, but $(IMAGENET_DIR) has no weights for \
-	$(MISSING_WEIGHTS): fetch them once with `make weights` (needs the network; no stage downloads))
+$(error TRAIN_ARGS uses --weights imagenet, but the ImageNet weights cannot be read \
+	($(MISSING_WEIGHTS)): fetch them once with `make weights` (needs the network; no stage downloads))
 endif
 endif
 endif

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cxrcls import models, weights
+from cxrcls.imagenet_files import IMAGENET_FILES
 from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
 from cxrseg.early_stopping import EarlyStopping
 
@@ -79,9 +80,8 @@ def test_classifier_weights_are_read_through_the_guarded_load(tmp_path, monkeypa
     torch.save({"hook": _RunsCode(marker)}, tmp)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
     tmp.rename(tmp_path / f"resnet18-{digest}.pth")
-    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(weights, "weights_url",
-                        lambda arch: f"torchvision-models/resnet18-{digest}.pth")
+    monkeypatch.setenv("IMAGENET_DIR", str(tmp_path))
+    monkeypatch.setitem(IMAGENET_FILES, "resnet18", f"resnet18-{digest}.pth")
     with pytest.raises(ValueError, match=rf"resnet18-{digest}.pth: refused to load"):
         weights.imagenet_state_dict("resnet18")
     assert not marker.exists()

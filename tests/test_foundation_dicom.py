@@ -132,3 +132,95 @@ def test_a_corrupt_dicom_is_refused_and_a_non_radiograph_warns(tmp_path):
         read_gray(cut)
     with pytest.warns(UserWarning, match="Modality 'CT' is not a radiograph"):
         read_gray(write_dicom(tmp_path / "ct.dcm", RAMP, modality="CT"))
+
+
+def test_an_empty_window_counts_as_no_window_and_an_empty_function_as_linear(tmp_path):
+    stretched = np.rint(RAMP / 4095 * 255).astype(np.uint8)
+    for empty in (None, ""):
+        gray = read_gray(write_dicom(tmp_path / "w.dcm", RAMP, bits_stored=12,
+                                     WindowCenter=empty, WindowWidth=empty))
+        np.testing.assert_array_equal(gray, stretched)
+    linear = read_gray(write_dicom(tmp_path / "f.dcm", RAMP, WindowCenter=2048, WindowWidth=4096,
+                                   VOILUTFunction=None))
+    np.testing.assert_array_equal(linear, window(RAMP, 2048, 4096, "LINEAR"))
+
+
+@pytest.mark.parametrize("keyword", ["SamplesPerPixel", "BitsStored", "PixelRepresentation",
+                                     "PhotometricInterpretation"])
+def test_an_empty_required_attribute_is_refused_naming_the_file_and_the_attribute(tmp_path,
+                                                                                  keyword):
+    path = write_dicom(tmp_path / "e.dcm", RAMP, **{keyword: None})
+    with pytest.raises(ValueError, match=rf"e.dcm: DICOM attribute {keyword} is missing or empty"):
+        read_gray(path)
+
+
+def test_a_folder_prediction_skips_a_malformed_dicom_naming_it(tmp_path, capsys):
+    from cxrseg.predict_folder import readable_batches
+    good = write_dicom(tmp_path / "good.dcm", RAMP)
+    bad = write_dicom(tmp_path / "bad.dcm", RAMP, SamplesPerPixel=None)
+    skipped = []
+    batches = list(readable_batches({"bad": bad, "good": good}, 4, skipped))
+    assert [name for name, _ in batches[0]] == ["good.dcm"]
+    assert skipped == [{"image": "bad.dcm",
+                        "reason": "DICOM attribute SamplesPerPixel is missing or empty"}]
+    assert f"skipped {bad}: DICOM attribute SamplesPerPixel" in capsys.readouterr().err
+
+
+def test_any_other_pydicom_failure_is_a_value_error_naming_the_file(tmp_path, monkeypatch):
+    from cxrstats.foundation import dicom
+
+    def trip(ds, path):
+        raise AttributeError("'Dataset' object has no attribute 'Rows'")
+    monkeypatch.setattr(dicom, "_stored_values", trip)
+    with pytest.raises(ValueError, match=r"r.dcm: malformed DICOM \(.*no attribute 'Rows'\)"):
+        read_gray(write_dicom(tmp_path / "r.dcm", RAMP))
+
+
+def voi_lut(descriptor, data, vr):
+    """A VOI LUT Sequence of one item; `data` is a list (US) or the file's bytes (OW)."""
+    from pydicom.dataelem import DataElement
+    from pydicom.sequence import Sequence
+    item = Dataset()
+    item.LUTDescriptor = descriptor
+    item.add(DataElement(0x00283006, vr, data))
+    return Sequence([item])
+
+
+LUT = np.arange(4096) * 16  # 12-bit stored values onto 16-bit entries: a plain ramp
+
+
+def test_a_voi_lut_stored_as_ow_bytes_reads_like_one_stored_as_numbers(tmp_path):
+    from pydicom.uid import ExplicitVRBigEndian
+    expected = np.rint(LUT[RAMP] * 255 / 65535).astype(np.uint8)
+    numbers = read_gray(write_dicom(tmp_path / "us.dcm", RAMP, bits_stored=12,
+                                    VOILUTSequence=voi_lut([4096, 0, 16], LUT.tolist(), "US")))
+    words = read_gray(write_dicom(tmp_path / "ow.dcm", RAMP, bits_stored=12,
+                                  VOILUTSequence=voi_lut([4096, 0, 16],
+                                                         LUT.astype("<u2").tobytes(), "OW")))
+    np.testing.assert_array_equal(numbers, expected)
+    np.testing.assert_array_equal(words, expected)
+    # Explicit VR Big Endian (retired, still met): OW words in the file's byte order
+    big = write_dicom(tmp_path / "be.dcm", RAMP.astype(">u2").view("<u2"), bits_stored=12,
+                      syntax=ExplicitVRBigEndian,
+                      VOILUTSequence=voi_lut([4096, 0, 16], LUT.astype(">u2").tobytes(), "OW"))
+    np.testing.assert_array_equal(read_gray(big), expected)
+
+
+def test_an_8_bit_voi_lut_in_words_or_packed_in_bytes(tmp_path):
+    table = np.arange(4096) // 16  # 0..255
+    expected = (RAMP // 16).astype(np.uint8)
+    for name, data in [("words", table.astype("<u2").tobytes()),
+                       ("bytes", table.astype("u1").tobytes())]:
+        gray = read_gray(write_dicom(tmp_path / f"{name}.dcm", RAMP, bits_stored=12,
+                                     VOILUTSequence=voi_lut([4096, 0, 8], data, "OW")))
+        np.testing.assert_array_equal(gray, expected, err_msg=name)
+
+
+def test_a_broken_voi_lut_is_refused_in_a_short_message_naming_the_file(tmp_path):
+    data = LUT.astype("<u2").tobytes()
+    for name, descriptor, message in [("d.dcm", [4096, 0], "Descriptor must be 3 numbers"),
+                                      ("b.dcm", [4096, 0, 0], "Descriptor gives 0 bits")]:
+        path = write_dicom(tmp_path / name, RAMP, VOILUTSequence=voi_lut(descriptor, data, "OW"))
+        with pytest.raises(ValueError, match=rf"{name}: VOI LUT {message}") as error:
+            read_gray(path)
+        assert len(str(error.value)) < 200

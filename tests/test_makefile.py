@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from cxrcls.imagenet_files import IMAGENET_FILES
 from makeutil import HAVE_MAKE, ROOT, SETUP, commands, run_make
 
 pytestmark = [
@@ -102,8 +103,8 @@ def _paper(tmp_path, *args, check=True):
         (tmp_path / "rsua" / name).mkdir(parents=True, exist_ok=True)
     imagenet = tmp_path / "imagenet"      # weight files present (checked by profiles/user.mk)
     imagenet.mkdir(exist_ok=True)
-    for arch in ("resnet50", "densenet121"):
-        (imagenet / f"{arch}-0.pth").touch()
+    for name in IMAGENET_FILES.values():
+        (imagenet / name).touch()
     return _dry(tmp_path / "w", "PROFILE=paper", f"NIH_DIR={nih}", f"RSUA_DIR={tmp_path / 'rsua'}",
                 f"IMAGENET_DIR={imagenet}", *args, check=check)
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from cxrcls.weights import WEIGHTS_DIR
+from cxrcls.imagenet_files import DEFAULT_DIR, IMAGENET_FILES
 from makeutil import HAVE_MAKE, ROOT, SETUP, commands, run_make
 
 pytestmark = [
@@ -48,11 +48,11 @@ def test_paper_profile_stops_before_anything_runs_when_imagenet_weights_are_miss
     data = paper_data(tmp_path)
     missing = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={empty}", check=False)
     assert missing.returncode != 0
-    assert (f"{empty} has no weights for resnet50 densenet121: fetch them once with `make "
-            "weights`") in missing.stderr
+    assert (f"(missing {empty}/resnet50-0676ba61.pth {empty}/densenet121-a639ec97.pth): fetch "
+            "them once with `make weights`") in missing.stderr
     assert "cxrseg.split" not in missing.stdout
-    (empty / "resnet50-0676ba61.pth").write_bytes(b"")
-    (empty / "densenet121-a639ec97.pth").write_bytes(b"")
+    for name in IMAGENET_FILES.values():
+        (empty / name).write_bytes(b"")
     present = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={empty}")
     assert any("-m cxrcls.train" in c for c in commands(present.stdout))
     without = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={tmp_path / 'none'}",
@@ -60,10 +60,22 @@ def test_paper_profile_stops_before_anything_runs_when_imagenet_weights_are_miss
     assert any("-m cxrcls.train" in c for c in commands(without.stdout))
 
 
-def test_make_checks_the_folder_training_reads_the_weights_from():
-    shown = run_make("--eval", "show-imagenet-dir: ; @echo $(IMAGENET_DIR)", "show-imagenet-dir",
-                     "PROFILE=tiny")
-    assert ROOT / shown.stdout.strip() == WEIGHTS_DIR
+def test_make_checks_the_exact_files_training_reads_and_passes_it_the_folder(tmp_path):
+    folder = tmp_path / "my weights"
+    folder.mkdir()
+    (folder / "resnet50-11ad3fa6.pth").write_bytes(b"")   # another release: not what training reads
+    (folder / IMAGENET_FILES["densenet121"]).write_bytes(b"")
+    data = paper_data(tmp_path)
+    other = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={folder}", check=False)
+    assert other.returncode != 0
+    assert f"(missing {folder}/resnet50-0676ba61.pth)" in other.stderr
+    # the folder Make checked is the one training and `make weights` read: exported to recipes
+    shown = run_make("--eval", "show: ; @echo \"$$IMAGENET_DIR\"", "show", "PROFILE=tiny",
+                     f"IMAGENET_DIR={folder}")
+    assert shown.stdout.strip() == str(folder)
+    default = run_make("--eval", "show: ; @echo \"[$$IMAGENET_DIR]\"", "show", "PROFILE=tiny")
+    assert default.stdout.strip() == "[]"   # empty: cxrcls.imagenet_files' default folder
+    assert DEFAULT_DIR == ROOT / "weights" / "imagenet"
 
 
 def test_make_segment_runs_predict_with_the_segmenter_folder_and_needs_no_study_data(tmp_path):

@@ -10,8 +10,12 @@ defines it (PS3.3 C.11):
    (`cxrstats.foundation.imageio.stretch_to_uint8`);
 4. MONOCHROME1 (bright = low values) is inverted after the VOI step, so bone is bright in every
    output.
-Multi-frame, colour and unreadable files, and compressed files whose decoder is not installed, are
-a ValueError naming the file; a Modality other than CR/DX/DR is a warning, not a refusal.
+An empty optional attribute counts as absent (an empty WindowCenter or WindowWidth: no window; an
+empty VOILUTFunction: LINEAR). Multi-frame, colour and unreadable files, compressed files whose
+decoder is not installed, and files whose required attributes (SamplesPerPixel,
+PhotometricInterpretation, BitsStored, PixelRepresentation; a VOI LUT's descriptor and data) are
+missing, empty or not numbers are a ValueError naming the file (and the attribute); a Modality
+other than CR/DX/DR is a warning, not a refusal.
 """
 from __future__ import annotations
 
@@ -50,16 +54,24 @@ def is_dicom(path: str | os.PathLike) -> bool:
 
 
 def read_dicom_gray(path: str | os.PathLike) -> np.ndarray:
-    """Decode one DICOM file into (H, W) uint8 grayscale by the module's rule."""
+    """Decode one DICOM file into (H, W) uint8 grayscale by the module's rule; every refusal is a
+    ValueError naming the file."""
+    path = Path(path)
+    try:
+        return _decode(path)
+    except (TypeError, AttributeError, KeyError) as error:  # a malformed value pydicom trips on
+        raise ValueError(f"{path}: malformed DICOM ({_brief(error)})") from None
+
+
+def _decode(path: Path) -> np.ndarray:
     # imageio imports this module for its dispatch, so this import waits until the call
     from cxrstats.foundation.imageio import stretch_to_uint8
 
-    path = Path(path)
     ds = _read_dataset(path)
     _check_single_gray_frame(ds, path)
     stored = _stored_values(ds, path)
-    values = stored * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0)
-                                                                     or 0)
+    slope = _number(ds, "RescaleSlope", path) or 1.0
+    values = stored * slope + (_number(ds, "RescaleIntercept", path) or 0.0)
     gray = _apply_voi(ds, values, path)
     if gray is None:
         gray = stretch_to_uint8(values, path)
@@ -68,7 +80,7 @@ def read_dicom_gray(path: str | os.PathLike) -> np.ndarray:
     modality = str(ds.get("Modality", "")).upper()
     if modality not in RADIOGRAPHY:
         warnings.warn(f"{path}: Modality {modality or 'missing'!r} is not a radiograph "
-                      f"({'/'.join(RADIOGRAPHY)}); read anyway", stacklevel=2)
+                      f"({'/'.join(RADIOGRAPHY)}); read anyway", stacklevel=3)
     return gray
 
 
@@ -85,19 +97,23 @@ def _read_dataset(path: Path):
 def _check_single_gray_frame(ds, path: Path) -> None:
     if "PixelData" not in ds:
         raise ValueError(f"{path}: DICOM file holds no image (no PixelData)")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = int(_number(ds, "NumberOfFrames", path) or 1)
     if frames > 1:
         raise ValueError(f"{path}: multi-frame DICOM ({frames} frames); give one radiograph per "
                          "file")
-    photometric = str(ds.get("PhotometricInterpretation", ""))
-    if int(ds.get("SamplesPerPixel", 1)) != 1 or photometric not in ("MONOCHROME1",
-                                                                     "MONOCHROME2"):
+    photometric = str(ds.get("PhotometricInterpretation") or "").strip()
+    if not photometric:
+        raise ValueError(f"{path}: DICOM attribute PhotometricInterpretation is missing or empty")
+    if _required_int(ds, "SamplesPerPixel", path) != 1 or photometric not in ("MONOCHROME1",
+                                                                              "MONOCHROME2"):
         raise ValueError(f"{path}: colour DICOM ({photometric or 'no PhotometricInterpretation'}); "
                          "a radiograph is MONOCHROME1 or MONOCHROME2")
 
 
 def _stored_values(ds, path: Path) -> np.ndarray:
     """(H, W) float64 stored pixel values, with only the BitsStored low bits kept."""
+    bits = _required_int(ds, "BitsStored", path)
+    signed = _required_int(ds, "PixelRepresentation", path) == 1
     meta = getattr(ds, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     try:
@@ -111,9 +127,8 @@ def _stored_values(ds, path: Path) -> np.ndarray:
     raw = np.asarray(raw)
     if raw.ndim != 2:
         raise ValueError(f"{path}: expected one gray image, got pixel array of shape {raw.shape}")
-    bits = int(ds.get("BitsStored", raw.dtype.itemsize * 8))
     values = raw.astype(np.int64) & ((1 << bits) - 1)
-    if int(ds.get("PixelRepresentation", 0)) == 1:  # two's complement in `bits` bits
+    if signed:  # two's complement in `bits` bits
         values = np.where(values >= 1 << (bits - 1), values - (1 << bits), values)
     return values.astype(np.float64)
 
@@ -121,12 +136,13 @@ def _stored_values(ds, path: Path) -> np.ndarray:
 def _apply_voi(ds, values: np.ndarray, path: Path) -> np.ndarray | None:
     """(H, W) uint8 from the file's first VOI LUT or window, or None when it has neither."""
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        return _voi_lut(ds.VOILUTSequence[0], values, path)
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
-        function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
-        return window(values, center, width, function, path)
-    return None
+        little_endian = ds.original_encoding[1] is not False  # None: built in memory, not read
+        return _voi_lut(ds.VOILUTSequence[0], values, little_endian, path)
+    center, width = _number(ds, "WindowCenter", path), _number(ds, "WindowWidth", path)
+    if center is None or width is None:  # missing or empty: no window
+        return None
+    function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    return window(values, center, width, function, path)
 
 
 def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR",
@@ -154,20 +170,66 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
     return np.rint(y).astype(np.uint8)
 
 
-def _voi_lut(item, values: np.ndarray, path: Path) -> np.ndarray:
+def _voi_lut(item, values: np.ndarray, little_endian: bool, path: Path) -> np.ndarray:
     """A VOI LUT table (LUTDescriptor: entries, first value mapped, bits) onto 0..255."""
-    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    descriptor = item.get("LUTDescriptor")
+    try:
+        entries, first, bits = (int(v) for v in descriptor)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: VOI LUT Descriptor must be 3 numbers (entries, first value "
+                         f"mapped, bits), not {_brief(descriptor)}") from None
+    if not 1 <= bits <= 16:
+        raise ValueError(f"{path}: VOI LUT Descriptor gives {bits} bits per entry (1 to 16)")
     entries = entries or 65536  # 0 means 2**16 entries
-    table = np.asarray(item.LUTData, dtype=np.float64).ravel()[:entries]
+    table = _lut_table(item.get("LUTData"), entries, bits, little_endian)[:entries]
     if table.size == 0:
         raise ValueError(f"{path}: empty VOI LUT")
     index = np.clip(np.rint(values).astype(np.int64) - first, 0, table.size - 1)
     return np.rint(table[index] * (255.0 / ((1 << bits) - 1))).astype(np.uint8)
 
 
-def _first(value) -> float:
-    """The first of a multi-valued DICOM number (files may carry several windows)."""
+def _lut_table(data, entries: int, bits: int, little_endian: bool) -> np.ndarray:
+    """LUT Data as float64 entries. US data comes as numbers; OW data as the file's bytes: 16-bit
+    words in the dataset's byte order (PS3.3 C.11.2.1.1), or one byte an entry when the
+    descriptor says 8 bits and the bytes are too few for words (files that pack 8-bit tables)."""
+    if data is None:
+        return np.zeros(0)
+    if not isinstance(data, bytes):
+        return np.asarray(data, dtype=np.float64).ravel()
+    if bits <= 8 and len(data) < 2 * entries:
+        return np.frombuffer(data, dtype="u1").astype(np.float64)
+    words = np.dtype("<u2" if little_endian else ">u2")
+    return np.frombuffer(data[:len(data) // 2 * 2], dtype=words).astype(np.float64)
+
+
+def _number(ds, keyword: str, path: Path) -> float | None:
+    """The (first) value of a numeric attribute; None when it is missing or empty (files may carry
+    several windows: the first counts). ValueError naming the attribute when it is not a number."""
     try:
-        return float(value[0])
-    except TypeError:
+        value = ds.get(keyword)
+    except (TypeError, ValueError) as error:  # pydicom converts a value when it is first read
+        raise ValueError(f"{path}: DICOM attribute {keyword} is unreadable "
+                         f"({_brief(error)})") from None
+    if value is not None and not isinstance(value, (str, bytes, int, float)):
+        value = value[0] if len(value) else None  # a multi-valued number
+    if value is None or str(value).strip() == "":
+        return None
+    try:
         return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: DICOM attribute {keyword} is not a number "
+                         f"({_brief(value)})") from None
+
+
+def _required_int(ds, keyword: str, path: Path) -> int:
+    """A whole-number attribute the file must have; ValueError naming it when missing or empty."""
+    value = _number(ds, keyword, path)
+    if value is None:
+        raise ValueError(f"{path}: DICOM attribute {keyword} is missing or empty")
+    return int(value)
+
+
+def _brief(value, limit: int = 80) -> str:
+    """`value` as text cut to `limit` characters: a message stays short whatever the file holds."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
