@@ -103,10 +103,13 @@ def previous_predict_outputs(folder: str | os.PathLike) -> list[str]:
     paths inside the folder only. A later run removes them before it writes."""
     folder = Path(folder)
     names = []
-    try:
-        names += read_done(folder, PREDICT).get("outputs", [])
-    except IncompleteRunError:
-        pass
+    done = folder / PREDICT          # read without read_done: a listed mask deleted since
+    if done.is_file():                # must not hide the others
+        try:
+            names += json.loads(done.read_text()).get("outputs", [])
+        except (ValueError, AttributeError):
+            raise IncompleteRunError(f"{done}: not a readable completion record; remove the "
+                                     "folder's masks and the record by hand") from None
     started = folder / PREDICT_STARTED
     if started.is_file():
         try:

@@ -411,6 +411,7 @@ stage-times:
 
 clean-work:
 	@test -n "$(W)" && test "$(W)" != / && test "$(W)" != .
+	@$(PYTHON) cxrstats/foundation/ownership.py --check-work $(W)
 	@echo "rm -rf $(W)"; $(call with_lock,$(W),rm -rf $(W))
 
 # A training run on a mask waits for its checksum, masks/.sum-<name>, which the post-processing

@@ -136,6 +136,25 @@ def test_a_killed_run_leaves_no_masks_in_the_next_runs_folder(tmp_path, monkeypa
     assert not list((out / "m15").glob("[abc].png")) and not (out / "started_predict.json").exists()
 
 
+def test_a_mask_deleted_by_hand_does_not_keep_the_rest_of_a_finished_run(tmp_path):
+    """The next run removes every file the finished run's record lists that still exists."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    rng = np.random.default_rng(4)
+    for folder, names in ((first, ["a", "b"]), (second, ["c"])):
+        folder.mkdir()
+        for name in names:
+            Image.fromarray(rng.integers(0, 256, (40, 40)).astype(np.uint8)).save(
+                folder / f"{name}.png")
+    prior = tmp_path / "prior.json"
+    Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(prior)
+    out = tmp_path / "masks"
+    folder_predict(first, out, prior)
+    (out / "raw" / "a.png").unlink()
+    folder_predict(second, out, prior)
+    assert sorted(p.name for p in (out / "raw").glob("*.png")) == ["c.png"]
+    assert sorted(p.name for p in (out / "m15").glob("*.png")) == ["c.png"]
+
+
 def test_a_killed_stack_prediction_into_a_folder_leaves_no_masks_for_the_next(tmp_path,
                                                                              monkeypatch):
     rng = np.random.default_rng(3)

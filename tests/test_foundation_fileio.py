@@ -59,3 +59,49 @@ def test_folders_make_or_the_toolkit_created_are_not_foreign(tmp_path):
     (masks / FOLDER_MARKER).unlink()
     with pytest.raises(ForeignFolderError, match="notes.txt"):
         claim_folder(masks)
+
+
+def test_a_stage_never_replaces_a_file_another_stages_record_vouches_for(tmp_path):
+    """Stages share folders (seg/, masks/), never files: a folder prediction into the cache (its
+    index.csv) or the masks folder (qc.csv) is refused before anything is removed, as is a stage
+    whose done.json is another stage's (one listing a file it does not write)."""
+    cache = tmp_path / "cache"
+    begin_run(cache, ["images.npy", "index.csv", "run.json"])
+    for name in ("images.npy", "index.csv", "run.json"):
+        (cache / name).write_text(name)
+    write_done(cache, {"size": 512}, ["images.npy", "index.csv", "run.json"])
+    with pytest.raises(ForeignFolderError, match=r"index.csv: made by the stage whose completion "
+                                                 r"record is done.json"):
+        begin_run(cache, ["index.csv", "prompts.csv", "raw/a.png"], done="done_predict.json")
+    with pytest.raises(ForeignFolderError, match=r"done.json: the completion record of another "
+                                                 r"stage \(it lists 'images.npy'"):
+        begin_run(cache, ["nih/Data_Entry_2017.csv", "run.json"], done="done.json")
+    assert sorted(p.name for p in cache.iterdir()) == [FOLDER_MARKER, "done.json", "images.npy",
+                                                       "index.csv", "run.json"]
+    begin_run(cache, ["images.npy", "index.csv", "run.json"])      # the cache itself, again
+    assert not (cache / "done.json").exists() and not (cache / "images.npy").exists()
+
+
+def test_stages_sharing_a_folder_keep_each_others_files(tmp_path):
+    seg = tmp_path / "seg"
+    begin_run(seg, ["splits.csv"], done="done_split.json")
+    (seg / "splits.csv").write_text("x")
+    write_done(seg, {}, ["splits.csv"], done="done_split.json")
+    begin_run(seg, ["best.pt", "curves.csv"], done="done_finetune.json")
+    assert (seg / "splits.csv").is_file() and (seg / "done_split.json").is_file()
+
+
+@pytest.mark.parametrize("content, refused", [(None, False), ("my notes", True)])
+def test_clean_work_deletes_only_a_folder_of_the_toolkits_stages(tmp_path, content, refused):
+    from cxrstats.foundation.ownership import main
+
+    work = tmp_path / "w"
+    (work / ".make").mkdir(parents=True)          # Make makes WORK before any stage
+    claim_folder(work / "seg")
+    (work / ".make" / "env.mk").write_text("x")
+    (work / ".lock").write_text("")
+    (work / ".done-x").write_text("")
+    if content:
+        (work / "notes.txt").write_text(content)
+    assert main(["--check-work", str(work)]) == (1 if refused else 0)
+    assert main(["--check-work", str(tmp_path / "missing")]) == 0

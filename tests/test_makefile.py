@@ -78,6 +78,20 @@ def test_non_pipeline_goals_touch_nothing_under_work(tmp_path, goal):
     assert not (tmp_path / "w" / ".args").exists()
 
 
+def test_clean_work_deletes_a_work_folder_but_refuses_one_holding_files_of_the_user(tmp_path):
+    work = tmp_path / "w"
+    (work / "seg").mkdir(parents=True)
+    (work / "seg" / ".cxr-lungmask").write_text("")
+    (work / "seg" / "best.pt").write_text("x")
+    (work / "thesis.tex").write_text("mine")
+    result = run_make("clean-work", f"WORK={work}", check=False)
+    assert result.returncode != 0 and "thesis.tex" in result.stderr, result.stderr
+    assert (work / "thesis.tex").read_text() == "mine" and (work / "seg" / "best.pt").is_file()
+    (work / "thesis.tex").unlink()
+    run_make("clean-work", f"WORK={work}")
+    assert not work.exists()
+
+
 def test_paper_profile_checks_run_for_plain_make_too(tmp_path):
     result = _dry(tmp_path / "w", "PROFILE=paper", check=False)
     assert result.returncode != 0 and "PROFILE=paper needs NIH_DIR" in result.stderr

@@ -20,6 +20,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .ownership import FOLDER_MARKER, foreign_files
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -207,10 +209,6 @@ class ForeignFolderError(ValueError):
     """An output folder holds files the toolkit did not write: a stage refuses to write there."""
 
 
-# A folder the toolkit writes holds this marker; Make's stage stamps (`.done-<stage>*`) sit beside
-# a stage's outputs too. A folder with anything else and no marker is not the toolkit's.
-FOLDER_MARKER = ".cxr-lungmask"
-MAKE_STAMP_PREFIX = ".done-"
 
 
 def claim_folder(folder: str | os.PathLike, record: str | None = None) -> Path:
@@ -227,7 +225,7 @@ def claim_folder(folder: str | os.PathLike, record: str | None = None) -> Path:
     if (folder / FOLDER_MARKER).is_file():
         return folder
     if folder.is_dir() and not (record and (folder / record).is_file()):
-        foreign = next(_foreign_files(folder), None)
+        foreign = next(foreign_files(folder), None)
         if foreign is not None:
             raise ForeignFolderError(
                 f"{folder}: holds files this toolkit did not write (e.g. "
@@ -235,17 +233,6 @@ def claim_folder(folder: str | os.PathLike, record: str | None = None) -> Path:
                 "was changed. Give an empty or new folder for the outputs")
     mark_folder(folder)
     return folder
-
-
-def _foreign_files(folder: Path) -> Iterator[Path]:
-    """Files under `folder` that are neither Make's stamps nor inside a marked folder."""
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(MAKE_STAMP_PREFIX):
-            continue
-        if not path.is_dir():
-            yield path
-        elif not (path / FOLDER_MARKER).is_file():
-            yield from _foreign_files(path)
 
 
 def mark_folder(folder: str | os.PathLike) -> None:
@@ -281,10 +268,52 @@ def begin_run(folder: str | os.PathLike, outputs: Iterable[str], done: str = "do
     A folder that is not the toolkit's is refused first (`claim_folder`).
     """
     folder = claim_folder(folder, record=done)
+    outputs = list(outputs)
+    check_not_another_stages(folder, outputs, done)
     for name in [done, *([] if resume else outputs)]:
         path = folder / name
         if path.is_file() or path.is_symlink():
             path.unlink()
+
+
+# Four stages name their record done.json (cohort, cache, a training run, the demo data), each
+# with a fixed list of outputs; the other records' names say whose they are (done_<stage>.json).
+SHARED_RECORD = "done.json"
+
+
+def check_not_another_stages(folder: Path, outputs: Sequence[str], done: str) -> None:
+    """Refuse, before anything is removed, to replace a file another stage's completion record in
+    `folder` vouches for, or to take over a done.json of another stage (one listing a file this
+    stage does not write): ForeignFolderError naming the file and the record. Stages may share a
+    folder (seg/, masks/, results/), never a file."""
+    mine = {*outputs, done}
+    for record in sorted(folder.glob("done*.json")):
+        listed = _listed_outputs(record)
+        if record.name == done:
+            others = sorted(listed - mine) if done == SHARED_RECORD else []
+            if others:
+                raise ForeignFolderError(
+                    f"{record}: the completion record of another stage (it lists {others[0]!r}, "
+                    "which this stage does not write); nothing was changed. Give this stage a "
+                    "folder of its own")
+            continue
+        clash = sorted(listed & mine)
+        if clash:
+            raise ForeignFolderError(
+                f"{folder / clash[0]}: made by the stage whose completion record is {record.name}; "
+                "this stage would replace it, so nothing was changed. Give this stage a folder of "
+                "its own")
+
+
+def _listed_outputs(record: Path) -> set[str]:
+    """The outputs a completion record lists (empty for an unreadable one)."""
+    try:
+        outputs = json.loads(record.read_text()).get("outputs", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    if not isinstance(outputs, list):
+        return set()
+    return {name for name in outputs if isinstance(name, str)}
 
 
 def write_done(folder: str | os.PathLike, arguments, outputs: Sequence[str],

@@ -1,0 +1,62 @@
+"""Which files and folders are the toolkit's: the rule "a stage only ever replaces files it made".
+
+Standard library only, so that Make can ask before anything is installed:
+`python cxrstats/foundation/ownership.py --check-work FOLDER` exits 1, naming a file, when FOLDER
+holds anything the toolkit did not write (`make clean-work` asks before it deletes a work folder).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+# A folder the toolkit writes holds this marker; Make's stage stamps (`.done-<stage>*`) sit beside
+# a stage's outputs too. A folder with anything else and no marker is not the toolkit's.
+FOLDER_MARKER = ".cxr-lungmask"
+MAKE_STAMP_PREFIX = ".done-"
+MAKE_ENTRIES = (".args", ".lock", ".make")  # Make's own entries at the top of a work folder
+
+
+def foreign_files(folder: Path, allowed: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Files under `folder` that are neither Make's stamps, nor an `allowed` name, nor inside a
+    marked folder."""
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(MAKE_STAMP_PREFIX) or path.name in allowed:
+            continue
+        if not path.is_dir() or path.is_symlink():
+            yield path
+        elif not (path / FOLDER_MARKER).is_file():
+            yield from foreign_files(path)
+
+
+def work_folder_problem(folder: str | Path) -> str | None:
+    """Why deleting `folder` as a whole would delete files the toolkit did not write; None when it
+    holds only the toolkit's stage folders and Make's own entries (or does not exist)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    if not folder.is_dir() or folder.is_symlink():
+        return f"{folder}: not a work folder (a file or a link)"
+    if (folder / FOLDER_MARKER).is_file():
+        return None
+    foreign = next(foreign_files(folder, MAKE_ENTRIES), None)
+    if foreign is None:
+        return None
+    return (f"{folder}: holds {str(foreign.relative_to(folder))!r}, which this toolkit did not "
+            "write, so it is not (only) a work folder; nothing was deleted. Delete it by hand if "
+            "you mean to")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "--check-work":
+        print("usage: ownership.py --check-work FOLDER", file=sys.stderr)
+        return 2
+    problem = work_folder_problem(argv[1])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
