@@ -114,16 +114,22 @@ def _killed_after(monkeypatch, calls: int, target, name: str):
     monkeypatch.setattr(target, name, killed)
 
 
-def test_a_killed_run_leaves_no_masks_in_the_next_runs_folder(tmp_path, monkeypatch):
+def _two_folders(tmp_path, first_names, second_names, seed):
+    """Two folders of random 40x40 PNGs named `first_names`, `second_names`, and a prior."""
     first, second = tmp_path / "first", tmp_path / "second"
-    rng = np.random.default_rng(2)
-    for folder, names in ((first, ["a", "b", "c"]), (second, ["d"])):
+    rng = np.random.default_rng(seed)
+    for folder, names in ((first, first_names), (second, second_names)):
         folder.mkdir()
         for name in names:
             Image.fromarray(rng.integers(0, 256, (40, 40)).astype(np.uint8)).save(
                 folder / f"{name}.png")
     prior = tmp_path / "prior.json"
     Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(prior)
+    return first, second, prior
+
+
+def test_a_killed_run_leaves_no_masks_in_the_next_runs_folder(tmp_path, monkeypatch):
+    first, second, prior = _two_folders(tmp_path, ["a", "b", "c"], ["d"], seed=2)
     out = tmp_path / "masks"
     _killed_after(monkeypatch, 2, FolderRun, "add")
     with pytest.raises(KeyboardInterrupt):
@@ -138,15 +144,7 @@ def test_a_killed_run_leaves_no_masks_in_the_next_runs_folder(tmp_path, monkeypa
 
 def test_a_mask_deleted_by_hand_does_not_keep_the_rest_of_a_finished_run(tmp_path):
     """The next run removes every file the finished run's record lists that still exists."""
-    first, second = tmp_path / "first", tmp_path / "second"
-    rng = np.random.default_rng(4)
-    for folder, names in ((first, ["a", "b"]), (second, ["c"])):
-        folder.mkdir()
-        for name in names:
-            Image.fromarray(rng.integers(0, 256, (40, 40)).astype(np.uint8)).save(
-                folder / f"{name}.png")
-    prior = tmp_path / "prior.json"
-    Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(prior)
+    first, second, prior = _two_folders(tmp_path, ["a", "b"], ["c"], seed=4)
     out = tmp_path / "masks"
     folder_predict(first, out, prior)
     (out / "raw" / "a.png").unlink()
