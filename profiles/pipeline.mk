@@ -199,13 +199,21 @@ $(call check_folder,A)
 $(call check_folder,B)
 endif
 
-# $(call record_args,STAGE,FILE)
+# $(call record_args,STAGE,FILE): write the stage's command line when it changed. A dry run or a
+# question (-n, -q: NO_RUN) writes nothing; a changed command line then only marks the recorded
+# file out of date, so the stage shows as one that would run, and the next real make records it.
 define record_args
 ifneq ($$(strip $$(file < $(2))),$$(strip $$(CMD_$(1))))
+ifeq ($$(NO_RUN),)
 $$(shell mkdir -p $(dir $(2)))
 $$(file > $(2),$$(strip $$(CMD_$(1))))
+else
+$(2): changed-command-line
+endif
 endif
 endef
+.PHONY: changed-command-line
+changed-command-line: ;
 
 # ---------------------------------------------------------------- flags Make sets
 # A stage's *_ARGS adds flags to its command line. A flag that Make sets in that command line too

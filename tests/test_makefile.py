@@ -30,6 +30,14 @@ def _dry(work, *args, check=True):
     return run_make("-n", "--warn-undefined-variables", f"WORK={work}", *args, check=check)
 
 
+def _record(work, *args, launcher_args=()):
+    """A real make of the tiny profile's first stage with a stand-in launcher (nothing runs): it
+    records every stage's command line under WORK/.args, as any make that runs stages does."""
+    launcher = _fake_launcher(work.parent, *launcher_args)
+    return run_make("PROFILE=tiny", f"WORK={work}", *launcher, *args,
+                    str(work / "data" / ".done-data"), env={"FAKE_WORK": str(work)})
+
+
 def _lite_installed() -> bool:
     from vendor_medsam.weights import find_lite_weights  # light: no torch
     return find_lite_weights() is not None
@@ -51,8 +59,8 @@ def test_plain_make_runs_exactly_what_make_reproduce_runs(tmp_path, profile):
                                                                     for c in stages)
     _assert_no_undefined(plain)
     _assert_no_undefined(goal)
-    # Recorded once for every goal: the stage's command lines under WORK/.args.
-    assert (tmp_path / "w" / ".args" / "FINETUNE").is_file()
+    # A dry run records nothing (WORK/.args holds the command lines of stages that ran).
+    assert not (tmp_path / "w" / ".args").exists()
 
 
 def test_demo_plain_make_uses_litemedsam_when_installed(tmp_path):
@@ -149,7 +157,8 @@ def _kind(command):
 
 def test_launchers_go_in_front_of_each_stage_by_kind_and_are_not_recorded(tmp_path):
     plain = commands(_dry(tmp_path / "w", "PROFILE=tiny").stdout)
-    args = {p.name: p.read_text() for p in (tmp_path / "w" / ".args").iterdir()}
+    _record(tmp_path / "r")
+    args = {p.name: p.read_text() for p in (tmp_path / "r" / ".args").iterdir()}
     launched = _dry(tmp_path / "w", "PROFILE=tiny", f"LAUNCH_GPU={GPU} --gres=gpu:1",
                     f"LAUNCH_CPU={CPU} -c 1", "RUN_TRAIN=torchrun --nproc_per_node=2")
     _assert_no_undefined(launched)
@@ -171,7 +180,8 @@ def test_launchers_go_in_front_of_each_stage_by_kind_and_are_not_recorded(tmp_pa
         else:
             assert " python" in command or "/python" in command
     # Same recorded command lines: changing the launcher re-runs nothing.
-    assert {p.name: p.read_text() for p in (tmp_path / "w" / ".args").iterdir()} == args
+    _record(tmp_path / "r", "RUN_TRAIN=torchrun --nproc_per_node=2", launcher_args=("-c 1",))
+    assert {p.name: p.read_text() for p in (tmp_path / "r" / ".args").iterdir()} == args
 
 
 def test_slurm_fragment_runs_each_stage_as_a_job_step(tmp_path):
@@ -287,25 +297,36 @@ def test_lint_installs_ruff_once_then_checks_with_the_repository_settings(tmp_pa
     assert "line-length = 100" in config
 
 
+FINISHED_STAMPS = [
+    "data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
+    "cohort/.done-cohort", "cache/.done-cache", "masks/shards/0of2/.done-predict",
+    "masks/shards/1of2/.done-predict", "masks/.done-predict", "masks/.done-postprocess",
+    "masks/.sum-m50", *[f"runs/resnet18_{i}/split{k}/.done-train"
+                        for i in ("original", "m50") for k in (0, 1)],
+    "results/figures/.done-segfigures", "results/.done-report"]
+
+
+def _stamp_finished(work, stamps=FINISHED_STAMPS) -> float:
+    """Stage stamps made by hand in pipeline order, one second apart, in the near future (newer
+    than the project files and the recorded command lines): a finished tiny work folder to make.
+    Returns the first stamp's time."""
+    now = time.time()
+    for n, name in enumerate(stamps):
+        path = work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\t1.0\t1.0\n")
+        os.utime(path, (now + n, now + n))
+    return now
+
+
 def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tmp_path):
     """Stamps made by hand in pipeline order: `make -q` says up to date; a post-processing that
     re-ran with the same masks (checksums unchanged) re-runs the figures and report, no training;
     a changed mask re-trains the runs that read it."""
     work = tmp_path / "w"
-    stages = commands(_dry(work, "PROFILE=tiny").stdout)          # writes .make/env.mk and .args
-    stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
-              "cohort/.done-cohort", "cache/.done-cache", "masks/shards/0of2/.done-predict",
-              "masks/shards/1of2/.done-predict", "masks/.done-predict",
-              "masks/.done-postprocess", "masks/.sum-m50"]
-    stamps += [f"runs/resnet18_{i}/split{k}/.done-train"
-               for i in ("original", "m50") for k in (0, 1)]
-    stamps += ["results/figures/.done-segfigures", "results/.done-report"]
-    now = time.time()
-    for n, name in enumerate(stamps):                             # one second apart, in order
-        path = work / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("x\t1.0\t1.0\n")
-        os.utime(path, (now + n, now + n))
+    stages = commands(_dry(work, "PROFILE=tiny").stdout)
+    _record(work)                                                 # writes .make/env.mk and .args
+    now = _stamp_finished(work)
     assert len(stages) == 16
     # (stamps in the near future: newer than the project files and the recorded command lines)
     assert run_make("-q", f"WORK={work}", "PROFILE=tiny", str(work / "results/.done-report"),
@@ -320,6 +341,24 @@ def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tm
     assert not [c for c in changed if "--train-input original" in c]
 
 
+def test_a_dry_run_with_another_value_shows_the_stage_and_changes_nothing(tmp_path):
+    """`make -n` (and -q) with a changed *_ARGS lists the stage and what follows, but records
+    nothing: the next real make with the recorded values finds the folder up to date."""
+    work = tmp_path / "w"
+    _record(work)
+    _stamp_finished(work)
+    recorded = {p.name: p.read_text() for p in (work / ".args").iterdir()}
+    base = ["PROFILE=tiny", f"WORK={work}"]
+    report = str(work / "results/.done-report")
+    assert run_make("-q", *base, report, check=False).returncode == 0
+    changed = _names(commands(_dry(work, "PROFILE=tiny", "FINETUNE_ARGS=--epochs 2").stdout))
+    assert changed[0] == "cxrseg.finetune" and "cxrstats.report" in changed
+    assert "cxrcls.demo_data" not in changed and "cxrcls.cohort" not in changed
+    assert run_make("-q", *base, "FINETUNE_ARGS=--epochs 2", report, check=False).returncode != 0
+    assert {p.name: p.read_text() for p in (work / ".args").iterdir()} == recorded
+    assert run_make("-q", *base, report, check=False).returncode == 0
+
+
 @pytest.mark.parametrize("mask", ["changed", "equal"])
 def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(tmp_path, mask):
     """A finished folder whose post-processing must re-run (its stamp older than the prediction's):
@@ -327,7 +366,7 @@ def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(t
     re-trains the runs on m50 (its second make reads the checksums afresh), never those on
     original; when it writes the same mask, no run re-trains."""
     work = tmp_path / "w"
-    _dry(work, "PROFILE=tiny")                                    # writes .make/env.mk and .args
+    _record(work)                                                 # writes .make/env.mk and .args
     stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
               "cohort/.done-cohort", "cache/.done-cache", "masks/shards/0of2/.done-predict",
               "masks/shards/1of2/.done-predict", "masks/.done-postprocess", "masks/.sum-m50",
@@ -528,11 +567,12 @@ printf '%s\t%s\t%s\t%s\n' "$start" "$EPOCHREALTIME" "$lock" "$*" >> "$FAKE_WORK.
 """
 
 
-def _fake_launcher(tmp_path):
+def _fake_launcher(tmp_path, *launcher_args):
     path = tmp_path / "fake-stage"
     path.write_text(FAKE_LAUNCHER)
     path.chmod(0o755)
-    return [f"LAUNCH_CPU={path}", f"LAUNCH_GPU={path}"]
+    extra = "".join(f" {a}" for a in launcher_args)
+    return [f"LAUNCH_CPU={path}{extra}", f"LAUNCH_GPU={path}{extra}"]
 
 
 def _fake_log(work):
@@ -617,6 +657,7 @@ def test_extent_reaches_the_segmentation_stages_is_recorded_and_a_bad_one_stops_
             assert ("--extent" in command) == wanted, command
         assert sum("-m cxrseg.predict" in c for c in stages) == 2        # both shards
         # the recorded command lines change with it, so fine-tune and what follows run again
+        _record(tmp_path / "w", *given)
         for stage in ("FINETUNE", "EVALUATE", "PREDICT"):
             assert f"--extent {value} " in (tmp_path / "w" / ".args" / stage).read_text()
     for bad in ("wide", "field full", ""):
@@ -640,6 +681,7 @@ def test_a_second_fine_tuning_stage_continues_from_the_first_and_makes_the_segme
     evaluate = next(i for i, c in enumerate(stages) if "-m cxrseg.evaluate" in c)
     assert stages.index(second) < evaluate and f"--checkpoint {work / 'seg' / 'best.pt'} " in \
         stages[evaluate]
+    _record(work, "FINETUNE2_ARGS=--train all --lr 1e-5")
     assert "--train all" in (work / ".args" / "FINETUNE2").read_text()
     # the checkpoint is Make's (the first stage's best.pt): given again, make stops at once
     bad = _dry(tmp_path / "bad", "PROFILE=tiny", "FINETUNE2_ARGS=--checkpoint x.pt", check=False)
