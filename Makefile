@@ -90,6 +90,12 @@ compare_reads_only := $(and $(value A),$(value B),\
 	$(if $(filter $(abspath $(value B)),$(abspath $(WORK_PATIENT))),,1))
 PROFILE_GOALS := $(if $(compare_reads_only),$(filter-out compare $(value B)/compare/.done-compare,\
 	$(PIPELINE_GOALS)),$(PIPELINE_GOALS))
+# The profiles: every profiles/*.mk but the two fragments every profile includes.
+PROFILES := $(filter-out pipeline user,$(patsubst profiles/%.mk,%,$(wildcard profiles/*.mk)))
+ifneq ($(words $(PROFILE))$(filter $(PROFILE),$(PROFILES)),1$(PROFILE))
+$(error PROFILE=$(PROFILE): no such profile; choose one of $(PROFILES) (profiles/<name>.mk; \
+	lowercase))
+endif
 include profiles/$(PROFILE).mk
 # SLURM=1: every stage as its own Slurm job step (sets LAUNCH_GPU and LAUNCH_CPU, see the file).
 SLURM ?= 0

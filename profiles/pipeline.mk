@@ -78,12 +78,21 @@ ATTRIBUTION     ?= 0
 
 # Masks: `m<r>` in INPUTS is the eroded mask dilated by r pixels (m0: the eroded mask itself). The
 # post-processing writes masks/m<r>.npy for the study's 15 and 50 and every radius INPUTS names.
-# The names are read by the one rule, cxrstats/foundation/input_names.py (standard library only).
+# The names are read by the one rule, cxrstats/foundation/input_names.py (standard library only):
+# every value of INPUTS is checked here, so a wrong one stops Make before the segmentation runs.
 INPUT_NAMES := $(PYTHON) cxrstats/foundation/input_names.py
 MASK_RADII  := $(if $(filter m%,$(INPUTS)),$(shell $(INPUT_NAMES) --radii $(filter m%,$(INPUTS))))
-BAD_RADII   := $(if $(filter m%,$(INPUTS)),$(shell $(INPUT_NAMES) --not-inputs $(filter m%,$(INPUTS))))
-ifneq ($(strip $(BAD_RADII)),)
-$(error INPUTS=$(INPUTS): $(strip $(BAD_RADII)) is not m<radius in pixels> (m0 m15 m30 m50 ...))
+BAD_INPUTS  := $(if $(strip $(INPUTS)),$(shell $(INPUT_NAMES) --not-inputs $(INPUTS)))
+ifneq ($(strip $(BAD_INPUTS)),)
+$(error INPUTS=$(INPUTS): $(strip $(BAD_INPUTS)): not an input name; choose among original, \
+	overlay and m<radius in pixels> (m0 m15 m30 m50 ...; lowercase, no leading zeros))
+endif
+# Backbones: the ones cxrcls offers, listed once in cxrcls/imagenet_files.py (standard library).
+ARCH_NAMES := $(PYTHON) cxrcls/imagenet_files.py
+BAD_ARCHS  := $(if $(strip $(ARCHS)),$(shell $(ARCH_NAMES) --not-archs $(ARCHS)))
+ifneq ($(strip $(BAD_ARCHS)),)
+$(error ARCHS=$(ARCHS): $(strip $(BAD_ARCHS)): not a backbone cxrcls offers; choose among \
+	$(shell $(ARCH_NAMES) --archs))
 endif
 DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 

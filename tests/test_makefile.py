@@ -401,6 +401,30 @@ def test_a_backbone_or_input_named_twice_stops_make(tmp_path, variable, value, w
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("variable, value, bad, choices", [
+    ("INPUTS", "original M15", "M15", "choose among original, overlay and m<radius in pixels>"),
+    ("INPUTS", "Original m50", "Original", "choose among original, overlay"),
+    ("INPUTS", "overlays m50", "overlays", "choose among original, overlay"),
+    ("ARCHS", "densenet", "densenet", "choose among resnet50 densenet121 resnet18"),
+    ("ARCHS", "resnet18 ResNet50", "ResNet50", "choose among resnet50 densenet121 resnet18"),
+])
+def test_every_input_and_backbone_is_checked_before_any_stage(tmp_path, variable, value, bad,
+                                                               choices):
+    """Not only the values starting with m: a wrong input or backbone would fail only when its
+    training starts, after the segmentation."""
+    for goal in ([], ["clean-work"]):
+        result = _dry(tmp_path / "w", "PROFILE=tiny", f"{variable}={value}", *goal, check=False)
+        _refused(result, f"{variable}={value}: {bad}: not ", choices)
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("profile", ["Paper", "pipeline", "user", "demo tiny", "nope"])
+def test_a_profile_that_does_not_exist_is_named_with_the_ones_that_do(tmp_path, profile):
+    result = _dry(tmp_path / "w", f"PROFILE={profile}", check=False)
+    _refused(result, f"PROFILE={profile}: no such profile; choose one of demo paper tiny")
+    assert "No rule to make target" not in result.stderr
+
+
 @pytest.mark.parametrize("setting", ["GPU_SLOTS=0", "GPU_SLOTS=-1", "GPU_SLOTS=abc",
                                      "GPU_THREADS=0", "GPU_IDS=0,1"])
 def test_make_checks_the_gpu_slot_settings_before_any_stage(tmp_path, setting):
