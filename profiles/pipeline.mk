@@ -125,7 +125,18 @@ TWO_STAGE  := $(if $(strip $(FINETUNE2_ARGS)),1)
 SEG_STAGE1 := $(if $(TWO_STAGE),$(W)/seg-stage1,$(W)/seg)
 # The segmentation sets: the profile's images and masks, or SEG_DATA="NAME=IMAGES:MASKS[:SUFFIX] ..."
 # (several lung-mask sets, each its own dataset; `make segmenter`, profiles/user.mk).
+# Each entry is checked when Make starts (format, repeated names, the IMAGES and MASKS folders), by
+# the one parse rule, cxrseg/sources.py (standard library only), for every goal that reads the sets.
 SEG_DATA ?=
+SEG_DATA_SPECS = $(foreach d,$(SEG_DATA),'$(subst ','\'',$(d))')
+ifneq ($(strip $(SEG_DATA)),)
+ifneq ($(PROFILE_GOALS)$(filter segmenter,$(value MAKECMDGOALS)),)
+SEG_DATA_ERROR := $(shell $(PYTHON) cxrseg/sources.py --check $(SEG_DATA_SPECS))
+ifneq ($(SEG_DATA_ERROR),)
+$(error $(SEG_DATA_ERROR))
+endif
+endif
+endif
 SEG_SOURCES = $(if $(strip $(SEG_DATA)),$(addprefix --data ,$(SEG_DATA)),--images $(SEG_IMAGES) \
               --masks $(SEG_MASKS) $(SEG_MASK_FLAG))
 
@@ -350,8 +361,7 @@ SEG_INPUTS := $(SEG_IMAGES) $(SEG_MASKS)
 NIH_INPUTS := $(NIH_LABELS)
 endif
 ifneq ($(strip $(SEG_DATA)),)
-SEG_INPUTS := $(wildcard $(foreach d,$(SEG_DATA),\
-	$(wordlist 1,2,$(subst :, ,$(patsubst $(firstword $(subst =, ,$(d)))=%,%,$(d))))))
+SEG_INPUTS := $(shell $(PYTHON) cxrseg/sources.py --folders $(SEG_DATA_SPECS))
 endif
 
 # Resume flag for stages that can continue (fine-tuning, training): --resume when $(1)/last.pt

@@ -107,3 +107,30 @@ def test_make_segmenter_runs_only_the_segmentation_stages_on_the_named_sets(tmp_
     assert modules == ["cxrseg.split", "cxrseg.finetune", "cxrseg.evaluate"]
     for command in stages:
         assert f"--data {sets[0]} --data {sets[1]}" in command and "--images" not in command
+
+
+@pytest.mark.parametrize("goal", ["reproduce", "segmenter", "tightness"])
+def test_a_seg_data_folder_that_does_not_exist_stops_make_naming_seg_data(tmp_path, goal):
+    """Checked when Make starts, not when the segmentation split runs (after the cohort, the cache
+    and the runs on original images): each entry's images and masks folders, by cxrseg/sources.py,
+    the rule --data follows."""
+    m = tmp_path / "montgomery"
+    for kind in ("images", "masks"):
+        (m / kind).mkdir(parents=True)
+    data = paper_data(tmp_path)
+    good = f"montgomery={m}/images:{m}/masks"
+    for seg_data, message in [
+            (f"montgomery={m}/images:{m}/mask",
+             f"SEG_DATA 'montgomery={m}/images:{m}/mask': masks folder {m}/mask not found"),
+            (f"montgomery={m}/image:{m}/masks", f"images folder {m}/image not found"),
+            (f"{good} shenzhen={tmp_path}/nope:{m}/masks:_mask",
+             f"SEG_DATA 'shenzhen={tmp_path}/nope:{m}/masks:_mask': images folder"),
+            (f"{good} {good}", "dataset name 'montgomery' given more than once"),
+            (f"{m}/images:{m}/masks", "expected NAME=IMAGES:MASKS")]:
+        result = dry(tmp_path, goal, "PROFILE=paper", *data, f"SEG_DATA={seg_data}",
+                     check=False)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert not commands(result.stdout), result.stdout
+    fine = dry(tmp_path, "segmenter", "PROFILE=paper", *data, f"SEG_DATA={good}")
+    split = next(c for c in commands(fine.stdout) if "-m cxrseg.split" in c)
+    assert f"--data {good}" in split
