@@ -82,6 +82,10 @@ check_folder = $(if $(call bad_folder,$($(1))),$(error $(1)="$($(1))": give one 
 ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS)),)
 $(call check_folder,WORK)
 endif
+# $(call is_dir,PATH), $(call is_file,PATH): not empty when PATH (one word) is an existing folder,
+# or an existing file that is no folder (the profiles' checks of the data they are given).
+is_dir  = $(if $(strip $(1)),$(wildcard $(strip $(1))/.))
+is_file = $(if $(strip $(1)),$(if $(call is_dir,$(1)),,$(wildcard $(strip $(1)))))
 # The goals that need the profile's data (its checks in profiles/<profile>.mk): all pipeline goals
 # but `make compare A=... B=...` with neither folder the profile's own, which only reads the two.
 # ($(value ...): A and B are defined later, in profiles/pipeline.mk, when not given.)

@@ -123,6 +123,38 @@ def _paper(tmp_path, *args, check=True):
                 f"IMAGENET_DIR={imagenet}", *args, check=check)
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("NIH_DIR={tmp}/nope", "NIH_DIR={tmp}/nope: folder not found"),
+    ("NIH_DIR={tmp}/nih/Data_Entry_2017.csv", "NIH_DIR={tmp}/nih/Data_Entry_2017.csv: not a folder"),
+    ("NIH_LABELS={tmp}/nih/label.csv", "NIH_LABELS={tmp}/nih/label.csv: file not found"),
+    ("NIH_LABELS={tmp}/nih", "NIH_LABELS={tmp}/nih: file not found"),
+    ("NIH_IMAGES={tmp}/nih/img", "NIH_IMAGES={tmp}/nih/img: image folder {tmp}/nih/img not found"),
+    ("RSUA_DIR={tmp}/nope", "RSUA_DIR={tmp}/nope: no images folder {tmp}/nope/images"),
+    ("RSUA_IMAGES={tmp}/rsua/img", "RSUA_IMAGES={tmp}/rsua/img: no images folder {tmp}/rsua/img"),
+    ("RSUA_MASKS={tmp}/rsua/mask", "RSUA_MASKS={tmp}/rsua/mask: no masks folder {tmp}/rsua/mask"),
+])
+def test_paper_profile_names_the_data_variable_of_a_wrong_path_before_any_stage(tmp_path, setting,
+                                                                                message):
+    """A wrong NIH or RSUA path stops Make when it starts, naming the variable to fix (the one
+    given, else the folder it defaults from), not in the cohort stage or as a missing target."""
+    (tmp_path / "medsam.pth").touch()
+    labels = [f"NIH_LABELS={tmp_path}/nih/Data_Entry_2017.csv"]    # NIH_DIR's own check, not its
+    result = _paper(tmp_path, f"MEDSAM_CKPT={tmp_path / 'medsam.pth'}",  # missing labels table
+                    *(labels if setting.startswith("NIH_DIR") else []),
+                    setting.format(tmp=tmp_path), check=False)
+    _refused(result, message.format(tmp=tmp_path))
+    assert "No rule to make target" not in result.stderr
+
+
+def test_paper_profile_takes_nih_labels_and_images_without_nih_dir(tmp_path):
+    (tmp_path / "medsam.pth").touch()
+    nih = tmp_path / "nih"
+    result = _paper(tmp_path, f"MEDSAM_CKPT={tmp_path / 'medsam.pth'}", "NIH_DIR=",
+                    f"NIH_LABELS={nih}/Data_Entry_2017.csv", f"NIH_IMAGES={nih}")
+    cohort = next(c for c in commands(result.stdout) if "-m cxrcls.cohort" in c)
+    assert f"--labels {nih}/Data_Entry_2017.csv --images {nih} " in cohort
+
+
 def test_paper_profile_takes_litemedsam_with_one_variable(tmp_path):
     missing = _paper(tmp_path, check=False)
     assert missing.returncode != 0 and "MEDSAM_CKPT" in missing.stderr
