@@ -34,6 +34,18 @@ endif
 ifeq ($(strip $(OUT)),)
 $(error make segment needs OUT=<new or empty folder for the masks>)
 endif
+# The folders it reads must exist (tested by the shell: their names may hold spaces). SEGMENTER
+# defaults to the seg/ folder of WORK, which is work/<profile> unless given: after a pipeline run in
+# another WORK, name that WORK again, or the segmenter folder itself.
+shell_quote = '$(subst ','\'',$(1))'
+ifneq ($(shell test -e $(call shell_quote,$(IMAGES)) || echo missing),)
+$(error IMAGES=$(IMAGES): not found; give the folder of radiographs to segment)
+endif
+ifneq ($(shell test -d $(call shell_quote,$(SEGMENTER)) || echo missing),)
+$(error SEGMENTER=$(SEGMENTER): folder not found. make segment reads the seg/ folder that \
+	`make segmenter` or `make reproduce` wrote under their WORK: pass WORK=<that work folder> \
+	(as given to them), or SEGMENTER=<the segmenter folder>)
+endif
 endif
 
 # (the folders quoted: a folder of one's own may have spaces in its name)

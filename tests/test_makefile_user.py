@@ -79,18 +79,43 @@ def test_make_checks_the_exact_files_training_reads_and_passes_it_the_folder(tmp
 
 
 def test_make_segment_runs_predict_with_the_segmenter_folder_and_needs_no_study_data(tmp_path):
-    result = dry(tmp_path, "segment", "PROFILE=paper", "IMAGES=my cxrs", "OUT=my_masks",
+    images = tmp_path / "my cxrs"
+    images.mkdir()
+    (tmp_path / "w" / "seg").mkdir(parents=True)
+    result = dry(tmp_path, "segment", "PROFILE=paper", f"IMAGES={images}", "OUT=my_masks",
                  "SEGMENT_ARGS=--masked")
     predict = [c for c in result.stdout.splitlines() if "-m cxrseg.predict" in c]
     assert len(predict) == 1
-    assert predict[0].endswith(f'-m cxrseg.predict --images "my cxrs" --segmenter '
+    assert predict[0].endswith(f'-m cxrseg.predict --images "{images}" --segmenter '
                                f'"{tmp_path / "w"}/seg" --extent field --out "my_masks" --masked '
                                '--device auto')
-    full = dry(tmp_path, "segment", "IMAGES=x", "OUT=y", "EXTENT=full")
+    full = dry(tmp_path, "segment", f"IMAGES={images}", "OUT=y", "EXTENT=full")
     assert '--segmenter "' in full.stdout and " --extent full " in full.stdout
     for missing in (["OUT=x"], ["IMAGES=x"]):
         refused = dry(tmp_path, "segment", *missing, check=False)
         assert refused.returncode != 0 and "make segment needs" in refused.stderr
+
+
+def test_make_segment_stops_at_once_naming_work_and_segmenter_when_the_segmenter_is_missing(
+        tmp_path):
+    """After a pipeline run in another WORK, the default SEGMENTER (WORK/seg) is not there: Make
+    says to pass WORK= or SEGMENTER=, before cxrseg.predict starts; likewise a missing IMAGES."""
+    images = tmp_path / "my cxrs"
+    images.mkdir()
+    ours = tmp_path / "elsewhere" / "seg"
+    ours.mkdir(parents=True)
+    default = dry(tmp_path, "segment", "PROFILE=paper", f"IMAGES={images}", "OUT=o", check=False)
+    assert default.returncode != 0 and "-m cxrseg.predict" not in default.stdout
+    assert f"SEGMENTER={tmp_path / 'w'}/seg: folder not found" in default.stderr, default.stderr
+    assert "pass WORK=<that work folder>" in default.stderr
+    assert "or SEGMENTER=<the segmenter folder>" in default.stderr
+    for fix in (f"WORK={ours.parent}", f"SEGMENTER={ours}"):
+        fixed = dry(tmp_path, "segment", f"IMAGES={images}", "OUT=o", fix)
+        assert f'--segmenter "{ours}"' in fixed.stdout, fixed.stdout
+    wrong = dry(tmp_path, "segment", f"IMAGES={tmp_path / 'my cxr'}", "OUT=o", f"SEGMENTER={ours}",
+                check=False)
+    assert wrong.returncode != 0 and "-m cxrseg.predict" not in wrong.stdout
+    assert f"IMAGES={tmp_path / 'my cxr'}: not found" in wrong.stderr
 
 
 def test_make_segmenter_runs_only_the_segmentation_stages_on_the_named_sets(tmp_path):
