@@ -441,6 +441,17 @@ clean-work:
 SUM_INPUTS  := $(foreach i,$(INPUTS),$(if $(filter $(W)/masks/.sum-%,$(call mask_dep,$(i))),$(i)))
 MASKS_FIRST := $(if $(SUM_INPUTS),$(filter reproduce attribution tightness,$(STUDY_GOALS)))
 
+# The make that takes the work folder's lock first checks that WORK is one: a new or empty folder,
+# or one holding only the toolkit's outputs and Make's files, never a folder of the user's own
+# files with stage folders written beside them (cxrstats/foundation/ownership.py, the rule
+# clean-work asks too); so every work folder is one `make clean-work` can delete.
+ifneq ($(and $(TAKE_LOCK),$(STUDY_GOALS)),)
+WORK_PROBLEM := $(shell $(PYTHON) cxrstats/foundation/ownership.py --check-use $(W))
+ifneq ($(WORK_PROBLEM),)
+$(error WORK=$(WORK_PROBLEM))
+endif
+endif
+
 ifneq ($(TAKE_LOCK),)
 # This make only takes the lock: each goal is the inner make's.
 .PHONY: $(PIPELINE_GOALS) locked-make

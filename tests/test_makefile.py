@@ -368,6 +368,7 @@ def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(t
                for i in ("original", "m50") for k in (0, 1)]
     stamps += ["results/figures/.done-segfigures", "results/.done-report"]
     (work / "masks").mkdir(parents=True)
+    (work / "masks/.cxr-lungmask").write_text("")  # a stage's folder, as predict leaves it
     (work / "masks/m50.npy").write_bytes(b"old")
     (work / "masks/.sum-m50").write_text(hashlib.md5(b"old").hexdigest() + "  -\n")
     now = time.time() + 1                          # newer than the recorded command lines
@@ -628,6 +629,35 @@ def test_stages_run_under_the_lock_and_keep_make_j_parallelism(tmp_path):
     assert s1 < e0 and s0 < e1, log                             # side by side
     with open(work / ".lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.parametrize("goal", ["reproduce", "tightness", "segmenter", "data/.done-data"])
+def test_a_work_folder_holding_files_of_the_user_is_refused_before_any_stage(tmp_path, goal):
+    """The rule clean-work asks (cxrstats/foundation/ownership.py), asked before stage folders are
+    written beside the user's files: so a work folder is always one clean-work can delete."""
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    target = str(work / goal) if "/" in goal else goal
+    result = run_make(target, "PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
+                      check=False, env={"FAKE_WORK": str(work)})
+    _refused(result, f"WORK={work}: holds 'notes.txt', which this toolkit did not write",
+             "Give WORK a new or empty folder")
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    assert not work.with_name("w.log").exists()              # the stand-in stage never ran
+
+
+def test_a_work_folder_of_the_toolkit_or_a_link_to_one_is_accepted(tmp_path):
+    real = tmp_path / "real"
+    (real / "seg").mkdir(parents=True)
+    (real / "seg" / ".cxr-lungmask").write_text("")          # a stage's folder
+    (real / "seg" / "best.pt").write_text("x")
+    (real / ".done-x").write_text("")
+    work = tmp_path / "w"
+    work.symlink_to(real)                                    # how a path with spaces becomes WORK
+    run_make("PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
+             str(work / "data/.done-data"), env={"FAKE_WORK": str(work)})
+    assert (real / "data" / ".done-data").is_file()
 
 
 def test_stage_times_shows_an_unknown_wall_time_as_a_question_mark(tmp_path):
