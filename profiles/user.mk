@@ -85,7 +85,10 @@ MISSING_WEIGHTS := $(shell IMAGENET_DIR='$(subst ','\'',$(IMAGENET_DIR))' \
 	$(PYTHON) cxrcls/imagenet_files.py --missing $(ARCHS))
 ifneq ($(MISSING_WEIGHTS),)
 $(error TRAIN_ARGS uses --weights imagenet, but the ImageNet weights cannot be read \
-	($(MISSING_WEIGHTS)): fetch them once with `make weights` (needs the network; no stage downloads))
+	($(MISSING_WEIGHTS)): fetch them once with `make weights` (needs the network; no stage \
+	downloads), or, on a machine without the network, train from random initialisation (not the \
+	study's setting): TRAIN_ARGS="$(strip $(subst --weights=imagenet,--weights none,$(subst \
+	--weights imagenet,--weights none,$(TRAIN_ARGS))))")
 endif
 endif
 endif

@@ -50,6 +50,13 @@ def test_paper_profile_stops_before_anything_runs_when_imagenet_weights_are_miss
     assert missing.returncode != 0
     assert (f"(missing {empty}/resnet50-0676ba61.pth {empty}/densenet121-a639ec97.pth): fetch "
             "them once with `make weights`") in missing.stderr
+    # and the way on a machine without the network: the profile's TRAIN_ARGS, random weights
+    assert ('on a machine without the network, train from random initialisation (not the '
+            'study\'s setting): TRAIN_ARGS="--weights none --epochs 30 --batch-size 4 --lr 1e-4"'
+            in missing.stderr), missing.stderr
+    other = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={empty}",
+                "TRAIN_ARGS=--epochs 2 --weights=imagenet", check=False)
+    assert 'TRAIN_ARGS="--epochs 2 --weights none"' in other.stderr, other.stderr
     assert "cxrseg.split" not in missing.stdout
     for name in IMAGENET_FILES.values():
         (empty / name).write_bytes(b"")
