@@ -2,8 +2,9 @@
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
 SPLIT_BY, INPUTS (m<r>; which names pass: tests/test_foundation_input_names.py), ATTRIBUTION,
 SEG_MODEL, EXTENT, FINETUNE2_ARGS and the targets tightness, compare, lint; the checks when Make
-starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make sets in a
-*_ARGS, EXTENT); and, with a stand-in launcher that runs nothing, one make per work folder."""
+starts (repeated or unknown ARCHS/INPUTS, PROFILE, the paper profile's paths, GPU slot settings,
+folders Make cannot quote, flags Make sets in a *_ARGS, EXTENT); and, with a stand-in launcher
+that runs nothing, one make per work folder and a WORK holding files of the user's."""
 import fcntl
 import hashlib
 import os
@@ -125,7 +126,8 @@ def _paper(tmp_path, *args, check=True):
 
 @pytest.mark.parametrize("setting, message", [
     ("NIH_DIR={tmp}/nope", "NIH_DIR={tmp}/nope: folder not found"),
-    ("NIH_DIR={tmp}/nih/Data_Entry_2017.csv", "NIH_DIR={tmp}/nih/Data_Entry_2017.csv: not a folder"),
+    ("NIH_DIR={tmp}/nih/Data_Entry_2017.csv",
+     "NIH_DIR={tmp}/nih/Data_Entry_2017.csv: not a folder"),
     ("NIH_LABELS={tmp}/nih/label.csv", "NIH_LABELS={tmp}/nih/label.csv: file not found"),
     ("NIH_LABELS={tmp}/nih", "NIH_LABELS={tmp}/nih: file not found"),
     ("NIH_IMAGES={tmp}/nih/img", "NIH_IMAGES={tmp}/nih/img: image folder {tmp}/nih/img not found"),

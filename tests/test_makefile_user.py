@@ -1,6 +1,7 @@
 """profiles/user.mk with `make -n` (nothing runs): make weights (and make setup PROFILE=paper), the
 Make-time check of the ImageNet weights, make segment and make segmenter, which need none of the
-study's data. The targets running for real: tests/test_user_data.py."""
+study's data, and the Make-time checks of their folders (IMAGES, SEGMENTER, SEG_DATA). The targets
+running for real: tests/test_user_data.py."""
 import re
 
 import pytest
