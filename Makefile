@@ -82,6 +82,10 @@ check_folder = $(if $(call bad_folder,$($(1))),$(error $(1)="$($(1))": give one 
 ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS)),)
 $(call check_folder,WORK)
 endif
+# $(call is_dir,PATH), $(call is_file,PATH): not empty when PATH (one word) is an existing folder,
+# or an existing file that is no folder (the profiles' checks of the data they are given).
+is_dir  = $(if $(strip $(1)),$(wildcard $(strip $(1))/.))
+is_file = $(if $(strip $(1)),$(if $(call is_dir,$(1)),,$(wildcard $(strip $(1)))))
 # The goals that need the profile's data (its checks in profiles/<profile>.mk): all pipeline goals
 # but `make compare A=... B=...` with neither folder the profile's own, which only reads the two.
 # ($(value ...): A and B are defined later, in profiles/pipeline.mk, when not given.)
@@ -90,6 +94,12 @@ compare_reads_only := $(and $(value A),$(value B),\
 	$(if $(filter $(abspath $(value B)),$(abspath $(WORK_PATIENT))),,1))
 PROFILE_GOALS := $(if $(compare_reads_only),$(filter-out compare $(value B)/compare/.done-compare,\
 	$(PIPELINE_GOALS)),$(PIPELINE_GOALS))
+# The profiles: every profiles/*.mk but the two fragments every profile includes.
+PROFILES := $(filter-out pipeline user,$(patsubst profiles/%.mk,%,$(wildcard profiles/*.mk)))
+ifneq ($(words $(PROFILE))$(filter $(PROFILE),$(PROFILES)),1$(PROFILE))
+$(error PROFILE=$(PROFILE): no such profile; choose one of $(PROFILES) (profiles/<name>.mk; \
+	lowercase))
+endif
 include profiles/$(PROFILE).mk
 # SLURM=1: every stage as its own Slurm job step (sets LAUNCH_GPU and LAUNCH_CPU, see the file).
 SLURM ?= 0

@@ -9,9 +9,12 @@ the system Python, before the virtual environment exists).
   folder; under make, the project's), otherwise the project's `weights/imagenet/`. Make exports
   IMAGENET_DIR (profiles/user.mk), so its check, `make weights` and every training run agree.
 
+The backbones cxrcls offers are the keys of IMAGENET_FILES (ARCHS; cxrcls.models reads them here).
+
 profiles/user.mk runs `python3 cxrcls/imagenet_files.py --missing ARCH...`, which prints why the
-weights of those backbones cannot be read (nothing when they can), so Make holds no copy of the
-rule.
+weights of those backbones cannot be read (nothing when they can), and profiles/pipeline.mk
+`--not-archs ARCH...`, which prints the names that are no backbone (and `--archs`, the list), so
+Make holds no copy of either rule.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 IMAGENET_FILES = {"resnet50": "resnet50-0676ba61.pth",
                   "densenet121": "densenet121-a639ec97.pth",
                   "resnet18": "resnet18-f37072fd.pth"}
+ARCHS = tuple(IMAGENET_FILES)   # every backbone cxrcls offers has its ImageNet file
 DOWNLOAD_URL = "https://download.pytorch.org/models/"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "weights" / "imagenet"
 
@@ -49,10 +53,16 @@ def missing(archs: list[str]) -> str:
 
 
 def main(argv: list[str]) -> str:
-    """Make's view of the rule: `--missing ARCH...` prints why those weights cannot be read."""
-    if not argv or argv[0] != "--missing":
-        raise SystemExit(f"usage: imagenet_files.py --missing ARCH...; got {argv!r}")
-    return missing(argv[1:])
+    """Make's view of the rules: `--missing ARCH...` prints why those weights cannot be read,
+    `--not-archs NAME...` the names that are no backbone, `--archs` the backbones."""
+    if argv[:1] == ["--missing"]:
+        return missing(argv[1:])
+    if argv[:1] == ["--not-archs"]:
+        return " ".join(name for name in argv[1:] if name not in ARCHS)
+    if argv == ["--archs"]:
+        return " ".join(ARCHS)
+    raise SystemExit("usage: imagenet_files.py --missing ARCH... | --not-archs NAME... | --archs; "
+                     f"got {argv!r}")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from cxrcls.imagenet_files import ARCHS
 from cxrcls.labels import FINDINGS
 from cxrcls.weights import imagenet_state_dict
 from cxrstats.foundation.checkpoints import load_checkpoint
 
-ARCHS = ("resnet50", "densenet121", "resnet18")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

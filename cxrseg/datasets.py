@@ -9,78 +9,19 @@ taken: evaluate's rows pooling several datasets carry it.
 A folder path may hold colons: when the text after `NAME=` has more colons than the format needs,
 it is split where both IMAGES and MASKS name existing folders (the SUFFIX holds no colon). When no
 split or more than one does, the error says so; a link to the folder under a name without a colon
-(`ln -s`) is the way around.
+(`ln -s`) is the way around. The parse rule is cxrseg/sources.py's (standard library only), which
+Make also runs to check SEG_DATA before any stage.
 """
 from __future__ import annotations
 
 import argparse
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from .pairs import Pair, find_pairs
+from .sources import FORMAT, NAME_PATTERN, POOLED, Source, parse_source, split_folders
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
-POOLED = "all"   # dataset name of evaluate's rows pooling several datasets; no source may use it
-FORMAT = "NAME=IMAGES:MASKS or NAME=IMAGES:MASKS:SUFFIX"
-
-
-@dataclass(frozen=True)
-class Source:
-    """One dataset: its name, image folder, mask folder and mask-stem suffix."""
-    name: str
-    images: str
-    masks: str
-    mask_suffix: str = ""
-
-
-def parse_source(text: str) -> Source:
-    """`NAME=IMAGES:MASKS[:SUFFIX]` -> Source; a ValueError that names the format and the problem
-    otherwise. Colons inside folder paths are resolved by `split_folders`."""
-    name, sep, rest = text.partition("=")
-    if not sep:
-        raise ValueError(f"--data {text!r}: expected {FORMAT} (no '=' after the dataset name)")
-    if not NAME_PATTERN.match(name):
-        raise ValueError(f"--data {text!r}: dataset name {name!r} may hold only letters, digits "
-                         "and . _ -")
-    if name == POOLED:
-        raise ValueError(f"--data {text!r}: the dataset name {POOLED!r} is taken by the rows "
-                         "pooling all datasets in eval.csv; choose another name")
-    images, masks, suffix = split_folders(text, rest)
-    return Source(name, images, masks, suffix)
-
-
-def split_folders(text: str, rest: str) -> tuple[str, str, str]:
-    """IMAGES, MASKS, SUFFIX of `rest` (the part after `NAME=` of `text`).
-
-    The plain split (at each colon, one or two of them) is taken when its folders exist or no other
-    split names existing folders; otherwise the one split whose IMAGES and MASKS are existing
-    folders (a colon inside a folder path). None or several is a ValueError that says how to get
-    around it."""
-    pieces = rest.split(":")
-    if len(pieces) < 2:
-        raise ValueError(f"--data {text!r}: expected {FORMAT} (IMAGES and MASKS separated by ':')")
-    plain = None
-    if len(pieces) in (2, 3) and pieces[0] and pieces[1]:
-        plain = (pieces[0], pieces[1], pieces[2] if len(pieces) == 3 else "")
-    candidates = [(":".join(pieces[:i]), ":".join(pieces[i:]), "") for i in range(1, len(pieces))]
-    candidates += [(":".join(pieces[:i]), ":".join(pieces[i:-1]), pieces[-1])
-                   for i in range(1, len(pieces) - 1)]
-    existing = [c for c in candidates
-                if c[0] and c[1] and Path(c[0]).is_dir() and Path(c[1]).is_dir()]
-    if plain in existing or (plain and not existing):
-        return plain          # a missing folder is reported when the pairs are read
-    if len(existing) == 1:
-        return existing[0]
-    found = ("no split of it names two existing folders" if not existing else
-             "several splits name existing folders: " + "; ".join(
-                 f"IMAGES {c[0]!r} MASKS {c[1]!r}" + (f" SUFFIX {c[2]!r}" if c[2] else "")
-                 for c in existing))
-    raise ValueError(f"--data {text!r}: expected {FORMAT}; the text after '=' has "
-                     f"{len(pieces) - 1} colon(s) and {found}. A folder path may hold colons "
-                     "when the folders exist and one split fits; otherwise link the folder under "
-                     "a name without a colon (ln -s) and give that")
-
+__all__ = ["FORMAT", "NAME_PATTERN", "POOLED", "Source", "parse_source", "split_folders",
+           "source_arg", "sources_from_args", "find_all_pairs", "add_data_arguments"]
 
 def source_arg(text: str) -> str:
     """argparse type of `--data`: the text, once `parse_source` accepts it (its errors become usage

@@ -61,33 +61,57 @@ ERODE       ?= 5
 TRAIN_ARGS  ?= --weights imagenet --epochs 30 --batch-size 4 --lr 1e-4
 REPORT_ARGS ?=
 
-# Clear errors before anything runs (only for goals that run the pipeline, plain `make` included).
+# Clear errors before anything runs (only for goals that run the pipeline, plain `make` included),
+# each naming the variable to fix: NIH_LABELS, NIH_IMAGES, RSUA_IMAGES or RSUA_MASKS when given,
+# else the NIH_DIR or RSUA_DIR they default from. (set_by_user: given on the command line or in the
+# environment, not defaulted here.)
 # `make segmenter` (SEGMENTER_ONLY=1, profiles/user.mk) needs no NIH data; SEG_DATA replaces RSUA.
+set_by_user = $(filter-out file default undefined,$(origin $(1)))
+given_or    = $(if $(call set_by_user,$(1)),$(1),$(2))
 ifneq ($(PROFILE_GOALS),)
 ifneq ($(SEGMENTER_ONLY),1)
 ifeq ($(strip $(NIH_DIR)),)
+ifeq ($(and $(call set_by_user,NIH_LABELS),$(call set_by_user,NIH_IMAGES)),)
 $(error PROFILE=paper needs NIH_DIR=<folder with Data_Entry_2017.csv and the NIH images>)
 endif
+else ifeq ($(call is_dir,$(NIH_DIR)),)
+$(error NIH_DIR=$(NIH_DIR): $(if $(wildcard $(NIH_DIR)),not a folder,folder not found); give the \
+	folder with Data_Entry_2017.csv and the NIH images)
+endif
 ifeq ($(NIH_LABELS),)
-$(error NIH_DIR=$(NIH_DIR): no Data_Entry_2017.csv or Data_Entry_2017_v2020.csv in it)
+$(error NIH_DIR=$(NIH_DIR): no Data_Entry_2017.csv or Data_Entry_2017_v2020.csv in it \
+	(set NIH_LABELS=<the labels table> if it is elsewhere))
+endif
+ifeq ($(call is_file,$(NIH_LABELS)),)
+$(error NIH_LABELS=$(NIH_LABELS): file not found; give NIH's labels table (Image Index, Finding \
+	Labels, Patient ID), e.g. NIH_DIR/Data_Entry_2017.csv)
+endif
+ifeq ($(call is_dir,$(NIH_IMAGES)),)
+$(error $(call given_or,NIH_IMAGES,NIH_DIR)=$(value $(call given_or,NIH_IMAGES,NIH_DIR)): \
+	$(if $(call set_by_user,NIH_IMAGES),image folder $(NIH_IMAGES) not found,folder not found); \
+	give the folder with the NIH images (anywhere below it))
 endif
 endif
 ifeq ($(strip $(SEG_DATA)),)
 ifeq ($(strip $(RSUA_DIR)),)
+ifeq ($(and $(call set_by_user,RSUA_IMAGES),$(call set_by_user,RSUA_MASKS)),)
 $(error PROFILE=paper needs RSUA_DIR=<folder with images/ and masks/ of the RSUA lung set>)
 endif
-ifeq ($(wildcard $(RSUA_IMAGES)),)
-$(error RSUA_DIR=$(RSUA_DIR): no images folder $(RSUA_IMAGES) (set RSUA_IMAGES=... if elsewhere))
 endif
-ifeq ($(wildcard $(RSUA_MASKS)),)
-$(error RSUA_DIR=$(RSUA_DIR): no masks folder $(RSUA_MASKS) (set RSUA_MASKS=... if it is elsewhere))
+ifeq ($(call is_dir,$(RSUA_IMAGES)),)
+$(error $(call given_or,RSUA_IMAGES,RSUA_DIR)=$(value $(call given_or,RSUA_IMAGES,RSUA_DIR)): \
+	no images folder $(RSUA_IMAGES) (set RSUA_IMAGES=... if it is elsewhere))
+endif
+ifeq ($(call is_dir,$(RSUA_MASKS)),)
+$(error $(call given_or,RSUA_MASKS,RSUA_DIR)=$(value $(call given_or,RSUA_MASKS,RSUA_DIR)): \
+	no masks folder $(RSUA_MASKS) (set RSUA_MASKS=... if it is elsewhere))
 endif
 endif
 ifeq ($(SEG_MODEL),medsam)
 ifeq ($(strip $(MEDSAM_CKPT)),)
 $(error PROFILE=paper needs MEDSAM_CKPT=<path to medsam_vit_b.pth> (or SEG_MODEL=lite))
 endif
-ifeq ($(wildcard $(MEDSAM_CKPT)),)
+ifeq ($(call is_file,$(MEDSAM_CKPT)),)
 $(error MEDSAM_CKPT=$(MEDSAM_CKPT): file not found)
 endif
 endif

@@ -78,12 +78,21 @@ ATTRIBUTION     ?= 0
 
 # Masks: `m<r>` in INPUTS is the eroded mask dilated by r pixels (m0: the eroded mask itself). The
 # post-processing writes masks/m<r>.npy for the study's 15 and 50 and every radius INPUTS names.
-# The names are read by the one rule, cxrstats/foundation/input_names.py (standard library only).
+# The names are read by the one rule, cxrstats/foundation/input_names.py (standard library only):
+# every value of INPUTS is checked here, so a wrong one stops Make before the segmentation runs.
 INPUT_NAMES := $(PYTHON) cxrstats/foundation/input_names.py
 MASK_RADII  := $(if $(filter m%,$(INPUTS)),$(shell $(INPUT_NAMES) --radii $(filter m%,$(INPUTS))))
-BAD_RADII   := $(if $(filter m%,$(INPUTS)),$(shell $(INPUT_NAMES) --not-inputs $(filter m%,$(INPUTS))))
-ifneq ($(strip $(BAD_RADII)),)
-$(error INPUTS=$(INPUTS): $(strip $(BAD_RADII)) is not m<radius in pixels> (m0 m15 m30 m50 ...))
+BAD_INPUTS  := $(if $(strip $(INPUTS)),$(shell $(INPUT_NAMES) --not-inputs $(INPUTS)))
+ifneq ($(strip $(BAD_INPUTS)),)
+$(error INPUTS=$(INPUTS): $(strip $(BAD_INPUTS)): not an input name; choose among original, \
+	overlay and m<radius in pixels> (m0 m15 m30 m50 ...; lowercase, no leading zeros))
+endif
+# Backbones: the ones cxrcls offers, listed once in cxrcls/imagenet_files.py (standard library).
+ARCH_NAMES := $(PYTHON) cxrcls/imagenet_files.py
+BAD_ARCHS  := $(if $(strip $(ARCHS)),$(shell $(ARCH_NAMES) --not-archs $(ARCHS)))
+ifneq ($(strip $(BAD_ARCHS)),)
+$(error ARCHS=$(ARCHS): $(strip $(BAD_ARCHS)): not a backbone cxrcls offers; choose among \
+	$(shell $(ARCH_NAMES) --archs))
 endif
 DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 
@@ -116,7 +125,18 @@ TWO_STAGE  := $(if $(strip $(FINETUNE2_ARGS)),1)
 SEG_STAGE1 := $(if $(TWO_STAGE),$(W)/seg-stage1,$(W)/seg)
 # The segmentation sets: the profile's images and masks, or SEG_DATA="NAME=IMAGES:MASKS[:SUFFIX] ..."
 # (several lung-mask sets, each its own dataset; `make segmenter`, profiles/user.mk).
+# Each entry is checked when Make starts (format, repeated names, the IMAGES and MASKS folders), by
+# the one parse rule, cxrseg/sources.py (standard library only), for every goal that reads the sets.
 SEG_DATA ?=
+SEG_DATA_SPECS = $(foreach d,$(SEG_DATA),'$(subst ','\'',$(d))')
+ifneq ($(strip $(SEG_DATA)),)
+ifneq ($(PROFILE_GOALS)$(filter segmenter,$(value MAKECMDGOALS)),)
+SEG_DATA_ERROR := $(shell $(PYTHON) cxrseg/sources.py --check $(SEG_DATA_SPECS))
+ifneq ($(SEG_DATA_ERROR),)
+$(error $(SEG_DATA_ERROR))
+endif
+endif
+endif
 SEG_SOURCES = $(if $(strip $(SEG_DATA)),$(addprefix --data ,$(SEG_DATA)),--images $(SEG_IMAGES) \
               --masks $(SEG_MASKS) $(SEG_MASK_FLAG))
 
@@ -349,8 +369,7 @@ SEG_INPUTS := $(SEG_IMAGES) $(SEG_MASKS)
 NIH_INPUTS := $(NIH_LABELS)
 endif
 ifneq ($(strip $(SEG_DATA)),)
-SEG_INPUTS := $(wildcard $(foreach d,$(SEG_DATA),\
-	$(wordlist 1,2,$(subst :, ,$(patsubst $(firstword $(subst =, ,$(d)))=%,%,$(d))))))
+SEG_INPUTS := $(shell $(PYTHON) cxrseg/sources.py --folders $(SEG_DATA_SPECS))
 endif
 
 # Resume flag for stages that can continue (fine-tuning, training): --resume when $(1)/last.pt
@@ -429,6 +448,17 @@ clean-work:
 # whose make reads the checksums afresh; a run on a mask that changed is re-trained there.
 SUM_INPUTS  := $(foreach i,$(INPUTS),$(if $(filter $(W)/masks/.sum-%,$(call mask_dep,$(i))),$(i)))
 MASKS_FIRST := $(if $(SUM_INPUTS),$(filter reproduce attribution tightness,$(STUDY_GOALS)))
+
+# The make that takes the work folder's lock first checks that WORK is one: a new or empty folder,
+# or one holding only the toolkit's outputs and Make's files, never a folder of the user's own
+# files with stage folders written beside them (cxrstats/foundation/ownership.py, the rule
+# clean-work asks too); so every work folder is one `make clean-work` can delete.
+ifneq ($(and $(TAKE_LOCK),$(STUDY_GOALS)),)
+WORK_PROBLEM := $(shell $(PYTHON) cxrstats/foundation/ownership.py --check-use $(W))
+ifneq ($(WORK_PROBLEM),)
+$(error WORK=$(WORK_PROBLEM))
+endif
+endif
 
 ifneq ($(TAKE_LOCK),)
 # This make only takes the lock: each goal is the inner make's.

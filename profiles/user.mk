@@ -34,6 +34,18 @@ endif
 ifeq ($(strip $(OUT)),)
 $(error make segment needs OUT=<new or empty folder for the masks>)
 endif
+# The folders it reads must exist (tested by the shell: their names may hold spaces). SEGMENTER
+# defaults to the seg/ folder of WORK, which is work/<profile> unless given: after a pipeline run in
+# another WORK, name that WORK again, or the segmenter folder itself.
+shell_quote = '$(subst ','\'',$(1))'
+ifneq ($(shell test -e $(call shell_quote,$(IMAGES)) || echo missing),)
+$(error IMAGES=$(IMAGES): not found; give the folder of radiographs to segment)
+endif
+ifneq ($(shell test -d $(call shell_quote,$(SEGMENTER)) || echo missing),)
+$(error SEGMENTER=$(SEGMENTER): folder not found. make segment reads the seg/ folder that \
+	`make segmenter` or `make reproduce` wrote under their WORK: pass WORK=<that work folder> \
+	(as given to them), or SEGMENTER=<the segmenter folder>)
+endif
 endif
 
 # (the folders quoted: a folder of one's own may have spaces in its name)
@@ -73,7 +85,10 @@ MISSING_WEIGHTS := $(shell IMAGENET_DIR='$(subst ','\'',$(IMAGENET_DIR))' \
 	$(PYTHON) cxrcls/imagenet_files.py --missing $(ARCHS))
 ifneq ($(MISSING_WEIGHTS),)
 $(error TRAIN_ARGS uses --weights imagenet, but the ImageNet weights cannot be read \
-	($(MISSING_WEIGHTS)): fetch them once with `make weights` (needs the network; no stage downloads))
+	($(MISSING_WEIGHTS)): fetch them once with `make weights` (needs the network; no stage \
+	downloads), or, on a machine without the network, train from random initialisation (not the \
+	study's setting): TRAIN_ARGS="$(strip $(subst --weights=imagenet,--weights none,$(subst \
+	--weights imagenet,--weights none,$(TRAIN_ARGS))))")
 endif
 endif
 endif

@@ -58,7 +58,7 @@ def test_makefile_inputs_check_accepts_exactly_the_masked_names(tmp_path):
         result = run_make("-n", f"WORK={tmp_path / 'w'}", "PROFILE=tiny",
                           "INPUTS=" + " ".join(["original", "overlay", *names]), "clean-work",
                           check=False)
-        found = re.search(r"INPUTS=.*?: (.*) is not m<radius", result.stderr)
+        found = re.search(r"INPUTS=.*?: (.*): not an input name", result.stderr)
         assert (result.returncode != 0) == bool(found), result.stderr
         return found.group(1).split() if found else []
 

@@ -2,8 +2,9 @@
 reproduce`, no undefined variables, launchers in front of each stage by kind, and the variables
 SPLIT_BY, INPUTS (m<r>; which names pass: tests/test_foundation_input_names.py), ATTRIBUTION,
 SEG_MODEL, EXTENT, FINETUNE2_ARGS and the targets tightness, compare, lint; the checks when Make
-starts (repeated ARCHS/INPUTS, GPU slot settings, folders Make cannot quote, flags Make sets in a
-*_ARGS, EXTENT); and, with a stand-in launcher that runs nothing, one make per work folder."""
+starts (repeated or unknown ARCHS/INPUTS, PROFILE, the paper profile's paths, GPU slot settings,
+folders Make cannot quote, flags Make sets in a *_ARGS, EXTENT); and, with a stand-in launcher
+that runs nothing, one make per work folder and a WORK holding files of the user's."""
 import fcntl
 import hashlib
 import os
@@ -129,6 +130,39 @@ def _paper(tmp_path, *args, check=True):
         (imagenet / name).touch()
     return _dry(tmp_path / "w", "PROFILE=paper", f"NIH_DIR={nih}", f"RSUA_DIR={tmp_path / 'rsua'}",
                 f"IMAGENET_DIR={imagenet}", *args, check=check)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("NIH_DIR={tmp}/nope", "NIH_DIR={tmp}/nope: folder not found"),
+    ("NIH_DIR={tmp}/nih/Data_Entry_2017.csv",
+     "NIH_DIR={tmp}/nih/Data_Entry_2017.csv: not a folder"),
+    ("NIH_LABELS={tmp}/nih/label.csv", "NIH_LABELS={tmp}/nih/label.csv: file not found"),
+    ("NIH_LABELS={tmp}/nih", "NIH_LABELS={tmp}/nih: file not found"),
+    ("NIH_IMAGES={tmp}/nih/img", "NIH_IMAGES={tmp}/nih/img: image folder {tmp}/nih/img not found"),
+    ("RSUA_DIR={tmp}/nope", "RSUA_DIR={tmp}/nope: no images folder {tmp}/nope/images"),
+    ("RSUA_IMAGES={tmp}/rsua/img", "RSUA_IMAGES={tmp}/rsua/img: no images folder {tmp}/rsua/img"),
+    ("RSUA_MASKS={tmp}/rsua/mask", "RSUA_MASKS={tmp}/rsua/mask: no masks folder {tmp}/rsua/mask"),
+])
+def test_paper_profile_names_the_data_variable_of_a_wrong_path_before_any_stage(tmp_path, setting,
+                                                                                message):
+    """A wrong NIH or RSUA path stops Make when it starts, naming the variable to fix (the one
+    given, else the folder it defaults from), not in the cohort stage or as a missing target."""
+    (tmp_path / "medsam.pth").touch()
+    labels = [f"NIH_LABELS={tmp_path}/nih/Data_Entry_2017.csv"]    # NIH_DIR's own check, not its
+    result = _paper(tmp_path, f"MEDSAM_CKPT={tmp_path / 'medsam.pth'}",  # missing labels table
+                    *(labels if setting.startswith("NIH_DIR") else []),
+                    setting.format(tmp=tmp_path), check=False)
+    _refused(result, message.format(tmp=tmp_path))
+    assert "No rule to make target" not in result.stderr
+
+
+def test_paper_profile_takes_nih_labels_and_images_without_nih_dir(tmp_path):
+    (tmp_path / "medsam.pth").touch()
+    nih = tmp_path / "nih"
+    result = _paper(tmp_path, f"MEDSAM_CKPT={tmp_path / 'medsam.pth'}", "NIH_DIR=",
+                    f"NIH_LABELS={nih}/Data_Entry_2017.csv", f"NIH_IMAGES={nih}")
+    cohort = next(c for c in commands(result.stdout) if "-m cxrcls.cohort" in c)
+    assert f"--labels {nih}/Data_Entry_2017.csv --images {nih} " in cohort
 
 
 def test_paper_profile_takes_litemedsam_with_one_variable(tmp_path):
@@ -375,6 +409,7 @@ def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(t
                for i in ("original", "m50") for k in (0, 1)]
     stamps += ["results/figures/.done-segfigures", "results/.done-report"]
     (work / "masks").mkdir(parents=True)
+    (work / "masks/.cxr-lungmask").write_text("")  # a stage's folder, as predict leaves it
     (work / "masks/m50.npy").write_bytes(b"old")
     (work / "masks/.sum-m50").write_text(hashlib.md5(b"old").hexdigest() + "  -\n")
     now = time.time() + 1                          # newer than the recorded command lines
@@ -438,6 +473,30 @@ def test_a_backbone_or_input_named_twice_stops_make(tmp_path, variable, value, w
     result = _dry(tmp_path / "w", "PROFILE=tiny", f"{variable}={value}", check=False)
     _refused(result, f"{variable}={value}: {word} given more than once")
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("variable, value, bad, choices", [
+    ("INPUTS", "original M15", "M15", "choose among original, overlay and m<radius in pixels>"),
+    ("INPUTS", "Original m50", "Original", "choose among original, overlay"),
+    ("INPUTS", "overlays m50", "overlays", "choose among original, overlay"),
+    ("ARCHS", "densenet", "densenet", "choose among resnet50 densenet121 resnet18"),
+    ("ARCHS", "resnet18 ResNet50", "ResNet50", "choose among resnet50 densenet121 resnet18"),
+])
+def test_every_input_and_backbone_is_checked_before_any_stage(tmp_path, variable, value, bad,
+                                                               choices):
+    """Not only the values starting with m: a wrong input or backbone would fail only when its
+    training starts, after the segmentation."""
+    for goal in ([], ["clean-work"]):
+        result = _dry(tmp_path / "w", "PROFILE=tiny", f"{variable}={value}", *goal, check=False)
+        _refused(result, f"{variable}={value}: {bad}: not ", choices)
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("profile", ["Paper", "pipeline", "user", "demo tiny", "nope"])
+def test_a_profile_that_does_not_exist_is_named_with_the_ones_that_do(tmp_path, profile):
+    result = _dry(tmp_path / "w", f"PROFILE={profile}", check=False)
+    _refused(result, f"PROFILE={profile}: no such profile; choose one of demo paper tiny")
+    assert "No rule to make target" not in result.stderr
 
 
 @pytest.mark.parametrize("setting", ["GPU_SLOTS=0", "GPU_SLOTS=-1", "GPU_SLOTS=abc",
@@ -612,6 +671,35 @@ def test_stages_run_under_the_lock_and_keep_make_j_parallelism(tmp_path):
     assert s1 < e0 and s0 < e1, log                             # side by side
     with open(work / ".lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.parametrize("goal", ["reproduce", "tightness", "segmenter", "data/.done-data"])
+def test_a_work_folder_holding_files_of_the_user_is_refused_before_any_stage(tmp_path, goal):
+    """The rule clean-work asks (cxrstats/foundation/ownership.py), asked before stage folders are
+    written beside the user's files: so a work folder is always one clean-work can delete."""
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    target = str(work / goal) if "/" in goal else goal
+    result = run_make(target, "PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
+                      check=False, env={"FAKE_WORK": str(work)})
+    _refused(result, f"WORK={work}: holds 'notes.txt', which this toolkit did not write",
+             "Give WORK a new or empty folder")
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    assert not work.with_name("w.log").exists()              # the stand-in stage never ran
+
+
+def test_a_work_folder_of_the_toolkit_or_a_link_to_one_is_accepted(tmp_path):
+    real = tmp_path / "real"
+    (real / "seg").mkdir(parents=True)
+    (real / "seg" / ".cxr-lungmask").write_text("")          # a stage's folder
+    (real / "seg" / "best.pt").write_text("x")
+    (real / ".done-x").write_text("")
+    work = tmp_path / "w"
+    work.symlink_to(real)                                    # how a path with spaces becomes WORK
+    run_make("PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
+             str(work / "data/.done-data"), env={"FAKE_WORK": str(work)})
+    assert (real / "data" / ".done-data").is_file()
 
 
 def test_stage_times_shows_an_unknown_wall_time_as_a_question_mark(tmp_path):

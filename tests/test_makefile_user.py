@@ -1,6 +1,7 @@
 """profiles/user.mk with `make -n` (nothing runs): make weights (and make setup PROFILE=paper), the
 Make-time check of the ImageNet weights, make segment and make segmenter, which need none of the
-study's data. The targets running for real: tests/test_user_data.py."""
+study's data, and the Make-time checks of their folders (IMAGES, SEGMENTER, SEG_DATA). The targets
+running for real: tests/test_user_data.py."""
 import re
 
 import pytest
@@ -50,6 +51,13 @@ def test_paper_profile_stops_before_anything_runs_when_imagenet_weights_are_miss
     assert missing.returncode != 0
     assert (f"(missing {empty}/resnet50-0676ba61.pth {empty}/densenet121-a639ec97.pth): fetch "
             "them once with `make weights`") in missing.stderr
+    # and the way on a machine without the network: the profile's TRAIN_ARGS, random weights
+    assert ('on a machine without the network, train from random initialisation (not the '
+            'study\'s setting): TRAIN_ARGS="--weights none --epochs 30 --batch-size 4 --lr 1e-4"'
+            in missing.stderr), missing.stderr
+    other = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={empty}",
+                "TRAIN_ARGS=--epochs 2 --weights=imagenet", check=False)
+    assert 'TRAIN_ARGS="--epochs 2 --weights none"' in other.stderr, other.stderr
     assert "cxrseg.split" not in missing.stdout
     for name in IMAGENET_FILES.values():
         (empty / name).write_bytes(b"")
@@ -79,18 +87,43 @@ def test_make_checks_the_exact_files_training_reads_and_passes_it_the_folder(tmp
 
 
 def test_make_segment_runs_predict_with_the_segmenter_folder_and_needs_no_study_data(tmp_path):
-    result = dry(tmp_path, "segment", "PROFILE=paper", "IMAGES=my cxrs", "OUT=my_masks",
+    images = tmp_path / "my cxrs"
+    images.mkdir()
+    (tmp_path / "w" / "seg").mkdir(parents=True)
+    result = dry(tmp_path, "segment", "PROFILE=paper", f"IMAGES={images}", "OUT=my_masks",
                  "SEGMENT_ARGS=--masked")
     predict = [c for c in result.stdout.splitlines() if "-m cxrseg.predict" in c]
     assert len(predict) == 1
-    assert predict[0].endswith(f'-m cxrseg.predict --images "my cxrs" --segmenter '
+    assert predict[0].endswith(f'-m cxrseg.predict --images "{images}" --segmenter '
                                f'"{tmp_path / "w"}/seg" --extent field --out "my_masks" --masked '
                                '--device auto')
-    full = dry(tmp_path, "segment", "IMAGES=x", "OUT=y", "EXTENT=full")
+    full = dry(tmp_path, "segment", f"IMAGES={images}", "OUT=y", "EXTENT=full")
     assert '--segmenter "' in full.stdout and " --extent full " in full.stdout
     for missing in (["OUT=x"], ["IMAGES=x"]):
         refused = dry(tmp_path, "segment", *missing, check=False)
         assert refused.returncode != 0 and "make segment needs" in refused.stderr
+
+
+def test_make_segment_stops_at_once_naming_work_and_segmenter_when_the_segmenter_is_missing(
+        tmp_path):
+    """After a pipeline run in another WORK, the default SEGMENTER (WORK/seg) is not there: Make
+    says to pass WORK= or SEGMENTER=, before cxrseg.predict starts; likewise a missing IMAGES."""
+    images = tmp_path / "my cxrs"
+    images.mkdir()
+    ours = tmp_path / "elsewhere" / "seg"
+    ours.mkdir(parents=True)
+    default = dry(tmp_path, "segment", "PROFILE=paper", f"IMAGES={images}", "OUT=o", check=False)
+    assert default.returncode != 0 and "-m cxrseg.predict" not in default.stdout
+    assert f"SEGMENTER={tmp_path / 'w'}/seg: folder not found" in default.stderr, default.stderr
+    assert "pass WORK=<that work folder>" in default.stderr
+    assert "or SEGMENTER=<the segmenter folder>" in default.stderr
+    for fix in (f"WORK={ours.parent}", f"SEGMENTER={ours}"):
+        fixed = dry(tmp_path, "segment", f"IMAGES={images}", "OUT=o", fix)
+        assert f'--segmenter "{ours}"' in fixed.stdout, fixed.stdout
+    wrong = dry(tmp_path, "segment", f"IMAGES={tmp_path / 'my cxr'}", "OUT=o", f"SEGMENTER={ours}",
+                check=False)
+    assert wrong.returncode != 0 and "-m cxrseg.predict" not in wrong.stdout
+    assert f"IMAGES={tmp_path / 'my cxr'}: not found" in wrong.stderr
 
 
 def test_make_segmenter_runs_only_the_segmentation_stages_on_the_named_sets(tmp_path):
@@ -107,3 +140,30 @@ def test_make_segmenter_runs_only_the_segmentation_stages_on_the_named_sets(tmp_
     assert modules == ["cxrseg.split", "cxrseg.finetune", "cxrseg.evaluate"]
     for command in stages:
         assert f"--data {sets[0]} --data {sets[1]}" in command and "--images" not in command
+
+
+@pytest.mark.parametrize("goal", ["reproduce", "segmenter", "tightness"])
+def test_a_seg_data_folder_that_does_not_exist_stops_make_naming_seg_data(tmp_path, goal):
+    """Checked when Make starts, not when the segmentation split runs (after the cohort, the cache
+    and the runs on original images): each entry's images and masks folders, by cxrseg/sources.py,
+    the rule --data follows."""
+    m = tmp_path / "montgomery"
+    for kind in ("images", "masks"):
+        (m / kind).mkdir(parents=True)
+    data = paper_data(tmp_path)
+    good = f"montgomery={m}/images:{m}/masks"
+    for seg_data, message in [
+            (f"montgomery={m}/images:{m}/mask",
+             f"SEG_DATA 'montgomery={m}/images:{m}/mask': masks folder {m}/mask not found"),
+            (f"montgomery={m}/image:{m}/masks", f"images folder {m}/image not found"),
+            (f"{good} shenzhen={tmp_path}/nope:{m}/masks:_mask",
+             f"SEG_DATA 'shenzhen={tmp_path}/nope:{m}/masks:_mask': images folder"),
+            (f"{good} {good}", "dataset name 'montgomery' given more than once"),
+            (f"{m}/images:{m}/masks", "expected NAME=IMAGES:MASKS")]:
+        result = dry(tmp_path, goal, "PROFILE=paper", *data, f"SEG_DATA={seg_data}",
+                     check=False)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert not commands(result.stdout), result.stdout
+    fine = dry(tmp_path, "segmenter", "PROFILE=paper", *data, f"SEG_DATA={good}")
+    split = next(c for c in commands(fine.stdout) if "-m cxrseg.split" in c)
+    assert f"--data {good}" in split

@@ -2,7 +2,9 @@
 
 Standard library only, so that Make can ask before anything is installed:
 `python cxrstats/foundation/ownership.py --check-work FOLDER` exits 1, naming a file, when FOLDER
-holds anything the toolkit did not write (`make clean-work` asks before it deletes a work folder).
+holds anything the toolkit did not write (`make clean-work` asks before it deletes a work folder);
+`--check-use FOLDER` prints why FOLDER cannot be a work folder (nothing when it can): Make asks
+before a make that runs stages writes there, so a work folder is always one clean-work can delete.
 """
 from __future__ import annotations
 
@@ -47,9 +49,34 @@ def work_folder_problem(folder: str | Path) -> str | None:
             "you mean to")
 
 
+def work_folder_use_problem(folder: str | Path) -> str | None:
+    """Why `folder` cannot be a work folder (WORK): it holds a file the toolkit did not write, so
+    stage folders written next to it would make a folder that `make clean-work` refuses. None for
+    a new or empty folder, or one holding only the toolkit's outputs. A link to a folder is judged
+    by that folder (a link is how a folder with a space in its path becomes a WORK)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        return f"{folder}: not a folder"
+    real = folder.resolve()
+    if (real / FOLDER_MARKER).is_file():
+        return None
+    foreign = next(foreign_files(real, MAKE_ENTRIES), None)
+    if foreign is None:
+        return None
+    return (f"{folder}: holds {str(foreign.relative_to(real))!r}, which this toolkit did not "
+            "write; stage folders written beside it would make a work folder that `make "
+            "clean-work` cannot delete. Give WORK a new or empty folder (or one of this toolkit's "
+            "work folders); nothing was written")
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--check-use":
+        print(work_folder_use_problem(argv[1]) or "")
+        return 0
     if len(argv) != 2 or argv[0] != "--check-work":
-        print("usage: ownership.py --check-work FOLDER", file=sys.stderr)
+        print("usage: ownership.py --check-work FOLDER | --check-use FOLDER", file=sys.stderr)
         return 2
     problem = work_folder_problem(argv[1])
     if problem:
