@@ -31,6 +31,15 @@ def foreign_files(folder: Path, allowed: tuple[str, ...] = ()) -> Iterator[Path]
             yield from foreign_files(path)
 
 
+def not_the_toolkits(folder: Path) -> str | None:
+    """The first file in a work folder the toolkit did not write (its path inside the folder), or
+    None: a marked folder, or one holding only marked stage folders and Make's own entries."""
+    if (folder / FOLDER_MARKER).is_file():
+        return None
+    foreign = next(foreign_files(folder, MAKE_ENTRIES), None)
+    return None if foreign is None else str(foreign.relative_to(folder))
+
+
 def work_folder_problem(folder: str | Path) -> str | None:
     """Why deleting `folder` as a whole would delete files the toolkit did not write; None when it
     holds only the toolkit's stage folders and Make's own entries (or does not exist)."""
@@ -39,12 +48,10 @@ def work_folder_problem(folder: str | Path) -> str | None:
         return None
     if not folder.is_dir() or folder.is_symlink():
         return f"{folder}: not a work folder (a file or a link)"
-    if (folder / FOLDER_MARKER).is_file():
-        return None
-    foreign = next(foreign_files(folder, MAKE_ENTRIES), None)
+    foreign = not_the_toolkits(folder)
     if foreign is None:
         return None
-    return (f"{folder}: holds {str(foreign.relative_to(folder))!r}, which this toolkit did not "
+    return (f"{folder}: holds {foreign!r}, which this toolkit did not "
             "write, so it is not (only) a work folder; nothing was deleted. Delete it by hand if "
             "you mean to")
 
@@ -59,13 +66,10 @@ def work_folder_use_problem(folder: str | Path) -> str | None:
         return None
     if not folder.is_dir():
         return f"{folder}: not a folder"
-    real = folder.resolve()
-    if (real / FOLDER_MARKER).is_file():
-        return None
-    foreign = next(foreign_files(real, MAKE_ENTRIES), None)
+    foreign = not_the_toolkits(folder.resolve())
     if foreign is None:
         return None
-    return (f"{folder}: holds {str(foreign.relative_to(real))!r}, which this toolkit did not "
+    return (f"{folder}: holds {foreign!r}, which this toolkit did not "
             "write; stage folders written beside it would make a work folder that `make "
             "clean-work` cannot delete. Give WORK a new or empty folder (or one of this toolkit's "
             "work folders); nothing was written")
