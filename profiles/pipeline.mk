@@ -55,6 +55,9 @@ ARGS_DIR := $(W)/.args
 repeated = $(strip $(foreach w,$(sort $(1)),$(if $(word 2,$(filter $(w),$(1))),$(w))))
 $(foreach v,ARCHS INPUTS,$(if $(call repeated,$($(v))),$(error $(v)=$($(v)): \
 	$(call repeated,$($(v))) given more than once; name each once)))
+# ... and none named would train nothing and report an empty table.
+$(foreach v,ARCHS INPUTS SPLITS,$(if $(strip $($(v))),,$(error $(v) is empty: name at least one \
+	(the profile's: profiles/$(PROFILE).mk))))
 
 LAUNCH_GPU ?=
 LAUNCH_CPU ?=

@@ -475,6 +475,13 @@ def test_a_backbone_or_input_named_twice_stops_make(tmp_path, variable, value, w
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("variable", ["ARCHS", "INPUTS", "SPLITS"])
+def test_no_backbone_input_or_split_stops_make(tmp_path, variable):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", f"{variable}=", check=False)
+    _refused(result, f"{variable} is empty: name at least one (the profile's: profiles/tiny.mk)")
+    assert not (tmp_path / "w").exists()
+
+
 @pytest.mark.parametrize("variable, value, bad, choices", [
     ("INPUTS", "original M15", "M15", "choose among original, overlay and m<radius in pixels>"),
     ("INPUTS", "Original m50", "Original", "choose among original, overlay"),
