@@ -12,10 +12,10 @@ import numpy as np
 from cxrstats.bootstrap import AurocIntervals, bootstrap_aurocs
 from cxrstats.delong import DeLongTest, delong_macro, delong_test
 from cxrstats.hypothesis import MantelResult, mantel
-from cxrstats.metrics import cooccurrence, precision_recall_f1
+from cxrstats.metrics import cooccurrence
 from cxrstats.runs import FinishedRun, Setting
-from cxrstats.study import (FINDINGS, LABELS, label_aurocs, label_scores, macro_auroc,
-                            tune_thresholds)
+from cxrstats.study import (FINDINGS, LABELS, label_aurocs, label_prf, label_scores, macro_auroc,
+                            macro_prf, tune_thresholds)
 
 
 @dataclass
@@ -29,8 +29,8 @@ class RunResult:
     macro_interval: np.ndarray    # (2,)
     thresholds: np.ndarray        # (6,)
     threshold_source: str         # "thresholds.csv" or "tuned on validation by the report"
-    prf: np.ndarray               # (6, 3) precision, recall, F1 on test
-    macro_prf: np.ndarray         # (3,) mean over the 5 findings
+    prf: np.ndarray               # (6, 3) precision, recall, F1 on test (NaN: one class)
+    macro_prf: np.ndarray         # (3,) mean over the findings where defined (study.macro_prf)
     mantel: MantelResult
     test_ids: list[str]           # (n,) image names, the rows of the arrays below
     test_labels: np.ndarray       # (n, 6) truth
@@ -76,7 +76,7 @@ def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0
     macro, _ = macro_auroc(truth, run.test_probs)
     intervals, macro_interval = run_intervals(truth, scores, n_boot, (seed, run.split))
     predicted = scores >= thresholds
-    prf = np.array([precision_recall_f1(truth[:, j], predicted[:, j]) for j in range(len(LABELS))])
+    prf = label_prf(truth, predicted)
     # Spearman Mantel between the test set's true and predicted 6x6 co-occurrence (No Finding
     # included)
     result = mantel(cooccurrence(truth), cooccurrence(predicted), permutations=permutations,
@@ -86,7 +86,7 @@ def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0
                      "equal")
     minutes = None if run.train_seconds is None else run.train_seconds / 60.0
     return RunResult(run.setting, run.split, aurocs, macro, intervals, macro_interval,
-                     np.asarray(thresholds), source, prf, prf[:len(FINDINGS)].mean(axis=0), result,
+                     np.asarray(thresholds), source, prf, macro_prf(prf), result,
                      run.test_ids, truth, run.test_probs, predicted, minutes, run.epochs,
                      run.run_args, notes)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrstats.metrics import auroc, best_f1_threshold, no_finding_score
+from cxrstats.metrics import auroc, best_f1_threshold, no_finding_score, precision_recall_f1
 
 FINDINGS: tuple[str, ...] = ("Mass", "Nodule", "Pneumonia", "Edema", "Fibrosis")
 NO_FINDING = "No Finding"
@@ -54,6 +54,25 @@ def macro_auroc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[str]
     skipped = [name for name, v in zip(FINDINGS, values) if np.isnan(v)]
     defined = values[np.isfinite(values)]
     return (float(defined.mean()) if defined.size else float("nan")), skipped
+
+
+def label_prf(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(6, 3) precision, recall and F1 per label of 0/1 predictions (n, 6) against labels (n, 6);
+    NaN for a label with one class only in `labels`: undefined there, as its AUROC is."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    prf = np.full((len(LABELS), 3), np.nan)
+    for j in range(len(LABELS)):
+        if 0 < labels[:, j].sum() < len(labels):
+            prf[j] = precision_recall_f1(labels[:, j], predicted[:, j])
+    return prf
+
+
+def macro_prf(prf: np.ndarray) -> np.ndarray:
+    """(3,) the study's macro precision, recall and F1: the mean over the 5 findings where they are
+    defined (label_prf), as macro_auroc averages; NaN when none is."""
+    findings = np.asarray(prf)[:len(FINDINGS)]
+    defined = findings[np.isfinite(findings).all(axis=1)]
+    return defined.mean(axis=0) if len(defined) else np.full(3, np.nan)
 
 
 def tune_thresholds(val_probs: np.ndarray, val_labels: np.ndarray

@@ -173,3 +173,19 @@ def test_cooccurrence_against_loops():
     assert C.dtype == np.int64 and np.array_equal(C, C.T)
     with pytest.raises(ValueError, match="0/1"):
         cooccurrence(np.full((2, 2), 3))
+
+
+def test_precision_recall_f1_of_a_label_with_one_class_is_undefined_and_left_out_of_the_macro():
+    """As for AUROC: a finding without test positives has no recall (its 0/0 would pull the macro
+    down by a fifth); the macro is the mean over the findings where P/R/F1 are defined."""
+    from cxrstats.study import label_prf, macro_prf
+
+    labels = np.array([[1, 0, 0, 1, 0, 0], [0, 1, 0, 0, 1, 0], [1, 1, 0, 0, 0, 0],
+                       [0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 1]])
+    predicted = labels.copy()
+    predicted[:, 2] = [1, 0, 0, 0, 0]          # Pneumonia: no positives in truth, one predicted
+    prf = label_prf(labels, predicted)
+    assert np.isnan(prf[2]).all()
+    assert np.allclose(prf[[0, 1, 3, 4, 5]], 1.0)
+    assert np.allclose(macro_prf(prf), [1.0, 1.0, 1.0])
+    assert np.isnan(macro_prf(np.full((6, 3), np.nan))).all()
