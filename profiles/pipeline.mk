@@ -424,7 +424,9 @@ COMPARE_GOALS := compare $(COMPARE_DONE)
 STUDY_GOALS   := $(filter-out $(COMPARE_GOALS),$(PIPELINE_GOALS))
 LOCK_FOLDER   := $(if $(STUDY_GOALS),$(W),$(if $(filter $(COMPARE_DONE),$(PIPELINE_GOALS)),$(B)))
 HELD_LOCK     ?=
-MODE_FLAGS    := $(firstword -$(MAKEFLAGS))
+# make's one-letter flags are the first word of MAKEFLAGS ("n", "kq", ...), when it has any; a
+# first word starting with '-' is a long option (--no-builtin-rules, --no-print-directory).
+MODE_FLAGS    := $(filter-out -%,$(firstword $(MAKEFLAGS)))
 NO_RUN        := $(findstring n,$(MODE_FLAGS))$(findstring q,$(MODE_FLAGS))
 TAKE_LOCK     := $(if $(NO_RUN),,$(filter-out $(HELD_LOCK),$(abspath $(LOCK_FOLDER))))
 LOCK_BUSY     := 75

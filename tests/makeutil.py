@@ -37,14 +37,17 @@ def write_fake_srun(folder: Path) -> Path:
 
 
 def run_make(*args: str, env: dict | None = None, check: bool = True,
-             timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run make in the repository with this Python as PY and without re-installing .venv."""
-    cmd = ["make", "--no-print-directory", "-C", str(ROOT), f"-o{SETUP.relative_to(ROOT)}",
-           f"PY={sys.executable}", *args]
+             timeout: float = 600, quiet: bool = True) -> subprocess.CompletedProcess:
+    """Run make in the repository with this Python as PY and without re-installing .venv
+    (`quiet`: with -C and --no-print-directory; False runs it in the repository with neither, as
+    a user types it there)."""
+    where = ["--no-print-directory", "-C", str(ROOT)] if quiet else []
+    cmd = ["make", *where, f"-o{SETUP.relative_to(ROOT)}", f"PY={sys.executable}", *args]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     full_env.pop("MAKEFLAGS", None)
     full_env.pop("MFLAGS", None)
-    result = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
+                            cwd=ROOT)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
                              f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")

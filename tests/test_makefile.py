@@ -663,6 +663,23 @@ def test_a_second_make_on_a_locked_work_folder_stops_at_once_and_touches_nothing
     assert [p.name for p in work.iterdir()] == [".lock"] and not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("flags", [[], ["-j2"], ["-k"]])
+def test_a_plain_make_takes_the_lock_records_its_commands_and_then_runs_nothing(tmp_path, flags):
+    """make as a user types it (no --no-print-directory): a real run, not a dry run. It holds the
+    work folder's lock while a stage runs, records the command lines, and a second make runs
+    nothing (a long option in MAKEFLAGS, e.g. the Makefile's own --no-builtin-rules, once read as
+    -n: no lock, nothing recorded, every stage run again each time)."""
+    work = tmp_path / "w"
+    target = str(work / "data" / ".done-data")
+    launch = [*_fake_launcher(tmp_path), "PROFILE=tiny", f"WORK={work}", target]
+    env = {"FAKE_WORK": str(work)}
+    run_make(*flags, *launch, env=env, quiet=False)
+    assert [line[2] for line in _fake_log(work)] == ["held"]
+    assert (work / ".args" / "DATA").read_text().strip().startswith("cxrcls.demo_data")
+    again = run_make(*flags, *launch, env=env, quiet=False)
+    assert len(_fake_log(work)) == 1 and ">> " not in again.stdout, again.stdout
+
+
 def test_stages_run_under_the_lock_and_keep_make_j_parallelism(tmp_path):
     """Two training runs with -j2 overlap; every stage holds the work folder's lock, which is free
     again when make ends."""
