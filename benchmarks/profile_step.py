@@ -7,6 +7,9 @@
 2. torch.profiler's convolution backward per input shape, ms per step, for each precision: the
    layers where bf16 gains least (float32's small 1x1 convolutions take PyTorch's own path,
    `_slow_conv2d_backward`, counted with oneDNN's `convolution_backward`).
+3. The copies autocast adds (`aten::copy_`: float32 weights cast to bf16 in the forward pass,
+   bf16 gradients cast back), ms per step, and a bound: forward + backward of the model held in
+   bf16 itself (no float32 master weights, so not a training recipe; no update).
 A diagnostic for benchmarks.bench_precision's training rows (same model, input and optimizer).
 """
 from __future__ import annotations
@@ -87,6 +90,35 @@ def conv_backward(run, precision: str, steps: int, top: int) -> None:
               f"{e.count // steps} calls")
 
 
+def copies(run, precision: str, steps: int) -> None:
+    """Prints the ms a step spent in dtype copies (`aten::copy_`)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            timed_step(*run, precision)
+    ms = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key == "aten::copy_")
+    print(f"{precision}: aten::copy_ {ms / 1000 / steps:.1f} ms a step")
+
+
+def bf16_bound(arch: str, size: int, batch: int, rounds: int, steps: int) -> None:
+    """Prints forward + backward ms of the model held in bf16 (weights and input), median of
+    `rounds`: what the step's compute costs without autocast's copies."""
+    model, _, x, y = setup(arch, size, batch)
+    model, x = model.to(torch.bfloat16), x.to(torch.bfloat16)
+
+    def forward_backward():
+        F.binary_cross_entropy_with_logits(model(x).float(), y).backward()
+        model.zero_grad(set_to_none=True)
+
+    forward_backward()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            forward_backward()
+        times.append(1000 * (time.perf_counter() - t0) / steps)
+    print(f"model held in bf16: forward + backward {np.median(times):.1f} ms (no update)")
+
+
 def main(argv=None) -> None:
     parser = Parser(prog="python -m benchmarks.profile_step", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,6 +142,9 @@ def main(argv=None) -> None:
     phases(runs, args.rounds, args.steps)
     for precision, run in runs.items():
         conv_backward(run, precision, args.steps, args.top)
+    for precision, run in runs.items():
+        copies(run, precision, args.steps)
+    bf16_bound(args.arch, args.size, args.batch, args.rounds, args.steps)
 
 
 if __name__ == "__main__":
