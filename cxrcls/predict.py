@@ -11,12 +11,17 @@ resized to the side S of the image cache the run was trained on
 from that cache, WORK/cache/images.npy, whose completion record must be the one the run's done.json
 names), made into the run's input (its
 --eval-input, by default its --train-input: original, overlay or m<r>) and resized to its
---image-size (cxrcls.training.to_model_input). A masked input (m<r>, overlay) needs --masks: the
+--image-size (cxrcls.training.to_model_input). A masked input (m<r>, overlay) needs --masks: an
 m<r>/ folder (raw/ for overlay) of a finished `make segment` (cxrseg.predict) output folder, whose
 done_predict.json lists its masks (one per image, by file stem, of the image's own size; files it
-does not list are not read) and states the lung extent of the run's own masks (WORK/masks' record
-the run's done.json names); each mask is resized to S by nearest neighbour. best.pt is
-read with torch.load(weights_only=True) through cxrstats.foundation.checkpoints.load_checkpoint.
+does not list are not read); each mask is resized to S by nearest neighbour. They must be masks
+like the run's own (WORK/masks' records, the ones the run's done.json names): the same lung
+extent, erosion and dilation radii in pixels of S (make segment's are in pixels of a 512-px side,
+scaled to each image), holes filled or not and largest pieces kept alike; otherwise refused,
+naming both records and the make segment flags that give the run's masks (`compare_masks`). Masks
+of another segmenter (checkpoint, prior, threshold, prompting) are named on stderr, not refused:
+new images are segmented with whichever segmenter one has. best.pt is read with
+torch.load(weights_only=True) through cxrstats.foundation.checkpoints.load_checkpoint.
 
 Output columns: `image`, `prob_<label>` for the six labels in the study's order (No Finding =
 1 - max of the five, cxrstats.study.label_scores), then `label_<label>` (1 when the score is at
@@ -42,8 +47,10 @@ from cxrcls.models import build_model
 from cxrcls.train import DONE
 from cxrcls.training import sigmoid, to_model_input
 from cxrseg.pairs import image_files, read_mask
-from cxrseg.records import PREDICT
+from cxrseg.records import POSTPROCESS, PREDICT, check_made_from_current_raw
+from cxrseg.study_masks import PIPELINE_SIZE, pipeline_radius, scale_radius
 from cxrstats.foundation.imageio import image_stem, read_gray
+from cxrstats.foundation.input_names import mask_radius
 from cxrstats.foundation.argtypes import Parser, int_range
 from cxrstats.foundation.fileio import (IncompleteRunError, changed_identity, input_identity,
                                         read_csv, read_done, write_csv)
@@ -55,6 +62,37 @@ from cxrstats.foundation.device import (add_precision_argument, precision_autoca
 from cxrstats.results import input_record_path, recorded_extent
 
 COLUMNS = ["image", *(f"prob_{label}" for label in LABELS), *(f"label_{label}" for label in LABELS)]
+# What shapes a mask the classifier sees, refused when it differs from the run's masks: erosion and
+# dilation radii (pixels of the run's S-px images; None for raw masks) and the clean-up of
+# cxrseg.anatomy.clean_mask. The segmenter that made the masks is named when it differs.
+SHAPE = ("erode", "dilate", "fill_holes", "keep_largest")
+NO_RADII = {"erode": None, "dilate": None}
+SEGMENTER = ("checkpoint_id", "prior_sha256", "threshold", "prompt", "refine")
+
+
+@dataclass(frozen=True)
+class MaskRecord:
+    """Lung masks as their cxrseg.predict / cxrseg.postprocess records state them."""
+    extent: str                   # lung extent: field, full, none or unrecorded
+    shape: dict                   # SHAPE -> value (None: not recorded, or no radius for raw masks)
+    segmenter: dict               # SEGMENTER -> value
+    source: str                   # the record(s) read, for messages
+
+
+def cleaning(*records: dict) -> dict:
+    """The clean-up of masks cleaned by the stage of each record in turn (`fill_holes`,
+    `keep_largest` arguments): holes filled when any stage filled them, the fewest largest pieces
+    any stage kept (0: all); None when a record does not state it."""
+    fills = [r.get("arguments", {}).get("fill_holes") for r in records]
+    keeps = [r.get("arguments", {}).get("keep_largest") for r in records]
+    return {"fill_holes": None if None in fills else any(fills),
+            "keep_largest": None if None in keeps else min([k for k in keeps if k] or [0])}
+
+
+def segmenter_of(record: dict) -> dict:
+    """SEGMENTER of a cxrseg.predict record: its facts, and its prompting arguments."""
+    arguments = record.get("arguments", {})
+    return {name: record.get(name, arguments.get(name)) for name in SEGMENTER}
 
 
 @dataclass
@@ -69,7 +107,7 @@ class FinishedRunModel:
     thresholds: np.ndarray        # (6,) in LABELS order
     channels_last: bool
     precision: str                # fp32 or bf16, as resolved for this device
-    mask_extent: str | None       # lung extent of the masks it was trained on; None: no masks
+    masks: MaskRecord | None      # the masks it was trained on; None: no masks
 
 
 def work_folders(folder: Path, record: dict) -> list[Path]:
@@ -110,14 +148,24 @@ def cache_size_of(folder: Path, record: dict) -> int:
     return int(np.load(work / "cache" / "images.npy", mmap_mode="r").shape[-1])
 
 
-def mask_extent_of(folder: Path, record: dict, kind: str) -> str | None:
-    """The lung extent of the masks the run's input `kind` was made of (their record in WORK/masks,
-    the one the run's done.json names); None for an input without masks."""
+def trained_masks(folder: Path, record: dict, kind: str) -> MaskRecord | None:
+    """What the masks of the run's input `kind` were, as their records in WORK/masks state it (the
+    one the run's done.json names, and for m<r> the prediction it was made from); None for an
+    input without masks."""
     if mask_file(kind) is None:
         return None
     _, done = mask_file(kind)
-    _, found = input_record(folder, record, f"masks/{done}", "lung masks")
-    return recorded_extent(found)
+    work, found = input_record(folder, record, f"masks/{done}", "lung masks")
+    masks = work / "masks"
+    if done == PREDICT:                   # overlay: the raw masks as predicted
+        return MaskRecord(recorded_extent(found), {**NO_RADII, **cleaning(found)},
+                          segmenter_of(found), str(masks / PREDICT))
+    check_made_from_current_raw(masks, found)
+    predicted = read_done(masks, PREDICT, what="mask prediction")
+    shape = {"erode": found["arguments"].get("erode"), "dilate": mask_radius(kind),
+             **cleaning(predicted, found)}
+    return MaskRecord(recorded_extent(found), shape, segmenter_of(predicted),
+                      f"{masks / PREDICT}, {masks / POSTPROCESS}")
 
 
 def read_thresholds(path: Path) -> np.ndarray:
@@ -150,7 +198,7 @@ def open_run(folder: str | Path, device: torch.device, cache_size: int | None = 
     return FinishedRunModel(folder, model, kind, cache_size or cache_size_of(folder, record),
                             args.get("image_size"), args.get("overlay_thickness", 2),
                             read_thresholds(folder / "thresholds.csv"), channels_last,
-                            precision, mask_extent_of(folder, record, kind))
+                            precision, trained_masks(folder, record, kind))
 
 
 def mask_to_cache(mask: np.ndarray, size: int) -> np.ndarray:
@@ -176,7 +224,7 @@ def check_masks(images: dict[str, Path], masks: Path | None, run: FinishedRunMod
         raise ValueError(f"the run's input {kind!r} needs lung masks: give --masks, the "
                          f"{mask_folder_name(kind)}/ folder of `make segment` (or "
                          "cxrseg.predict) run on these images")
-    found = mask_folder(masks, kind, run.mask_extent)
+    found = mask_folder(masks, run)
     for stem, path in images.items():
         if stem not in found and readable(path):
             raise ValueError(f"--masks: no mask for image {path.name} (stem {stem!r}) in "
@@ -190,30 +238,92 @@ def mask_folder_name(kind: str) -> str:
     return "raw" if kind == "overlay" else kind
 
 
-def mask_folder(folder: Path, kind: str, extent: str) -> dict[str, Path]:
-    """stem -> mask file of `folder`, the <m<r> or raw>/ folder of a finished cxrseg.predict
-    output folder (its done_predict.json lists the files), of the run's input `kind` and of the
-    lung extent `extent` of the masks the run was trained on; ValueError naming the folder
-    otherwise. Files the record does not list are not read."""
-    expected = mask_folder_name(kind)
-    if folder.name != expected:
+def mask_folder(folder: Path, run: FinishedRunModel) -> dict[str, Path]:
+    """stem -> mask file of `folder`, the raw/ (overlay) or an m<r>/ folder of a finished
+    cxrseg.predict output folder (its done_predict.json lists the files), whose masks are those
+    the run was trained on (`compare_masks`); ValueError naming the folder otherwise. Files the
+    record does not list are not read."""
+    fits = folder.name == "raw" if run.kind == "overlay" else mask_radius(folder.name) is not None
+    if not fits:
         raise ValueError(f"--masks {folder}: holds {folder.name}/ masks, but the run's input "
-                         f"{kind!r} needs the {expected}/ folder of a cxrseg.predict output folder")
+                         f"{run.kind!r} needs the {mask_folder_name(run.kind)}/ folder of a "
+                         "cxrseg.predict output folder")
     try:
         record = read_done(folder.parent, PREDICT, what="mask prediction (make segment)")
     except IncompleteRunError as error:
         raise ValueError(f"--masks {folder}: not the masks of a finished cxrseg.predict run "
                          f"({error})") from None
     listed = {image_stem(name): folder.parent / name for name in record.get("outputs", [])
-              if isinstance(name, str) and Path(name).parent == Path(expected)}
+              if isinstance(name, str) and Path(name).parent == Path(folder.name)}
     if not listed:
-        raise ValueError(f"--masks {folder}: {folder.parent / PREDICT} lists no {expected}/ masks "
-                         f"(radii made: {record.get('dilate')})")
-    if recorded_extent(record) != extent:
-        raise ValueError(f"--masks {folder}: masks of lung extent {recorded_extent(record)} "
-                         f"({folder.parent / PREDICT}), but the run was trained on masks of "
-                         f"extent {extent}; segment the images with a segmenter of that extent")
+        raise ValueError(f"--masks {folder}: {folder.parent / PREDICT} lists no {folder.name}/ "
+                         f"masks (radii made: {record.get('dilate')})")
+    compare_masks(folder, segmented_masks(folder, record, run.cache_size), run.masks,
+                  run.cache_size)
     return listed
+
+
+def segmented_masks(folder: Path, record: dict, size: int) -> MaskRecord:
+    """What the masks of `folder` (raw/ or m<r>/ of a cxrseg.predict output folder, `record` its
+    done_predict.json) are for the run: radii in pixels of an image of the run's side `size`, as
+    cxrseg.predict scales them (scale_radius)."""
+    radius = mask_radius(folder.name)
+    radii = NO_RADII if radius is None else {
+        "erode": None if record.get("erode") is None else scale_radius(record["erode"],
+                                                                       (size, size)),
+        "dilate": scale_radius(radius, (size, size))}
+    return MaskRecord(recorded_extent(record), {**radii, **cleaning(record)},
+                      segmenter_of(record), str(folder.parent / PREDICT))
+
+
+def compare_masks(folder: Path, found: MaskRecord, trained: MaskRecord, size: int) -> None:
+    """The one comparison of the masks given (`found`) with those the run was trained on: another
+    lung extent or SHAPE is refused, naming both records and both values; another segmenter is
+    named on stderr (new images are segmented by whichever segmenter one has)."""
+    if found.extent != trained.extent:
+        raise ValueError(f"--masks {folder}: masks of lung extent {found.extent} "
+                         f"({found.source}), but the run was trained on masks of extent "
+                         f"{trained.extent} ({trained.source}); segment the images with a "
+                         "segmenter of that extent")
+    differ = [name for name in SHAPE if found.shape[name] != trained.shape[name]]
+    if differ:
+        raise ValueError(f"--masks {folder}: masks of {settings(found.shape, differ)} "
+                         f"({found.source}), but the run was trained on masks of "
+                         f"{settings(trained.shape, differ)} ({trained.source}); radii in "
+                         f"pixels of the run's {size}-px images. {remedy(trained.shape, size)}")
+    other = [name for name in SEGMENTER if found.segmenter[name] != trained.segmenter[name]]
+    if other:
+        print(f"predict: note: --masks {folder} were made by another segmenter than the run's "
+              f"masks ({found.source} vs {trained.source}): "
+              + "; ".join(f"{name} {found.segmenter[name]} vs {trained.segmenter[name]}"
+                          for name in other), file=sys.stderr, flush=True)
+
+
+def settings(shape: dict, names: list[str]) -> str:
+    """`names` of a SHAPE dict in words: 'erode 5 px, fill_holes True'."""
+    unit = {"erode": " px", "dilate": " px"}
+    return ", ".join(f"{name} not recorded" if shape[name] is None
+                     else f"{name} {shape[name]}{unit.get(name, '')}" for name in names)
+
+
+def remedy(shape: dict, size: int) -> str:
+    """What to do about masks unlike the run's (of `shape`, for its images of side `size`): the
+    cxrseg.predict (make segment) flags that make such masks, and the folder to give."""
+    raw = shape["dilate"] is None
+    missing = [name for name in SHAPE if shape[name] is None and not (raw and name in NO_RADII)]
+    if missing:
+        return (f"The run's mask records do not state {', '.join(missing)}: no masks can be "
+                "matched to them")
+    flags = ["--fill-holes" if shape["fill_holes"] else "--no-fill-holes",
+             f"--keep-largest {shape['keep_largest']}"]
+    if raw:
+        return f"Segment the images again with {' '.join(flags)} and give its raw/ folder"
+    erode, dilate = pipeline_radius(shape["erode"], size), pipeline_radius(shape["dilate"], size)
+    if erode is None or dilate is None:
+        return (f"cxrseg.predict's radii (pixels of a {PIPELINE_SIZE}-px side, scaled to each "
+                f"image) cannot make these for {size}-px images")
+    return (f"Segment the images again with --erode {erode} --dilate {dilate} {' '.join(flags)} "
+            f"(make segment SEGMENT_ARGS=...) and give its m{dilate}/ folder")
 
 
 def readable(path: Path) -> bool:

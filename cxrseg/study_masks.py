@@ -18,3 +18,11 @@ def scale_radius(radius: int, shape: tuple[int, ...], size: int = PIPELINE_SIZE)
     longer side as cxrseg.coverage scales masks, rounded half up: M-15 of a 2048-px radiograph is
     dilated by 60 px, the margin the study's 512-px masks get."""
     return int(math.floor(radius * max(shape[:2]) / size + 0.5))
+
+
+def pipeline_radius(pixels: int, size: int) -> int | None:
+    """The smallest radius of a PIPELINE_SIZE-px side that `scale_radius` makes `pixels` at a
+    `size`-px side (cxrseg.predict's --erode / --dilate for masks of such images); None when no
+    radius does (above PIPELINE_SIZE some pixel counts are skipped)."""
+    return next((r for r in range(2 * (pixels + 1) * PIPELINE_SIZE // size + 2)
+                 if scale_radius(r, (size, size)) == pixels), None)

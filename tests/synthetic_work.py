@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrcls.labels import FINDINGS, LABELS
-from cxrseg.study_masks import DILATE_RADII
+from cxrseg.study_masks import DILATE_RADII, ERODE_RADIUS
 from cxrstats.foundation.fileio import content_facts, file_sha256, save_npy, write_csv, write_done
 
 
@@ -43,7 +43,8 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
     """Write WORK/cohort/{cohort,splits}.csv, WORK/cache/{images.npy,index.csv} and
     WORK/masks/{raw,m<r>...}.npy + index.csv for `n` synthetic images of side `size`, each folder
     with its completion record (cohort/done.json, cache/done.json, masks/done_predict.json,
-    masks/done_postprocess.json; the cohort's and cache's with their content identity)."""
+    masks/done_postprocess.json; the cohort's and cache's with their content identity; the masks'
+    with the settings cxrseg.predict and postprocess record: erode ERODE_RADIUS, no clean-up)."""
     work = Path(work)
     arguments = {"synthetic": True, "n": n, "size": size, "seed": seed}
     rng = np.random.default_rng(seed)
@@ -71,11 +72,14 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
     save_npy(work / "masks" / "raw.npy", lung_masks(n, size))
     write_csv(work / "masks" / "index.csv", ["row", "image"], list(enumerate(names)))
     raw_sha256 = file_sha256(work / "masks" / "raw.npy")
-    write_done(work / "masks", arguments, ["raw.npy", "index.csv"], done="done_predict.json",
-               extent="field", raw_sha256=raw_sha256)
+    no_cleanup = {"fill_holes": False, "keep_largest": 0}
+    write_done(work / "masks", arguments | no_cleanup, ["raw.npy", "index.csv"],
+               done="done_predict.json", extent="field", raw_sha256=raw_sha256)
     for r in radii:
         grow = max(1, band * r // 200) if r else 0
         save_npy(work / "masks" / f"m{r}.npy", lung_masks(n, size, grow))
-    write_done(work / "masks", arguments, [f"m{r}.npy" for r in radii],
-               done="done_postprocess.json", extent="field", raw_sha256=raw_sha256)
+    write_done(work / "masks", arguments | no_cleanup | {"erode": ERODE_RADIUS,
+                                                         "dilate": list(radii)},
+               [f"m{r}.npy" for r in radii], done="done_postprocess.json", extent="field",
+               raw_sha256=raw_sha256)
     return work

@@ -2,6 +2,8 @@
 synthetic work folder: the study's No Finding rule and the run's thresholds, the refusals around
 masks, unreadable files, the cache the run was trained on, and --out. That its numbers equal a
 trained run's own test predictions is checked on the tiny profile (tests/test_user_data.py)."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -10,12 +12,14 @@ from PIL import Image
 from cxrcls import predict
 from cxrcls.labels import LABELS
 from cxrcls.models import build_model
+from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.foundation.fileio import read_csv, read_done, write_csv, write_done
 from synthetic_work import make_work
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 THRESHOLDS = [0.5, 0.45, 0.55, 0.5, 0.6, 0.4]
+SIZE = PIPELINE_SIZE   # the cache's side: make segment's radii are those of the runs' masks
 
 
 def make_run(work, kind, cache_hash):
@@ -33,24 +37,28 @@ def make_run(work, kind, cache_hash):
     return run
 
 
-def segment_output(out, masks, folder="m15", extent="field"):
+def segment_output(out, masks, folder="m15", extent="field", erode=5, fill_holes=False,
+                   keep_largest=0, **facts):
     """`out` as cxrseg.predict leaves a folder of images' masks, in outline: <folder>/<stem>.png
     for each stem -> (H, W) 0/1 mask of `masks`, and done_predict.json listing them, with the
-    segmenter's `extent`. Returns out/<folder>."""
+    segmenter's `extent` and the settings that shaped the masks (the masks of the study's runs by
+    default: erode 5, no clean-up). Returns out/<folder>."""
     (out / folder).mkdir(parents=True, exist_ok=True)
     for stem, mask in masks.items():
         Image.fromarray(mask.astype(np.uint8) * 255).save(out / folder / f"{stem}.png")
-    write_done(out, {"images": "cxrs"}, [f"{folder}/{stem}.png" for stem in masks],
-               done="done_predict.json", extent=extent, dilate=[15])
+    arguments = {"images": "cxrs", "fill_holes": fill_holes, "keep_largest": keep_largest}
+    write_done(out, arguments, [f"{folder}/{stem}.png" for stem in masks],
+               done="done_predict.json", extent=extent, erode=erode, dilate=[15], **facts)
     return out / folder
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """A synthetic work folder (masks of extent field), an original and an m15 run, and its first
-    6 cache images as PNG files with their m15 masks as `make segment` writes them."""
+    """A synthetic work folder (cache of the study's side, masks of extent field), an original and
+    an m15 run, and its first 6 cache images as PNG files with their m15 masks as `make segment`
+    writes them."""
     root = tmp_path_factory.mktemp("predict")
-    work = make_work(root / "work", n=12, size=32)
+    work = make_work(root / "work", n=12, size=SIZE)
     cache_hash = read_done(work / "cache")["arguments_hash"]
     runs = {kind: make_run(work, kind, cache_hash) for kind in ("original", "m15")}
     images = root / "cxrs"
@@ -90,9 +98,9 @@ def test_masks_are_required_matched_by_stem_and_of_the_image_size(study, tmp_pat
     (masks / "img0.png").write_bytes((study["masks"] / "img0.png").read_bytes())  # not listed
     with pytest.raises(SystemExit, match=r"no mask for image img0.png"):
         run_predict(study, "m15", tmp_path / "p.csv", "--masks", masks)
-    segment_output(tmp_path / "seg", {"img0": np.ones((20, 32)), **{f"img{i}": m15[i]
-                                                                   for i in range(1, 6)}})
-    with pytest.raises(SystemExit, match=r"img0.png: mask size 32x20 differs from image"):
+    segment_output(tmp_path / "seg", {"img0": np.ones((20, SIZE)), **{f"img{i}": m15[i]
+                                                                     for i in range(1, 6)}})
+    with pytest.raises(SystemExit, match=rf"img0.png: mask size {SIZE}x20 differs from image"):
         run_predict(study, "m15", tmp_path / "p.csv", "--masks", masks)
     assert not (tmp_path / "p.csv").exists()
 
@@ -107,9 +115,13 @@ def test_masks_must_be_a_finished_segment_output_of_the_runs_input_and_extent(st
     with pytest.raises(SystemExit, match=rf"--masks {loose}: not the masks of a finished "
                                          r"cxrseg.predict run .*no done_predict.json"):
         run_predict(study, "m15", tmp_path / "p.csv", "--masks", loose)
-    m50 = segment_output(tmp_path / "other_radius", masks, folder="m50")
-    with pytest.raises(SystemExit, match=rf"--masks {m50}: holds m50/ masks, but the run's "
+    raw = segment_output(tmp_path / "raw_only", masks, folder="raw")
+    with pytest.raises(SystemExit, match=rf"--masks {raw}: holds raw/ masks, but the run's "
                                          r"input 'm15' needs the m15/ folder"):
+        run_predict(study, "m15", tmp_path / "p.csv", "--masks", raw)
+    m50 = segment_output(tmp_path / "other_radius", masks, folder="m50")
+    with pytest.raises(SystemExit, match=rf"--masks {m50}: masks of dilate 50 px .*but the run "
+                                         r"was trained on masks of dilate 15 px"):
         run_predict(study, "m15", tmp_path / "p.csv", "--masks", m50)
     (tmp_path / "other_radius" / "m15").mkdir()        # a folder the record does not list
     with pytest.raises(SystemExit, match=r"done_predict.json lists no m15/ masks"):
@@ -137,7 +149,7 @@ def test_an_unreadable_image_is_named_and_left_out_even_without_a_mask(study, tm
 def test_the_cache_the_run_was_trained_on_gives_the_size(study, tmp_path):
     run = study["runs"]["original"]
     record = read_done(run)
-    assert predict.cache_size_of(run, record) == 32
+    assert predict.cache_size_of(run, record) == SIZE
     other = dict(record, inputs={"cache": "another cache"})
     with pytest.raises(FileNotFoundError, match=r"give --cache-size S"):
         predict.cache_size_of(run, other)
@@ -151,3 +163,75 @@ def test_out_is_never_a_file_it_did_not_write(study, tmp_path):
     assert notes.read_text() == "my,own,table\n"
     run_predict(study, "original", tmp_path / "p.csv")
     run_predict(study, "original", tmp_path / "p.csv")   # its own file is replaced
+
+
+def test_masks_shaped_otherwise_than_the_runs_are_refused_naming_both_records(study, tmp_path):
+    m15 = np.load(study["work"] / "masks" / "m15.npy")
+    masks = {f"img{i}": m15[i] for i in range(6)}
+    trained = (rf"{study['work'] / 'masks' / 'done_predict.json'}, "
+               rf"{study['work'] / 'masks' / 'done_postprocess.json'}")
+    remedy = (r"Segment the images again with --erode 5 --dilate 15 --no-fill-holes "
+              r"--keep-largest 0 .*give its m15/ folder")
+    for name, setting, message in [("erode", {"erode": 0}, r"erode 0 px .*erode 5 px"),
+                                   ("holes", {"fill_holes": True}, r"fill_holes True .*False"),
+                                   ("pieces", {"keep_largest": 2}, r"keep_largest 2 .*0"),
+                                   ("unrecorded", {"erode": None}, r"erode not recorded")]:
+        given = segment_output(tmp_path / name, masks, **setting)
+        record = tmp_path / name / "done_predict.json"
+        with pytest.raises(SystemExit, match=rf"--masks {given}: masks of {message}") as error:
+            run_predict(study, "m15", tmp_path / "p.csv", "--masks", given)
+        assert re.search(rf"\({record}\), but the run was trained on .*\({trained}\)",
+                         str(error.value)), name
+        assert re.search(remedy, str(error.value)), name
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_radii_are_compared_in_pixels_of_the_runs_cache(study):
+    """make segment's radii are pixels of a 512-px side scaled to the image: at a 64-px cache its
+    m15 is dilated by 2 px, not the 15 px of the run's m15; --dilate 116 gives 15 px there."""
+    trained = predict.MaskRecord("field", {"erode": 1, "dilate": 15, "fill_holes": False,
+                                           "keep_largest": 0}, predict.segmenter_of({}), "masks")
+    record = {"extent": "field", "erode": 5, "arguments": {"fill_holes": False, "keep_largest": 0}}
+    found = predict.segmented_masks(study["root"] / "seg" / "m15", record, 64)
+    assert (found.shape["erode"], found.shape["dilate"]) == (1, 2)
+    with pytest.raises(ValueError, match=r"dilate 2 px .*dilate 15 px .*run's 64-px images\. "
+                                         r"Segment the images again with --erode 4 --dilate 116 "
+                                         r".*give its m116/ folder"):
+        predict.compare_masks(study["root"] / "seg" / "m15", found, trained, 64)
+    record["erode"] = 4
+    found = predict.segmented_masks(study["root"] / "seg" / "m116", record, 64)
+    predict.compare_masks(study["root"] / "seg" / "m116", found, trained, 64)
+    at_1024 = dict(trained.shape, dilate=15)
+    assert "cannot make these for 1024-px images" in predict.remedy(at_1024, 1024)
+
+
+def test_the_clean_up_of_both_mask_stages_counts_and_overlay_masks_have_no_radii(study, tmp_path):
+    filled = {"arguments": {"fill_holes": True, "keep_largest": 0}}
+    pieces = {"arguments": {"fill_holes": False, "keep_largest": 2}}
+    assert predict.cleaning(filled, pieces) == {"fill_holes": True, "keep_largest": 2}
+    assert predict.cleaning(pieces, {"arguments": {"fill_holes": False, "keep_largest": 3}}) == \
+        {"fill_holes": False, "keep_largest": 2}
+    assert predict.cleaning(filled, {"arguments": {}}) == {"fill_holes": None,
+                                                            "keep_largest": None}
+    run = study["runs"]["m15"]
+    trained = predict.trained_masks(run, read_done(run), "overlay")   # WORK/masks/raw.npy's
+    assert trained.shape == {"erode": None, "dilate": None, "fill_holes": False,
+                             "keep_largest": 0}
+    raw = segment_output(tmp_path / "seg", {"img0": np.ones((4, 4))}, folder="raw",
+                         fill_holes=True)
+    found = predict.segmented_masks(raw, read_done(tmp_path / "seg", "done_predict.json"), SIZE)
+    with pytest.raises(ValueError, match=r"fill_holes True .*fill_holes False .*Segment the "
+                                         r"images again with --no-fill-holes --keep-largest 0 "
+                                         r"and give its raw/ folder"):
+        predict.compare_masks(raw, found, trained, SIZE)
+
+
+def test_masks_of_another_segmenter_are_named_not_refused(study, tmp_path, capsys):
+    m15 = np.load(study["work"] / "masks" / "m15.npy")
+    masks = segment_output(tmp_path / "seg", {f"img{i}": m15[i] for i in range(6)},
+                           checkpoint_id="sha256:mine", threshold=0.4)
+    rows = run_predict(study, "m15", tmp_path / "p.csv", "--masks", masks)
+    assert len(rows) == 6
+    err = capsys.readouterr().err
+    assert f"note: --masks {masks} were made by another segmenter" in err
+    assert "checkpoint_id sha256:mine vs None; threshold 0.4 vs None" in err

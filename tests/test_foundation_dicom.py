@@ -176,12 +176,16 @@ def test_any_other_pydicom_failure_is_a_value_error_naming_the_file(tmp_path, mo
         read_gray(write_dicom(tmp_path / "r.dcm", RAMP))
 
 
-def voi_lut(descriptor, data, vr):
-    """A VOI LUT Sequence of one item; `data` is a list (US) or the file's bytes (OW)."""
+def voi_lut(descriptor, data, vr, descriptor_vr=None):
+    """A VOI (or Modality) LUT Sequence of one item; `data` is a list (US) or the file's bytes
+    (OW); the descriptor is written in `descriptor_vr` (US or SS), else as pydicom picks it."""
     from pydicom.dataelem import DataElement
     from pydicom.sequence import Sequence
     item = Dataset()
-    item.LUTDescriptor = descriptor
+    if descriptor_vr:
+        item.add(DataElement(0x00283002, descriptor_vr, descriptor))
+    else:
+        item.LUTDescriptor = descriptor
     item.add(DataElement(0x00283006, vr, data))
     return Sequence([item])
 
@@ -224,3 +228,42 @@ def test_a_broken_voi_lut_is_refused_in_a_short_message_naming_the_file(tmp_path
         with pytest.raises(ValueError, match=rf"{name}: VOI LUT {message}") as error:
             read_gray(path)
         assert len(str(error.value)) < 200
+
+
+def test_a_luts_first_value_mapped_is_signed_where_the_standard_says_whatever_the_vr(tmp_path):
+    """PS3.3 C.11.2.1.1: a VOI LUT's first value mapped is SS when its input (the modality values)
+    may be negative, US otherwise; files write it as US or SS either way."""
+    signed = np.array([[-1000, -500, 0, 500, 1000]])
+    table = np.arange(2001) * 32                         # -1000..1000 onto 0..64000
+    expected = np.rint(table[signed + 1000] * 255 / 65535).astype(np.uint8)
+    for vr, first in [("US", -1000 % 65536), ("SS", -1000)]:
+        lut = voi_lut([2001, first, 16], table.tolist(), "US", descriptor_vr=vr)
+        gray = read_gray(write_dicom(tmp_path / f"{vr}.dcm", signed, signed=True,
+                                     VOILUTSequence=lut))
+        np.testing.assert_array_equal(gray, expected, err_msg=vr)
+    # unsigned pixels whose rescale reaches below 0 (intercept -1000): signed input too
+    lut = voi_lut([2001, -1000 % 65536, 16], table.tolist(), "US", descriptor_vr="US")
+    rescaled = read_gray(write_dicom(tmp_path / "rescaled.dcm", signed + 1000,
+                                     RescaleIntercept=-1000, RescaleSlope=1, VOILUTSequence=lut))
+    np.testing.assert_array_equal(rescaled, expected)
+    # unsigned input: a first value mapped of 40000 stays 40000
+    high = np.array([[39999, 40000, 40255, 40300]])
+    lut = voi_lut([256, 40000, 8], list(range(256)), "US", descriptor_vr="US")
+    gray = read_gray(write_dicom(tmp_path / "high.dcm", high, VOILUTSequence=lut))
+    assert gray.tolist() == [[0, 0, 255, 255]]
+
+
+def test_a_modality_lut_sequence_maps_the_stored_values_before_the_window(tmp_path):
+    table = 4095 - np.arange(4096)                     # a reversing Modality LUT
+    gray = read_gray(write_dicom(tmp_path / "m.dcm", RAMP, bits_stored=12, WindowCenter=2048,
+                                 WindowWidth=4096,
+                                 ModalityLUTSequence=voi_lut([4096, 0, 16], table.tolist(), "US")))
+    expected = np.clip((table[RAMP] - 2047.5) / 4095 + 0.5, 0, 1) * 255
+    np.testing.assert_array_equal(gray, np.rint(expected).astype(np.uint8))
+    # signed stored values: the Modality LUT's first value mapped is SS (C.11.1.1.1)
+    signed = np.array([[-2, -1, 0, 1]])
+    lut = voi_lut([4, -2 % 65536, 16], [0, 100, 200, 300], "US", descriptor_vr="US")
+    gray = read_gray(write_dicom(tmp_path / "s.dcm", signed, signed=True, WindowCenter=150.5,
+                                 WindowWidth=301,
+                                 ModalityLUTSequence=lut))
+    assert gray.tolist() == [[0, 85, 170, 255]]

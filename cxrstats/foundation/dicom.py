@@ -3,17 +3,21 @@
 Hospitals and most public chest X-ray sets beyond NIH ship DICOM. The rule, in the order DICOM
 defines it (PS3.3 C.11):
 1. stored values: BitsStored respected (12 bits in 16-bit words; signed values sign-extended);
-2. modality LUT: value * RescaleSlope + RescaleIntercept (negative slopes included);
+2. modality LUT: the file's Modality LUT Sequence table when it has one, else value * RescaleSlope
+   + RescaleIntercept (negative slopes included);
 3. VOI: the file's first VOI LUT when it has one, otherwise its first window (WindowCenter/Width,
    with VOILUTFunction LINEAR, LINEAR_EXACT or SIGMOID) onto 0..255; a file with neither is
    stretched min -> 0, max -> 255 like a 16-bit PNG
-   (`cxrstats.foundation.imageio.stretch_to_uint8`);
+   (`cxrstats.foundation.imageio.stretch_to_uint8`). A LUT's first value mapped (the second
+   value of LUTDescriptor) is read as the standard types it, whatever VR the file wrote: signed
+   for a Modality LUT when PixelRepresentation is 1, for a VOI LUT when the modality values may
+   be negative (the rescale of the stored range; PS3.3 C.11.1.1.1, C.11.2.1.1);
 4. MONOCHROME1 (bright = low values) is inverted after the VOI step, so bone is bright in every
    output.
 An empty optional attribute counts as absent (an empty WindowCenter or WindowWidth: no window; an
 empty VOILUTFunction: LINEAR). Multi-frame, colour and unreadable files, compressed files whose
 decoder is not installed, and files whose required attributes (SamplesPerPixel,
-PhotometricInterpretation, BitsStored, PixelRepresentation; a VOI LUT's descriptor and data) are
+PhotometricInterpretation, BitsStored, PixelRepresentation; a LUT's descriptor and data) are
 missing, empty or not numbers are a ValueError naming the file (and the attribute); a Modality
 other than CR/DX/DR is a warning, not a refusal.
 """
@@ -70,9 +74,8 @@ def _decode(path: Path) -> np.ndarray:
     ds = _read_dataset(path)
     _check_single_gray_frame(ds, path)
     stored = _stored_values(ds, path)
-    slope = _number(ds, "RescaleSlope", path) or 1.0
-    values = stored * slope + (_number(ds, "RescaleIntercept", path) or 0.0)
-    gray = _apply_voi(ds, values, path)
+    values, may_be_negative = _modality_values(ds, stored, path)
+    gray = _apply_voi(ds, values, may_be_negative, path)
     if gray is None:
         gray = stretch_to_uint8(values, path)
     if ds.PhotometricInterpretation == "MONOCHROME1":
@@ -133,11 +136,33 @@ def _stored_values(ds, path: Path) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _apply_voi(ds, values: np.ndarray, path: Path) -> np.ndarray | None:
-    """(H, W) uint8 from the file's first VOI LUT or window, or None when it has neither."""
+def _modality_values(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:
+    """(H, W) float64 modality values (PS3.3 C.11.1): the Modality LUT Sequence's table when the
+    file has one, else stored * RescaleSlope + RescaleIntercept; and whether the output range
+    may be negative (over every stored value BitsStored allows), which makes a VOI LUT's first
+    value mapped signed (C.11.2.1.1). A table's output is unsigned."""
+    signed = _required_int(ds, "PixelRepresentation", path) == 1
+    if "ModalityLUTSequence" in ds and len(ds.ModalityLUTSequence):
+        table, first, _ = _lut(ds.ModalityLUTSequence[0], signed, _little_endian(ds), path,
+                               "Modality LUT")
+        return _look_up(table, first, stored), False
+    slope = _number(ds, "RescaleSlope", path) or 1.0
+    intercept = _number(ds, "RescaleIntercept", path) or 0.0
+    bits = _required_int(ds, "BitsStored", path)
+    lowest = -(1 << (bits - 1)) if signed else 0
+    highest = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+    return stored * slope + intercept, min(lowest * slope, highest * slope) + intercept < 0
+
+
+def _little_endian(ds) -> bool:
+    return ds.original_encoding[1] is not False  # None: built in memory, not read
+
+
+def _apply_voi(ds, values: np.ndarray, signed: bool, path: Path) -> np.ndarray | None:
+    """(H, W) uint8 from the file's first VOI LUT or window, or None when it has neither.
+    `signed`: the modality values may be negative (the VOI LUT's first value mapped is SS)."""
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        little_endian = ds.original_encoding[1] is not False  # None: built in memory, not read
-        return _voi_lut(ds.VOILUTSequence[0], values, little_endian, path)
+        return _voi_lut(ds.VOILUTSequence[0], values, signed, _little_endian(ds), path)
     center, width = _number(ds, "WindowCenter", path), _number(ds, "WindowWidth", path)
     if center is None or width is None:  # missing or empty: no window
         return None
@@ -170,22 +195,39 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
     return np.rint(y).astype(np.uint8)
 
 
-def _voi_lut(item, values: np.ndarray, little_endian: bool, path: Path) -> np.ndarray:
-    """A VOI LUT table (LUTDescriptor: entries, first value mapped, bits) onto 0..255."""
+def _voi_lut(item, values: np.ndarray, signed: bool, little_endian: bool,
+             path: Path) -> np.ndarray:
+    """A VOI LUT table onto 0..255: its entries scaled from 0..2**bits - 1."""
+    table, first, bits = _lut(item, signed, little_endian, path, "VOI LUT")
+    return np.rint(_look_up(table, first, values) * (255.0 / ((1 << bits) - 1))).astype(np.uint8)
+
+
+def _lut(item, signed: bool, little_endian: bool, path: Path,
+         name: str) -> tuple[np.ndarray, int, int]:
+    """(table, first value mapped, bits per entry) of a LUT item (PS3.3 C.11.1.1.1, C.11.2.1.1).
+    The descriptor's three values are 16-bit; entries (0 means 2**16) and bits are unsigned, the
+    first value mapped is signed (SS) when `signed`, whatever VR the file wrote them in."""
     descriptor = item.get("LUTDescriptor")
     try:
-        entries, first, bits = (int(v) for v in descriptor)
+        entries, first, bits = (int(v) & 0xFFFF for v in descriptor)
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: VOI LUT Descriptor must be 3 numbers (entries, first value "
+        raise ValueError(f"{path}: {name} Descriptor must be 3 numbers (entries, first value "
                          f"mapped, bits), not {_brief(descriptor)}") from None
+    if signed and first >= 0x8000:
+        first -= 0x10000
     if not 1 <= bits <= 16:
-        raise ValueError(f"{path}: VOI LUT Descriptor gives {bits} bits per entry (1 to 16)")
-    entries = entries or 65536  # 0 means 2**16 entries
+        raise ValueError(f"{path}: {name} Descriptor gives {bits} bits per entry (1 to 16)")
+    entries = entries or 65536
     table = _lut_table(item.get("LUTData"), entries, bits, little_endian)[:entries]
     if table.size == 0:
-        raise ValueError(f"{path}: empty VOI LUT")
-    index = np.clip(np.rint(values).astype(np.int64) - first, 0, table.size - 1)
-    return np.rint(table[index] * (255.0 / ((1 << bits) - 1))).astype(np.uint8)
+        raise ValueError(f"{path}: empty {name}")
+    return table, first, bits
+
+
+def _look_up(table: np.ndarray, first: int, values: np.ndarray) -> np.ndarray:
+    """table[value - first]; values below the first value mapped take the first entry, values
+    beyond the table the last."""
+    return table[np.clip(np.rint(values).astype(np.int64) - first, 0, table.size - 1)]
 
 
 def _lut_table(data, entries: int, bits: int, little_endian: bool) -> np.ndarray:
