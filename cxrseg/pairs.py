@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from cxrstats.foundation.imageio import IMAGE_SUFFIXES, image_stem, is_image_file, read_gray
+from cxrstats.foundation.imageio import (IMAGE_SUFFIXES, image_stem, is_image_file,
+                                        open_image, read_gray)
 from cxrstats.foundation.fileio import file_sha256, read_csv
 
 
@@ -87,17 +87,6 @@ def find_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
     return pairs
 
 
-def _open(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
-    except Exception as error:  # PIL raises several types for broken files
-        raise ValueError(f"{path}: cannot read image ({error})") from None
-    return image
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as (H, W) uint8 grayscale by the shared rule of
     `cxrstats.foundation.imageio`."""
@@ -105,9 +94,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask file as (H, W) uint8 0/1. Accepts 0/1 or 0/255 (any value > half range is 1)."""
+    """Read a mask file as (H, W) uint8 0/1. Accepts 0/1 or 0/255 (any value > half range is 1).
+    Opened as images are (`open_image`: EXIF Orientation applied, the same refusals)."""
     path = Path(path)
-    image = _open(path)
+    image = open_image(path)
     if image.mode not in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
         image = image.convert("L")
     array = np.array(image)
