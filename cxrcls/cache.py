@@ -38,7 +38,7 @@ from cxrstats.foundation.fileio import (CONTENT, IncompleteRunError, atomic_path
                                         write_run_json)
 from cxrstats.foundation.progress import Progress
 
-CACHE_VERSION = 2  # bump when the decoding or resizing changes, so old caches are rebuilt
+CACHE_VERSION = 3  # bump when the decoding or resizing changes, so old caches are rebuilt
 OUTPUTS = ("images.npy", "index.csv", "run.json")
 CONTENT_FILES = ("index.csv", "images.npy")  # what training reads: the content identity's files
 DONE = "done.json"

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from cxrstats.foundation.imageio import IMAGE_SUFFIXES, image_stem, is_image_file, read_gray
+from cxrstats.foundation.imageio import (IMAGE_SUFFIXES, image_stem, is_image_file,
+                                        open_image, read_gray)
 from cxrstats.foundation.fileio import file_sha256, read_csv
 
 
@@ -40,13 +41,22 @@ def image_files(folder: Path) -> dict[str, Path]:
     """Map stem -> path for every image file in `folder` (not recursive); error on duplicate stems.
 
     Symbolic links are followed (a linked folder or linked files, e.g. data on another disk); a
-    link whose target is missing is an error rather than an image silently left out."""
+    link whose target is missing is an error rather than an image silently left out. Hidden files
+    (`.DS_Store`, macOS's `._<name>` companions of copied files) are not images; other files that
+    are not images by name are named in one note on stderr. Two stems that differ only in case
+    are refused like equal ones: their outputs would be one file on macOS and Windows disks."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
     files: dict[str, Path] = {}
+    folded: dict[str, Path] = {}
+    others = []
     for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
         if not is_image_file(path):
+            if path.is_file():
+                others.append(path.name)
             continue
         if path.is_symlink() and not path.exists():
             raise FileNotFoundError(f"{path}: broken symbolic link (its target {os.readlink(path)} "
@@ -54,13 +64,22 @@ def image_files(folder: Path) -> dict[str, Path]:
         if not path.is_file():
             continue
         stem = image_stem(path)
-        if stem in files:
+        twin = folded.get(stem.casefold())
+        if twin is not None and image_stem(twin) == stem:
             raise ValueError(f"{folder}: two images with the stem {stem!r} "
-                             f"({files[stem].name}, {path.name}); keep one")
-        files[stem] = path
+                             f"({twin.name}, {path.name}); keep one")
+        if twin is not None:
+            raise ValueError(f"{folder}: two images whose stems differ only in case ({twin.name}, "
+                             f"{path.name}): their outputs would be one file on a disk that "
+                             "ignores case; rename one")
+        files[stem] = folded[stem.casefold()] = path
     if not files:
         raise ValueError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} "
-                         "and DICOM files without a suffix)")
+                         "and DICOM files without a suffix; sub-folders are not searched)")
+    if others:
+        shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+        print(f"note: {folder}: {len(others)} file(s) left out, not images by name: {shown}",
+              file=sys.stderr, flush=True)
     return files
 
 
@@ -87,17 +106,6 @@ def find_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
     return pairs
 
 
-def _open(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
-    except Exception as error:  # PIL raises several types for broken files
-        raise ValueError(f"{path}: cannot read image ({error})") from None
-    return image
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as (H, W) uint8 grayscale by the shared rule of
     `cxrstats.foundation.imageio`."""
@@ -105,9 +113,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask file as (H, W) uint8 0/1. Accepts 0/1 or 0/255 (any value > half range is 1)."""
+    """Read a mask file as (H, W) uint8 0/1. Accepts 0/1 or 0/255 (any value > half range is 1).
+    Opened as images are (`open_image`: EXIF Orientation applied, the same refusals)."""
     path = Path(path)
-    image = _open(path)
+    image = open_image(path)
     if image.mode not in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
         image = image.convert("L")
     array = np.array(image)

@@ -19,7 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from cxrstats.foundation.imageio import open_image
 
 from .coverage import lung_kept
 from .pairs import Pair, read_mask
@@ -76,8 +77,8 @@ def read_lung_masks(pairs: list[Pair]) -> list[tuple[np.ndarray, np.ndarray] | N
 
 
 def _mask_shape(path: Path) -> tuple[int, int]:
-    with Image.open(path) as image:
-        return image.size[1], image.size[0]
+    width, height = open_image(path).size  # as read_mask reads it: EXIF Orientation applied
+    return height, width
 
 
 def dividing_column(right: np.ndarray, left: np.ndarray) -> float:

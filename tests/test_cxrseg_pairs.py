@@ -111,3 +111,29 @@ def test_a_broken_or_looping_link_is_an_error_not_a_missing_image(tmp_path):
     (tmp_path / "images" / "d.png").symlink_to(tmp_path / "images" / "c.png")
     with pytest.raises(FileNotFoundError, match=r"c.png: broken symbolic link.*link loop"):
         load_stack(tmp_path / "images")
+
+
+def test_hidden_files_are_not_images_and_other_files_are_named_in_a_note(tmp_path, capsys):
+    """A folder copied from a Mac: `._x00.png` companions (AppleDouble, not PNGs) and .DS_Store;
+    a stray text file and a DICOMDIR."""
+    data = write_pairs(tmp_path / "data", n=3)
+    for folder in ("images", "masks"):
+        (data / folder / "._x00.png").write_bytes(b"\0\x05\x16\x07\0\x02\0\0Mac OS X" + bytes(40))
+        (data / folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(40))
+    (data / "images" / "notes.txt").write_text("scanned 2024")
+    (data / "images" / "DICOMDIR").write_bytes(bytes(128) + b"DICM" + bytes(16))
+    assert [p.stem for p in find_pairs(data / "images", data / "masks")] == ["x00", "x01", "x02"]
+    stack, names = load_stack(data / "images")
+    assert names == ["x00.png", "x01.png", "x02.png"]
+    err = capsys.readouterr().err
+    assert f"{data / 'images'}: 2 file(s) left out, not images by name: DICOMDIR, notes.txt" in err
+    assert "._x00" not in err and "DS_Store" not in err
+
+
+def test_stems_that_differ_only_in_case_are_refused(tmp_path):
+    (tmp_path / "images").mkdir()
+    _write(tmp_path / "images" / "scan.png", np.zeros((8, 8), np.uint8))
+    _write(tmp_path / "images" / "SCAN.PNG", np.ones((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"two images whose stems differ only in case "
+                                         r"\(SCAN.PNG, scan.png\)"):
+        load_stack(tmp_path / "images")

@@ -174,3 +174,24 @@ def test_a_killed_stack_prediction_into_a_folder_leaves_no_masks_for_the_next(tm
     monkeypatch.undo()
     stack_predict(tmp_path / "two")
     assert sorted(p.name for p in out.glob("*.png")) == ["d.png"]
+
+
+def test_a_users_folder_as_copied_from_a_phone_and_a_mac(tmp_path, capsys):
+    """A turned phone JPEG is segmented upright (its masks the size it is shown at); macOS's
+    `._` companion is not an image; a 16-bit RGB PNG is skipped with its reason, not segmented
+    as the near-black picture PIL would make of it."""
+    from test_foundation_imageio import exif, write_png
+    images = tmp_path / "cxrs"
+    images.mkdir()
+    stored = np.random.default_rng(2).integers(0, 256, (30, 44)).astype(np.uint8)
+    Image.fromarray(stored).save(images / "turned.jpg", exif=exif(6))
+    (images / "._turned.jpg").write_bytes(b"\0\x05\x16\x07\0\x02\0\0Mac OS X" + bytes(40))
+    write_png(images / "rgb16.png", np.full((32, 32, 3), 4095, np.uint16), colour_type=2)
+    prior = tmp_path / "prior.json"
+    Prior(box=[0.1, 0.1, 0.9, 0.9], points=[]).save(prior)
+    folder_predict(images, tmp_path / "masks", prior)
+    assert np.asarray(Image.open(tmp_path / "masks" / "raw" / "turned.png")).shape == (44, 30)
+    done = json.loads((tmp_path / "masks" / "done_predict.json").read_text())
+    assert [s["image"] for s in done["skipped"]] == ["rgb16.png"]
+    assert done["skipped"][0]["reason"].startswith("RGB with 16 bits a sample")
+    assert "._turned" not in capsys.readouterr().err

@@ -5,17 +5,19 @@ import pytest
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.pixels import get_decoder  # noqa: E402
 from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless,  # noqa: E402
-                         SecondaryCaptureImageStorage, generate_uid)
+                         JPEGLosslessSV1, SecondaryCaptureImageStorage, generate_uid)
 
 from cxrstats.foundation.dicom import is_dicom, window  # noqa: E402
-from cxrstats.foundation.imageio import image_stem, read_gray  # noqa: E402
-from cxrseg.pairs import find_pairs, load_stack  # noqa: E402
+from cxrstats.foundation.imageio import image_stem, is_image_file, read_gray  # noqa: E402
+from cxrseg.pairs import find_pairs, image_files, load_stack  # noqa: E402
 
 
 def write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=None, signed=False,
-                modality="DX", syntax=ExplicitVRLittleEndian, **elements):
-    """A one-frame gray DICOM file holding `pixels` (H, W) uint16/int16 (or raw bytes)."""
+                modality="DX", syntax=ExplicitVRLittleEndian, codestream=None, **elements):
+    """A one-frame gray DICOM file holding `pixels` (H, W) uint16/int16 (or raw bytes); for a
+    compressed `syntax`, `codestream` (else a fake JPEG 2000 one)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -35,8 +37,8 @@ def write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=None, signe
     ds.PixelRepresentation = 1 if signed else 0
     for key, value in elements.items():
         setattr(ds, key, value)
-    if syntax.is_compressed:  # a fake JPEG 2000 codestream: enough to need a decoder
-        ds.PixelData = pydicom.encaps.encapsulate([b"\xff\x4f\xff\x51" + b"\0" * 40])
+    if syntax.is_compressed:  # by default a fake JPEG 2000 codestream: enough to need a decoder
+        ds.PixelData = pydicom.encaps.encapsulate([codestream or b"\xff\x4f\xff\x51" + b"\0" * 40])
         ds["PixelData"].VR = "OB"
     else:
         ds.PixelData = pixels.astype(np.int16 if signed else np.uint16).tobytes()
@@ -115,10 +117,77 @@ def test_multi_frame_and_colour_are_refused_naming_the_file(tmp_path, problem, k
 
 
 def test_a_compressed_file_without_decoder_names_the_syntax_and_the_package(tmp_path):
-    path = write_dicom(tmp_path / "j2k.dcm", RAMP, syntax=JPEG2000Lossless)
-    with pytest.raises(ValueError, match=r"j2k.dcm: compressed with JPEG 2000.*"
-                                         r"1.2.840.10008.1.2.4.90.*pylibjpeg-openjpeg"):
+    if get_decoder(JPEGLosslessSV1).is_available:
+        pytest.skip("a JPEG lossless decoder is installed here")
+    path = write_dicom(tmp_path / "ll.dcm", RAMP, syntax=JPEGLosslessSV1)
+    with pytest.raises(ValueError, match=r"ll.dcm: compressed with JPEG Lossless.*"
+                                         r"1.2.840.10008.1.2.4.70.*no decoder for it is installed.*"
+                                         r"pylibjpeg-libjpeg"):
         read_gray(path)
+
+
+def test_compressed_data_an_installed_decoder_reads_or_names_as_broken(tmp_path):
+    """Pillow (a requirement) decodes JPEG 2000: a real one reads like the uncompressed file; a
+    broken one is not blamed on a missing decoder."""
+    import io
+
+    from PIL import Image
+    codestream = io.BytesIO()
+    Image.fromarray(RAMP.astype(np.uint16)).save(codestream, format="JPEG2000", no_jp2=True)
+    real = write_dicom(tmp_path / "real.dcm", RAMP, bits_stored=12, syntax=JPEG2000Lossless,
+                       codestream=codestream.getvalue())
+    plain = write_dicom(tmp_path / "plain.dcm", RAMP, bits_stored=12)
+    np.testing.assert_array_equal(read_gray(real), read_gray(plain))
+    broken = write_dicom(tmp_path / "broken.dcm", RAMP, syntax=JPEG2000Lossless)
+    with pytest.raises(ValueError, match=r"broken.dcm: cannot decode its JPEG 2000.*"
+                                         r"1.2.840.10008.1.2.4.90\) pixel data \(") as error:
+        read_gray(broken)
+    assert "not installed" not in str(error.value)
+
+
+def test_a_dicom_without_file_header_is_read_as_a_bare_data_set(tmp_path):
+    """Older exports write the data set alone (no preamble, no `DICM`, no file meta)."""
+    header = write_dicom(tmp_path / "header.dcm", RAMP, bits_stored=12)
+    bare = tmp_path / "bare.dcm"
+    ds = pydicom.dcmread(header)
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(bare, implicit_vr=True, little_endian=True)
+    assert bare.read_bytes()[:2] == b"\x08\x00" and bare.read_bytes()[128:132] != b"DICM"
+    np.testing.assert_array_equal(read_gray(bare), read_gray(header))
+    from PIL import Image
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "png.dcm", format="PNG")
+    with pytest.raises(ValueError, match=r"png.dcm: not a DICOM file"):
+        read_gray(tmp_path / "png.dcm")
+
+
+def test_a_dicomdir_is_not_an_image(tmp_path):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"  # Media Storage Directory
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.FileSetID = "CXR"
+    ds.save_as(tmp_path / "DICOMDIR", enforce_file_format=True)
+    write_dicom(tmp_path / "IM0001", RAMP)
+    assert is_dicom(tmp_path / "DICOMDIR") and not is_image_file(tmp_path / "DICOMDIR")
+    assert list(image_files(tmp_path)) == ["IM0001"]
+    with pytest.raises(ValueError, match=r"DICOMDIR: a DICOMDIR \(the index of a DICOM folder\)"):
+        read_gray(tmp_path / "DICOMDIR")
+
+
+def test_a_dicom_file_with_an_image_suffix_is_read_as_dicom(tmp_path):
+    dicom = write_dicom(tmp_path / "a.dcm", RAMP, bits_stored=12)
+    misnamed = tmp_path / "a.png"
+    misnamed.write_bytes(dicom.read_bytes())
+    np.testing.assert_array_equal(read_gray(misnamed), read_gray(dicom))
+
+
+def test_only_the_first_of_several_windows_counts(tmp_path):
+    several = read_gray(write_dicom(tmp_path / "w.dcm", RAMP, WindowCenter=[2048, 100],
+                                    WindowWidth=[4096, 10]))
+    np.testing.assert_array_equal(several, window(RAMP, 2048, 4096))
 
 
 def test_a_corrupt_dicom_is_refused_and_a_non_radiograph_warns(tmp_path):

@@ -15,8 +15,13 @@ defines it (PS3.3 C.11):
 4. MONOCHROME1 (bright = low values) is inverted after the VOI step, so bone is bright in every
    output.
 An empty optional attribute counts as absent (an empty WindowCenter or WindowWidth: no window; an
-empty VOILUTFunction: LINEAR). Multi-frame, colour and unreadable files, compressed files whose
-decoder is not installed, and files whose required attributes (SamplesPerPixel,
+empty VOILUTFunction: LINEAR). A `.dcm`/`.dicom` file without the DICOM file header (no 128-byte
+preamble and `DICM` marker, as older exports write it) is read as a bare data set, its transfer
+syntax taken from how it is encoded. Compressed pixel data is decoded by whatever pydicom finds
+installed (Pillow reads JPEG baseline and JPEG 2000; pylibjpeg or gdcm the rest). Multi-frame,
+colour and unreadable files, a DICOMDIR (a folder's index, not an image), compressed files that
+no installed decoder reads (the message says whether one is missing, and which packages add one,
+or the data is broken), and files whose required attributes (SamplesPerPixel,
 PhotometricInterpretation, BitsStored, PixelRepresentation; a LUT's descriptor and data) are
 missing, empty or not numbers are a ValueError naming the file (and the attribute); a Modality
 other than CR/DX/DR is a warning, not a refusal.
@@ -31,7 +36,9 @@ import numpy as np
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 RADIOGRAPHY = ("CR", "DX", "DR")
-# A compressed transfer syntax, and the package that lets pydicom decode it.
+DICOMDIR = "1.2.840.10008.1.3.10"  # Media Storage Directory: a DICOMDIR's SOP class
+# A compressed transfer syntax, and the packages that let pydicom decode it when nothing installed
+# does (pydicom's registry, `_decoder_state`, says whether something does).
 DECODERS = {
     "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg",    # JPEG baseline
     "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg",    # JPEG extended
@@ -41,6 +48,9 @@ DECODERS = {
     "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg",    # JPEG-LS near-lossless
     "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",   # JPEG 2000 lossless
     "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",   # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
+    "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
 }
 
 
@@ -93,11 +103,32 @@ def _read_dataset(path: Path):
 
     try:
         return pydicom.dcmread(path)
+    except InvalidDicomError:  # no preamble and `DICM` marker: try it as a bare data set
+        pass
+    except (OSError, ValueError, TypeError, EOFError) as error:
+        raise ValueError(f"{path}: cannot read DICOM file ({error})") from None
+    try:
+        ds = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, ValueError, TypeError, EOFError) as error:
         raise ValueError(f"{path}: cannot read DICOM file ({error})") from None
+    if "PixelData" not in ds:
+        raise ValueError(f"{path}: not a DICOM file (no DICOM file header, and read as a bare "
+                         "data set it holds no image)")
+    if "TransferSyntaxUID" not in ds.file_meta:  # a bare data set: the syntax it was read with
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if implicit else
+                                          pydicom.uid.ExplicitVRLittleEndian if little else
+                                          pydicom.uid.ExplicitVRBigEndian)
+    return ds
 
 
 def _check_single_gray_frame(ds, path: Path) -> None:
+    meta = getattr(ds, "file_meta", None)
+    sop_class = str(ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID", "")
+                                              if meta is not None else ""))
+    if sop_class == DICOMDIR:
+        raise ValueError(f"{path}: a DICOMDIR (the index of a DICOM folder), not an image; give "
+                         "the folder that holds its images")
     if "PixelData" not in ds:
         raise ValueError(f"{path}: DICOM file holds no image (no PixelData)")
     frames = int(_number(ds, "NumberOfFrames", path) or 1)
@@ -122,11 +153,7 @@ def _stored_values(ds, path: Path) -> np.ndarray:
     try:
         raw = ds.pixel_array
     except Exception as error:  # pydicom raises RuntimeError, NotImplementedError, ValueError ...
-        if syntax in DECODERS:
-            name = getattr(meta.TransferSyntaxUID, "name", syntax)
-            raise ValueError(f"{path}: compressed with {name} ({syntax}) and no decoder for it is "
-                             f"installed; `pip install {DECODERS[syntax]}` adds one") from None
-        raise ValueError(f"{path}: cannot decode DICOM pixels ({error})") from None
+        raise ValueError(f"{path}: {_undecodable(syntax, meta, error)}") from None
     raw = np.asarray(raw)
     if raw.ndim != 2:
         raise ValueError(f"{path}: expected one gray image, got pixel array of shape {raw.shape}")
@@ -134,6 +161,34 @@ def _stored_values(ds, path: Path) -> np.ndarray:
     if signed:  # two's complement in `bits` bits
         values = np.where(values >= 1 << (bits - 1), values - (1 << bits), values)
     return values.astype(np.float64)
+
+
+def _undecodable(syntax: str, meta, error: Exception) -> str:
+    """Why pixel data could not be decoded: no decoder for its compression installed (and which
+    packages add one), none in pydicom at all, or an installed decoder failed (pydicom's reason)."""
+    known = str(getattr(meta.TransferSyntaxUID, "name", syntax)) if syntax else syntax
+    name = syntax if known == syntax else f"{known} ({syntax})"  # an unknown UID is its own name
+    available = _decoder_state(syntax) if syntax else True
+    if available is False:
+        hint = (f"`pip install {DECODERS[syntax]}` adds one" if syntax in DECODERS else
+                "see pydicom's list of pixel data decoders")
+        return f"compressed with {name} and no decoder for it is installed; {hint}"
+    if available is None:
+        return f"its transfer syntax {name} is one pydicom cannot decode"
+    reason = _brief(" ".join(str(error).split()), 200)
+    compressed = bool(syntax) and getattr(meta.TransferSyntaxUID, "is_compressed", False)
+    return f"cannot decode its {name + ' ' if compressed else ''}pixel data ({reason})"
+
+
+def _decoder_state(syntax: str) -> bool | None:
+    """True when an installed package decodes `syntax`, False when none does, None when pydicom
+    has no decoder for it."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(get_decoder(syntax).is_available)
+    except NotImplementedError:
+        return None
 
 
 def _modality_values(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:

@@ -1,8 +1,14 @@
 """Read any chest X-ray image file as (H, W) uint8 grayscale: one reader, one rule, for every stage.
 
 Segmentation (`cxrseg.pairs`) and the classifier's image cache (`cxrcls.cache`) both read through
-`read_gray`, so the same file always becomes the same 8-bit picture.
+`read_gray`, so the same file always becomes the same 8-bit picture; masks are opened by the same
+`open_image` (`cxrseg.pairs.read_mask`).
 
+Which decoder: a DICOM file (`.dcm`/`.dicom`, or any file with the `DICM` marker at byte 128,
+whatever its name) goes to `cxrstats.foundation.dicom`, whose docstring gives the DICOM rule;
+anything else to PIL, whatever its suffix says (a PNG named `.jpg` is read as the PNG it is).
+A PIL file is read as a viewer shows it: its EXIF Orientation (JPEG, PNG, TIFF) is applied, so a
+rotated phone or scanner picture is upright and its masks fit it as displayed.
 The rule, by how the file stores its pixels (PIL mode):
 - 8-bit gray (`L`) is kept as stored; 1-bit (`1`) becomes 0/255.
 - Colour (`RGB`, `RGBA`, palette, `CMYK`, `YCbCr`) becomes ITU-R 601 luma,
@@ -15,17 +21,19 @@ The rule, by how the file stores its pixels (PIL mode):
   black image with 4 bits of contrast); min-max gives every file full contrast whatever its bit
   depth, and it is the normalisation MedSAM applies to its input anyway. 8-bit files are not
   stretched: the study used NIH's 8-bit PNGs as they are.
-Anything else (other modes, non-finite values, files PIL cannot decode) is a ValueError that names
-the file. DICOM files (`.dcm`, `.dicom`, or no known suffix and the `DICM` marker) are read by
-`cxrstats.foundation.dicom`, whose docstring gives the DICOM rule.
+Refused, each a ValueError that names the file: colour or gray-with-alpha stored with 16 bits a
+sample (PIL keeps only the high byte, which leaves 12-bit data 16 gray levels), files of several
+frames or pages (multi-page TIFF, animated GIF/PNG; a camera's MPO JPEG reads its main picture),
+other modes, non-finite values, and files PIL cannot decode.
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from cxrstats.foundation.dicom import DICOM_SUFFIXES, is_dicom, read_dicom_gray
 
@@ -34,6 +42,9 @@ IMAGE_SUFFIXES = PIL_SUFFIXES + DICOM_SUFFIXES
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
 DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "P", "PA")
+# PIL raw modes of colour or gray-with-alpha pixels stored with 16 bits a sample; PIL decodes them
+# to 8 bits by keeping the high byte (BMP's packed "BGR;16" 5-6-5 pixels are not among them)
+WIDE_SAMPLES = ("RGB", "RGBA", "RGBX", "LA", "CMYK")
 
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:
@@ -45,21 +56,74 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    if path.suffix.lower() not in PIL_SUFFIXES and is_dicom(path):
+    if is_dicom(path):
         return read_dicom_gray(path)
+    return to_gray(open_image(path), path)
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """A PIL-readable file decoded, detached from the file and turned upright by its EXIF
+    Orientation; ValueError naming the file for what the module's rule refuses."""
+    path = Path(path)
     try:
-        with Image.open(path) as image:
-            image.load()
-            image = image.copy()  # detach from the file before it closes
-    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
+        with _tiff_through_libtiff():
+            image = Image.open(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError ... for broken files
         raise ValueError(f"{path}: cannot read image ({error})") from None
-    return to_gray(image, path)
+    with image:
+        try:
+            frames, raw_modes = getattr(image, "n_frames", 1), _raw_modes(image)  # before load()
+            image.load()
+            upright = ImageOps.exif_transpose(image)  # a copy, rotated/mirrored as displayed
+        except Exception as error:
+            raise ValueError(f"{path}: cannot read image ({error})") from None
+    _check_storage(frames, image.format, raw_modes, path)
+    return upright
+
+
+@contextmanager
+def _tiff_through_libtiff():
+    """Open TIFF files for libtiff's decoder, as PIL does for compressed ones: PIL's own decoder
+    of uncompressed TIFF scrambles the pixels of an Orientation 5-8 (quarter-turn) file."""
+    before = TiffImagePlugin.READ_LIBTIFF
+    TiffImagePlugin.READ_LIBTIFF = True
+    try:
+        yield
+    finally:
+        TiffImagePlugin.READ_LIBTIFF = before
+
+
+def _raw_modes(image: Image.Image) -> list[str]:
+    """How the file stores its pixels (PIL raw modes, e.g. "RGB;16B"), known until load()."""
+    modes = []
+    for tile in image.tile:  # (codec, extents, offset, args); args: the raw mode, or starts with it
+        args = tile[3]
+        modes.append(str(args if isinstance(args, str) else (args or ("",))[0]))
+    return modes
+
+
+def _check_storage(frames: int, file_format: str | None, raw_modes: list[str], path: Path) -> None:
+    """Refuse a file of several frames, and colour or gray-with-alpha of 16 bits a sample."""
+    if frames > 1 and file_format != "MPO":
+        raise ValueError(f"{path}: {frames} frames or pages in one {file_format} file; give one "
+                         "radiograph per file")
+    for raw in raw_modes:
+        base, _, bits = raw.partition(";")
+        if base in WIDE_SAMPLES and bits.startswith("16"):
+            raise ValueError(f"{path}: {base} with 16 bits a sample, which PIL reads as 8 "
+                             "(the high byte only, losing the contrast of 12-bit data); save it "
+                             "as 16-bit grayscale, or as 8-bit")
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
     """True for a file every stage reads as an image: a known image suffix, or a DICOM file
-    without one (extension-less files and DICOM's dotted UID names, found by the `DICM` marker)."""
+    without one (extension-less files and DICOM's dotted UID names, found by the `DICM` marker).
+    A DICOMDIR (a DICOM folder's index, always so named) is not one."""
     path = Path(path)
+    if path.name.upper() == "DICOMDIR":
+        return False
     return path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
 
 
