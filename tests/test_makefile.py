@@ -455,6 +455,68 @@ def test_gpu_slot_launcher_gives_each_command_its_own_gpu_slot(tmp_path):
             assert ga != gb or ea <= sb or eb <= sa, spans        # same GPU: one after the other
 
 
+def _fake_nvidia_smi(folder):
+    """A stand-in nvidia-smi that lists four GPUs, 0 to 3 (every GPU of the machine)."""
+    folder.mkdir(exist_ok=True)
+    smi = folder / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf '0\\n1\\n2\\n3\\n'\n")
+    smi.chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize("visible, allowed", [("2,3", {"2", "3"}), ("1", {"1"}),
+                                              ("GPU-1a2b", {"GPU-1a2b"})])
+def test_gpu_slot_launcher_keeps_to_the_gpus_cuda_visible_devices_allows(tmp_path, visible,
+                                                                         allowed):
+    """A scheduler (Slurm sets CUDA_VISIBLE_DEVICES to a job's GPUs) or a user who keeps off
+    some GPUs: without GPU_IDS the commands run on those GPUs only, never on others that
+    nvidia-smi lists."""
+    bin_dir = _fake_nvidia_smi(tmp_path / "bin")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": visible,
+           "GPU_LOCK_DIR": str(tmp_path)}
+    env.pop("GPU_IDS", None)
+    job = 'echo "$CUDA_VISIBLE_DEVICES" > "$0"; sleep 0.3'
+    procs = [subprocess.Popen([str(ROOT / "profiles" / "gpu_slot.sh"), "bash", "-c", job,
+                               str(tmp_path / f"job{i}")], env=env) for i in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    used = {(tmp_path / f"job{i}").read_text().strip() for i in range(3)}
+    assert used == allowed, used
+
+
+def test_gpu_slot_launchers_of_two_slurm_jobs_do_not_wait_for_each_other(tmp_path):
+    """Two Slurm jobs on one node, each given its own GPU, which each sees as GPU 0
+    (CUDA_VISIBLE_DEVICES=0): their commands run side by side; within one job they take turns."""
+    job = 'date +%s.%N > "$0.start"; sleep 0.6; date +%s.%N > "$0.end"'
+
+    def spans(job_ids):
+        procs = []
+        for i, job_id in enumerate(job_ids):
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0", "GPU_LOCK_DIR": str(tmp_path),
+                   "SLURM_JOB_ID": job_id}
+            env.pop("GPU_IDS", None)
+            out = tmp_path / f"{'-'.join(job_ids)}.{i}"
+            procs.append((out, subprocess.Popen([str(ROOT / "profiles" / "gpu_slot.sh"), "bash",
+                                                 "-c", job, str(out)], env=env)))
+        assert all(p.wait(timeout=60) == 0 for _, p in procs)
+        return [(float(out.with_suffix(out.suffix + ".start").read_text()),
+                 float(out.with_suffix(out.suffix + ".end").read_text())) for out, _ in procs]
+
+    (s0, e0), (s1, e1) = spans(["11", "12"])
+    assert s1 < e0 and s0 < e1                                   # side by side
+    (s0, e0), (s1, e1) = spans(["13", "13"])
+    assert e0 <= s1 or e1 <= s0                                  # one after the other
+
+
+def test_gpu_slot_launcher_refuses_a_cuda_visible_devices_of_no_gpu(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "GPU_LOCK_DIR": str(tmp_path)}
+    env.pop("GPU_IDS", None)
+    ran = tmp_path / "ran"
+    result = subprocess.run([str(ROOT / "profiles" / "gpu_slot.sh"), "touch", str(ran)], env=env,
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2 and "CUDA_VISIBLE_DEVICES=-1: " in result.stderr, result.stderr
+    assert not ran.exists()
+
+
 # ---------------------------------------------------------------- checks when Make starts
 def _refused(result, *messages):
     """Make stopped at parse time with each message and ran (and printed) no stage."""
