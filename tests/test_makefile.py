@@ -746,6 +746,32 @@ def test_a_second_make_on_a_locked_work_folder_stops_at_once_and_touches_nothing
     assert [p.name for p in work.iterdir()] == [".lock"] and not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("goal", ["reproduce", "clean-work"])
+@pytest.mark.parametrize("errno_text, code", [("Function not implemented", 65),
+                                              ("No locks available", 71)])
+def test_a_work_folder_whose_file_system_cannot_lock_stops_make_saying_so(tmp_path, goal,
+                                                                         errno_text, code):
+    """flock fails as on Lustre mounted without -o flock, or NFS without its lock service: make
+    stops before any stage (or deletion), naming the folder, the cause and where to read more."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "flock").write_text(f'#!/bin/sh\necho "flock: $4: {errno_text}" >&2\nexit {code}\n')
+    (bin_dir / "flock").chmod(0o755)
+    work = tmp_path / "w"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / ".cxr-lungmask").write_text("")
+    result = run_make(goal, "PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
+                      check=False, env={"FAKE_WORK": str(work),
+                                        "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert result.returncode != 0 and ">> " not in result.stdout
+    assert f"flock: {work}/.lock: {errno_text}" in result.stderr
+    assert (f"error: {work}: its file system cannot lock {work}/.lock (flock's message above), "
+            "so nothing ran") in result.stderr, result.stderr
+    assert 'docs/cluster.md, "The work folder\'s lock"' in result.stderr
+    assert {p.name for p in work.iterdir()} - {".lock"} == {"data"}   # nothing deleted
+    assert not work.with_name("w.log").exists()              # the stand-in stage never ran
+
+
 @pytest.mark.parametrize("flags", [[], ["-j2"], ["-k"]])
 def test_a_plain_make_takes_the_lock_records_its_commands_and_then_runs_nothing(tmp_path, flags):
     """make as a user types it (no --no-print-directory): a real run, not a dry run. It holds the
