@@ -224,6 +224,8 @@ def test_slurm_fragment_runs_each_stage_as_a_job_step(tmp_path):
     for command in stages:
         gpu = re.search(r" -m cxr(seg\.(finetune|evaluate|predict)|cls\.train) ", command)
         assert ("--gres=gpu:1" in command) == bool(gpu), command
+        # a CPU step takes no GPU (by default Slurm gives a step all of the job's GPUs)
+        assert ("--gres=none" in command) == (not gpu), command
         assert "env OMP_NUM_THREADS=" in command
     shards = [c for c in stages if "-m cxrseg.predict" in c]
     assert [re.search(r"--shard (\S+)", c).group(1) for c in shards] == ["0/2", "1/2"]
