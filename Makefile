@@ -90,6 +90,17 @@ check_folder = $(if $(call bad_folder,$($(1))),$(error $(1)="$($(1))": give one 
 ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS)),)
 $(call check_folder,WORK)
 endif
+# PYTHON runs the standard-library scripts that check EXTENT, INPUTS, ARCHS, SEG_DATA, the ImageNet
+# files and WORK when Make starts, and creates $(VENV). One that does not run (e.g. a cluster's
+# compute node without the Python the login node loaded) would skip those checks unseen: stop.
+ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS))$(if $(wildcard $(PY)),,1),)
+ifneq ($(shell $(PYTHON) -c 'import sys; print(sys.version_info >= (3, 8))' 2>/dev/null),True)
+$(error PYTHON=$(PYTHON): $(or $(shell command -v $(PYTHON) >/dev/null && $(PYTHON) --version \
+	2>&1 | head -n 1),does not run); Make runs its checks with PYTHON when it starts, and they need \
+	Python 3.8 or later. Give PYTHON=<a python3.11> (on a cluster, the Python that made $(VENV) on the login \
+	node: load it on the compute node too))
+endif
+endif
 # $(call is_dir,PATH), $(call is_file,PATH): not empty when PATH (one word) is an existing folder,
 # or an existing file that is no folder (the profiles' checks of the data they are given).
 is_dir  = $(if $(strip $(1)),$(wildcard $(strip $(1))/.))

@@ -808,6 +808,31 @@ def test_stages_run_under_the_lock_and_keep_make_j_parallelism(tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+@pytest.mark.parametrize("python", ["missing", "old"])
+def test_a_python_that_cannot_run_the_checks_stops_make_before_any_stage(tmp_path, python):
+    """PYTHON runs Make's checks when it starts (here: of a WORK holding a file of the user's);
+    one that is not there, or too old (a compute node without the login node's Python), skipped
+    them unseen, and the stage ran beside the user's file."""
+    path = tmp_path / "python3"
+    if python == "old":
+        path.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "Python 3.6.8"; exit 0; }\n'
+                        'echo "SyntaxError: future feature annotations is not defined" >&2\n'
+                        'exit 1\n')
+        path.chmod(0o755)
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    result = run_make(str(work / "data/.done-data"), "PROFILE=tiny", f"WORK={work}",
+                      f"PYTHON={path}", *_fake_launcher(tmp_path), check=False,
+                      env={"FAKE_WORK": str(work)})
+    version = "Python 3.6.8" if python == "old" else "does not run"
+    _refused(result, f"PYTHON={path}: {version}; Make runs its checks with PYTHON when it starts, "
+             "and they need Python 3.8 or later. Give PYTHON=<a python3.11>")
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    assert not work.with_name("w.log").exists()              # the stand-in stage never ran
+    assert run_make("-n", "test", f"PYTHON={path}").returncode == 0   # .venv exists: not needed
+
+
 @pytest.mark.parametrize("goal", ["reproduce", "tightness", "segmenter", "data/.done-data"])
 def test_a_work_folder_holding_files_of_the_user_is_refused_before_any_stage(tmp_path, goal):
     """The rule clean-work asks (cxrstats/foundation/ownership.py), asked before stage folders are
