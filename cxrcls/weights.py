@@ -76,7 +76,7 @@ def fetch(archs: list[str]) -> list[Path]:
             print(f"weights: fetching {weights_url(arch)} -> {path}", flush=True)
             tmp = path.with_name(path.name + ".tmp")
             try:
-                torch.hub.download_url_to_file(weights_url(arch), str(tmp), progress=False)
+                download(weights_url(arch), tmp, path)
                 check_hash(tmp, name=path.name)
                 tmp.replace(path)
             finally:
@@ -84,6 +84,19 @@ def fetch(archs: list[str]) -> list[Path]:
         check_hash(path)
         files.append(path)
     return files
+
+
+def download(url: str, tmp: Path, path: Path) -> None:
+    """Download `url` into `tmp`; without the network, ValueError saying which file to copy from a
+    machine that has it into which folder (`path`: where the file belongs)."""
+    try:
+        torch.hub.download_url_to_file(url, str(tmp), progress=False)
+    except OSError as error:  # urllib's URLError and HTTPError are OSErrors
+        raise ValueError(
+            f"cannot download {url} ({getattr(error, 'reason', error)}). On a machine without "
+            f"the network, copy {path.name} from one that has it (that address, or a torchvision "
+            f"cache: ~/.cache/torch/hub/checkpoints/{path.name}) into {path.parent}/, then run "
+            "`make weights` again: it checks the file and downloads nothing") from None
 
 
 def build_parser() -> Parser:

@@ -430,11 +430,21 @@ MODE_FLAGS    := $(filter-out -%,$(firstword $(MAKEFLAGS)))
 NO_RUN        := $(findstring n,$(MODE_FLAGS))$(findstring q,$(MODE_FLAGS))
 TAKE_LOCK     := $(if $(NO_RUN),,$(filter-out $(HELD_LOCK),$(abspath $(LOCK_FOLDER))))
 LOCK_BUSY     := 75
+# flock's own exit codes when the file system cannot lock (EX_DATAERR, e.g. "Function not
+# implemented" on Lustre mounted without -o flock; EX_OSERR, "No locks available" on NFS without
+# its lock service): COMMAND, a make or rm, never exits with either.
+LOCK_UNSUPPORTED := 65 71
 # $(call with_lock,FOLDER,COMMAND): run COMMAND holding FOLDER/.lock, or stop when another make
-# holds it (flock -n then exits with LOCK_BUSY without running COMMAND).
+# holds it (flock -n then exits with LOCK_BUSY without running COMMAND) or when FOLDER's file
+# system cannot lock (COMMAND does not run either).
 with_lock = mkdir -p $(1); rc=0; flock -n -E $(LOCK_BUSY) $(1)/.lock $(2) || rc=$$?; \
 	[ $$rc != $(LOCK_BUSY) ] || echo "error: $(1): another make is running there (it holds \
-	$(1)/.lock); wait until it ends" >&2; exit $$rc
+	$(1)/.lock); wait until it ends" >&2; \
+	case " $(LOCK_UNSUPPORTED) " in (*" $$rc "*) echo "error: $(1): its file system cannot lock \
+	$(1)/.lock (flock's message above), so nothing ran: one make at a time per work folder is \
+	what keeps two runs from writing into one folder. Give WORK a folder on a file system with \
+	file locks that every node sees (docs/cluster.md, \"The work folder's lock\")" >&2;; esac; \
+	exit $$rc
 # A make that this Makefile starts (see SUBMAKE in the Makefile).
 SUB_MAKE = $(MAKE) --no-print-directory SUBMAKE=1
 

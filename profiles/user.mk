@@ -85,9 +85,11 @@ MISSING_WEIGHTS := $(shell IMAGENET_DIR='$(subst ','\'',$(IMAGENET_DIR))' \
 	$(PYTHON) cxrcls/imagenet_files.py --missing $(ARCHS))
 ifneq ($(MISSING_WEIGHTS),)
 $(error TRAIN_ARGS uses --weights imagenet, but the ImageNet weights cannot be read \
-	($(MISSING_WEIGHTS)): fetch them once with `make weights` (needs the network; no stage \
-	downloads), or, on a machine without the network, train from random initialisation (not the \
-	study's setting): TRAIN_ARGS="$(strip $(subst --weights=imagenet,--weights none,$(subst \
+	($(MISSING_WEIGHTS)): fetch them once with `make weights` where there is a network (no stage \
+	downloads; on a cluster whose compute nodes have none, run it on a login node, or copy those \
+	files there from a machine that has them: docs/cluster.md), or train from random \
+	initialisation (not the study's setting): \
+	TRAIN_ARGS="$(strip $(subst --weights=imagenet,--weights none,$(subst \
 	--weights imagenet,--weights none,$(TRAIN_ARGS))))")
 endif
 endif

@@ -1,6 +1,7 @@
 """ImageNet weights come from the project's weights folder, checked by hash; nothing downloads."""
 import hashlib
 import socket
+import urllib.error
 
 import pytest
 import torch
@@ -74,3 +75,37 @@ def test_the_file_names_are_torchvisions_and_imagenet_dir_sets_the_folder(tmp_pa
     (tmp_path / "resnet50-0676ba61.pth").touch()
     assert missing(["resnet50"]) == "" and weights.require_imagenet("resnet50").parent == tmp_path
     assert "no ImageNet weights known for 'vit'" in missing(["resnet50", "vit"])
+
+
+def test_fetch_without_the_network_says_which_file_to_copy_where(tmp_path, monkeypatch, capsys):
+    """`make weights` on a compute node: the error names the file, where it comes from and the
+    folder to copy it into; nothing half-downloaded stays behind."""
+    def offline(url, dst, progress=True):
+        with open(dst, "wb") as f:
+            f.write(b"partial")
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setenv("IMAGENET_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as stop:
+        weights.main(["--archs", "resnet50"])
+    message = str(stop.value)
+    for part in ("cannot download https://download.pytorch.org/models/resnet50-0676ba61.pth",
+                 "Temporary failure in name resolution",
+                 "copy resnet50-0676ba61.pth from one that has it",
+                 "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth",
+                 f"into {tmp_path}/", "run `make weights` again"):
+        assert part in message, message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_make_weights_with_the_files_in_place_only_checks_them(tmp_path, monkeypatch, capsys,
+                                                               no_network):
+    """Files copied in by hand: `make weights` checks their hashes and downloads nothing."""
+    path = saved_like_torchvision({"w": torch.zeros(2)}, tmp_path, "resnet18")
+    monkeypatch.setitem(IMAGENET_FILES, "resnet18", path.name)
+    monkeypatch.setenv("IMAGENET_DIR", str(tmp_path))
+    weights.main(["--archs", "resnet18"])
+    assert f"weights: {path} ok" in capsys.readouterr().out
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(SystemExit, match="does not match"):
+        weights.main(["--archs", "resnet18"])

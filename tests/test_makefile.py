@@ -224,6 +224,8 @@ def test_slurm_fragment_runs_each_stage_as_a_job_step(tmp_path):
     for command in stages:
         gpu = re.search(r" -m cxr(seg\.(finetune|evaluate|predict)|cls\.train) ", command)
         assert ("--gres=gpu:1" in command) == bool(gpu), command
+        # a CPU step takes no GPU (by default Slurm gives a step all of the job's GPUs)
+        assert ("--gres=none" in command) == (not gpu), command
         assert "env OMP_NUM_THREADS=" in command
     shards = [c for c in stages if "-m cxrseg.predict" in c]
     assert [re.search(r"--shard (\S+)", c).group(1) for c in shards] == ["0/2", "1/2"]
@@ -329,6 +331,27 @@ def test_lint_installs_ruff_once_then_checks_with_the_repository_settings(tmp_pa
     assert "ruff check" in result.stdout
     config = (ROOT / "ruff.toml").read_text()
     assert "line-length = 100" in config
+
+
+def test_setup_without_the_network_stops_saying_how_to_install_elsewhere(tmp_path):
+    """A make on a compute node after requirements.txt changed (or was copied anew) installs
+    again; when pip cannot (no network), make stops naming make setup on a login node and a folder
+    of wheels, and the setup stamp is left as it was."""
+    python = tmp_path / "python"
+    python.write_text('#!/bin/sh\necho "ERROR: No matching distribution found (no network)" >&2\n'
+                      'exit 1\n')
+    python.chmod(0o755)
+    stamp_time = SETUP.stat().st_mtime_ns
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "SUBMAKE")}
+    result = subprocess.run(["make", "--no-print-directory", "-W", "requirements.txt",
+                             f"PY={python}", "setup"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+    assert ("error: pip could not install requirements.txt into .venv (above). Without the "
+            "network (a cluster's compute node), run make setup where there is one (a login "
+            "node, same folder), or from a folder of wheels: PIP_NO_INDEX=1 "
+            "PIP_FIND_LINKS=<folder> make setup (docs/cluster.md)") in result.stderr, result.stderr
+    assert SETUP.stat().st_mtime_ns == stamp_time
 
 
 FINISHED_STAMPS = [
@@ -453,6 +476,68 @@ def test_gpu_slot_launcher_gives_each_command_its_own_gpu_slot(tmp_path):
         for b in range(a + 1, 3):
             (ga, sa, ea), (gb, sb, eb) = spans[a], spans[b]
             assert ga != gb or ea <= sb or eb <= sa, spans        # same GPU: one after the other
+
+
+def _fake_nvidia_smi(folder):
+    """A stand-in nvidia-smi that lists four GPUs, 0 to 3 (every GPU of the machine)."""
+    folder.mkdir(exist_ok=True)
+    smi = folder / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf '0\\n1\\n2\\n3\\n'\n")
+    smi.chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize("visible, allowed", [("2,3", {"2", "3"}), ("1", {"1"}),
+                                              ("GPU-1a2b", {"GPU-1a2b"})])
+def test_gpu_slot_launcher_keeps_to_the_gpus_cuda_visible_devices_allows(tmp_path, visible,
+                                                                         allowed):
+    """A scheduler (Slurm sets CUDA_VISIBLE_DEVICES to a job's GPUs) or a user who keeps off
+    some GPUs: without GPU_IDS the commands run on those GPUs only, never on others that
+    nvidia-smi lists."""
+    bin_dir = _fake_nvidia_smi(tmp_path / "bin")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": visible,
+           "GPU_LOCK_DIR": str(tmp_path)}
+    env.pop("GPU_IDS", None)
+    job = 'echo "$CUDA_VISIBLE_DEVICES" > "$0"; sleep 0.3'
+    procs = [subprocess.Popen([str(ROOT / "profiles" / "gpu_slot.sh"), "bash", "-c", job,
+                               str(tmp_path / f"job{i}")], env=env) for i in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    used = {(tmp_path / f"job{i}").read_text().strip() for i in range(3)}
+    assert used == allowed, used
+
+
+def test_gpu_slot_launchers_of_two_slurm_jobs_do_not_wait_for_each_other(tmp_path):
+    """Two Slurm jobs on one node, each given its own GPU, which each sees as GPU 0
+    (CUDA_VISIBLE_DEVICES=0): their commands run side by side; within one job they take turns."""
+    job = 'date +%s.%N > "$0.start"; sleep 0.6; date +%s.%N > "$0.end"'
+
+    def spans(job_ids):
+        procs = []
+        for i, job_id in enumerate(job_ids):
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0", "GPU_LOCK_DIR": str(tmp_path),
+                   "SLURM_JOB_ID": job_id}
+            env.pop("GPU_IDS", None)
+            out = tmp_path / f"{'-'.join(job_ids)}.{i}"
+            procs.append((out, subprocess.Popen([str(ROOT / "profiles" / "gpu_slot.sh"), "bash",
+                                                 "-c", job, str(out)], env=env)))
+        assert all(p.wait(timeout=60) == 0 for _, p in procs)
+        return [(float(out.with_suffix(out.suffix + ".start").read_text()),
+                 float(out.with_suffix(out.suffix + ".end").read_text())) for out, _ in procs]
+
+    (s0, e0), (s1, e1) = spans(["11", "12"])
+    assert s1 < e0 and s0 < e1                                   # side by side
+    (s0, e0), (s1, e1) = spans(["13", "13"])
+    assert e0 <= s1 or e1 <= s0                                  # one after the other
+
+
+def test_gpu_slot_launcher_refuses_a_cuda_visible_devices_of_no_gpu(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "GPU_LOCK_DIR": str(tmp_path)}
+    env.pop("GPU_IDS", None)
+    ran = tmp_path / "ran"
+    result = subprocess.run([str(ROOT / "profiles" / "gpu_slot.sh"), "touch", str(ran)], env=env,
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2 and "CUDA_VISIBLE_DEVICES=-1: " in result.stderr, result.stderr
+    assert not ran.exists()
 
 
 # ---------------------------------------------------------------- checks when Make starts
@@ -663,6 +748,32 @@ def test_a_second_make_on_a_locked_work_folder_stops_at_once_and_touches_nothing
     assert [p.name for p in work.iterdir()] == [".lock"] and not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("goal", ["reproduce", "clean-work"])
+@pytest.mark.parametrize("errno_text, code", [("Function not implemented", 65),
+                                              ("No locks available", 71)])
+def test_a_work_folder_whose_file_system_cannot_lock_stops_make_saying_so(tmp_path, goal,
+                                                                         errno_text, code):
+    """flock fails as on Lustre mounted without -o flock, or NFS without its lock service: make
+    stops before any stage (or deletion), naming the folder, the cause and where to read more."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "flock").write_text(f'#!/bin/sh\necho "flock: $4: {errno_text}" >&2\nexit {code}\n')
+    (bin_dir / "flock").chmod(0o755)
+    work = tmp_path / "w"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / ".cxr-lungmask").write_text("")
+    result = run_make(goal, "PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
+                      check=False, env={"FAKE_WORK": str(work),
+                                        "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert result.returncode != 0 and ">> " not in result.stdout
+    assert f"flock: {work}/.lock: {errno_text}" in result.stderr
+    assert (f"error: {work}: its file system cannot lock {work}/.lock (flock's message above), "
+            "so nothing ran") in result.stderr, result.stderr
+    assert 'docs/cluster.md, "The work folder\'s lock"' in result.stderr
+    assert {p.name for p in work.iterdir()} - {".lock"} == {"data"}   # nothing deleted
+    assert not work.with_name("w.log").exists()              # the stand-in stage never ran
+
+
 @pytest.mark.parametrize("flags", [[], ["-j2"], ["-k"]])
 def test_a_plain_make_takes_the_lock_records_its_commands_and_then_runs_nothing(tmp_path, flags):
     """make as a user types it (no --no-print-directory): a real run, not a dry run. It holds the
@@ -695,6 +806,31 @@ def test_stages_run_under_the_lock_and_keep_make_j_parallelism(tmp_path):
     assert s1 < e0 and s0 < e1, log                             # side by side
     with open(work / ".lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.parametrize("python", ["missing", "old"])
+def test_a_python_that_cannot_run_the_checks_stops_make_before_any_stage(tmp_path, python):
+    """PYTHON runs Make's checks when it starts (here: of a WORK holding a file of the user's);
+    one that is not there, or too old (a compute node without the login node's Python), skipped
+    them unseen, and the stage ran beside the user's file."""
+    path = tmp_path / "python3"
+    if python == "old":
+        path.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "Python 3.6.8"; exit 0; }\n'
+                        'echo "SyntaxError: future feature annotations is not defined" >&2\n'
+                        'exit 1\n')
+        path.chmod(0o755)
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    result = run_make(str(work / "data/.done-data"), "PROFILE=tiny", f"WORK={work}",
+                      f"PYTHON={path}", *_fake_launcher(tmp_path), check=False,
+                      env={"FAKE_WORK": str(work)})
+    version = "Python 3.6.8" if python == "old" else "does not run"
+    _refused(result, f"PYTHON={path}: {version}; Make runs its checks with PYTHON when it starts, "
+             "and they need Python 3.8 or later. Give PYTHON=<a python3.11>")
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    assert not work.with_name("w.log").exists()              # the stand-in stage never ran
+    assert run_make("-n", "test", f"PYTHON={path}").returncode == 0   # .venv exists: not needed
 
 
 @pytest.mark.parametrize("goal", ["reproduce", "tightness", "segmenter", "data/.done-data"])

@@ -51,9 +51,13 @@ def test_paper_profile_stops_before_anything_runs_when_imagenet_weights_are_miss
     assert missing.returncode != 0
     assert (f"(missing {empty}/resnet50-0676ba61.pth {empty}/densenet121-a639ec97.pth): fetch "
             "them once with `make weights`") in missing.stderr
-    # and the way on a machine without the network: the profile's TRAIN_ARGS, random weights
-    assert ('on a machine without the network, train from random initialisation (not the '
-            'study\'s setting): TRAIN_ARGS="--weights none --epochs 30 --batch-size 4 --lr 1e-4"'
+    # on a cluster whose compute nodes have no network: where to fetch or copy them
+    assert ("where there is a network (no stage downloads; on a cluster whose compute nodes have "
+            "none, run it on a login node, or copy those files there from a machine that has "
+            "them: docs/cluster.md)") in missing.stderr, missing.stderr
+    # or the profile's TRAIN_ARGS with random weights
+    assert ('or train from random initialisation (not the study\'s setting): '
+            'TRAIN_ARGS="--weights none --epochs 30 --batch-size 4 --lr 1e-4"'
             in missing.stderr), missing.stderr
     other = dry(tmp_path, "PROFILE=paper", *data, f"IMAGENET_DIR={empty}",
                 "TRAIN_ARGS=--epochs 2 --weights=imagenet", check=False)
