@@ -205,8 +205,9 @@ def wide_findings(path, header: list[str], columns: dict):
                 present.add(names[i])
             elif value not in ABSENT:
                 raise ValueError(f"{path}: line {number}, column {header[i]!r}: {cells[i]!r} is "
-                                 "not 1, 0, true, false or empty (decide uncertain labels such "
-                                 "as -1 before)")
+                                 "not 1, 0, true, false or empty (a wide table's columns besides "
+                                 "image and patient_id are findings; decide uncertain labels "
+                                 "such as -1 before)")
         if not has_no_finding and not present:
             present.add(NO_FINDING)
         return frozenset(present)

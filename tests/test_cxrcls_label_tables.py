@@ -44,10 +44,15 @@ def test_a_no_finding_column_is_taken_as_given_and_contradictions_are_refused(tm
 def test_values_other_than_one_zero_or_empty_are_refused_naming_line_and_column(tmp_path):
     table = write(tmp_path / "labels.csv", "image,patient_id,Edema\na.png,1,1\nb.png,2,-1.0\n")
     with pytest.raises(ValueError, match=r"line 3, column 'Edema': '-1.0' is not 1, 0, true, "
-                                         r"false or empty \(decide uncertain labels"):
+                                         r"false or empty \(.* decide uncertain labels"):
         C.read_label_table(table)
     write(table, "image,patient_id,Edema\na.png,1,yes\n")
     with pytest.raises(ValueError, match=r"line 2, column 'Edema': 'yes' is not 1, 0, true"):
+        C.read_label_table(table)
+    write(table, "image,subject_id,Edema\na.png,10000032,1\n")   # MIMIC's name for the patient
+    with pytest.raises(ValueError, match=r"column 'subject_id': '10000032' is not 1, 0, true, "
+                                         r"false or empty \(a wide table's columns besides "
+                                         r"image and patient_id are findings"):
         C.read_label_table(table)
     write(table, "image,patient_id,Edema,EDEMA\na.png,1,1,1\n")
     with pytest.raises(ValueError, match=r"more than one column for \['Edema'\]"):
