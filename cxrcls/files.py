@@ -6,6 +6,7 @@ they are ever joined to a path: a table can never point outside its data folder.
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -81,14 +82,16 @@ def locate_images(names: Iterable[str], root: str | os.PathLike) -> list[Path]:
 
 def near_miss(missing: list[str], root: str | os.PathLike) -> str:
     """A hint for a name not found: the first file under `root` that differs from a missing name
-    only in case or extension (a table written without extensions, or in capitals); '' when none.
-    Walks the folder again: only on the way to an error."""
+    only in case, extension or Unicode form (a table written without extensions, in capitals, or
+    with accents composed where a Mac wrote the file name decomposed); '' when none. Walks the
+    folder again: only on the way to an error."""
     def keys(name: str) -> tuple[str, str]:
-        return name.lower(), os.path.splitext(name)[0].lower()
+        name = unicodedata.normalize("NFC", name).lower()
+        return name, os.path.splitext(name)[0]
     wanted = {key: name for name in missing for key in keys(name)}
     for _, name in walk_files(root):
         hit = next((wanted[k] for k in keys(name) if k in wanted), None)
         if hit is not None:
             return (f"; {hit!r} is there as {name!r}: names must match the files' exactly, "
-                    "extension and case included")
+                    "extension, case and Unicode form included")
     return ""

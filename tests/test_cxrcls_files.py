@@ -65,5 +65,8 @@ def test_a_name_that_differs_from_a_file_in_case_or_extension_gets_a_hint(tmp_pa
         locate_images(["b.png", "00000001_000"], tmp_path / "data")
     with pytest.raises(FileNotFoundError, match=r"'B.PNG' is there as 'b.png'"):
         locate_images(["B.PNG"], tmp_path / "data")
+    make_images(tmp_path / "data", ["cafe\u0301.png"])            # decomposed, as a Mac writes it
+    with pytest.raises(FileNotFoundError, match="'caf\u00e9.png' is there as 'cafe\u0301.png'"):
+        locate_images(["caf\u00e9.png"], tmp_path / "data")
     with pytest.raises(FileNotFoundError, match=r"\(e.g. z.png\)$"):
         locate_images(["z.png"], tmp_path / "data")
