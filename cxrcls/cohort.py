@@ -5,21 +5,27 @@ images that carry it (all of them when fewer exist), plus 2,000 "No Finding" ima
 duplicates. An image drawn for one label keeps all its labels, so a label's count in the cohort can
 exceed what was drawn for it. The draw is seeded and does not depend on the table's row order.
 
-Label tables (`--labels`), comma-separated (a `;`-separated table, as some spreadsheet locales save
-it, is refused with a message that says so), in one of two layouts:
+Label tables (`--labels`): UTF-8 text (a byte-order mark allowed; another encoding is refused,
+naming the line), columns separated by ',', ';' (as spreadsheets in some locales save it) or tabs,
+whichever makes the header hold an image column. Column names and study-label names match ignoring
+case and surrounding spaces; rows without a non-empty cell (spreadsheets add them) are skipped; a
+row lacking a cell read, or with non-empty cells beyond the header, is refused. Two layouts:
 - NIH's Data_Entry_2017*.csv: `Image Index`, `Finding Labels` (findings joined by `|`, or
-  `No Finding`), `Patient ID`, other columns ignored (or the lower-case `image`, `finding_labels`,
-  `patient_id`).
+  `No Finding`; an empty cell is refused), `Patient ID`, other columns ignored (or the lower-case
+  `image`, `finding_labels`, `patient_id`).
 - A wide table (CheXpert / MIMIC-CXR style): `image` (or `Image Index`), `patient_id` (or
-  `Patient ID`), then one column per finding holding 1 (present) or 0 / empty (absent); anything
-  else (e.g. CheXpert's -1 for uncertain) is refused, naming the row and column. A column counts as
-  one of the study's labels only when its name is one exactly, ignoring case: Mass, Nodule,
-  Pneumonia, Edema, Fibrosis, No Finding (WIDE_LABELS; CheXpert's Edema, Pneumonia and No Finding
-  map, its Lung Lesion or Consolidation do not). Other finding columns count only for No Finding:
-  without a `No Finding` column an image with no finding at all is No Finding; with one, it is
-  taken as given, and a row marked both No Finding and one of the five findings is refused.
-Image names must be plain file names, unique in the table (they are found by name under
-`--images`).
+  `Patient ID`), then one column per finding holding 1, 1.0 or true (present) or 0, 0.0, false or
+  empty (absent); anything else (e.g. CheXpert's -1 for uncertain) is refused, naming the line and
+  column, and a column without a name must be empty. A column counts as one of the study's labels
+  only when its name is one: Mass, Nodule, Pneumonia, Edema, Fibrosis, No Finding (STUDY_NAMES;
+  CheXpert's Edema, Pneumonia and No Finding map, its Lung Lesion or Consolidation do not). Other
+  finding columns count only for No Finding: without a `No Finding` column an image with no
+  finding at all is No Finding; with one, it is taken as given.
+In both, a row marked No Finding and one of the five findings is refused; findings outside the
+study are named on stderr with their counts (a misspelt one shows there). Without a patient column
+every patient_id is empty (`--split-by patient` then refuses). Image names must be plain file names
+(no folders), each on one row; they are found by name, extension and case included, under
+`--images`.
 
 Outputs (cohort/): cohort.csv (image, the six 0/1 labels in LABELS order, patient_id), splits.csv
 (image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"),
@@ -33,6 +39,8 @@ content.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
 import time
 from dataclasses import dataclass
@@ -43,18 +51,22 @@ import numpy as np
 from cxrcls.files import check_plain_name, locate_images
 from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (begin_run, content_facts, file_sha256, read_csv, write_csv,
-                                        write_done, write_run_json)
+from cxrstats.foundation.fileio import (begin_run, content_facts, file_sha256, read_text,
+                                        write_csv, write_done, write_run_json)
 
-# Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table.
+# Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table; a header
+# name matches ignoring case and surrounding spaces.
 COLUMN_ALIASES = {
     "image": ("Image Index", "image"),
     "findings": ("Finding Labels", "finding_labels"),
     "patient": ("Patient ID", "patient_id"),
 }
-# A wide table's finding columns that are the study's labels: lower-cased name -> label.
-WIDE_LABELS = {label.lower(): label for label in LABELS}
-PRESENT, ABSENT = ("1", "1.0"), ("0", "0.0", "")
+# Finding names (an NIH cell's, a wide table's columns) that are the study's labels: lower-cased
+# name -> label.
+STUDY_NAMES = {label.lower(): label for label in LABELS}
+# A wide table's cells, compared lower-cased after stripping spaces.
+PRESENT, ABSENT = ("1", "1.0", "true"), ("0", "0.0", "false", "")
+SEPARATORS = (",", ";", "\t")  # the first under which the header holds an image column is used
 PARTS = ("train", "val", "test")
 OUTPUTS = ("cohort.csv", "splits.csv", "table1.csv", "run.json")
 CONTENT_FILES = ("cohort.csv", "splits.csv")  # what later stages read: the content identity's files
@@ -69,101 +81,158 @@ class Record:
 
 def read_label_table(path: str | Path) -> list[Record]:
     """Records of a label table (NIH or wide layout, module docstring), sorted by image name;
-    refuses unsafe or duplicate names, a `;`-separated file and values it cannot read."""
-    check_separator(path)
-    rows = read_csv(path)
-    if not rows:
-        raise ValueError(f"{path}: label table has no rows")
-    columns = {"image": find_column(path, rows[0], "image"),
-               "patient": find_column(path, rows[0], "patient")}
-    nih = [a for a in COLUMN_ALIASES["findings"] if a in rows[0]]
-    header = [c for c in rows[0] if c is not None]
-    findings_of = nih_findings(nih[0]) if nih else wide_findings(path, header, columns)
-    used = header if not nih else [*columns.values(), nih[0]]
-    records, seen = [], set()
-    for number, row in enumerate(rows, start=2):   # line numbers of the file, header = 1
-        check_cells(path, row, number, used)
-        name = check_plain_name(row[columns["image"]], path)
-        if name in seen:
-            raise ValueError(f"{path}: image {name!r} appears in more than one row")
-        seen.add(name)
-        records.append(Record(name, findings_of(row, number), row[columns["patient"]].strip()))
+    refuses unsafe or duplicate names, rows that do not match the header and values it cannot
+    read, naming the line."""
+    header, rows = read_table(path)
+    columns = {key: find_column(path, header, key) for key in COLUMN_ALIASES}
+    if columns["findings"] is not None:
+        findings_of = nih_findings(path, header[columns["findings"]], columns["findings"])
+        used = [i for i in columns.values() if i is not None]
+    else:
+        findings_of, used = wide_findings(path, header, columns)
+    records, lines = [], {}
+    for number, cells in rows:
+        check_cells(path, cells, number, header, used)
+        name = check_plain_name(cells[columns["image"]], f"{path}: line {number}")
+        if name in lines:
+            raise ValueError(f"{path}: image {name!r} is on line {lines[name]} and on line "
+                             f"{number}; an image has one row")
+        lines[name] = number
+        findings = findings_of(cells, number)
+        check_no_finding(path, number, findings)
+        patient = "" if columns["patient"] is None else cells[columns["patient"]].strip()
+        records.append(Record(name, findings, patient))
     return sorted(records, key=lambda r: r.image)
 
 
-def check_cells(path, row: dict, number: int, used: list[str]) -> None:
-    """Refuse a row that lacks a cell of a column read, or has extra non-empty cells (csv.DictReader
-    fills missing cells with None and keeps extra ones under the key None): a short row of a wide
-    table would read as 'absent', an extra cell means the cells no longer line up."""
-    missing = [c for c in used if row.get(c) is None]
-    extra = [v for v in row.get(None) or [] if v.strip()]
+def read_table(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A label table's header (names stripped) and its rows as (line number, cells), rows without
+    any non-empty cell left out (spreadsheets add them); columns separated as `table_separator`
+    finds."""
+    text = read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=table_separator(text))
+    header = [name.strip() for name in next(reader, [])]
+    rows, line = [], reader.line_num
+    for cells in reader:
+        if any(cell.strip() for cell in cells):
+            rows.append((line + 1, cells))  # the line the row starts on, header = 1
+        line = reader.line_num
+    if not rows:
+        raise ValueError(f"{path}: label table has no rows")
+    return header, rows
+
+
+def table_separator(text: str) -> str:
+    """The separator of SEPARATORS under which the first line holds an image column (a
+    spreadsheet saved in a locale that writes ';', or a .tsv); ',' when none does (the missing
+    column is then named)."""
+    first = text.splitlines()[0] if text else ""
+    wanted = {normal(a) for a in COLUMN_ALIASES["image"]}
+    for separator in SEPARATORS:
+        if wanted & {normal(n) for n in next(csv.reader([first], delimiter=separator), [])}:
+            return separator
+    return ","
+
+
+def normal(name: str) -> str:
+    """A column or finding name as compared: surrounding spaces dropped, lower case."""
+    return name.strip().lower()
+
+
+def find_column(path, header: list[str], key: str) -> int | None:
+    """Index of the column of `key` (COLUMN_ALIASES, ignoring case); None when absent, except the
+    image column (ValueError naming the columns found); ValueError when two columns match."""
+    aliases = COLUMN_ALIASES[key]
+    hits = [i for i, name in enumerate(header) if normal(name) in {normal(a) for a in aliases}]
+    if len(hits) > 1:
+        raise ValueError(f"{path}: more than one column for {aliases[0]!r}: "
+                         f"{[header[i] for i in hits]}; keep one")
+    if not hits and key == "image":
+        raise ValueError(f"{path}: missing column {aliases[0]!r} (or {aliases[1]!r}); "
+                         f"found {header}")
+    return hits[0] if hits else None
+
+
+def check_cells(path, cells: list[str], number: int, header: list[str], used: list[int]) -> None:
+    """Refuse a row that lacks a cell of a column read, or has non-empty cells beyond the header:
+    a short row of a wide table would read as 'absent', an extra cell means the cells no longer
+    line up."""
+    missing = [header[i] for i in used if i >= len(cells)]
+    extra = [v for v in cells[len(header):] if v.strip()]
     if missing or extra:
         what = f"no cell for {missing}" if missing else f"extra cells {extra}"
         raise ValueError(f"{path}: line {number} has {what} (its cells do not match the header; "
                          "an empty cell is written as ',,')")
 
 
-def check_separator(path: str | Path) -> None:
-    """Refuse a table whose header is separated by ';' (or tabs) instead of commas."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        header = f.readline()
-    for separator, name in ((";", "';'"), ("\t", "tabs")):
-        if separator in header and "," not in header:
-            raise ValueError(f"{path}: its columns are separated by {name}, not commas (a "
-                             "spreadsheet saved in a locale that writes ';'); save it as "
-                             "comma-separated CSV")
-
-
-def find_column(path, header: dict, key: str) -> str:
-    """The column of `key` (COLUMN_ALIASES) in the table's header; ValueError naming both."""
-    aliases = COLUMN_ALIASES[key]
-    hit = [a for a in aliases if a in header]
-    if not hit:
-        raise ValueError(f"{path}: missing column {aliases[0]!r} (or {aliases[1]!r}); "
-                         f"found {list(header)}")
-    return hit[0]
-
-
-def nih_findings(column: str):
-    """Findings of a row of an NIH table: its `Finding Labels` split at '|'."""
-    def findings(row: dict, number: int) -> frozenset[str]:
-        return frozenset(s.strip() for s in row[column].split("|") if s.strip())
+def nih_findings(path, column: str, index: int):
+    """Findings of a row of an NIH table: its `Finding Labels` split at '|', study labels by
+    STUDY_NAMES; an empty cell is refused (absent findings are written 'No Finding')."""
+    def findings(cells: list[str], number: int) -> frozenset[str]:
+        names = [s.strip() for s in cells[index].split("|") if s.strip()]
+        if not names:
+            raise ValueError(f"{path}: line {number}: {column!r} is empty (an image without "
+                             f"findings is written {NO_FINDING!r})")
+        return frozenset(STUDY_NAMES.get(normal(n), n) for n in names)
     return findings
 
 
 def wide_findings(path, header: list[str], columns: dict):
-    """Findings of a row of a wide table: its columns holding 1, study labels by WIDE_LABELS
-    (module docstring), No Finding derived when the table has no such column."""
-    finding_columns = [c for c in header if c not in columns.values()]
-    if not finding_columns:
+    """Findings of a row of a wide table (its columns holding 1, study labels by STUDY_NAMES, No
+    Finding derived when the table has no such column) and the columns read."""
+    named = [i for i, name in enumerate(header) if i not in columns.values() and name]
+    unnamed = [i for i, name in enumerate(header) if i not in columns.values() and not name]
+    if not named:
+        read = [header[i] for i in columns.values() if i is not None]
         raise ValueError(f"{path}: neither an NIH table ('Finding Labels') nor a wide one (a 0/1 "
-                         f"column per finding after {list(columns.values())})")
-    names = {c: WIDE_LABELS.get(c.strip().lower(), c) for c in finding_columns}
+                         f"column per finding besides {read})")
+    names = {i: STUDY_NAMES.get(normal(header[i]), header[i]) for i in named}
     doubled = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
     if doubled:
         raise ValueError(f"{path}: more than one column for {doubled} (names are compared "
                          "ignoring case)")
     has_no_finding = NO_FINDING in names.values()
 
-    def findings(row: dict, number: int) -> frozenset[str]:
+    def findings(cells: list[str], number: int) -> frozenset[str]:
+        for i in unnamed:
+            if i < len(cells) and cells[i].strip():
+                raise ValueError(f"{path}: line {number}, column {i + 1} has no name in the "
+                                 f"header but holds {cells[i]!r}")
         present = set()
-        for column in finding_columns:
-            value = (row[column] or "").strip()
+        for i in named:
+            value = normal(cells[i])
             if value in PRESENT:
-                present.add(names[column])
+                present.add(names[i])
             elif value not in ABSENT:
-                raise ValueError(f"{path}: line {number}, column {column!r}: {value!r} is not "
-                                 "1, 0 or empty (decide uncertain labels such as -1 before)")
+                raise ValueError(f"{path}: line {number}, column {header[i]!r}: {cells[i]!r} is "
+                                 "not 1, 0, true, false or empty (a wide table's columns besides "
+                                 "image and patient_id are findings; decide uncertain labels "
+                                 "such as -1 before)")
         if not has_no_finding and not present:
             present.add(NO_FINDING)
-        if NO_FINDING in present and present & set(FINDINGS):
-            raise ValueError(f"{path}: line {number} is marked {NO_FINDING} and "
-                             f"{sorted(present & set(FINDINGS))}")
         return frozenset(present)
-    return findings
+    used = [i for i in (columns["image"], columns["patient"]) if i is not None] + named
+    return findings, used
+
+
+def check_no_finding(path, number: int, findings: frozenset[str]) -> None:
+    """Refuse a row marked No Finding and one of the five findings."""
+    if NO_FINDING in findings and findings & set(FINDINGS):
+        raise ValueError(f"{path}: line {number} is marked {NO_FINDING} and "
+                         f"{sorted(findings & set(FINDINGS))}")
+
+
+def other_findings(records: list[Record], shown: int = 12) -> str:
+    """The findings outside LABELS that `records` carry, most frequent first with their counts
+    ('Atelectasis 3, Hernia 1'), so that a misspelt or mis-separated finding is seen; '' when
+    none."""
+    counts: dict[str, int] = {}
+    for r in records:
+        for name in r.findings - set(LABELS):
+            counts[name] = counts.get(name, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    text = ", ".join(f"{name} {n}" for name, n in ranked[:shown])
+    return text + (f" and {len(ranked) - shown} more" if len(ranked) > shown else "")
 
 
 def sample_cohort(records: list[Record], per_label: int = 2000, no_finding: int = 2000,
@@ -310,10 +379,15 @@ def main(argv: list[str] | None = None) -> None:
         if absent:
             print(f"cohort: note: no image in {args.labels} carries {', '.join(absent)}",
                   file=sys.stderr)
+        others = other_findings(records)
+        if others:
+            print(f"cohort: note: findings outside the study in {args.labels} (an image with only "
+                  f"these is not {NO_FINDING}): {others}", file=sys.stderr)
         unknown = [r.image for r in cohort if not r.patient_id]
         if args.split_by == "patient" and unknown:
-            raise ValueError(f"{args.labels}: {len(unknown)} cohort images have no Patient ID "
-                             f"(e.g. {unknown[0]}); --split-by patient needs one for every image")
+            raise ValueError(f"{args.labels}: {len(unknown)} of {len(cohort)} cohort images have "
+                             f"no Patient ID (e.g. {unknown[0]}); --split-by patient needs a "
+                             "'Patient ID' (or 'patient_id') column with one for every image")
         if args.images:
             locate_images([r.image for r in cohort], args.images)
         splits = make_splits(cohort, args.splits, args.split_by, args.seed)

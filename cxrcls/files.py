@@ -6,6 +6,7 @@ they are ever joined to a path: a table can never point outside its data folder.
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -75,5 +76,22 @@ def locate_images(names: Iterable[str], root: str | os.PathLike) -> list[Path]:
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise FileNotFoundError(f"{root}: {len(missing)} of {len(names)} images not found under "
-                                f"this folder (e.g. {shown})")
+                                f"this folder (e.g. {shown}){near_miss(missing, root)}")
     return [found[n] for n in names]
+
+
+def near_miss(missing: list[str], root: str | os.PathLike) -> str:
+    """A hint for a name not found: the first file under `root` that differs from a missing name
+    only in case, extension or Unicode form (a table written without extensions, in capitals, or
+    with accents composed where a Mac wrote the file name decomposed); '' when none. Walks the
+    folder again: only on the way to an error."""
+    def keys(name: str) -> tuple[str, str]:
+        name = unicodedata.normalize("NFC", name).lower()
+        return name, os.path.splitext(name)[0]
+    wanted = {key: name for name in missing for key in keys(name)}
+    for _, name in walk_files(root):
+        hit = next((wanted[k] for k in keys(name) if k in wanted), None)
+        if hit is not None:
+            return (f"; {hit!r} is there as {name!r}: names must match the files' exactly, "
+                    "extension, case and Unicode form included")
+    return ""

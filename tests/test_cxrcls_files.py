@@ -54,3 +54,19 @@ def test_a_name_listed_twice_is_refused_naming_the_source():
     check_unique(["a.png", "b.png"], "cohort.csv")
     with pytest.raises(ValueError, match=r"cohort.csv: image 'b.png' is listed twice \(rows 2 "):
         check_unique(["a.png", "b.png", "b.png"], "cohort.csv")
+
+
+def test_a_name_that_differs_from_a_file_in_case_or_extension_gets_a_hint(tmp_path):
+    """A table written without extensions (MIMIC's dicom_id) or in capitals: refused, and the
+    message shows the file it probably means."""
+    make_images(tmp_path / "data" / "sub", ["00000001_000.png", "b.png"])
+    with pytest.raises(FileNotFoundError, match=r"1 of 2 images not found .*\(e.g. 00000001_000\); "
+                       r"'00000001_000' is there as '00000001_000.png': names must match"):
+        locate_images(["b.png", "00000001_000"], tmp_path / "data")
+    with pytest.raises(FileNotFoundError, match=r"'B.PNG' is there as 'b.png'"):
+        locate_images(["B.PNG"], tmp_path / "data")
+    make_images(tmp_path / "data", ["cafe\u0301.png"])            # decomposed, as a Mac writes it
+    with pytest.raises(FileNotFoundError, match="'caf\u00e9.png' is there as 'cafe\u0301.png'"):
+        locate_images(["caf\u00e9.png"], tmp_path / "data")
+    with pytest.raises(FileNotFoundError, match=r"\(e.g. z.png\)$"):
+        locate_images(["z.png"], tmp_path / "data")

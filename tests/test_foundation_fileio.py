@@ -48,6 +48,15 @@ def test_a_csv_saved_by_excel_is_read(tmp_path):
     assert rows == [{"Image Index": "a.png", "Finding Labels": "Mass|Nodule"}]
 
 
+def test_a_csv_not_in_utf8_is_refused_naming_the_file_and_line(tmp_path):
+    """Excel's 'CSV (Comma delimited)' writes Windows-1252: refused, not guessed."""
+    path = tmp_path / "labels.csv"
+    path.write_bytes("Image Index,Patient ID\r\na.png,1\r\ncaf\u00e9.png,2\r\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"labels.csv: line 3 is not UTF-8 text \(byte 0xe9\); "
+                                         r"save it as UTF-8 \(Excel: 'CSV UTF-8'\)"):
+        read_csv(path)
+
+
 def test_folders_make_or_the_toolkit_created_are_not_foreign(tmp_path):
     masks = tmp_path / "masks"
     (masks / "shards" / "0of2").mkdir(parents=True)         # made by Make's `mkdir -p`

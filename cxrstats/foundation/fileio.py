@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -59,19 +60,32 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
             writer.writerows(rows)
 
 
-def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict[str, str]]:
-    """Read a CSV into a list of dicts; ValueError naming the file when columns are missing."""
+def read_text(path: str | os.PathLike) -> str:
+    """A text file's content, decoded as UTF-8 (a leading byte-order mark, as Excel and LibreOffice
+    write, dropped); ValueError naming the file and line when it is not UTF-8 (e.g. Excel's
+    Windows-1252 'CSV (Comma delimited)'): guessing another encoding could misread names."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    # utf-8-sig: a table saved by Excel or LibreOffice starts with a byte-order mark
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; found {columns}")
-        return list(reader)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        start = error.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = len((data[:start] + b"x").splitlines())
+        raise ValueError(f"{path}: line {line} is not UTF-8 text (byte 0x{data[start]:02x}); save "
+                         "it as UTF-8 (Excel: 'CSV UTF-8')") from None
+
+
+def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict[str, str]]:
+    """Read a CSV into a list of dicts; ValueError naming the file when columns are missing or the
+    text is not UTF-8 (`read_text`)."""
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    columns = reader.fieldnames or []
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; found {columns}")
+    return list(reader)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
