@@ -63,8 +63,8 @@ from cxrcls.split_data import load_split
 from cxrcls.training import to_model_input
 from cxrstats.foundation.checkpoints import load_checkpoint
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, read_csv,
-                                        read_done, write_csv, write_done, write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, atomic_path, file_sha256,
+                                        read_csv, read_done, write_csv, write_done, write_run_json)
 from cxrstats.results import (ATTRIBUTION_DONE, MASKS_PREDICT_DONE, RUN_DONE, begin_results,
                               changed_inputs, masks_extent, run_entry)
 from cxrstats.runs import parse_setting
@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
 
 

@@ -33,9 +33,9 @@ from cxrcls.files import check_plain_name, check_unique, locate_images
 from cxrstats.foundation.imageio import read_gray
 from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (CONTENT, IncompleteRunError, atomic_path, begin_run,
-                                        content_facts, read_csv, read_done, write_csv, write_done,
-                                        write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, CONTENT, IncompleteRunError, atomic_path,
+                                        begin_run, content_facts, read_csv, read_done, write_csv,
+                                        write_done, write_run_json)
 from cxrstats.foundation.progress import Progress
 
 CACHE_VERSION = 3  # bump when the decoding or resizing changes, so old caches are rebuilt
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         names = read_cohort_names(args.cohort)
         built = build_cache(names, args.images, args.out, args.size, args.workers, arguments=args)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     if built:
         seconds = time.time() - start

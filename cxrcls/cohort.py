@@ -51,8 +51,8 @@ import numpy as np
 from cxrcls.files import check_plain_name, locate_images
 from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (begin_run, content_facts, file_sha256, read_text,
-                                        write_csv, write_done, write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, content_facts, file_sha256,
+                                        read_text, write_csv, write_done, write_run_json)
 
 # Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table; a header
 # name matches ignoring case and surrounding spaces.
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
             locate_images([r.image for r in cohort], args.images)
         splits = make_splits(cohort, args.splits, args.split_by, args.seed)
         begin_run(out, OUTPUTS)  # refuses a folder holding files this toolkit did not write
-    except (ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     labels = label_matrix(cohort)
     write_csv(out / "cohort.csv", ["image", *LABELS, "patient_id"],

@@ -27,7 +27,7 @@ from PIL import Image
 from cxrcls.labels import FINDINGS, NO_FINDING
 from cxrcls.phantom import cue_box, cue_corner, render, sample_labels, sample_patient
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (begin_run, claim_folder, write_csv, write_done,
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, claim_folder, write_csv, write_done,
                                         write_run_json)
 
 # phantoms.csv: the truth behind each image; cue_x0..cue_y1 is the box holding the spurious cue
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
               f"labels {cls['labels']}, {seconds:.1f}s", flush=True)
         write_run_json(args.out, args, seconds=seconds, segmentation=seg, classification=cls)
         write_done(args.out, args, OUTPUTS, done=DONE, segmentation=seg, classification=cls)
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except USER_ERRORS as err:
         raise SystemExit(f"error: {err}") from None
     return 0
 

@@ -52,8 +52,8 @@ from cxrseg.study_masks import PIPELINE_SIZE, pipeline_radius, scale_radius
 from cxrstats.foundation.imageio import image_stem, read_gray
 from cxrstats.foundation.input_names import mask_radius
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, changed_identity, input_identity,
-                                        read_csv, read_done, write_csv)
+from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, changed_identity,
+                                        input_identity, read_csv, read_done, write_csv)
 from cxrstats.foundation.progress import Progress
 from cxrstats.study import label_scores
 from cxrstats.foundation.checkpoints import load_checkpoint
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         images = image_files(Path(args.images))
         masks = check_masks(images, Path(args.masks) if args.masks else None, run)
         names, probs = predict_folder(run, images, masks, device, args.batch_size)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     write_csv(out, COLUMNS, rows_of(names, probs, run.thresholds))
     positives = ", ".join(f"{label} {n}" for label, n in

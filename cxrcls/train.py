@@ -62,7 +62,7 @@ from cxrcls.weights import require_imagenet
 from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
 from cxrseg.early_stopping import EarlyStopping
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, changed_identity,
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, changed_identity,
                                         file_sha256, input_identity, read_done, save_npy,
                                         write_csv, write_done, write_json, write_run_json)
 from cxrstats.foundation.progress import Progress, format_seconds
@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> None:
             train(args)
         finally:
             torch.set_num_threads(threads)  # --threads must not outlive the call (tests, notebooks)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         close_if_open()
         raise SystemExit(f"error: {error}") from None
 

@@ -20,7 +20,7 @@ import torch
 from cxrcls.imagenet_files import DOWNLOAD_URL, IMAGENET_FILES, weights_dir, weights_file
 from cxrstats.foundation.checkpoints import load_checkpoint
 from cxrstats.foundation.argtypes import Parser
-from cxrstats.foundation.fileio import file_sha256
+from cxrstats.foundation.fileio import USER_ERRORS, file_sha256
 
 STUDY_ARCHS = ("resnet50", "densenet121")
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             for path in fetch(args.archs):
                 print(f"weights: {path} ok")
-    except (ValueError, OSError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     sys.stdout.flush()
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, write_csv, write_done,
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, write_csv, write_done,
                                         write_run_json)
 from vendor_medsam.configs import CONFIGS
 from cxrstats.foundation.device import add_precision_argument, prepare_device, resolve_precision
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         device = prepare_device(args.device)
         precision = resolve_precision(args.precision, device)
         ev = plan(args, out, per_image_path)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     cache_dir = None if args.no_cache else args.cache_dir or out.parent
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, read_csv,
+from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, read_csv,
                                         write_done, write_run_json)
 
 from .morphology import boundary, cutout
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
                        for k in ("prior_x0", "prior_y0", "prior_x1", "prior_y1")]
         begin_run(out, OUTPUTS, done=SEGFIGURES)
         best = plot_loss_curves(Path(args.seg) / "curves.csv", out / "seg_loss_curves.png")
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     plot_mask_panels(np.asarray(images[row]), box,
                      *(np.asarray(stacks[n][row]) for n in ("raw", "eroded", "m15", "m50")),

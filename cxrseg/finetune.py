@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, write_csv, write_done,
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, write_csv, write_done,
                                         write_run_json)
 from vendor_medsam.checkpoint import check_state_dict, split_checkpoint
 from vendor_medsam.configs import CONFIGS
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> None:
         while state.epoch < args.epochs and not state.stopping.stopped:
             run_epoch(run, state)
         finish(run, state)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
 
 

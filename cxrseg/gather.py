@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.argtypes import Parser
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, file_sha256, read_csv,
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, file_sha256, read_csv,
                                         save_npy, write_csv, write_done, write_run_json)
 
 from .records import MASK_FACTS, PREDICT, PROMPT_COLUMNS, index_rows_sha256, require_finished
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                              f"{threshold:g}: the segmenter or the threshold is wrong; the run is "
                              "not marked finished")
         begin_run(folder, outputs, done=PREDICT)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     save_npy(out, raw)
     write_csv(folder / "index.csv", ["row", "image"], index)

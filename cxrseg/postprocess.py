@@ -31,8 +31,8 @@ from scipy import ndimage
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.extent import UNRECORDED
-from cxrstats.foundation.fileio import (IncompleteRunError, begin_run, file_sha256, read_csv,
-                                        read_done, save_npy, write_csv, write_done,
+from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, begin_run, file_sha256,
+                                        read_csv, read_done, save_npy, write_csv, write_done,
                                         write_run_json)
 from cxrstats.foundation.progress import Progress
 
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         outputs = ["eroded.npy", *(f"m{r}.npy" for r in args.dilate), "qc.csv",
                    "run_postprocess.json"]
         begin_run(out, outputs + _previous_outputs(out), done=POSTPROCESS)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     limits = QCLimits(min_area=args.min_area, max_area=args.max_area,
                       max_large_components=args.max_components)

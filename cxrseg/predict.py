@@ -53,7 +53,7 @@ import numpy as np
 from PIL import Image
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256,
+from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, file_sha256,
                                         save_npy, write_csv, write_done, write_run_json)
 from cxrstats.foundation.progress import Progress
 from vendor_medsam.configs import CONFIGS
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
             segment_folder(args, resolved, device, started, precision)
             return
         job = plan(args, device, precision)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     result = segment_rows(job, args)
     check_masks(job, result, args)

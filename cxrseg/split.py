@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import begin_run, read_csv, write_csv, write_done, write_run_json
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, read_csv, write_csv, write_done,
+                                        write_run_json)
 
 from .datasets import add_data_arguments, find_all_pairs, sources_from_args
 from .records import SPLIT, require_finished
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             counts = {p: sum(v == p for v in parts.values()) for p in PARTS}
             summary = f"{len(stems)} pairs -> {counts}"
         begin_run(out.parent, outputs, done=SPLIT)
-    except (ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     write_csv(out, header, rows)
     print(f"split: {summary} -> {out}")

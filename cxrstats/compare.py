@@ -39,7 +39,7 @@ import scipy.stats
 
 from cxrstats.foundation.argtypes import Parser
 from cxrstats.by_split import MACRO, AurocsBySplit, values
-from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, begin_run, file_sha256,
+from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, file_sha256,
                                         read_done, write_csv, write_done, write_run_json)
 from cxrstats.hypothesis import paired_ttest
 from cxrstats.kendall import kendall_tau
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from cxrstats import tables
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (IncompleteRunError, file_sha256, read_csv, read_done,
-                                        write_done, write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, file_sha256, read_csv,
+                                        read_done, write_done, write_run_json)
 from cxrstats.report_figures import FIGURES, write_figures
 from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, masks_extent, run_entry
 from cxrstats.runs import (Setting, find_runs, one_precision, parse_setting, read_cohort, read_run,
@@ -198,7 +198,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
         make_report(args)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
 
 

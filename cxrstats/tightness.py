@@ -27,7 +27,7 @@ import numpy as np
 
 from cxrstats.foundation.argtypes import Parser
 from cxrstats.by_split import MACRO, values
-from cxrstats.foundation.fileio import (IncompleteRunError, atomic_path, file_sha256, write_csv,
+from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, file_sha256, write_csv,
                                         write_done, write_run_json)
 from cxrstats.results import REPORT_DONE, aurocs_path, begin_results, read_report_aurocs
 from cxrstats.foundation.input_names import mask_radius
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ValueError, FileNotFoundError, IncompleteRunError) as error:
+    except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
 
 

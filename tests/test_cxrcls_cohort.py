@@ -228,6 +228,16 @@ def test_an_output_folder_of_the_users_files_is_refused_untouched(table, tmp_pat
     assert (out / "cohort.csv").read_bytes() == b"my own list\n"
 
 
+def test_a_file_system_error_is_an_error_line_naming_the_path(table, tmp_path):
+    """Every stage reports USER_ERRORS (here an OSError: --out under a file) as `error: ...`,
+    not as a traceback."""
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "a_file" / "cohort"
+    with pytest.raises(SystemExit) as error:
+        C.main(["--labels", str(table), "--out", str(out), "--per-label", str(CAP)])
+    assert str(error.value).startswith("error: ") and str(out) in str(error.value)
+
+
 def test_a_cohort_made_again_from_edited_labels_has_other_content(tmp_path):
     rows = synthetic_table()
     table = write_table(tmp_path / "Data_Entry_2017.csv", rows)

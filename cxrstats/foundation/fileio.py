@@ -223,6 +223,13 @@ class ForeignFolderError(ValueError):
     """An output folder holds files the toolkit did not write: a stage refuses to write there."""
 
 
+# What every stage's command line reports as `error: <message>` (exit status 1) instead of a
+# traceback: bad input (ValueError, with the file and the problem in its message), a file
+# system error (OSError: missing, unreadable or unwritable files, a full disk; its message names
+# the file) and an unfinished prerequisite. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, IncompleteRunError)
+
+
 
 
 def claim_folder(folder: str | os.PathLike, record: str | None = None) -> Path:
