@@ -59,7 +59,8 @@ from cxrstats.study import label_scores
 from cxrstats.foundation.checkpoints import load_checkpoint
 from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
                                         resolve_precision)
-from cxrstats.results import input_record_path, recorded_extent
+from cxrstats.results import (by_mask_bytes, changed_mask_files, input_record_path,
+                              recorded_extent)
 
 COLUMNS = ["image", *(f"prob_{label}" for label in LABELS), *(f"label_{label}" for label in LABELS)]
 # What shapes a mask the classifier sees, refused when it differs from the run's masks: erosion and
@@ -121,8 +122,10 @@ def input_record(folder: Path, record: dict, name: str, what: str) -> tuple[Path
     """(work folder, completion record) of the run's input `name` ("cache",
     "masks/done_postprocess.json": cxrstats.results.input_record_path) in one of its
     `work_folders`: the record that is the input the run's done.json names (its recorded
-    identity: arguments hash, and content id where recorded; `changed_identity`), any when it
-    names none; FileNotFoundError naming the run and the folders searched otherwise."""
+    identity: arguments hash, and content id where recorded; `changed_identity`; a mask record
+    by the bytes of the mask files the run read instead of its arguments,
+    `cxrstats.results.by_mask_bytes`), any when it names none; FileNotFoundError naming the run
+    and the folders searched otherwise."""
     expected = record.get("inputs", {}).get(name)
     works = work_folders(folder, record)
     for work in works:
@@ -131,11 +134,21 @@ def input_record(folder: Path, record: dict, name: str, what: str) -> tuple[Path
             found = read_done(path.parent, path.name, what=what)
         except IncompleteRunError:
             continue
-        if expected is None or changed_identity(expected, found) is None:
+        if expected is None or same_input(work, folder, record, name, expected, found):
             return work, found
     raise FileNotFoundError(f"{folder}: the {what} it was trained on ({name} recorded as "
                             f"{input_identity(expected)}) was not found in "
                             f"{', '.join(map(str, works))}")
+
+
+def same_input(work: Path, folder: Path, record: dict, name: str, expected, found: dict) -> bool:
+    """Whether `found`, the record of input `name` in `work`, is the one the run (`record`, its
+    done.json) recorded as `expected`."""
+    change = changed_identity(expected, found)
+    mask_sha256 = record.get("mask_sha256")
+    if change == "arguments" and by_mask_bytes(name, mask_sha256):
+        return changed_mask_files(work, folder, mask_sha256) is None
+    return change is None
 
 
 def cache_size_of(folder: Path, record: dict) -> int:

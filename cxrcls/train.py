@@ -29,9 +29,11 @@ an uninterrupted one does. A resume first writes best.pt again from last.pt when
 the two, and refuses a best.pt that is not of last.pt's best epoch. A missing last.pt, or one saved
 with other settings (RESUME_KEYS; `cxrstats.foundation.checkpoints`) or over other inputs (last.pt's
 config holds the inputs record that done.json gets: `inputs`, `mask_sha256`; an input whose
-arguments hash, or recorded content id, differs now), is refused. Under `torchrun
---nproc_per_node=N` the run is data-parallel (DistributedDataParallel; nccl on CUDA, gloo on CPU;
-`cxrcls.distributed`), `--batch-size` is the global batch, and only rank 0 writes files.
+arguments hash, or recorded content id, differs now, a mask file whose bytes do: those, not the
+mask record's arguments, identify the masks, `cxrstats.results.by_mask_bytes`), is refused.
+Under `torchrun --nproc_per_node=N` the run is data-parallel (DistributedDataParallel; nccl on
+CUDA, gloo on CPU; `cxrcls.distributed`), `--batch-size` is the global batch, and only rank 0 writes
+files.
 
 Outputs (runs/<arch>_<input>[_on_<eval input>]/split<K>/): best.pt, last.pt, history.csv,
 val_probs.npy, test_probs.npy ((n, 5) float32), val_ids.csv, test_ids.csv, thresholds.csv,
@@ -67,6 +69,7 @@ from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, changed_identity
                                         write_csv, write_done, write_json, write_run_json)
 from cxrstats.foundation.progress import Progress, format_seconds
 from cxrstats.study import macro_auroc, tune_thresholds
+from cxrstats.results import by_mask_bytes
 from cxrstats.foundation.device import add_precision_argument, resolve_precision
 
 # Settings that must not change when a run is resumed (the rest, e.g. --epochs, may).
@@ -252,13 +255,17 @@ def resume_checkpoint(args, last_path: Path, settings: dict,
 def changed_records(saved: dict, given: dict[str, dict]) -> list[str]:
     """The entries of two input records (check_inputs: `inputs` and `mask_sha256`) that differ,
     e.g. ["cohort", "masks/m15.npy"]; an entry only one of them has differs too. `inputs` entries
-    compare by `changed_identity` (other arguments, or other content where `saved` records it)."""
+    compare by `changed_identity` (other arguments, or other content where `saved` records it);
+    a mask record's arguments do not count where `saved` records the mask files' bytes, which are
+    compared instead (`cxrstats.results.by_mask_bytes`)."""
     changed = []
     for group, now in given.items():
         then = saved.get(group) if isinstance(saved.get(group), dict) else {}
         for name in sorted({*then, *now}):
             if group == "inputs":
-                differs = changed_identity(then.get(name), now.get(name)) is not None
+                change = changed_identity(then.get(name), now.get(name))
+                differs = change is not None and not (
+                    change == "arguments" and by_mask_bytes(name, saved.get("mask_sha256")))
             else:
                 differs = then.get(name) != now.get(name)
             if differs:

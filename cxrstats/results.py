@@ -87,9 +87,19 @@ def changed_inputs(work: str | os.PathLike, folder: str | os.PathLike, record: d
     finished, with the same content where the run recorded a content id (`content_sha256`) and
     with the same arguments (`arguments_hash`; an identity recorded as a bare string is that
     hash), and each mask file it read (`mask_sha256`: {"masks/m15.npy": sha256}) must still hold
-    the same bytes."""
-    return _changed_stage(work, folder, record.get("inputs")) or _changed_masks(
-        work, folder, record.get("mask_sha256"))
+    the same bytes; those bytes, not the arguments, identify a mask record (`by_mask_bytes`)."""
+    mask_sha256 = record.get("mask_sha256")
+    return _changed_stage(work, folder, record.get("inputs"), mask_sha256) or \
+        changed_mask_files(work, folder, mask_sha256)
+
+
+def by_mask_bytes(name: str, mask_sha256) -> bool:
+    """Whether a run's recorded input `name` is identified by the bytes of the mask files the run
+    read (`mask_sha256`, done.json's) rather than by its record's arguments: a mask stage's record
+    ("masks/done_postprocess.json", "masks/done_predict.json") of a run that recorded them. The
+    post-processing made again with other radii besides (`make tightness`) writes a record of
+    other arguments over the same m15.npy, and Make re-trains no run on it (pipeline.md)."""
+    return name.startswith("masks/") and isinstance(mask_sha256, dict) and bool(mask_sha256)
 
 
 def input_record_path(work: str | os.PathLike, name: str) -> Path:
@@ -98,7 +108,7 @@ def input_record_path(work: str | os.PathLike, name: str) -> Path:
     return Path(work) / (name if name.endswith(".json") else f"{name}/done.json")
 
 
-def _changed_stage(work, folder, recorded) -> str | None:
+def _changed_stage(work, folder, recorded, mask_sha256) -> str | None:
     if not isinstance(recorded, dict):
         return None
     for name, identity in sorted(recorded.items()):
@@ -120,7 +130,7 @@ def _changed_stage(work, folder, recorded) -> str | None:
                     f"({path} was made again from other data: content_sha256 "
                     f"{now.get(CONTENT)}, the run read {then[CONTENT]}); re-run the run, so that "
                     "its numbers are of these inputs")
-        if change == "arguments":
+        if change == "arguments" and not by_mask_bytes(name, mask_sha256):
             return (f"{folder}: trained on another {name} than WORK holds now ({path} was made "
                     f"again with other arguments: hash {now.get('arguments_hash')}, the run read "
                     f"{then.get('arguments_hash')}); re-run the run, so that its numbers are of "
@@ -128,7 +138,9 @@ def _changed_stage(work, folder, recorded) -> str | None:
     return None
 
 
-def _changed_masks(work, folder, recorded) -> str | None:
+def changed_mask_files(work, folder, recorded) -> str | None:
+    """Why the run in `folder` no longer fits WORK's mask files (`recorded`: its `mask_sha256`),
+    naming the file; None when each holds the bytes the run read."""
     if not isinstance(recorded, dict):
         return None
     for name, sha256 in sorted(recorded.items()):

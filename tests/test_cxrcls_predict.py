@@ -13,7 +13,8 @@ from cxrcls import predict
 from cxrcls.labels import LABELS
 from cxrcls.models import build_model
 from cxrseg.study_masks import PIPELINE_SIZE
-from cxrstats.foundation.fileio import read_csv, read_done, write_csv, write_done
+from cxrstats.foundation.fileio import (file_sha256, input_identity, read_csv, read_done,
+                                        write_csv, write_done)
 from synthetic_work import make_work
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -235,3 +236,30 @@ def test_masks_of_another_segmenter_are_named_not_refused(study, tmp_path, capsy
     err = capsys.readouterr().err
     assert f"note: --masks {masks} were made by another segmenter" in err
     assert "checkpoint_id sha256:mine vs None; threshold 0.4 vs None" in err
+
+
+def test_masks_post_processed_again_with_more_radii_keep_the_run(study, tmp_path):
+    """make tightness post-processes WORK's masks again with more radii: done_postprocess.json
+    gets other arguments, m15.npy the same bytes. A run that recorded both is still applied with
+    its own masks' record; once m15.npy holds other bytes the record is not the run's."""
+    shape = {"n": 12, "size": SIZE}
+    work = make_work(tmp_path / "work", radii=(15, 50), **shape)
+    run = make_run(work, "m15", read_done(work / "cache")["arguments_hash"])
+    record = read_done(run)
+    masks_record = read_done(work / "masks", "done_postprocess.json")
+    write_done(run, record["arguments"], record["outputs"],
+               inputs={**record["inputs"], "masks/done_postprocess.json":
+                       input_identity(masks_record)},
+               mask_sha256={"masks/m15.npy": file_sha256(work / "masks" / "m15.npy")})
+    given = ["--run", str(run), "--images", str(study["images"]), "--masks", str(study["masks"]),
+             "--device", "cpu", "--out"]
+    predict.main([*given, str(tmp_path / "before.csv")])
+    make_work(work, radii=(0, 15, 30, 50, 100), **shape)        # the same m15.npy, more radii
+    assert read_done(work / "masks", "done_postprocess.json") != masks_record
+    predict.main([*given, str(tmp_path / "after.csv")])
+    assert read_csv(tmp_path / "after.csv") == read_csv(tmp_path / "before.csv")
+    m15 = np.load(work / "masks" / "m15.npy")
+    np.save(work / "masks" / "m15.npy", 1 - m15)                 # made again, other masks
+    with pytest.raises(SystemExit, match=r"the lung masks it was trained on "
+                                         r"\(masks/done_postprocess.json .*was not found"):
+        predict.main([*given, str(tmp_path / "other.csv")])

@@ -168,6 +168,34 @@ def test_a_run_is_not_read_over_masks_made_again_since_it_trained(tmp_path):
         run_arguments(out)                                       # cxrcls.attribution's reader
 
 
+def test_masks_post_processed_again_with_more_radii_keep_the_runs_on_the_same_masks(tmp_path):
+    """make tightness post-processes again with more radii: done_postprocess.json gets other
+    arguments, m15.npy the same bytes, and make re-trains no m15 run. The report's check and a
+    resume keep such a run; once m15.npy holds other bytes they refuse it."""
+    shape = {"n": 20, "size": 32, "fractions": (0.4, 0.3, 0.3)}
+    work = make_work(tmp_path / "w", radii=(0, 15), **shape)
+    run = ["--work", str(work), "--train-input", "m15", "--epochs", "2", "--freeze-backbone",
+           *FAST]
+    train.main(with_flags(run, "--epochs", "1"))
+    out = work / "runs" / "resnet18_m15" / "split0"
+    before = read_done(work / "masks", "done_postprocess.json")["arguments_hash"]
+    make_work(work, radii=(0, 15, 30, 100), **shape)             # the same m15.npy, more radii
+    assert read_done(work / "masks", "done_postprocess.json")["arguments_hash"] != before
+    assert changed_inputs(work, out, read_done(out)) is None
+    train.main([*run, "--resume"])
+    assert read_done(out)["epochs"] == 2
+    m15 = np.load(work / "masks" / "m15.npy")
+    m15[0] = 1 - m15[0]                                          # made again, other masks
+    np.save(work / "masks" / "m15.npy", m15)
+    make_work(work / "elsewhere", radii=(15,), **shape)          # other arguments once more
+    (work / "masks" / "done_postprocess.json").write_bytes(
+        (work / "elsewhere" / "masks" / "done_postprocess.json").read_bytes())
+    assert re.search(r"split0: trained on other masks than .*m15.npy holds now",
+                     changed_inputs(work, out, read_done(out)))
+    with pytest.raises(SystemExit, match=r"cannot resume: .*\(masks/m15.npy differ"):
+        train.main(with_flags(run, "--epochs", "3") + ["--resume"])
+
+
 def test_resume_over_other_masks_or_cohort_is_refused_naming_them(tmp_path):
     work = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3), radii=(0, 15))
     out = tmp_path / "run"
