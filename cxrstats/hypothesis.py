@@ -18,6 +18,9 @@ from cxrstats.ranks import midranks
 # Permutation statistics equal to the observed one up to rounding count as ">=": a permutation that
 # rearranges tied entries gives the same correlation mathematically but may differ in the last bits.
 TIE_TOLERANCE = 1e-12
+# Paired differences that agree within this share of the inputs' magnitude count as equal: values
+# computed along different paths (0.1 + 0.2 against 0.3) differ only in their last bits.
+ROUNDING = 1e-12
 
 
 class TTest(NamedTuple):
@@ -60,14 +63,16 @@ def paired_ttest(a, b) -> TTest:
 
     With differences d = a - b: t = mean(d) / (sd(d) / sqrt(n)), sd with ddof = 1, df = n - 1, and
     p = 2 * P(T_df <= -|t|) from the Student t CDF. Raises ValueError for fewer than 2 pairs (no
-    variance can be estimated), different lengths or NaN.
+    variance can be estimated), different lengths, NaN or infinity.
     Zero variance of the differences (every pair differs by the same amount) makes the statistic a
     division by zero; we return what the formula's limit says, as scipy.stats.ttest_rel does,
     instead of raising, so a report over many pairs of settings still completes:
     - all differences 0 (identical results): t = nan, p = nan, since there is no evidence either
       way;
     - all differences equal c != 0: t = +/-inf, p = 0.0, since the shift is perfectly consistent.
-    The `note` field then says which case occurred.
+    The `note` field then says which case occurred. "Equal" and "0" are up to rounding: within
+    ROUNDING (1e-12) times the largest |a| or |b|, so rounding noise in the last bits of d (or in
+    the mean of n equal floats) gives neither a huge t nor a random p.
     """
     a = _as_vector(a, "a")
     b = _as_vector(b, "b")
@@ -76,15 +81,18 @@ def paired_ttest(a, b) -> TTest:
     n = a.size
     if n < 2:
         raise ValueError(f"paired_ttest needs at least 2 pairs, got {n}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("paired_ttest: a and b must be finite (no infinity)")
     d = a - b
     mean = d.mean()
     df = n - 1
-    sd = math.sqrt(((d - mean) ** 2).sum() / df)
-    if sd == 0.0:
-        if mean == 0.0:
+    rounding = ROUNDING * max(float(np.abs(a).max()), float(np.abs(b).max()))
+    if float(np.ptp(d)) <= rounding:
+        if abs(mean) <= rounding:
             return TTest(math.nan, df, math.nan, "all differences are 0: t and p undefined")
         return TTest(math.copysign(math.inf, mean), df, 0.0,
                      "differences have zero variance: t infinite, p = 0")
+    sd = math.sqrt(((d - mean) ** 2).sum() / df)
     t = mean / (sd / math.sqrt(n))
     p = 2.0 * float(scipy.special.stdtr(df, -abs(t)))
     return TTest(float(t), df, min(p, 1.0))

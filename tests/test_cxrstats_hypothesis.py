@@ -154,3 +154,20 @@ def test_mean_sd_refuses_nan_and_cell_marks_it():
     assert cell([0.8, None], 1) == "0.8 ± n/a*"
     assert cell([float("nan")], 1) == "n/a"
     assert cell([0.8, 0.9], 2) == "0.85 ± 0.07"
+
+
+@pytest.mark.parametrize("n", [3, 5, 6, 7])
+def test_paired_ttest_zero_variance_is_found_whatever_the_rounding(n):
+    """Differences that are all equal, exactly or up to the rounding of the inputs, are the
+    documented zero-variance cases even where the mean of n equal floats rounds away from them."""
+    shift = paired_ttest(np.full(n, 0.1), np.zeros(n))         # mean of n 0.1s is not 0.1
+    assert shift.t == math.inf and shift.p == 0.0 and shift.note
+    a = 0.1 * np.arange(1, n + 1) + 0.1                          # a - b = 0.1 up to rounding
+    b = 0.1 * np.arange(1, n + 1)
+    assert paired_ttest(a, b).t == math.inf
+    same = paired_ttest(np.full(n, 0.1 + 0.2), np.full(n, 0.3))  # 0 up to rounding (5.6e-17)
+    assert math.isnan(same.t) and math.isnan(same.p) and same.note
+    tiny = paired_ttest([0.5, 0.6, 0.7], [0.5, 0.6, 0.7 - 1e-9])  # a real difference stays one
+    assert math.isfinite(tiny.t) and tiny.note == ""
+    with pytest.raises(ValueError, match="finite"):
+        paired_ttest([math.inf, 1.0], [0.0, 0.0])
