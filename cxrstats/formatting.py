@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 PARTIAL = "*"  # marks a cell averaged over fewer values than it has (undefined on some split)
+FEWER = "†"    # marks a macro cell that leaves out a finding on some split (one class in its test set)
 
 
 def mean_sd(values, decimals: int = 1) -> str:
@@ -54,7 +55,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     """A Markdown table; columns whose cells all read as numbers ("79.4 ± 0.4", "3", "n/a") align
     right."""
     def numeric(value) -> bool:
-        text = str(value).split(" ")[0].rstrip(PARTIAL)
+        text = str(value).split(" ")[0].rstrip(PARTIAL + FEWER)
         try:
             float(text)
             return True

@@ -40,6 +40,7 @@ class RunResult:
     epochs: int | None
     run_args: dict | None
     notes: list[str] = field(default_factory=list)
+    macro_skipped: list[str] = field(default_factory=list)  # findings left out of both macros
 
 
 def run_intervals(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed) -> tuple[np.ndarray,
@@ -73,7 +74,8 @@ def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0
     aurocs = label_aurocs(truth, scores)
     notes += [f"{label}: one class only in the test set, AUROC undefined"
               for label, value in zip(LABELS, aurocs) if np.isnan(value)]
-    macro, _ = macro_auroc(truth, run.test_probs)
+    macro, skipped = macro_auroc(truth, run.test_probs)
+    notes += macro_notes(skipped)
     intervals, macro_interval = run_intervals(truth, scores, n_boot, (seed, run.split))
     predicted = scores >= thresholds
     prf = label_prf(truth, predicted)
@@ -88,7 +90,18 @@ def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0
     return RunResult(run.setting, run.split, aurocs, macro, intervals, macro_interval,
                      np.asarray(thresholds), source, prf, macro_prf(prf), result,
                      run.test_ids, truth, run.test_probs, predicted, minutes, run.epochs,
-                     run.run_args, notes)
+                     run.run_args, notes, macro_skipped=skipped)
+
+
+def macro_notes(skipped: list[str]) -> list[str]:
+    """The summary's note on a split whose macro AUROC and macro P/R/F1 leave out findings."""
+    if not skipped:
+        return []
+    if len(skipped) == len(FINDINGS):
+        return ["macro AUROC and P/R/F1 undefined: no finding has both classes in the test set"]
+    return [f"macro AUROC and P/R/F1 over {len(FINDINGS) - len(skipped)} of the "
+            f"{len(FINDINGS)} findings ({', '.join(skipped)} left out: one class only in the test "
+            "set)"]
 
 
 @dataclass

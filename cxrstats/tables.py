@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.fileio import atomic_path, write_csv
-from cxrstats.formatting import PARTIAL, cell, markdown_table, num
+from cxrstats.formatting import FEWER, PARTIAL, cell, markdown_table, num
 from cxrstats.hypothesis import holm, paired_ttest
 from cxrstats.runs import Setting
 from cxrstats.scoring import RunResult, delong_pair
@@ -36,12 +36,26 @@ def write_markdown(path: Path, title: str, table: str, notes: list[str]) -> None
         tmp.write_text(text)
 
 
+MACRO_RULE = ("Macro = the mean over the five findings (No Finding is not in it) that have both "
+              "classes in the split's test set.")
+
+
 def table_notes(rows: list[list]) -> list[str]:
-    notes = ["Mean ± sd over splits (sd with ddof = 1; 'n/a' with a single split)."]
+    notes = ["Mean ± sd over splits (sd with ddof = 1; 'n/a' with a single split).", MACRO_RULE]
     if any(PARTIAL in str(v) for row in rows for v in row):
         notes.append(f"{PARTIAL} averaged over the splits where the metric is defined (a label "
                      "with a single class in some test sets; see summary.md).")
+    if any(FEWER in str(v) for row in rows for v in row):
+        notes.append(f"{FEWER} on some split the macro leaves out a finding with a single class in "
+                     "that test set, so it averages fewer than five (see summary.md).")
     return notes
+
+
+def macro_cell(runs: list[RunResult], value, decimals: int) -> str:
+    """`cell` of a macro metric over the runs, marked FEWER when some split's macro left out a
+    finding but is defined (a macro undefined on a split is PARTIAL, as any metric)."""
+    mark = FEWER if any(0 < len(r.macro_skipped) < len(FINDINGS) for r in runs) else ""
+    return cell([value(r) for r in runs], decimals) + mark
 
 
 def write_table1(rows: list[dict], out: Path) -> list[str]:
@@ -60,7 +74,7 @@ def write_table2(results: Results, out: Path, decimals: int) -> list[str]:
         row = [name, len(runs)]
         for j in range(len(FINDINGS)):
             row.append(cell([100 * r.aurocs[j] for r in runs], decimals))
-        row.append(cell([100 * r.macro_auroc for r in runs], decimals))
+        row.append(macro_cell(runs, lambda r: 100 * r.macro_auroc, decimals))
         row.append(cell([100 * r.aurocs[len(FINDINGS)] for r in runs], decimals))
         row.append(cell([r.train_minutes for r in runs], decimals))
         rows.append(row)
@@ -77,14 +91,14 @@ def write_table3(results: Results, out: Path, decimals: int) -> list[str]:
     rows = []
     for name, runs in results.items():
         row = [name, len(runs)]
-        row += [cell([100 * r.macro_prf[m] for r in runs], decimals) for m in range(3)]
+        row += [macro_cell(runs, lambda r: 100 * r.macro_prf[m], decimals) for m in range(3)]
         row += [cell([100 * r.prf[len(FINDINGS), m] for r in runs], decimals) for m in range(3)]
         rows.append(row)
     write_csv(out / "table3.csv", header, rows)
     notes = table_notes(rows) + [
         "Precision, recall and F1 ×100 on test, at per-label thresholds tuned on validation by "
-        "best F1 (No Finding on its derived score 1 - max p); macro = mean over the "
-        "findings with both classes in the split's test set (as for the macro AUROC)."]
+        "best F1 (No Finding on its derived score 1 - max p); the macro averages the same "
+        "findings as the macro AUROC."]
     write_markdown(out / "table3.md", "Table 3. Macro and No Finding precision, recall and F1",
                    markdown_table(header, rows), notes)
     return ["table3.csv", "table3.md"]

@@ -12,6 +12,7 @@ from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, 
                       delong_test, holm, mantel, mean_sd, no_finding_score, paired_ttest,
                       precision_recall_f1)
 from cxrstats import tables
+from cxrstats.formatting import FEWER
 from cxrstats.foundation.fileio import FOLDER_MARKER, content_facts, input_identity, write_done
 from cxrstats.report import main
 from cxrstats.results import changed_inputs, input_record_path, run_entry
@@ -330,6 +331,12 @@ def test_label_with_one_class_in_a_test_set(work):
     out = work / "results"
     row = {r["setting"]: r for r in read_rows(out / "table2.csv")}["resnet50_m50"]
     assert row["Fibrosis"].endswith("*") and not row["Mass"].endswith("*")
+    assert row["Macro"].endswith(FEWER) and "*" not in row["Macro"]  # 4 findings on split 0
+    table3 = {r["setting"]: r for r in read_rows(out / "table3.csv")}
+    assert table3["resnet50_m50"]["Macro F1"].endswith(FEWER)
+    assert not table3["resnet50_original"]["Macro F1"].endswith(FEWER)
+    assert f"{FEWER} on some split the macro leaves out" in (out / "table2.md").read_text()
+    assert "No Finding is not in it" in (out / "table2.md").read_text()
     by_split = [r for r in read_rows(out / "auroc_by_split.csv")
                 if r["setting"] == "resnet50_m50" and r["split"] == "0"]
     values = {r["label"]: r["auroc"] for r in by_split}
@@ -339,6 +346,8 @@ def test_label_with_one_class_in_a_test_set(work):
     assert parse_cell(row["Fibrosis"].rstrip("*"))[1] is None  # the one remaining split
     summary = (out / "summary.md").read_text()
     assert "Fibrosis: one class only in the test set" in summary
+    assert ("resnet50_m50 split(s) 0: macro AUROC and P/R/F1 over 4 of the 5 findings (Fibrosis "
+            "left out" in summary)
     assert "val loss: last 0.4000, lowest 0.4000 (epoch 2)" in summary
 
 
