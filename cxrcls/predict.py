@@ -53,7 +53,7 @@ from cxrstats.foundation.imageio import image_stem, read_gray
 from cxrstats.foundation.input_names import mask_radius
 from cxrstats.foundation.argtypes import Parser, int_range
 from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, changed_identity,
-                                        input_identity, read_csv, read_done, write_csv)
+                                        input_identity, read_done, write_csv)
 from cxrstats.foundation.progress import Progress
 from cxrstats.study import label_scores
 from cxrstats.foundation.checkpoints import load_checkpoint
@@ -61,6 +61,7 @@ from cxrstats.foundation.device import (add_precision_argument, precision_autoca
                                         resolve_precision)
 from cxrstats.results import (by_mask_bytes, changed_mask_files, input_record_path,
                               recorded_extent)
+from cxrstats.runs import read_thresholds
 
 COLUMNS = ["image", *(f"prob_{label}" for label in LABELS), *(f"label_{label}" for label in LABELS)]
 # What shapes a mask the classifier sees, refused when it differs from the run's masks: erosion and
@@ -179,14 +180,6 @@ def trained_masks(folder: Path, record: dict, kind: str) -> MaskRecord | None:
              **cleaning(predicted, found)}
     return MaskRecord(recorded_extent(found), shape, segmenter_of(predicted),
                       f"{masks / PREDICT}, {masks / POSTPROCESS}")
-
-
-def read_thresholds(path: Path) -> np.ndarray:
-    """(6,) thresholds of thresholds.csv, which must list the study's labels in order."""
-    rows = read_csv(path, required=["label", "threshold"])
-    if [r["label"] for r in rows] != list(LABELS):
-        raise ValueError(f"{path}: labels {[r['label'] for r in rows]}, expected {list(LABELS)}")
-    return np.array([float(r["threshold"]) for r in rows])
 
 
 def open_run(folder: str | Path, device: torch.device, cache_size: int | None = None,

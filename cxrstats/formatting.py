@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 PARTIAL = "*"  # marks a cell averaged over fewer values than it has (undefined on some split)
-FEWER = "†"    # marks a macro cell that leaves out a finding on some split (one class in its test set)
+FEWER = "†"    # marks a macro that leaves out a finding on some split (one class in that test set)
 
 
 def mean_sd(values, decimals: int = 1) -> str:

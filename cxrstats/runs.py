@@ -198,12 +198,19 @@ def check_parts(folder: Path, part: str, cohort: Cohort, split: int,
 
 
 def read_thresholds(path: Path) -> np.ndarray:
-    """thresholds.csv (`label, threshold, val_f1`) -> (6,) thresholds in LABELS order."""
+    """thresholds.csv (`label, threshold, val_f1`) -> (6,) thresholds in LABELS order, each label
+    once; the one reader of the file (cxrstats.report, cxrcls.predict). ValueError naming the file
+    for a missing, repeated or unknown label, a threshold that is not a number, or NaN (it would
+    flag nothing)."""
     rows = read_csv(path, required=["label", "threshold"])
+    labels = [r["label"] for r in rows]
     by_label = {r["label"]: r["threshold"] for r in rows}
     missing = [label for label in LABELS if label not in by_label]
     if missing:
         raise ValueError(f"{path}: no threshold for {missing}")
+    extra = sorted({label for label in labels if label not in LABELS or labels.count(label) > 1})
+    if extra:
+        raise ValueError(f"{path}: labels {extra} are repeated or not the study's {list(LABELS)}")
     try:
         values = np.array([float(by_label[label]) for label in LABELS])
     except ValueError as error:

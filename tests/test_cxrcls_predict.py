@@ -263,3 +263,16 @@ def test_masks_post_processed_again_with_more_radii_keep_the_run(study, tmp_path
     with pytest.raises(SystemExit, match=r"the lung masks it was trained on "
                                          r"\(masks/done_postprocess.json .*was not found"):
         predict.main([*given, str(tmp_path / "other.csv")])
+
+
+def test_thresholds_csv_is_read_by_the_one_reader_the_report_uses(tmp_path):
+    """A NaN threshold would flag nothing (score >= nan is False): refused, by the reader the
+    report uses (cxrstats.runs.read_thresholds), naming the file."""
+    path = tmp_path / "thresholds.csv"
+    write_csv(path, ["label", "threshold", "val_f1"],
+              [[label, "nan" if label == "Edema" else 0.5, 0.5] for label in LABELS])
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*NaN"):
+        predict.read_thresholds(path)
+    write_csv(path, ["label", "threshold", "val_f1"], [[label, t, 0.5] for label, t in
+                                                       zip(LABELS, THRESHOLDS)])
+    np.testing.assert_array_equal(predict.read_thresholds(path), THRESHOLDS)

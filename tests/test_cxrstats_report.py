@@ -695,3 +695,13 @@ def test_report_refuses_mixed_precisions_and_records_the_one_it_reports(work):
     assert f"bf16: {folder}" in message and "fp32: " in message
     main(["--work", str(work), "--no-figures", "--settings", "resnet50_original"])
     assert json.loads((work / "results" / "done_report.json").read_text())["precision"] == "fp32"
+
+
+def test_thresholds_csv_with_a_repeated_or_unknown_label_is_refused(work):
+    """Two rows for one label would leave the threshold to the row order: refused, naming both."""
+    folder = work / "runs" / "resnet50_m50" / "split0"
+    rows = [[label, 0.5, 0.5] for label in LABELS]
+    write_rows(folder / "thresholds.csv", ["label", "threshold", "val_f1"],
+               rows + [["Edema", 0.9, 0.5], ["Effusion", 0.5, 0.5]])
+    message = run_error(work)
+    assert str(folder / "thresholds.csv") in message and "['Edema', 'Effusion']" in message
