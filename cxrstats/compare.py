@@ -41,6 +41,7 @@ from cxrstats.foundation.argtypes import Parser
 from cxrstats.by_split import MACRO, AurocsBySplit, values
 from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, file_sha256,
                                         read_done, write_csv, write_done, write_run_json)
+from cxrstats.formatting import mean_and_sd
 from cxrstats.hypothesis import paired_ttest
 from cxrstats.kendall import kendall_tau
 from cxrstats.results import COHORT_DONE, REPORT_DONE, aurocs_path, read_report_aurocs
@@ -99,12 +100,6 @@ def _num(value: float) -> str:
     return "" if value is None or not np.isfinite(value) else repr(float(value))
 
 
-def _mean_sd(v: list[float]) -> tuple[float, float]:
-    mean = float(np.mean(v)) if v else math.nan
-    sd = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
-    return mean, sd
-
-
 def ordered_settings(a: AurocsBySplit, b: AurocsBySplit) -> list[str]:
     """Every setting of either table, in the study's order (backbone, then input)."""
     return sorted(set(a) | set(b), key=lambda name: parse_setting(name).sort_key)
@@ -115,7 +110,7 @@ def setting_rows(a: AurocsBySplit, b: AurocsBySplit) -> list[list]:
     for setting in ordered_settings(a, b):
         for label, _ in METRICS:
             va, vb = values(a, setting, label), values(b, setting, label)
-            (ma, sa), (mb, sb) = _mean_sd(va), _mean_sd(vb)
+            (ma, sa), (mb, sb) = mean_and_sd(va), mean_and_sd(vb)
             if len(va) > 1 and len(vb) > 1:
                 w = welch_interval(va, vb)
             else:

@@ -7,6 +7,16 @@ PARTIAL = "*"  # marks a cell averaged over fewer values than it has (undefined 
 FEWER = "†"    # marks a macro that leaves out a finding on some split (one class in that test set)
 
 
+def mean_and_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1) of finite values, e.g. one metric over splits:
+    sd NaN with a single value (it cannot be estimated), both NaN with none. The one rule behind
+    every "mean ± sd over splits" (the tables, compare.csv, tightness.csv)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    mean = float(values.mean()) if values.size else float("nan")
+    sd = float(values.std(ddof=1)) if values.size > 1 else float("nan")
+    return mean, sd
+
+
 def mean_sd(values, decimals: int = 1) -> str:
     """"mean ± sd" of `values` with `decimals` digits, sd the sample standard deviation (ddof = 1).
 
@@ -22,10 +32,10 @@ def mean_sd(values, decimals: int = 1) -> str:
         raise ValueError(f"mean_sd: {bad} of {values.size} values are NaN or infinite; drop "
                          "them first, or use cxrstats.formatting.cell, which marks such cells "
                          f"'{PARTIAL}'")
-    mean = f"{values.mean():.{decimals}f}"
+    mean, sd = mean_and_sd(values)
     if values.size == 1:
-        return f"{mean} ± n/a"
-    return f"{mean} ± {values.std(ddof=1):.{decimals}f}"
+        return f"{mean:.{decimals}f} ± n/a"
+    return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
 
 
 def cell(values, decimals: int) -> str:

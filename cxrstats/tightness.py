@@ -27,6 +27,7 @@ import numpy as np
 
 from cxrstats.foundation.argtypes import Parser
 from cxrstats.by_split import MACRO, values
+from cxrstats.formatting import mean_and_sd
 from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, file_sha256, write_csv,
                                         write_done, write_run_json)
 from cxrstats.results import REPORT_DONE, aurocs_path, begin_results, read_report_aurocs
@@ -87,8 +88,7 @@ def tightness_rows(found: dict[str, dict]) -> list[list]:
         for radius in sorted(found[arch], key=_radius_order):
             for label in CURVE_LABELS:
                 v = found[arch][radius][label]
-                mean = float(np.mean(v)) if v else math.nan
-                sd = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+                mean, sd = mean_and_sd(v)
                 rows.append([arch, radius, label, _num(mean), _num(sd), len(v)])
     return rows
 
@@ -110,8 +110,9 @@ def figure(path: Path, found: dict[str, dict]) -> None:
             points = [(r, found[arch][r][label]) for r in radii if found[arch][r][label]]
             if points:
                 x = [r + (i - (len(CURVE_LABELS) - 1) / 2) * dodge for r, _ in points]
-                mean = [np.mean(v) for _, v in points]
-                sd = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for _, v in points]
+                spread = [mean_and_sd(v) for _, v in points]
+                mean = [m for m, _ in spread]
+                sd = [0.0 if math.isnan(s) else s for _, s in spread]  # one split: no bar
                 ax.errorbar(x, mean, yerr=sd, color=color, linewidth=width, marker="o",
                             markersize=3.5, capsize=3, label=label)
             reference = found[arch].get(ORIGINAL, {}).get(label)

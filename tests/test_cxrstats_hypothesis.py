@@ -171,3 +171,20 @@ def test_paired_ttest_zero_variance_is_found_whatever_the_rounding(n):
     assert math.isfinite(tiny.t) and tiny.note == ""
     with pytest.raises(ValueError, match="finite"):
         paired_ttest([math.inf, 1.0], [0.0, 0.0])
+
+
+def test_mean_and_sd_over_splits_is_one_rule():
+    """mean ± sd over splits (sd ddof 1, NaN from one value) is computed by
+    cxrstats.formatting.mean_and_sd alone: the tables, compare.csv and tightness.csv import it."""
+    from pathlib import Path
+
+    from cxrstats.formatting import mean_and_sd
+    values = [0.79, 0.795, 0.797]
+    assert mean_and_sd(values) == (pytest.approx(np.mean(values)),
+                                   pytest.approx(np.std(values, ddof=1)))
+    assert mean_and_sd([0.8])[0] == 0.8 and math.isnan(mean_and_sd([0.8])[1])
+    assert all(math.isnan(v) for v in mean_and_sd([]))
+    package = Path(__file__).parents[1] / "cxrstats"
+    computing_sd = [p.name for p in sorted(package.glob("*.py"))
+                    if p.name != "formatting.py" and ".std(" in p.read_text()]
+    assert computing_sd == []
