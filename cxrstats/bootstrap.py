@@ -27,11 +27,14 @@ from cxrstats.metrics import _as_binary, _as_scores
 
 class AurocIntervals(NamedTuple):
     """Percentile bootstrap intervals: per label (L, 2) [low, high] (NaN for a label with one class)
-    and macro (2,) over the labels that have both classes; n_boot resamples, `level` coverage."""
+    and macro (2,) over the labels that have both classes; n_boot resamples, `level` coverage;
+    fixed: the images whose label pattern no other image shares, drawn as themselves in every
+    macro resample (the more there are, the narrower the macro interval is than it should be)."""
     labels: np.ndarray
     macro: np.ndarray
     n_boot: int
     level: float
+    fixed: int = 0
 
 
 def stratified_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,10 +106,14 @@ def bootstrap_aurocs(labels, scores, n_boot: int = 1000, seed: int = 0, level: f
         counts = stratified_counts(labels[:, j], n_boot, rng)
         per_label[j] = _percentiles(weighted_aurocs(labels[:, j], scores[:, j], counts), level)
     macro = np.full(2, np.nan)
+    fixed = 0
     if defined:
-        _, pattern = np.unique(labels[:, defined], axis=0, return_inverse=True)
-        counts = stratified_counts(pattern.ravel(), n_boot, rng)
+        _, pattern, size = np.unique(labels[:, defined], axis=0, return_inverse=True,
+                                     return_counts=True)
+        pattern = pattern.ravel()
+        fixed = int(np.count_nonzero(size[pattern] == 1))
+        counts = stratified_counts(pattern, n_boot, rng)
         resampled = np.mean([weighted_aurocs(labels[:, j], scores[:, j], counts) for j in defined],
                             axis=0)
         macro = _percentiles(resampled, level)
-    return AurocIntervals(per_label, macro, n_boot, level)
+    return AurocIntervals(per_label, macro, n_boot, level, fixed)

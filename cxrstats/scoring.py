@@ -43,20 +43,25 @@ class RunResult:
     macro_skipped: list[str] = field(default_factory=list)  # findings left out of both macros
 
 
-def run_intervals(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed) -> tuple[np.ndarray,
-                                                                                      np.ndarray]:
-    """Bootstrap 95% intervals: (6, 2) per label and (2,) for the macro AUROC over the 5 findings.
+def run_intervals(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Bootstrap 95% intervals: (6, 2) per label and (2,) for the macro AUROC over the 5 findings,
+    and a note when test images with a label pattern of their own narrow the macro interval.
     labels and scores (n, 6) in LABELS order; n_boot = 0 gives NaN everywhere."""
     per_label = np.full((len(LABELS), 2), np.nan)
     if n_boot == 0:
-        return per_label, np.full(2, np.nan)
+        return per_label, np.full(2, np.nan), []
     k = len(FINDINGS)
     findings: AurocIntervals = bootstrap_aurocs(labels[:, :k], scores[:, :k], n_boot,
                                                 seed=[*seed, 0])
     no_finding = bootstrap_aurocs(labels[:, k:], scores[:, k:], n_boot, seed=[*seed, 1])
     per_label[:k] = findings.labels
     per_label[k:] = no_finding.labels
-    return per_label, findings.macro
+    notes = [] if not findings.fixed else [
+        f"macro AUROC bootstrap interval too narrow: {findings.fixed} of {len(labels)} test images "
+        "have a pattern of findings no other test image has, and are drawn as themselves in "
+        "every resample"]
+    return per_label, findings.macro, notes
 
 
 def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0) -> RunResult:
@@ -76,7 +81,9 @@ def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0
               for label, value in zip(LABELS, aurocs) if np.isnan(value)]
     macro, skipped = macro_auroc(truth, run.test_probs)
     notes += macro_notes(skipped)
-    intervals, macro_interval = run_intervals(truth, scores, n_boot, (seed, run.split))
+    intervals, macro_interval, interval_notes = run_intervals(truth, scores, n_boot,
+                                                              (seed, run.split))
+    notes += interval_notes
     predicted = scores >= thresholds
     prf = label_prf(truth, predicted)
     # Spearman Mantel between the test set's true and predicted 6x6 co-occurrence (No Finding

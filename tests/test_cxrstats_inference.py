@@ -10,6 +10,7 @@ import scipy.stats
 from cxrstats import auroc, bootstrap_aurocs, delong_macro, delong_test, holm
 from cxrstats.bootstrap import stratified_counts, weighted_aurocs
 from cxrstats.delong import placement_values, structural_components
+from cxrstats.scoring import run_intervals
 
 
 def brute_placements(y, score):
@@ -259,3 +260,20 @@ def test_holm_is_invariant_to_order():
     adjusted = holm(p)
     for perm in itertools.permutations(range(5)):
         np.testing.assert_allclose(holm(p[list(perm)]), adjusted[list(perm)])
+
+
+def test_images_with_a_label_pattern_of_their_own_are_counted_and_reported():
+    """Such images never vary in the macro resamples (documented: the interval is too narrow);
+    bootstrap_aurocs counts them over the labels with both classes and the report notes it."""
+    rng = np.random.default_rng(7)
+    labels = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0], [1, 1, 0]])
+    scores = rng.random(labels.shape)
+    result = bootstrap_aurocs(labels, scores, n_boot=50, seed=0)
+    alone = sum(int((labels[:, :2] == row).all(axis=1).sum() == 1) for row in labels[:, :2])
+    assert result.fixed == alone == 2                  # (0, 1) and (1, 1); column 3 has one class
+    labels6 = np.column_stack([labels, labels[:, :2], 1 - labels.max(axis=1)])
+    _, _, notes = run_intervals(labels6, rng.random(labels6.shape), 50, (0, 0))
+    assert notes == [f"macro AUROC bootstrap interval too narrow: {alone} of 6 test images have a "
+                     "pattern of findings no other test image has, and are drawn as themselves "
+                     "in every resample"]
+    assert run_intervals(labels6, rng.random(labels6.shape), 0, (0, 0))[2] == []
