@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from cxrstats.foundation.fileio import read_csv
 from cxrstats.study import LABELS
 
@@ -50,3 +52,12 @@ def values(table: AurocsBySplit, setting: str, label: str) -> list[float]:
     """The finite AUROCs of one setting and label over its splits, in split order."""
     by_split = table.get(setting, {}).get(label, {})
     return [by_split[k] for k in sorted(by_split) if not math.isnan(by_split[k])]
+
+
+def paired_by_split(x: dict[int, float], y: dict[int, float]
+                    ) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The pairs of a paired test over splits: the splits where both values are finite, in order,
+    and the values there ((k,) each). Split k is one test set for every setting of a work folder,
+    so its two values are a pair; a split where either is undefined (NaN) or missing is left out."""
+    splits = [k for k in sorted(set(x) & set(y)) if np.isfinite(x[k]) and np.isfinite(y[k])]
+    return splits, np.array([x[k] for k in splits]), np.array([y[k] for k in splits])

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.stats
 
 from cxrstats.foundation.argtypes import Parser
-from cxrstats.by_split import MACRO, AurocsBySplit, values
+from cxrstats.by_split import MACRO, AurocsBySplit, paired_by_split, values
 from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, file_sha256,
                                         read_done, write_csv, write_done, write_run_json)
 from cxrstats.formatting import mean_and_sd
@@ -139,16 +139,12 @@ def order_rows(a: AurocsBySplit, b: AurocsBySplit) -> list[list]:
 def paired_difference(table: AurocsBySplit, original: str, masked: str, label: str
                       ) -> tuple[float, float, int]:
     """Mean over splits of masked - original (splits where both are defined), paired t-test p."""
-    x = table.get(original, {}).get(label, {})
-    y = table.get(masked, {}).get(label, {})
-    splits = [k for k in sorted(set(x) & set(y)) if np.isfinite(x[k]) and np.isfinite(y[k])]
+    splits, x, y = paired_by_split(table.get(original, {}).get(label, {}),
+                                   table.get(masked, {}).get(label, {}))
     if not splits:
         return math.nan, math.nan, 0
-    d = [y[k] - x[k] for k in splits]
-    p = math.nan
-    if len(splits) > 1:
-        p = paired_ttest([y[k] for k in splits], [x[k] for k in splits]).p
-    return float(np.mean(d)), p, len(splits)
+    p = paired_ttest(y, x).p if len(splits) > 1 else math.nan
+    return float(np.mean(y - x)), p, len(splits)
 
 
 def headline_rows(a: AurocsBySplit, b: AurocsBySplit) -> list[list]:

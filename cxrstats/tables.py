@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrstats.by_split import paired_by_split
 from cxrstats.foundation.fileio import atomic_path, write_csv
 from cxrstats.formatting import FEWER, PARTIAL, cell, markdown_table, num
 from cxrstats.hypothesis import holm, paired_ttest
@@ -166,10 +167,9 @@ def write_delong(rows: list[dict], out: Path) -> list[str]:
 
 def _paired(results: Results, sa: Setting, sb: Setting, value) -> tuple[np.ndarray, np.ndarray]:
     """The two settings' values on the splits where both are defined, matched by split."""
-    a_by_split = {r.split: value(r) for r in results[sa.name] if np.isfinite(value(r))}
-    b_by_split = {r.split: value(r) for r in results[sb.name] if np.isfinite(value(r))}
-    common = sorted(set(a_by_split) & set(b_by_split))
-    return (np.array([a_by_split[k] for k in common]), np.array([b_by_split[k] for k in common]))
+    _, a, b = paired_by_split({r.split: value(r) for r in results[sa.name]},
+                              {r.split: value(r) for r in results[sb.name]})
+    return a, b
 
 
 def ttests(results: Results, settings: list[Setting], delong_rows: list[dict]) -> list[dict]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from cxrstats import compare, tightness
+from cxrstats import by_split, compare, tables, tightness
 from cxrstats.by_split import read_auroc_by_split
 from cxrstats.foundation.fileio import mark_folder, write_done
 from cxrstats.kendall import kendall_tau
@@ -376,3 +376,12 @@ def test_tightness_refuses_an_output_folder_of_the_users_files(tmp_path):
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["figures",
                                                                         "figures/tightness.png"]
     assert (out / "figures" / "tightness.png").read_bytes() == b"my figure"
+
+
+def test_the_report_and_compare_pair_splits_by_one_rule():
+    """Which splits pair up in a paired t-test (both values defined, matched by split) is
+    cxrstats.by_split.paired_by_split, used by the report's ttests.csv and by compare."""
+    assert tables.paired_by_split is compare.paired_by_split is by_split.paired_by_split
+    splits, x, y = by_split.paired_by_split({0: 0.7, 1: float("nan"), 2: 0.8, 3: 0.9},
+                                            {0: 0.6, 1: 0.5, 2: 0.75, 4: 0.1})
+    assert splits == [0, 2] and x.tolist() == [0.7, 0.8] and y.tolist() == [0.6, 0.75]
