@@ -336,3 +336,18 @@ def test_a_modality_lut_sequence_maps_the_stored_values_before_the_window(tmp_pa
                                  WindowWidth=301,
                                  ModalityLUTSequence=lut))
     assert gray.tolist() == [[0, 85, 170, 255]]
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # pydicom's, about the NaN below
+def test_a_zero_slope_warns_and_reads_as_one_and_a_non_finite_number_is_refused(tmp_path):
+    stretched = np.rint(RAMP / 4095 * 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match="zero.dcm: RescaleSlope is 0"):
+        gray = read_gray(write_dicom(tmp_path / "zero.dcm", RAMP, bits_stored=12,
+                                     RescaleSlope=0, RescaleIntercept=0))
+    np.testing.assert_array_equal(gray, stretched)
+    for keyword in ("RescaleSlope", "WindowWidth"):
+        path = write_dicom(tmp_path / f"{keyword}.dcm", RAMP, bits_stored=12, WindowCenter=2048,
+                           **{keyword: "NaN"})
+        with pytest.raises(ValueError, match=f"{keyword}.dcm: DICOM attribute {keyword} is not a "
+                                             "finite number"):
+            read_gray(path)

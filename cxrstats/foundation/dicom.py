@@ -23,11 +23,12 @@ colour and unreadable files, a DICOMDIR (a folder's index, not an image), compre
 no installed decoder reads (the message says whether one is missing, and which packages add one,
 or the data is broken), and files whose required attributes (SamplesPerPixel,
 PhotometricInterpretation, BitsStored, PixelRepresentation; a LUT's descriptor and data) are
-missing, empty or not numbers are a ValueError naming the file (and the attribute); a Modality
-other than CR/DX/DR is a warning, not a refusal.
+missing, empty or not (finite) numbers are a ValueError naming the file (and the attribute); a
+Modality other than CR/DX/DR, or a RescaleSlope of 0 (read as 1), is a warning, not a refusal.
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -201,7 +202,11 @@ def _modality_values(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, bo
         table, first, _ = _lut(ds.ModalityLUTSequence[0], signed, _little_endian(ds), path,
                                "Modality LUT")
         return _look_up(table, first, stored), False
-    slope = _number(ds, "RescaleSlope", path) or 1.0
+    slope = _number(ds, "RescaleSlope", path)
+    if slope == 0:  # would map every pixel to the intercept: a header error, not an image
+        warnings.warn(f"{path}: RescaleSlope is 0 (every pixel would become the intercept); "
+                      "read as 1", stacklevel=4)
+    slope = slope or 1.0
     intercept = _number(ds, "RescaleIntercept", path) or 0.0
     bits = _required_int(ds, "BitsStored", path)
     lowest = -(1 << (bits - 1)) if signed else 0
@@ -312,10 +317,13 @@ def _number(ds, keyword: str, path: Path) -> float | None:
     if value is None or str(value).strip() == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: DICOM attribute {keyword} is not a number "
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{path}: DICOM attribute {keyword} is not a finite number "
                          f"({_brief(value)})") from None
+    return number
 
 
 def _required_int(ds, keyword: str, path: Path) -> int:
