@@ -11,7 +11,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from cxrstats.foundation.device import prepare_device
+from cxrstats.foundation.device import check_gpu_index, prepare_device
 
 
 class Dist:
@@ -23,6 +23,9 @@ class Dist:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         device = prepare_device(device_name)
         if self.world_size > 1 and device.type == "cuda":
+            check_gpu_index(self.local_rank, f"torchrun process LOCAL_RANK={self.local_rank} "
+                                             "(one GPU per process: --nproc_per_node at most the "
+                                             "GPUs)")
             device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(device)
         self.device = device

@@ -73,3 +73,28 @@ def test_two_gloo_processes_agree_with_one(tmp_path):
         assert abs(float(r["train_loss"]) - float(s["train_loss"])) < 1e-5
         assert abs(float(r["val_loss"]) - float(s["val_loss"])) < 1e-5
     assert read_done(ddp_out)["outputs"] == read_done(single_out)["outputs"]
+
+
+def test_more_processes_than_gpus_is_a_clear_error_before_any_cuda_call(monkeypatch, tmp_path):
+    """torchrun --nproc_per_node=4 on a 2-GPU machine: rank 3's process names its LOCAL_RANK and
+    the GPU count, instead of CUDA's "invalid device ordinal" from set_device."""
+    from test_foundation_device import fake_gpus
+
+    chosen = fake_gpus(monkeypatch, [9, 9])
+
+    def set_device(device):  # what CUDA does with a GPU that does not exist
+        if torch.device(device).index >= 2:
+            raise RuntimeError("CUDA error: invalid device ordinal")
+        chosen.append(device)
+
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda *a, **k: pytest.fail("process group started"))
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with pytest.raises(SystemExit, match=r"LOCAL_RANK=3.*GPU 3 does not exist; this process "
+                                         r"sees 2 GPU\(s\)"):
+        train.main(["--work", str(tmp_path), "--out", str(tmp_path / "run"), "--arch", "resnet18",
+                    "--weights", "none", "--device", "cuda"])
+    assert chosen == []
