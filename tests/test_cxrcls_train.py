@@ -112,6 +112,20 @@ def test_resume_ends_where_an_uninterrupted_run_ends(work, uninterrupted):
     assert read_done(out, "done.json")["epochs"] == 2  # refused before touching the finished run
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_a_last_pt_saved_on_a_gpu_resumes_on_a_machine_without_one(work, uninterrupted):
+    """last.pt of a GPU run holds Adam's state (and the fused Adam's step counts) on the GPU;
+    resuming it on the CPU ends where the uninterrupted run ends."""
+    from test_foundation_checkpoints import as_saved_on_cuda
+
+    out = work / "runs" / "resumed_from_gpu"
+    train.main(["--work", str(work), "--epochs", "1", "--out", str(out), *FAST])
+    as_saved_on_cuda(out / "last.pt")
+    as_saved_on_cuda(out / "best.pt")
+    train.main(["--work", str(work), "--epochs", "2", "--out", str(out), "--resume", *FAST])
+    assert_same_weights(weights(out / "last.pt"), weights(uninterrupted / "last.pt"))
+
+
 @pytest.mark.parametrize("save_every", ["0", "1e9"])
 def test_last_checkpoint_is_saved_every_n_seconds_at_improvements_and_at_the_end(
         work, monkeypatch, save_every):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zipfile
 
 import pytest
 import torch
@@ -44,6 +45,30 @@ def test_save_is_atomic_and_loads_back(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"epoch": 2})
     assert load_checkpoint(path)["epoch"] == 1 and not list(tmp_path.glob("*.tmp"))
+
+
+def as_saved_on_cuda(path) -> None:
+    """Rewrite a torch.save file in place so that every tensor in it is recorded on cuda:0, as a
+    run on a GPU saves an optimizer state (what torch.load without map_location needs a GPU for)."""
+    with zipfile.ZipFile(path) as z:
+        members = [(info, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for info, data in members:
+            if info.filename.endswith("/data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data  # the pickled storage location
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            z.writestr(info, data)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_a_checkpoint_saved_on_a_gpu_loads_on_a_machine_without_one(tmp_path):
+    path = _last(tmp_path / "last.pt", optimizer={"state": {0: {"step": torch.tensor(3.0)}}})
+    as_saved_on_cuda(path)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(path, weights_only=True)  # the file is now as a GPU run leaves it
+    state = load_checkpoint(path)
+    assert state["model"]["w"].device.type == "cpu"
+    assert state["optimizer"]["state"][0]["step"].device.type == "cpu"
 
 
 def test_resume_policy_names_the_file(tmp_path):
