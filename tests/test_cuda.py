@@ -1,6 +1,9 @@
 """The CUDA path: bf16 autocast, channels_last, pinned transfers, cxrseg.engine's CUDA batch, a
-classifier step under autocast, and CUDA-vs-CPU agreement of SAM predictions (through
-cxrseg.engine, the path cxrseg.predict takes).
+classifier step under autocast, CUDA-vs-CPU agreement of SAM predictions (through cxrseg.engine,
+the path cxrseg.predict takes), what `--precision auto` picks on this GPU, and the stages' command
+lines end to end on the GPU: classifier training (with --deterministic, killed and resumed from its
+own last.pt) and Grad-CAM attribution; segmentation fine-tuning of both networks (resumed) and
+evaluation and prediction with it.
 
 Every test here is marked `cuda` and skipped where CUDA is absent (`pytest -m cuda` selects them;
 tools/gpu_check.py runs them first). Tolerances are loose on purpose: bf16 keeps about
@@ -8,6 +11,10 @@ tools/gpu_check.py runs them first). Tolerances are loose on purpose: bf16 keeps
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +27,9 @@ from cxrcls.models import build_model
 from cxrcls.training import make_optimizer, to_model_input, train_step
 from cxrseg.engine import encode, segment
 from vendor_medsam import build_sam, load_medsam, weights
-from cxrstats.foundation.device import precision_autocast, resolve_device
+from cxrstats.foundation.device import precision_autocast, resolve_device, resolve_precision
 
+ROOT = Path(__file__).resolve().parent.parent
 MICRO = (Path(__file__).resolve().parent / "fixtures" / "vendor_medsam" / "micro_sam"
          / "state_dict.pt")
 CUDA = torch.device("cuda") if torch.cuda.is_available() else None
@@ -32,6 +40,11 @@ pytestmark = [pytest.mark.cuda,
 
 def test_auto_device_is_cuda():
     assert resolve_device("auto").type == "cuda"
+
+
+def test_precision_auto_is_bf16_exactly_from_compute_capability_8():
+    major, _ = torch.cuda.get_device_capability(CUDA)
+    assert resolve_precision("auto", CUDA) == ("bf16" if major >= 8 else "fp32")
 
 
 def test_autocast_runs_matmul_and_conv_in_bf16_and_can_be_switched_off():
@@ -140,3 +153,62 @@ def test_litemedsam_predictions_agree_between_cuda_and_cpu():
     assert diff.mean() < 0.02
     if real:  # trained weights give confident masks, which must not flip beyond their edges
         assert same >= 0.97
+
+
+# ----------------------------------------------------------------------------- the stages on CUDA
+
+def _train(work: Path, out: Path, epochs: int, *extra: str) -> None:
+    """cxrcls.train on the GPU in a child process (--deterministic is process-wide), m15 input."""
+    command = [sys.executable, "-m", "cxrcls.train", "--work", str(work), "--train-input", "m15",
+               "--out", str(out), "--arch", "resnet18", "--weights", "none", "--lr", "1e-3",
+               "--batch-size", "4", "--seed", "3", "--device", str(CUDA), "--deterministic",
+               "--save-every", "0", "--epochs", str(epochs), *extra]
+    done = subprocess.run(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_classifier_training_resumes_on_cuda_and_attribution_runs_there(tmp_path):
+    from cxrcls import attribution
+    from synthetic_work import make_work
+
+    work = make_work(tmp_path / "work", n=20, size=32, fractions=(0.4, 0.3, 0.3))
+    whole = work / "runs" / "resnet18_m15" / "split0"
+    resumed = tmp_path / "resumed"
+    _train(work, whole, 2)
+    _train(work, resumed, 1)
+    _train(work, resumed, 2, "--resume")   # last.pt holds Adam's state as saved on the GPU
+    a = torch.load(whole / "last.pt", map_location="cpu", weights_only=True)["model"]
+    b = torch.load(resumed / "last.pt", map_location="cpu", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    timing = json.loads((whole / "timing.json").read_text())
+    assert timing["device"] == str(CUDA)
+    assert timing["device_name"] == torch.cuda.get_device_name(CUDA)
+    assert timing["precision"] == resolve_precision("auto", CUDA)
+    out = tmp_path / "results"
+    attribution.main(["--work", str(work), "--out", str(out), "--device", str(CUDA),
+                      "--settings", "resnet18_m15", "--panel-images", "2", "--min-grid", "1"])
+    assert (out / "attribution.csv").is_file()
+
+
+@pytest.mark.parametrize("train", ["decoder", "all"])
+def test_segmentation_finetunes_resumes_evaluates_and_predicts_on_cuda(tmp_path, train):
+    from PIL import Image
+    from synthetic_pairs import (run_evaluate, run_finetune, run_predict, run_split, write_pairs,
+                                 write_stack)
+
+    root = write_pairs(tmp_path / "pairs")
+    run_split(root)
+    on_gpu = ("--device", str(CUDA), "--train", train)
+    run_finetune(root, root / "seg", *on_gpu)
+    run_finetune(root, root / "seg", *on_gpu, "--epochs", "2", "--resume")
+    curves = (root / "seg" / "curves.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in curves[1:]] == ["0"] * 3 + ["1"] * 3 + ["2"] * 3
+    run_evaluate(root, root / "seg", "--device", str(CUDA))
+    files = sorted((root / "images").iterdir())
+    write_stack(root / "cache", [np.asarray(Image.open(f)) for f in files],
+                [f.name for f in files])
+    run_predict(root, root / "seg", tmp_path / "masks" / "raw.npy", "--device", str(CUDA))
+    masks = np.load(tmp_path / "masks" / "raw.npy")
+    assert masks.shape == (len(files), 40, 36) and set(np.unique(masks)) <= {0, 1}

@@ -1,7 +1,8 @@
 """One-shot GPU check: the CUDA tests, the speed figures that size the paper grid, and a projection.
 
 On one CUDA GPU (a few minutes) it
-1. runs the CUDA-marked tests (`pytest -m cuda tests/test_cuda.py`);
+1. runs the CUDA-marked tests (`pytest -m cuda tests/test_cuda.py`: the CUDA branches, and the
+   training, attribution and segmentation command lines end to end on the GPU);
 2. measures prediction images/s of LiteMedSAM and MedSAM ViT-B (random weights; speed does not
    depend on them) through cxrseg.predict's path (`cxrseg.engine.encode` + `segment`, the prior's
    box) at predict's default batch;
