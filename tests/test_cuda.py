@@ -2,8 +2,8 @@
 classifier step under autocast, CUDA-vs-CPU agreement of SAM predictions (through cxrseg.engine,
 the path cxrseg.predict takes), what `--precision auto` picks on this GPU, and the stages' command
 lines end to end on the GPU: classifier training (with --deterministic, killed and resumed from its
-own last.pt) and Grad-CAM attribution; segmentation fine-tuning of both networks (resumed) and
-evaluation and prediction with it.
+own last.pt) and Grad-CAM attribution; segmentation fine-tuning of the decoder and of both
+networks, box and point prompts (resumed), and evaluation and prediction with it.
 
 Every test here is marked `cuda` and skipped where CUDA is absent (`pytest -m cuda` selects them;
 tools/gpu_check.py runs them first). Tolerances are loose on purpose: bf16 keeps about
@@ -192,15 +192,15 @@ def test_classifier_training_resumes_on_cuda_and_attribution_runs_there(tmp_path
     assert (out / "attribution.csv").is_file()
 
 
-@pytest.mark.parametrize("train", ["decoder", "all"])
-def test_segmentation_finetunes_resumes_evaluates_and_predicts_on_cuda(tmp_path, train):
+@pytest.mark.parametrize("train, prompt", [("decoder", "box"), ("all", "box+points")])
+def test_segmentation_finetunes_resumes_evaluates_and_predicts_on_cuda(tmp_path, train, prompt):
     from PIL import Image
     from synthetic_pairs import (run_evaluate, run_finetune, run_predict, run_split, write_pairs,
                                  write_stack)
 
     root = write_pairs(tmp_path / "pairs")
     run_split(root)
-    on_gpu = ("--device", str(CUDA), "--train", train)
+    on_gpu = ("--device", str(CUDA), "--train", train, "--prompt", prompt)
     run_finetune(root, root / "seg", *on_gpu)
     run_finetune(root, root / "seg", *on_gpu, "--epochs", "2", "--resume")
     curves = (root / "seg" / "curves.csv").read_text().splitlines()
