@@ -143,8 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     shards = [str(r["folder"]) for r in records]
     facts = {fact: records[0][fact] for fact in MASK_FACTS}
     degenerate = [item for r in records for item in r.get("degenerate", [])]
+    # precision: the shards' own (a MASK_FACTS entry, equal in every shard), as predict records it
     write_run_json(folder, args, name="run_predict.json", seconds=time.time() - started,
-                   threshold=threshold, images=len(raw), shards=shards)
+                   precision=facts["precision"], threshold=threshold, images=len(raw),
+                   shards=shards)
     write_done(folder, records[0]["arguments"] | {"shard": None, "out": str(out)}, outputs,
                done=PREDICT, images=len(raw), empty=len(empty), degenerate=degenerate, **facts,
                rows_sha256=index_rows_sha256(index), shards=shards, raw_sha256=file_sha256(out))

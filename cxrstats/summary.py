@@ -64,7 +64,8 @@ DESCRIPTIONS = {
     "figures/seg_loss_curves.png": "segmentation fine-tuning loss curves (cxrseg.figures)",
     "figures/mask_panels.png": "example lung masks: raw, eroded, M-15, M-50 (cxrseg.figures)",
     "figures/worst_masks.png": "the least plausible raw masks, for review (cxrseg.figures --worst)",
-    "figures/run.json": "cxrseg.figures' arguments and provenance",
+    "figures/run_segfigures.json": "cxrseg.figures' arguments and provenance",
+    "figures/done_segfigures.json": "cxrseg.figures' completion record",
     "run.json": "the report's arguments, git commit and package versions",
     "summary.md": "this summary",
     REPORT_DONE: "the report's completion record: its files, and the runs and cohort it read "

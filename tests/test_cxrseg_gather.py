@@ -34,6 +34,13 @@ def test_gathered_record_equals_the_unsharded_one_on_content(predicted, tmp_path
         assert joined[fact] == whole[fact], fact
 
 
+def test_gathered_run_json_records_the_precision_the_shards_ran_in(predicted, tmp_path):
+    gather.main(["--shards", *shards_of(predicted), "--out", str(tmp_path / "raw.npy")])
+    run = json.loads((tmp_path / "run_predict.json").read_text())
+    whole = json.loads((predicted / "masks" / "run_predict.json").read_text())
+    assert run["precision"] == whole["precision"] in ("fp32", "bf16")
+
+
 @pytest.mark.parametrize("refinetune, refused", [
     (("--seed", "1"), r"made from another checkpoint .*checkpoint_id: sha256:"),
     # the same data, drawn as whole lungs

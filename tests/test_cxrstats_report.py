@@ -705,3 +705,21 @@ def test_thresholds_csv_with_a_repeated_or_unknown_label_is_refused(work):
                rows + [["Edema", 0.9, 0.5], ["Effusion", 0.5, 0.5]])
     message = run_error(work)
     assert str(folder / "thresholds.csv") in message and "['Edema', 'Effusion']" in message
+
+
+def test_summary_describes_every_file_the_stages_write_into_results(tmp_path):
+    """summary.md's Files section names what each file in results/ is, for every stage that writes
+    there (the report, cxrseg.figures, cxrcls.attribution, cxrstats.tightness)."""
+    from cxrcls import attribution
+    from cxrseg import figures
+    from cxrseg.records import SEGFIGURES
+    from cxrstats import report_figures, tightness
+    from cxrstats.summary import files_section
+    names = [*tables.OUTPUTS, *report_figures.FIGURES, "run.json",
+             *(f"figures/{n}" for n in [*figures.OUTPUTS, SEGFIGURES]),
+             *attribution.OUTPUTS, attribution.DONE, *tightness.OUTPUTS, tightness.DONE]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    undescribed = [line for line in files_section(tmp_path) if "other output found" in line]
+    assert undescribed == []

@@ -2,11 +2,15 @@
 launchers runs every stage once with the right kind; a step that fails stops make, and the next
 `make` resumes through the launcher with only what was left; then `make reproduce` without
 launchers does nothing (same graph, same recorded command lines), and deleting one run re-trains
-that run only."""
+that run only. The finished tiny folder is also checked against docs/DESIGN.md: shapes, dtypes,
+columns and the records every run*.json holds."""
+import csv
+import json
 import os
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from makeutil import HAVE_MAKE, SETUP, run_make, write_fake_srun
@@ -20,6 +24,65 @@ KINDS = {"cxrcls.demo_data": "cpu", "cxrseg.split": "cpu", "cxrseg.finetune": "g
          "cxrseg.postprocess": "cpu", "cxrcls.train": "gpu",
          "cxrseg.figures": "cpu", "cxrstats.report": "cpu"}
 FAILING_RUN = "runs/resnet18_m50/split1"
+
+
+# docs/DESIGN.md's columns of the files every tiny run writes (relative to WORK; runs/ per run).
+COLUMNS = {
+    "seg/splits.csv": ["stem", "dataset", "part"],
+    "seg/curves.csv": ["epoch", "part", "loss", "dice_loss", "bce_loss"],
+    "cohort/cohort.csv": ["image", "Mass", "Nodule", "Pneumonia", "Edema", "Fibrosis",
+                          "No Finding", "patient_id"],
+    "cohort/splits.csv": ["image", "split", "part"],
+    "cohort/table1.csv": ["label", "images", "drawn", "available"],
+    "cache/index.csv": ["row", "image"],
+    "masks/index.csv": ["row", "image"],
+    "masks/prompts.csv": ["row", "image", "prior_x0", "prior_y0", "prior_x1", "prior_y1",
+                          "x0", "y0", "x1", "y1"],
+    "history.csv": ["epoch", "train_loss", "val_loss", "val_macro_auroc", "seconds"],
+    "thresholds.csv": ["label", "threshold", "val_f1"],
+    "val_ids.csv": ["image"],
+    "test_ids.csv": ["image"],
+    "results/mantel.csv": ["setting", "split", "r", "p", "permutations", "exact"],
+}
+TIMING_KEYS = ["train_seconds", "epochs", "best_epoch", "device", "device_name", "precision",
+               "world_size", "stopped_early"]
+RUN_JSON_KEYS = {"arguments", "seed", "git_commit", "versions", "seconds"}
+# The run records of the stages that run a network (the gathered masks' too): `precision` used.
+NETWORK_RUN_JSONS = ["seg/run_finetune.json", "seg/run_evaluate.json", "masks/run_predict.json",
+                     "masks/shards/*/run_predict.json", "runs/*/split*/run.json"]
+
+
+def _header(path) -> list[str]:
+    with open(path, newline="") as f:
+        return next(csv.reader(f))
+
+
+def check_contract(work) -> None:
+    """A finished tiny work folder against docs/DESIGN.md (AssertionError naming the file)."""
+    runs = sorted(work.glob("runs/*/split*"))
+    for name, columns in COLUMNS.items():
+        for path in [work / name] if "/" in name else [run / name for run in runs]:
+            assert _header(path) == columns, path
+    assert _header(work / "masks" / "qc.csv")[:6] == ["row", "image", "area_fraction",
+                                                      "components", "flag", "action"]
+    assert _header(work / "masks" / "qc.csv")[-1] == "note"
+    images = np.load(work / "cache" / "images.npy")
+    assert images.dtype == np.uint8 and images.ndim == 3 and images.shape[1] == images.shape[2]
+    for mask in ("raw", "eroded", "m15", "m50"):
+        masks = np.load(work / "masks" / f"{mask}.npy")
+        assert masks.shape == images.shape and masks.dtype == np.uint8, mask
+        assert set(np.unique(masks)) <= {0, 1}, mask
+    for run in runs:
+        for part in ("val", "test"):
+            probs = np.load(run / f"{part}_probs.npy")
+            rows = (run / f"{part}_ids.csv").read_text().splitlines()[1:]
+            assert probs.dtype == np.float32 and probs.shape == (len(rows), 5), run / part
+        assert list(json.loads((run / "timing.json").read_text())) == TIMING_KEYS, run
+    for path in sorted(work.rglob("run*.json")):
+        assert RUN_JSON_KEYS <= json.loads(path.read_text()).keys(), path
+    for pattern in NETWORK_RUN_JSONS:
+        for path in sorted(work.glob(pattern)):
+            assert json.loads(path.read_text()).get("precision") in ("fp32", "bf16"), path
 
 
 def _stages(output: str) -> list[str]:
@@ -82,6 +145,7 @@ def test_tiny_plain_make_through_srun_resumes_then_nothing_then_only_the_deleted
         assert (work / run / "test_probs.npy").is_file() and (work / run / "timing.json").is_file()
     table2 = (results / "table2.csv").read_text()
     assert "resnet18_original" in table2 and "resnet18_m50" in table2
+    check_contract(work)
 
     # 3. `make reproduce` without launchers does nothing: plain make built the same graph with the
     # same recorded command lines, and the launchers are not part of them.
