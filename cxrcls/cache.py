@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrcls.files import check_plain_name, check_unique, locate_images
+from cxrcls.files import check_unique, locate_images
 from cxrstats.foundation.imageio import read_gray
 from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.foundation.argtypes import Parser, int_range
@@ -37,6 +37,7 @@ from cxrstats.foundation.fileio import (USER_ERRORS, CONTENT, IncompleteRunError
                                         begin_run, content_facts, read_csv, read_done, write_csv,
                                         write_done, write_run_json)
 from cxrstats.foundation.progress import Progress
+from cxrstats.foundation.names import plain_name
 
 CACHE_VERSION = 3  # bump when the decoding or resizing changes, so old caches are rebuilt
 OUTPUTS = ("images.npy", "index.csv", "run.json")
@@ -150,7 +151,8 @@ def read_cohort_names(cohort: str | os.PathLike) -> list[str]:
     """Image names of a finished cohort (cohort/done.json present), plain and unique."""
     cohort = Path(cohort)
     read_done(cohort.parent, "done.json", what="cohort (python -m cxrcls.cohort)")
-    names = [check_plain_name(row["image"], cohort) for row in read_csv(cohort, required=["image"])]
+    names = [plain_name(row["image"], f"{cohort}: row {i} after the header")
+             for i, row in enumerate(read_csv(cohort, required=["image"]), start=1)]
     check_unique(names, cohort)
     return names
 

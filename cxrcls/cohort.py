@@ -48,11 +48,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrcls.files import check_plain_name, locate_images
+from cxrcls.files import locate_images
 from cxrcls.labels import FINDINGS, LABELS, NO_FINDING
 from cxrstats.foundation.argtypes import Parser, int_range
 from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, content_facts, file_sha256,
                                         read_text, write_csv, write_done, write_run_json)
+from cxrstats.foundation.names import name_key, plain_name
 
 # Column names of Data_Entry_2017(.v2020).csv, and the lower-case ones of a prepared table; a header
 # name matches ignoring case and surrounding spaces.
@@ -93,11 +94,11 @@ def read_label_table(path: str | Path) -> list[Record]:
     records, lines = [], {}
     for number, cells in rows:
         check_cells(path, cells, number, header, used)
-        name = check_plain_name(cells[columns["image"]], f"{path}: line {number}")
-        if name in lines:
-            raise ValueError(f"{path}: image {name!r} is on line {lines[name]} and on line "
-                             f"{number}; an image has one row")
-        lines[name] = number
+        name = plain_name(cells[columns["image"]], f"{path}: line {number}")
+        if name_key(name) in lines:
+            raise ValueError(f"{path}: image {name!r} is on line {lines[name_key(name)]} and on "
+                             f"line {number} (compared in Unicode NFC); an image has one row")
+        lines[name_key(name)] = number
         findings = findings_of(cells, number)
         check_no_finding(path, number, findings)
         patient = "" if columns["patient"] is None else cells[columns["patient"]].strip()

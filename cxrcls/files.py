@@ -1,34 +1,31 @@
 """Image names from label tables, and finding those images by name inside a data folder.
 
-Names come from CSV files, so they are checked to be plain file names (no folders, no `..`) before
-they are ever joined to a path: a table can never point outside its data folder.
+Names come from CSV files, so they are checked to be plain file names before they are ever joined
+to a path (`cxrstats.foundation.names.plain_name`, the one rule): a table can never point outside
+its data folder.
 """
 from __future__ import annotations
 
 import os
-import unicodedata
 from pathlib import Path
 from typing import Iterable, Iterator
 
-
-def check_plain_name(name: str, source: str | os.PathLike) -> str:
-    """Return `name` if it is a plain file name; raise ValueError naming `source` otherwise."""
-    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
-           or name != name.strip() or os.path.basename(name) != name)
-    if bad:
-        raise ValueError(f"{source}: image name {name!r} is not a plain file name "
-                         "(no folders, '..', or surrounding spaces allowed)")
-    return name
+from cxrstats.foundation.names import name_key
 
 
 def check_unique(names: Iterable[str], source: str | os.PathLike) -> None:
-    """Raise ValueError naming `source` when a name occurs twice (a row would count twice)."""
-    first: dict[str, int] = {}
+    """Raise ValueError naming `source` when a name occurs twice (a row would count twice), also
+    in two Unicode forms (`name_key`: one file on a Mac, two rows here)."""
+    first: dict[str, tuple[int, str]] = {}
     for i, name in enumerate(names):
-        if name in first:
-            raise ValueError(f"{source}: image {name!r} is listed twice (rows {first[name] + 1} "
-                             f"and {i + 1} after the header); remove the duplicate")
-        first[name] = i
+        key = name_key(name)
+        if key in first:
+            row, seen = first[key]
+            forms = "" if seen == name else (f" (once as {seen!r}: the same name in another "
+                                             "Unicode form)")
+            raise ValueError(f"{source}: image {name!r} is listed twice (rows {row + 1} "
+                             f"and {i + 1} after the header){forms}; remove the duplicate")
+        first[key] = (i, name)
 
 
 def walk_files(root: str | os.PathLike) -> Iterator[tuple[str, str]]:
@@ -86,7 +83,7 @@ def near_miss(missing: list[str], root: str | os.PathLike) -> str:
     with accents composed where a Mac wrote the file name decomposed); '' when none. Walks the
     folder again: only on the way to an error."""
     def keys(name: str) -> tuple[str, str]:
-        name = unicodedata.normalize("NFC", name).lower()
+        name = name_key(name).lower()
         return name, os.path.splitext(name)[0]
     wanted = {key: name for name in missing for key in keys(name)}
     for _, name in walk_files(root):

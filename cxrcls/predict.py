@@ -130,7 +130,7 @@ def input_record(folder: Path, record: dict, name: str, what: str) -> tuple[Path
     expected = record.get("inputs", {}).get(name)
     works = work_folders(folder, record)
     for work in works:
-        path = input_record_path(work, name)
+        path = input_record_path(work, name, f"{folder / DONE}: inputs")
         try:
             found = read_done(path.parent, path.name, what=what)
         except IncompleteRunError:

@@ -18,6 +18,7 @@ import numpy as np
 from cxrstats.foundation.imageio import (IMAGE_SUFFIXES, image_stem, is_image_file,
                                         open_image, read_gray)
 from cxrstats.foundation.fileio import file_sha256, read_csv
+from cxrstats.foundation.names import name_key, plain_name
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def image_files(folder: Path) -> dict[str, Path]:
     link whose target is missing is an error rather than an image silently left out. Hidden files
     (`.DS_Store`, macOS's `._<name>` companions of copied files) are not images; other files that
     are not images by name are named in one note on stderr. Two stems that differ only in case
-    are refused like equal ones: their outputs would be one file on macOS and Windows disks."""
+    (or in Unicode form, `name_key`) are refused like equal ones: their outputs would be one file
+    on macOS and Windows disks."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
@@ -64,15 +66,16 @@ def image_files(folder: Path) -> dict[str, Path]:
         if not path.is_file():
             continue
         stem = image_stem(path)
-        twin = folded.get(stem.casefold())
+        twin = folded.get(name_key(stem).casefold())
         if twin is not None and image_stem(twin) == stem:
             raise ValueError(f"{folder}: two images with the stem {stem!r} "
                              f"({twin.name}, {path.name}); keep one")
         if twin is not None:
-            raise ValueError(f"{folder}: two images whose stems differ only in case ({twin.name}, "
+            raise ValueError(f"{folder}: two images whose stems differ only in case or Unicode "
+                             f"form ({twin.name}, "
                              f"{path.name}): their outputs would be one file on a disk that "
                              "ignores case; rename one")
-        files[stem] = folded[stem.casefold()] = path
+        files[stem] = folded[name_key(stem).casefold()] = path
     if not files:
         raise ValueError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} "
                          "and DICOM files without a suffix; sub-folders are not searched)")
@@ -157,7 +160,9 @@ def load_stack(images: str | os.PathLike, index: str | os.PathLike | None = None
     """Images to segment, with their names.
 
     `images` is either a `.npy` stack (N, H, W) uint8 with `index` a CSV `row, image` whose row i
-    names stack row i, or a folder of image files (names = file names, sorted).
+    names stack row i, or a folder of image files (names = file names, sorted). An index name
+    must be a plain file name (`cxrstats.foundation.names.plain_name`): masks written into a
+    folder are named after it.
     Returns (stack (N, H, W) uint8 or list of (H, W) uint8, names).
     """
     images = Path(images)
@@ -182,5 +187,5 @@ def load_stack(images: str | os.PathLike, index: str | os.PathLike | None = None
             if row["row"].strip() != str(i):
                 raise ValueError(f"{index}: row {i} has row={row['row']}; rows must be 0..N-1 "
                                  f"in order to match {images}")
-        names = [row["image"] for row in rows]
+        names = [plain_name(row["image"], f"{index}: row {i}") for i, row in enumerate(rows)]
     return stack, names

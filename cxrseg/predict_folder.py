@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from cxrstats.foundation.progress import Progress
-from cxrstats.foundation.fileio import (atomic_path, begin_run, file_sha256, mark_folder,
+from cxrstats.foundation.fileio import (atomic_path, begin_run, claim_folder, file_sha256,
                                         write_csv, write_done, write_run_json)
 
 from .anatomy import clean_mask
@@ -172,8 +172,8 @@ def segment_folder(args, resolved: Resolved, device, started: float, precision: 
     begin_run(out, [*FIXED_OUTPUTS, *previous_predict_outputs(out)], done=PREDICT)
     write_predict_started(out, [*(f"{folder}/{stem}.png" for stem in files
                                   for folder in run.folders()), *FIXED_OUTPUTS])
-    for name in run.folders():
-        mark_folder(out / name)
+    for name in run.folders():      # a sub-folder linked to the user's own files is refused
+        claim_folder(out / name)
 
     progress = Progress(len(files), "predict", "files")
     for batch in readable_batches(files, args.batch_size, run.skipped):

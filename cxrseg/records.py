@@ -15,7 +15,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cxrstats.foundation.fileio import IncompleteRunError, read_done, write_json
+from cxrstats.foundation.fileio import (IncompleteRunError, read_done, recorded_outputs,
+                                        write_json)
 
 SPLIT = "done_split.json"              # seg/: splits.csv
 FINETUNE = "done_finetune.json"        # seg/: best.pt, last.pt, curves.csv, prior.json
@@ -99,26 +100,24 @@ def write_predict_started(folder: str | os.PathLike, outputs: Iterable[str]) -> 
 
 def previous_predict_outputs(folder: str | os.PathLike) -> list[str]:
     """The files an earlier prediction in `folder` wrote or was about to write: the outputs of its
-    done_predict.json (finished) and of its started_predict.json (killed or failed); relative
-    paths inside the folder only. A later run removes them before it writes."""
+    done_predict.json (finished) and of its started_predict.json (killed or failed). A later run
+    removes them before it writes; a record naming a file outside the folder (absolute, `..`) is
+    refused, naming the record (`recorded_outputs`)."""
     folder = Path(folder)
     names = []
-    done = folder / PREDICT          # read without read_done: a listed mask deleted since
-    if done.is_file():                # must not hide the others
+    # read without read_done: a mask deleted since must not hide the others
+    for name, what in ((PREDICT, "completion record"),
+                       (PREDICT_STARTED, "record of a started prediction")):
+        path = folder / name
+        if not path.is_file():
+            continue
         try:
-            names += json.loads(done.read_text()).get("outputs", [])
-        except (ValueError, AttributeError):
-            raise IncompleteRunError(f"{done}: not a readable completion record; remove the "
-                                     "folder's masks and the record by hand") from None
-    started = folder / PREDICT_STARTED
-    if started.is_file():
-        try:
-            names += json.loads(started.read_text()).get("outputs", [])
-        except (ValueError, AttributeError):
-            raise IncompleteRunError(f"{started}: not a readable record of a started prediction; "
-                                     "remove the folder's masks and the record by hand") from None
-    return [name for name in dict.fromkeys(names) if isinstance(name, str)
-            and not Path(name).is_absolute() and ".." not in Path(name).parts]
+            record = json.loads(path.read_text())
+        except ValueError:
+            raise IncompleteRunError(f"{path}: not a readable {what}; remove the folder's masks "
+                                     "and the record by hand") from None
+        names += recorded_outputs(path, record)
+    return list(dict.fromkeys(names))
 
 
 def is_finetune_checkpoint(obj) -> bool:

@@ -26,6 +26,7 @@ from cxrstats.by_split import AurocsBySplit, read_auroc_by_split
 from cxrstats.foundation.extent import UNRECORDED
 from cxrstats.foundation.fileio import (CONTENT, IncompleteRunError, begin_run, changed_identity,
                                         claim_folder, file_sha256, input_identity, read_done)
+from cxrstats.foundation.names import inside
 
 REPORT_DONE = "done_report.json"         # cxrstats.report's completion record in results/
 ATTRIBUTION_DONE = "done_attribution.json"  # cxrcls.attribution's, beside attribution.csv
@@ -102,17 +103,20 @@ def by_mask_bytes(name: str, mask_sha256) -> bool:
     return name.startswith("masks/") and isinstance(mask_sha256, dict) and bool(mask_sha256)
 
 
-def input_record_path(work: str | os.PathLike, name: str) -> Path:
+def input_record_path(work: str | os.PathLike, name, source: str | os.PathLike = "a run's inputs"
+                      ) -> Path:
     """The completion record of a run's recorded input `name`: WORK/<name>/done.json for a
-    folder ("cohort", "cache"), WORK/<name> for a record ("masks/done_postprocess.json")."""
-    return Path(work) / (name if name.endswith(".json") else f"{name}/done.json")
+    folder ("cohort", "cache"), WORK/<name> for a record ("masks/done_postprocess.json");
+    ValueError naming `source` (the run's done.json) for a name that is no path inside WORK."""
+    path = inside(work, name, source, what="input")
+    return path if name.endswith(".json") else path / "done.json"
 
 
 def _changed_stage(work, folder, recorded, mask_sha256) -> str | None:
     if not isinstance(recorded, dict):
         return None
     for name, identity in sorted(recorded.items()):
-        path = input_record_path(work, name)
+        path = input_record_path(work, name, f"{Path(folder) / RUN_DONE}: inputs")
         if not path.is_file():
             return (f"{folder}: the {name} it trained on is gone or being made again ({path} is "
                     "missing); re-run the run")
@@ -144,7 +148,7 @@ def changed_mask_files(work, folder, recorded) -> str | None:
     if not isinstance(recorded, dict):
         return None
     for name, sha256 in sorted(recorded.items()):
-        path = Path(work) / name
+        path = inside(work, name, f"{Path(folder) / RUN_DONE}: mask_sha256", what="mask file")
         if not path.is_file():
             return f"{folder}: the masks it trained on, {path}, are gone; re-run the run"
         if _sha256(str(path), *_stamp(path)) != sha256:
@@ -164,12 +168,21 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return file_sha256(path)
 
 
-def changed_entry(work: str | os.PathLike, entry, done: str = RUN_DONE) -> str | None:
+def entry_folder(work: str | os.PathLike, entry: dict, source: str | os.PathLike) -> Path:
+    """The folder a recorded `run_entry` names, inside `work`; ValueError naming `source` (the
+    record and the entry) when its `folder` is no path inside WORK (absolute, `..`): a report
+    never reads another work folder's runs."""
+    return inside(work, entry["folder"], source, what="folder")
+
+
+def changed_entry(work: str | os.PathLike, entry, done: str = RUN_DONE,
+                  source: str | os.PathLike = "a recorded folder") -> str | None:
     """Why the folder of a recorded `run_entry` is no longer the one read ("folder: reason"), or
-    None when its completion record is still there with the same sha256."""
+    None when its completion record is still there with the same sha256. ValueError naming
+    `source` for a folder outside `work` (`entry_folder`)."""
     if not isinstance(entry, dict) or not {"folder", "done_sha256"} <= set(entry):
         return f"{entry!r}: not a recorded folder (folder, done_sha256)"
-    path = Path(work) / entry["folder"] / done
+    path = entry_folder(work, entry, source) / done
     if not path.is_file():
         return f"{path.parent}: its {done} is gone (re-made, being re-made, or deleted since)"
     if file_sha256(path) != entry["done_sha256"]:
@@ -177,11 +190,12 @@ def changed_entry(work: str | os.PathLike, entry, done: str = RUN_DONE) -> str |
     return None
 
 
-def changed_run_inputs(work: Path, runs: list[dict]) -> list[str]:
-    """changed_inputs of each recorded run (its done.json unchanged since the report read it)."""
+def changed_run_inputs(work: Path, runs: list[dict], source: str | os.PathLike) -> list[str]:
+    """changed_inputs of each recorded run (its done.json unchanged since the report read it;
+    `source`: the record listing them)."""
     reasons = []
-    for entry in runs:
-        folder = work / entry["folder"]
+    for i, entry in enumerate(runs):
+        folder = entry_folder(work, entry, f"{source}: runs[{i}]")
         record = json.loads((folder / RUN_DONE).read_text())
         reasons.append(changed_inputs(work, folder, record))
     return [reason for reason in reasons if reason]
@@ -206,9 +220,12 @@ def read_report(work: str | os.PathLike, results: str | os.PathLike | None = Non
     if not isinstance(runs, list) or not runs or "cohort" not in record:
         raise IncompleteRunError(f"{results / REPORT_DONE}: does not name the runs and cohort the "
                                  f"report read; {RERUN}")
-    changed = [reason for reason in ([changed_entry(work, e) for e in runs]
-                                     + [changed_entry(work, record["cohort"], COHORT_DONE)])
-               if reason] or changed_run_inputs(work, runs)
+    source = results / REPORT_DONE
+    changed = [reason for reason in ([changed_entry(work, e, source=f"{source}: runs[{i}]")
+                                      for i, e in enumerate(runs)]
+                                     + [changed_entry(work, record["cohort"], COHORT_DONE,
+                                                      f"{source}: cohort")])
+               if reason] or changed_run_inputs(work, runs, source)
     if changed:
         raise IncompleteRunError(
             f"{results}: the report no longer matches what it was made from: "

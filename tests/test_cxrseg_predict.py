@@ -183,9 +183,9 @@ def test_predict_names_degenerate_images_and_postprocess_flags_them(study, tmp_p
 
 def test_a_stack_into_a_folder_refuses_rows_that_share_a_stem(study, tmp_path):
     stack = np.load(study / "cache" / "images.npy")[:4]
-    write_stack(tmp_path / "cache", list(stack), ["a.png", "b.png", "a.jpg", "sub/a.png"])
+    write_stack(tmp_path / "cache", list(stack), ["a.png", "b.png", "a.jpg", "a.tif"])
     with pytest.raises(SystemExit, match=r"error: .*index.csv: 1 stem\(s\) name several rows, "
-                                         r"e.g. 'a': row 0 a.png, row 2 a.jpg, row 3 sub/a.png"):
+                                         r"e.g. 'a': row 0 a.png, row 2 a.jpg, row 3 a.tif"):
         predict.main(["--images", str(tmp_path / "cache" / "images.npy"),
                       "--index", str(tmp_path / "cache" / "index.csv"), "--checkpoint", "micro",
                       "--prior", str(study / "seg" / "prior.json"), "--threshold", "0.45",

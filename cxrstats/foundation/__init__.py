@@ -5,6 +5,7 @@
 - `argtypes`: the one argument parser class and the range-checked flag types;
 - `progress`: progress lines with rate and ETA;
 - `input_names`: the classifier input names (`original`, `m<r>`);
+- `names`: names read from tables and records, checked before they are joined to a folder;
 - `imageio`, `dicom`: reading a radiograph (PNG, JPEG, 16-bit, DICOM) as (H, W) uint8 gray;
 - `checkpoints`: the one guarded torch.load, atomic saves and the `--resume` policy;
 - `device`: `--device` and `--precision` (float32 or bfloat16 where the hardware runs it).

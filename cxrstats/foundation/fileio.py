@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .names import inside
 from .ownership import FOLDER_MARKER, foreign_files
 
 
@@ -248,8 +249,9 @@ def claim_folder(folder: str | os.PathLike, record: str | None = None) -> Path:
     if folder.is_dir() and not (record and (folder / record).is_file()):
         foreign = next(foreign_files(folder), None)
         if foreign is not None:
+            link = f" (a link to {folder.resolve()})" if folder.is_symlink() else ""
             raise ForeignFolderError(
-                f"{folder}: holds files this toolkit did not write (e.g. "
+                f"{folder}{link}: holds files this toolkit did not write (e.g. "
                 f"{str(foreign.relative_to(folder))!r}) and no {FOLDER_MARKER} marker; nothing "
                 "was changed. Give an empty or new folder for the outputs")
     mark_folder(folder)
@@ -286,11 +288,16 @@ def begin_run(folder: str | os.PathLike, outputs: Iterable[str], done: str = "do
     files).
 
     The record goes first, so even if removing the outputs is interrupted nothing reads as finished.
-    A folder that is not the toolkit's is refused first (`claim_folder`).
+    A folder that is not the toolkit's is refused first (`claim_folder`), and so is a sub-folder
+    holding an output (`raw/a.png`) that is not: a sub-folder replaced by a link to a folder of the
+    user's own files is never emptied.
     """
     folder = claim_folder(folder, record=done)
     outputs = list(outputs)
     check_not_another_stages(folder, outputs, done)
+    for sub in sorted({(folder / name).parent for name in outputs} - {folder}):
+        if sub.is_dir():
+            claim_folder(sub)
     for name in [done, *([] if resume else outputs)]:
         path = folder / name
         if path.is_file() or path.is_symlink():
@@ -361,7 +368,9 @@ def write_done(folder: str | os.PathLike, arguments, outputs: Sequence[str],
 
 
 def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "run") -> dict:
-    """The completion record of `folder`, or IncompleteRunError naming the folder and what to do."""
+    """The completion record of `folder`, or IncompleteRunError naming the folder and what to do.
+    ValueError naming the record when it lists an output that is no path inside `folder`
+    (`recorded_outputs`)."""
     folder = Path(folder)
     path = folder / done
     if not path.is_file():
@@ -373,8 +382,22 @@ def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "r
     except (OSError, ValueError) as e:
         raise IncompleteRunError(f"{path}: unreadable completion record ({e}); "
                                  f"re-run the {what}") from None
-    missing = [name for name in record.get("outputs", []) if not (folder / name).exists()]
+    missing = [name for name in recorded_outputs(path, record) if not (folder / name).exists()]
     if missing:
         raise IncompleteRunError(f"{folder}: {done} lists {missing}, which are missing; "
                                  f"re-run the {what}")
     return record
+
+
+def recorded_outputs(path: str | os.PathLike, record) -> list[str]:
+    """The outputs the completion record at `path` (`record`, as read) lists; ValueError naming
+    the record and the entry when `outputs` is no list, or an entry is no path inside the
+    record's folder (absolute, `..`, a Windows path: `names.inside`)."""
+    path = Path(path)
+    outputs = record.get("outputs", []) if isinstance(record, dict) else None
+    if not isinstance(outputs, list):
+        raise ValueError(f"{path}: not a completion record (`outputs` is no list); the file was "
+                         "edited or is not the toolkit's")
+    for i, name in enumerate(outputs):
+        inside(path.parent, name, f"{path}: outputs[{i}]", what="output")
+    return outputs

@@ -19,16 +19,31 @@ MAKE_STAMP_PREFIX = ".done-"
 MAKE_ENTRIES = (".args", ".lock", ".make")  # Make's own entries at the top of a work folder
 
 
-def foreign_files(folder: Path, allowed: tuple[str, ...] = ()) -> Iterator[Path]:
+def foreign_files(folder: Path, allowed: tuple[str, ...] = (),
+                  _above: frozenset[Path] = frozenset()) -> Iterator[Path]:
     """Files under `folder` that are neither Make's stamps, nor an `allowed` name, nor inside a
-    marked folder."""
+    marked folder. A symbolic link to a folder (a work folder's cache/ or runs/ on another disk)
+    is judged as a folder, by what it holds; deleting the work folder removes the link and leaves
+    the folder it points to. A link to a folder above it (a loop) is foreign."""
+    above = _above | {folder.resolve()}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(MAKE_STAMP_PREFIX) or path.name in allowed:
             continue
-        if not path.is_dir() or path.is_symlink():
+        if not path.is_dir() or (path.is_symlink() and path.resolve() in above):
             yield path
         elif not (path / FOLDER_MARKER).is_file():
-            yield from foreign_files(path)
+            yield from foreign_files(path, _above=above)
+
+
+def linked_folders(folder: Path) -> list[Path]:
+    """The symbolic links to folders directly in `folder` (or in its unmarked sub-folders)."""
+    links = []
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink() and path.is_dir():
+            links.append(path)
+        elif path.is_dir() and not path.is_symlink() and not (path / FOLDER_MARKER).is_file():
+            links += linked_folders(path)
+    return links
 
 
 def not_the_toolkits(folder: Path) -> str | None:
@@ -86,6 +101,10 @@ def main(argv: list[str]) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
+    if Path(argv[1]).is_dir():
+        for link in linked_folders(Path(argv[1])):
+            print(f"note: {link} is a link; its folder {link.resolve()} stays (delete it by hand "
+                  "if you mean to)", file=sys.stderr)
     return 0
 
 
