@@ -32,6 +32,7 @@ is written at the end, atomically; an existing --out is replaced only when it is
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,9 @@ class FinishedRunModel:
 
 def work_folders(folder: Path, record: dict) -> list[Path]:
     """Where the run's work folder may be: the one it lies in (runs/<setting>/split<k>), the one
-    it recorded (--work)."""
-    return list(dict.fromkeys([folder.resolve().parents[2],
+    it recorded (--work). Absolute, not resolved: a `runs/` linked to another disk still lies in
+    its work folder."""
+    return list(dict.fromkeys([Path(os.path.abspath(folder)).parents[2],
                                Path(record["arguments"].get("work", ""))]))
 
 

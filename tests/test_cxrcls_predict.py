@@ -276,3 +276,14 @@ def test_thresholds_csv_is_read_by_the_one_reader_the_report_uses(tmp_path):
     write_csv(path, ["label", "threshold", "val_f1"], [[label, t, 0.5] for label, t in
                                                        zip(LABELS, THRESHOLDS)])
     np.testing.assert_array_equal(predict.read_thresholds(path), THRESHOLDS)
+
+
+def test_a_run_under_a_linked_runs_folder_is_found_in_its_own_work_folder(tmp_path):
+    """runs/ linked to another disk: the run's work folder is the one its path lies in, not the
+    link's target (a moved work folder's recorded --work no longer exists)."""
+    (tmp_path / "disk" / "runs" / "resnet50_m15" / "split0").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "runs").symlink_to(tmp_path / "disk" / "runs")
+    folder = tmp_path / "work" / "runs" / "resnet50_m15" / "split0"
+    found = predict.work_folders(folder, {"arguments": {"work": "/moved/away"}})
+    assert found[0] == tmp_path / "work"
