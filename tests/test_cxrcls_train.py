@@ -12,6 +12,7 @@ from cliargs import with_flags
 from cxrcls import train
 from cxrcls.attribution import run_arguments
 from cxrcls.labels import LABELS
+from cxrcls.predict import open_run
 from cxrstats import report
 from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, content_facts,
                                         read_csv, read_done, write_csv, write_done)
@@ -132,6 +133,23 @@ def test_last_checkpoint_is_saved_every_n_seconds_at_improvements_and_at_the_end
     assert [e for name, e in saved if name == "best.pt"] == improved
     assert all(saved.index(("last.pt", e)) < saved.index(("best.pt", e)) for e in improved)
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 3
+
+
+@pytest.mark.parametrize("name", ["best.pt", "test_probs.npy", "thresholds.csv"])
+def test_a_run_file_copied_from_another_run_is_refused_by_its_readers(uninterrupted, tmp_path,
+                                                                     name):
+    """done.json vouches for every file the readers use (all but last.pt) by its sha256: a file
+    copied in from another run, or edited, is refused, naming it (here by cxrcls.predict's
+    reader; the report's is the same read_done)."""
+    assert read_done(uninterrupted)["content_files"] == [n for n in train.OUTPUTS
+                                                         if n != "last.pt"]
+    run = shutil.copytree(uninterrupted, tmp_path / "run")
+    other = {"best.pt": "last.pt", "test_probs.npy": "val_probs.npy",
+             "thresholds.csv": "history.csv"}[name]
+    shutil.copy(run / other, run / name)
+    with pytest.raises(IncompleteRunError, match=rf"run/{re.escape(name)}: changed since the "
+                                                 "training run"):
+        open_run(run, torch.device("cpu"))
 
 
 def test_train_on_any_mask_radius_test_on_original_linear_probe(work):

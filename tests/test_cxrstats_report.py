@@ -629,6 +629,30 @@ def test_report_refuses_a_run_trained_on_another_cohort(work):
     assert f"{run}: trained on another cohort than WORK holds now" in message
 
 
+def test_report_refuses_a_cohort_or_run_file_changed_since_it_was_written(work):
+    """A label edited in cohort.csv, or a run's test_probs.npy copied from another run, after
+    their stages finished: the report names the file rather than score it."""
+    run, other = (work / "runs" / "resnet50_m50" / f"split{k}" for k in (0, 1))
+    write_run_record(work, run, parse_setting("resnet50_m50"), 0,
+                     **content_facts(run, RUN_OUTPUTS))          # as cxrcls.train records it
+    main(["--work", str(work), "--no-figures"])
+    table2 = read_rows(work / "results" / "table2.csv")
+    written = (run / "test_probs.npy").read_bytes()
+    shutil.copy(other / "test_probs.npy", run / "test_probs.npy")
+    assert (f"{run / 'test_probs.npy'}: changed since the training run wrote it"
+            in run_error(work))
+    (run / "test_probs.npy").write_bytes(written)
+    rows = read_rows(work / "cohort" / "cohort.csv")
+    rows[0]["Mass"] = str(1 - int(rows[0]["Mass"]))
+    write_rows(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
+    assert (f"{work / 'cohort' / 'cohort.csv'}: changed since the cohort (python -m "
+            "cxrcls.cohort) wrote it" in run_error(work))
+    rows[0]["Mass"] = str(1 - int(rows[0]["Mass"]))
+    write_rows(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
+    main(["--work", str(work), "--no-figures"])
+    assert read_rows(work / "results" / "table2.csv") == table2
+
+
 def remake_cohort(work, flip=None):
     """cohort.csv written again (label `flip` flipped on every image, as from an edited label
     table) and cohort/done.json made again with the same arguments."""
