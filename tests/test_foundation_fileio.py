@@ -62,6 +62,18 @@ def test_a_csv_not_in_utf8_is_refused_naming_the_file_and_line(tmp_path):
         read_csv(path)
 
 
+def test_a_truncated_csv_is_refused_naming_the_file_and_line(tmp_path):
+    """A row cut short (a truncated file) or with a cell too many is refused, never read with
+    missing cells."""
+    path = tmp_path / "cohort.csv"
+    path.write_text("image,Mass,Nodule\na.png,0,1\nb.png,1")
+    with pytest.raises(ValueError, match=r"cohort.csv: line 3 has fewer cells than the header's 3"):
+        read_csv(path)
+    path.write_text("image,Mass\na.png,0\nb.png,1,1\n")
+    with pytest.raises(ValueError, match=r"cohort.csv: line 3 has more cells than the header's 2"):
+        read_csv(path)
+
+
 def finished(folder):
     """A stage's folder: two outputs, and a record vouching for them by content."""
     folder.mkdir()

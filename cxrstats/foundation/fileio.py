@@ -79,14 +79,22 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict[str, str]]:
-    """Read a CSV into a list of dicts; ValueError naming the file when columns are missing or the
-    text is not UTF-8 (`read_text`)."""
+    """Read a CSV into a list of dicts; ValueError naming the file when columns are missing, a row
+    has fewer or more cells than the header (e.g. a truncated file), or the text is not UTF-8
+    (`read_text`)."""
     reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
     columns = reader.fieldnames or []
     missing = [c for c in required if c not in columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {columns}")
-    return list(reader)
+    rows = []
+    for row in reader:  # DictReader keys extra cells by None and fills missing ones with None
+        if None in row or None in row.values():
+            which = "more" if None in row else "fewer"
+            raise ValueError(f"{path}: line {reader.line_num} has {which} cells than the header's "
+                             f"{len(columns)} (a truncated or hand-edited file)")
+        rows.append(row)
+    return rows
 
 
 def file_sha256(path: str | os.PathLike) -> str:
