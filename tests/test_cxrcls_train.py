@@ -239,12 +239,12 @@ def test_resume_over_other_masks_or_cohort_is_refused_naming_them(tmp_path):
 def remake_cohort(work, flip=None):
     """cohort.csv written again (label `flip` flipped on every image, as from an edited label
     table) and cohort/done.json made again with the same arguments, as cxrcls.cohort records it."""
+    arguments = read_done(work / "cohort")["arguments"]
     rows = read_csv(work / "cohort" / "cohort.csv")
     for row in rows if flip else []:
         row[flip] = str(1 - int(row[flip]))
     write_csv(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
-    write_done(work / "cohort", read_done(work / "cohort")["arguments"],
-               ["cohort.csv", "splits.csv"],
+    write_done(work / "cohort", arguments, ["cohort.csv", "splits.csv"],
                **content_facts(work / "cohort", ("cohort.csv", "splits.csv")))
 
 

@@ -12,9 +12,10 @@ from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, 
                       delong_test, holm, mantel, mean_sd, no_finding_score, paired_ttest,
                       precision_recall_f1)
 from cxrstats import tables
-from cxrstats.foundation.fileio import FOLDER_MARKER, content_facts, input_identity, write_done
+from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, content_facts,
+                                        input_identity, write_done)
 from cxrstats.report import main
-from cxrstats.results import changed_inputs, input_record_path, run_entry
+from cxrstats.results import changed_inputs, input_record_path, read_report, run_entry
 from cxrstats.runs import parse_setting
 from cxrstats.study import LABELS
 
@@ -651,6 +652,20 @@ def test_report_refuses_a_cohort_or_run_file_changed_since_it_was_written(work):
     write_rows(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
     main(["--work", str(work), "--no-figures"])
     assert read_rows(work / "results" / "table2.csv") == table2
+
+
+def test_results_edited_after_the_report_are_refused_by_its_readers(work):
+    """auroc_by_split.csv edited (or copied from another work folder) after the report finished:
+    tightness and compare read it through read_report, which names the file."""
+    main(["--work", str(work), "--no-figures"])
+    read_report(work)
+    path = work / "results" / "auroc_by_split.csv"
+    rows = read_rows(path)
+    rows[0]["auroc"] = "0.999"
+    write_rows(path, list(rows[0]), [list(r.values()) for r in rows])
+    with pytest.raises(IncompleteRunError, match=r"results/auroc_by_split.csv: changed since the "
+                                                 r"report wrote it"):
+        read_report(work)
 
 
 def remake_cohort(work, flip=None):
