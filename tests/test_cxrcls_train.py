@@ -18,7 +18,7 @@ from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, conte
                                         read_csv, read_done, write_csv, write_done)
 from cxrstats.results import changed_inputs
 from cxrstats.study import tune_thresholds
-from synthetic_work import make_work
+from synthetic_work import made_again, make_work
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -336,7 +336,9 @@ def test_a_run_killed_between_last_pt_and_best_pt_resumes_with_last_pts_best(
     with pytest.raises(SystemExit, match=r"best.pt is of epoch 2, but the last.pt beside it has "
                                          r"best epoch 1 and is of epoch 2"):
         train.main(["--work", str(work), "--epochs", "2", "--out", str(out), "--resume", *FAST])
-    assert read_done(out)["best_epoch"] == 1
+    assert json.loads((out / "done.json").read_text())["best_epoch"] == 1  # the record kept,
+    with pytest.raises(IncompleteRunError, match=r"best.pt: changed since"):  # which names the
+        read_done(out)                                           # best.pt written over its own
 
 
 def test_a_diverged_epoch_is_no_improvement_and_a_run_never_valid_is_refused(work, monkeypatch):
@@ -390,6 +392,7 @@ def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
     rows = read_csv(bad / "cohort" / "cohort.csv")
     write_csv(bad / "cohort" / "cohort.csv", list(rows[0]),
               [list(r.values()) for r in rows + rows[3:4]])
+    made_again(bad / "cohort")                       # as a cohort written with the image twice
     with pytest.raises(SystemExit, match=r"cohort.csv: image 'img00003.png' is listed twice"):
         run(bad)
     bad = fresh("dupsplit")
@@ -398,6 +401,7 @@ def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
     rows.append({**moved, "part": "train"})  # the same image again, now in training
     write_csv(bad / "cohort" / "splits.csv", ["image", "split", "part"],
               [list(r.values()) for r in rows])
+    made_again(bad / "cohort")
     listed_twice = rf"splits.csv \(split 0\): image '{moved['image']}' is listed twice"
     with pytest.raises(SystemExit, match=listed_twice):
         run(bad)
