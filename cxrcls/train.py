@@ -64,7 +64,7 @@ from cxrcls.weights import require_imagenet
 from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
 from cxrseg.early_stopping import EarlyStopping
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, changed_identity,
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, changed_identity, content_facts,
                                         file_sha256, input_identity, read_done, save_npy,
                                         write_csv, write_done, write_json, write_run_json)
 from cxrstats.foundation.progress import Progress, format_seconds
@@ -82,6 +82,9 @@ LAST_KEYS = ("model", "optimizer", "aug_rng", "torch_rng", *STATE_KEYS)
 OUTPUTS = ("best.pt", "last.pt", "history.csv", "val_probs.npy", "test_probs.npy", "val_ids.csv",
            "test_ids.csv", "thresholds.csv", "timing.json", "run.json")
 DONE = "done.json"
+# The files done.json vouches for by content (their sha256, `content_facts`), which every reader
+# checks (`read_done`): all but last.pt, which only --resume reads, under its own checks.
+CONTENT_FILES = tuple(name for name in OUTPUTS if name != "last.pt")
 
 
 def run_folder(work: str | Path, arch: str, train_input: str, eval_input: str, split: int) -> Path:
@@ -451,7 +454,8 @@ def final_predictions(run: TrainingRun, state: State) -> None:
                        val_macro_auroc=stopping.best)
         write_done(out, args, OUTPUTS, done=DONE, epochs=state.epoch,
                    best_epoch=stopping.best_epoch, val_macro_auroc=stopping.best,
-                   **run.input_records, precision=run.precision)
+                   **run.input_records, precision=run.precision,
+                   **content_facts(out, CONTENT_FILES))
         test_auc, skipped = macro_auroc(run.labels6[test], test_probs)
         skipped_note = f" (skipped {skipped})" if skipped else ""
         run.log(f"done: best epoch {stopping.best_epoch} (val macro AUROC {stopping.best:.4f}); "

@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, write_csv, write_done,
-                                        write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, content_facts, write_csv,
+                                        write_done, write_run_json)
 from vendor_medsam.configs import CONFIGS
 from cxrstats.foundation.device import add_precision_argument, prepare_device, resolve_precision
 from cxrstats.foundation.extent import EXTENTS, check_extent
@@ -374,7 +374,8 @@ def main(argv: list[str] | None = None) -> None:
                    device=str(device), precision=precision, thresholds=chosen)
     write_done(out.parent, args, ev.outputs, done=EVALUATE, thresholds=chosen,
                checkpoint_ids=ev.identity, extents=ev.extent, prompting=prompting_fact(args),
-               threshold_tolerance=args.threshold_tolerance, precision=precision)
+               threshold_tolerance=args.threshold_tolerance, precision=precision,
+               **content_facts(out.parent, [out.name, per_image_path.name]))
 
 
 def _means(metrics: np.ndarray) -> tuple[list[str], list[str]]:

@@ -31,8 +31,9 @@ from pathlib import Path
 
 from cxrstats import tables
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, file_sha256, read_csv,
-                                        read_done, write_done, write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, content_facts,
+                                        file_sha256, read_csv, read_done, write_done,
+                                        write_run_json)
 from cxrstats.report_figures import FIGURES, write_figures
 from cxrstats.results import COHORT_DONE, REPORT_DONE, begin_results, masks_extent, run_entry
 from cxrstats.runs import (Setting, find_runs, one_precision, parse_setting, read_cohort, read_run,
@@ -189,7 +190,8 @@ def make_report(args) -> Path:
                cohort=run_entry(work, work / "cohort", COHORT_DONE, sha256=cohort_sha256),
                split_by=cohort_record.get("split_by"), left_out=incomplete,
                mask_extent=masks_extent(work), precision=precision,
-               attribution=attribution.fact() if attribution else None)
+               attribution=attribution.fact() if attribution else None,
+               **content_facts(out, [name for name in written if name.endswith(".csv")]))
     print(f"report: wrote {out} in {time.time() - start:.1f} s", flush=True)
     return out
 

@@ -17,7 +17,6 @@ report's record (`mask_extent`), with the runs' resolved `precision`.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path
@@ -25,7 +24,8 @@ from pathlib import Path
 from cxrstats.by_split import AurocsBySplit, read_auroc_by_split
 from cxrstats.foundation.extent import UNRECORDED
 from cxrstats.foundation.fileio import (CONTENT, IncompleteRunError, begin_run, changed_identity,
-                                        claim_folder, file_sha256, input_identity, read_done)
+                                        claim_folder, current_sha256, file_sha256, input_identity,
+                                        read_done)
 from cxrstats.foundation.names import inside
 
 REPORT_DONE = "done_report.json"         # cxrstats.report's completion record in results/
@@ -151,21 +151,10 @@ def changed_mask_files(work, folder, recorded) -> str | None:
         path = inside(work, name, f"{Path(folder) / RUN_DONE}: mask_sha256", what="mask file")
         if not path.is_file():
             return f"{folder}: the masks it trained on, {path}, are gone; re-run the run"
-        if _sha256(str(path), *_stamp(path)) != sha256:
+        if current_sha256(path) != sha256:
             return (f"{folder}: trained on other masks than {path} holds now (made again since); "
                     "re-run the run, so that its numbers are of these masks")
     return None
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    status = path.stat()
-    return status.st_size, status.st_mtime_ns
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """file_sha256, once per file version in a process: a report checks many runs of one mask."""
-    return file_sha256(path)
 
 
 def entry_folder(work: str | os.PathLike, entry: dict, source: str | os.PathLike) -> Path:

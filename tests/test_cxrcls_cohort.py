@@ -246,8 +246,8 @@ def test_a_cohort_made_again_from_edited_labels_has_other_content(tmp_path):
             "--no-finding", str(CAP)]
     C.main(argv)
     first = read_done(work / "cohort")
-    assert {k: first[k] for k in ("content_sha256", "content_files")} == content_facts(
-        work / "cohort", ["cohort.csv", "splits.csv"])
+    facts = content_facts(work / "cohort", ["cohort.csv", "splits.csv"])
+    assert {k: first[k] for k in facts} == facts
     assert first["labels_sha256"] == file_sha256(table)
     run = work / "runs" / "resnet50_original" / "split0"
     record = {"inputs": {"cohort": input_identity(first)}}        # as cxrcls.train records it

@@ -12,7 +12,7 @@ from cxrcls.loader import BatchLoader
 from cxrcls.models import Classifier, build_model, load_weights
 from cxrstats.foundation.fileio import (IncompleteRunError, read_csv, save_npy, write_csv,
                                         write_json)
-from synthetic_work import make_work
+from synthetic_work import made_again, make_work
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -78,6 +78,7 @@ def test_masks_made_for_another_cache_are_refused_row_by_row(work, tmp_path):
     rows = read_csv(bad / "cache" / "index.csv")
     rows[7]["image"] = "renamed.png"
     write_csv(bad / "cache" / "index.csv", ["row", "image"], [[r["row"], r["image"]] for r in rows])
+    made_again(bad / "cache")
     for kind in ("m15", "overlay"):
         with pytest.raises(ValueError, match=r"masks/index.csv and .*cache/index.csv differ "
                                              r"\(row 7 is \('7', 'img00007.png'\)"):
@@ -106,6 +107,7 @@ def test_unfinished_stages_and_stale_mask_files_are_refused(work, tmp_path):
         open_input(bad / "cache", bad / "masks", "original")
     other = copy_work(work, tmp_path / "o")
     write_csv(other / "cache" / "index.csv", ["row", "image"], [[0, "img00000.png"]])
+    made_again(other / "cache")
     with pytest.raises(ValueError, match=r"images.npy has 20 rows but .*index.csv has 1"):
         open_input(other / "cache", other / "masks", "original")
 

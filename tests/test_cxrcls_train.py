@@ -12,12 +12,13 @@ from cliargs import with_flags
 from cxrcls import train
 from cxrcls.attribution import run_arguments
 from cxrcls.labels import LABELS
+from cxrcls.predict import open_run
 from cxrstats import report
 from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, content_facts,
                                         read_csv, read_done, write_csv, write_done)
 from cxrstats.results import changed_inputs
 from cxrstats.study import tune_thresholds
-from synthetic_work import make_work
+from synthetic_work import made_again, make_work
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -148,6 +149,23 @@ def test_last_checkpoint_is_saved_every_n_seconds_at_improvements_and_at_the_end
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 3
 
 
+@pytest.mark.parametrize("name", ["best.pt", "test_probs.npy", "thresholds.csv"])
+def test_a_run_file_copied_from_another_run_is_refused_by_its_readers(uninterrupted, tmp_path,
+                                                                     name):
+    """done.json vouches for every file the readers use (all but last.pt) by its sha256: a file
+    copied in from another run, or edited, is refused, naming it (here by cxrcls.predict's
+    reader; the report's is the same read_done)."""
+    assert read_done(uninterrupted)["content_files"] == [n for n in train.OUTPUTS
+                                                         if n != "last.pt"]
+    run = shutil.copytree(uninterrupted, tmp_path / "run")
+    other = {"best.pt": "last.pt", "test_probs.npy": "val_probs.npy",
+             "thresholds.csv": "history.csv"}[name]
+    shutil.copy(run / other, run / name)
+    with pytest.raises(IncompleteRunError, match=rf"run/{re.escape(name)}: changed since the "
+                                                 "training run"):
+        open_run(run, torch.device("cpu"))
+
+
 def test_train_on_any_mask_radius_test_on_original_linear_probe(work):
     train.main(["--work", str(work), "--train-input", "m30", "--eval-input", "original",
                 "--epochs", "1", "--freeze-backbone", "--image-size", "40", *FAST])
@@ -235,12 +253,12 @@ def test_resume_over_other_masks_or_cohort_is_refused_naming_them(tmp_path):
 def remake_cohort(work, flip=None):
     """cohort.csv written again (label `flip` flipped on every image, as from an edited label
     table) and cohort/done.json made again with the same arguments, as cxrcls.cohort records it."""
+    arguments = read_done(work / "cohort")["arguments"]
     rows = read_csv(work / "cohort" / "cohort.csv")
     for row in rows if flip else []:
         row[flip] = str(1 - int(row[flip]))
     write_csv(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
-    write_done(work / "cohort", read_done(work / "cohort")["arguments"],
-               ["cohort.csv", "splits.csv"],
+    write_done(work / "cohort", arguments, ["cohort.csv", "splits.csv"],
                **content_facts(work / "cohort", ("cohort.csv", "splits.csv")))
 
 
@@ -332,7 +350,9 @@ def test_a_run_killed_between_last_pt_and_best_pt_resumes_with_last_pts_best(
     with pytest.raises(SystemExit, match=r"best.pt is of epoch 2, but the last.pt beside it has "
                                          r"best epoch 1 and is of epoch 2"):
         train.main(["--work", str(work), "--epochs", "2", "--out", str(out), "--resume", *FAST])
-    assert read_done(out)["best_epoch"] == 1
+    assert json.loads((out / "done.json").read_text())["best_epoch"] == 1  # the record kept,
+    with pytest.raises(IncompleteRunError, match=r"best.pt: changed since"):  # which names the
+        read_done(out)                                           # best.pt written over its own
 
 
 def test_a_diverged_epoch_is_no_improvement_and_a_run_never_valid_is_refused(work, monkeypatch):
@@ -386,6 +406,7 @@ def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
     rows = read_csv(bad / "cohort" / "cohort.csv")
     write_csv(bad / "cohort" / "cohort.csv", list(rows[0]),
               [list(r.values()) for r in rows + rows[3:4]])
+    made_again(bad / "cohort")                       # as a cohort written with the image twice
     with pytest.raises(SystemExit, match=r"cohort.csv: image 'img00003.png' is listed twice"):
         run(bad)
     bad = fresh("dupsplit")
@@ -394,6 +415,7 @@ def test_unfinished_and_duplicated_inputs_are_refused(work, tmp_path):
     rows.append({**moved, "part": "train"})  # the same image again, now in training
     write_csv(bad / "cohort" / "splits.csv", ["image", "split", "part"],
               [list(r.values()) for r in rows])
+    made_again(bad / "cohort")
     listed_twice = rf"splits.csv \(split 0\): image '{moved['image']}' is listed twice"
     with pytest.raises(SystemExit, match=listed_twice):
         run(bad)

@@ -10,7 +10,8 @@ from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder
 from cxrseg import evaluate, finetune, split
 from cxrseg.engine import checkpoint_id
 from cxrseg.segmenter import threshold_from_eval
-from cxrstats.foundation.fileio import file_sha256
+from cxrseg.records import EVALUATE, require_finished
+from cxrstats.foundation.fileio import IncompleteRunError, file_sha256
 from synthetic_pairs import copy_seg, data_flags, run_evaluate
 from vendor_medsam.configs import CONFIGS
 
@@ -49,6 +50,22 @@ def test_eval_csv_names_each_checkpoint_by_content(study):
     assert rows[0].startswith("checkpoint,checkpoint_id,extent,dataset,part,threshold")
     assert all(f"sha256:{file_sha256(study / 'seg' / 'best.pt')}" in r for r in rows[1:])
     assert checkpoint_id("micro", seed=3) == "micro seed 3"
+
+
+def test_an_eval_csv_edited_since_evaluate_wrote_it_is_refused_naming_it(study, tmp_path):
+    """Predict takes its threshold from eval.csv: a Dice edited there (or the file copied from
+    another run) is refused, not used to choose another threshold."""
+    seg = copy_seg(study, tmp_path)
+    require_finished(seg / "eval.csv", EVALUATE, "cxrseg.evaluate")
+    rows = list(csv.DictReader(open(seg / "eval.csv", newline="")))
+    rows[0]["dice"] = "0.999999"
+    with open(seg / "eval.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(IncompleteRunError, match=r"seg/eval.csv: changed since the "
+                                                 r"cxrseg.evaluate run wrote it"):
+        require_finished(seg / "eval.csv", EVALUATE, "cxrseg.evaluate")
 
 
 def _split(study, folder, *flags):

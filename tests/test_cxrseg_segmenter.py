@@ -30,7 +30,8 @@ def fake_segmenter(folder, recipe=RECIPE, evaluated=True, tolerance=None):
                  "box:prior"] for t, dice in (("0.30", 0.5), ("0.40", 0.8), ("0.45", 0.8))]
         rows.append(["micro", "micro seed 0", "none", "seg", "val", "0.55", 0.9, *[0.5] * 5, 4,
                      "box:prior"])
-        write_csv(folder / "eval.csv", EVAL_COLUMNS, rows)
+        write_csv(folder / "eval.csv", EVAL_COLUMNS,      # per-lung cells empty, as evaluate
+                  [row + [""] * (len(EVAL_COLUMNS) - len(row)) for row in rows])  # leaves them
         facts = {} if recipe is None else {"prompting": recipe}
         if tolerance is not None:
             facts["threshold_tolerance"] = tolerance
@@ -123,8 +124,8 @@ def test_contradictions_and_an_evaluation_without_recipe_are_refused(tmp_path):
 def test_an_evaluation_without_a_validation_part_says_so(tmp_path):
     seg = fake_segmenter(tmp_path / "seg")
     identity = f"sha256:{file_sha256(seg / 'best.pt')}"
-    write_csv(seg / "eval.csv", EVAL_COLUMNS, [["seg/best.pt", identity, "field", "seg", "test",
-                                                "0.40", 0.8, *[0.5] * 5, 4, "box:prior"]])
+    row = ["seg/best.pt", identity, "field", "seg", "test", "0.40", 0.8, *[0.5] * 5, 4, "box:prior"]
+    write_csv(seg / "eval.csv", EVAL_COLUMNS, [row + [""] * (len(EVAL_COLUMNS) - len(row))])
     with pytest.raises(ValueError, match=r"eval.csv: has no validation rows \(the evaluation had "
                                          r"no validation part.*give --threshold, or re-run "
                                          r"cxrseg.evaluate with the validation part"):

@@ -13,9 +13,10 @@ from cxrstats import (auroc, best_f1_threshold, bootstrap_aurocs, cooccurrence, 
                       precision_recall_f1)
 from cxrstats import tables
 from cxrstats.formatting import FEWER
-from cxrstats.foundation.fileio import FOLDER_MARKER, content_facts, input_identity, write_done
+from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, content_facts,
+                                        input_identity, write_done)
 from cxrstats.report import main
-from cxrstats.results import changed_inputs, input_record_path, run_entry
+from cxrstats.results import changed_inputs, input_record_path, read_report, run_entry
 from cxrstats.runs import parse_setting
 from cxrstats.study import LABELS
 
@@ -636,6 +637,44 @@ def test_report_refuses_a_run_trained_on_another_cohort(work):
     message = run_error(work)
     run = work / "runs" / "resnet50_m50" / "split0"
     assert f"{run}: trained on another cohort than WORK holds now" in message
+
+
+def test_report_refuses_a_cohort_or_run_file_changed_since_it_was_written(work):
+    """A label edited in cohort.csv, or a run's test_probs.npy copied from another run, after
+    their stages finished: the report names the file rather than score it."""
+    run, other = (work / "runs" / "resnet50_m50" / f"split{k}" for k in (0, 1))
+    write_run_record(work, run, parse_setting("resnet50_m50"), 0,
+                     **content_facts(run, RUN_OUTPUTS))          # as cxrcls.train records it
+    main(["--work", str(work), "--no-figures"])
+    table2 = read_rows(work / "results" / "table2.csv")
+    written = (run / "test_probs.npy").read_bytes()
+    shutil.copy(other / "test_probs.npy", run / "test_probs.npy")
+    assert (f"{run / 'test_probs.npy'}: changed since the training run wrote it"
+            in run_error(work))
+    (run / "test_probs.npy").write_bytes(written)
+    rows = read_rows(work / "cohort" / "cohort.csv")
+    rows[0]["Mass"] = str(1 - int(rows[0]["Mass"]))
+    write_rows(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
+    assert (f"{work / 'cohort' / 'cohort.csv'}: changed since the cohort (python -m "
+            "cxrcls.cohort) wrote it" in run_error(work))
+    rows[0]["Mass"] = str(1 - int(rows[0]["Mass"]))
+    write_rows(work / "cohort" / "cohort.csv", list(rows[0]), [list(r.values()) for r in rows])
+    main(["--work", str(work), "--no-figures"])
+    assert read_rows(work / "results" / "table2.csv") == table2
+
+
+def test_results_edited_after_the_report_are_refused_by_its_readers(work):
+    """auroc_by_split.csv edited (or copied from another work folder) after the report finished:
+    tightness and compare read it through read_report, which names the file."""
+    main(["--work", str(work), "--no-figures"])
+    read_report(work)
+    path = work / "results" / "auroc_by_split.csv"
+    rows = read_rows(path)
+    rows[0]["auroc"] = "0.999"
+    write_rows(path, list(rows[0]), [list(r.values()) for r in rows])
+    with pytest.raises(IncompleteRunError, match=r"results/auroc_by_split.csv: changed since the "
+                                                 r"report wrote it"):
+        read_report(work)
 
 
 def remake_cohort(work, flip=None):

@@ -1,9 +1,14 @@
 """The file rules every stage relies on: a stage writes only into its own folders, and reads CSVs
 as people save them."""
+import json
+import shutil
+
+import numpy as np
 import pytest
 
-from cxrstats.foundation.fileio import (FOLDER_MARKER, ForeignFolderError, begin_run, claim_folder,
-                                        read_csv, write_done)
+from cxrstats.foundation.fileio import (FOLDER_MARKER, ForeignFolderError, IncompleteRunError,
+                                        begin_run, claim_folder, content_facts, read_csv,
+                                        read_done, save_npy, write_csv, write_done)
 
 
 def test_a_new_or_empty_folder_is_claimed_and_marked(tmp_path):
@@ -55,6 +60,66 @@ def test_a_csv_not_in_utf8_is_refused_naming_the_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"labels.csv: line 3 is not UTF-8 text \(byte 0xe9\); "
                                          r"save it as UTF-8 \(Excel: 'CSV UTF-8'\)"):
         read_csv(path)
+
+
+def test_a_truncated_csv_is_refused_naming_the_file_and_line(tmp_path):
+    """A row cut short (a truncated file) or with a cell too many is refused, never read with
+    missing cells."""
+    path = tmp_path / "cohort.csv"
+    path.write_text("image,Mass,Nodule\na.png,0,1\nb.png,1")
+    with pytest.raises(ValueError, match=r"cohort.csv: line 3 has fewer cells than the header's 3"):
+        read_csv(path)
+    path.write_text("image,Mass\na.png,0\nb.png,1,1\n")
+    with pytest.raises(ValueError, match=r"cohort.csv: line 3 has more cells than the header's 2"):
+        read_csv(path)
+
+
+def finished(folder):
+    """A stage's folder: two outputs, and a record vouching for them by content."""
+    folder.mkdir()
+    write_csv(folder / "cohort.csv", ["image", "Mass"], [["a.png", 0], ["b.png", 1]])
+    save_npy(folder / "probs.npy", np.array([0.25, 0.75], dtype=np.float32))
+    names = ["cohort.csv", "probs.npy"]
+    write_done(folder, {"seed": 0}, names, **content_facts(folder, names))
+    return folder
+
+
+@pytest.mark.parametrize("change", ["edit", "truncate", "copy", "record without each file"])
+def test_a_file_changed_since_its_stage_wrote_it_is_refused_naming_it(tmp_path, change):
+    """A reader trusts a record's files only while they hold the bytes it vouches for: an edited
+    cell, a truncated file or the same name copied from another run is refused, naming the file;
+    a touched file (same bytes) is read."""
+    folder, other = finished(tmp_path / "run"), finished(tmp_path / "other")
+    (folder / "cohort.csv").touch()
+    assert read_done(folder)["content_files"] == ["cohort.csv", "probs.npy"]
+    named = "probs.npy"
+    if change == "edit":
+        save_npy(folder / "probs.npy", np.array([0.25, 0.5], dtype=np.float32))
+    elif change == "truncate":
+        (folder / "probs.npy").write_bytes((folder / "probs.npy").read_bytes()[:60])
+    elif change == "copy":
+        write_csv(other / "cohort.csv", ["image", "Mass"], [["a.png", 1], ["b.png", 1]])
+        shutil.copy(other / "cohort.csv", folder / "cohort.csv")
+        named = "cohort.csv"
+    else:  # a record written with content_sha256 alone: the file is one of its content_files
+        record = json.loads((folder / "done.json").read_text())
+        del record["content_file_sha256"]
+        (folder / "done.json").write_text(json.dumps(record))
+        save_npy(folder / "probs.npy", np.array([0.25, 0.5], dtype=np.float32))
+        named = r"cohort.csv \(or probs.npy\)"
+    with pytest.raises(IncompleteRunError, match=rf"run/{named}: changed since the cohort wrote "
+                                                 r"it \(its bytes are not those .*run/done.json "
+                                                 r"vouches for.*re-run the cohort"):
+        read_done(folder, what="cohort")
+
+
+def test_a_record_without_a_content_identity_is_read_as_before(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    write_csv(folder / "a.csv", ["x"], [[1]])
+    write_done(folder, {}, ["a.csv"])
+    write_csv(folder / "a.csv", ["x"], [[2]])
+    assert read_done(folder)["outputs"] == ["a.csv"]
 
 
 def test_folders_make_or_the_toolkit_created_are_not_foreign(tmp_path):

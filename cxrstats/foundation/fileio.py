@@ -6,6 +6,7 @@ half-written file that a later stage (or `make`) would mistake for a finished on
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import importlib.metadata
 import io
@@ -79,14 +80,22 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict[str, str]]:
-    """Read a CSV into a list of dicts; ValueError naming the file when columns are missing or the
-    text is not UTF-8 (`read_text`)."""
+    """Read a CSV into a list of dicts; ValueError naming the file when columns are missing, a row
+    has fewer or more cells than the header (e.g. a truncated file), or the text is not UTF-8
+    (`read_text`)."""
     reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
     columns = reader.fieldnames or []
     missing = [c for c in required if c not in columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {columns}")
-    return list(reader)
+    rows = []
+    for row in reader:  # DictReader keys extra cells by None and fills missing ones with None
+        if None in row or None in row.values():
+            which = "more" if None in row else "fewer"
+            raise ValueError(f"{path}: line {reader.line_num} has {which} cells than the header's "
+                             f"{len(columns)} (a truncated or hand-edited file)")
+        rows.append(row)
+    return rows
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -102,17 +111,64 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 CONTENT = "content_sha256"  # an input stage's content identity, in its completion record
+CONTENT_FILES = "content_files"
+FILE_SHA256 = "content_file_sha256"  # {name: sha256} of each of those files
 
 
 def content_facts(folder: str | os.PathLike, names: Sequence[str]) -> dict:
-    """The content identity of what an input stage wrote that later stages depend on, as facts for
-    its completion record: `content_sha256`, a sha256 over each named file's name and sha256 in
-    the order given, and `content_files`, the names. Two makes of a stage hold the same content
-    exactly when this hash is the same, whatever arguments made them."""
+    """The content identity of what a stage wrote that later stages depend on, as facts for its
+    completion record: `content_sha256`, a sha256 over each named file's name and sha256 in the
+    order given, `content_files`, the names, and `content_file_sha256`, each file's sha256. Two
+    makes of a stage hold the same content exactly when this hash is the same, whatever
+    arguments made them; `read_done` checks the files against it."""
+    hashes = {name: file_sha256(Path(folder) / name) for name in names}
+    return {CONTENT: _content_sha256(hashes), CONTENT_FILES: list(names), FILE_SHA256: hashes}
+
+
+def _content_sha256(hashes: dict[str, str]) -> str:
     digest = hashlib.sha256()
-    for name in names:
-        digest.update(f"{name}\t{file_sha256(Path(folder) / name)}\n".encode())
-    return {CONTENT: digest.hexdigest(), "content_files": list(names)}
+    for name, sha256 in hashes.items():
+        digest.update(f"{name}\t{sha256}\n".encode())
+    return digest.hexdigest()
+
+
+def current_sha256(path: str | os.PathLike) -> str:
+    """file_sha256, hashed once per file version (path, size, mtime) in a process: readers check
+    the same large file (a cache, masks) for many runs."""
+    status = Path(path).stat()
+    return _sha256_of_version(str(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of_version(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def changed_content(folder: str | os.PathLike, record: dict, done: str = "done.json",
+                    what: str = "run") -> str | None:
+    """Why the files a completion record's content identity covers (`content_files`) are not the
+    ones its stage wrote (edited, truncated, or copied from another run since), naming the file;
+    None when they are, and for a record without a content identity."""
+    names = record.get(CONTENT_FILES)
+    if not isinstance(names, list) or not record.get(CONTENT):
+        return None
+    folder = Path(folder)
+    gone = [name for name in names if not (folder / name).is_file()]
+    if gone:
+        return (f"{folder / gone[0]}: missing, though {folder / done} vouches for it; re-run "
+                f"the {what}")
+    now = {name: current_sha256(folder / name) for name in names}
+    recorded = record.get(FILE_SHA256) if isinstance(record.get(FILE_SHA256), dict) else {}
+    changed = [name for name in names if name in recorded and recorded[name] != now[name]]
+    joined = " and "
+    if not changed and _content_sha256(now) != record[CONTENT]:
+        changed, joined = names, " or "  # a record without each file's sha256: one of them
+    if not changed:
+        return None
+    also = f" ({joined.strip()} {', '.join(changed[1:])})" if len(changed) > 1 else ""
+    return (f"{folder / changed[0]}{also}: changed since the {what} wrote it (its bytes are not "
+            f"those {folder / done} vouches for: edited, truncated or copied from another run); "
+            f"re-run the {what}")
 
 
 def input_identity(record) -> dict:
@@ -368,8 +424,10 @@ def write_done(folder: str | os.PathLike, arguments, outputs: Sequence[str],
 
 
 def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "run") -> dict:
-    """The completion record of `folder`, or IncompleteRunError naming the folder and what to do.
-    ValueError naming the record when it lists an output that is no path inside `folder`
+    """The completion record of `folder`, or IncompleteRunError naming the folder and what to do:
+    no record, an unreadable one, a listed output missing, or a file of its content identity
+    (`content_facts`) holding other bytes than the stage wrote (`changed_content`). ValueError
+    naming the record when it lists an output that is no path inside `folder`
     (`recorded_outputs`)."""
     folder = Path(folder)
     path = folder / done
@@ -386,6 +444,9 @@ def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "r
     if missing:
         raise IncompleteRunError(f"{folder}: {done} lists {missing}, which are missing; "
                                  f"re-run the {what}")
+    changed = changed_content(folder, record, done, what)
+    if changed:
+        raise IncompleteRunError(changed)
     return record
 
 
