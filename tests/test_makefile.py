@@ -31,12 +31,24 @@ def _dry(work, *args, check=True):
     return run_make("-n", "--warn-undefined-variables", f"WORK={work}", *args, check=check)
 
 
-def _record(work, *args, launcher_args=()):
-    """A real make of the tiny profile's first stage with a stand-in launcher (nothing runs): it
-    records every stage's command line under WORK/.args, as any make that runs stages does."""
+def _finish(work, *args, launcher_args=(), env=None, check=True):
+    """A real `make reproduce` of the tiny profile with a stand-in launcher (no stage runs, each
+    one "succeeds"): it writes every stage's stamp and record (<stamp>.args) as a real run does.
+    The log of the stages it launched starts afresh."""
     launcher = _fake_launcher(work.parent, *launcher_args)
-    return run_make("PROFILE=tiny", f"WORK={work}", *launcher, *args,
-                    str(work / "data" / ".done-data"), env={"FAKE_WORK": str(work)})
+    (work / "masks").mkdir(parents=True, exist_ok=True)
+    (work / "masks/.cxr-lungmask").write_text("")     # a stage's folder, as predict leaves it
+    if not (work / "masks/m50.npy").exists():
+        (work / "masks/m50.npy").write_bytes(b"mask")
+    work.with_name(work.name + ".log").unlink(missing_ok=True)
+    return run_make("reproduce", "PROFILE=tiny", f"WORK={work}", *launcher, *args,
+                    env={"FAKE_WORK": str(work), **(env or {})}, check=check)
+
+
+def _records(work) -> dict:
+    """Each stamp's record (the command line its stage last started with), by the stamp's path."""
+    return {str(p.relative_to(work))[:-len(".args")]: p.read_text()
+            for p in sorted(work.rglob(".done-*.args"))}
 
 
 def _lite_installed() -> bool:
@@ -60,8 +72,8 @@ def test_plain_make_runs_exactly_what_make_reproduce_runs(tmp_path, profile):
                                                                     for c in stages)
     _assert_no_undefined(plain)
     _assert_no_undefined(goal)
-    # A dry run records nothing (WORK/.args holds the command lines of stages that ran).
-    assert not (tmp_path / "w" / ".args").exists()
+    # A dry run records nothing (<stamp>.args holds the command line of a stage that started).
+    assert not _records(tmp_path / "w")
 
 
 def test_demo_plain_make_uses_litemedsam_when_installed(tmp_path):
@@ -84,7 +96,7 @@ def test_plain_make_warns_loudly_when_the_demo_falls_back_to_a_random_segmenter(
 def test_non_pipeline_goals_touch_nothing_under_work(tmp_path, goal):
     result = _dry(tmp_path / "w", goal, "PROFILE=paper")    # paper: no NIH_DIR, yet no error
     _assert_no_undefined(result)
-    assert not (tmp_path / "w" / ".args").exists()
+    assert not _records(tmp_path / "w")
 
 
 def test_clean_work_deletes_a_work_folder_but_refuses_one_holding_files_of_the_user(tmp_path):
@@ -191,8 +203,9 @@ def _kind(command):
 
 def test_launchers_go_in_front_of_each_stage_by_kind_and_are_not_recorded(tmp_path):
     plain = commands(_dry(tmp_path / "w", "PROFILE=tiny").stdout)
-    _record(tmp_path / "r")
-    args = {p.name: p.read_text() for p in (tmp_path / "r" / ".args").iterdir()}
+    _finish(tmp_path / "r")
+    args = _records(tmp_path / "r")
+    assert len(args) == 16                           # one record per stamp
     launched = _dry(tmp_path / "w", "PROFILE=tiny", f"LAUNCH_GPU={GPU} --gres=gpu:1",
                     f"LAUNCH_CPU={CPU} -c 1", "RUN_TRAIN=torchrun --nproc_per_node=2")
     _assert_no_undefined(launched)
@@ -214,8 +227,9 @@ def test_launchers_go_in_front_of_each_stage_by_kind_and_are_not_recorded(tmp_pa
         else:
             assert " python" in command or "/python" in command
     # Same recorded command lines: changing the launcher re-runs nothing.
-    _record(tmp_path / "r", "RUN_TRAIN=torchrun --nproc_per_node=2", launcher_args=("-c 1",))
-    assert {p.name: p.read_text() for p in (tmp_path / "r" / ".args").iterdir()} == args
+    again = _finish(tmp_path / "r", "RUN_TRAIN=torchrun --nproc_per_node=2",
+                    launcher_args=("-c 1",))
+    assert ">> " not in again.stdout and _records(tmp_path / "r") == args
 
 
 def test_slurm_fragment_runs_each_stage_as_a_job_step(tmp_path):
@@ -354,42 +368,16 @@ def test_setup_without_the_network_stops_saying_how_to_install_elsewhere(tmp_pat
     assert SETUP.stat().st_mtime_ns == stamp_time
 
 
-FINISHED_STAMPS = [
-    "data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
-    "cohort/.done-cohort", "cache/.done-cache", "masks/shards/0of2/.done-predict",
-    "masks/shards/1of2/.done-predict", "masks/.done-predict", "masks/.done-postprocess",
-    "masks/.sum-m50", *[f"runs/resnet18_{i}/split{k}/.done-train"
-                        for i in ("original", "m50") for k in (0, 1)],
-    "results/figures/.done-segfigures", "results/.done-report"]
-
-
-def _stamp_finished(work, stamps=FINISHED_STAMPS) -> float:
-    """Stage stamps made by hand in pipeline order, one second apart, in the near future (newer
-    than the project files and the recorded command lines): a finished tiny work folder to make.
-    Returns the first stamp's time."""
-    now = time.time()
-    for n, name in enumerate(stamps):
-        path = work / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("x\t1.0\t1.0\n")
-        os.utime(path, (now + n, now + n))
-    return now
-
-
 def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tmp_path):
-    """Stamps made by hand in pipeline order: `make -q` says up to date; a post-processing that
+    """A finished folder (stand-in stages): `make -q` says up to date; a post-processing that
     re-ran with the same masks (checksums unchanged) re-runs the figures and report, no training;
     a changed mask re-trains the runs that read it."""
     work = tmp_path / "w"
-    stages = commands(_dry(work, "PROFILE=tiny").stdout)
-    _record(work)                                                 # writes .make/env.mk and .args
-    now = _stamp_finished(work)
-    assert len(stages) == 16
-    # (stamps in the near future: newer than the project files and the recorded command lines)
-    assert run_make("-q", f"WORK={work}", "PROFILE=tiny", str(work / "results/.done-report"),
-                    check=False).returncode == 0
-    post = work / "masks/.done-postprocess"
-    os.utime(post, (now + 100, now + 100))
+    _finish(work)
+    report = str(work / "results/.done-report")
+    assert run_make("-q", f"WORK={work}", "PROFILE=tiny", report, check=False).returncode == 0
+    now = time.time()
+    os.utime(work / "masks/.done-postprocess", (now + 100, now + 100))
     again = _names(commands(run_make("-n", f"WORK={work}", "PROFILE=tiny").stdout))
     assert again == ["cxrseg.figures", "cxrstats.report"]
     os.utime(work / "masks/.sum-m50", (now + 101, now + 101))
@@ -402,9 +390,8 @@ def test_a_dry_run_with_another_value_shows_the_stage_and_changes_nothing(tmp_pa
     """`make -n` (and -q) with a changed *_ARGS lists the stage and what follows, but records
     nothing: the next real make with the recorded values finds the folder up to date."""
     work = tmp_path / "w"
-    _record(work)
-    _stamp_finished(work)
-    recorded = {p.name: p.read_text() for p in (work / ".args").iterdir()}
+    _finish(work)
+    recorded = _records(work)
     base = ["PROFILE=tiny", f"WORK={work}"]
     report = str(work / "results/.done-report")
     assert run_make("-q", *base, report, check=False).returncode == 0
@@ -412,8 +399,58 @@ def test_a_dry_run_with_another_value_shows_the_stage_and_changes_nothing(tmp_pa
     assert changed[0] == "cxrseg.finetune" and "cxrstats.report" in changed
     assert "cxrcls.demo_data" not in changed and "cxrcls.cohort" not in changed
     assert run_make("-q", *base, "FINETUNE_ARGS=--epochs 2", report, check=False).returncode != 0
-    assert {p.name: p.read_text() for p in (work / ".args").iterdir()} == recorded
+    assert _records(work) == recorded
     assert run_make("-q", *base, report, check=False).returncode == 0
+
+
+EPOCHS_2 = "TRAIN_ARGS=--weights none --image-size 32 --epochs 2 --batch-size 8 --lr 1e-3"
+
+
+def _trained(dry_run_output) -> list[str]:
+    """The training runs a `make -n` lists, as <setting>/split<k>, and whether each resumes."""
+    return [re.search(r"--out \S*/runs/(\S+) ", c).group(1)
+            + (" resumed" if "--resume" in c else "")
+            for c in commands(dry_run_output) if "-m cxrcls.train" in c]
+
+
+def test_a_change_interrupted_half_way_re_runs_only_the_stages_it_reached(tmp_path):
+    """TRAIN_ARGS changed, and the make stopped in its second training run (the first re-trained):
+    with the old value again only those two runs train again, the runs it never reached are kept
+    (their records still hold the old command line); with the new value, the first is kept."""
+    work = tmp_path / "w"
+    _finish(work)
+    failed = _finish(work, EPOCHS_2, env={"FAKE_FAIL_MATCH": "resnet18_original/split1"},
+                     check=False)
+    assert failed.returncode != 0
+    assert [line[3].split("--out ")[1].split()[0] for line in _fake_log(work)] == \
+        [str(work / f"runs/resnet18_original/split{k}") for k in (0, 1)]
+    old = _dry(work, "PROFILE=tiny").stdout
+    assert _trained(old) == ["resnet18_original/split0", "resnet18_original/split1"]
+    assert _names(commands(old)) == ["cxrcls.train"] * 2 + ["cxrstats.report"]
+    assert _trained(_dry(work, "PROFILE=tiny", EPOCHS_2).stdout) == [
+        "resnet18_original/split1", "resnet18_m50/split0", "resnet18_m50/split1"]
+
+
+def test_an_interrupted_run_resumes_only_under_the_command_line_it_started_with(tmp_path):
+    """A run stopped half way (no stamp, its record written when it started, a fresh last.pt)
+    continues with --resume under the same command line, and starts afresh under another."""
+    work = tmp_path / "w"
+    _finish(work)
+    run = work / "runs/resnet18_m50/split1"
+    (run / ".done-train").unlink()
+    (run / "last.pt").write_bytes(b"")
+    later = time.time() + 100
+    os.utime(run / "last.pt", (later, later))
+    assert _trained(_dry(work, "PROFILE=tiny").stdout) == ["resnet18_m50/split1 resumed"]
+    assert _trained(_dry(work, "PROFILE=tiny", EPOCHS_2).stdout) == [
+        f"resnet18_{i}/split{k}" for i in ("original", "m50") for k in (0, 1)]
+
+
+def test_dilate_follows_inputs_and_is_refused_on_the_command_line(tmp_path):
+    result = _dry(tmp_path / "w", "PROFILE=tiny", "DILATE=15", check=False)
+    _refused(result, "DILATE=15: Make sets the dilation radii from INPUTS",
+             'add m<r> to INPUTS (e.g. INPUTS="original m15 m50 m30")')
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("mask", ["changed", "equal"])
@@ -423,7 +460,7 @@ def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(t
     re-trains the runs on m50 (its second make reads the checksums afresh), never those on
     original; when it writes the same mask, no run re-trains."""
     work = tmp_path / "w"
-    _record(work)                                                 # writes .make/env.mk and .args
+    _finish(work)
     stamps = ["data/.done-data", "seg/.done-split", "seg/.done-finetune", "seg/.done-evaluate",
               "cohort/.done-cohort", "cache/.done-cache", "masks/shards/0of2/.done-predict",
               "masks/shards/1of2/.done-predict", "masks/.done-postprocess", "masks/.sum-m50",
@@ -431,17 +468,12 @@ def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(t
     stamps += [f"runs/resnet18_{i}/split{k}/.done-train"
                for i in ("original", "m50") for k in (0, 1)]
     stamps += ["results/figures/.done-segfigures", "results/.done-report"]
-    (work / "masks").mkdir(parents=True)
-    (work / "masks/.cxr-lungmask").write_text("")  # a stage's folder, as predict leaves it
     (work / "masks/m50.npy").write_bytes(b"old")
     (work / "masks/.sum-m50").write_text(hashlib.md5(b"old").hexdigest() + "  -\n")
-    now = time.time() + 1                          # newer than the recorded command lines
+    now = time.time() + 1
     for n, name in enumerate(stamps):              # the prediction newer than the post-processing
-        path = work / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            path.write_text("x\t1.0\t1.0\n")
-        os.utime(path, (now + n / 10, now + n / 10))
+        os.utime(work / name, (now + n / 10, now + n / 10))
+    work.with_name(work.name + ".log").unlink()
     launcher = tmp_path / "post-stage"             # its new mask newer than every stamp above
     launcher.write_text(FAKE_LAUNCHER + 'case "$*" in *cxrseg.postprocess*) sleep 3; '
                         f'printf {"new" if mask == "changed" else "old"} '
@@ -715,6 +747,8 @@ lock=free; flock -n "$FAKE_WORK/.lock" true || lock=held
 [ -z "${FAKE_DROP_START:-}" ] || find "$FAKE_WORK" -name '.done-*.start' -delete
 start=$EPOCHREALTIME; sleep "${FAKE_SECONDS:-0}"
 printf '%s\t%s\t%s\t%s\n' "$start" "$EPOCHREALTIME" "$lock" "$*" >> "$FAKE_WORK.log"
+# FAKE_FAIL_MATCH: a stage whose command line holds it fails (after it was logged).
+case "$*" in (*"${FAKE_FAIL_MATCH:-@none@}"*) exit 1;; esac
 """
 
 
@@ -786,7 +820,7 @@ def test_a_plain_make_takes_the_lock_records_its_commands_and_then_runs_nothing(
     env = {"FAKE_WORK": str(work)}
     run_make(*flags, *launch, env=env, quiet=False)
     assert [line[2] for line in _fake_log(work)] == ["held"]
-    assert (work / ".args" / "DATA").read_text().strip().startswith("cxrcls.demo_data")
+    assert (work / "data/.done-data.args").read_text().strip().startswith("cxrcls.demo_data")
     again = run_make(*flags, *launch, env=env, quiet=False)
     assert len(_fake_log(work)) == 1 and ">> " not in again.stdout, again.stdout
 
@@ -905,9 +939,11 @@ def test_extent_reaches_the_segmentation_stages_is_recorded_and_a_bad_one_stops_
             assert ("--extent" in command) == wanted, command
         assert sum("-m cxrseg.predict" in c for c in stages) == 2        # both shards
         # the recorded command lines change with it, so fine-tune and what follows run again
-        _record(tmp_path / "w", *given)
-        for stage in ("FINETUNE", "EVALUATE", "PREDICT"):
-            assert f"--extent {value} " in (tmp_path / "w" / ".args" / stage).read_text()
+        _finish(tmp_path / "w", *given)
+        records = _records(tmp_path / "w")
+        for stamp in ("seg/.done-finetune", "seg/.done-evaluate",
+                      "masks/shards/0of2/.done-predict"):
+            assert f"--extent {value} " in records[stamp]
     for bad in ("wide", "field full", ""):
         result = _dry(tmp_path / "bad", "PROFILE=tiny", f"EXTENT={bad}", check=False)
         _refused(result, f"EXTENT={bad}: ", "is not a lung extent: choose field or full")
@@ -929,8 +965,8 @@ def test_a_second_fine_tuning_stage_continues_from_the_first_and_makes_the_segme
     evaluate = next(i for i, c in enumerate(stages) if "-m cxrseg.evaluate" in c)
     assert stages.index(second) < evaluate and f"--checkpoint {work / 'seg' / 'best.pt'} " in \
         stages[evaluate]
-    _record(work, "FINETUNE2_ARGS=--train all --lr 1e-5")
-    assert "--train all" in (work / ".args" / "FINETUNE2").read_text()
+    _finish(work, "FINETUNE2_ARGS=--train all --lr 1e-5")
+    assert "--train all" in _records(work)["seg/.done-finetune2"]
     # the checkpoint is Make's (the first stage's best.pt): given again, make stops at once
     bad = _dry(tmp_path / "bad", "PROFILE=tiny", "FINETUNE2_ARGS=--checkpoint x.pt", check=False)
     _refused(bad, "FINETUNE2_ARGS holds --checkpoint")
