@@ -33,9 +33,9 @@ from cxrcls.files import check_unique, locate_images
 from cxrstats.foundation.imageio import read_gray
 from cxrseg.study_masks import PIPELINE_SIZE
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, CONTENT, IncompleteRunError, atomic_path,
-                                        begin_run, content_facts, read_csv, read_done, write_csv,
-                                        write_done, write_run_json)
+from cxrstats.foundation.fileio import (CONTENT, USER_ERRORS, IncompleteRunError, atomic_path,
+                                        begin_run, content_facts, load_npy, read_csv, read_done,
+                                        write_csv, write_done, write_run_json)
 from cxrstats.foundation.progress import Progress
 from cxrstats.foundation.names import plain_name
 
@@ -75,7 +75,7 @@ def is_up_to_date(out: Path, stamp: str, n: int, size: int) -> bool:
     content identity."""
     try:
         record = read_done(out, DONE, what="image cache")
-        array = np.load(out / "images.npy", mmap_mode="r")
+        array = load_npy(out / "images.npy", mmap=True)
     except (IncompleteRunError, OSError, ValueError):
         return False
     return (record.get("fingerprint") == stamp and array.shape == (n, size, size)

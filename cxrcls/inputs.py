@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrstats.foundation.fileio import read_csv, read_done
+from cxrstats.foundation.fileio import load_npy, read_csv, read_done
 from cxrstats.foundation.input_names import is_input_name, mask_radius
 from cxrseg.records import POSTPROCESS, PREDICT, check_made_from_current_raw
 
@@ -127,7 +127,7 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
     if not image_path.is_file():
         raise FileNotFoundError(f"{image_path}: image cache not found (run python -m cxrcls.cache)")
     read_done(cache_dir, "done.json", what="image cache (python -m cxrcls.cache)")
-    images = np.load(image_path, mmap_mode="r")
+    images = load_npy(image_path, mmap=True)
     if images.ndim != 3 or images.dtype != np.uint8 or images.shape[1] != images.shape[2]:
         raise ValueError(f"{image_path}: expected (N, S, S) uint8, got {images.shape} "
                          f"{images.dtype}")
@@ -148,7 +148,7 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
                 f"{mask_path}: mask file for input {kind!r} is not among the outputs of the last "
                 f"run recorded in {masks_dir / done} ({record.get('outputs')}); "
                 "run cxrseg.postprocess with that radius in --dilate")
-        masks = np.load(mask_path, mmap_mode="r")
+        masks = load_npy(mask_path, mmap=True)
         if masks.shape != images.shape:
             raise ValueError(f"{mask_path} has shape {masks.shape} but {image_path} has "
                              f"{images.shape}: the masks are not aligned with the image cache")

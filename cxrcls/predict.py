@@ -54,7 +54,7 @@ from cxrstats.foundation.imageio import image_stem, read_gray
 from cxrstats.foundation.input_names import mask_radius
 from cxrstats.foundation.argtypes import Parser, int_range
 from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, changed_identity,
-                                        input_identity, read_done, write_csv)
+                                        input_identity, load_npy, read_done, write_csv)
 from cxrstats.foundation.progress import Progress
 from cxrstats.study import label_scores
 from cxrstats.foundation.checkpoints import load_checkpoint
@@ -161,7 +161,7 @@ def cache_size_of(folder: Path, record: dict) -> int:
         work, _ = input_record(folder, record, "cache", "image cache")
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error}; give --cache-size S, the side of that cache") from None
-    return int(np.load(work / "cache" / "images.npy", mmap_mode="r").shape[-1])
+    return int(load_npy(work / "cache" / "images.npy", mmap=True).shape[-1])
 
 
 def trained_masks(folder: Path, record: dict, kind: str) -> MaskRecord | None:

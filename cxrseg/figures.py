@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, read_csv,
+from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, load_npy, read_csv,
                                         write_done, write_run_json)
 
 from .morphology import boundary, cutout
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         require_finished(masks_dir / "raw.npy", PREDICT, "cxrseg.predict")
         for name in ("eroded.npy", "m15.npy", "m50.npy"):
             require_postprocessed(masks_dir / name)
-        images = np.load(Path(args.cache) / "images.npy", mmap_mode="r")
+        images = load_npy(Path(args.cache) / "images.npy", mmap=True)
         index = read_csv(Path(args.cache) / "index.csv", required=["row", "image"])
         stacks = {}
         for name in ("raw", "eroded", "m15", "m50"):
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: file not found "
                                         "(run cxrseg.predict and cxrseg.postprocess)")
-            stacks[name] = np.load(path, mmap_mode="r")
+            stacks[name] = load_npy(path, mmap=True)
             if stacks[name].shape != images.shape:
                 raise ValueError(f"{path} has shape {stacks[name].shape} but "
                                  f"{args.cache}/images.npy has {images.shape}")

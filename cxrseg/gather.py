@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrstats.foundation.argtypes import Parser
-from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, file_sha256, read_csv,
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, file_sha256, load_npy, read_csv,
                                         save_npy, write_csv, write_done, write_run_json)
 
 from .records import MASK_FACTS, PREDICT, PROMPT_COLUMNS, index_rows_sha256, require_finished
@@ -83,7 +83,7 @@ def gather(records: list[dict]) -> tuple[np.ndarray, list[list[str]], list[list[
     masks, index, prompts = [], [], []
     for r in records:
         folder = r["folder"]
-        raw = np.load(folder / "raw.npy", allow_pickle=False)
+        raw = load_npy(folder / "raw.npy")
         rows = read_csv(folder / "index.csv", required=["row", "image"])
         if index_rows_sha256((row["row"], row["image"]) for row in rows) != r["rows_sha256"]:
             raise ValueError(f"{folder / 'index.csv'}: not the rows its {PREDICT} vouches for "

@@ -17,7 +17,7 @@ import numpy as np
 
 from cxrstats.foundation.imageio import (IMAGE_SUFFIXES, image_stem, is_image_file,
                                         open_image, read_gray)
-from cxrstats.foundation.fileio import file_sha256, read_csv
+from cxrstats.foundation.fileio import file_sha256, load_npy, read_csv
 from cxrstats.foundation.names import name_key, plain_name
 
 
@@ -171,10 +171,7 @@ def load_stack(images: str | os.PathLike, index: str | os.PathLike | None = None
         return [read_image(p) for p in files.values()], [p.name for p in files.values()]
     if not images.is_file():
         raise FileNotFoundError(f"{images}: file or folder not found")
-    try:
-        stack = np.load(images, mmap_mode="r", allow_pickle=False)
-    except Exception as error:
-        raise ValueError(f"{images}: cannot read as .npy ({error})") from None
+    stack = load_npy(images, mmap=True)
     if stack.ndim != 3:
         raise ValueError(f"{images}: expected an (N, H, W) stack, got shape {stack.shape}")
     if index is None:

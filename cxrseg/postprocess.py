@@ -32,8 +32,8 @@ from scipy import ndimage
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.extent import UNRECORDED
 from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, begin_run, file_sha256,
-                                        read_csv, read_done, save_npy, write_csv, write_done,
-                                        write_run_json)
+                                        load_npy, read_csv, read_done, save_npy, write_csv,
+                                        write_done, write_run_json)
 from cxrstats.foundation.progress import Progress
 
 from .anatomy import add_anatomy_arguments, clean_mask
@@ -175,10 +175,7 @@ def read_raw_masks(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    try:
-        raw = np.load(path, allow_pickle=False)
-    except Exception as error:  # numpy raises several types for a broken or foreign file
-        raise ValueError(f"{path}: cannot read as .npy ({error})") from None
+    raw = load_npy(path)
     if raw.ndim != 3:
         raise ValueError(f"{path}: expected (N, H, W) masks, got shape {raw.shape}")
     if raw.dtype != bool and not np.issubdtype(raw.dtype, np.integer):
@@ -244,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             if not args.images:
                 raise ValueError("--shape-prior needs --images (the stack the masks were "
                                  "predicted on)")
-            stack = np.load(args.images, mmap_mode="r", allow_pickle=False)
+            stack = load_npy(args.images, mmap=True)
             if stack.shape != raw.shape:
                 raise ValueError(f"{args.images} has shape {stack.shape} but {args.masks} has "
                                  f"{raw.shape}")

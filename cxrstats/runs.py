@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrstats.foundation.fileio import IncompleteRunError, file_sha256, read_csv, read_done
+from cxrstats.foundation.fileio import (IncompleteRunError, file_sha256, load_npy, read_csv,
+                                        read_done)
 from cxrstats.foundation.input_names import mask_radius
 from cxrstats.results import changed_inputs
 from cxrstats.study import FINDINGS, LABELS
@@ -163,10 +164,7 @@ def read_probs(folder: Path, part: str, cohort: Cohort) -> tuple[np.ndarray, np.
     ids_path = folder / f"{part}_ids.csv"
     if not probs_path.is_file():
         raise FileNotFoundError(f"{probs_path}: file not found")
-    try:
-        probs = np.load(probs_path, allow_pickle=False)
-    except ValueError as error:
-        raise ValueError(f"{probs_path}: not a readable .npy array ({error})") from None
+    probs = load_npy(probs_path)
     ids = [r["image"] for r in read_csv(ids_path, required=["image"])]
     if probs.ndim != 2 or probs.shape[1] != len(FINDINGS):
         raise ValueError(f"{probs_path}: expected shape (n, {len(FINDINGS)}), got {probs.shape}")

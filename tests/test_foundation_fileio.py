@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cxrstats.foundation.fileio import (FOLDER_MARKER, ForeignFolderError, IncompleteRunError,
+                                        load_npy,
                                         begin_run, claim_folder, content_facts, read_csv,
                                         read_done, save_npy, write_csv, write_done)
 
@@ -179,3 +180,33 @@ def test_clean_work_deletes_only_a_folder_of_the_toolkits_stages(tmp_path, conte
         (work / "notes.txt").write_text(content)
     assert main(["--check-work", str(work)]) == (1 if refused else 0)
     assert main(["--check-work", str(tmp_path / "missing")]) == 0
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_load_npy_names_the_file_when_it_is_cut_short_foreign_or_pickled(tmp_path, mmap):
+    """numpy's own messages ("mmap length is greater than file size", "cannot reshape") name no
+    file; load_npy does, for a copy cut short, a file that is no .npy and an object array."""
+    good = tmp_path / "m50.npy"
+    np.save(good, np.ones((4, 8, 8), np.uint8))
+    np.testing.assert_array_equal(load_npy(good, mmap=mmap), np.ones((4, 8, 8), np.uint8))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:-50])
+    other = tmp_path / "other.npy"
+    other.write_text("image,label\n")
+    pickled = tmp_path / "pickled.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object))
+    for path in (cut, other, pickled):
+        with pytest.raises(ValueError, match=f"{path.name}: not a readable .npy array"):
+            load_npy(path, mmap=mmap)
+    with pytest.raises(FileNotFoundError, match="gone.npy: file not found"):
+        load_npy(tmp_path / "gone.npy", mmap=mmap)
+
+
+def test_every_stage_reads_npy_files_through_load_npy():
+    """One rule for reading arrays: no stage calls np.load itself (its errors name no file)."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    callers = [str(p.relative_to(root)) for package in ("cxrcls", "cxrseg", "cxrstats")
+               for p in sorted((root / package).rglob("*.py"))
+               if "np.load(" in p.read_text() and p.name != "fileio.py"]
+    assert callers == []

@@ -47,6 +47,19 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(f, np.ascontiguousarray(array))
 
 
+def load_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
+    """The array of a `.npy` file, memory-mapped read-only with `mmap`; never a pickle.
+    FileNotFoundError / ValueError naming the file when it is missing, truncated (a copy cut short)
+    or not a `.npy` array, instead of numpy's message without a name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as error:  # numpy raises ValueError, EOFError, OSError ... for a broken file
+        raise ValueError(f"{path}: not a readable .npy array ({error})") from None
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
