@@ -399,6 +399,26 @@ def test_two_makes_at_once_on_a_fresh_checkout_install_once_one_after_the_other(
     assert (venv / ".installed").is_file()
 
 
+def test_two_dry_runs_at_once_each_write_the_generated_settings_whole(tmp_path):
+    """A dry run takes no lock but writes WORK/.make/env.mk: two at once (each slowed down while
+    writing it) must not write one temporary file, which the first renames under the second."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\ncase "$1" in (profiles/module_deps.py) sleep 1;; esac\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    work = tmp_path / "w"
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "SUBMAKE")}
+    makes = [subprocess.Popen(["make", "--no-print-directory", "-n", f"-o{SETUP.relative_to(ROOT)}",
+                               f"PY={python}", "PROFILE=tiny", f"WORK={work}"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [make.communicate(timeout=120)[0] for make in makes]
+    assert [make.returncode for make in makes] == [0, 0], outputs
+    assert not any("cannot stat" in output for output in outputs), outputs
+    assert [p.name for p in (work / ".make").iterdir()] == ["env.mk"]
+    assert (work / ".make" / "env.mk").read_text().startswith("ENV_LOADED := 1\n")
+
+
 def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tmp_path):
     """A finished folder (stand-in stages): `make -q` says up to date; a post-processing that
     re-ran with the same masks (checksums unchanged) re-runs the figures and report, no training;
