@@ -46,7 +46,7 @@ PIP_INSTALL = echo '$(PY) -m pip install -q $(1)'; $(PY) -m pip install -q $(1) 
 # the file system cannot lock, it warns and installs unlocked. (A shell fragment: the lock is held
 # by file descriptor 9 until the recipe line ends.)
 VENV_LOCK := $(VENV).lock
-LOCK_VENV = exec 9> $(VENV_LOCK); flock 9 || echo "warning: cannot lock $(VENV_LOCK) (above); \
+LOCK_VENV = mkdir -p $(dir $(VENV_LOCK)); exec 9> $(VENV_LOCK); flock 9 || echo "warning: cannot lock $(VENV_LOCK) (above); \
 	installing without it: run one make at a time until $(VENV) is installed" >&2
 stamp_time = stat -c %y $(1) 2>/dev/null || true
 $(SETUP): $(if $(SUBMAKE),,requirements.txt)
