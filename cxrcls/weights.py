@@ -11,8 +11,10 @@ before a run reads too.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -67,14 +69,17 @@ def modern_key(key: str) -> str:
 
 def fetch(archs: list[str]) -> list[Path]:
     """Download the weights not yet in the weights folder; a download is renamed into place only
-    once its hash matches. Returns the files, each checked."""
+    once its hash matches. Each download has a temporary file of its own, so two jobs fetching at
+    once both end with the checked file. Returns the files, each checked."""
     weights_dir().mkdir(parents=True, exist_ok=True)
     files = []
     for arch in archs:
         path = weights_file(arch)
         if not path.is_file():
             print(f"weights: fetching {weights_url(arch)} -> {path}", flush=True)
-            tmp = path.with_name(path.name + ".tmp")
+            handle, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+            os.close(handle)
+            tmp = Path(name)
             try:
                 download(weights_url(arch), tmp, path)
                 check_hash(tmp, name=path.name)

@@ -510,12 +510,14 @@ endif
 endif
 endif
 
+# A dry run (-n, -q) takes no lock but still writes this file, so two makes may write it at once:
+# each writes a temporary file of its own (named by host and process), then renames it.
 $(ENV_MK): $(SETUP) profiles/module_deps.py $(PROJECT_PY)
-	@mkdir -p $(@D)
-	@{ echo "ENV_LOADED := 1"; \
-	   $(PY) profiles/module_deps.py $(STAGE_MODULES); \
-	   echo "LITE_WEIGHTS := $$($(PY) vendor_medsam/weights.py)"; } > $@.tmp
-	@mv $@.tmp $@
+	@mkdir -p $(@D); tmp=$@.$$(uname -n).$$$$.tmp; \
+	{ echo "ENV_LOADED := 1"; \
+	  $(PY) profiles/module_deps.py $(STAGE_MODULES); \
+	  echo "LITE_WEIGHTS := $$($(PY) vendor_medsam/weights.py)"; } > $$tmp || { rm -f $$tmp; exit 1; }; \
+	mv $$tmp $@
 
 .PHONY: attribution tightness compare
 

@@ -98,6 +98,29 @@ def test_fetch_without_the_network_says_which_file_to_copy_where(tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_two_fetches_of_one_file_at_once_both_end_with_the_checked_file(tmp_path, monkeypatch):
+    """Two jobs run `make weights` (or `make setup PROFILE=paper`) at once: the second downloads
+    while the first is downloading; each downloads into a file of its own, so both end with the
+    checked file and no temporary file stays behind."""
+    state_file = saved_like_torchvision({"w": torch.ones(3)}, tmp_path, "resnet18")
+    content = state_file.read_bytes()
+    folder = tmp_path / "weights"
+    monkeypatch.setitem(IMAGENET_FILES, "resnet18", state_file.name)
+    monkeypatch.setenv("IMAGENET_DIR", str(folder))
+    calls = []
+
+    def download(url, dst, progress=True):
+        with open(dst, "wb") as f:
+            f.write(content)
+        calls.append(dst)
+        if len(calls) == 1:  # the other job's whole fetch, while this one is under way
+            weights.fetch(["resnet18"])
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    assert weights.fetch(["resnet18"]) == [folder / state_file.name]
+    assert len(calls) == 2 and calls[0] != calls[1]
+    assert list(folder.iterdir()) == [folder / state_file.name]
+
+
 def test_make_weights_with_the_files_in_place_only_checks_them(tmp_path, monkeypatch, capsys,
                                                                no_network):
     """Files copied in by hand: `make weights` checks their hashes and downloads nothing."""

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -366,6 +367,56 @@ def test_setup_without_the_network_stops_saying_how_to_install_elsewhere(tmp_pat
             "node, same folder), or from a folder of wheels: PIP_NO_INDEX=1 "
             "PIP_FIND_LINKS=<folder> make setup (docs/cluster.md)") in result.stderr, result.stderr
     assert SETUP.stat().st_mtime_ns == stamp_time
+
+
+# A stand-in for python3: `-m venv DIR` makes DIR/bin/python a copy of it, whose `-m pip` logs its
+# start and end in $PIP_LOG, half a second apart; anything else runs the real Python.
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; exit; fi
+if [ "$1 $2" = "-m pip" ]; then
+  echo start >> "$PIP_LOG"; sleep 0.5; echo end >> "$PIP_LOG"; exit
+fi
+exec {real} "$@"
+"""
+
+
+def test_two_makes_at_once_on_a_fresh_checkout_install_once_one_after_the_other(tmp_path):
+    """Jobs submitted together from one fresh checkout: the second make waits for the first's
+    install (two pips writing one folder fail or leave it half written), then finds it done and
+    installs nothing."""
+    python = tmp_path / "python3"
+    python.write_text(FAKE_PYTHON.format(real=sys.executable))
+    python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "SUBMAKE")}
+    env["PIP_LOG"] = str(tmp_path / "pip.log")
+    venv = tmp_path / "venv"
+    makes = [subprocess.Popen(["make", "--no-print-directory", f"VENV={venv}", f"PYTHON={python}",
+                               "setup"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [make.communicate(timeout=60)[0] for make in makes]
+    assert [make.returncode for make in makes] == [0, 0], outputs
+    assert (tmp_path / "pip.log").read_text().split() == ["start", "end"] * 2, outputs
+    assert (venv / ".installed").is_file()
+
+
+def test_two_dry_runs_at_once_each_write_the_generated_settings_whole(tmp_path):
+    """A dry run takes no lock but writes WORK/.make/env.mk: two at once (each slowed down while
+    writing it) must not write one temporary file, which the first renames under the second."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\ncase "$1" in (profiles/module_deps.py) sleep 1;; esac\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    work = tmp_path / "w"
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "SUBMAKE")}
+    makes = [subprocess.Popen(["make", "--no-print-directory", "-n", f"-o{SETUP.relative_to(ROOT)}",
+                               f"PY={python}", "PROFILE=tiny", f"WORK={work}"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [make.communicate(timeout=120)[0] for make in makes]
+    assert [make.returncode for make in makes] == [0, 0], outputs
+    assert not any("cannot stat" in output for output in outputs), outputs
+    assert [p.name for p in (work / ".make").iterdir()] == ["env.mk"]
+    assert (work / ".make" / "env.mk").read_text().startswith("ENV_LOADED := 1\n")
 
 
 def test_a_finished_work_folder_is_up_to_date_and_equal_masks_retrain_nothing(tmp_path):
