@@ -36,7 +36,8 @@ ARGS = ["--arch", "resnet18", "--weights", "none", "--device", "cpu", "--lr", "1
 def test_two_gloo_processes_agree_with_one(tmp_path):
     work = make_work(tmp_path / "work", n=20, size=32, fractions=(0.4, 0.3, 0.3))
     ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT),
+               TMPDIR=str(tmp_path))  # torchrun leaves a torchelastic_* folder in TMPDIR
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "cxrcls.train", "--work", str(work), "--out", str(ddp_out), *ARGS],
