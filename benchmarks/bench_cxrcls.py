@@ -113,17 +113,17 @@ def bench_loader(folder: Path, image_size: int, seconds: float = 3.0, device: st
 def bench_train(arch: str, image_size: int, max_steps: int = 3, budget: float = 8.0,
                 batch: int = BATCH, device: str = "cpu", precision: str = "fp32",
                 channels_last: bool = False, warmup: int = 1, quiet: bool = False,
-                ready=None) -> float:
+                ready=None, bf16_copies: bool = False) -> float:
     """Training images/s of cxrcls.training's train_step on random data: after `warmup` steps, up to
-    `max_steps` steps or `budget` seconds. `precision` (resolved: fp32 or bf16 autocast) and
-    `channels_last` as the training CLI sets them. `ready()`, when given, is called between
-    warm-up and timing (a barrier for runs timed side by side)."""
+    `max_steps` steps or `budget` seconds. `precision` (resolved: fp32 or bf16 autocast),
+    `channels_last` and `bf16_copies` as the training CLI sets them. `ready()`, when given, is
+    called between warm-up and timing (a barrier for runs timed side by side)."""
     device = torch.device(device)
     torch.manual_seed(0)
     model = build_model(arch, "none").train().to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, 1e-4)
+    optimizer = make_optimizer(model, 1e-4, precision, bf16_copies=bf16_copies)
     x = torch.rand(batch, 1, image_size, image_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -5,7 +5,8 @@ round (run by `make bench`; `python -m benchmarks.bench_precision [--threads 1]`
   2. fine-tune encoding (`cxrseg.finetune --train all`): the image encoder's forward and backward
      pass, images/s;
   3. classifier training steps (cxrcls.training.train_step, channels_last as cxrcls.train) for
-     resnet50 and densenet121 at 64 px, batch 8 (the demo profile's TRAIN_ARGS), steps/s.
+     resnet50 and densenet121 at 64 px, batch 8 (the demo profile's TRAIN_ARGS), steps/s, in bf16
+     with and without `cxrcls.train --bf16-copies`.
 Speed-up = bf16 rate / fp32 rate (median over rounds). Skipped where the CPU has no native bf16
 (`cxrstats.foundation.device.cpu_runs_bf16`) and, for 1 and 2, without the LiteMedSAM weights. The
 masks themselves (bf16 against fp32 on real radiographs) are experiments/precision.py.
@@ -103,14 +104,23 @@ def bench_finetune_encode(model, images, rounds: int) -> float:
 
 
 def bench_classifiers(rounds: int, steps: int, size: int, batch: int) -> dict[str, float]:
+    """Training steps/s in fp32, in bf16 (autocast) and in bf16 with `--bf16-copies`, the three
+    taking turns in every round; returns each arch's speed-ups over fp32."""
     out = {}
+    variants = {"fp32": ("fp32", False), "bf16": ("bf16", False),
+                "bf16 + copies": ("bf16", True)}
     for arch in ("resnet50", "densenet121"):
-        def measure(precision):
-            return bench_train(arch, size, max_steps=steps, budget=1e9, batch=batch,
-                               precision=precision, channels_last=True, warmup=1,
-                               quiet=True) / batch
-        out[arch] = line(f"{arch} training step, {size} px, batch {batch}",
-                         alternate(rounds, measure), "steps/s")
+        rates: dict[str, list[float]] = {v: [] for v in variants}
+        for _ in range(rounds):
+            for name, (precision, copies) in variants.items():
+                rates[name].append(bench_train(
+                    arch, size, max_steps=steps, budget=1e9, batch=batch, precision=precision,
+                    channels_last=True, warmup=1, quiet=True, bf16_copies=copies) / batch)
+        fp32 = float(np.median(rates["fp32"]))
+        out[arch] = {v: float(np.median(r)) / fp32 for v, r in rates.items()}
+        print(f"{arch} training step, {size} px, batch {batch}: " + ", ".join(
+            f"{v} {float(np.median(r)):.3f} steps/s ({out[arch][v]:.2f}x)"
+            for v, r in rates.items()) + f" (median of {rounds} rounds)", flush=True)
     return out
 
 
@@ -124,15 +134,17 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int_range(1), default=3, help="training steps per round")
     parser.add_argument("--size", type=int_range(32), default=64, help="classifier input side")
     parser.add_argument("--batch", type=int_range(1), default=8, help="classifier batch")
+    parser.add_argument("--classifiers-only", action="store_true",
+                        help="only the classifier training steps (3)")
     args = parser.parse_args(argv)
     if not start_cpu(args.threads, "precision"):
         return
     print(f"precision: CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
+    model = None
     try:
-        model = load_model("lite")
+        model = None if args.classifiers_only else load_model("lite")
     except (FileNotFoundError, ValueError) as error:
         print(f"LiteMedSAM: skipped, weights unavailable ({error})")
-        model = None
     if model is not None:
         images = radiographs(args.images, PIPELINE_SIZE)
         bench_encode(model, images, args.rounds)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from cxrcls.models import build_model
+from cxrcls.bf16adam import BF16Adam
 from cxrcls.training import make_optimizer
 from cxrstats.foundation.argtypes import Parser, int_range
 from benchmarks.bench_precision import PRECISIONS, start_cpu
@@ -32,21 +33,21 @@ PHASES = ("forward", "backward", "update")
 CONV_BACKWARD = ("aten::convolution_backward", "aten::_slow_conv2d_backward")
 
 
-def setup(arch: str, size: int, batch: int):
+def setup(arch: str, size: int, batch: int, precision: str, bf16_copies: bool = False):
     """(model, optimizer, x, y) as benchmarks.bench_cxrcls.bench_train builds them,
-    channels_last."""
+    channels_last (the optimizer cxrcls.train uses at `precision`, `--bf16-copies`)."""
     torch.manual_seed(0)
     model = build_model(arch, "none").train().to(memory_format=torch.channels_last)
     x = torch.rand(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
     y = (torch.rand(batch, 5) < 0.3).float()
-    return model, make_optimizer(model, 1e-4), x, y
+    return model, make_optimizer(model, 1e-4, precision, bf16_copies=bf16_copies), x, y
 
 
 def timed_step(model, optimizer, x, y, precision: str) -> list[float]:
     """One training step; seconds of its forward pass, backward pass and Adam update."""
     t0 = time.perf_counter()
     with precision_autocast(x.device, precision):
-        logits = model(x)
+        logits = optimizer.forward(x) if isinstance(optimizer, BF16Adam) else model(x)
     loss = F.binary_cross_entropy_with_logits(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     t1 = time.perf_counter()
@@ -102,7 +103,7 @@ def copies(run, precision: str, steps: int) -> None:
 def bf16_bound(arch: str, size: int, batch: int, rounds: int, steps: int) -> None:
     """Prints forward + backward ms of the model held in bf16 (weights and input), median of
     `rounds`: what the step's compute costs without autocast's copies."""
-    model, _, x, y = setup(arch, size, batch)
+    model, _, x, y = setup(arch, size, batch, "fp32")
     model, x = model.to(torch.bfloat16), x.to(torch.bfloat16)
 
     def forward_backward():
@@ -130,12 +131,14 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int_range(32), default=64, help="input side, px")
     parser.add_argument("--batch", type=int_range(1), default=8)
     parser.add_argument("--top", type=int_range(1), default=6, help="shapes listed")
+    parser.add_argument("--bf16-copies", action="store_true",
+                        help="bf16 trains as cxrcls.train --bf16-copies does")
     args = parser.parse_args(argv)
     if not start_cpu(args.threads, "profile_step"):
         return
     print(f"{args.arch}, {args.size} px, batch {args.batch}, {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}")
-    runs = {p: setup(args.arch, args.size, args.batch) for p in PRECISIONS}
+    runs = {p: setup(args.arch, args.size, args.batch, p, args.bf16_copies) for p in PRECISIONS}
     for precision, run in runs.items():
         for _ in range(2):
             timed_step(*run, precision)          # warm-up

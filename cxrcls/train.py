@@ -58,8 +58,8 @@ from cxrcls.labels import FINDINGS, LABELS
 from cxrcls.loader import BatchLoader
 from cxrcls.models import ARCHS, Classifier, build_model
 from cxrcls.split_data import load_split
-from cxrcls.training import (bce, make_optimizer, predict_logits, sigmoid, train_step,
-                             training_input)
+from cxrcls.training import (bce, make_optimizer, optimizer_kind, predict_logits, sigmoid,
+                             train_step, training_input)
 from cxrcls.weights import require_imagenet
 from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restoring, save_checkpoint
 from cxrseg.early_stopping import EarlyStopping
@@ -182,7 +182,8 @@ def setup(args) -> tuple[TrainingRun, State]:
     channels_last = not args.no_channels_last  # faster convolutions on CPU too
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, args.lr)
+    optimizer = make_optimizer(model, args.lr, precision, distributed=ctx.world_size > 1,
+                               bf16_copies=args.bf16_copies)
     net = model
     if ctx.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -447,9 +448,10 @@ def final_predictions(run: TrainingRun, state: State) -> None:
             "train_seconds": round(state.train_seconds, 3), "epochs": state.epoch,
             "best_epoch": stopping.best_epoch, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "precision": run.precision, "world_size": ctx.world_size,
-            "stopped_early": state.stopped_early})
+            "precision": run.precision, "optimizer": optimizer_kind(run.optimizer),
+            "world_size": ctx.world_size, "stopped_early": state.stopped_early})
         write_run_json(out, args, state.train_seconds, device=str(device), precision=run.precision,
+                       optimizer=optimizer_kind(run.optimizer),
                        world_size=ctx.world_size, best_epoch=stopping.best_epoch,
                        val_macro_auroc=stopping.best)
         write_done(out, args, OUTPUTS, done=DONE, epochs=state.epoch,
@@ -563,6 +565,12 @@ def build_parser() -> Parser:
     parser.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:i")
     add_precision_argument(parser)
+    parser.add_argument("--bf16-copies", action="store_true",
+                        help="bf16 on a CPU, one process: keep bf16 copies of the convolution and "
+                             "linear weights between steps and update weights, Adam's state and "
+                             "copies in one compiled pass (cxrcls.bf16adam): faster steps, for a "
+                             "compile of a few seconds per run, so it pays on long runs; ignored "
+                             "elsewhere")
     return parser
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrcls.augment import augment
+from cxrcls.bf16adam import BF16Adam
 from cxrcls.loader import BatchLoader
 from cxrcls.inputs import compose
 from cxrstats.foundation.device import precision_autocast
@@ -47,10 +48,25 @@ def training_input(batch, kind: str, device: torch.device, image_size: int | Non
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+def make_optimizer(model: torch.nn.Module, lr: float, precision: str = "fp32",
+                   distributed: bool = False, bf16_copies: bool = False) -> torch.optim.Adam:
     """The study's Adam over the trainable weights, fused: one pass over the weights per step
-    instead of one per operation (CPU and CUDA). Its state stays float32 in every precision."""
+    instead of one per operation. Its state and the weights stay float32 in every precision.
+    `bf16_copies` (bf16 on a CPU, one process only): train through bf16 weight copies
+    (`cxrcls.bf16adam`), which saves autocast's two casts of every weight per step."""
+    if bf16_copies and precision == "bf16" and not distributed and all(
+            p.device.type == "cpu" for p in model.parameters()):
+        return BF16Adam(model, lr)
     return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, fused=True)
+
+
+
+def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
+    """What updated the weights, for run.json: 'adam', or 'adam, bf16 weight copies, update
+    compiled' ('update eager' where torch.compile was not available)."""
+    if isinstance(optimizer, BF16Adam):
+        return f"adam, bf16 weight copies, update {optimizer.update_kind}"
+    return "adam"
 
 
 def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -59,7 +75,7 @@ def train_step(net, optimizer, x: torch.Tensor, y: torch.Tensor,
     forward pass runs under `precision` (resolved: fp32 or bf16 autocast); the logits are cast to
     float32 for the loss, and the weights and Adam's state stay float32."""
     with precision_autocast(x.device, precision):
-        logits = net(x)
+        logits = optimizer.forward(x) if isinstance(optimizer, BF16Adam) else net(x)
     loss = F.binary_cross_entropy_with_logits(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

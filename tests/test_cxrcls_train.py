@@ -503,6 +503,27 @@ def test_precision_is_recorded_and_a_resume_in_another_precision_is_refused(work
     assert read_done(uninterrupted, "done.json")["epochs"] == 2
 
 
+def test_bf16_copies_resume_where_an_uninterrupted_run_ends_and_are_recorded(work, monkeypatch):
+    # --bf16-copies: weights, Adam's state and the bf16 copies survive last.pt exactly
+    import cxrstats.foundation.device as device
+    monkeypatch.setattr(device, "cpu_runs_bf16", lambda: True)   # bf16 autocast runs on any CPU
+    flags = [*with_flags(FAST, "--precision", "bf16"), "--bf16-copies"]
+    straight, resumed = work / "runs" / "bf16_straight", work / "runs" / "bf16_resumed"
+    train.main(["--work", str(work), "--epochs", "2", "--out", str(straight), *flags])
+    train.main(["--work", str(work), "--epochs", "1", "--out", str(resumed), *flags])
+    train.main(["--work", str(work), "--epochs", "2", "--out", str(resumed), "--resume", *flags])
+    assert_same_weights(weights(resumed / "last.pt"), weights(straight / "last.pt"))
+    np.testing.assert_array_equal(np.load(resumed / "test_probs.npy"),
+                                  np.load(straight / "test_probs.npy"))
+    for name in ("run.json", "timing.json"):
+        record = json.loads((straight / name).read_text())
+        assert record["precision"] == "bf16"
+        assert record["optimizer"] in ("adam, bf16 weight copies, update compiled",
+                                       "adam, bf16 weight copies, update eager")
+    saved = torch.load(straight / "best.pt", weights_only=True)["model"]
+    assert all(v.dtype == torch.float32 for v in saved.values() if v.is_floating_point())
+
+
 def test_fp32_predictions_are_the_network_run_without_autocast(work, uninterrupted, monkeypatch):
     # --precision fp32 is the float32 code path exactly: autocast is never entered, so the logits
     # are bit for bit what the model gives on its own
