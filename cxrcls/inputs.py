@@ -10,10 +10,12 @@ The names are defined in cxrstats.foundation.input_names.
 
 Masks are (N, S, S) uint8 0/1 arrays whose rows are aligned with cache/index.csv. Before any mask is
 used, the mask stage must have finished (masks/done_postprocess.json for m<r>,
-masks/done_predict.json for overlay, listing the mask file), m<r> must have been made from the raw
-masks done_predict.json vouches for now (cxrseg.records.check_made_from_current_raw), and
-masks/index.csv must equal cache/index.csv row for row; any difference is refused with an error
-naming both files.
+masks/done_predict.json for overlay, listing the mask file), the mask file must hold the bytes
+that record vouches for (its sha256: done_postprocess.json's `content_file_sha256` for m<r>,
+done_predict.json's `raw_sha256` for raw.npy; hashed once per process), m<r> must have been made
+from the raw masks done_predict.json vouches for now
+(cxrseg.records.check_made_from_current_raw), and masks/index.csv must equal cache/index.csv row
+for row; any difference is refused with an error naming both files.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrstats.foundation.fileio import load_npy, read_csv, read_done
+from cxrstats.foundation.fileio import (IncompleteRunError, current_sha256, load_npy, read_csv,
+                                        read_done)
 from cxrstats.foundation.input_names import is_input_name, mask_radius
 from cxrseg.records import POSTPROCESS, PREDICT, check_made_from_current_raw
 
@@ -58,6 +61,9 @@ def input_type(text: str) -> str:
         return check_input(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+MASK_STAGES = {POSTPROCESS: "cxrseg.postprocess", PREDICT: "cxrseg.predict"}  # record -> its stage
 
 
 def mask_file(kind: str) -> tuple[str, str] | None:
@@ -141,13 +147,15 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
         if not masks_dir.is_dir():
             raise FileNotFoundError(f"{masks_dir}: mask folder not found; input {kind!r} needs "
                                     "python -m cxrseg.predict and cxrseg.postprocess first")
-        record = read_done(masks_dir, done, what="mask stage")
+        stage = f"{MASK_STAGES[done]} run"
+        record = read_done(masks_dir, done, what=stage, files=[name])
         mask_path = masks_dir / name
         if name not in record.get("outputs", []):
             raise FileNotFoundError(
                 f"{mask_path}: mask file for input {kind!r} is not among the outputs of the last "
                 f"run recorded in {masks_dir / done} ({record.get('outputs')}); "
                 "run cxrseg.postprocess with that radius in --dilate")
+        check_raw_sha256(mask_path, record, masks_dir / done)
         masks = load_npy(mask_path, mmap=True)
         if masks.shape != images.shape:
             raise ValueError(f"{mask_path} has shape {masks.shape} but {image_path} has "
@@ -158,6 +166,18 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
         if done == POSTPROCESS:
             check_made_from_current_raw(masks_dir, record)
     return InputSource(kind, images, masks)
+
+
+def check_raw_sha256(path: Path, record: dict, done: Path) -> None:
+    """IncompleteRunError naming raw.npy unless its bytes are those `done` (done_predict.json,
+    read as `record`) records as `raw_sha256`; other files and records without it pass."""
+    if path.name != "raw.npy" or not record.get("raw_sha256"):
+        return
+    if current_sha256(path) != record["raw_sha256"]:
+        raise IncompleteRunError(
+            f"{path}: changed since the cxrseg.predict run wrote it (its sha256 is not the "
+            f"raw_sha256 {done} vouches for: edited, truncated or copied from another run); "
+            "re-run cxrseg.predict")
 
 
 def _disk_kernel(radius: int, device, dtype) -> torch.Tensor:

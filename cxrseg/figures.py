@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         require_finished(masks_dir / "raw.npy", PREDICT, "cxrseg.predict")
         for name in ("eroded.npy", "m15.npy", "m50.npy"):
             require_postprocessed(masks_dir / name)
+        if (masks_dir / "qc.csv").is_file():
+            require_postprocessed(masks_dir / "qc.csv")
         images = load_npy(Path(args.cache) / "images.npy", mmap=True)
         index = read_csv(Path(args.cache) / "index.csv", required=["row", "image"])
         stacks = {}

@@ -9,9 +9,12 @@ silently dropped: an empty raw mask (or one that erosion empties) is replaced by
 `--dilate R [R ...]` writes m<R>.npy for each distinct radius R >= 0 from one distance transform
 (m0 = the eroded mask itself). Reads raw.npy only with its done_predict.json and only as exact 0/1
 values; writes done_postprocess.json last, with the masks' lung extent (fact `extent`, copied
-from done_predict.json; `unrecorded` when that record has none) and `raw_sha256`, the sha256 of
-the raw.npy read (refused when done_predict.json records another): readers of the post-processed
-masks refuse them once predict has written other raw masks (cxrseg.records.require_postprocessed).
+from done_predict.json; `unrecorded` when that record has none), `raw_sha256`, the sha256 of
+the raw.npy read (refused when done_predict.json records another), and the sha256 of each file it
+wrote but run_postprocess.json (`cxrstats.foundation.fileio.content_facts`, hashed once, here):
+readers of the post-processed masks refuse them once predict has written other raw masks
+(cxrseg.records.require_postprocessed), and refuse a mask file or qc.csv whose bytes are not those
+(edited by hand, cut short, copied from another run), each hashing only the files it reads.
 
 An image that cxrseg.predict found degenerate (too small or featureless to hold a radiograph,
 cxrseg.degenerate; listed in done_predict.json) gets the flag `degenerate_image` in qc.csv and its
@@ -31,9 +34,9 @@ from scipy import ndimage
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.extent import UNRECORDED
-from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, begin_run, file_sha256,
-                                        load_npy, read_csv, read_done, save_npy, write_csv,
-                                        write_done, write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, begin_run, content_facts,
+                                        file_sha256, load_npy, read_csv, read_done, save_npy,
+                                        write_csv, write_done, write_run_json)
 from cxrstats.foundation.progress import Progress
 
 from .anatomy import add_anatomy_arguments, clean_mask
@@ -275,14 +278,16 @@ def main(argv: list[str] | None = None) -> None:
     write_run_json(out, args, name="run_postprocess.json", seconds=seconds, flagged=flagged,
                    fallbacks=fallbacks)
     write_done(out, args, outputs, done=POSTPROCESS, flagged=flagged, fallbacks=fallbacks,
-               extent=predicted.get("extent", UNRECORDED), raw_sha256=raw_sha256)
+               extent=predicted.get("extent", UNRECORDED), raw_sha256=raw_sha256,
+               **content_facts(out, [name for name in outputs if name != "run_postprocess.json"]))
 
 
 def _previous_outputs(folder: Path) -> list[str]:
     """The m<r>.npy files the previous finished run in `folder` wrote (other radii than this
-    run's would otherwise stay beside the new masks); only plain m<r>.npy names are taken."""
+    run's would otherwise stay beside the new masks); only plain m<r>.npy names are taken. No
+    file is hashed (`files=()`): the record's list is all this needs, even beside an edited mask."""
     try:
-        outputs = read_done(folder, POSTPROCESS).get("outputs", [])
+        outputs = read_done(folder, POSTPROCESS, files=()).get("outputs", [])
     except IncompleteRunError:
         return []
     return [name for name in outputs if isinstance(name, str) and re.fullmatch(r"m\d+\.npy", name)]

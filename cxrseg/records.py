@@ -25,6 +25,8 @@ PREDICT = "done_predict.json"          # masks/: raw.npy (or PNG masks), index.c
 POSTPROCESS = "done_postprocess.json"  # masks/: eroded.npy, m<r>.npy, qc.csv
 # Both records hold `raw_sha256`, the sha256 of raw.npy as predict (or gather) wrote it and as
 # postprocess read it: post-processed masks are current only while the two are equal.
+# done_postprocess.json also holds each of its files' sha256 (content_facts), which its readers
+# check for the files they read.
 SEGFIGURES = "done_segfigures.json"    # results/figures/: seg_loss_curves.png, mask_panels.png
 # A prediction into a folder of PNG masks writes the files it will write here before any of them
 # (removed when done_predict.json is written): a later run removes what a killed one left.
@@ -54,11 +56,13 @@ FINETUNE_STAGE = "cxrseg.finetune"     # the "stage" entry of the checkpoints cx
 
 
 def require_finished(path: str | os.PathLike, record: str, stage: str) -> dict:
-    """The completion record `record` beside `path`, which must list `path`'s name as an output.
+    """The completion record `record` beside `path`, which must list `path`'s name as an output
+    and, where the record holds each file's sha256 (`content_facts`), vouch for `path`'s bytes
+    (only `path` is hashed, once per process: `read_done`'s `files`).
 
     Raises IncompleteRunError naming the file and the stage to re-run otherwise."""
     path = Path(path)
-    done = read_done(path.parent, record, what=f"{stage} run")
+    done = read_done(path.parent, record, what=f"{stage} run", files=[path.name])
     outputs = done.get("outputs", [])
     if path.name not in outputs:
         raise IncompleteRunError(f"{path}: {path.parent / record} vouches for {outputs}, not for "
