@@ -16,6 +16,9 @@ readers of the post-processed masks refuse them once predict has written other r
 (cxrseg.records.require_postprocessed), and refuse a mask file or qc.csv whose bytes are not those
 (edited by hand, cut short, copied from another run), each hashing only the files it reads.
 
+`--shape-prior` (seg/shape_prior.json) is read only with the bytes done_finetune.json beside it
+vouches for, where there is one (`read_shape_prior`).
+
 An image that cxrseg.predict found degenerate (too small or featureless to hold a radiograph,
 cxrseg.degenerate; listed in done_predict.json) gets the flag `degenerate_image` in qc.csv and its
 reason in the `note` column; its masks are made as for any other image.
@@ -41,7 +44,7 @@ from cxrstats.foundation.progress import Progress
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .morphology import dilate_disks, erode_disk
-from .records import POSTPROCESS, PREDICT, require_finished
+from .records import FINETUNE, FINETUNE_STAGE, POSTPROCESS, PREDICT, require_finished
 from .shape_qc import SHAPE_COLUMNS, ShapePrior, shape_qc_rows
 from .study_masks import DILATE_RADII, ERODE_RADIUS
 
@@ -211,6 +214,16 @@ def check_same_images(rows: list[dict[str, str]], index, predicted_index: Path) 
                          f"{predicted[i]!r}; re-run cxrseg.predict on the current images")
 
 
+def read_shape_prior(path: str | os.PathLike) -> ShapePrior:
+    """The shape prior of `--shape-prior`; one beside a done_finetune.json (a segmenter folder,
+    seg/) only when that record lists it and vouches for its bytes (`require_finished`). A file
+    of the user's own, with no record beside it, is read as given."""
+    path = Path(path)
+    if (path.parent / FINETUNE).is_file():
+        require_finished(path, FINETUNE, FINETUNE_STAGE)
+    return ShapePrior.load(path)
+
+
 def check_radii(dilate: list[int]) -> None:
     """Refuse a dilation radius given twice (argparse has checked that each is an integer >= 0)."""
     repeated = sorted({r for r in dilate if dilate.count(r) > 1})
@@ -238,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"{args.index} has {len(rows)} rows but {args.masks} has "
                              f"{len(raw)} masks")
         check_same_images(rows, args.index, Path(args.masks).parent / "index.csv")
-        shape_prior = ShapePrior.load(args.shape_prior) if args.shape_prior else None
+        shape_prior = read_shape_prior(args.shape_prior) if args.shape_prior else None
         stack = None
         if shape_prior is not None:
             if not args.images:
