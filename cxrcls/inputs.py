@@ -27,10 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrstats.foundation.fileio import (IncompleteRunError, current_sha256, load_npy, read_csv,
-                                        read_done)
+from cxrstats.foundation.fileio import load_npy, read_csv, read_done
 from cxrstats.foundation.input_names import is_input_name, mask_radius
-from cxrseg.records import POSTPROCESS, PREDICT, check_made_from_current_raw
+from cxrseg.records import POSTPROCESS, PREDICT, check_made_from_current_raw, check_raw_sha256
 
 
 class _InputNames:
@@ -155,7 +154,8 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
                 f"{mask_path}: mask file for input {kind!r} is not among the outputs of the last "
                 f"run recorded in {masks_dir / done} ({record.get('outputs')}); "
                 "run cxrseg.postprocess with that radius in --dilate")
-        check_raw_sha256(mask_path, record, masks_dir / done)
+        if name == "raw.npy":
+            check_raw_sha256(mask_path, record)
         masks = load_npy(mask_path, mmap=True)
         if masks.shape != images.shape:
             raise ValueError(f"{mask_path} has shape {masks.shape} but {image_path} has "
@@ -166,18 +166,6 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
         if done == POSTPROCESS:
             check_made_from_current_raw(masks_dir, record)
     return InputSource(kind, images, masks)
-
-
-def check_raw_sha256(path: Path, record: dict, done: Path) -> None:
-    """IncompleteRunError naming raw.npy unless its bytes are those `done` (done_predict.json,
-    read as `record`) records as `raw_sha256`; other files and records without it pass."""
-    if path.name != "raw.npy" or not record.get("raw_sha256"):
-        return
-    if current_sha256(path) != record["raw_sha256"]:
-        raise IncompleteRunError(
-            f"{path}: changed since the cxrseg.predict run wrote it (its sha256 is not the "
-            f"raw_sha256 {done} vouches for: edited, truncated or copied from another run); "
-            "re-run cxrseg.predict")
 
 
 def _disk_kernel(radius: int, device, dtype) -> torch.Tensor:

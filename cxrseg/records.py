@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cxrstats.foundation.fileio import (IncompleteRunError, read_done, recorded_outputs,
-                                        write_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, current_sha256, read_done,
+                                        recorded_outputs, write_json)
 
 SPLIT = "done_split.json"              # seg/: splits.csv
 FINETUNE = "done_finetune.json"        # seg/: best.pt, last.pt, curves.csv, prior.json
@@ -68,6 +68,18 @@ def require_finished(path: str | os.PathLike, record: str, stage: str) -> dict:
         raise IncompleteRunError(f"{path}: {path.parent / record} vouches for {outputs}, not for "
                                  f"{path.name}; re-run {stage} with this output")
     return done
+
+
+def check_raw_sha256(path: str | os.PathLike, record: dict) -> None:
+    """IncompleteRunError naming raw.npy (`path`) unless its bytes are those done_predict.json
+    beside it (read as `record`) records as `raw_sha256` (hashed once per process); a record
+    without it (a prediction into PNG masks) passes."""
+    path = Path(path)
+    if record.get("raw_sha256") and current_sha256(path) != record["raw_sha256"]:
+        raise IncompleteRunError(
+            f"{path}: changed since the cxrseg.predict run wrote it (its sha256 is not the "
+            f"raw_sha256 {path.parent / PREDICT} vouches for: edited, truncated or copied from "
+            "another run); re-run cxrseg.predict")
 
 
 def check_made_from_current_raw(folder: str | os.PathLike, record: dict) -> None:
