@@ -31,10 +31,12 @@ Outputs (cohort/): cohort.csv (image, the six 0/1 labels in LABELS order, patien
 (image, split, part), table1.csv (label, images, drawn, available; last row "Total unique"),
 run.json, and last the completion record done.json (the cache and training refuse a cohort without
 it). Besides the arguments, done.json holds the cohort's content identity, `content_sha256` of
-cohort.csv and splits.csv (CONTENT_FILES; `cxrstats.foundation.fileio.content_facts`), which runs
-trained on the cohort record and their readers compare, and `labels_sha256`, the sha256 of the label
-table read: a cohort made again with the same arguments from an edited label table has other
-content.
+cohort.csv, splits.csv and table1.csv (CONTENT_FILES, each file's sha256 with it;
+`cxrstats.foundation.fileio.content_facts`), which runs trained on the cohort record and their
+readers compare, and which vouches for the bytes of the files later stages read (the cache and
+training cohort.csv and splits.csv, the report also table1.csv, which it copies), and
+`labels_sha256`, the sha256 of the label table read: a cohort made again with the same arguments
+from an edited label table has other content.
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ PRESENT, ABSENT = ("1", "1.0", "true"), ("0", "0.0", "false", "")
 SEPARATORS = (",", ";", "\t")  # the first under which the header holds an image column is used
 PARTS = ("train", "val", "test")
 OUTPUTS = ("cohort.csv", "splits.csv", "table1.csv", "run.json")
-CONTENT_FILES = ("cohort.csv", "splits.csv")  # what later stages read: the content identity's files
+# what later stages read (table1.csv: the report): the content identity's files
+CONTENT_FILES = ("cohort.csv", "splits.csv", "table1.csv")
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ The names are defined in cxrstats.foundation.input_names.
 
 Masks are (N, S, S) uint8 0/1 arrays whose rows are aligned with cache/index.csv. Before any mask is
 used, the mask stage must have finished (masks/done_postprocess.json for m<r>,
-masks/done_predict.json for overlay, listing the mask file), m<r> must have been made from the raw
-masks done_predict.json vouches for now (cxrseg.records.check_made_from_current_raw), and
-masks/index.csv must equal cache/index.csv row for row; any difference is refused with an error
-naming both files.
+masks/done_predict.json for overlay, listing the mask file), the mask file must hold the bytes
+that record vouches for (its sha256: done_postprocess.json's `content_file_sha256` for m<r>,
+done_predict.json's `raw_sha256` for raw.npy; hashed once per process), m<r> must have been made
+from the raw masks done_predict.json vouches for now
+(cxrseg.records.check_made_from_current_raw), and masks/index.csv must equal cache/index.csv row
+for row; any difference is refused with an error naming both files.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 
 from cxrstats.foundation.fileio import load_npy, read_csv, read_done
 from cxrstats.foundation.input_names import is_input_name, mask_radius
-from cxrseg.records import POSTPROCESS, PREDICT, check_made_from_current_raw
+from cxrseg.records import POSTPROCESS, PREDICT, check_made_from_current_raw, check_raw_sha256
 
 
 class _InputNames:
@@ -58,6 +60,9 @@ def input_type(text: str) -> str:
         return check_input(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+MASK_STAGES = {POSTPROCESS: "cxrseg.postprocess", PREDICT: "cxrseg.predict"}  # record -> its stage
 
 
 def mask_file(kind: str) -> tuple[str, str] | None:
@@ -141,13 +146,16 @@ def open_input(cache_dir: str | Path, masks_dir: str | Path, kind: str) -> Input
         if not masks_dir.is_dir():
             raise FileNotFoundError(f"{masks_dir}: mask folder not found; input {kind!r} needs "
                                     "python -m cxrseg.predict and cxrseg.postprocess first")
-        record = read_done(masks_dir, done, what="mask stage")
+        stage = f"{MASK_STAGES[done]} run"
+        record = read_done(masks_dir, done, what=stage, files=[name])
         mask_path = masks_dir / name
         if name not in record.get("outputs", []):
             raise FileNotFoundError(
                 f"{mask_path}: mask file for input {kind!r} is not among the outputs of the last "
                 f"run recorded in {masks_dir / done} ({record.get('outputs')}); "
                 "run cxrseg.postprocess with that radius in --dilate")
+        if name == "raw.npy":
+            check_raw_sha256(mask_path, record)
         masks = load_npy(mask_path, mmap=True)
         if masks.shape != images.shape:
             raise ValueError(f"{mask_path} has shape {masks.shape} but {image_path} has "

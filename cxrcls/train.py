@@ -17,10 +17,12 @@ epoch scored a number has no best.pt and stops with an error naming its folder.
 Inputs must be finished stages: cohort/done.json, cache/done.json, and for masked inputs the mask
 stage's record (see `cxrcls.inputs`); done.json's `inputs` holds, per input stage read, what made it
 and what it holds (`cxrstats.foundation.fileio.input_identity`: `arguments_hash`, and
-`content_sha256` when that stage's record has one). A fresh run first removes the run folder's old
-completion record and outputs (`cxrstats.foundation.fileio.begin_run`), and writes `done.json` last,
-after every output: a run killed half-way never leaves old predictions beside new weights looking
-finished.
+`content_sha256` when that stage's record has one; a mask stage's record by its arguments hash
+alone, `cxrstats.results.mask_record_identity`, and `mask_sha256` the bytes of each mask file
+read, which must be those the mask stage's record vouches for). A fresh run first removes the run
+folder's old completion record and outputs (`cxrstats.foundation.fileio.begin_run`), and writes
+`done.json` last, after every output: a run killed half-way never leaves old predictions beside
+new weights looking finished.
 
 Resuming (`--resume`) restores model, optimizer, augmentation RNG, early-stopping state and history
 from last.pt (written every --save-every seconds, at each improvement just before best.pt, and at
@@ -65,11 +67,11 @@ from cxrstats.foundation.checkpoints import load_checkpoint, read_resume, restor
 from cxrseg.early_stopping import EarlyStopping
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, changed_identity, content_facts,
-                                        file_sha256, input_identity, read_done, save_npy,
+                                        current_sha256, input_identity, read_done, save_npy,
                                         write_csv, write_done, write_json, write_run_json)
 from cxrstats.foundation.progress import Progress, format_seconds
 from cxrstats.study import macro_auroc, tune_thresholds
-from cxrstats.results import by_mask_bytes
+from cxrstats.results import by_mask_bytes, mask_record_identity
 from cxrstats.foundation.device import add_precision_argument, resolve_precision
 
 # Settings that must not change when a run is resumed (the rest, e.g. --epochs, may).
@@ -207,9 +209,10 @@ def check_inputs(args, eval_input: str, log: Callable):
 
     Returns (names, labels (N, 6), parts, (train source, eval source), input records for this
     run's done.json: `inputs`, per input stage read, its `input_identity` (`arguments_hash`, which
-    settings made it, and `content_sha256`, which content it holds, when its record has one), and
-    `mask_sha256`, the sha256 of each mask file read (which masks: changed_inputs in
-    cxrstats.results)).
+    settings made it, and `content_sha256`, which content it holds, when its record has one; a
+    mask stage's without it: `mask_record_identity`), and `mask_sha256`, the sha256 of each mask
+    file read (which masks: changed_inputs in cxrstats.results), checked by `open_input` against
+    the mask stage's record and hashed once).
     """
     work = Path(args.work)
     names, labels6, parts = load_split(work, args.split)
@@ -233,8 +236,10 @@ def check_inputs(args, eval_input: str, log: Callable):
     for kind in sorted({args.train_input, eval_input}):
         if mask_file(kind):
             name, done = mask_file(kind)
-            records[f"masks/{done}"] = input_identity(read_done(work / "masks", done))
-            mask_sha256[f"masks/{name}"] = file_sha256(work / "masks" / name)
+            # open_input has checked the file's bytes against the record: not hashed again
+            record = read_done(work / "masks", done, files=[name])
+            records[f"masks/{done}"] = mask_record_identity(record)
+            mask_sha256[f"masks/{name}"] = current_sha256(work / "masks" / name)
     return (names, labels6, parts, (train_source, eval_source),
             {"inputs": records, "mask_sha256": mask_sha256})
 

@@ -9,7 +9,8 @@ worst_masks.png (`--worst N`): the N least plausible raw masks for review, ranke
 
 The output folder is shared with the report's figures; this stage replaces only the files it
 made (cxrstats.foundation.fileio.begin_run: a folder holding files the toolkit did not write is
-refused) and writes run_segfigures.json and, last, done_segfigures.json.
+refused) and writes run_segfigures.json and, last, done_segfigures.json. It reads seg/curves.csv,
+the masks and qc.csv only with the bytes their stages' records vouch for (cxrseg.records).
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, loa
                                         write_done, write_run_json)
 
 from .morphology import boundary, cutout
-from .records import (FINETUNE, FINETUNE_STAGE, PREDICT, SEGFIGURES, require_finished,
-                      require_postprocessed)
+from .records import (FINETUNE, FINETUNE_STAGE, PREDICT, SEGFIGURES, check_raw_sha256,
+                      require_finished, require_postprocessed)
 
 PART_STYLE = {"train": "-", "val": "--", "test": ":"}
 # Every file this stage may write; a run removes all of them first (so a worst_masks.png of an
@@ -158,9 +159,12 @@ def main(argv: list[str] | None = None) -> None:
     out, masks_dir = Path(args.out), Path(args.masks)
     try:
         require_finished(Path(args.seg) / "curves.csv", FINETUNE, FINETUNE_STAGE)
-        require_finished(masks_dir / "raw.npy", PREDICT, "cxrseg.predict")
+        check_raw_sha256(masks_dir / "raw.npy",
+                         require_finished(masks_dir / "raw.npy", PREDICT, "cxrseg.predict"))
         for name in ("eroded.npy", "m15.npy", "m50.npy"):
             require_postprocessed(masks_dir / name)
+        if (masks_dir / "qc.csv").is_file():
+            require_postprocessed(masks_dir / "qc.csv")
         images = load_npy(Path(args.cache) / "images.npy", mmap=True)
         index = read_csv(Path(args.cache) / "index.csv", required=["row", "image"])
         stacks = {}

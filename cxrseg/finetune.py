@@ -11,6 +11,10 @@ missing last.pt and one written with other settings (all flags that alter the re
 and --patience, the starting checkpoint by content and the image and mask files of each part by
 content; cxrstats.foundation.checkpoints).
 `done_finetune.json` is written last: evaluate and predict read best.pt only when it lists it.
+It also holds the sha256 of curves.csv, prior.json and shape_prior.json (CONTENT_FILES,
+`cxrstats.foundation.fileio.content_facts`), which their readers compare with the file they read
+(the report's summary, cxrseg.figures, a segmenter folder's prior, the post-processing's shape
+check); best.pt is read by its content already (cxrseg.engine.checkpoint_id).
 
 `--extent field|full` (default field) declares the lung convention of the training masks: the
 visible lung field or the whole lung (cxrstats.foundation.extent). The segmenter learns it, so it
@@ -40,8 +44,8 @@ from pathlib import Path
 import torch
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, write_csv, write_done,
-                                        write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, content_facts, write_csv,
+                                        write_done, write_run_json)
 from vendor_medsam.checkpoint import check_state_dict, split_checkpoint
 from vendor_medsam.configs import CONFIGS
 from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
@@ -65,6 +69,7 @@ from .split import PARTS, check_splits_match, parts_sha256, read_finished_splits
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
 OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "shape_prior.json",
            "run_finetune.json"]
+CONTENT_FILES = ("curves.csv", "prior.json", "shape_prior.json")  # read by later stages, by sha256
 # Flags that must not change when a run is resumed (--epochs and --patience may).
 RESUME_KEYS = ("train", "loss", "lr", "weight_decay", "batch_size", "prompt",
                "box_shift", "prior_box_fraction", "val_prompt", "prior_frame", "seed", "fold",
@@ -488,7 +493,8 @@ def finish(run: FinetuneRun, state: FinetuneState) -> None:
                    best_val_loss=stopping.best,
                    n={p: len(run.stems[p]) for p in PARTS})
     write_done(out, args, OUTPUTS, done=FINETUNE, best_epoch=stopping.best_epoch,
-               epochs=state.epoch, precision=run.precision, extent=args.extent)
+               epochs=state.epoch, precision=run.precision, extent=args.extent,
+               **content_facts(out, CONTENT_FILES))
 
 
 def write_curves(out: Path, curves: list[list]) -> None:

@@ -9,9 +9,15 @@ silently dropped: an empty raw mask (or one that erosion empties) is replaced by
 `--dilate R [R ...]` writes m<R>.npy for each distinct radius R >= 0 from one distance transform
 (m0 = the eroded mask itself). Reads raw.npy only with its done_predict.json and only as exact 0/1
 values; writes done_postprocess.json last, with the masks' lung extent (fact `extent`, copied
-from done_predict.json; `unrecorded` when that record has none) and `raw_sha256`, the sha256 of
-the raw.npy read (refused when done_predict.json records another): readers of the post-processed
-masks refuse them once predict has written other raw masks (cxrseg.records.require_postprocessed).
+from done_predict.json; `unrecorded` when that record has none), `raw_sha256`, the sha256 of
+the raw.npy read (refused when done_predict.json records another), and the sha256 of each file it
+wrote but run_postprocess.json (`cxrstats.foundation.fileio.content_facts`, hashed once, here):
+readers of the post-processed masks refuse them once predict has written other raw masks
+(cxrseg.records.require_postprocessed), and refuse a mask file or qc.csv whose bytes are not those
+(edited by hand, cut short, copied from another run), each hashing only the files it reads.
+
+`--shape-prior` (seg/shape_prior.json) is read only with the bytes done_finetune.json beside it
+vouches for, where there is one (`read_shape_prior`).
 
 An image that cxrseg.predict found degenerate (too small or featureless to hold a radiograph,
 cxrseg.degenerate; listed in done_predict.json) gets the flag `degenerate_image` in qc.csv and its
@@ -31,14 +37,14 @@ from scipy import ndimage
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.extent import UNRECORDED
-from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, begin_run, file_sha256,
-                                        load_npy, read_csv, read_done, save_npy, write_csv,
-                                        write_done, write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, begin_run, content_facts,
+                                        file_sha256, load_npy, read_csv, read_done, save_npy,
+                                        write_csv, write_done, write_run_json)
 from cxrstats.foundation.progress import Progress
 
 from .anatomy import add_anatomy_arguments, clean_mask
 from .morphology import dilate_disks, erode_disk
-from .records import POSTPROCESS, PREDICT, require_finished
+from .records import FINETUNE, FINETUNE_STAGE, POSTPROCESS, PREDICT, require_finished
 from .shape_qc import SHAPE_COLUMNS, ShapePrior, shape_qc_rows
 from .study_masks import DILATE_RADII, ERODE_RADIUS
 
@@ -208,6 +214,16 @@ def check_same_images(rows: list[dict[str, str]], index, predicted_index: Path) 
                          f"{predicted[i]!r}; re-run cxrseg.predict on the current images")
 
 
+def read_shape_prior(path: str | os.PathLike) -> ShapePrior:
+    """The shape prior of `--shape-prior`; one beside a done_finetune.json (a segmenter folder,
+    seg/) only when that record lists it and vouches for its bytes (`require_finished`). A file
+    of the user's own, with no record beside it, is read as given."""
+    path = Path(path)
+    if (path.parent / FINETUNE).is_file():
+        require_finished(path, FINETUNE, FINETUNE_STAGE)
+    return ShapePrior.load(path)
+
+
 def check_radii(dilate: list[int]) -> None:
     """Refuse a dilation radius given twice (argparse has checked that each is an integer >= 0)."""
     repeated = sorted({r for r in dilate if dilate.count(r) > 1})
@@ -235,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"{args.index} has {len(rows)} rows but {args.masks} has "
                              f"{len(raw)} masks")
         check_same_images(rows, args.index, Path(args.masks).parent / "index.csv")
-        shape_prior = ShapePrior.load(args.shape_prior) if args.shape_prior else None
+        shape_prior = read_shape_prior(args.shape_prior) if args.shape_prior else None
         stack = None
         if shape_prior is not None:
             if not args.images:
@@ -275,14 +291,16 @@ def main(argv: list[str] | None = None) -> None:
     write_run_json(out, args, name="run_postprocess.json", seconds=seconds, flagged=flagged,
                    fallbacks=fallbacks)
     write_done(out, args, outputs, done=POSTPROCESS, flagged=flagged, fallbacks=fallbacks,
-               extent=predicted.get("extent", UNRECORDED), raw_sha256=raw_sha256)
+               extent=predicted.get("extent", UNRECORDED), raw_sha256=raw_sha256,
+               **content_facts(out, [name for name in outputs if name != "run_postprocess.json"]))
 
 
 def _previous_outputs(folder: Path) -> list[str]:
     """The m<r>.npy files the previous finished run in `folder` wrote (other radii than this
-    run's would otherwise stay beside the new masks); only plain m<r>.npy names are taken."""
+    run's would otherwise stay beside the new masks); only plain m<r>.npy names are taken. No
+    file is hashed (`files=()`): the record's list is all this needs, even beside an edited mask."""
     try:
-        outputs = read_done(folder, POSTPROCESS).get("outputs", [])
+        outputs = read_done(folder, POSTPROCESS, files=()).get("outputs", [])
     except IncompleteRunError:
         return []
     return [name for name in outputs if isinstance(name, str) and re.fullmatch(r"m\d+\.npy", name)]

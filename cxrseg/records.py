@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cxrstats.foundation.fileio import (IncompleteRunError, read_done, recorded_outputs,
-                                        write_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, current_sha256, read_done,
+                                        recorded_outputs, write_json)
 
 SPLIT = "done_split.json"              # seg/: splits.csv
 FINETUNE = "done_finetune.json"        # seg/: best.pt, last.pt, curves.csv, prior.json
@@ -25,6 +25,8 @@ PREDICT = "done_predict.json"          # masks/: raw.npy (or PNG masks), index.c
 POSTPROCESS = "done_postprocess.json"  # masks/: eroded.npy, m<r>.npy, qc.csv
 # Both records hold `raw_sha256`, the sha256 of raw.npy as predict (or gather) wrote it and as
 # postprocess read it: post-processed masks are current only while the two are equal.
+# done_postprocess.json also holds each of its files' sha256 (content_facts), which its readers
+# check for the files they read.
 SEGFIGURES = "done_segfigures.json"    # results/figures/: seg_loss_curves.png, mask_panels.png
 # A prediction into a folder of PNG masks writes the files it will write here before any of them
 # (removed when done_predict.json is written): a later run removes what a killed one left.
@@ -54,16 +56,30 @@ FINETUNE_STAGE = "cxrseg.finetune"     # the "stage" entry of the checkpoints cx
 
 
 def require_finished(path: str | os.PathLike, record: str, stage: str) -> dict:
-    """The completion record `record` beside `path`, which must list `path`'s name as an output.
+    """The completion record `record` beside `path`, which must list `path`'s name as an output
+    and, where the record holds each file's sha256 (`content_facts`), vouch for `path`'s bytes
+    (only `path` is hashed, once per process: `read_done`'s `files`).
 
     Raises IncompleteRunError naming the file and the stage to re-run otherwise."""
     path = Path(path)
-    done = read_done(path.parent, record, what=f"{stage} run")
+    done = read_done(path.parent, record, what=f"{stage} run", files=[path.name])
     outputs = done.get("outputs", [])
     if path.name not in outputs:
         raise IncompleteRunError(f"{path}: {path.parent / record} vouches for {outputs}, not for "
                                  f"{path.name}; re-run {stage} with this output")
     return done
+
+
+def check_raw_sha256(path: str | os.PathLike, record: dict) -> None:
+    """IncompleteRunError naming raw.npy (`path`) unless its bytes are those done_predict.json
+    beside it (read as `record`) records as `raw_sha256` (hashed once per process); a record
+    without it (a prediction into PNG masks) passes."""
+    path = Path(path)
+    if record.get("raw_sha256") and current_sha256(path) != record["raw_sha256"]:
+        raise IncompleteRunError(
+            f"{path}: changed since the cxrseg.predict run wrote it (its sha256 is not the "
+            f"raw_sha256 {path.parent / PREDICT} vouches for: edited, truncated or copied from "
+            "another run); re-run cxrseg.predict")
 
 
 def check_made_from_current_raw(folder: str | os.PathLike, record: dict) -> None:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from cxrstats.by_split import AurocsBySplit, read_auroc_by_split
 from cxrstats.foundation.extent import UNRECORDED
-from cxrstats.foundation.fileio import (CONTENT, IncompleteRunError, begin_run, changed_identity,
-                                        claim_folder, current_sha256, file_sha256, input_identity,
-                                        read_done)
+from cxrstats.foundation.fileio import (CONTENT, FILE_SHA256, IncompleteRunError, begin_run,
+                                        changed_identity, claim_folder, current_sha256, file_sha256,
+                                        input_identity, read_done)
 from cxrstats.foundation.names import inside
 
 REPORT_DONE = "done_report.json"         # cxrstats.report's completion record in results/
@@ -88,7 +88,8 @@ def changed_inputs(work: str | os.PathLike, folder: str | os.PathLike, record: d
     finished, with the same content where the run recorded a content id (`content_sha256`) and
     with the same arguments (`arguments_hash`; an identity recorded as a bare string is that
     hash), and each mask file it read (`mask_sha256`: {"masks/m15.npy": sha256}) must still hold
-    the same bytes; those bytes, not the arguments, identify a mask record (`by_mask_bytes`)."""
+    the same bytes, those its mask stage's record vouches for now (`vouched_sha256`); those bytes,
+    not the arguments, identify a mask record (`by_mask_bytes`)."""
     mask_sha256 = record.get("mask_sha256")
     return _changed_stage(work, folder, record.get("inputs"), mask_sha256) or \
         changed_mask_files(work, folder, mask_sha256)
@@ -101,6 +102,13 @@ def by_mask_bytes(name: str, mask_sha256) -> bool:
     post-processing made again with other radii besides (`make tightness`) writes a record of
     other arguments over the same m15.npy, and Make re-trains no run on it (pipeline.md)."""
     return name.startswith("masks/") and isinstance(mask_sha256, dict) and bool(mask_sha256)
+
+
+def mask_record_identity(record) -> dict:
+    """What a run records of a mask stage's completion record: its `input_identity` without the
+    content id, which covers every file that stage wrote (all radii, qc.csv); the run's masks are
+    identified by the bytes of the files it read (`mask_sha256`, `by_mask_bytes`)."""
+    return {key: value for key, value in input_identity(record).items() if key != CONTENT}
 
 
 def input_record_path(work: str | os.PathLike, name, source: str | os.PathLike = "a run's inputs"
@@ -144,7 +152,8 @@ def _changed_stage(work, folder, recorded, mask_sha256) -> str | None:
 
 def changed_mask_files(work, folder, recorded) -> str | None:
     """Why the run in `folder` no longer fits WORK's mask files (`recorded`: its `mask_sha256`),
-    naming the file; None when each holds the bytes the run read."""
+    naming the file; None when each holds the bytes the run read, and those are the bytes the mask
+    stage's record vouches for now (no file hashed but the run's, each once per process)."""
     if not isinstance(recorded, dict):
         return None
     for name, sha256 in sorted(recorded.items()):
@@ -154,7 +163,30 @@ def changed_mask_files(work, folder, recorded) -> str | None:
         if current_sha256(path) != sha256:
             return (f"{folder}: trained on other masks than {path} holds now (made again since); "
                     "re-run the run, so that its numbers are of these masks")
+        vouched, record = vouched_sha256(path)
+        if vouched is not None and vouched != sha256:
+            return (f"{folder}: trained on {path}, not the one {record} vouches for (the file was "
+                    "edited by hand, or copied from another run); re-run the mask stage, then "
+                    "the run")
     return None
+
+
+def vouched_sha256(path: Path) -> tuple[str | None, Path]:
+    """(sha256, record): the sha256 of mask file `path` that its stage's completion record beside
+    it holds (done_postprocess.json's `content_file_sha256` for its files, done_predict.json's
+    `raw_sha256` for raw.npy), None where it holds none (or cannot be read: refused elsewhere)."""
+    name = MASKS_PREDICT_DONE if path.name == "raw.npy" else MASKS_POSTPROCESS_DONE
+    record = path.parent / name
+    try:
+        facts = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None, record
+    if not isinstance(facts, dict):
+        return None, record
+    if name == MASKS_PREDICT_DONE:
+        return facts.get("raw_sha256"), record
+    hashes = facts.get(FILE_SHA256)
+    return (hashes.get(path.name) if isinstance(hashes, dict) else None), record
 
 
 def entry_folder(work: str | os.PathLike, entry: dict, source: str | os.PathLike) -> Path:

@@ -203,9 +203,10 @@ def describe_args(runs: list[RunResult]) -> str:
 
 
 def require_listed(path: Path, record: str, stage: str) -> None:
-    """IncompleteRunError unless the completion record `record` beside `path` lists it: a file of
-    an unfinished (killed, resumed, running) run of `stage` is not read."""
-    done = read_done(path.parent, record, what=f"{stage} run")
+    """IncompleteRunError unless the completion record `record` beside `path` lists it, and holds
+    its bytes where it records each file's sha256: a file of an unfinished (killed, resumed,
+    running) run of `stage`, or one edited since, is not read. Only `path` is hashed."""
+    done = read_done(path.parent, record, what=f"{stage} run", files=[path.name])
     if path.name not in done.get("outputs", []):
         raise IncompleteRunError(f"{path.parent / record} does not list {path.name}")
 

@@ -53,8 +53,9 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
     """Write WORK/cohort/{cohort,splits}.csv, WORK/cache/{images.npy,index.csv} and
     WORK/masks/{raw,m<r>...}.npy + index.csv for `n` synthetic images of side `size`, each folder
     with its completion record (cohort/done.json, cache/done.json, masks/done_predict.json,
-    masks/done_postprocess.json; the cohort's and cache's with their content identity; the masks'
-    with the settings cxrseg.predict and postprocess record: erode ERODE_RADIUS, no clean-up)."""
+    masks/done_postprocess.json; the cohort's, cache's and post-processed masks' with their content
+    identity; the masks' with the settings cxrseg.predict and postprocess record: erode
+    ERODE_RADIUS, no clean-up)."""
     work = Path(work)
     arguments = {"synthetic": True, "n": n, "size": size, "seed": seed}
     rng = np.random.default_rng(seed)
@@ -91,5 +92,6 @@ def make_work(work: str | Path, n: int = 40, size: int = 32, prevalence: float =
     write_done(work / "masks", arguments | no_cleanup | {"erode": ERODE_RADIUS,
                                                          "dilate": list(radii)},
                [f"m{r}.npy" for r in radii], done="done_postprocess.json", extent="field",
-               raw_sha256=raw_sha256)
+               raw_sha256=raw_sha256,
+               **content_facts(work / "masks", [f"m{r}.npy" for r in radii]))
     return work

@@ -8,7 +8,8 @@ import pytest
 from cxrcls import cohort as C
 from cxrcls.labels import LABELS
 from cxrstats.foundation.fileio import (IncompleteRunError, content_facts, file_sha256,
-                                        input_identity, read_csv, read_done)
+                                        input_identity, read_csv, read_done, write_csv)
+from cxrstats.report import read_finished_cohort
 from cxrstats.results import changed_inputs
 
 # Known counts: Mass 30, Nodule 6 (all of which also carry Mass), Pneumonia 12, Edema 4,
@@ -246,7 +247,7 @@ def test_a_cohort_made_again_from_edited_labels_has_other_content(tmp_path):
             "--no-finding", str(CAP)]
     C.main(argv)
     first = read_done(work / "cohort")
-    facts = content_facts(work / "cohort", ["cohort.csv", "splits.csv"])
+    facts = content_facts(work / "cohort", C.CONTENT_FILES)
     assert {k: first[k] for k in facts} == facts
     assert first["labels_sha256"] == file_sha256(table)
     run = work / "runs" / "resnet50_original" / "split0"
@@ -265,4 +266,20 @@ def test_a_cohort_made_again_from_edited_labels_has_other_content(tmp_path):
     assert again["arguments_hash"] == first["arguments_hash"]
     assert again["content_sha256"] != first["content_sha256"]
     assert changed_inputs(work, run, record).startswith(
-        f"{run}: trained on another cohort than WORK holds now: its cohort.csv/splits.csv differ")
+        f"{run}: trained on another cohort than WORK holds now: its "
+        "cohort.csv/splits.csv/table1.csv differ")
+
+
+def test_table1_is_read_by_the_report_only_with_the_bytes_the_cohort_wrote(table, tmp_path):
+    """cxrstats.report copies cohort/table1.csv into its Table 1: a count edited by hand (the file
+    still well formed) is refused by its sha256 against done.json, naming the file."""
+    work = tmp_path / "work"
+    C.main(["--labels", str(table), "--out", str(work / "cohort"), "--per-label", str(CAP),
+            "--no-finding", str(CAP)])
+    read_finished_cohort(work)
+    rows = read_csv(work / "cohort" / "table1.csv")
+    rows[0]["images"] = str(int(rows[0]["images"]) + 1)
+    write_csv(work / "cohort" / "table1.csv", list(rows[0]), [list(r.values()) for r in rows])
+    with pytest.raises(IncompleteRunError, match=r"cohort/table1.csv: changed since the cohort "
+                                                 r".*re-run the cohort"):
+        read_finished_cohort(work)                                 # the report's reader

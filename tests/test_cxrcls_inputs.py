@@ -10,8 +10,8 @@ from cxrcls import augment as A
 from cxrcls.inputs import compose, mask_boundary, open_input
 from cxrcls.loader import BatchLoader
 from cxrcls.models import Classifier, build_model, load_weights
-from cxrstats.foundation.fileio import (IncompleteRunError, read_csv, save_npy, write_csv,
-                                        write_json)
+from cxrstats.foundation.fileio import (IncompleteRunError, file_sha256, read_csv, save_npy,
+                                        write_csv, write_json)
 from synthetic_work import made_again, make_work
 
 
@@ -65,6 +65,7 @@ def test_misaligned_masks_are_refused_naming_both_files(work, tmp_path):
     assert source.masks.shape == source.images.shape
     bad = copy_work(work, tmp_path)
     save_npy(bad / "masks" / "m15.npy", np.zeros((19, 32, 32), np.uint8))
+    made_again(bad / "masks", "done_postprocess.json")  # as post-processed for another cache
     with pytest.raises(ValueError, match=r"m15.npy.*images.npy.*not aligned"):
         open_input(bad / "cache", bad / "masks", "m15")
     (bad / "masks" / "raw.npy").unlink()
@@ -208,8 +209,15 @@ def test_freeze_backbone_and_weight_loading(tmp_path):
 def test_masks_made_from_raw_masks_predict_has_replaced_since_are_refused(work, tmp_path):
     bad = copy_work(work, tmp_path)
     record = json.loads((bad / "masks" / "done_predict.json").read_text())
-    write_json(bad / "masks" / "done_predict.json", {**record, "raw_sha256": "0" * 64})
+    save_npy(bad / "masks" / "raw.npy", 1 - np.load(bad / "masks" / "raw.npy"))  # predicted again
+    write_json(bad / "masks" / "done_predict.json",
+               {**record, "raw_sha256": file_sha256(bad / "masks" / "raw.npy")})
     with pytest.raises(IncompleteRunError, match=r"masks: the post-processed masks were made "
                                                  r"from another raw.npy"):
         open_input(bad / "cache", bad / "masks", "m15")
     open_input(bad / "cache", bad / "masks", "overlay")       # the raw masks themselves: current
+    write_json(bad / "masks" / "done_predict.json", {**record, "raw_sha256": "0" * 64})
+    with pytest.raises(IncompleteRunError, match=r"masks/raw.npy: changed since the "
+                                                 r"cxrseg.predict run wrote it .*re-run "
+                                                 r"cxrseg.predict"):
+        open_input(bad / "cache", bad / "masks", "overlay")   # raw.npy is not the one predicted

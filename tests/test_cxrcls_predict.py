@@ -13,8 +13,8 @@ from cxrcls import predict
 from cxrcls.labels import LABELS
 from cxrcls.models import build_model
 from cxrseg.study_masks import PIPELINE_SIZE
-from cxrstats.foundation.fileio import (file_sha256, input_identity, read_csv, read_done,
-                                        write_csv, write_done)
+from cxrstats.foundation.fileio import file_sha256, read_csv, read_done, write_csv, write_done
+from cxrstats.results import mask_record_identity
 from synthetic_work import make_work
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -249,7 +249,7 @@ def test_masks_post_processed_again_with_more_radii_keep_the_run(study, tmp_path
     masks_record = read_done(work / "masks", "done_postprocess.json")
     write_done(run, record["arguments"], record["outputs"],
                inputs={**record["inputs"], "masks/done_postprocess.json":
-                       input_identity(masks_record)},
+                       mask_record_identity(masks_record)},
                mask_sha256={"masks/m15.npy": file_sha256(work / "masks" / "m15.npy")})
     given = ["--run", str(run), "--images", str(study["images"]), "--masks", str(study["masks"]),
              "--device", "cpu", "--out"]

@@ -13,7 +13,9 @@ from cxrcls import train
 from cxrcls.attribution import run_arguments
 from cxrcls.labels import LABELS
 from cxrcls.predict import open_run
-from cxrstats import report
+from cxrseg import postprocess
+from cxrseg.records import require_postprocessed
+from cxrstats import report, summary
 from cxrstats.foundation.fileio import (FOLDER_MARKER, IncompleteRunError, content_facts,
                                         read_csv, read_done, write_csv, write_done)
 from cxrstats.results import changed_inputs
@@ -200,6 +202,48 @@ def test_a_run_is_not_read_over_masks_made_again_since_it_trained(tmp_path):
         run_arguments(out)                                       # cxrcls.attribution's reader
 
 
+def flip_last_byte(path):
+    """One pixel of the last mask in a .npy file flipped by hand: same header, same shape."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_mask_files_are_read_only_with_the_bytes_postprocess_wrote(tmp_path):
+    """A mask file edited by hand, or copied back from another run, keeps its shape: training,
+    the mask figures, the report's summary and its check of a run refuse it by its sha256 against
+    done_postprocess.json, naming the file and saying to post-process again. (m0, the eroded
+    mask: on 32 px images m15 is all ones whatever the erosion.)"""
+    work = make_work(tmp_path / "w", n=20, size=32, fractions=(0.4, 0.3, 0.3), radii=(0,))
+    masks = work / "masks"
+    postprocess_masks = ["--masks", str(masks / "raw.npy"), "--index",
+                         str(work / "cache" / "index.csv"), "--out", str(masks), "--erode", "1",
+                         "--dilate", "0"]
+    postprocess.main(postprocess_masks)
+    run = ["--work", str(work), "--train-input", "m0", "--epochs", "1", "--freeze-backbone",
+           *FAST]
+    train.main(run)
+    out = work / "runs" / "resnet18_m0" / "split0"
+    assert changed_inputs(work, out, read_done(out)) is None
+    written = (masks / "m0.npy").read_bytes()
+    flip_last_byte(masks / "m0.npy")
+    assert np.load(masks / "m0.npy").shape == (20, 32, 32)
+    why = (r"masks/m0.npy: changed since the cxrseg.postprocess run wrote it .*"
+           r"done_postprocess.json vouches for.*re-run the cxrseg.postprocess run")
+    with pytest.raises(SystemExit, match=why):
+        train.main(with_flags(run, "--out", str(tmp_path / "edited")))
+    with pytest.raises(IncompleteRunError, match=why):
+        require_postprocessed(masks / "m0.npy")                 # cxrseg.figures' reader
+    (masks / "m0.npy").write_bytes(written)
+    flip_last_byte(masks / "qc.csv")
+    assert "changed since the cxrseg.postprocess run" in "".join(summary.flagged_masks(work))
+    postprocess.main(with_flags(postprocess_masks, "--erode", "2"))  # other masks, vouched for
+    assert (masks / "m0.npy").read_bytes() != written
+    (masks / "m0.npy").write_bytes(written)                     # the old file copied back
+    assert re.search(r"split0: trained on .*m0.npy, not the one .*done_postprocess.json "
+                     r"vouches for", changed_inputs(work, out, read_done(out)))
+
+
 def test_masks_post_processed_again_with_more_radii_keep_the_runs_on_the_same_masks(tmp_path):
     """make tightness post-processes again with more radii: done_postprocess.json gets other
     arguments, m15.npy the same bytes, and make re-trains no m15 run. The report's check and a
@@ -222,6 +266,7 @@ def test_masks_post_processed_again_with_more_radii_keep_the_runs_on_the_same_ma
     make_work(work / "elsewhere", radii=(15,), **shape)          # other arguments once more
     (work / "masks" / "done_postprocess.json").write_bytes(
         (work / "elsewhere" / "masks" / "done_postprocess.json").read_bytes())
+    made_again(work / "masks", "done_postprocess.json")         # vouching for the new m15.npy
     assert re.search(r"split0: trained on other masks than .*m15.npy holds now",
                      changed_inputs(work, out, read_done(out)))
     with pytest.raises(SystemExit, match=r"cannot resume: .*\(masks/m15.npy differ"):
@@ -239,11 +284,13 @@ def test_resume_over_other_masks_or_cohort_is_refused_naming_them(tmp_path):
     m15 = np.load(work / "masks" / "m15.npy")
     m15[0] = 1 - m15[0]                                          # masks made again, other masks
     np.save(work / "masks" / "m15.npy", m15)
+    made_again(work / "masks", "done_postprocess.json")
     with pytest.raises(SystemExit, match=r"last.pt: cannot resume: trained on other inputs .*"
                                          r"\(masks/m15.npy differ"):
         train.main([*run, "--resume"])
     m15[0] = 1 - m15[0]                                          # the same masks again
     np.save(work / "masks" / "m15.npy", m15)
+    made_again(work / "masks", "done_postprocess.json")
     write_done(work / "cohort", {"other": "cohort"}, ["cohort.csv", "splits.csv"])
     with pytest.raises(SystemExit, match=r"other inputs .*\(cohort differ"):
         train.main([*run, "--resume"])

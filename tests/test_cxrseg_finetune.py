@@ -12,11 +12,13 @@ import torch
 from PIL import Image
 
 from cliargs import assert_refused_at_parse, assert_refuses_foreign_folder
-from cxrseg import finetune
+from cxrseg import finetune, postprocess
 from cxrseg.engine import load_model
-from cxrstats.foundation.fileio import read_csv
+from cxrseg.records import FINETUNE, FINETUNE_STAGE, require_finished
+from cxrstats import summary
+from cxrstats.foundation.fileio import IncompleteRunError, read_csv, write_done
 from synthetic_pairs import (copy_seg, predict_folder, run_evaluate, run_finetune, run_split,
-                             write_pairs)
+                             two_lungs, write_pairs)
 from vendor_medsam.configs import CONFIGS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -167,3 +169,35 @@ def test_resume_refuses_changed_image_or_mask_files_and_another_starting_checkpo
                                          r"settings \{'checkpoint_id'"):
         run_finetune(study, seg, "--checkpoint", str(start), "--config", "micro", "--epochs", "2",
                      "--resume")
+
+
+def test_curves_and_priors_are_read_only_with_the_bytes_finetune_wrote(study, tmp_path):
+    """seg/curves.csv, prior.json and shape_prior.json edited by hand keep their form: the
+    report's summary, cxrseg.figures, the segmenter folder's readers and the post-processing's
+    shape check refuse them by their sha256 against done_finetune.json, naming the file."""
+    seg = copy_seg(study, tmp_path)
+    assert "epoch(s) of fine-tuning" in summary.seg_summary(tmp_path)[0]
+    curves = (seg / "curves.csv").read_text()
+    (seg / "curves.csv").write_text(curves.replace("\n0,train,", "\n0,train,9", 1))
+    assert read_csv(seg / "curves.csv")                          # still a readable curves.csv
+    why = "seg/curves.csv: changed since the cxrseg.finetune run wrote it"
+    assert why in summary.seg_summary(tmp_path)[0]
+    with pytest.raises(IncompleteRunError, match=why):
+        require_finished(seg / "curves.csv", FINETUNE, FINETUNE_STAGE)   # cxrseg.figures
+    (seg / "curves.csv").write_text(curves)
+    prior = json.loads((seg / "prior.json").read_text())
+    (seg / "prior.json").write_text(json.dumps(prior, indent=1))  # the same prior, other bytes
+    with pytest.raises(IncompleteRunError, match="seg/prior.json: changed since"):
+        require_finished(seg / "prior.json", FINETUNE, FINETUNE_STAGE)   # --segmenter's prior
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    np.save(masks / "raw.npy", np.stack([two_lungs(), two_lungs()]))
+    np.save(masks / "images.npy", np.full((2, 30, 30), 120, np.uint8))
+    (masks / "index.csv").write_text("row,image\n0,a.png\n1,b.png\n")
+    write_done(masks, {}, ["raw.npy", "index.csv"], done="done_predict.json")
+    shape = json.loads((seg / "shape_prior.json").read_text())
+    (seg / "shape_prior.json").write_text(json.dumps({**shape, "area_sd": 1e-6}))
+    with pytest.raises(SystemExit, match="seg/shape_prior.json: changed since the cxrseg.finetune"):
+        postprocess.main(["--masks", str(masks / "raw.npy"), "--index", str(masks / "index.csv"),
+                          "--shape-prior", str(seg / "shape_prior.json"),
+                          "--images", str(masks / "images.npy"), "--out", str(masks)])

@@ -3,6 +3,7 @@ files, and clear errors for missing or misaligned inputs."""
 import csv
 import hashlib
 import json
+import re
 import shutil
 
 import numpy as np
@@ -88,9 +89,10 @@ def build_work(root, settings=("resnet50_original", "resnet50_m50"), n_splits=3,
 
 def write_cohort_record(root, seed=0):
     """cohort/done.json as cxrcls.cohort writes it: arguments, split_by and the content identity
-    of cohort.csv and splits.csv."""
-    write_done(root / "cohort", {"seed": seed}, ["cohort.csv", "splits.csv", "table1.csv"],
-               split_by="image", **content_facts(root / "cohort", ("cohort.csv", "splits.csv")))
+    of cohort.csv, splits.csv and table1.csv (cxrcls.cohort.CONTENT_FILES)."""
+    names = ("cohort.csv", "splits.csv", "table1.csv")
+    write_done(root / "cohort", {"seed": seed}, list(names), split_by="image",
+               **content_facts(root / "cohort", names))
 
 
 def write_run_record(work, folder, setting, k, precision="fp32", **facts):
@@ -630,6 +632,17 @@ def test_changed_inputs_names_the_run_and_each_input_made_again(tmp_path):
         assert changed_inputs(work, run, record) is None
 
 
+def test_report_refuses_a_table1_edited_since_the_cohort_wrote_it(work):
+    """The report copies cohort/table1.csv into its Table 1: a count edited by hand (the file
+    still well formed) is refused by its sha256 against cohort/done.json, naming the file."""
+    path = work / "cohort" / "table1.csv"
+    rows = read_rows(path)
+    rows[0]["images"] = str(int(rows[0]["images"]) + 1)
+    write_rows(path, list(rows[0]), [list(row.values()) for row in rows])
+    assert re.search(r"cohort/table1.csv: changed since the cohort .*wrote it .*re-run the cohort",
+                     run_error(work))
+
+
 def test_report_refuses_a_run_trained_on_another_cohort(work):
     main(["--work", str(work), "--no-figures"])
     write_done(work / "cohort", {"seed": 99}, ["cohort.csv", "splits.csv", "table1.csv"],
@@ -697,8 +710,9 @@ def test_report_refuses_runs_over_a_cohort_made_again_from_other_labels(work):
     assert after["arguments_hash"] == before["arguments_hash"]
     message = run_error(work)
     run = work / "runs" / "resnet50_m50" / "split0"
-    assert (f"{run}: trained on another cohort than WORK holds now: its cohort.csv/splits.csv "
-            f"differ ({work / 'cohort' / 'done.json'} was made again from other data") in message
+    assert (f"{run}: trained on another cohort than WORK holds now: its cohort.csv/splits.csv/"
+            f"table1.csv differ ({work / 'cohort' / 'done.json'} was made again from other "
+            "data") in message
     remake_cohort(work, flip="Mass")                      # the labels the runs were scored on
     main(["--work", str(work), "--no-figures"])
     assert read_rows(work / "results" / "table2.csv") == table2

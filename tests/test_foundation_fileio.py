@@ -1,11 +1,14 @@
 """The file rules every stage relies on: a stage writes only into its own folders, and reads CSVs
 as people save them."""
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cxrstats.foundation import fileio
 from cxrstats.foundation.fileio import (FOLDER_MARKER, ForeignFolderError, IncompleteRunError,
                                         load_npy,
                                         begin_run, claim_folder, content_facts, read_csv,
@@ -112,6 +115,35 @@ def test_a_file_changed_since_its_stage_wrote_it_is_refused_naming_it(tmp_path, 
                                                  r"it \(its bytes are not those .*run/done.json "
                                                  r"vouches for.*re-run the cohort"):
         read_done(folder, what="cohort")
+
+
+def test_a_reader_hashes_only_the_files_it_reads_and_each_once(tmp_path, monkeypatch):
+    """read_done's `files`: a reader of probs.npy hashes probs.npy alone (a mask reader does not
+    hash every radius' file), once per process while the file is unchanged; an edit of a file it
+    does not read is left to that file's readers. A record without each file's sha256 can only
+    be checked whole."""
+    folder = finished(tmp_path / "run")
+    hashed = []
+    monkeypatch.setattr(fileio, "file_sha256",
+                        lambda path: hashed.append(Path(path).name) or sha256_of(path))
+    fileio._sha256_of_version.cache_clear()
+    read_done(folder, files=["probs.npy"])
+    read_done(folder, files=["probs.npy"])
+    assert hashed == ["probs.npy"]
+    write_csv(folder / "cohort.csv", ["image", "Mass"], [["a.png", 1], ["b.png", 1]])
+    read_done(folder, files=["probs.npy"])
+    read_done(folder, files=())
+    with pytest.raises(IncompleteRunError, match=r"run/cohort.csv: changed since"):
+        read_done(folder, files=["cohort.csv"])
+    record = json.loads((folder / "done.json").read_text())
+    del record["content_file_sha256"]
+    (folder / "done.json").write_text(json.dumps(record))
+    with pytest.raises(IncompleteRunError, match=r"run/cohort.csv \(or probs.npy\): changed"):
+        read_done(folder, files=["probs.npy"])
+
+
+def sha256_of(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_a_record_without_a_content_identity_is_read_as_before(tmp_path):

@@ -158,23 +158,27 @@ def _sha256_of_version(path: str, size: int, mtime_ns: int) -> str:
 
 
 def changed_content(folder: str | os.PathLike, record: dict, done: str = "done.json",
-                    what: str = "run") -> str | None:
+                    what: str = "run", files: Sequence[str] | None = None) -> str | None:
     """Why the files a completion record's content identity covers (`content_files`) are not the
     ones its stage wrote (edited, truncated, or copied from another run since), naming the file;
-    None when they are, and for a record without a content identity."""
+    None when they are, and for a record without a content identity. `files`: only those of them
+    that the reader reads are hashed (a mask reader hashes its one mask file, not every radius);
+    None: all. A record without each file's sha256 has all hashed, whatever `files`."""
     names = record.get(CONTENT_FILES)
     if not isinstance(names, list) or not record.get(CONTENT):
         return None
     folder = Path(folder)
+    recorded = record.get(FILE_SHA256) if isinstance(record.get(FILE_SHA256), dict) else {}
+    if files is not None and all(name in recorded for name in names):
+        names = [name for name in names if name in set(files)]
     gone = [name for name in names if not (folder / name).is_file()]
     if gone:
         return (f"{folder / gone[0]}: missing, though {folder / done} vouches for it; re-run "
                 f"the {what}")
     now = {name: current_sha256(folder / name) for name in names}
-    recorded = record.get(FILE_SHA256) if isinstance(record.get(FILE_SHA256), dict) else {}
     changed = [name for name in names if name in recorded and recorded[name] != now[name]]
     joined = " and "
-    if not changed and _content_sha256(now) != record[CONTENT]:
+    if not changed and names == record[CONTENT_FILES] and _content_sha256(now) != record[CONTENT]:
         changed, joined = names, " or "  # a record without each file's sha256: one of them
     if not changed:
         return None
@@ -436,12 +440,13 @@ def write_done(folder: str | os.PathLike, arguments, outputs: Sequence[str],
     return path
 
 
-def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "run") -> dict:
+def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "run",
+              files: Sequence[str] | None = None) -> dict:
     """The completion record of `folder`, or IncompleteRunError naming the folder and what to do:
     no record, an unreadable one, a listed output missing, or a file of its content identity
-    (`content_facts`) holding other bytes than the stage wrote (`changed_content`). ValueError
-    naming the record when it lists an output that is no path inside `folder`
-    (`recorded_outputs`)."""
+    (`content_facts`) holding other bytes than the stage wrote (`changed_content`; with `files`,
+    only those the reader reads are hashed, each once per process). ValueError naming the record
+    when it lists an output that is no path inside `folder` (`recorded_outputs`)."""
     folder = Path(folder)
     path = folder / done
     if not path.is_file():
@@ -457,7 +462,7 @@ def read_done(folder: str | os.PathLike, done: str = "done.json", what: str = "r
     if missing:
         raise IncompleteRunError(f"{folder}: {done} lists {missing}, which are missing; "
                                  f"re-run the {what}")
-    changed = changed_content(folder, record, done, what)
+    changed = changed_content(folder, record, done, what, files)
     if changed:
         raise IncompleteRunError(changed)
     return record
