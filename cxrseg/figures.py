@@ -1,7 +1,8 @@
 """Segmentation figures -> results/figures/seg_loss_curves.png and mask_panels.png.
 
-seg_loss_curves.png: mean loss, Dice loss and BCE per epoch for train/val/test (seg/curves.csv),
-with the best epoch (lowest validation loss) marked.
+seg_loss_curves.png: mean loss, Dice loss and BCE per epoch for train/val (seg/curves.csv), with
+the best epoch (lowest validation loss) marked; test rows, where a curves.csv has any, are not
+drawn (fine-tuning chooses on validation; the test part is scored by cxrseg.evaluate).
 mask_panels.png: the six-panel figure for one image of the cache: image with its prompt box, raw
 mask overlay, eroded mask, M-15, M-50, and the M-50 masked image (cutout).
 worst_masks.png (`--worst N`): the N least plausible raw masks for review, ranked by qc.csv's
@@ -28,7 +29,7 @@ from .morphology import boundary, cutout
 from .records import (FINETUNE, FINETUNE_STAGE, PREDICT, SEGFIGURES, check_raw_sha256,
                       require_finished, require_postprocessed)
 
-PART_STYLE = {"train": "-", "val": "--", "test": ":"}
+PART_STYLE = {"train": "-", "val": "--"}
 # Every file this stage may write; a run removes all of them first (so a worst_masks.png of an
 # earlier run with --worst does not stay beside a run without it).
 OUTPUTS = ["seg_loss_curves.png", "mask_panels.png", "worst_masks.png", "run_segfigures.json"]

@@ -6,6 +6,9 @@ instead of BCE). `--train all` trains the image encoder and the mask decoder (pr
 frozen, as MedSAM does); `--train decoder` trains the mask decoder only, on image embeddings
 computed once and cached (the encoder dominates CPU time). Adam; early stopping on the validation
 mean loss; the best epoch (epoch 0 = the checkpoint before fine-tuning) is kept in best.pt.
+Losses are computed, printed and kept (curves.csv) for the training and validation parts only:
+the choice is made on validation, and the test part is first scored by cxrseg.evaluate, on
+best.pt after the choice.
 `--resume` continues from last.pt and ends in the same state as an uninterrupted run; it refuses a
 missing last.pt and one written with other settings (all flags that alter the result but --epochs
 and --patience, the starting checkpoint by content and the image and mask files of each part by
@@ -67,6 +70,8 @@ from .shape_qc import ShapePrior
 from .split import PARTS, check_splits_match, parts_sha256, read_finished_splits
 
 CURVE_COLUMNS = ["epoch", "part", "loss", "dice_loss", "bce_loss"]
+# The parts whose losses are computed each epoch and kept in curves.csv: never the test part.
+CURVE_PARTS = ("train", "val")
 OUTPUTS = ["best.pt", "last.pt", "curves.csv", "prior.json", "shape_prior.json",
            "run_finetune.json"]
 CONTENT_FILES = ("curves.csv", "prior.json", "shape_prior.json")  # read by later stages, by sha256
@@ -249,7 +254,7 @@ def build_parser() -> Parser:
                         help="share of training prompts that use the prior box "
                              "instead of the GT box")
     parser.add_argument("--val-prompt", default="gt", choices=["gt", "prior"],
-                        help="box used for validation/test losses: ground truth or prior")
+                        help="box used for validation losses: ground truth or prior")
     parser.add_argument("--prior-frame", default="content", choices=FRAMES,
                         help="prior coordinates relative to the whole image or its content box")
     parser.add_argument("--extent", default=DEFAULT_EXTENT, choices=EXTENTS,
@@ -411,7 +416,7 @@ def setup(args) -> FinetuneRun:
 def cache_embeddings(model, data: dict[str, SegData], device, cache_dir,
                      precision: str = "fp32") -> None:
     """Encode every part's images once (reusing `cache_dir`'s cache) and hand each part its
-    rows: --train decoder trains on these."""
+    rows: --train decoder trains on these; the test part's are only cached, for cxrseg.evaluate."""
     stems = [s for part in PARTS for s in data[part].stems]
     images = [img for part in PARTS for img in data[part].images]
     embeddings = embeddings_for(model, images, stems, device, cache_dir=cache_dir,
@@ -428,8 +433,8 @@ def restore(run: FinetuneRun) -> FinetuneState:
     validation than the start."""
     patience = run.args.patience
     if run.resumed is None:
-        curves = [[0, part, *run.evaluate(part)] for part in PARTS]
-        val_loss = curves[PARTS.index("val")][2]
+        curves = [[0, part, *run.evaluate(part)] for part in CURVE_PARTS]
+        val_loss = curves[CURVE_PARTS.index("val")][2]
         state = FinetuneState(EarlyStopping(patience, higher_is_better=False, best=val_loss),
                               curves=curves)
         save_checkpoint(run.out / "best.pt", state.checkpoint(run))
@@ -438,33 +443,38 @@ def restore(run: FinetuneRun) -> FinetuneState:
     saved = run.resumed  # its states are in the model, Adam and the generator (`setup`)
     stopping = EarlyStopping(patience, higher_is_better=False, best=saved["best_loss"],
                              best_epoch=saved["best_epoch"], bad_epochs=saved["bad_epochs"])
-    state = FinetuneState(stopping, saved["epoch"], [list(r) for r in saved["curves"]])
+    state = FinetuneState(stopping, saved["epoch"], curve_rows(saved["curves"]))
     print(f"finetune: resumed from {run.out / 'last.pt'} at epoch {state.epoch} "
           f"(best {stopping.best:.4f} at epoch {stopping.best_epoch})")
     return state
 
 
 def run_epoch(run: FinetuneRun, state: FinetuneState) -> None:
-    """One epoch: train, evaluate validation and test, early stopping, save, print a line."""
+    """One epoch: train, evaluate validation, early stopping, save, print a line."""
     args = run.args
     state.epoch += 1
     t0 = time.time()
     train_losses = train_epoch(run.model, run.data["train"], run.optimizer, run.device, args,
                                run.generator, run.precision)
-    val, test = run.evaluate("val"), run.evaluate("test")
-    improved = record_epoch(state, train_losses, val, test)
+    val = run.evaluate("val")
+    improved = record_epoch(state, train_losses, val)
     save_epoch(run, state, improved)
     print(f"finetune: epoch {state.epoch}/{args.epochs} train {train_losses[0]:.4f} "
-          f"val {val[0]:.4f} test {test[0]:.4f}{' *best' if improved else ''} "
+          f"val {val[0]:.4f}{' *best' if improved else ''} "
           f"({time.time() - t0:.1f} s)", flush=True)
 
 
-def record_epoch(state: FinetuneState, train: tuple, val: tuple, test: tuple) -> bool:
-    """Add the epoch's mean losses per part to the curves and update early stopping on the
-    validation loss; returns whether it improved."""
-    state.curves += [[state.epoch, "train", *train], [state.epoch, "val", *val],
-                     [state.epoch, "test", *test]]
+def record_epoch(state: FinetuneState, train: tuple, val: tuple) -> bool:
+    """Add the epoch's mean training and validation losses to the curves and update early
+    stopping on the validation loss; returns whether it improved."""
+    state.curves += [[state.epoch, "train", *train], [state.epoch, "val", *val]]
     return state.stopping.update(state.epoch, val[0])
+
+
+def curve_rows(saved: list) -> list[list]:
+    """The curves of a resumed last.pt, its rows of CURVE_PARTS only (a last.pt that kept test
+    losses per epoch resumes without them)."""
+    return [list(r) for r in saved if r[1] in CURVE_PARTS]
 
 
 def save_epoch(run: FinetuneRun, state: FinetuneState, improved: bool) -> None:

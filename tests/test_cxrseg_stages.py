@@ -83,7 +83,7 @@ def test_finetune_outputs_and_checkpoint_format(pairs, tmp_path):
     finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "3",
                                  "--prompt", "box+points"))
     rows = list(csv.DictReader(open(out / "curves.csv")))
-    assert [r["part"] for r in rows[:3]] == ["train", "val", "test"] and rows[-1]["epoch"] == "3"
+    assert [r["part"] for r in rows] == ["train", "val"] * 4 and rows[-1]["epoch"] == "3"
     assert set(rows[0]) == {"epoch", "part", "loss", "dice_loss", "bce_loss"}
     best = torch.load(out / "best.pt", weights_only=True)
     assert {"model", "config", "epoch", "optimizer"} <= set(best)
@@ -93,6 +93,35 @@ def test_finetune_outputs_and_checkpoint_format(pairs, tmp_path):
     from vendor_medsam import load_medsam
     assert load_medsam(out / "best.pt").config_name == "micro"   # the vendor loader reads it
     assert (out / "prior.json").is_file() and (out / "run_finetune.json").is_file()
+
+
+def test_finetune_never_scores_the_test_part(pairs, tmp_path, monkeypatch, capsys):
+    """The choice is made on validation: no epoch computes, prints or keeps a test loss; a
+    last.pt that kept test rows resumes without them, and the figure skips such rows."""
+    scored = []
+    evaluate_part = finetune.FinetuneRun.evaluate
+    monkeypatch.setattr(finetune.FinetuneRun, "evaluate",
+                        lambda run, part: scored.append(part) or evaluate_part(run, part))
+    out = tmp_path / "seg"
+    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "1"))
+    assert "test" not in scored and {"train", "val"} <= set(scored)
+    assert " test " not in capsys.readouterr().out
+    last = torch.load(out / "last.pt", weights_only=True)      # as an older run kept it
+    last["curves"] += [[e, "test", 0.5, 0.5, 0.5] for e in (0, 1)]
+    torch.save(last, out / "last.pt")
+    finetune.main(_finetune_args(pairs, out, "--train", "decoder", "--epochs", "2", "--resume"))
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert [(r["epoch"], r["part"]) for r in rows] == [
+        (str(e), part) for e in range(3) for part in ("train", "val")]
+    from cxrseg import figures
+    old = tmp_path / "old_curves.csv"
+    old.write_text((out / "curves.csv").read_text() + "1,test,0.5,0.5,0.5\n")
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.extend(
+        line.get_label() for ax in fig.axes for line in ax.get_lines()
+        if not line.get_label().startswith("_")))      # not the best epoch's line
+    figures.plot_loss_curves(old, tmp_path / "curves.png")
+    assert set(drawn) == {"train", "val"}
 
 
 def test_evaluate_sweeps_thresholds_on_val_and_adds_zero_shot(pairs, tmp_path):

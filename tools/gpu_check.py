@@ -263,13 +263,14 @@ def grid_seconds(figures: dict, epochs: int, seg_epochs: int, concurrent: bool) 
     channels_last + validation images / prediction rate) + the final validation and test passes;
     15 runs per backbone. With `concurrent`, each backbone's runs share the GPU at the number of
     side-by-side runs that gave the most images/s (prediction assumed to speed up alike).
-    Segmentation (ViT-B): fine-tuning = `seg_epochs` x (train steps at batch 4 + validation and
-    test losses) + the epoch-0 pass over all pairs; evaluation = all pairs for the fine-tuned and
-    the zero-shot model; prediction = every cohort image once (no refine pass, the paper profile).
+    Segmentation (ViT-B): fine-tuning = `seg_epochs` x (train steps at batch 4 + validation
+    losses) + the epoch-0 pass over the training and validation pairs; evaluation = all pairs
+    for the fine-tuned and the zero-shot model; prediction = every cohort image once (no refine
+    pass, the paper profile).
     Stages run one after another (an upper bound: `original` runs could overlap segmentation).
     """
     n_train, n_val, n_test = part_sizes(COHORT_IMAGES)
-    s_train, s_val, s_test = part_sizes(SEG_PAIRS)
+    s_train, s_val, _ = part_sizes(SEG_PAIRS)
     fast = {r["arch"]: r["images_per_s"] for r in figures["train"]
             if r["bf16_channels_last"] and r["batch"] == figures["paper_batch"]}
     train = {}
@@ -284,7 +285,7 @@ def grid_seconds(figures: dict, epochs: int, seg_epochs: int, concurrent: bool) 
     vit = figures["predict"]["vit_b"]["images_per_s"]
     step = figures["finetune"]["seconds_per_step"]
     steps_per_epoch = math.ceil(s_train / figures["finetune"]["batch"])
-    finetune = seg_epochs * (steps_per_epoch * step + (s_val + s_test) / vit) + SEG_PAIRS / vit
+    finetune = seg_epochs * (steps_per_epoch * step + s_val / vit) + (s_train + s_val) / vit
     seg = {"finetune": finetune, "evaluate": 2 * SEG_PAIRS / vit, "predict": COHORT_IMAGES / vit}
     total = sum(seg.values()) + sum(train.values())
     return {"epochs": epochs, "seg_epochs": seg_epochs, "concurrent": concurrent,
