@@ -5,7 +5,11 @@ The raw lung mask is eroded by a disk of ERODE_RADIUS pixels, then dilated by ea
 pixels (M-15, M-50). Radii are in pixels of the classifier cache's images, whose side is
 PIPELINE_SIZE (masks of another size are scaled to it before the radii apply, see cxrseg.coverage,
 or the radii are scaled to the mask, `scale_radius`).
+
+profiles/user.mk runs this file (`main`, standard library only) for `make segment`'s --erode.
 """
+from __future__ import annotations
+
 import math
 
 ERODE_RADIUS = 5
@@ -26,3 +30,25 @@ def pipeline_radius(pixels: int, size: int) -> int | None:
     radius does (above PIPELINE_SIZE some pixel counts are skipped)."""
     return next((r for r in range(2 * (pixels + 1) * PIPELINE_SIZE // size + 2)
                  if scale_radius(r, (size, size)) == pixels), None)
+
+
+def main(argv: list[str]) -> str:
+    """Make's view of `pipeline_radius`: `--pipeline-radius PIXELS SIZE` prints the radius that
+    cxrseg.predict takes for PIXELS at a SIZE-px side (a profile's ERODE at its CACHE_SIZE), or
+    stops with a message naming both."""
+    if len(argv) != 3 or argv[0] != "--pipeline-radius":
+        raise SystemExit(f"usage: study_masks.py --pipeline-radius PIXELS SIZE; got {argv}")
+    pixels, size = argv[1:]
+    if not (pixels.isdigit() and size.isdigit() and int(size) > 0):
+        raise SystemExit(f"ERODE={pixels!r}, CACHE_SIZE={size!r}: give whole numbers of pixels "
+                         "(ERODE >= 0, CACHE_SIZE > 0)")
+    radius = pipeline_radius(int(pixels), int(size))
+    if radius is None:
+        raise SystemExit(f"ERODE={pixels} at CACHE_SIZE={size}: no radius of a {PIPELINE_SIZE}-px "
+                         f"side scales to {pixels} px at {size} px; choose another ERODE")
+    return str(radius)
+
+
+if __name__ == "__main__":
+    import sys
+    print(main(sys.argv[1:]))

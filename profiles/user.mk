@@ -11,7 +11,13 @@
 #       the lung masks (raw, M-15, M-50) of every image in DIR: cxrseg.predict --segmenter, which
 #       takes checkpoint, prior, threshold and prompting from the segmenter folder, as the
 #       pipeline's mask prediction does (plus the profile's PREDICT_ARGS, as there). --extent
-#       $(EXTENT) too: a segmenter fine-tuned on whole-lung masks needs EXTENT=full.
+#       $(EXTENT) too: a segmenter fine-tuned on whole-lung masks needs EXTENT=full. The masks are
+#       eroded by ERODE, as the pipeline's post-processing erodes: ERODE is in pixels of the
+#       profile's cache (CACHE_SIZE) and cxrseg.predict's --erode in pixels of a 512-px side
+#       scaled to each image, so Make passes the radius that gives ERODE pixels at CACHE_SIZE
+#       (cxrseg/study_masks.py, the rule cxrcls.predict checks masks by; ERODE itself at 512).
+#       SEGMENT_ARGS may not set a flag Make sets (--erode, --extent, --device): Make stops,
+#       naming the variable to set instead.
 #   make weights [IMAGENET_DIR=DIR]
 #       the ImageNet weights of ARCHS into weights/imagenet/, or IMAGENET_DIR (python -m
 #       cxrcls.weights; network). Training reads them from the same folder.
@@ -22,6 +28,7 @@
 SEGMENTER      ?= $(W)/seg
 SEGMENTER_ONLY ?=
 SEGMENT_ARGS   ?=
+SEGMENT_ERODE  :=
 IMAGES         ?=
 OUT            ?=
 
@@ -46,11 +53,23 @@ $(error SEGMENTER=$(SEGMENTER): folder not found. make segment reads the seg/ fo
 	`make segmenter` or `make reproduce` wrote under their WORK: pass WORK=<that work folder> \
 	(as given to them), or SEGMENTER=<the segmenter folder>)
 endif
+SEGMENT_ERODE := $(shell $(PYTHON) cxrseg/study_masks.py --pipeline-radius \
+	$(call shell_quote,$(ERODE)) $(call shell_quote,$(CACHE_SIZE)))
+ifeq ($(SEGMENT_ERODE),)
+$(error make segment: no erosion radius for ERODE=$(ERODE) at CACHE_SIZE=$(CACHE_SIZE) (above: \
+	PYTHON=$(PYTHON) cxrseg/study_masks.py --pipeline-radius $(ERODE) $(CACHE_SIZE)))
+endif
 endif
 
 # (the folders quoted: a folder of one's own may have spaces in its name)
 CMD_SEGMENT = $(strip cxrseg.predict --images "$(IMAGES)" --segmenter "$(SEGMENTER)" \
-              --extent $(EXTENT) --out "$(OUT)" $(PREDICT_ARGS) $(SEGMENT_ARGS) --device $(DEVICE))
+              --extent $(EXTENT) --erode $(SEGMENT_ERODE) --out "$(OUT)" $(PREDICT_ARGS) \
+              $(SEGMENT_ARGS) --device $(DEVICE))
+# A flag of SEGMENT_ARGS that CMD_SEGMENT sets too would reach cxrseg.predict twice, which refuses
+# it: Make stops, naming the variable to set instead (profiles/pipeline.mk, "flags Make sets").
+ifneq ($(filter segment,$(value MAKECMDGOALS)),)
+$(foreach f,$(firstword $(call set_by_make,SEGMENT)),$(error $(call flag_error,SEGMENT,$(f))))
+endif
 segment: | $(SETUP)
 	$(PY) -m $(CMD_SEGMENT)
 

@@ -99,13 +99,39 @@ def test_make_segment_runs_predict_with_the_segmenter_folder_and_needs_no_study_
     predict = [c for c in result.stdout.splitlines() if "-m cxrseg.predict" in c]
     assert len(predict) == 1
     assert predict[0].endswith(f'-m cxrseg.predict --images "{images}" --segmenter '
-                               f'"{tmp_path / "w"}/seg" --extent field --out "my_masks" --masked '
-                               '--device auto')
+                               f'"{tmp_path / "w"}/seg" --extent field --erode 5 --out "my_masks" '
+                               '--masked --device auto')
     full = dry(tmp_path, "segment", f"IMAGES={images}", "OUT=y", "EXTENT=full")
     assert '--segmenter "' in full.stdout and " --extent full " in full.stdout
     for missing in (["OUT=x"], ["IMAGES=x"]):
         refused = dry(tmp_path, "segment", *missing, check=False)
         assert refused.returncode != 0 and "make segment needs" in refused.stderr
+
+
+def test_make_segment_erodes_by_erode_as_the_post_processing_does(tmp_path):
+    """ERODE (pixels of the profile's cache) reaches cxrseg.predict as the radius of a 512-px side
+    that gives as many pixels at CACHE_SIZE; --erode in SEGMENT_ARGS stops Make, naming ERODE."""
+    images = tmp_path / "my cxrs"
+    images.mkdir()
+    (tmp_path / "w" / "seg").mkdir(parents=True)
+    folders = [f"IMAGES={images}", "OUT=o"]
+
+    def erode(*args):
+        predict = [c for c in dry(tmp_path, "segment", *folders, *args).stdout.splitlines()
+                   if "-m cxrseg.predict" in c]
+        return re.findall(r" --erode (\S+)", predict[0])
+
+    assert erode() == ["5"] and erode("ERODE=3") == ["3"]
+    assert erode("PROFILE=tiny") == ["4"]                   # 1 px at its 64-px cache
+    assert erode("PROFILE=tiny", "ERODE=2") == ["12"]
+    assert erode("CACHE_SIZE=256", "ERODE=3") == ["5"]      # 3 px at 256, as cxrcls.predict asks
+    refused = dry(tmp_path, "segment", *folders, "SEGMENT_ARGS=--masked --erode 3", check=False)
+    assert refused.returncode != 0 and "-m cxrseg.predict" not in refused.stdout
+    assert ("SEGMENT_ARGS holds --erode, which Make sets from ERODE: use ERODE=3, not --erode in "
+            "SEGMENT_ARGS") in refused.stderr, refused.stderr
+    for bad in ("ERODE=x", "ERODE=3 CACHE_SIZE=1024"):
+        stopped = dry(tmp_path, "segment", *folders, *bad.split(), check=False)
+        assert stopped.returncode != 0 and "make segment: no erosion radius for" in stopped.stderr
 
 
 def test_make_segment_stops_at_once_naming_work_and_segmenter_when_the_segmenter_is_missing(
