@@ -444,10 +444,11 @@ LOCK_BUSY     := 75
 # implemented" on Lustre mounted without -o flock; EX_OSERR, "No locks available" on NFS without
 # its lock service): COMMAND, a make or rm, never exits with either.
 LOCK_UNSUPPORTED := 65 71
-# $(call with_lock,FOLDER,COMMAND): run COMMAND holding FOLDER/.lock, or stop when another make
-# holds it (flock -n then exits with LOCK_BUSY without running COMMAND) or when FOLDER's file
+# $(call with_lock,FOLDER,COMMAND[,-s]): run COMMAND holding FOLDER/.lock (with -s shared, as a
+# reader: other readers may hold it too, a make running stages there may not), or stop when another
+# make holds it (flock -n then exits with LOCK_BUSY without running COMMAND) or when FOLDER's file
 # system cannot lock (COMMAND does not run either).
-with_lock = mkdir -p $(1); rc=0; flock -n -E $(LOCK_BUSY) $(1)/.lock $(2) || rc=$$?; \
+with_lock = mkdir -p $(1); rc=0; flock -n $(value 3) -E $(LOCK_BUSY) $(1)/.lock $(2) || rc=$$?; \
 	[ $$rc != $(LOCK_BUSY) ] || echo "error: $(1): another make is running there (it holds \
 	$(1)/.lock); wait until it ends" >&2; \
 	case " $(LOCK_UNSUPPORTED) " in (*" $$rc "*) echo "error: $(1): its file system cannot lock \
@@ -457,6 +458,13 @@ with_lock = mkdir -p $(1); rc=0; flock -n -E $(LOCK_BUSY) $(1)/.lock $(2) || rc=
 	exit $$rc
 # A make that this Makefile starts (see SUBMAKE in the Makefile).
 SUB_MAKE = $(MAKE) --no-print-directory SUBMAKE=1
+# `make compare` reads A: its make holds A/.lock shared (with_lock -s) from before it checks A's
+# report until the comparison has recorded it, so no make rewrites A in between, and a make on A
+# stops the comparison at once, naming A. Not when this make's parents hold A's lock (their make
+# wrote A and waits for the comparison), nor for A = B (the comparison refuses it), nor where A
+# is not there (the comparison names it), nor in a dry run.
+READ_LOCK_A := $(if $(NO_RUN),,$(filter-out $(HELD_LOCK) $(abspath $(B)),$(abspath $(A))))
+with_read_lock = $(if $(1),if [ -d $(1) ]; then $(call with_lock,$(1),$(2),-s); else $(2); fi,$(2))
 
 stage-times:
 	$(print_stage_times)
@@ -529,7 +537,7 @@ is_folder = $(filter $(abspath $(2)),$(abspath $(1)))
 compare: | $(SETUP)
 	$(if $(call is_folder,$(A),$(WORK_IMAGE)),+@$(SUB_MAKE) reproduce WORK=$(A) SPLIT_BY=image)
 	$(if $(call is_folder,$(B),$(WORK_PATIENT)),+@$(SUB_MAKE) reproduce WORK=$(B) SPLIT_BY=patient)
-	+@$(SUB_MAKE) $(COMPARE_DONE) A=$(A) B=$(B)
+	+@$(call with_read_lock,$(READ_LOCK_A),$(SUB_MAKE) $(COMPARE_DONE) A=$(A) B=$(B))
 
 ifneq ($(filter $(COMPARE_DONE),$(PIPELINE_GOALS)),)
 # The comparison's make: no stage of A or B is a target here, only B/compare/. Its source files come

@@ -833,6 +833,30 @@ def test_a_second_make_on_a_locked_work_folder_stops_at_once_and_touches_nothing
     assert [p.name for p in work.iterdir()] == [".lock"] and not (tmp_path / "a").exists()
 
 
+def test_make_compare_reads_a_under_its_lock_and_stops_while_a_make_holds_it(tmp_path):
+    """The comparison holds A's lock (shared) from its make's start to the end of the stage: a make
+    running on A (holding A/.lock) stops it at once, naming A, before anything is written to B;
+    while the comparison runs, a make on A could not take A's lock; afterwards it is free."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for work in (a, b):
+        (work / "results").mkdir(parents=True)
+        (work / "results" / "auroc_by_split.csv").write_text("setting,split,label,auroc\n")
+    compare = ["compare", "PROFILE=tiny", f"A={a}", f"B={b}"]
+    with open(a / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        started = time.monotonic()
+        result = run_make(*compare, check=False, timeout=120)
+        seconds = time.monotonic() - started
+    assert result.returncode != 0 and seconds < 30 and ">> " not in result.stdout
+    assert f"error: {a}: another make is running there" in result.stderr, result.stderr
+    assert not (b / "compare").exists()
+    run_make(*compare, *_fake_launcher(tmp_path), env={"FAKE_WORK": str(a)})
+    assert [(line[2], line[3].split()[2]) for line in _fake_log(a)] == [("held",
+                                                                         "cxrstats.compare")]
+    with open(a / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 @pytest.mark.parametrize("goal", ["reproduce", "clean-work"])
 @pytest.mark.parametrize("errno_text, code", [("Function not implemented", 65),
                                               ("No locks available", 71)])
