@@ -372,8 +372,7 @@ def validate(run: TrainingRun, epoch: int) -> tuple[float, float]:
         run.log(f"note: {run.out}: epoch {epoch}: NaN logits for {diverged} of {len(val)} "
                 "validation images (the model diverged); val macro AUROC NaN, no improvement")
         return float("nan"), bce(logits, y)
-    auc, _ = macro_auroc(y, sigmoid(logits))
-    return auc, bce(logits, y)
+    return macro_auroc(y, sigmoid(logits)).value, bce(logits, y)
 
 
 def record_epoch(state: State, epoch: int, train_loss: float, val_auc: float, val_loss: float,
@@ -463,7 +462,7 @@ def final_predictions(run: TrainingRun, state: State) -> None:
                    best_epoch=stopping.best_epoch, val_macro_auroc=stopping.best,
                    **run.input_records, precision=run.precision,
                    **content_facts(out, CONTENT_FILES))
-        test_auc, skipped = macro_auroc(run.labels6[test], test_probs)
+        test_auc, skipped, _ = macro_auroc(run.labels6[test], test_probs)
         skipped_note = f" (skipped {skipped})" if skipped else ""
         run.log(f"done: best epoch {stopping.best_epoch} (val macro AUROC {stopping.best:.4f}); "
                 f"test macro AUROC {test_auc:.4f}{skipped_note} -> {out}")

@@ -1,7 +1,8 @@
 """Read results/auroc_by_split.csv (written by cxrstats.report): per-split AUROCs behind Table 2.
 
 Columns `setting, split, label, auroc`; label is one of the six LABELS or "macro"; auroc is a number
-in [0, 1], or empty where the label has one class in that split's test set (undefined there).
+in [0, 1], or empty where the label has one class in that split's test set (undefined there). The
+report's other columns (ci_low, ci_high, macro_n_findings: cxrstats.tables) are not read here.
 """
 from __future__ import annotations
 

@@ -11,12 +11,13 @@ F1. Test predictions are used only to score. A run folder without done.json (kil
 or restarted over an old run) stops the report, unless --skip-incomplete leaves it out, loudly.
 
 Writes into --out (default WORK/results): table1/2/3 (.csv and .md), auroc_by_split.csv (with
-bootstrap 95% intervals), prf_by_split.csv, ttests.csv (with Holm-adjusted and DeLong p),
-delong.csv, mantel.csv, figures/*.png, run.json and summary.md, then last done_report.json: the
-files it vouches for, and each run it read (folder under WORK, sha256 of its done.json) and the
-cohort, so readers of these files (cxrstats.compare, cxrstats.tightness) can refuse them once a run
-was trained again (cxrstats.results), the masks' lung extent and the runs' resolved precision. A
-folder holding files this toolkit did not write is refused before anything is written.
+bootstrap 95% intervals and the findings each macro averages), prf_by_split.csv, ttests.csv (with
+Holm-adjusted and DeLong p), delong.csv, mantel.csv, figures/*.png, run.json and summary.md, then
+last done_report.json: the files it vouches for, and each run it read (folder under WORK, sha256 of
+its done.json) and the cohort, so readers of these files (cxrstats.compare, cxrstats.tightness) can
+refuse them once a run was trained again (cxrstats.results), the masks' lung extent and the runs'
+resolved precision. A folder holding files this toolkit did not write is refused before anything
+is written.
 
 Refused, naming the run: a run trained on another cohort, cache or masks than WORK holds now
 (cxrstats.results.changed_inputs), a run whose recorded arch and inputs are not the setting its

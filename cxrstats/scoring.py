@@ -14,8 +14,8 @@ from cxrstats.delong import DeLongTest, delong_macro, delong_test
 from cxrstats.hypothesis import MantelResult, mantel
 from cxrstats.metrics import cooccurrence
 from cxrstats.runs import FinishedRun, Setting
-from cxrstats.study import (FINDINGS, LABELS, label_aurocs, label_prf, label_scores, macro_auroc,
-                            macro_prf, tune_thresholds)
+from cxrstats.study import (FINDINGS, LABELS, MacroAuroc, label_aurocs, label_prf, label_scores,
+                            macro_auroc, macro_prf, tune_thresholds)
 
 
 @dataclass
@@ -41,6 +41,7 @@ class RunResult:
     run_args: dict | None
     notes: list[str] = field(default_factory=list)
     macro_skipped: list[str] = field(default_factory=list)  # findings left out of both macros
+    macro_n_findings: int = 0     # findings the macro AUROC averages (study.macro_auroc)
 
 
 def run_intervals(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed
@@ -79,8 +80,8 @@ def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0
     aurocs = label_aurocs(truth, scores)
     notes += [f"{label}: one class only in the test set, AUROC undefined"
               for label, value in zip(LABELS, aurocs) if np.isnan(value)]
-    macro, skipped = macro_auroc(truth, run.test_probs)
-    notes += macro_notes(skipped)
+    macro = macro_auroc(truth, run.test_probs)
+    notes += macro_notes(macro)
     intervals, macro_interval, interval_notes = run_intervals(truth, scores, n_boot,
                                                               (seed, run.split))
     notes += interval_notes
@@ -94,21 +95,21 @@ def evaluate_run(run: FinishedRun, permutations: int, seed: int, n_boot: int = 0
         notes.append("Mantel r undefined: the true or predicted co-occurrence entries are all "
                      "equal")
     minutes = None if run.train_seconds is None else run.train_seconds / 60.0
-    return RunResult(run.setting, run.split, aurocs, macro, intervals, macro_interval,
+    return RunResult(run.setting, run.split, aurocs, macro.value, intervals, macro_interval,
                      np.asarray(thresholds), source, prf, macro_prf(prf), result,
                      run.test_ids, truth, run.test_probs, predicted, minutes, run.epochs,
-                     run.run_args, notes, macro_skipped=skipped)
+                     run.run_args, notes, macro_skipped=macro.skipped,
+                     macro_n_findings=macro.n_findings)
 
 
-def macro_notes(skipped: list[str]) -> list[str]:
+def macro_notes(macro: MacroAuroc) -> list[str]:
     """The summary's note on a split whose macro AUROC and macro P/R/F1 leave out findings."""
-    if not skipped:
+    if not macro.skipped:
         return []
-    if len(skipped) == len(FINDINGS):
+    if macro.n_findings == 0:
         return ["macro AUROC and P/R/F1 undefined: no finding has both classes in the test set"]
-    return [f"macro AUROC and P/R/F1 over {len(FINDINGS) - len(skipped)} of the "
-            f"{len(FINDINGS)} findings ({', '.join(skipped)} left out: one class only in the test "
-            "set)"]
+    return [f"macro AUROC and P/R/F1 over {macro.n_findings} of the {len(FINDINGS)} findings "
+            f"({', '.join(macro.skipped)} left out: one class only in the test set)"]
 
 
 @dataclass

@@ -8,6 +8,8 @@ Mass, Nodule, Pneumonia, Edema, Fibrosis, then the derived "No Finding" = 1 - ma
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from cxrstats.metrics import auroc, best_f1_threshold, no_finding_score, precision_recall_f1
@@ -41,19 +43,28 @@ def label_aurocs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def macro_auroc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[str]]:
+class MacroAuroc(NamedTuple):
+    """A macro AUROC: `value` the mean over `n_findings` findings (NaN when 0), `skipped` the
+    names of the others (one class only in the test set)."""
+    value: float
+    skipped: list[str]
+    n_findings: int
+
+
+def macro_auroc(labels: np.ndarray, probs: np.ndarray) -> MacroAuroc:
     """The study's macro AUROC: the mean AUROC over the 5 findings that have both classes in
     `labels`.
 
     labels (n, 5 or 6) 0/1 (a 6th No Finding column is ignored), probs (n, 5). Returns the mean (NaN
-    when no finding has both classes) and the names of the findings skipped for having one class
-    only.
+    when no finding has both classes), the names of the findings skipped for having one class
+    only, and how many findings the mean averages.
     """
     labels = np.asarray(labels)[:, :len(FINDINGS)]
     values = label_aurocs(labels, np.asarray(probs, dtype=np.float64))
     skipped = [name for name, v in zip(FINDINGS, values) if np.isnan(v)]
     defined = values[np.isfinite(values)]
-    return (float(defined.mean()) if defined.size else float("nan")), skipped
+    return MacroAuroc(float(defined.mean()) if defined.size else float("nan"), skipped,
+                      int(defined.size))
 
 
 def label_prf(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:

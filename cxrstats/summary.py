@@ -39,7 +39,8 @@ DESCRIPTIONS = {
                   "thresholds",
     "table3.md": "Table 3 as Markdown",
     "auroc_by_split.csv": "per-split, unrounded AUROC behind Table 2, with bootstrap 95% intervals "
-                          "(ci_low, ci_high)",
+                          "(ci_low, ci_high) and the findings each macro averages "
+                          "(macro_n_findings)",
     "prf_by_split.csv": "per-split thresholds and precision/recall/F1 behind Table 3",
     "ttests.csv": "paired t-tests over splits between every pair of settings, Holm-adjusted p per "
                   "metric (p_holm), DeLong p per split for the headline pairs (delong_p)",

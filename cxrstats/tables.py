@@ -25,6 +25,10 @@ OUTPUTS = ("table1.csv", "table1.md", "table2.csv", "table2.md", "table3.csv", "
            "auroc_by_split.csv", "prf_by_split.csv", "delong.csv", "ttests.csv", "mantel.csv")
 TTEST_COLUMNS = ["metric", "a", "b", "t", "df", "p", "headline", "n_splits", "mean_a", "mean_b",
                  "note", "p_holm", "delong_p"]
+# macro_n_findings: on the macro rows, how many findings that split's macro averages (empty on
+# the label rows).
+AUROC_BY_SPLIT_COLUMNS = ["setting", "split", "label", "auroc", "ci_low", "ci_high",
+                          "macro_n_findings"]
 DELONG_COLUMNS = ["a", "b", "split", "label", "labels_used", "n", "auc_a", "auc_b", "var_a",
                   "var_b", "cov", "z", "p", "note"]
 
@@ -55,7 +59,7 @@ def table_notes(rows: list[list]) -> list[str]:
 def macro_cell(runs: list[RunResult], value, decimals: int) -> str:
     """`cell` of a macro metric over the runs, marked FEWER when some split's macro left out a
     finding but is defined (a macro undefined on a split is PARTIAL, as any metric)."""
-    mark = FEWER if any(0 < len(r.macro_skipped) < len(FINDINGS) for r in runs) else ""
+    mark = FEWER if any(0 < r.macro_n_findings < len(FINDINGS) for r in runs) else ""
     return cell([value(r) for r in runs], decimals) + mark
 
 
@@ -107,20 +111,21 @@ def write_table3(results: Results, out: Path, decimals: int) -> list[str]:
 
 def write_by_split(results: Results, out: Path) -> list[str]:
     """The per-split numbers behind Tables 2 and 3, unrounded, with the AUROCs' bootstrap 95%
-    intervals (empty when --bootstrap 0 or the AUROC is undefined)."""
+    intervals (empty when --bootstrap 0 or the AUROC is undefined) and, for the macro, how many
+    findings it averages."""
     auroc_rows, prf_rows = [], []
     for name, runs in results.items():
         for r in runs:
             for j, label in enumerate(LABELS):
                 auroc_rows.append([name, r.split, label, num(r.aurocs[j]),
-                                   *(num(v) for v in r.intervals[j])])
+                                   *(num(v) for v in r.intervals[j]), ""])
                 prf_rows.append([name, r.split, label, num(r.thresholds[j]), r.threshold_source,
                                  *(num(v) for v in r.prf[j])])
             auroc_rows.append([name, r.split, "macro", num(r.macro_auroc),
-                               *(num(v) for v in r.macro_interval)])
+                               *(num(v) for v in r.macro_interval), r.macro_n_findings])
             prf_rows.append([name, r.split, "macro", "", "", *(num(v) for v in r.macro_prf)])
     write_csv(out / "auroc_by_split.csv",
-              ["setting", "split", "label", "auroc", "ci_low", "ci_high"], auroc_rows)
+              AUROC_BY_SPLIT_COLUMNS, auroc_rows)
     write_csv(out / "prf_by_split.csv",
               ["setting", "split", "label", "threshold", "threshold_source", "precision", "recall",
                "f1"], prf_rows)

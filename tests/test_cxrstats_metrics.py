@@ -189,3 +189,20 @@ def test_precision_recall_f1_of_a_label_with_one_class_is_undefined_and_left_out
     assert np.allclose(prf[[0, 1, 3, 4, 5]], 1.0)
     assert np.allclose(macro_prf(prf), [1.0, 1.0, 1.0])
     assert np.isnan(macro_prf(np.full((6, 3), np.nan))).all()
+
+
+def test_macro_auroc_says_how_many_findings_it_averages():
+    """The count auroc_by_split.csv records (macro_n_findings) is the macro's own: the findings
+    with both classes, the ones its mean is over."""
+    from cxrstats.study import FINDINGS, macro_auroc
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((40, len(FINDINGS))) < 0.4).astype(int)
+    probs = rng.random((40, len(FINDINGS)))
+    labels[:, 2] = 0                           # Pneumonia: one class only
+    macro = macro_auroc(labels, probs)
+    assert macro.skipped == ["Pneumonia"] and macro.n_findings == 4
+    assert macro.value == pytest.approx(np.mean([auroc(labels[:, j], probs[:, j])
+                                                 for j in (0, 1, 3, 4)]))
+    value, skipped, n = macro_auroc(np.zeros_like(labels), probs)
+    assert np.isnan(value) and n == 0 and skipped == list(FINDINGS)

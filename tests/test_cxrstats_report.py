@@ -346,6 +346,7 @@ def test_label_with_one_class_in_a_test_set(work):
     assert values["Fibrosis"] == ""
     assert float(values["macro"]) == pytest.approx(np.mean([float(values[x])
                                                             for x in FINDINGS[:4]]))
+    assert {r["label"]: r["macro_n_findings"] for r in by_split}["macro"] == "4"   # as summary.md
     assert parse_cell(row["Fibrosis"].rstrip("*"))[1] is None  # the one remaining split
     summary = (out / "summary.md").read_text()
     assert "Fibrosis: one class only in the test set" in summary
@@ -370,7 +371,10 @@ def test_intervals_delong_and_holm_in_the_report(tmp_path):
 
     # per-split intervals: the seeded stratified bootstrap of that run's test set
     by_split = read_rows(out / "auroc_by_split.csv")
-    assert list(by_split[0]) == ["setting", "split", "label", "auroc", "ci_low", "ci_high"]
+    assert list(by_split[0]) == ["setting", "split", "label", "auroc", "ci_low", "ci_high",
+                                 "macro_n_findings"]
+    assert {r["macro_n_findings"] for r in by_split if r["label"] == "macro"} == {"5"}
+    assert {r["macro_n_findings"] for r in by_split if r["label"] != "macro"} == {""}
     truth, scores = test_set("resnet50_m15", 2)
     expected = bootstrap_aurocs(truth[:, :5], scores[:, :5], n_boot=300, seed=[0, 2, 0])
     rows = {r["label"]: r for r in by_split if (r["setting"], r["split"]) == ("resnet50_m15", "2")}

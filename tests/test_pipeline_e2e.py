@@ -43,6 +43,8 @@ COLUMNS = {
     "val_ids.csv": ["image"],
     "test_ids.csv": ["image"],
     "results/mantel.csv": ["setting", "split", "r", "p", "permutations", "exact"],
+    "results/auroc_by_split.csv": ["setting", "split", "label", "auroc", "ci_low", "ci_high",
+                                   "macro_n_findings"],
 }
 TIMING_KEYS = ["train_seconds", "epochs", "best_epoch", "device", "device_name", "precision",
                "world_size", "stopped_early"]
