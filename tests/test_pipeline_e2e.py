@@ -47,7 +47,7 @@ COLUMNS = {
                                    "macro_n_findings"],
 }
 TIMING_KEYS = ["train_seconds", "epochs", "best_epoch", "device", "device_name", "precision",
-               "world_size", "stopped_early"]
+               "optimizer", "world_size", "stopped_early"]
 RUN_JSON_KEYS = {"arguments", "seed", "git_commit", "versions", "seconds"}
 # The run records of the stages that run a network (the gathered masks' too): `precision` used.
 NETWORK_RUN_JSONS = ["seg/run_finetune.json", "seg/run_evaluate.json", "masks/run_predict.json",
