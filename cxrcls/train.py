@@ -186,6 +186,9 @@ def setup(args) -> tuple[TrainingRun, State]:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, args.lr, precision, distributed=ctx.world_size > 1,
                                bf16_copies=args.bf16_copies)
+    if args.bf16_copies and optimizer_kind(optimizer) == "adam":
+        log(f"note: --bf16-copies applies to bf16 on a CPU in one process, not to {precision} on "
+            f"{device} with {ctx.world_size} process(es): plain Adam, as without it")
     net = model
     if ctx.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(

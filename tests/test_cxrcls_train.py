@@ -571,6 +571,14 @@ def test_bf16_copies_resume_where_an_uninterrupted_run_ends_and_are_recorded(wor
     assert all(v.dtype == torch.float32 for v in saved.values() if v.is_floating_point())
 
 
+def test_bf16_copies_in_float32_say_they_do_not_apply(work, capsys):
+    out = work / "runs" / "fp32_copies"
+    train.main(["--work", str(work), "--epochs", "1", "--out", str(out), *FAST, "--bf16-copies"])
+    assert "note: --bf16-copies applies to bf16 on a CPU in one process, not to fp32" in (
+        capsys.readouterr().out)
+    assert json.loads((out / "timing.json").read_text())["optimizer"] == "adam"
+
+
 def test_fp32_predictions_are_the_network_run_without_autocast(work, uninterrupted, monkeypatch):
     # --precision fp32 is the float32 code path exactly: autocast is never entered, so the logits
     # are bit for bit what the model gives on its own
