@@ -14,7 +14,11 @@ names), made into the run's input (its
 --image-size (cxrcls.training.to_model_input). A masked input (m<r>, overlay) needs --masks: an
 m<r>/ folder (raw/ for overlay) of a finished `make segment` (cxrseg.predict) output folder, whose
 done_predict.json lists its masks (one per image, by file stem, of the image's own size; files it
-does not list are not read); each mask is resized to S by nearest neighbour. They must be masks
+does not list are not read), and whose sha256.csv, which done_predict.json vouches for, holds the
+sha256 of each: a mask is checked against it as it is read (the bytes decoded are the bytes
+hashed) and refused when it differs (edited, swapped, or left from another run), as is a folder
+without sha256.csv (made by an older version: its masks cannot be checked, so make segment is run
+again); each mask is resized to S by nearest neighbour. They must be masks
 like the run's own (WORK/masks' records, the ones the run's done.json names): the same lung
 extent, erosion and dilation radii in pixels of S (make segment's are in pixels of a 512-px side,
 scaled to each image), holes filled or not and largest pieces kept alike; otherwise refused,
@@ -53,8 +57,9 @@ from cxrseg.study_masks import PIPELINE_SIZE, pipeline_radius, scale_radius
 from cxrstats.foundation.imageio import image_stem, read_gray
 from cxrstats.foundation.input_names import mask_radius
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, changed_identity,
-                                        input_identity, load_npy, read_done, write_csv)
+from cxrstats.foundation.fileio import (USER_ERRORS, IncompleteRunError, VouchedFiles,
+                                        changed_identity, input_identity, load_npy, read_done,
+                                        vouched_files, write_csv)
 from cxrstats.foundation.progress import Progress
 from cxrstats.study import label_scores
 from cxrstats.foundation.checkpoints import load_checkpoint
@@ -71,6 +76,7 @@ COLUMNS = ["image", *(f"prob_{label}" for label in LABELS), *(f"label_{label}" f
 SHAPE = ("erode", "dilate", "fill_holes", "keep_largest")
 NO_RADII = {"erode": None, "dilate": None}
 SEGMENTER = ("checkpoint_id", "prior_sha256", "threshold", "prompt", "refine")
+SEGMENT = "mask prediction (make segment)"   # the stage that makes --masks, in messages
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,26 @@ def open_run(folder: str | Path, device: torch.device, cache_size: int | None = 
                             precision, trained_masks(folder, record, kind))
 
 
+@dataclass(frozen=True)
+class MaskFolder:
+    """The masks of a cxrseg.predict output folder that its records vouch for: stem -> the mask's
+    path inside that folder (`m15/a.png`), each read through `vouched` (checked by content)."""
+    files: dict[str, str]
+    vouched: VouchedFiles
+
+    def __contains__(self, stem: str) -> bool:
+        return stem in self.files
+
+    def path(self, stem: str) -> Path:
+        return self.vouched.folder / self.files[stem]
+
+    def read(self, stem: str) -> np.ndarray:
+        """(H, W) 0/1 mask of `stem`, decoded from the bytes checked against sha256.csv (read
+        once); IncompleteRunError naming the file when they are not the bytes make segment
+        wrote."""
+        return read_mask(self.path(stem), self.vouched.read_bytes(self.files[stem]))
+
+
 def mask_to_cache(mask: np.ndarray, size: int) -> np.ndarray:
     """(H, W) 0/1 mask -> (size, size) uint8 0/1, nearest neighbour (the image's resize is
     bilinear; a mask stays 0/1)."""
@@ -220,8 +246,8 @@ def mask_to_cache(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 def check_masks(images: dict[str, Path], masks: Path | None, run: FinishedRunModel
-                ) -> dict[str, Path] | None:
-    """The masks of the run's input (stem -> file, `mask_folder`), None for an input without
+                ) -> MaskFolder | None:
+    """The masks of the run's input (`mask_folder`), None for an input without
     masks; refused before any work when the input needs masks and none are given, or an image
     that can be read has no mask (an unreadable one is left out later anyway)."""
     kind = run.kind
@@ -247,29 +273,30 @@ def mask_folder_name(kind: str) -> str:
     return "raw" if kind == "overlay" else kind
 
 
-def mask_folder(folder: Path, run: FinishedRunModel) -> dict[str, Path]:
-    """stem -> mask file of `folder`, the raw/ (overlay) or an m<r>/ folder of a finished
-    cxrseg.predict output folder (its done_predict.json lists the files), whose masks are those
-    the run was trained on (`compare_masks`); ValueError naming the folder otherwise. Files the
-    record does not list are not read."""
+def mask_folder(folder: Path, run: FinishedRunModel) -> MaskFolder:
+    """The masks of `folder`, the raw/ (overlay) or an m<r>/ folder of a finished cxrseg.predict
+    output folder (its done_predict.json lists the files and vouches for sha256.csv, their
+    sha256), whose masks are those the run was trained on (`compare_masks`); ValueError naming the
+    folder otherwise. Files the record does not list are not read."""
     fits = folder.name == "raw" if run.kind == "overlay" else mask_radius(folder.name) is not None
     if not fits:
         raise ValueError(f"--masks {folder}: holds {folder.name}/ masks, but the run's input "
                          f"{run.kind!r} needs the {mask_folder_name(run.kind)}/ folder of a "
                          "cxrseg.predict output folder")
-    try:
-        record = read_done(folder.parent, PREDICT, what="mask prediction (make segment)")
+    try:  # sha256.csv is hashed by vouched_files, from the bytes it reads
+        record = read_done(folder.parent, PREDICT, what=SEGMENT, files=())
+        vouched = vouched_files(folder.parent, record, PREDICT, what=SEGMENT)
     except IncompleteRunError as error:
         raise ValueError(f"--masks {folder}: not the masks of a finished cxrseg.predict run "
                          f"({error})") from None
-    listed = {image_stem(name): folder.parent / name for name in record.get("outputs", [])
+    listed = {image_stem(name): name for name in record.get("outputs", [])
               if isinstance(name, str) and Path(name).parent == Path(folder.name)}
     if not listed:
         raise ValueError(f"--masks {folder}: {folder.parent / PREDICT} lists no {folder.name}/ "
                          f"masks (radii made: {record.get('dilate')})")
     compare_masks(folder, segmented_masks(folder, record, run.cache_size), run.masks,
                   run.cache_size)
-    return listed
+    return MaskFolder(listed, vouched)
 
 
 def segmented_masks(folder: Path, record: dict, size: int) -> MaskRecord:
@@ -347,18 +374,19 @@ class MaskMismatch(ValueError):
     """A mask that does not fit its image: refused, not skipped like an unreadable image."""
 
 
-def prepared(path: Path, masks: dict[str, Path] | None,
+def prepared(path: Path, masks: MaskFolder | None,
              size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """One image as the cache holds it, (S, S) uint8, and its mask from `masks` (stem -> file)
-    as (S, S) 0/1, or None without masks; ValueError for an unreadable image, MaskMismatch for a
-    missing mask or one of another size."""
+    """One image as the cache holds it, (S, S) uint8, and its mask from `masks` as (S, S) 0/1,
+    or None without masks; ValueError for an unreadable image, MaskMismatch for a missing mask or
+    one of another size, IncompleteRunError for a mask not as make segment wrote it."""
     gray = read_gray(path)
     mask = None
     if masks is not None:
-        mask_path = masks.get(image_stem(path))
-        if mask_path is None:
+        stem = image_stem(path)
+        if stem not in masks:
             raise MaskMismatch(f"--masks: no mask for image {path.name}")
-        mask = read_mask(mask_path)
+        mask_path = masks.path(stem)
+        mask = masks.read(stem)
         if mask.shape != gray.shape:
             raise MaskMismatch(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs "
                                f"from image {path} size {gray.shape[1]}x{gray.shape[0]}; use "
@@ -378,7 +406,7 @@ def predict_batch(run: FinishedRunModel, images: list[np.ndarray], masks: list |
     return sigmoid(logits)
 
 
-def predict_folder(run: FinishedRunModel, images: dict[str, Path], masks: dict[str, Path] | None,
+def predict_folder(run: FinishedRunModel, images: dict[str, Path], masks: MaskFolder | None,
                    device: torch.device, batch_size: int) -> tuple[list[str], np.ndarray]:
     """(image names, (n, 5) probabilities) of the readable images, in file order; unreadable
     files are named on stderr."""

@@ -115,11 +115,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return read_gray(path)
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
+def read_mask(path: str | os.PathLike, data: bytes | None = None) -> np.ndarray:
     """Read a mask file as (H, W) uint8 0/1. Accepts 0/1 or 0/255 (any value > half range is 1).
-    Opened as images are (`open_image`: EXIF Orientation applied, the same refusals)."""
+    Opened as images are (`open_image`: EXIF Orientation applied, the same refusals); `data`: its
+    bytes, already read and checked by the caller (`fileio.VouchedFiles.read_bytes`)."""
     path = Path(path)
-    image = open_image(path)
+    image = open_image(path, data)
     if image.mode not in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
         image = image.convert("L")
     array = np.array(image)

@@ -17,7 +17,8 @@ encoded once). Batched; CUDA when present. Also writes `prompts.csv` (first and 
 image). A folder of images with a folder `--out` gives raw/, m15/, m50/ PNG masks at each image's
 size, qc.csv, and with --masked / --overlay the masked images and a boundary overlay
 (cxrseg.predict_folder has the layout); a `.npy` stack with a folder `--out` gives one PNG mask per
-image in it, `<stem>.png` (index rows whose names share a stem are refused). A fine-tuned
+image in it, `<stem>.png` (index rows whose names share a stem are refused), with sha256.csv, the
+sha256 of each PNG as written, which done_predict.json vouches for by content. A fine-tuned
 checkpoint needs its done_finetune.json, an eval.csv its done_evaluate.json; done_predict.json is
 written last. If every mask comes out empty the run fails (a wrong segmenter or threshold) instead
 of writing them.
@@ -50,11 +51,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, atomic_path, begin_run, file_sha256,
-                                        save_npy, write_csv, write_done, write_run_json)
+from cxrstats.foundation.fileio import (FILE_HASHES, USER_ERRORS, begin_run, content_facts,
+                                        file_sha256, save_npy, write_csv, write_done,
+                                        write_file_hashes, write_run_json)
 from cxrstats.foundation.progress import Progress
 from vendor_medsam.configs import CONFIGS
 from cxrstats.foundation.device import add_precision_argument, prepare_device, resolve_precision
@@ -63,7 +64,7 @@ from cxrstats.foundation.extent import EXTENTS, check_extent
 from .anatomy import add_anatomy_arguments, clean_mask
 from .degenerate import RULE, degenerate_reason
 from .engine import checkpoint_extent, checkpoint_id, encode, load_model, segment
-from cxrstats.foundation.imageio import image_stem
+from cxrstats.foundation.imageio import image_stem, write_png
 from .pairs import load_stack
 from .prompts import PROMPT_MODES, Prior
 from .records import (PREDICT, PREDICT_STARTED, PROMPT_COLUMNS, index_rows_sha256,
@@ -241,9 +242,11 @@ class Job:
 
 @dataclass
 class Predicted:
-    """What segmenting the rows gave: the stack of masks (None when each went to a PNG), the
-    prompts.csv rows, and the names of empty masks and degenerate images."""
+    """What segmenting the rows gave: the stack of masks (None when each went to a PNG; then the
+    sha256 of each PNG written), the prompts.csv rows, and the names of empty masks and
+    degenerate images."""
     raw: np.ndarray | None
+    hashes: dict[str, str] = field(default_factory=dict)
     prompt_rows: list = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
     degenerate: list[dict] = field(default_factory=list)
@@ -312,7 +315,8 @@ def plan(args, device, precision: str) -> Job:
     model = load_model(args.checkpoint, args.config, args.seed).to(device)
     facts = mask_facts(args, stack, names, rows, args.threshold, precision)
     files = [out.name] if to_stack else png_names(names, args.index)
-    outputs = [*files, "index.csv", "prompts.csv", "run_predict.json"]
+    outputs = [*files, "index.csv", "prompts.csv", *([] if to_stack else [FILE_HASHES]),
+               "run_predict.json"]
     if to_stack:
         begin_run(folder, outputs, done=PREDICT)
     else:
@@ -354,8 +358,8 @@ def segment_rows(job: Job, args) -> Predicted:
             if job.to_stack:
                 result.raw[i - first_row] = mask
             else:
-                with atomic_path(job.out / (image_stem(name) + ".png")) as tmp:
-                    Image.fromarray(mask * 255).save(tmp, format="PNG")
+                png = image_stem(name) + ".png"
+                result.hashes[png] = write_png(job.out / png, mask * 255)
             result.prompt_rows.append([i, name, *(f"{v:.1f}" for v in first[j]),
                                        *(f"{v:.1f}" for v in boxes[j])])
         progress.update(rows[-1] + 1 - first_row)
@@ -401,13 +405,17 @@ def write_outputs(job: Job, result: Predicted, args, resolved, started: float) -
           f"threshold {args.threshold:.2f}, {len(result.empty)} empty mask(s), "
           f"{len(result.degenerate)} degenerate image(s) -> {job.out}")
     shard = {} if args.shard is None else {"shard": list(args.shard)}
-    raw = {"raw_sha256": file_sha256(job.out)} if job.to_stack else {}
+    if job.to_stack:
+        vouched = {"raw_sha256": file_sha256(job.out)}
+    else:
+        write_file_hashes(job.folder, result.hashes)
+        vouched = content_facts(job.folder, [FILE_HASHES])
     write_run_json(job.folder, args, name="run_predict.json", seconds=seconds,
                    device=str(job.device), precision=job.precision, threshold=args.threshold,
                    images=n, **shard)
     write_done(job.folder, args, job.outputs, done=PREDICT, images=n, empty=len(result.empty),
                degenerate=result.degenerate, settings=resolved.sources, **job.facts, **shard,
-               **raw)
+               **vouched)
     if not job.to_stack:
         (job.folder / PREDICT_STARTED).unlink()
 

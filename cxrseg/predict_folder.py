@@ -13,6 +13,9 @@ Layout of --out (docs/DESIGN.md, "Masks of a folder of images"):
                           and of each m<r> (yellow, orange, red, ...)
   qc.csv                  cxrseg.postprocess's QC per image (and the shape QC when the segmenter
                           folder has shape_prior.json), the image's size and the radii used
+  sha256.csv              `file, sha256` of every PNG above, hashed from the bytes as written
+                          (fileio.FILE_HASHES); done_predict.json vouches for it by content, and
+                          readers (cxrcls.predict --masks) check each mask they read against it
   index.csv, prompts.csv, run_predict.json, done_predict.json (written last)
 
 Before it writes a mask the run lists every file it will write in started_predict.json (removed
@@ -33,17 +36,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from cxrstats.foundation.progress import Progress
-from cxrstats.foundation.fileio import (atomic_path, begin_run, claim_folder, file_sha256,
-                                        write_csv, write_done, write_run_json)
+from cxrstats.foundation.fileio import (FILE_HASHES, begin_run, claim_folder, content_facts,
+                                        file_sha256, write_csv, write_done, write_file_hashes,
+                                        write_run_json)
 
 from .anatomy import clean_mask
 from .pairs import image_files
 from .degenerate import degenerate_reason
 from .engine import checkpoint_extent, checkpoint_id, encode, load_model, segment
-from cxrstats.foundation.imageio import image_stem, read_gray
+from cxrstats.foundation.imageio import image_stem, read_gray, write_png
 from .morphology import boundary, cutout
 from .postprocess import NOTE_COLUMN, QC_COLUMNS, QCLimits, check_radii, mask_row, with_shape
 from .predict import add_image, check_empty, refuse_overlap, warn_degenerate
@@ -57,7 +60,7 @@ from .study_masks import DILATE_RADII, ERODE_RADIUS, scale_radius
 LUNG_COLOUR = (0, 255, 0)
 MASK_COLOURS = ((255, 255, 0), (255, 128, 0), (255, 0, 0), (255, 0, 255), (0, 255, 255))
 OVERLAY_THICKNESS = 2   # boundary width in pixels of a 512-px image, scaled like the radii
-FIXED_OUTPUTS = ("qc.csv", "index.csv", "prompts.csv", "run_predict.json")
+FIXED_OUTPUTS = ("qc.csv", "index.csv", "prompts.csv", FILE_HASHES, "run_predict.json")
 
 
 class FolderRun:
@@ -70,6 +73,7 @@ class FolderRun:
         self.shape_prior = ShapePrior.load(resolved.shape_prior) if resolved.shape_prior else None
         self.limits = QCLimits()
         self.outputs: list[str] = []
+        self.hashes: dict[str, str] = {}   # each PNG written -> sha256 of its bytes
         self.qc_rows: list[tuple] = []
         self.index_rows: list[tuple] = []
         self.prompt_rows: list[list] = []
@@ -92,8 +96,7 @@ class FolderRun:
 
     def save_png(self, folder: str, stem: str, array: np.ndarray) -> None:
         name = f"{folder}/{stem}.png"
-        with atomic_path(self.out / name) as tmp:
-            Image.fromarray(array).save(tmp, format="PNG")
+        self.hashes[name] = write_png(self.out / name, array)
         self.outputs.append(name)
 
     def add(self, name: str, image: np.ndarray, raw: np.ndarray, first_box, box) -> None:
@@ -202,6 +205,7 @@ def finish(run: FolderRun, files: dict[str, Path], resolved: Resolved, device,
     write_csv(out / "qc.csv", run.qc_columns, run.qc_rows)
     write_csv(out / "index.csv", ["row", "image"], run.index_rows)
     write_csv(out / "prompts.csv", PROMPT_COLUMNS, run.prompt_rows)
+    write_file_hashes(out, run.hashes)
     seconds = time.time() - started
     flagged = sum(row[4] != "ok" for row in run.qc_rows)
     print(f"predict: {n} images in {seconds:.1f} s ({n / seconds:.2f}/s), threshold "
@@ -214,7 +218,8 @@ def finish(run: FolderRun, files: dict[str, Path], resolved: Resolved, device,
              "index_sha256": index_rows_sha256(run.index_rows), "total_images": n,
              "images": n, "empty": len(run.empty), "degenerate": run.degenerate,
              "skipped": run.skipped, "erode": run.erode, "dilate": run.dilate,
-             "flagged": flagged, "settings": resolved.sources, "precision": precision}
+             "flagged": flagged, "settings": resolved.sources, "precision": precision,
+             **content_facts(out, [FILE_HASHES])}
     write_run_json(out, args, name="run_predict.json", seconds=seconds, device=str(device),
                    threshold=args.threshold, images=n, skipped=len(run.skipped),
                    precision=precision)

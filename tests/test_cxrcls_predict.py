@@ -3,6 +3,8 @@ synthetic work folder: the study's No Finding rule and the run's thresholds, the
 masks, unreadable files, the cache the run was trained on, and --out. That its numbers equal a
 trained run's own test predictions is checked on the tiny profile (tests/test_user_data.py)."""
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,9 @@ from cxrcls import predict
 from cxrcls.labels import LABELS
 from cxrcls.models import build_model
 from cxrseg.study_masks import PIPELINE_SIZE
-from cxrstats.foundation.fileio import file_sha256, read_csv, read_done, write_csv, write_done
+from cxrstats.foundation.fileio import (FILE_HASHES, content_facts, file_sha256, read_csv,
+                                        read_done, write_csv, write_done, write_file_hashes)
+from cxrstats.foundation.imageio import write_png
 from cxrstats.results import mask_record_identity
 from synthetic_work import make_work
 
@@ -39,17 +43,24 @@ def make_run(work, kind, cache_hash):
 
 
 def segment_output(out, masks, folder="m15", extent="field", erode=5, fill_holes=False,
-                   keep_largest=0, **facts):
+                   keep_largest=0, hashes=True, **facts):
     """`out` as cxrseg.predict leaves a folder of images' masks, in outline: <folder>/<stem>.png
-    for each stem -> (H, W) 0/1 mask of `masks`, and done_predict.json listing them, with the
-    segmenter's `extent` and the settings that shaped the masks (the masks of the study's runs by
-    default: erode 5, no clean-up). Returns out/<folder>."""
-    (out / folder).mkdir(parents=True, exist_ok=True)
-    for stem, mask in masks.items():
-        Image.fromarray(mask.astype(np.uint8) * 255).save(out / folder / f"{stem}.png")
+    for each stem -> (H, W) 0/1 mask of `masks`, sha256.csv with each one's sha256 (not with
+    `hashes` False: a folder of an older version), and done_predict.json listing them and
+    vouching for sha256.csv, with the segmenter's `extent` and the settings that shaped the
+    masks (the masks of the study's runs by default: erode 5, no clean-up). Returns
+    out/<folder>."""
+    written = {f"{folder}/{stem}.png": write_png(out / folder / f"{stem}.png",
+                                                 mask.astype(np.uint8) * 255)
+               for stem, mask in masks.items()}
+    vouched = []
+    if hashes:
+        write_file_hashes(out, written)
+        vouched = [FILE_HASHES]
+        facts.update(content_facts(out, vouched))
     arguments = {"images": "cxrs", "fill_holes": fill_holes, "keep_largest": keep_largest}
-    write_done(out, arguments, [f"{folder}/{stem}.png" for stem in masks],
-               done="done_predict.json", extent=extent, erode=erode, dilate=[15], **facts)
+    write_done(out, arguments, [*written, *vouched], done="done_predict.json", extent=extent,
+               erode=erode, dilate=[15], **facts)
     return out / folder
 
 
@@ -131,6 +142,77 @@ def test_masks_must_be_a_finished_segment_output_of_the_runs_input_and_extent(st
     with pytest.raises(SystemExit, match=rf"--masks {full}: masks of lung extent full .*trained "
                                          r"on masks of extent field"):
         run_predict(study, "m15", tmp_path / "p.csv", "--masks", full)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def distinct_masks(study, out):
+    """A make segment output folder whose six m15 masks differ from image to image (the
+    synthetic work folder's are alike): its m15/."""
+    m15 = np.load(study["work"] / "masks" / "m15.npy")
+    return segment_output(out, {f"img{i}": np.roll(m15[i], 8 * i, axis=1) for i in range(6)})
+
+
+@pytest.mark.parametrize("change", ["edited", "swapped", "older"])
+def test_a_mask_changed_after_make_segment_is_refused_naming_it(study, tmp_path, change):
+    """A mask PNG edited by hand, swapped with another image's, or left by an older run under the
+    same name: each a valid mask of the image's size, so only its bytes tell; refused when read,
+    naming the file and make segment, and no predictions are written."""
+    masks = distinct_masks(study, tmp_path / "seg")
+    target = masks / "img3.png"
+    if change == "edited":
+        mask = np.asarray(Image.open(target)).copy()
+        mask[:8] = 255 - mask[:8]
+        Image.fromarray(mask).save(target)
+    elif change == "swapped":
+        shutil.copyfile(masks / "img1.png", target)
+    else:
+        Image.fromarray(np.full((SIZE, SIZE), 255, np.uint8)).save(target)
+    assert np.asarray(Image.open(target)).shape == (SIZE, SIZE)
+    with pytest.raises(SystemExit, match=rf"{target}: changed since the mask prediction \(make "
+                                         r"segment\) wrote it .*re-run the mask prediction"):
+        run_predict(study, "m15", tmp_path / "p.csv", "--masks", masks)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_mask_is_hashed_from_the_bytes_decoded_read_once(study, tmp_path, monkeypatch):
+    """Each mask file is read once and decoded from those bytes, never opened again by path: the
+    bytes checked are the bytes used."""
+    read, by_path = [], []
+    read_bytes, image_open = Path.read_bytes, Image.open
+
+    def counted_read(path):
+        read.append(path)
+        return read_bytes(path)
+
+    def counted_open(fp, *args, **kwargs):
+        if isinstance(fp, (str, Path)):
+            by_path.append(Path(fp))
+        return image_open(fp, *args, **kwargs)
+    monkeypatch.setattr(Path, "read_bytes", counted_read)
+    monkeypatch.setattr(Image, "open", counted_open)
+    run_predict(study, "m15", tmp_path / "p.csv", "--masks", study["masks"])
+    assert sorted(p.name for p in read if p.parent == study["masks"]) == \
+        [f"img{i}.png" for i in range(6)]
+    assert not [p for p in by_path if p.parent == study["masks"]]
+
+
+def test_sha256_csv_is_vouched_for_and_needed(study, tmp_path):
+    """sha256.csv edited to fit a changed mask is refused (done_predict.json vouches for it); a
+    folder without one (an older version's) is refused: its masks cannot be checked by content."""
+    masks = distinct_masks(study, tmp_path / "seg")
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(masks / "img3.png")
+    sidecar = masks.parent / FILE_HASHES
+    rows = read_csv(sidecar)
+    write_csv(sidecar, ["file", "sha256"], [[r["file"], file_sha256(masks.parent / r["file"])]
+                                            for r in rows])
+    with pytest.raises(SystemExit, match=rf"{sidecar}: changed since the mask prediction"):
+        run_predict(study, "m15", tmp_path / "p.csv", "--masks", masks)
+    m15 = np.load(study["work"] / "masks" / "m15.npy")
+    older = segment_output(tmp_path / "older", {f"img{i}": m15[i] for i in range(6)},
+                           hashes=False)
+    with pytest.raises(SystemExit, match=r"done_predict.json: vouches for no sha256.csv .*older "
+                                         r"version .*re-run the mask prediction \(make segment\)"):
+        run_predict(study, "m15", tmp_path / "p.csv", "--masks", older)
     assert not (tmp_path / "p.csv").exists()
 
 

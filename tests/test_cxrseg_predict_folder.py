@@ -16,7 +16,9 @@ from cxrseg.predict_folder import FolderRun
 from cxrseg.prompts import Prior
 from cxrseg.segmenter import Resolved
 from cxrseg.study_masks import DILATE_RADII, ERODE_RADIUS, scale_radius
-from cxrstats.foundation.fileio import read_csv
+from cxrseg.records import PREDICT
+from cxrstats.foundation.fileio import (FILE_HASHES, IncompleteRunError, file_sha256, read_csv,
+                                        read_done, vouched_files)
 from synthetic_pairs import write_stack
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -195,3 +197,33 @@ def test_a_users_folder_as_copied_from_a_phone_and_a_mac(tmp_path, capsys):
     assert [s["image"] for s in done["skipped"]] == ["rgb16.png"]
     assert done["skipped"][0]["reason"].startswith("RGB with 16 bits a sample")
     assert "._turned" not in capsys.readouterr().err
+
+
+def test_every_png_written_is_listed_with_its_sha256_in_a_sidecar_the_record_vouches_for(
+        tmp_path):
+    """Folder and stack into a folder: sha256.csv holds the sha256 of each PNG's bytes as
+    written (one row per PNG, not one entry per file in done_predict.json), the record vouches for
+    sha256.csv by content, and a reader gets each mask's bytes back checked."""
+    first, _, prior = _two_folders(tmp_path, ["a", "b"], [], seed=5)
+    folder_out = tmp_path / "from_folder"
+    folder_predict(first, folder_out, prior, "--masked", "--overlay")
+    rng = np.random.default_rng(6)
+    write_stack(tmp_path / "stack", [rng.integers(0, 256, (40, 40)).astype(np.uint8)
+                                     for _ in range(2)], ["c.png", "d.png"])
+    stack_out = tmp_path / "from_stack"
+    predict.main(["--images", str(tmp_path / "stack" / "images.npy"), "--index",
+                  str(tmp_path / "stack" / "index.csv"), "--checkpoint", "micro", "--prior",
+                  str(prior), "--threshold", "0.01", "--out", str(stack_out), "--device", "cpu"])
+    for out in (folder_out, stack_out):
+        done = read_done(out, PREDICT)
+        pngs = [name for name in done["outputs"] if name.endswith(".png")]
+        rows = read_csv(out / FILE_HASHES)
+        assert [r["file"] for r in rows] == pngs and len(pngs) in (2, 2 * 6)
+        assert all(r["sha256"] == file_sha256(out / r["file"]) for r in rows)
+        assert FILE_HASHES in done["outputs"] and done["content_files"] == [FILE_HASHES]
+        assert not any(name.endswith(".png") for name in done["content_file_sha256"])
+        vouched = vouched_files(out, done, PREDICT)
+        assert vouched.read_bytes(pngs[0]) == (out / pngs[0]).read_bytes()
+        Image.fromarray(np.zeros((40, 40), np.uint8)).save(out / pngs[0])
+        with pytest.raises(IncompleteRunError, match=rf"{out / pngs[0]}: changed since"):
+            vouched.read_bytes(pngs[0])

@@ -155,6 +155,33 @@ def test_a_record_without_a_content_identity_is_read_as_before(tmp_path):
     assert read_done(folder)["outputs"] == ["a.csv"]
 
 
+def test_files_vouched_for_by_a_sidecar_are_checked_as_they_are_read(tmp_path):
+    """One file per image: each file's sha256 (from the bytes written) in FILE_HASHES, the
+    record vouching for that sidecar; a file read back is refused, naming it, when it is not
+    listed, gone, or holds other bytes, and so is a record vouching for no sidecar."""
+    folder = tmp_path / "run"
+    hashes = {f"raw/{stem}.png": fileio.write_bytes(folder / "raw" / f"{stem}.png", stem.encode())
+              for stem in ("a", "b", "c")}
+    assert hashes["raw/a.png"] == sha256_of(folder / "raw" / "a.png")
+    fileio.write_file_hashes(folder, hashes)
+    write_done(folder, {}, [*hashes, fileio.FILE_HASHES],
+               **content_facts(folder, [fileio.FILE_HASHES]))
+    vouched = fileio.vouched_files(folder, read_done(folder), what="segment")
+    assert vouched.read_bytes("raw/a.png") == b"a"
+    (folder / "raw" / "b.png").write_bytes(b"c")                     # c's bytes under b's name
+    (folder / "raw" / "c.png").unlink()
+    (folder / "raw" / "d.png").write_bytes(b"d")
+    for name, problem in (("b.png", "changed since the segment wrote it"),
+                          ("c.png", "missing, though .*sha256.csv lists it"),
+                          ("d.png", "not listed in .*sha256.csv")):
+        with pytest.raises(IncompleteRunError, match=rf"run/raw/{name}: {problem}.*re-run the "
+                                                     r"segment"):
+            vouched.read_bytes(f"raw/{name}")
+    write_done(folder, {}, ["raw/a.png"])                             # an older version's record
+    with pytest.raises(IncompleteRunError, match=r"run/done.json: vouches for no sha256.csv"):
+        fileio.vouched_files(folder, json.loads((folder / "done.json").read_text()))
+
+
 def test_folders_make_or_the_toolkit_created_are_not_foreign(tmp_path):
     masks = tmp_path / "masks"
     (masks / "shards" / "0of2").mkdir(parents=True)         # made by Make's `mkdir -p`

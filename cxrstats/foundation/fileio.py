@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -96,7 +97,13 @@ def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict
     """Read a CSV into a list of dicts; ValueError naming the file when columns are missing, a row
     has fewer or more cells than the header (e.g. a truncated file), or the text is not UTF-8
     (`read_text`)."""
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    return parse_csv(read_text(path), path, required)
+
+
+def parse_csv(text: str, path: str | os.PathLike,
+              required: Sequence[str] = ()) -> list[dict[str, str]]:
+    """`read_csv` of a CSV's text already read from `path` (named in errors)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = reader.fieldnames or []
     missing = [c for c in required if c not in columns]
     if missing:
@@ -143,6 +150,88 @@ def _content_sha256(hashes: dict[str, str]) -> str:
     for name, sha256 in hashes.items():
         digest.update(f"{name}\t{sha256}\n".encode())
     return digest.hexdigest()
+
+
+# A stage that writes one file per image (PNG masks) records each file's sha256 in this sidecar
+# (`file, sha256`; `file` its path inside the stage's folder, e.g. `m15/a.png`) rather than in its
+# completion record, which would grow with the images; the record lists the sidecar among its
+# outputs and in its content identity (`content_facts`), so the record vouches for the sidecar and
+# the sidecar for each file. Readers go through `vouched_files`.
+FILE_HASHES = "sha256.csv"
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> str:
+    """Write `data` to `path` atomically; the sha256 (hex) of the bytes written, so that a stage
+    hashes each file once, as it writes it (for FILE_HASHES)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_file_hashes(folder: str | os.PathLike, hashes: dict[str, str]) -> None:
+    """Write `folder`/FILE_HASHES: one row `file, sha256` per file written, in the order given."""
+    write_csv(Path(folder) / FILE_HASHES, ["file", "sha256"], hashes.items())
+
+
+@dataclass(frozen=True)
+class VouchedFiles:
+    """The files of `folder` that its completion record vouches for through FILE_HASHES: each is
+    read once, and its bytes are checked against its recorded sha256 as they are read."""
+    folder: Path
+    hashes: dict[str, str]        # path inside folder -> sha256
+    done: str                     # the completion record's name
+    what: str                     # the stage, for messages ("re-run the <what>")
+
+    def read_bytes(self, name: str) -> bytes:
+        """The bytes of `folder/name`; IncompleteRunError naming the file when FILE_HASHES does
+        not list it, it is missing, or its bytes are not those the stage wrote (edited, swapped
+        with another file, or left from another run)."""
+        path, sidecar = self.folder / name, self.folder / FILE_HASHES
+        expected = self.hashes.get(name)
+        if expected is None:
+            raise IncompleteRunError(f"{path}: not listed in {sidecar}, so it is not a file the "
+                                     f"{self.what} wrote; re-run the {self.what}")
+        if not path.is_file():
+            raise IncompleteRunError(f"{path}: missing, though {sidecar} lists it; re-run the "
+                                     f"{self.what}")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise IncompleteRunError(
+                f"{path}: changed since the {self.what} wrote it (its sha256 is not the one "
+                f"{sidecar} records: edited, swapped with another file, or left from another "
+                f"run); re-run the {self.what}")
+        return data
+
+
+def vouched_files(folder: str | os.PathLike, record: dict, done: str = "done.json",
+                  what: str = "run") -> VouchedFiles:
+    """The FILE_HASHES sidecar of `folder`, whose completion record `record` (`done`, as read)
+    vouches for it by content. IncompleteRunError naming the record when it vouches for none (a
+    folder written before stages kept one: its files cannot be checked by content, and a name
+    alone does not say they are the stage's), or naming the sidecar when it is missing or its
+    bytes are not those the record vouches for; ValueError naming it when it is malformed."""
+    folder = Path(folder)
+    path = folder / FILE_HASHES
+    recorded = record.get(FILE_SHA256) if isinstance(record.get(FILE_SHA256), dict) else {}
+    if not recorded.get(FILE_HASHES):
+        raise IncompleteRunError(
+            f"{folder / done}: vouches for no {FILE_HASHES} (the sha256 of each file it lists), "
+            f"so its files cannot be checked by content (a folder made by an older version of "
+            f"the toolkit); re-run the {what}")
+    if not path.is_file():
+        raise IncompleteRunError(f"{path}: missing, though {folder / done} vouches for it; re-run "
+                                 f"the {what}")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != recorded[FILE_HASHES]:
+        raise IncompleteRunError(
+            f"{path}: changed since the {what} wrote it (its bytes are not those {folder / done} "
+            f"vouches for: edited, truncated or copied from another run); re-run the {what}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text; re-run the {what}") from None
+    rows = parse_csv(text, path, ["file", "sha256"])
+    return VouchedFiles(folder, {row["file"]: row["sha256"] for row in rows}, done, what)
 
 
 def current_sha256(path: str | os.PathLike) -> str:

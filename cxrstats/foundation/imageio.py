@@ -28,6 +28,7 @@ other modes, non-finite values, and files PIL cannot decode.
 """
 from __future__ import annotations
 
+import io
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps, TiffImagePlugin
 
 from cxrstats.foundation.dicom import DICOM_SUFFIXES, is_dicom, read_dicom_gray
+from cxrstats.foundation.fileio import write_bytes
 
 PIL_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 IMAGE_SUFFIXES = PIL_SUFFIXES + DICOM_SUFFIXES
@@ -61,13 +63,15 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     return to_gray(open_image(path), path)
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
     """A PIL-readable file decoded, detached from the file and turned upright by its EXIF
-    Orientation; ValueError naming the file for what the module's rule refuses."""
+    Orientation; ValueError naming the file for what the module's rule refuses. `data`: the
+    file's bytes, already read (and checked by content) by the caller; decoded instead of
+    reading `path` again."""
     path = Path(path)
     try:
         with _tiff_through_libtiff():
-            image = Image.open(path)
+            image = Image.open(path if data is None else io.BytesIO(data))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found") from None
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError ... for broken files
@@ -81,6 +85,14 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             raise ValueError(f"{path}: cannot read image ({error})") from None
     _check_storage(frames, image.format, raw_modes, path)
     return upright
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> str:
+    """Write (H, W) or (H, W, 3) uint8 `array` as a PNG file, atomically; the sha256 of the bytes
+    written (a mask's entry in fileio.FILE_HASHES)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return write_bytes(path, buffer.getvalue())
 
 
 @contextmanager
