@@ -157,6 +157,16 @@ def read_cohort_names(cohort: str | os.PathLike) -> list[str]:
     return names
 
 
+def image_list_sha256(cohort: str | os.PathLike) -> str:
+    """sha256 of cohort.csv's `image` column, one name a line in order: all the cache reads from a
+    cohort. Make keeps it in cohort/.sum-images, rewritten only when it changes, so that a cohort
+    made again with the same images (new splits) keeps the cache and the masks."""
+    digest = hashlib.sha256()
+    for row in read_csv(cohort, required=["image"]):
+        digest.update(row["image"].encode() + b"\n")
+    return digest.hexdigest()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     start = time.time()

@@ -372,10 +372,33 @@ $(error ATTRIBUTION=$(ATTRIBUTION): choose 0 or 1)
 endif
 REPORT_EXTRA := $(if $(filter 1,$(ATTRIBUTION)),$(ATTR_DONE))
 
+# Content checksums: a stage that reads only part of what another stage wrote waits on a checksum
+# of that part, rewritten only when the content changed, so that its time moves only then.
+# $(call update_sum,COMMAND,FILE): FILE gets COMMAND's output (a checksum) when it differs.
+# $(call remake_sum,COMMAND,FILE,STAMP): FILE made again when missing (deleted, or a work folder
+# made before Make kept it), dated as STAMP, the stamp of the stage that wrote what it sums, so
+# that the stages made after that stage do not re-run for it.
+update_sum = $(1) > $(2).tmp; if cmp -s $(2).tmp $(2); then rm $(2).tmp; else mv $(2).tmp $(2); fi
+remake_sum = $(1) > $(2).tmp && touch -r $(3) $(2).tmp && mv $(2).tmp $(2)
+# cohort/.sum-images: the cohort's image list (cxrcls.cache.image_list_sha256), all the cache reads
+# from the cohort. The cache waits on it, the runs (which read splits.csv and the labels) on the
+# cohort's stamp: new splits of the same images re-train every run and keep the cache and masks.
+COHORT_SUM     := $(W)/cohort/.sum-images
+IMAGE_LIST_SUM  = $(PY) -c 'import sys; from cxrcls.cache import image_list_sha256; \
+	print(image_list_sha256(sys.argv[1]))' $(W)/cohort/cohort.csv
+# data/.sum-seg: the demo's segmentation pairs (names and bytes), all the segmentation reads from
+# the data stage: more or fewer classification images (DEMO_N_CLS) keep the segmenter.
+SEG_PAIRS_SUM  := $(W)/data/.sum-seg
+SEG_PAIRS_HASH  = (cd $(W)/data && find seg/images seg/masks -type f -name '*.png' -print0 \
+	| LC_ALL=C sort -z | xargs -0r md5sum) | md5sum
+# The demo's classification images are the data stage's: the cache waits on that stage too (a user's
+# image folder it does not watch; the cache checks each file's size and time itself).
+CACHE_IMAGES   := $(if $(filter demo,$(DATA_SOURCE)),$(DATA_DONE))
+
 # Inputs: generated demo data (a stage of its own) or the user's folders; with SEG_DATA, the
 # existing IMAGES and MASKS folders it names.
 ifeq ($(DATA_SOURCE),demo)
-SEG_INPUTS := $(DATA_DONE)
+SEG_INPUTS := $(SEG_PAIRS_SUM)
 NIH_INPUTS := $(DATA_DONE)
 else
 SEG_INPUTS := $(SEG_IMAGES) $(SEG_MASKS)
@@ -401,7 +424,7 @@ mask_of  = $(if $(filter m%,$(1)),$(1),$(if $(filter overlay,$(1)),raw,$(if \
 mask_dep = $(if $(filter ?,$(call mask_of,$(1))),$(POST_DONE),$(if \
 	$(call mask_of,$(1)),$(W)/masks/.sum-$(call mask_of,$(1))))
 UPDATE_SUMS = for f in $(W)/masks/*.npy; do n=$${f%.npy}; s=$(W)/masks/.sum-$${n\#\#*/}; \
-	md5sum < $$f > $$s.tmp; if cmp -s $$s.tmp $$s; then rm $$s.tmp; else mv $$s.tmp $$s; fi; done
+	$(call update_sum,md5sum < $$f,$$s); done
 
 # ---------------------------------------------------------------- rules
 ALL_DONE = $(DATA_DONE) $(SPLIT_DONE) $(FINETUNE_DONE) $(if $(TWO_STAGE),$(FINETUNE2_DONE)) \
@@ -474,13 +497,18 @@ clean-work:
 	@$(PYTHON) cxrstats/foundation/ownership.py --check-work $(W)
 	@echo "rm -rf $(W)"; $(call with_lock,$(W),rm -rf $(W))
 
-# A training run on a mask waits for its checksum, masks/.sum-<name>, which the post-processing
-# rewrites only when the mask changed. make reads a file's time once, before it builds what the
-# file waits for, so the make that post-processes cannot see a new checksum. For the goals that
-# train, the locked make therefore runs two makes: the masks first (masks-first), then the goals,
-# whose make reads the checksums afresh; a run on a mask that changed is re-trained there.
-SUM_INPUTS  := $(foreach i,$(INPUTS),$(if $(filter $(W)/masks/.sum-%,$(call mask_dep,$(i))),$(i)))
-MASKS_FIRST := $(if $(SUM_INPUTS),$(filter reproduce attribution tightness,$(STUDY_GOALS)))
+# A stage that waits on a checksum (content checksums, above) re-runs when the checksum changed.
+# make reads a file's time once, before it builds what the file waits for, so the make that
+# rewrites a checksum cannot see it change. For the goals that train, the locked make therefore
+# runs up to three makes, each reading the checksums the one before wrote: the data and the cohort
+# first (inputs-first; the checksums the segmentation and the cache wait on), then the masks
+# (masks-first; the checksums the runs on masks wait on, and the runs on original images), then
+# the goals. So the cache of a cohort of other images, and a run on a mask that changed, are made
+# again in the same `make reproduce`.
+INPUT_SUMS   := $(COHORT_SUM) $(filter $(SEG_PAIRS_SUM),$(SEG_INPUTS))
+TRAIN_GOALS  := $(filter reproduce attribution tightness,$(STUDY_GOALS))
+SUM_INPUTS   := $(foreach i,$(INPUTS),$(if $(filter $(W)/masks/.sum-%,$(call mask_dep,$(i))),$(i)))
+MASKS_FIRST  := $(if $(SUM_INPUTS),$(TRAIN_GOALS))
 
 # The make that takes the work folder's lock first checks that WORK is one: a new or empty folder,
 # or one holding only the toolkit's outputs and Make's files, never a folder of the user's own
@@ -497,7 +525,8 @@ ifneq ($(TAKE_LOCK),)
 # This make only takes the lock: each goal is the inner make's.
 .PHONY: $(PIPELINE_GOALS) locked-make
 $(PIPELINE_GOALS): locked-make ; @:
-INNER_MAKES = $(if $(MASKS_FIRST),$(SUB_MAKE) masks-first HELD_LOCK=$(TAKE_LOCK) &&) \
+INNER_MAKES = $(if $(TRAIN_GOALS),$(SUB_MAKE) inputs-first HELD_LOCK=$(TAKE_LOCK) &&) \
+	$(if $(MASKS_FIRST),$(SUB_MAKE) masks-first HELD_LOCK=$(TAKE_LOCK) &&) \
 	$(SUB_MAKE) $(PIPELINE_GOALS) HELD_LOCK=$(TAKE_LOCK)
 locked-make: | $(SETUP)
 	+@$(call with_lock,$(LOCK_FOLDER),$(SHELL) -c '$(INNER_MAKES)')
@@ -566,7 +595,10 @@ ifeq ($(DATA_SOURCE),demo)
 $(eval $(call recorded,$(DATA_DONE),CMD_DATA))
 endif
 $(DATA_DONE): $(CODE_DATA) | $(SETUP)
-	$(call run_cpu,data,$(CMD_DATA))
+	$(call run_cpu,data,$(CMD_DATA),$(call update_sum,$(SEG_PAIRS_HASH),$(SEG_PAIRS_SUM)))
+
+$(SEG_PAIRS_SUM): | $(DATA_DONE)
+	@$(call remake_sum,$(SEG_PAIRS_HASH),$@,$(DATA_DONE))
 
 $(eval $(call recorded,$(SPLIT_DONE),CMD_SPLIT))
 $(SPLIT_DONE): $(SEG_INPUTS) $(CODE_SPLIT) | $(SETUP)
@@ -588,10 +620,13 @@ $(EVALUATE_DONE): $(SEG_DONE) $(CODE_EVALUATE) | $(SETUP)
 
 $(eval $(call recorded,$(COHORT_DONE),CMD_COHORT))
 $(COHORT_DONE): $(NIH_INPUTS) $(CODE_COHORT) | $(SETUP)
-	$(call run_cpu,cohort,$(CMD_COHORT))
+	$(call run_cpu,cohort,$(CMD_COHORT),$(call update_sum,$(IMAGE_LIST_SUM),$(COHORT_SUM)))
+
+$(COHORT_SUM): | $(COHORT_DONE)
+	@$(call remake_sum,$(IMAGE_LIST_SUM),$@,$(COHORT_DONE))
 
 $(eval $(call recorded,$(CACHE_DONE),CMD_CACHE))
-$(CACHE_DONE): $(COHORT_DONE) $(CODE_CACHE) | $(SETUP)
+$(CACHE_DONE): $(COHORT_SUM) $(CACHE_IMAGES) $(CODE_CACHE) | $(SETUP)
 	$(call run_cpu,cache,$(CMD_CACHE))
 
 ifeq ($(PREDICT_SHARDS),1)
@@ -620,8 +655,13 @@ $(POST_DONE): $(PREDICT_DONE) $(CODE_POSTPROCESS) | $(SETUP)
 $(W)/masks/.sum-%: | $(POST_DONE)
 	@md5sum < $(W)/masks/$*.npy > $@.tmp && mv $@.tmp $@
 
-# The first of the locked make's two makes (MASKS_FIRST): the masks, and the runs that do not
-# read a checksum (runs on original images do not wait for the masks).
+# The first of the locked make's makes (TRAIN_GOALS): the data and the cohort, with the checksums
+# later stages wait on.
+.PHONY: inputs-first
+inputs-first: $(INPUT_SUMS)
+
+# The second (MASKS_FIRST): the masks, and the runs that do not read a mask's checksum (runs on
+# original images do not wait for the masks).
 .PHONY: masks-first
 masks-first: $(POST_DONE) $(foreach a,$(ARCHS),$(foreach i,$(filter-out $(SUM_INPUTS),$(INPUTS)),\
 	$(foreach k,$(SPLIT_IDS),$(W)/runs/$(a)_$(i)/split$(k)/.done-train)))
@@ -631,7 +671,7 @@ masks-first: $(POST_DONE) $(foreach a,$(ARCHS),$(foreach i,$(filter-out $(SUM_IN
 define TRAIN_RULE
 CMD_TRAIN_$(1)_$(2)_$(3) = $$(call CMD_TRAIN,$(1),$(2),$(3))
 $$(eval $$(call recorded,$(W)/runs/$(1)_$(2)/split$(3)/.done-train,CMD_TRAIN_$(1)_$(2)_$(3)))
-$(W)/runs/$(1)_$(2)/split$(3)/.done-train: $(CACHE_DONE) $(call mask_dep,$(2)) \
+$(W)/runs/$(1)_$(2)/split$(3)/.done-train: $(COHORT_DONE) $(CACHE_DONE) $(call mask_dep,$(2)) \
 		$(CODE_TRAIN) | $(SETUP)
 	$$(call run_train,train $(1)_$(2)/split$(3),$$(call CMD_TRAIN,$(1),$(2),$(3)) \
 		$$(call resume_if_fresh,$(W)/runs/$(1)_$(2)/split$(3)))

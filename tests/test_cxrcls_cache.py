@@ -8,10 +8,12 @@ import pytest
 from PIL import Image
 
 from cxrcls import cache
+from cxrcls.split_data import load_split
 from cxrstats.foundation.imageio import read_gray
 from cxrseg.pairs import read_image
 from cxrstats.foundation.fileio import (IncompleteRunError, content_facts, read_csv, read_done,
                                         write_csv, write_done, write_json)
+from synthetic_work import made_again, make_work
 
 
 def gray_image(seed=0, size=40):
@@ -227,3 +229,28 @@ def test_an_output_folder_of_the_users_files_is_refused_untouched(tmp_path):
                     "--size", "8", "--workers", "1"])
     assert str(error.value).startswith("error: ") and "did not write" in str(error.value)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_the_image_list_checksum_follows_the_names_only_and_a_kept_cache_is_checked(tmp_path):
+    """cohort/.sum-images (Make's checksum the cache stage waits on) changes with the names or their
+    order, not with the labels or the splits; a cache kept over a cohort of other images is still
+    refused when a run reads it (cxrcls.split_data compares the names row for row)."""
+    work = make_work(tmp_path / "w", n=12, size=16)
+    cohort = work / "cohort" / "cohort.csv"
+    rows = read_csv(cohort)
+    before = cache.image_list_sha256(cohort)
+
+    def rewrite(rows):                                # as the cohort stage makes it again
+        write_csv(cohort, list(rows[0]), [list(r.values()) for r in rows])
+        made_again(cohort.parent)
+        return cache.image_list_sha256(cohort)
+
+    relabelled = [{**r, "Mass": str(1 - int(r["Mass"]))} for r in rows]
+    assert rewrite(relabelled) == before
+    load_split(work, 0)
+    assert rewrite(rows[::-1]) != before
+    with pytest.raises(ValueError, match="list different images or orders"):
+        load_split(work, 0)
+    assert rewrite([{**rows[0], "image": "other.png"}, *rows[1:]]) != before
+    with pytest.raises(ValueError, match="list different images or orders"):
+        load_split(work, 0)

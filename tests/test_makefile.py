@@ -4,7 +4,8 @@ SPLIT_BY, INPUTS (m<r>; which names pass: tests/test_foundation_input_names.py),
 SEG_MODEL, EXTENT, FINETUNE2_ARGS and the targets tightness, compare, lint; the checks when Make
 starts (repeated or unknown ARCHS/INPUTS, PROFILE, the paper profile's paths, GPU slot settings,
 folders Make cannot quote, flags Make sets in a *_ARGS, EXTENT); and, with a stand-in launcher
-that runs nothing, one make per work folder and a WORK holding files of the user's."""
+that runs nothing, one make per work folder, a WORK holding files of the user's, and what the
+content checksums (cohort/.sum-images, data/.sum-seg, masks/.sum-<name>) keep from re-running."""
 import fcntl
 import hashlib
 import os
@@ -37,13 +38,27 @@ def _finish(work, *args, launcher_args=(), env=None, check=True):
     one "succeeds"): it writes every stage's stamp and record (<stamp>.args) as a real run does.
     The log of the stages it launched starts afresh."""
     launcher = _fake_launcher(work.parent, *launcher_args)
-    (work / "masks").mkdir(parents=True, exist_ok=True)
-    (work / "masks/.cxr-lungmask").write_text("")     # a stage's folder, as predict leaves it
-    if not (work / "masks/m50.npy").exists():
-        (work / "masks/m50.npy").write_bytes(b"mask")
+    _fake_outputs(work)
     work.with_name(work.name + ".log").unlink(missing_ok=True)
     return run_make("reproduce", "PROFILE=tiny", f"WORK={work}", *launcher, *args,
                     env={"FAKE_WORK": str(work), **(env or {})}, check=check)
+
+
+# The outputs of the stand-in stages that Make's checksums read: the mask of a run's input, the
+# cohort's image list, the demo's segmentation pairs.
+FAKE_OUTPUTS = {"masks/m50.npy": "mask", "cohort/cohort.csv": "image,Mass\na.png,0\n",
+                "data/seg/images/s.png": "image", "data/seg/masks/s.png": "mask"}
+
+
+def _fake_outputs(work):
+    """The stage folders and FAKE_OUTPUTS, as the real stages leave them (kept when there)."""
+    for folder in ("masks", "cohort", "data"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+        (work / folder / ".cxr-lungmask").write_text("")
+    for name, content in FAKE_OUTPUTS.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        if not (work / name).exists():
+            (work / name).write_text(content)
 
 
 def _records(work) -> dict:
@@ -540,6 +555,70 @@ def test_a_mask_the_post_processing_changes_retrains_its_runs_in_the_same_make(t
     assert "cxrstats.report" in ran[-1]
 
 
+def _stand_in(tmp_path, stage, writes):
+    """A stand-in launcher whose stage `stage` (a module name) runs the shell line `writes`."""
+    launcher = tmp_path / "stand-in"
+    launcher.write_text(FAKE_LAUNCHER + f'case "$*" in *" -m {stage} "*) {writes};; esac\n')
+    launcher.chmod(0o755)
+    return [f"LAUNCH_CPU={launcher}", f"LAUNCH_GPU={launcher}"]
+
+
+@pytest.mark.parametrize("images", ["same", "other"])
+def test_new_splits_retrain_every_run_and_re_segment_only_other_images(tmp_path, images):
+    """SPLITS changed on a finished folder: one `make reproduce` re-makes the cohort and re-trains
+    every run on the new splits; the cache, the prediction and the post-processing re-run only
+    when the cohort's image list changed (cohort/.sum-images), and then in that same make. The
+    next make runs nothing."""
+    work = tmp_path / "w"
+    _finish(work)
+    work.with_name(work.name + ".log").unlink()
+    new_list = "image,Mass\\nb.png,1\\n" if images == "other" else "image,Mass\\na.png,1\\n"
+    launcher = _stand_in(tmp_path, "cxrcls.cohort",
+                         f'printf "{new_list}" > "$FAKE_WORK/cohort/cohort.csv"')
+    base = ["reproduce", "PROFILE=tiny", f"WORK={work}", "SPLITS=3", *launcher]
+    run_make(*base, env={"FAKE_WORK": str(work)})
+    ran = _names([line[3] for line in _fake_log(work)])
+    runs = ["cxrcls.train"] * 6
+    if images == "same":
+        assert ran == ["cxrcls.cohort", *runs, "cxrstats.report"], ran
+    else:
+        assert ran[:6] == ["cxrcls.cohort", "cxrcls.cache", "cxrseg.predict", "cxrseg.predict",
+                           "cxrseg.gather", "cxrseg.postprocess"], ran
+        assert sorted(ran[6:]) == sorted([*runs, "cxrseg.figures", "cxrstats.report"]), ran
+    assert ">> " not in run_make(*base, env={"FAKE_WORK": str(work)}).stdout
+
+
+def test_a_cohort_checksum_lost_is_made_again_and_re_runs_nothing(tmp_path):
+    """A finished folder without cohort/.sum-images (deleted, or made before Make kept it): the
+    checksum is made again, dated as the cohort's stamp, and the cache is not re-made."""
+    work = tmp_path / "w"
+    _finish(work)
+    (work / "cohort/.sum-images").unlink()
+    assert ">> " not in _finish(work).stdout
+    assert (work / "cohort/.sum-images").stat().st_mtime_ns == \
+        (work / "cohort/.done-cohort").stat().st_mtime_ns
+
+
+def test_more_demo_images_keep_the_segmenter_when_its_pairs_are_the_same(tmp_path):
+    """DEMO_N_CLS changed: the data stage runs again, but its segmentation pairs are the same bytes
+    (data/.sum-seg unchanged), so the segmenter is neither split, fine-tuned nor evaluated again;
+    DEMO_N_SEG changes the pairs and re-makes the segmenter in the same make."""
+    work = tmp_path / "w"
+    _finish(work)
+    _finish(work, "DEMO_N_CLS=50")
+    ran = _names([line[3] for line in _fake_log(work)])
+    assert ran[:3] == ["cxrcls.demo_data", "cxrcls.cohort", "cxrcls.cache"], ran
+    assert not {"cxrseg.split", "cxrseg.finetune", "cxrseg.evaluate"} & set(ran), ran
+    work.with_name(work.name + ".log").unlink()
+    launcher = _stand_in(tmp_path, "cxrcls.demo_data",
+                         'printf new > "$FAKE_WORK/data/seg/masks/s.png"')
+    run_make("reproduce", "PROFILE=tiny", f"WORK={work}", "DEMO_N_CLS=50", "DEMO_N_SEG=20",
+             *launcher, env={"FAKE_WORK": str(work)})
+    ran = _names([line[3] for line in _fake_log(work)])
+    assert ran[0] == "cxrcls.demo_data", ran
+    assert {"cxrseg.split", "cxrseg.finetune", "cxrseg.evaluate"} <= set(ran), ran
+
+
 def test_gpu_slot_launcher_gives_each_command_its_own_gpu_slot(tmp_path):
     """Three commands at once on two GPUs with one slot each: never two on one GPU at a time."""
     script = ROOT / "profiles" / "gpu_slot.sh"
@@ -893,6 +972,7 @@ def test_a_plain_make_takes_the_lock_records_its_commands_and_then_runs_nothing(
     target = str(work / "data" / ".done-data")
     launch = [*_fake_launcher(tmp_path), "PROFILE=tiny", f"WORK={work}", target]
     env = {"FAKE_WORK": str(work)}
+    _fake_outputs(work)
     run_make(*flags, *launch, env=env, quiet=False)
     assert [line[2] for line in _fake_log(work)] == ["held"]
     assert (work / "data/.done-data.args").read_text().strip().startswith("cxrcls.demo_data")
@@ -905,6 +985,7 @@ def test_stages_run_under_the_lock_and_keep_make_j_parallelism(tmp_path):
     again when make ends."""
     work = tmp_path / "w"
     runs = [str(work / f"runs/resnet18_original/split{k}/.done-train") for k in (0, 1)]
+    _fake_outputs(work)
     result = run_make("-j2", "PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path), *runs,
                       env={"FAKE_WORK": str(work), "FAKE_SECONDS": "1"})
     assert "jobserver" not in result.stderr, result.stderr
@@ -966,6 +1047,7 @@ def test_a_work_folder_of_the_toolkit_or_a_link_to_one_is_accepted(tmp_path):
     (real / ".done-x").write_text("")
     work = tmp_path / "w"
     work.symlink_to(real)                                    # how a path with spaces becomes WORK
+    _fake_outputs(work)
     run_make("PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
              str(work / "data/.done-data"), env={"FAKE_WORK": str(work)})
     assert (real / "data" / ".done-data").is_file()
@@ -973,6 +1055,7 @@ def test_a_work_folder_of_the_toolkit_or_a_link_to_one_is_accepted(tmp_path):
 
 def test_stage_times_shows_an_unknown_wall_time_as_a_question_mark(tmp_path):
     work = tmp_path / "w"
+    _fake_outputs(work)
     run_make("PROFILE=tiny", f"WORK={work}", *_fake_launcher(tmp_path),
              str(work / "data/.done-data"), env={"FAKE_WORK": str(work), "FAKE_DROP_START": "1"})
     assert (work / "data/.done-data").read_text().split("\t")[1] == "?"
