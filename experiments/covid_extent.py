@@ -90,7 +90,7 @@ RECIPE = ["--checkpoint", "lite", "--train", "decoder", "--prior-box-fraction", 
           "--batch-size", "8", "--seed", "0", "--device", "cpu", "--precision", "fp32"]
 FULL = ["--extent", "full"]
 DEFAULTS = {"epochs": 4, "patience": 2, "augment_copies": 2, "val_prompt": "gt",
-            "augment": ["opacity"]}
+            "augment": ["opacity"], "seed": 0}
 ENCODER_DEFAULTS = {"encoder_lr": 3e-5, "encoder_patience": 2, "encoder_val_prompt": "gt"}
 FOLD_COLUMNS = ["approach", "fold", "test_images", "val_images", "best_epoch", "threshold",
                 "val_dice", "val_kept_m15"]
@@ -176,6 +176,13 @@ def copy_flags(args) -> list[str]:
             if args.augment_copies else [])
 
 
+def seeded(recipe: list[str], seed: int) -> list[str]:
+    """`recipe` with its `--seed` replaced by `seed` (the training seed; the folds keep theirs)."""
+    recipe = [*recipe]
+    recipe[recipe.index("--seed") + 1] = str(seed)
+    return recipe
+
+
 def train_flags(args) -> list[str]:
     """The fine-tuning flags beside RECIPE: epochs, patience, copies, validation prompt."""
     return [*copy_flags(args), "--patience", str(args.patience), "--epochs", str(args.epochs),
@@ -185,12 +192,14 @@ def train_flags(args) -> list[str]:
 def run_suffix(args) -> str:
     """Suffix of the run folders' names for settings other than the defaults (none for them, so
     runs of the default settings keep their folder), e.g. `-e20-p3-c0-vprior`,
-    `-aopacity+whiteout`."""
+    `-aopacity+whiteout`, `-e20-p3-s1` (training seed 1)."""
     parts = [f"{key}{getattr(args, name)}" for key, name in
              (("e", "epochs"), ("p", "patience"), ("c", "augment_copies"), ("v", "val_prompt"))
              if getattr(args, name) != DEFAULTS[name]]
     if list(getattr(args, "augment", DEFAULTS["augment"])) != DEFAULTS["augment"]:
         parts.append("a" + "+".join(args.augment))
+    if getattr(args, "seed", DEFAULTS["seed"]) != DEFAULTS["seed"]:
+        parts.append(f"s{args.seed}")
     return "".join("-" + p for p in parts)
 
 
@@ -208,7 +217,7 @@ def encoder_suffix(args) -> str:
 def encoder_recipe(start: Path, args) -> list[str]:
     """RECIPE for training the image encoder and the mask decoder from a decoder-only run's best.pt
     (its config read from the file), in bf16, with the encoder stage's epochs, patience and lr."""
-    recipe = [*RECIPE]
+    recipe = seeded(RECIPE, getattr(args, "seed", DEFAULTS["seed"]))
     for flag, value in (("--checkpoint", str(start / "best.pt")), ("--train", "all"),
                         ("--precision", "bf16")):
         recipe[recipe.index(flag) + 1] = value
@@ -287,6 +296,10 @@ def main(argv=None) -> None:
                         help="the prompt of the validation loss that stops the decoder-only "
                              "runs (cxrseg.finetune --val-prompt)")
     parser.add_argument("--refine", type=int_range(0), default=1)
+    parser.add_argument("--seed", type=int_range(0), default=DEFAULTS["seed"],
+                        help="training seed of every fine-tuning (opacity copies, batches, "
+                             "prompts; run folders get `-s<N>` for seeds other than 0); the "
+                             "folds are the same for every seed")
     parser.add_argument("--keep-largest", type=int_range(0, 16), default=0,
                         help="keep only the N largest pieces of every mask after the holes are "
                              "filled (0: all; cxrseg.predict --keep-largest)")
@@ -340,6 +353,7 @@ def main(argv=None) -> None:
     mont_data = f"montgomery={mont}/images:{mont}/masks"
     covid_data = f"covid={covid}/images:{covid}/masks"
     flags, suffix = train_flags(args), run_suffix(args)
+    recipe = seeded(RECIPE, args.seed)
 
     # Montgomery: the recipe's split and fine-tune (the field convention).
     mont_splits = out / "montgomery" / "splits.csv"
@@ -348,7 +362,7 @@ def main(argv=None) -> None:
     models = {}
     if not args.no_recipe:
         models["recipe"] = [finetune(out / "runs" / f"montgomery{suffix}", [mont_data],
-                                     mont_splits, flags, cache)]
+                                     mont_splits, flags, cache, recipe)]
 
     # covid_dev: folds grouped by source; part split files per fold.
     c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
@@ -365,7 +379,8 @@ def main(argv=None) -> None:
         write_parts(out / "covid" / f"fold{k}" / "splits.csv", rows, facts)
         # covid_dev's masks draw the whole lung, so its segmenters are `full`
         cv.append(finetune(out / "runs" / f"covid-fold{k}{suffix}", [covid_data],
-                           out / "covid" / f"fold{k}" / "splits.csv", [*flags, *FULL], cache))
+                           out / "covid" / f"fold{k}" / "splits.csv", [*flags, *FULL], cache,
+                           recipe))
         if args.encoder_epochs:
             enc.append(finetune(out / "runs" / f"{cv[-1].name}{encoder_suffix(args)}",
                                 [covid_data], out / "covid" / f"fold{k}" / "splits.csv", FULL,
@@ -374,7 +389,8 @@ def main(argv=None) -> None:
             write_parts(out / "joint" / f"fold{k}" / "splits.csv", mont_rows + rows, facts)
             joint.append(finetune(out / "runs" / f"joint-fold{k}{suffix}",
                                   [mont_data, covid_data],
-                                  out / "joint" / f"fold{k}" / "splits.csv", flags, cache))
+                                  out / "joint" / f"fold{k}" / "splits.csv", flags, cache,
+                                  recipe))
     models["covid-cv"] = cv
     if enc:
         models["covid-cv-enc"] = enc

@@ -101,6 +101,26 @@ def refined_probabilities(model, prior, emb, images, refine: int, threshold: flo
     return probs
 
 
+def ensemble_probabilities(members, images, prior, refine: int, threshold: float
+                           ) -> list[torch.Tensor]:
+    """Probabilities (H, W) per image averaged over `members` ((model, embeddings (N, C, h, w))
+    pairs, each model on its own encoder's embeddings), from the prior box + `refine` passes;
+    every pass prompts all members with the box around the previous pass's averaged mask (at
+    `threshold`; an empty mask keeps the previous box). One member: cxrseg.engine.segment's own
+    refine passes."""
+    boxes = np.stack([prior.box_for(img) for img in images])
+    for step in range(refine + 1):
+        each = [segment(model, emb, images, DEVICE, "box", prior, boxes_px=boxes)[1]
+                for model, emb in members]
+        probs = [sum(member[i] for member in each) / len(members) for i in range(len(images))]
+        if step < refine:
+            for i, p in enumerate(probs):
+                found = prediction_box(p.numpy() >= threshold)
+                if found is not None:
+                    boxes[i] = found
+    return probs
+
+
 def predict_masks(model, prior, emb, images, masks, box="prior", refine=1, threshold=0.5,
                   cleans=((False, 0),), margin: float = 0.0,
                   side: str = "all") -> list[list[np.ndarray]]:

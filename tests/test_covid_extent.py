@@ -5,8 +5,8 @@ import csv
 import numpy as np
 import pytest
 
-from experiments.covid_extent import (encoder_recipe, encoder_suffix, hull_per_lung,
-                                      run_suffix, source_folds)
+from experiments.covid_extent import (RECIPE, encoder_recipe, encoder_suffix, hull_per_lung,
+                                      run_suffix, seeded, source_folds)
 
 
 def test_hull_fills_each_lung_on_its_own():
@@ -44,6 +44,21 @@ def test_default_settings_keep_their_run_folders():
                                 val_prompt="prior")) == "-e20-p3-vprior"
     assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=2, val_prompt="gt",
                                 augment=["opacity", "whiteout"])) == "-e20-p3-aopacity+whiteout"
+    assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=2, val_prompt="gt",
+                                seed=0)) == "-e20-p3"
+    assert run_suffix(Namespace(epochs=20, patience=3, augment_copies=2, val_prompt="gt",
+                                seed=2)) == "-e20-p3-s2"
+
+
+def test_another_training_seed_replaces_the_recipes_and_reaches_the_encoder_stage(tmp_path):
+    from argparse import Namespace
+    recipe = seeded(RECIPE, 3)
+    assert recipe[recipe.index("--seed") + 1] == "3" and recipe.count("--seed") == 1
+    assert RECIPE[RECIPE.index("--seed") + 1] == "0"       # the module's recipe is untouched
+    args = Namespace(encoder_epochs=4, encoder_lr=3e-5, encoder_patience=2, augment_copies=2,
+                     augment=["opacity"], encoder_val_prompt="gt", seed=3)
+    enc = encoder_recipe(tmp_path, args)
+    assert enc[enc.index("--seed") + 1] == "3" and enc.count("--seed") == 1
 
 
 def test_lower_hull_fills_only_below_the_lungs_middle():

@@ -1,0 +1,196 @@
+"""Per-fold ensembles of `full` segmenters on covid_dev: the probabilities of several models
+trained on the same fold's training part averaged before the threshold.
+
+An ensemble is named with the run folders' suffixes of experiments.covid_extent
+(`covid-fold<k><suffix>`), looked up in the `--runs` folders, e.g.
+`--ensemble stage2=-e20-p3-enc6-lr1e-05-vprior,-e20-p3` (an encoder-trained run and the
+decoder-only run it started from).
+Every member of fold k trained on the films of that fold's training part only (its splits.csv is
+checked to be the same file for every member), so a held-out film is never seen by any member.
+Each member runs on its own encoder's embeddings: a decoder-only run on the base LiteMedSAM's
+(cached in OUT/emb), an encoder-trained run (`--train all`) on its own (cached in <run>/emb).
+Every pass (prior box, then `--refine` passes) prompts all members with the same box, the box
+around the previous pass's averaged mask (seg_bench_common.ensemble_probabilities); one member
+is the chosen recipe's own prediction. Masks: holes filled, `--keep-largest` pieces kept. Each
+fold's threshold is chosen on its validation part (fold k+1) by `--threshold-tolerance`
+(cxrseg.threshold_rule), as in covid_extent; the held-out fold plays no part in any choice.
+
+Writes OUT/covid_ensemble<TAG>.csv (covid_extent's summary columns; tests `covid_dev-val`,
+`covid_dev` held out, `montgomery-test` with the `field` masks), `_per_image.csv` and
+`_folds.csv`, and run_covid_ensemble<TAG>.json.
+
+  python -m experiments.covid_ensemble --lungseg ../shared/data/lungseg --out work/covid-extent \\
+      --ensemble single=-e20-p3-enc6-lr1e-05-vprior --thresholds 0.2 0.3 0.4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxrseg.anatomy import clean_mask
+from cxrseg.engine import embeddings_for
+from cxrseg.threshold_rule import choose_threshold
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import file_sha256, write_csv, write_run_json
+from experiments.covid_extent import FOLD_COLUMNS, PER_IMAGE, SUMMARY, source_folds, summarize
+from experiments.seg_bench_common import (DEVICE, embed, ensemble_probabilities, load_lungs,
+                                          load_run, load_set, score_masks)
+
+
+def parse_ensemble(text: str) -> tuple[str, list[str]]:
+    """`name=suffix,suffix,...` -> (name, [suffix, ...])."""
+    name, sep, members = text.partition("=")
+    suffixes = [m for m in members.split(",") if m]
+    if not sep or not name or not suffixes:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=SUFFIX[,SUFFIX...]")
+    return name, suffixes
+
+
+def member_folder(runs: list[Path], fold: int, suffix: str) -> Path:
+    """The one finished run folder `covid-fold<fold><suffix>` among `runs`."""
+    found = [r / f"covid-fold{fold}{suffix}" for r in runs
+             if (r / f"covid-fold{fold}{suffix}" / "done_finetune.json").is_file()]
+    if len(found) != 1:
+        raise SystemExit(f"covid-fold{fold}{suffix}: {len(found)} finished runs in "
+                         f"{', '.join(map(str, runs))}; expected one")
+    return found[0]
+
+
+def run_arguments(folder: Path) -> dict:
+    with open(folder / "run_finetune.json") as handle:
+        return json.load(handle)["arguments"]
+
+
+def check_same_training(folders: list[Path]) -> None:
+    """Refuse members of one fold that did not train on the same split file (by content)."""
+    digests = {file_sha256(Path(run_arguments(f)["splits"])) for f in folders}
+    if len(digests) != 1:
+        raise SystemExit(f"{', '.join(f.name for f in folders)}: the members' splits differ")
+
+
+def main(argv=None) -> None:
+    parser = Parser(prog="python -m experiments.covid_ensemble", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lungseg", default="../shared/data/lungseg",
+                        help="folder holding montgomery/ and covid_dev/")
+    parser.add_argument("--out", required=True,
+                        help="covid_extent's work folder (its emb/, montgomery/splits.csv; "
+                             "the tables are written here)")
+    parser.add_argument("--runs", nargs="+", default=None,
+                        help="folders holding the member runs (default: OUT/runs)")
+    parser.add_argument("--ensemble", type=parse_ensemble, action="append", required=True,
+                        help="NAME=SUFFIX[,SUFFIX...]: the run-folder suffixes of the members")
+    parser.add_argument("--folds", type=int_range(3), default=5)
+    parser.add_argument("--thresholds", type=float_range(0, 1, lo_open=True, hi_open=True),
+                        nargs="+", required=True, help="candidate thresholds")
+    parser.add_argument("--threshold-tolerance", type=float_range(0, 1), default=0.005,
+                        help="the lowest candidate whose mean validation Dice is within this of "
+                             "the best candidate's (0: the best)")
+    parser.add_argument("--refine", type=int_range(0), default=1)
+    parser.add_argument("--keep-largest", type=int_range(0, 16), default=2,
+                        help="keep only the N largest pieces of every mask (0: all)")
+    parser.add_argument("--tag", default="", help="suffix of the tables' names")
+    parser.add_argument("--threads", type=int_range(1), default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    lungseg, out = Path(args.lungseg), Path(args.out)
+    runs = [Path(r) for r in args.runs] if args.runs else [out / "runs"]
+    mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
+
+    c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
+    c_lungs = load_lungs(f"{covid}/images", f"{covid}/masks")
+    fold = np.array([source_folds(covid / "meta.csv", c_stems, args.folds)[s] for s in c_stems])
+    m_stems, m_imgs, m_masks = load_set(f"{mont}/images", f"{mont}/masks",
+                                        str(out / "montgomery" / "splits.csv"))
+    base = {"covid": embed(c_stems, c_imgs, out / "emb"), "mont": embed(m_stems, m_imgs,
+                                                                        out / "emb")}
+
+    def members_of(k, suffixes, rows):
+        """(model, covid_dev embeddings of `rows`, Montgomery embeddings) per member of fold k,
+        and the fold's prior box."""
+        folders = [member_folder(runs, k, s) for s in suffixes]
+        check_same_training(folders)
+        loaded = []
+        for folder in folders:
+            model, prior = load_run(str(folder))
+            if run_arguments(folder)["train"] == "decoder":
+                c_emb, m_emb = base["covid"][rows], base["mont"]
+            else:
+                c_emb = embeddings_for(model, [c_imgs[i] for i in rows],
+                                       [c_stems[i] for i in rows], DEVICE,
+                                       cache_dir=folder / "emb")
+                m_emb = embeddings_for(model, m_imgs, m_stems, DEVICE, cache_dir=folder / "emb")
+            loaded.append((model, c_emb, m_emb, prior))
+        priors = {(tuple(p.box), p.frame) for *_, p in loaded}
+        if len(priors) != 1:
+            raise SystemExit(f"fold {k}: the members' prior boxes differ")
+        return loaded, loaded[0][3]
+
+    def masks(probs, threshold):
+        return [clean_mask(p.numpy() >= threshold, True, args.keep_largest).astype(bool)
+                for p in probs]
+
+    summary, per_image, fold_rows = [], [], []
+    for name, suffixes in args.ensemble:
+        approach = f"ens:{name}"
+        held_pred, val_pred, m_scores = [None] * len(c_stems), [None] * len(c_stems), []
+        for k in range(args.folds):
+            val = np.flatnonzero(fold == (k + 1) % args.folds)
+            held = np.flatnonzero(fold == k)
+            rows = np.concatenate([val, held])
+            loaded, prior = members_of(k, suffixes, rows)
+            on_val = [(m, c[:len(val)]) for m, c, _, _ in loaded]
+            on_held = [(m, c[len(val):]) for m, c, _, _ in loaded]
+            v_imgs, v_masks = [c_imgs[i] for i in val], [c_masks[i] for i in val]
+            dice, kept, v_masks_at = {}, {}, {}
+            for t in sorted(set(args.thresholds)):
+                v_masks_at[t] = masks(ensemble_probabilities(on_val, v_imgs, prior, args.refine,
+                                                             t), t)
+                s = score_masks(v_masks_at[t], v_masks)
+                dice[t], kept[t] = s[:, 0].mean(), s[:, 1].mean()
+            chosen = choose_threshold(dice, args.threshold_tolerance)
+            print(f"[covid_ensemble] {name} fold {k}: validation Dice "
+                  + " ".join(f"{t:g}:{d:.4f}" for t, d in dice.items()) + f" -> {chosen:g} "
+                  f"({time.time() - started:.0f} s)", flush=True)
+            fold_rows.append([approach, str(k), str(len(held)), str(len(val)),
+                              "", f"{chosen:g}", f"{dice[chosen]:.4f}", f"{kept[chosen]:.4f}"])
+            for i, p in zip(val, v_masks_at[chosen]):
+                val_pred[i] = p
+            h_imgs = [c_imgs[i] for i in held]
+            for i, p in zip(held, masks(ensemble_probabilities(on_held, h_imgs, prior,
+                                                               args.refine, chosen), chosen)):
+                held_pred[i] = p
+            on_mont = [(m, e) for m, _, e, _ in loaded]
+            m_pred = masks(ensemble_probabilities(on_mont, m_imgs, prior, args.refine, chosen),
+                           chosen)
+            m_scores.append(score_masks(m_pred, m_masks))
+            per_image += [[approach, "montgomery-test", f"fold{k}", stem,
+                           *[f"{v:.4f}" for v in row], *[""] * 6]
+                          for stem, row in zip(m_stems, m_scores[-1])]
+        for test, pred in (("covid_dev-val", val_pred), ("covid_dev", held_pred)):
+            s = score_masks(pred, c_masks, c_lungs)
+            per_image += [[approach, test, f"fold{f}", stem, *[f"{v:.4f}" for v in row]]
+                          for f, stem, row in zip(fold, c_stems, s)]
+            summary.append(summarize(approach, test, s))
+            print(" | ".join(summary[-1]), flush=True)
+        summary.append(summarize(approach, "montgomery-test", np.vstack(m_scores)))
+        print(" | ".join(summary[-1]), flush=True)
+    write_csv(out / f"covid_ensemble{args.tag}.csv", SUMMARY, summary)
+    write_csv(out / f"covid_ensemble{args.tag}_per_image.csv", PER_IMAGE, per_image)
+    write_csv(out / f"covid_ensemble{args.tag}_folds.csv", FOLD_COLUMNS, fold_rows)
+    write_run_json(out, args, name=f"run_covid_ensemble{args.tag}.json",
+                   seconds=time.time() - started,
+                   fold_choices=[dict(zip(FOLD_COLUMNS, r)) for r in fold_rows])
+    print("\n| " + " | ".join(SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
+    for r in summary:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
