@@ -27,10 +27,12 @@ scored with automatic prompting (prior box + `--refine` passes), holes filled (w
   never on the base LiteMedSAM's, which every decoder-only approach keeps using.
 `--no-recipe` leaves out `recipe` and `recipe+hull` (and their Montgomery fine-tuning).
 `--epochs`, `--patience`, `--augment` (the copies' augmentations, e.g. `opacity whiteout`),
-`--augment-copies` and `--val-prompt` (the prompt of the validation loss that stops a run: the
-ground-truth box, or `prior`, the automatic prompt) change the fine-tuning of every decoder-only
-run (run folders get a suffix such as `-e20-p3-vprior` or `-aopacity+whiteout` for settings other
-than the defaults, so runs of other settings sit side by side); every decoder-only run trains in
+`--augment-copies`, `--val-prompt` (the prompt of the validation loss that stops a run: the
+ground-truth box, or `prior`, the automatic prompt) and `--seed` (the training seed; the folds stay
+the same) change the fine-tuning of every decoder-only run (run folders get a suffix such as
+`-e20-p3-vprior`, `-aopacity+whiteout` or `-e20-p3-s1` for settings other than the defaults, so
+runs of other settings sit side by side; experiments.covid_ensemble averages runs of one fold);
+every decoder-only run trains in
 float32 (`--precision fp32`). `--thresholds`
 adds `covid-cv@val` (`joint-cv@val`, `covid-cv-enc@val`): each fold's model at the candidate
 threshold chosen on that fold's validation part (fold k+1) by mean Dice,
