@@ -102,6 +102,9 @@ def main(argv=None) -> None:
     lungseg, out = Path(args.lungseg), Path(args.out)
     runs = [Path(r) for r in args.runs] if args.runs else [out / "runs"]
     mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
+    if not mont.is_dir() or not covid.is_dir():
+        print(f"skip: {mont} or {covid} not found")
+        return
 
     c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
     c_lungs = load_lungs(f"{covid}/images", f"{covid}/masks")
