@@ -1,0 +1,247 @@
+"""A per-lung refine pass for `full` segmenters on covid_dev: after the whole-lung recipe's mask,
+each lung is segmented again from its own box by a decoder trained on one lung at a time.
+
+A box around both lungs holds the mediastinum and the heart between them; a box around one lung
+holds one object, the prompt SAM-style models are trained for. Per fold k (covid_extent's
+source-grouped folds and split files):
+- **training**: a decoder-only LiteMedSAM run (`covid-fold<k>-perlung<suffix>`, covid_extent's
+  decoder-only recipe and `--epochs`, `--patience`, `--augment-copies`, `--extent full`) on
+  per-lung rows: every film twice, `<stem>__right` with its masks_right/ mask and `<stem>__left`
+  with its masks_left/ mask (copied into OUT/per_lung/), in the same part as the film; prompted
+  by the lung's ground-truth box only (`--prior-box-fraction 0`: a prior box of one lung would be
+  the average of both);
+- **scoring**, at each candidate threshold t: the recipe (`--whole`, the run folder suffix of the
+  whole-lung model, prior box + one refine pass, on its own encoder's embeddings); **perlung**:
+  the recipe's mask at t split into two lungs (`split_lungs`), each lung's box prompting the
+  per-lung decoder (base LiteMedSAM embeddings), the probabilities of the two lungs combined by
+  their maximum; **mean**: the recipe's and perlung's probabilities averaged. Masks at t, holes
+  filled, `--keep-largest` pieces kept. Each fold's threshold is chosen on its validation part by
+  `--threshold-tolerance` (cxrseg.threshold_rule); the held-out fold plays no part in any choice.
+
+Writes OUT/covid_per_lung<TAG>.csv (covid_extent's summary columns; tests `covid_dev-val`,
+`covid_dev` held out, `montgomery-test` with its `field` masks), `_per_image.csv`, `_folds.csv`
+and run_covid_per_lung<TAG>.json. Steps whose outputs exist are skipped.
+
+  python -m experiments.covid_per_lung --lungseg ../shared/data/lungseg --out work/covid-extent \\
+      --thresholds 0.2 0.3 0.4
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxrseg.anatomy import clean_mask
+from cxrseg.engine import embeddings_for, segment
+from cxrseg.prompts import prediction_box
+from cxrseg.threshold_rule import choose_threshold
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.fileio import read_csv, write_csv, write_run_json
+from experiments import covid_extent
+from experiments.covid_ensemble import member_folder
+from experiments.covid_extent import (FOLD_COLUMNS, FULL, PER_IMAGE, RECIPE, SUMMARY, finetune,
+                                      source_folds, summarize, write_parts)
+from experiments.seg_bench_common import DEVICE, embed, load_lungs, load_run, load_set, score_masks
+
+APPROACHES = ("recipe", "perlung", "mean")
+LUNGS = ("right", "left")
+
+
+def split_lungs(mask: np.ndarray, middle: float = 0.4) -> tuple[np.ndarray, np.ndarray] | None:
+    """(image-left part, image-right part) of a two-lung mask (H, W) bool, cut at the column with
+    the fewest mask pixels in the middle `middle` of the mask's width (the mediastinum); None when
+    the mask is empty, or has no narrowing there (that column holds more than half of the fullest
+    column's pixels: one lung, not two)."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    if cols.size == 0:
+        return None
+    x0, x1 = cols[0], cols[-1] + 1
+    lo = x0 + int((x1 - x0) * (1 - middle) / 2)
+    hi = max(lo + 1, x0 + int((x1 - x0) * (1 + middle) / 2))
+    counts = mask[:, lo:hi].sum(axis=0)
+    if counts.min() > 0.5 * mask.sum(axis=0).max():
+        return None
+    cut = lo + int(np.flatnonzero(counts == counts.min()).mean())
+    first, second = mask.copy(), mask.copy()
+    first[:, cut:] = False
+    second[:, :cut] = False
+    return (first, second) if first.any() and second.any() else None
+
+
+def per_lung_set(covid: Path, folder: Path) -> None:
+    """OUT/per_lung/images/<stem>__<lung>.png and masks/ of the same name (copies of the film and
+    of its masks_<lung>/ mask), unless made already."""
+    if (folder / "masks").is_dir():
+        return
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ("images", "masks"):
+        (tmp / sub).mkdir(parents=True)
+    for image in sorted((covid / "images").iterdir()):
+        for lung in LUNGS:
+            name = f"{image.stem}__{lung}{image.suffix}"
+            shutil.copyfile(image, tmp / "images" / name)
+            shutil.copyfile(covid / f"masks_{lung}" / f"{image.stem}.png", tmp / "masks" / name)
+    tmp.rename(folder)
+
+
+def per_lung_splits(whole: Path, out: Path) -> Path:
+    """The fold's split file with every film's row as two per-lung rows, same part."""
+    rows = [[f"{r['stem']}__{lung}", r["dataset"], r["part"]]
+            for r in read_csv(whole) for lung in LUNGS]
+    if not (out / "done_split.json").is_file():
+        write_parts(out / "splits.csv", rows, {"per_lung_of": str(whole)})
+    return out / "splits.csv"
+
+
+def per_lung_probabilities(model, emb, images, masks_at) -> list[torch.Tensor | None]:
+    """Per image, the maximum of the two lungs' probabilities (H, W), each lung prompted by the
+    box around its part of `masks_at` (split_lungs); None where the mask does not split."""
+    parts = [split_lungs(m) for m in masks_at]
+    ok = [i for i, p in enumerate(parts) if p is not None]
+    out: list[torch.Tensor | None] = [None] * len(images)
+    if not ok:
+        return out
+    each = []
+    for side in range(2):
+        boxes = np.stack([prediction_box(parts[i][side]) for i in ok])
+        each.append(segment(model, emb[ok], [images[i] for i in ok], DEVICE, "box", None,
+                            boxes_px=boxes)[1])
+    for j, i in enumerate(ok):
+        out[i] = torch.maximum(each[0][j], each[1][j])
+    return out
+
+
+def main(argv=None) -> None:
+    parser = Parser(prog="python -m experiments.covid_per_lung", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lungseg", default="../shared/data/lungseg",
+                        help="folder holding montgomery/ and covid_dev/")
+    parser.add_argument("--out", required=True,
+                        help="covid_extent's work folder (its covid/fold<k>/splits.csv, emb/, "
+                             "runs/, montgomery/splits.csv)")
+    parser.add_argument("--whole", default="-e20-p3-enc6-lr1e-05-vprior",
+                        help="run-folder suffix of the whole-lung model of each fold")
+    parser.add_argument("--folds", type=int_range(3), default=5)
+    parser.add_argument("--epochs", type=int_range(1), default=20)
+    parser.add_argument("--patience", type=int_range(1), default=3)
+    parser.add_argument("--augment-copies", type=int_range(0, 16), default=2)
+    parser.add_argument("--thresholds", type=float_range(0, 1, lo_open=True, hi_open=True),
+                        nargs="+", required=True, help="candidate thresholds")
+    parser.add_argument("--threshold-tolerance", type=float_range(0, 1), default=0.005)
+    parser.add_argument("--keep-largest", type=int_range(0, 16), default=2)
+    parser.add_argument("--tag", default="", help="suffix of the tables' names")
+    parser.add_argument("--threads", type=int_range(1), default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    covid_extent.THREADS["n"] = args.threads
+    started = time.time()
+    lungseg, out = Path(args.lungseg), Path(args.out)
+    mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
+    if not mont.is_dir() or not covid.is_dir():
+        print(f"skip: {mont} or {covid} not found")
+        return
+
+    # training: one per-lung decoder per fold
+    per_lung = out / "per_lung"
+    per_lung_set(covid, per_lung)
+    recipe = [*RECIPE]
+    recipe[recipe.index("--prior-box-fraction") + 1] = "0"
+    copies = (["--augment", "opacity", "--augment-copies", str(args.augment_copies)]
+              if args.augment_copies else [])
+    flags = [*copies, "--patience", str(args.patience), "--epochs", str(args.epochs), *FULL]
+    suffix = f"-perlung-e{args.epochs}-p{args.patience}-c{args.augment_copies}"
+    lung_runs = []
+    for k in range(args.folds):
+        splits = per_lung_splits(out / "covid" / f"fold{k}" / "splits.csv",
+                                 out / "covid" / f"fold{k}-perlung")
+        lung_runs.append(finetune(out / "runs" / f"covid-fold{k}{suffix}",
+                                  [f"covid={per_lung}/images:{per_lung}/masks"], splits, flags,
+                                  out / "emb", recipe))
+
+    # scoring
+    c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
+    c_lungs = load_lungs(f"{covid}/images", f"{covid}/masks")
+    fold = np.array([source_folds(covid / "meta.csv", c_stems, args.folds)[s] for s in c_stems])
+    m_stems, m_imgs, m_masks = load_set(f"{mont}/images", f"{mont}/masks",
+                                        str(out / "montgomery" / "splits.csv"))
+    base_c, base_m = embed(c_stems, c_imgs, out / "emb"), embed(m_stems, m_imgs, out / "emb")
+
+    def clean(p, t):
+        return clean_mask(p.numpy() >= t, True, args.keep_largest).astype(bool)
+
+    def probabilities(whole, lung_model, w_emb, l_emb, images, t) -> dict[str, list]:
+        """Per approach, probabilities (H, W) per image at candidate threshold t."""
+        model, prior = whole
+        recipe_p = segment(model, w_emb, images, DEVICE, "box", prior, refine=1, threshold=t)[1]
+        lung_p = per_lung_probabilities(lung_model, l_emb, images,
+                                        [clean(p, t) for p in recipe_p])
+        lung_p = [r if q is None else q for r, q in zip(recipe_p, lung_p)]
+        return {"recipe": recipe_p, "perlung": lung_p,
+                "mean": [(r + q) / 2 for r, q in zip(recipe_p, lung_p)]}
+
+    held = {a: [None] * len(c_stems) for a in APPROACHES}
+    val_pred = {a: [None] * len(c_stems) for a in APPROACHES}
+    m_scores = {a: [] for a in APPROACHES}
+    fold_rows, per_image, summary = [], [], []
+    for k in range(args.folds):
+        v_rows, h_rows = np.flatnonzero(fold == (k + 1) % args.folds), np.flatnonzero(fold == k)
+        rows = np.concatenate([v_rows, h_rows])
+        folder = member_folder([out / "runs"], k, args.whole)
+        whole = load_run(str(folder))
+        w_c = embeddings_for(whole[0], [c_imgs[i] for i in rows], [c_stems[i] for i in rows],
+                             DEVICE, cache_dir=folder / "emb")
+        w_m = embeddings_for(whole[0], m_imgs, m_stems, DEVICE, cache_dir=folder / "emb")
+        lung_model, _ = load_run(str(lung_runs[k]))
+        v_imgs, v_masks = [c_imgs[i] for i in v_rows], [c_masks[i] for i in v_rows]
+        h_imgs = [c_imgs[i] for i in h_rows]
+        v_at = {t: probabilities(whole, lung_model, w_c[:len(v_rows)], base_c[v_rows], v_imgs, t)
+                for t in sorted(set(args.thresholds))}
+        for a in APPROACHES:
+            dice, kept, preds = {}, {}, {}
+            for t, probs in v_at.items():
+                preds[t] = [clean(p, t) for p in probs[a]]
+                s = score_masks(preds[t], v_masks)
+                dice[t], kept[t] = s[:, 0].mean(), s[:, 1].mean()
+            t = choose_threshold(dice, args.threshold_tolerance)
+            print(f"[covid_per_lung] {a} fold {k}: validation Dice "
+                  + " ".join(f"{c:g}:{d:.4f}" for c, d in dice.items()) + f" -> {t:g} "
+                  f"({time.time() - started:.0f} s)", flush=True)
+            fold_rows.append([a, str(k), str(len(h_rows)), str(len(v_rows)),
+                              covid_extent.best_epoch(lung_runs[k]) if a != "recipe" else "",
+                              f"{t:g}", f"{dice[t]:.4f}", f"{kept[t]:.4f}"])
+            for i, p in zip(v_rows, preds[t]):
+                val_pred[a][i] = p
+            h_probs = probabilities(whole, lung_model, w_c[len(v_rows):], base_c[h_rows],
+                                    h_imgs, t)[a]
+            for i, p in zip(h_rows, h_probs):
+                held[a][i] = clean(p, t)
+            m_pred = [clean(p, t) for p in probabilities(whole, lung_model, w_m, base_m, m_imgs,
+                                                         t)[a]]
+            m_scores[a].append(score_masks(m_pred, m_masks))
+            per_image += [[a, "montgomery-test", f"fold{k}", stem, *[f"{v:.4f}" for v in row],
+                           *[""] * 6] for stem, row in zip(m_stems, m_scores[a][-1])]
+    for a in APPROACHES:
+        for test, pred in (("covid_dev-val", val_pred[a]), ("covid_dev", held[a])):
+            s = score_masks(pred, c_masks, c_lungs)
+            per_image += [[a, test, f"fold{f}", stem, *[f"{v:.4f}" for v in row]]
+                          for f, stem, row in zip(fold, c_stems, s)]
+            summary.append(summarize(a, test, s))
+        summary.append(summarize(a, "montgomery-test", np.vstack(m_scores[a])))
+    write_csv(out / f"covid_per_lung{args.tag}.csv", SUMMARY, summary)
+    write_csv(out / f"covid_per_lung{args.tag}_per_image.csv", PER_IMAGE, per_image)
+    write_csv(out / f"covid_per_lung{args.tag}_folds.csv", FOLD_COLUMNS, fold_rows)
+    write_run_json(out, args, name=f"run_covid_per_lung{args.tag}.json",
+                   seconds=time.time() - started,
+                   fold_choices=[dict(zip(FOLD_COLUMNS, r)) for r in fold_rows])
+    print("\n| " + " | ".join(SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
+    for r in summary:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()

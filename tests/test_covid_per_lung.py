@@ -1,0 +1,71 @@
+"""experiments.covid_per_lung: a two-lung mask splits at the mediastinum, each lung prompts the
+decoder with its own box, and the per-lung rows keep each film's part."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cxrseg.engine import encode, load_model, segment
+from cxrseg.prompts import mask_box
+from experiments.covid_per_lung import per_lung_probabilities, per_lung_set, split_lungs
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vendor_medsam"
+MICRO_STATE = FIXTURES / "micro_sam" / "state_dict.pt"
+CPU = torch.device("cpu")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
+
+def two_lungs(h=40, w=60, bridge=False):
+    mask = np.zeros((h, w), bool)
+    mask[5:35, 8:26] = True       # the patient's right lung, on the image's left
+    mask[8:38, 33:55] = True
+    if bridge:                    # lungs touching across the mediastinum
+        mask[20:22, 26:33] = True
+    return mask
+
+
+@pytest.mark.parametrize("bridge", [False, True])
+def test_split_lungs_cuts_at_the_mediastinum(bridge):
+    right, left = split_lungs(two_lungs(bridge=bridge))
+    assert right[5:35, 8:26].all() and not right[:, 33:].any()
+    assert left[8:38, 33:55].all() and not left[:, :26].any()
+    assert not (right & left).any()
+
+
+def test_split_lungs_refuses_an_empty_mask_and_one_lung():
+    assert split_lungs(np.zeros((10, 10), bool)) is None
+    one = np.zeros((10, 10), bool)
+    one[2:8, 2:8] = True       # one blob, no narrowing in its middle
+    assert split_lungs(one) is None
+
+
+def test_each_lung_is_prompted_with_its_own_box_and_the_maximum_is_kept():
+    model = load_model(str(MICRO_STATE), "micro")
+    rng = np.random.default_rng(5)
+    images = list(rng.integers(0, 256, (2, 40, 60), dtype=np.uint8))
+    emb = encode(model, images, CPU)
+    masks = [two_lungs(), np.zeros((40, 60), bool)]
+    got = per_lung_probabilities(model, emb, images, masks)
+    assert got[1] is None                                  # empty mask: no per-lung pass
+    right, left = split_lungs(masks[0])
+    each = [segment(model, emb[:1], images[:1], CPU, "box", None,
+                    boxes_px=mask_box(part)[None])[1][0] for part in (right, left)]
+    assert torch.equal(got[0], torch.maximum(*each))
+    assert not torch.equal(each[0], each[1])
+
+
+def test_per_lung_set_writes_two_rows_per_film(tmp_path):
+    from PIL import Image
+    covid = tmp_path / "covid_dev"
+    for sub in ("images", "masks_right", "masks_left"):
+        (covid / sub).mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(covid / "images" / "a.png")
+    for lung, value in (("right", 255), ("left", 0)):
+        Image.fromarray(np.full((8, 8), value, np.uint8)).save(covid / f"masks_{lung}" / "a.png")
+    per_lung_set(covid, tmp_path / "per_lung")
+    names = sorted(p.name for p in (tmp_path / "per_lung" / "masks").iterdir())
+    assert names == ["a__left.png", "a__right.png"]
+    assert np.array(Image.open(tmp_path / "per_lung" / "masks" / "a__right.png")).min() == 255
+    assert not (tmp_path / "per_lung.tmp").exists()
