@@ -40,7 +40,9 @@ from cxrseg.engine import embeddings_for, segment
 from cxrseg.prompts import prediction_box
 from cxrseg.threshold_rule import choose_threshold
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import read_csv, write_csv, write_run_json
+from cxrseg.records import SPLIT
+from cxrstats.foundation.fileio import (file_sha256, read_csv, read_done, write_csv, write_done,
+                                        write_run_json)
 from experiments import covid_extent
 from experiments.covid_ensemble import member_folder
 from experiments.covid_extent import (FOLD_COLUMNS, FULL, PER_IMAGE, RECIPE, SUMMARY, finetune,
@@ -49,6 +51,7 @@ from experiments.seg_bench_common import DEVICE, embed, load_lungs, load_run, lo
 
 APPROACHES = ("recipe", "perlung", "mean")
 LUNGS = ("right", "left")
+PER_LUNG_DONE = "done_per_lung.json"
 
 
 def split_lungs(mask: np.ndarray, middle: float = 0.4) -> tuple[np.ndarray, np.ndarray] | None:
@@ -72,10 +75,24 @@ def split_lungs(mask: np.ndarray, middle: float = 0.4) -> tuple[np.ndarray, np.n
     return (first, second) if first.any() and second.any() else None
 
 
+def source_hashes(covid: Path) -> dict[str, str]:
+    """sha256 of every film and per-lung mask of covid_dev, by its path under `covid`."""
+    files = [f for sub in ("images", *(f"masks_{lung}" for lung in LUNGS))
+             for f in sorted((covid / sub).iterdir())]
+    return {str(f.relative_to(covid)): file_sha256(f) for f in files}
+
+
 def per_lung_set(covid: Path, folder: Path) -> None:
     """OUT/per_lung/images/<stem>__<lung>.png and masks/ of the same name (copies of the film and
-    of its masks_<lung>/ mask), unless made already."""
-    if (folder / "masks").is_dir():
+    of its masks_<lung>/ mask), with done_per_lung.json (the sha256 of every source file). A set
+    made already is used only when covid_dev's files are still those it was made from."""
+    sources = source_hashes(covid)
+    if folder.exists():
+        record = read_done(folder, PER_LUNG_DONE, "per-lung set")
+        changed = sorted(set(sources.items()) ^ set(record["sources"].items()))
+        if changed:
+            raise SystemExit(f"{folder}: made from other covid_dev files than {covid} holds now "
+                             f"({changed[0][0]}); remove it to make it again")
         return
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -86,15 +103,23 @@ def per_lung_set(covid: Path, folder: Path) -> None:
             name = f"{image.stem}__{lung}{image.suffix}"
             shutil.copyfile(image, tmp / "images" / name)
             shutil.copyfile(covid / f"masks_{lung}" / f"{image.stem}.png", tmp / "masks" / name)
+    write_done(tmp, {"covid": str(covid)}, ["images", "masks"], done=PER_LUNG_DONE,
+               sources=sources)
     tmp.rename(folder)
 
 
 def per_lung_splits(whole: Path, out: Path) -> Path:
-    """The fold's split file with every film's row as two per-lung rows, same part."""
+    """The fold's split file with every film's row as two per-lung rows, same part; one made
+    already is used only when the fold's split file is still the one it was made from."""
+    digest = file_sha256(whole)
+    if (out / SPLIT).is_file():
+        if read_done(out, SPLIT, "split")["arguments"].get("per_lung_of_sha256") != digest:
+            raise SystemExit(f"{out}: made from another {whole}; remove it to make it again")
+        return out / "splits.csv"
     rows = [[f"{r['stem']}__{lung}", r["dataset"], r["part"]]
             for r in read_csv(whole) for lung in LUNGS]
-    if not (out / "done_split.json").is_file():
-        write_parts(out / "splits.csv", rows, {"per_lung_of": str(whole)})
+    write_parts(out / "splits.csv", rows, {"per_lung_of": str(whole),
+                                           "per_lung_of_sha256": digest})
     return out / "splits.csv"
 
 

@@ -8,7 +8,8 @@ import torch
 
 from cxrseg.engine import encode, load_model, segment
 from cxrseg.prompts import mask_box
-from experiments.covid_per_lung import per_lung_probabilities, per_lung_set, split_lungs
+from experiments.covid_per_lung import (per_lung_probabilities, per_lung_set, per_lung_splits,
+                                        split_lungs)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vendor_medsam"
 MICRO_STATE = FIXTURES / "micro_sam" / "state_dict.pt"
@@ -56,7 +57,7 @@ def test_each_lung_is_prompted_with_its_own_box_and_the_maximum_is_kept():
     assert not torch.equal(each[0], each[1])
 
 
-def test_per_lung_set_writes_two_rows_per_film(tmp_path):
+def test_per_lung_set_writes_two_rows_per_film_and_is_reused_only_unchanged(tmp_path):
     from PIL import Image
     covid = tmp_path / "covid_dev"
     for sub in ("images", "masks_right", "masks_left"):
@@ -69,3 +70,21 @@ def test_per_lung_set_writes_two_rows_per_film(tmp_path):
     assert names == ["a__left.png", "a__right.png"]
     assert np.array(Image.open(tmp_path / "per_lung" / "masks" / "a__right.png")).min() == 255
     assert not (tmp_path / "per_lung.tmp").exists()
+    per_lung_set(covid, tmp_path / "per_lung")                       # unchanged: reused
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(covid / "masks_left" / "a.png")
+    with pytest.raises(SystemExit, match="masks_left/a.png"):
+        per_lung_set(covid, tmp_path / "per_lung")
+
+
+def test_per_lung_splits_double_the_rows_and_follow_the_fold_split(tmp_path):
+    from cxrstats.foundation.fileio import read_csv, write_csv
+    whole = tmp_path / "fold0" / "splits.csv"
+    whole.parent.mkdir()
+    write_csv(whole, ["stem", "dataset", "part"], [["a", "covid", "train"], ["b", "covid", "val"]])
+    got = per_lung_splits(whole, tmp_path / "fold0-perlung")
+    assert [(r["stem"], r["part"]) for r in read_csv(got)] == [
+        ("a__right", "train"), ("a__left", "train"), ("b__right", "val"), ("b__left", "val")]
+    assert per_lung_splits(whole, tmp_path / "fold0-perlung") == got  # unchanged: reused
+    write_csv(whole, ["stem", "dataset", "part"], [["a", "covid", "val"], ["b", "covid", "train"]])
+    with pytest.raises(SystemExit, match="made from another"):
+        per_lung_splits(whole, tmp_path / "fold0-perlung")
