@@ -14,6 +14,10 @@ around the previous pass's averaged mask (seg_bench_common.ensemble_probabilitie
 is the chosen recipe's own prediction. Masks: holes filled, `--keep-largest` pieces kept. Each
 fold's threshold is chosen on its validation part (fold k+1) by `--threshold-tolerance`
 (cxrseg.threshold_rule), as in covid_extent; the held-out fold plays no part in any choice.
+`--open F ...` adds, per ensemble, approaches `ens:<name>+open<F>`: the same probabilities, each
+mask opened with a disk of radius F x the film's longest side (seg_bench_common.open_mask: thin
+protrusions go, such as a mask running out below the diaphragm) before the pieces are kept and
+the holes filled, with their own thresholds chosen the same way.
 
 Writes OUT/covid_ensemble<TAG>.csv (covid_extent's summary columns; tests `covid_dev-val`,
 `covid_dev` held out, `montgomery-test` with the `field` masks), `_per_image.csv` and
@@ -39,7 +43,7 @@ from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.fileio import file_sha256, write_csv, write_run_json
 from experiments.covid_extent import FOLD_COLUMNS, PER_IMAGE, SUMMARY, source_folds, summarize
 from experiments.seg_bench_common import (DEVICE, embed, ensemble_probabilities, load_lungs,
-                                          load_run, load_set, score_masks)
+                                          load_run, load_set, open_mask, score_masks)
 
 
 def parse_ensemble(text: str) -> tuple[str, list[str]]:
@@ -94,6 +98,9 @@ def main(argv=None) -> None:
     parser.add_argument("--refine", type=int_range(0), default=1)
     parser.add_argument("--keep-largest", type=int_range(0, 16), default=2,
                         help="keep only the N largest pieces of every mask (0: all)")
+    parser.add_argument("--open", type=float_range(0, 0.2, lo_open=True), nargs="+", default=[],
+                        help="also score each ensemble's masks opened with a disk of radius F x "
+                             "the film's longest side")
     parser.add_argument("--tag", default="", help="suffix of the tables' names")
     parser.add_argument("--threads", type=int_range(1), default=1)
     args = parser.parse_args(argv)
@@ -135,55 +142,65 @@ def main(argv=None) -> None:
             raise SystemExit(f"fold {k}: the members' prior boxes differ")
         return loaded, loaded[0][3]
 
-    def masks(probs, threshold):
-        return [clean_mask(p.numpy() >= threshold, True, args.keep_largest).astype(bool)
-                for p in probs]
+    def masks(probs, threshold, opening=0.0):
+        return [clean_mask(open_mask(p.numpy() >= threshold, opening), True,
+                           args.keep_largest).astype(bool) for p in probs]
 
     summary, per_image, fold_rows = [], [], []
+    openings = [0.0, *args.open]
     for name, suffixes in args.ensemble:
-        approach = f"ens:{name}"
-        held_pred, val_pred, m_scores = [None] * len(c_stems), [None] * len(c_stems), []
+        named = {o: f"ens:{name}" + (f"+open{o:g}" if o else "") for o in openings}
+        held_pred = {o: [None] * len(c_stems) for o in openings}
+        val_pred = {o: [None] * len(c_stems) for o in openings}
+        m_scores = {o: [] for o in openings}
         for k in range(args.folds):
             val = np.flatnonzero(fold == (k + 1) % args.folds)
             held = np.flatnonzero(fold == k)
             rows = np.concatenate([val, held])
             loaded, prior = members_of(k, suffixes, rows)
-            on_val = [(m, c[:len(val)]) for m, c, _, _ in loaded]
-            on_held = [(m, c[len(val):]) for m, c, _, _ in loaded]
-            v_imgs, v_masks = [c_imgs[i] for i in val], [c_masks[i] for i in val]
-            dice, kept, v_masks_at = {}, {}, {}
+            on = {"val": [(m, c[:len(val)]) for m, c, _, _ in loaded],
+                  "held": [(m, c[len(val):]) for m, c, _, _ in loaded],
+                  "mont": [(m, e) for m, _, e, _ in loaded]}
+            images = {"val": [c_imgs[i] for i in val], "held": [c_imgs[i] for i in held],
+                      "mont": m_imgs}
+            v_masks = [c_masks[i] for i in val]
+            dice = {o: {} for o in openings}
+            kept = {o: {} for o in openings}
             for t in sorted(set(args.thresholds)):
-                v_masks_at[t] = masks(ensemble_probabilities(on_val, v_imgs, prior, args.refine,
-                                                             t), t)
-                s = score_masks(v_masks_at[t], v_masks)
-                dice[t], kept[t] = s[:, 0].mean(), s[:, 1].mean()
-            chosen = choose_threshold(dice, args.threshold_tolerance)
-            print(f"[covid_ensemble] {name} fold {k}: validation Dice "
-                  + " ".join(f"{t:g}:{d:.4f}" for t, d in dice.items()) + f" -> {chosen:g} "
-                  f"({time.time() - started:.0f} s)", flush=True)
-            fold_rows.append([approach, str(k), str(len(held)), str(len(val)),
-                              "", f"{chosen:g}", f"{dice[chosen]:.4f}", f"{kept[chosen]:.4f}"])
-            for i, p in zip(val, v_masks_at[chosen]):
-                val_pred[i] = p
-            h_imgs = [c_imgs[i] for i in held]
-            for i, p in zip(held, masks(ensemble_probabilities(on_held, h_imgs, prior,
-                                                               args.refine, chosen), chosen)):
-                held_pred[i] = p
-            on_mont = [(m, e) for m, _, e, _ in loaded]
-            m_pred = masks(ensemble_probabilities(on_mont, m_imgs, prior, args.refine, chosen),
-                           chosen)
-            m_scores.append(score_masks(m_pred, m_masks))
-            per_image += [[approach, "montgomery-test", f"fold{k}", stem,
-                           *[f"{v:.4f}" for v in row], *[""] * 6]
-                          for stem, row in zip(m_stems, m_scores[-1])]
-        for test, pred in (("covid_dev-val", val_pred), ("covid_dev", held_pred)):
-            s = score_masks(pred, c_masks, c_lungs)
-            per_image += [[approach, test, f"fold{f}", stem, *[f"{v:.4f}" for v in row]]
-                          for f, stem, row in zip(fold, c_stems, s)]
-            summary.append(summarize(approach, test, s))
+                probs = ensemble_probabilities(on["val"], images["val"], prior, args.refine, t)
+                for o in openings:
+                    s = score_masks(masks(probs, t, o), v_masks)
+                    dice[o][t], kept[o][t] = s[:, 0].mean(), s[:, 1].mean()
+            chosen = {o: choose_threshold(dice[o], args.threshold_tolerance) for o in openings}
+            for o in openings:
+                print(f"[covid_ensemble] {named[o]} fold {k}: validation Dice "
+                      + " ".join(f"{t:g}:{d:.4f}" for t, d in dice[o].items())
+                      + f" -> {chosen[o]:g} ({time.time() - started:.0f} s)", flush=True)
+                fold_rows.append([named[o], str(k), str(len(held)), str(len(val)), "",
+                                  f"{chosen[o]:g}", f"{dice[o][chosen[o]]:.4f}",
+                                  f"{kept[o][chosen[o]]:.4f}"])
+            for t in sorted(set(chosen.values())):  # each chosen threshold's probabilities once
+                at = {part: ensemble_probabilities(on[part], images[part], prior, args.refine, t)
+                      for part in on}
+                for o in (o for o in openings if chosen[o] == t):
+                    for i, p in zip(val, masks(at["val"], t, o)):
+                        val_pred[o][i] = p
+                    for i, p in zip(held, masks(at["held"], t, o)):
+                        held_pred[o][i] = p
+                    m_scores[o].append(score_masks(masks(at["mont"], t, o), m_masks))
+                    per_image += [[named[o], "montgomery-test", f"fold{k}", stem,
+                                   *[f"{v:.4f}" for v in row], *[""] * 6]
+                                  for stem, row in zip(m_stems, m_scores[o][-1])]
+                del at
+        for o in openings:
+            for test, pred in (("covid_dev-val", val_pred[o]), ("covid_dev", held_pred[o])):
+                s = score_masks(pred, c_masks, c_lungs)
+                per_image += [[named[o], test, f"fold{f}", stem, *[f"{v:.4f}" for v in row]]
+                              for f, stem, row in zip(fold, c_stems, s)]
+                summary.append(summarize(named[o], test, s))
+                print(" | ".join(summary[-1]), flush=True)
+            summary.append(summarize(named[o], "montgomery-test", np.vstack(m_scores[o])))
             print(" | ".join(summary[-1]), flush=True)
-        summary.append(summarize(approach, "montgomery-test", np.vstack(m_scores)))
-        print(" | ".join(summary[-1]), flush=True)
     write_csv(out / f"covid_ensemble{args.tag}.csv", SUMMARY, summary)
     write_csv(out / f"covid_ensemble{args.tag}_per_image.csv", PER_IMAGE, per_image)
     write_csv(out / f"covid_ensemble{args.tag}_folds.csv", FOLD_COLUMNS, fold_rows)

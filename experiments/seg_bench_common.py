@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from scipy import ndimage
 
 from cxrseg.anatomy import clean_mask
 from cxrseg.coverage import lung_kept
@@ -79,6 +81,27 @@ def widen_box(box: np.ndarray, margin: float, shape: tuple[int, int],
     grow = np.array([-w, -h, w, h]) if side == "all" else np.array([0.0, 0.0, 0.0, h])
     return np.clip(np.array([x0, y0, x1, y1]) + margin * grow, 0,
                    [shape[1] - 1, shape[0] - 1, shape[1] - 1, shape[0] - 1])
+
+
+def open_mask(mask: np.ndarray, fraction: float, side: int = 512) -> np.ndarray:
+    """(H, W) bool: `mask` less what a morphological opening with a disk of radius `fraction` x
+    the longest side removes (protrusions narrower than the disk, such as a mask running out
+    below the diaphragm); done at longest side `side` for speed, so the result is always within
+    `mask`. fraction 0: the mask unchanged."""
+    mask = np.asarray(mask, bool)
+    if fraction <= 0 or not mask.any():
+        return mask
+    h, w = mask.shape
+    scale = side / max(h, w)
+    small = F.interpolate(torch.from_numpy(mask)[None, None].float(),
+                          size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                          mode="area")[0, 0].numpy() >= 0.5
+    radius = fraction * side
+    inner = ndimage.distance_transform_edt(small) > radius
+    opened = ndimage.distance_transform_edt(~inner) <= radius if inner.any() else inner
+    back = F.interpolate(torch.from_numpy(opened)[None, None].float(), size=(h, w),
+                         mode="bilinear", align_corners=False)[0, 0].numpy() >= 0.5
+    return mask & back
 
 
 def refined_probabilities(model, prior, emb, images, refine: int, threshold: float,

@@ -70,3 +70,16 @@ def test_ensembles_are_named_by_run_suffixes_and_members_must_be_unique_and_fini
     (b / "covid-fold1-e20-p3" / "done_finetune.json").write_text("{}")
     with pytest.raises(SystemExit, match="2 finished runs"):
         member_folder([a, b], 1, "-e20-p3")
+
+
+def test_open_mask_cuts_a_thin_protrusion_and_stays_within_the_mask():
+    from experiments.seg_bench_common import open_mask
+    mask = np.zeros((200, 300), bool)
+    mask[20:150, 40:140] = True          # a lung
+    mask[150:190, 80:84] = True          # a thin run below it
+    opened = open_mask(mask, 0.02, side=300)
+    assert not opened[160:190].any()                 # the 4-pixel run is gone
+    assert opened[40:130, 60:120].all()              # the lung's body stays
+    assert not (opened & ~mask).any()                # never beyond the mask
+    assert (open_mask(mask, 0.0) == mask).all()
+    assert not open_mask(np.zeros((5, 5), bool), 0.1).any()
