@@ -84,7 +84,8 @@ from cxrseg.anatomy import clean_mask
 from cxrseg.engine import embeddings_for, segment
 from cxrseg.threshold_rule import choose_threshold
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import read_csv, write_csv, write_done, write_run_json
+from cxrstats.foundation.fileio import (read_csv, read_done, write_csv, write_done,
+                                        write_run_json)
 from experiments.seg_bench_common import (DEVICE, MARGIN_SIDES, embed, load_lungs, load_run,
                                           load_set, predict_masks, score_masks)
 
@@ -155,8 +156,15 @@ def source_folds(meta: Path, stems: list[str], folds: int, seed: int = 0) -> dic
 
 
 def write_parts(path: Path, rows: list[list[str]], facts: dict) -> None:
-    """A part split file (`stem, dataset, part`) with its done_split.json."""
+    """A part split file (`stem, dataset, part`) with its done_split.json. One written already is
+    kept when it holds the same rows, and refused when it does not (covid_dev's films or folds
+    changed under the runs that trained on it)."""
     if (path.parent / SPLIT).is_file():
+        read_done(path.parent, SPLIT, "split")
+        held = [[r["stem"], r["dataset"], r["part"]] for r in read_csv(path)]
+        if sorted(held) != sorted(rows):
+            raise SystemExit(f"{path}: holds other rows than these films and folds give now; "
+                             "use another --out, or remove its folder and the runs trained on it")
         return
     write_csv(path, ["stem", "dataset", "part"], rows)
     write_done(path.parent, facts, [path.name], done=SPLIT)

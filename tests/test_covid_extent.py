@@ -114,3 +114,16 @@ def test_an_annotation_is_field_like_only_when_the_field_mask_matches_it_better(
     from experiments.covid_convention import closer
     assert closer(0.90, 0.80) == "field"
     assert closer(0.80, 0.90) == "full" and closer(0.85, 0.85) == "full"
+
+
+def test_a_written_split_is_kept_only_when_it_holds_the_same_rows(tmp_path):
+    from experiments.covid_extent import write_parts
+    path = tmp_path / "fold0" / "splits.csv"
+    rows = [["a", "covid", "train"], ["b", "covid", "val"]]
+    write_parts(path, rows, {"fold": 0})
+    written = path.read_bytes()
+    write_parts(path, rows[::-1], {"fold": 0})              # same rows: kept as written
+    assert path.read_bytes() == written
+    with pytest.raises(SystemExit, match="other rows"):
+        write_parts(path, [["a", "covid", "val"], ["b", "covid", "train"]], {"fold": 0})
+    assert path.read_bytes() == written
