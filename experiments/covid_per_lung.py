@@ -2,8 +2,9 @@
 each lung is segmented again from its own box by a decoder trained on one lung at a time.
 
 A box around both lungs holds the mediastinum and the heart between them; a box around one lung
-holds one object, the prompt SAM-style models are trained for. Per fold k (covid_extent's
-source-grouped folds and split files):
+holds one object, the prompt SAM-style models are trained for. Run it after
+experiments.covid_extent, in its work folder: it uses that run's source-grouped folds, split
+files and whole-lung models. Per fold k:
 - **training**: a decoder-only LiteMedSAM run (`covid-fold<k>-perlung<suffix>`, covid_extent's
   decoder-only recipe and `--epochs`, `--patience`, `--augment-copies`, `--extent full`) on
   per-lung rows: every film twice, `<stem>__right` with its masks_right/ mask and `<stem>__left`
@@ -14,13 +15,16 @@ source-grouped folds and split files):
   whole-lung model, prior box + one refine pass, on its own encoder's embeddings); **perlung**:
   the recipe's mask at t split into two lungs (`split_lungs`), each lung's box prompting the
   per-lung decoder (base LiteMedSAM embeddings), the probabilities of the two lungs combined by
-  their maximum; **mean**: the recipe's and perlung's probabilities averaged. Masks at t, holes
+  their maximum (a mask that does not split keeps the recipe's probabilities); **mean**: the
+  recipe's and perlung's probabilities averaged. Masks at t, holes
   filled, `--keep-largest` pieces kept. Each fold's threshold is chosen on its validation part by
   `--threshold-tolerance` (cxrseg.threshold_rule); the held-out fold plays no part in any choice.
 
 Writes OUT/covid_per_lung<TAG>.csv (covid_extent's summary columns; tests `covid_dev-val`,
 `covid_dev` held out, `montgomery-test` with its `field` masks), `_per_image.csv`, `_folds.csv`
-and run_covid_per_lung<TAG>.json. Steps whose outputs exist are skipped.
+and run_covid_per_lung<TAG>.json. Steps whose outputs exist are skipped: the per-lung set and
+split files only while covid_dev's files and the fold's split file are those they were made from
+(sha256; otherwise it stops, naming the file), a fine-tuning when it finished.
 
   python -m experiments.covid_per_lung --lungseg ../shared/data/lungseg --out work/covid-extent \\
       --thresholds 0.2 0.3 0.4
@@ -39,8 +43,8 @@ from cxrseg.anatomy import clean_mask
 from cxrseg.engine import embeddings_for, segment
 from cxrseg.prompts import prediction_box
 from cxrseg.threshold_rule import choose_threshold
-from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrseg.records import SPLIT
+from cxrstats.foundation.argtypes import Parser, float_range, int_range
 from cxrstats.foundation.fileio import (file_sha256, read_csv, read_done, write_csv, write_done,
                                         write_run_json)
 from experiments import covid_extent
@@ -150,7 +154,8 @@ def main(argv=None) -> None:
                         help="covid_extent's work folder (its covid/fold<k>/splits.csv, emb/, "
                              "runs/, montgomery/splits.csv)")
     parser.add_argument("--whole", default="-e20-p3-enc6-lr1e-05-vprior",
-                        help="run-folder suffix of the whole-lung model of each fold")
+                        help="run-folder suffix of the whole-lung model of each fold; give it "
+                             "as --whole=SUFFIX, as it starts with '-'")
     parser.add_argument("--folds", type=int_range(3), default=5)
     parser.add_argument("--epochs", type=int_range(1), default=20)
     parser.add_argument("--patience", type=int_range(1), default=3)
