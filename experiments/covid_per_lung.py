@@ -10,11 +10,15 @@ files and whole-lung models. Per fold k:
   per-lung rows: every film twice, `<stem>__right` with its masks_right/ mask and `<stem>__left`
   with its masks_left/ mask (copied into OUT/per_lung/), in the same part as the film; prompted
   by the lung's ground-truth box only (`--prior-box-fraction 0`: a prior box of one lung would be
-  the average of both);
+  the average of both); with `--encoder-epochs N` (N > 0) that run is fine-tuned further with its
+  image encoder trained too, as covid_extent's encoder stage (`--train all`, bf16, at most N
+  epochs, Adam at `--encoder-lr`, patience 2, stopped on the validation loss of the lungs'
+  ground-truth boxes; run folder `<decoder run>-enc<N>-lr<LR>`) and scored on its own encoder's
+  embeddings (cached in <run>/emb);
 - **scoring**, at each candidate threshold t: the recipe (`--whole`, the run folder suffix of the
   whole-lung model, prior box + one refine pass, on its own encoder's embeddings); **perlung**:
   the recipe's mask at t split into two lungs (`split_lungs`), each lung's box prompting the
-  per-lung decoder (base LiteMedSAM embeddings), the probabilities of the two lungs combined by
+  per-lung decoder (on its encoder's embeddings), the probabilities of the two lungs combined by
   their maximum (a mask that does not split keeps the recipe's probabilities); **mean**: the
   recipe's and perlung's probabilities averaged. Masks at t, holes
   filled, `--keep-largest` pieces kept. Each fold's threshold is chosen on its validation part by
@@ -49,8 +53,9 @@ from cxrstats.foundation.fileio import (file_sha256, read_csv, read_done, write_
                                         write_run_json)
 from experiments import covid_extent
 from experiments.covid_ensemble import member_folder
-from experiments.covid_extent import (FOLD_COLUMNS, FULL, PER_IMAGE, RECIPE, SUMMARY, finetune,
-                                      source_folds, summarize, write_parts)
+from experiments.covid_extent import (FOLD_COLUMNS, FULL, PER_IMAGE, RECIPE, SUMMARY,
+                                      encoder_recipe, finetune, source_folds, summarize,
+                                      write_parts)
 from experiments.seg_bench_common import DEVICE, embed, load_lungs, load_run, load_set, score_masks
 
 APPROACHES = ("recipe", "perlung", "mean")
@@ -127,6 +132,17 @@ def per_lung_splits(whole: Path, out: Path) -> Path:
     return out / "splits.csv"
 
 
+def per_lung_encoder_recipe(start: Path, args) -> list[str]:
+    """covid_extent's encoder-stage recipe from the per-lung decoder run `start`: ground-truth
+    boxes only, the same opacity copies, at most `--encoder-epochs` epochs at `--encoder-lr`."""
+    stage = argparse.Namespace(seed=0, augment=["opacity"], augment_copies=args.augment_copies,
+                               encoder_patience=2, encoder_epochs=args.encoder_epochs,
+                               encoder_lr=args.encoder_lr, encoder_val_prompt="gt")
+    recipe = encoder_recipe(start, stage)
+    recipe[recipe.index("--prior-box-fraction") + 1] = "0"
+    return recipe
+
+
 def per_lung_probabilities(model, emb, images, masks_at) -> list[torch.Tensor | None]:
     """Per image, the maximum of the two lungs' probabilities (H, W), each lung prompted by the
     box around its part of `masks_at` (split_lungs); None where the mask does not split."""
@@ -160,6 +176,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int_range(1), default=20)
     parser.add_argument("--patience", type=int_range(1), default=3)
     parser.add_argument("--augment-copies", type=int_range(0, 16), default=2)
+    parser.add_argument("--encoder-epochs", type=int_range(0), default=0,
+                        help="then train the image encoder too, for at most N epochs (0: no)")
+    parser.add_argument("--encoder-lr", type=float_range(0, lo_open=True), default=1e-5)
     parser.add_argument("--thresholds", type=float_range(0, 1, lo_open=True, hi_open=True),
                         nargs="+", required=True, help="candidate thresholds")
     parser.add_argument("--threshold-tolerance", type=float_range(0, 1), default=0.005)
@@ -185,13 +204,18 @@ def main(argv=None) -> None:
               if args.augment_copies else [])
     flags = [*copies, "--patience", str(args.patience), "--epochs", str(args.epochs), *FULL]
     suffix = f"-perlung-e{args.epochs}-p{args.patience}-c{args.augment_copies}"
+    data = [f"covid={per_lung}/images:{per_lung}/masks"]
     lung_runs = []
     for k in range(args.folds):
         splits = per_lung_splits(out / "covid" / f"fold{k}" / "splits.csv",
                                  out / "covid" / f"fold{k}-perlung")
-        lung_runs.append(finetune(out / "runs" / f"covid-fold{k}{suffix}",
-                                  [f"covid={per_lung}/images:{per_lung}/masks"], splits, flags,
+        lung_runs.append(finetune(out / "runs" / f"covid-fold{k}{suffix}", data, splits, flags,
                                   out / "emb", recipe))
+        if args.encoder_epochs:
+            start = lung_runs[-1]
+            lung_runs[-1] = finetune(
+                out / "runs" / f"{start.name}-enc{args.encoder_epochs}-lr{args.encoder_lr:g}",
+                data, splits, FULL, None, per_lung_encoder_recipe(start, args))
 
     # scoring
     c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
@@ -227,9 +251,17 @@ def main(argv=None) -> None:
                              DEVICE, cache_dir=folder / "emb")
         w_m = embeddings_for(whole[0], m_imgs, m_stems, DEVICE, cache_dir=folder / "emb")
         lung_model, _ = load_run(str(lung_runs[k]))
+        l_c, l_m = base_c, base_m      # the per-lung model's encoder's embeddings
+        if args.encoder_epochs:
+            l_c = torch.zeros_like(base_c)
+            l_c[rows] = embeddings_for(lung_model, [c_imgs[i] for i in rows],
+                                       [c_stems[i] for i in rows], DEVICE,
+                                       cache_dir=lung_runs[k] / "emb")
+            l_m = embeddings_for(lung_model, m_imgs, m_stems, DEVICE,
+                                 cache_dir=lung_runs[k] / "emb")
         v_imgs, v_masks = [c_imgs[i] for i in v_rows], [c_masks[i] for i in v_rows]
         h_imgs = [c_imgs[i] for i in h_rows]
-        v_at = {t: probabilities(whole, lung_model, w_c[:len(v_rows)], base_c[v_rows], v_imgs, t)
+        v_at = {t: probabilities(whole, lung_model, w_c[:len(v_rows)], l_c[v_rows], v_imgs, t)
                 for t in sorted(set(args.thresholds))}
         for a in APPROACHES:
             dice, kept, preds = {}, {}, {}
@@ -246,11 +278,11 @@ def main(argv=None) -> None:
                               f"{t:g}", f"{dice[t]:.4f}", f"{kept[t]:.4f}"])
             for i, p in zip(v_rows, preds[t]):
                 val_pred[a][i] = p
-            h_probs = probabilities(whole, lung_model, w_c[len(v_rows):], base_c[h_rows],
+            h_probs = probabilities(whole, lung_model, w_c[len(v_rows):], l_c[h_rows],
                                     h_imgs, t)[a]
             for i, p in zip(h_rows, h_probs):
                 held[a][i] = clean(p, t)
-            m_pred = [clean(p, t) for p in probabilities(whole, lung_model, w_m, base_m, m_imgs,
+            m_pred = [clean(p, t) for p in probabilities(whole, lung_model, w_m, l_m, m_imgs,
                                                          t)[a]]
             m_scores[a].append(score_masks(m_pred, m_masks))
             per_image += [[a, "montgomery-test", f"fold{k}", stem, *[f"{v:.4f}" for v in row],

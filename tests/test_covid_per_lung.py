@@ -88,3 +88,18 @@ def test_per_lung_splits_double_the_rows_and_follow_the_fold_split(tmp_path):
     write_csv(whole, ["stem", "dataset", "part"], [["a", "covid", "val"], ["b", "covid", "train"]])
     with pytest.raises(SystemExit, match="made from another"):
         per_lung_splits(whole, tmp_path / "fold0-perlung")
+
+
+def test_the_per_lung_encoder_stage_starts_from_the_decoder_run_on_ground_truth_boxes(tmp_path):
+    import argparse
+
+    from experiments.covid_per_lung import per_lung_encoder_recipe
+    args = argparse.Namespace(augment_copies=2, encoder_epochs=2, encoder_lr=1e-5)
+    recipe = per_lung_encoder_recipe(tmp_path / "run", args)
+
+    def value(flag):
+        return recipe[recipe.index(flag) + 1]
+    assert value("--checkpoint") == str(tmp_path / "run" / "best.pt")
+    assert (value("--train"), value("--prior-box-fraction"), value("--epochs"),
+            value("--lr"), value("--val-prompt"), value("--augment-copies")) == (
+        "all", "0", "2", "1e-05", "gt", "2")
