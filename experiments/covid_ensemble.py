@@ -40,8 +40,8 @@ from cxrseg.anatomy import clean_mask
 from cxrseg.engine import embeddings_for
 from cxrseg.threshold_rule import choose_threshold
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import file_sha256, write_csv, write_run_json
-from experiments.covid_extent import FOLD_COLUMNS, PER_IMAGE, SUMMARY, source_folds, summarize
+from cxrstats.foundation.fileio import file_sha256
+from experiments.covid_extent import lung_sets, source_folds, summarize, write_tables
 from experiments.seg_bench_common import (DEVICE, embed, ensemble_probabilities, load_lungs,
                                           load_run, load_set, open_mask, score_masks)
 
@@ -108,10 +108,10 @@ def main(argv=None) -> None:
     started = time.time()
     lungseg, out = Path(args.lungseg), Path(args.out)
     runs = [Path(r) for r in args.runs] if args.runs else [out / "runs"]
-    mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
-    if not mont.is_dir() or not covid.is_dir():
-        print(f"skip: {mont} or {covid} not found")
+    found = lung_sets(lungseg)
+    if found is None:
         return
+    mont, covid = found
 
     c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
     c_lungs = load_lungs(f"{covid}/images", f"{covid}/masks")
@@ -201,15 +201,7 @@ def main(argv=None) -> None:
                 print(" | ".join(summary[-1]), flush=True)
             summary.append(summarize(named[o], "montgomery-test", np.vstack(m_scores[o])))
             print(" | ".join(summary[-1]), flush=True)
-    write_csv(out / f"covid_ensemble{args.tag}.csv", SUMMARY, summary)
-    write_csv(out / f"covid_ensemble{args.tag}_per_image.csv", PER_IMAGE, per_image)
-    write_csv(out / f"covid_ensemble{args.tag}_folds.csv", FOLD_COLUMNS, fold_rows)
-    write_run_json(out, args, name=f"run_covid_ensemble{args.tag}.json",
-                   seconds=time.time() - started,
-                   fold_choices=[dict(zip(FOLD_COLUMNS, r)) for r in fold_rows])
-    print("\n| " + " | ".join(SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
-    for r in summary:
-        print("| " + " | ".join(r) + " |")
+    write_tables(out, "covid_ensemble", args, started, summary, per_image, fold_rows)
 
 
 if __name__ == "__main__":

@@ -237,6 +237,36 @@ def encoder_recipe(start: Path, args) -> list[str]:
             "--val-prompt", args.encoder_val_prompt]
 
 
+def lung_sets(lungseg: Path) -> tuple[Path, Path] | None:
+    """(montgomery/, covid_dev/) under `lungseg`; None, saying so, when either is missing (the
+    covid_dev experiments skip without the real data)."""
+    mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
+    if not mont.is_dir() or not covid.is_dir():
+        print(f"skip: {mont} or {covid} not found")
+        return None
+    return mont, covid
+
+
+def print_table(columns: list[str], rows: list[list[str]]) -> None:
+    """`rows` under `columns` as a Markdown table on stdout."""
+    print("\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def write_tables(out: Path, name: str, args, started: float, summary: list[list[str]],
+                 per_image: list[list[str]], fold_rows: list[list[str]], **facts) -> None:
+    """The tables of a covid_dev experiment `name`: OUT/<name><TAG>.csv (SUMMARY), `_per_image.csv`
+    (PER_IMAGE), `_folds.csv` (FOLD_COLUMNS) and run_<name><TAG>.json (with the folds' choices and
+    `facts`); the summary printed as a Markdown table."""
+    write_csv(out / f"{name}{args.tag}.csv", SUMMARY, summary)
+    write_csv(out / f"{name}{args.tag}_per_image.csv", PER_IMAGE, per_image)
+    write_csv(out / f"{name}{args.tag}_folds.csv", FOLD_COLUMNS, fold_rows)
+    write_run_json(out, args, name=f"run_{name}{args.tag}.json", seconds=time.time() - started,
+                   fold_choices=[dict(zip(FOLD_COLUMNS, r)) for r in fold_rows], **facts)
+    print_table(SUMMARY, summary)
+
+
 def finetune(out: Path, data: list[str], splits: Path, flags: list[str], cache: Path | None,
              recipe: list[str] = RECIPE) -> Path:
     """A cxrseg.finetune run into `out` unless it is done; `cache`: the embedding cache (None for
@@ -355,10 +385,10 @@ def main(argv=None) -> None:
     THREADS["n"] = args.threads
     started = time.time()
     lungseg, out = Path(args.lungseg), Path(args.out)
-    mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
-    if not mont.is_dir() or not covid.is_dir():
-        print(f"skip: {mont} or {covid} not found")
+    found = lung_sets(lungseg)
+    if found is None:
         return
+    mont, covid = found
     cache = out / "emb"
     mont_data = f"montgomery={mont}/images:{mont}/masks"
     covid_data = f"covid={covid}/images:{covid}/masks"
@@ -544,18 +574,9 @@ def main(argv=None) -> None:
                 print(" | ".join(summary[-1]), f"({time.time() - started:.0f} s)", flush=True)
             summary.append(summarize(name, "montgomery-test", np.vstack(m_scores[with_hull])))
             print(" | ".join(summary[-1]), flush=True)
-    write_csv(out / f"covid_extent{args.tag}.csv", SUMMARY, summary)
-    write_csv(out / f"covid_extent{args.tag}_per_image.csv", PER_IMAGE, per_image)
-    write_csv(out / f"covid_extent{args.tag}_folds.csv", FOLD_COLUMNS, fold_rows)
-    write_run_json(out, args, name=f"run_covid_extent{args.tag}.json",
-                   seconds=time.time() - started, folds={s: int(fold_of[s]) for s in c_stems},
-                   fold_choices=[dict(zip(FOLD_COLUMNS, r)) for r in fold_rows])
-    print("\n| " + " | ".join(SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
-    for r in summary:
-        print("| " + " | ".join(r) + " |")
-    print("\n| " + " | ".join(FOLD_COLUMNS) + " |\n|" + "---|" * len(FOLD_COLUMNS))
-    for r in fold_rows:
-        print("| " + " | ".join(r) + " |")
+    write_tables(out, "covid_extent", args, started, summary, per_image, fold_rows,
+                 folds={s: int(fold_of[s]) for s in c_stems})
+    print_table(FOLD_COLUMNS, fold_rows)
 
 
 if __name__ == "__main__":

@@ -49,13 +49,11 @@ from cxrseg.prompts import prediction_box
 from cxrseg.threshold_rule import choose_threshold
 from cxrseg.records import SPLIT
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (file_sha256, read_csv, read_done, write_csv, write_done,
-                                        write_run_json)
+from cxrstats.foundation.fileio import file_sha256, read_csv, read_done, write_done
 from experiments import covid_extent
 from experiments.covid_ensemble import member_folder
-from experiments.covid_extent import (FOLD_COLUMNS, FULL, PER_IMAGE, RECIPE, SUMMARY,
-                                      encoder_recipe, finetune, source_folds, summarize,
-                                      write_parts)
+from experiments.covid_extent import (FULL, RECIPE, encoder_recipe, finetune, lung_sets,
+                                      source_folds, summarize, write_parts, write_tables)
 from experiments.seg_bench_common import DEVICE, embed, load_lungs, load_run, load_set, score_masks
 
 APPROACHES = ("recipe", "perlung", "mean")
@@ -190,10 +188,10 @@ def main(argv=None) -> None:
     covid_extent.THREADS["n"] = args.threads
     started = time.time()
     lungseg, out = Path(args.lungseg), Path(args.out)
-    mont, covid = lungseg / "montgomery", lungseg / "covid_dev"
-    if not mont.is_dir() or not covid.is_dir():
-        print(f"skip: {mont} or {covid} not found")
+    found = lung_sets(lungseg)
+    if found is None:
         return
+    mont, covid = found
 
     # training: one per-lung decoder per fold
     per_lung = out / "per_lung"
@@ -294,15 +292,7 @@ def main(argv=None) -> None:
                           for f, stem, row in zip(fold, c_stems, s)]
             summary.append(summarize(a, test, s))
         summary.append(summarize(a, "montgomery-test", np.vstack(m_scores[a])))
-    write_csv(out / f"covid_per_lung{args.tag}.csv", SUMMARY, summary)
-    write_csv(out / f"covid_per_lung{args.tag}_per_image.csv", PER_IMAGE, per_image)
-    write_csv(out / f"covid_per_lung{args.tag}_folds.csv", FOLD_COLUMNS, fold_rows)
-    write_run_json(out, args, name=f"run_covid_per_lung{args.tag}.json",
-                   seconds=time.time() - started,
-                   fold_choices=[dict(zip(FOLD_COLUMNS, r)) for r in fold_rows])
-    print("\n| " + " | ".join(SUMMARY) + " |\n|" + "---|" * len(SUMMARY))
-    for r in summary:
-        print("| " + " | ".join(r) + " |")
+    write_tables(out, "covid_per_lung", args, started, summary, per_image, fold_rows)
 
 
 if __name__ == "__main__":

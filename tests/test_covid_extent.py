@@ -127,3 +127,36 @@ def test_a_written_split_is_kept_only_when_it_holds_the_same_rows(tmp_path):
     with pytest.raises(SystemExit, match="other rows"):
         write_parts(path, [["a", "covid", "val"], ["b", "covid", "train"]], {"fold": 0})
     assert path.read_bytes() == written
+
+
+def test_an_experiments_tables_are_written_under_its_name_and_tag(tmp_path, capsys):
+    import argparse
+    import json
+    import time
+
+    from experiments.covid_extent import FOLD_COLUMNS, PER_IMAGE, SUMMARY, write_tables
+    args = argparse.Namespace(tag="_x", out=str(tmp_path))
+    summary = [["a", "covid_dev", *["1"] * (len(SUMMARY) - 2)]]
+    per_image = [["a", "covid_dev", "fold0", "s", *["0.5"] * (len(PER_IMAGE) - 4)]]
+    folds = [["a", "0", "10", "10", "", "0.3", "0.9", "0.99"]]
+    write_tables(tmp_path, "covid_thing", args, time.time(), summary, per_image, folds, extra=1)
+    for suffix, columns, rows in (("", SUMMARY, summary), ("_per_image", PER_IMAGE, per_image),
+                                  ("_folds", FOLD_COLUMNS, folds)):
+        with open(tmp_path / f"covid_thing_x{suffix}.csv") as handle:
+            lines = list(csv.reader(handle))
+        assert lines == [columns, *rows]
+    record = json.loads((tmp_path / "run_covid_thing_x.json").read_text())
+    assert record["extra"] == 1 and record["fold_choices"][0]["threshold"] == "0.3"
+    assert "| a | covid_dev |" in capsys.readouterr().out
+
+
+def test_the_covid_experiments_skip_without_the_lung_sets(tmp_path, capsys):
+    from experiments import covid_ensemble, covid_extent, covid_per_lung
+    (tmp_path / "montgomery").mkdir()              # covid_dev/ missing
+    covid_extent.main(["--lungseg", str(tmp_path), "--out", str(tmp_path / "w")])
+    covid_per_lung.main(["--lungseg", str(tmp_path), "--out", str(tmp_path / "w"),
+                         "--thresholds", "0.5"])
+    covid_ensemble.main(["--lungseg", str(tmp_path), "--out", str(tmp_path / "w"),
+                         "--ensemble", "a=-x", "--thresholds", "0.5"])
+    assert capsys.readouterr().out.count("skip:") == 3
+    assert not (tmp_path / "w").exists()
