@@ -34,14 +34,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cxrseg.anatomy import clean_mask
 from cxrseg.engine import embeddings_for
 from cxrseg.threshold_rule import choose_threshold
-from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.argtypes import float_range, int_range
 from cxrstats.foundation.fileio import file_sha256
-from experiments.covid_extent import lung_sets, source_folds, summarize, write_tables
+from experiments.covid_extent import (experiment_parser, source_folds, start, summarize,
+                                      write_tables)
 from experiments.seg_bench_common import (DEVICE, embed, ensemble_probabilities, load_lungs,
                                           load_run, load_set, open_mask, score_masks)
 
@@ -78,13 +78,9 @@ def check_same_training(folders: list[Path]) -> None:
 
 
 def main(argv=None) -> None:
-    parser = Parser(prog="python -m experiments.covid_ensemble", description=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lungseg", default="../shared/data/lungseg",
-                        help="folder holding montgomery/ and covid_dev/")
-    parser.add_argument("--out", required=True,
-                        help="covid_extent's work folder (its emb/, montgomery/splits.csv; "
-                             "the tables are written here)")
+    parser = experiment_parser("experiments.covid_ensemble", __doc__,
+                               "covid_extent's work folder (its emb/, montgomery/splits.csv; "
+                               "the tables are written here)")
     parser.add_argument("--runs", nargs="+", default=None,
                         help="folders holding the member runs (default: OUT/runs)")
     parser.add_argument("--ensemble", type=parse_ensemble, action="append", required=True,
@@ -101,17 +97,12 @@ def main(argv=None) -> None:
     parser.add_argument("--open", type=float_range(0, 0.2, lo_open=True), nargs="+", default=[],
                         help="also score each ensemble's masks opened with a disk of radius F x "
                              "the film's longest side")
-    parser.add_argument("--tag", default="", help="suffix of the tables' names")
-    parser.add_argument("--threads", type=int_range(1), default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    started = time.time()
-    lungseg, out = Path(args.lungseg), Path(args.out)
-    runs = [Path(r) for r in args.runs] if args.runs else [out / "runs"]
-    found = lung_sets(lungseg)
-    if found is None:
+    begun = start(args)
+    if begun is None:
         return
-    mont, covid = found
+    started, out, mont, covid = begun
+    runs = [Path(r) for r in args.runs] if args.runs else [out / "runs"]
 
     c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
     c_lungs = load_lungs(f"{covid}/images", f"{covid}/masks")

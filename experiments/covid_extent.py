@@ -237,6 +237,22 @@ def encoder_recipe(start: Path, args) -> list[str]:
             "--val-prompt", args.encoder_val_prompt]
 
 
+def experiment_parser(prog: str, doc: str, out_help: str) -> Parser:
+    """The flags every covid_dev experiment has: --lungseg, --out, --tag (the tables' suffix) and
+    --threads."""
+    parser = Parser(prog=f"python -m {prog}", description=doc,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lungseg", default="../shared/data/lungseg",
+                        help="folder holding montgomery/ and covid_dev/")
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--tag", default="",
+                        help="suffix of the tables' names, e.g. for other scoring settings on the "
+                             "same runs")
+    parser.add_argument("--threads", type=int_range(1), default=1,
+                        help="torch threads of this process and of the fine-tuning subprocesses")
+    return parser
+
+
 def lung_sets(lungseg: Path) -> tuple[Path, Path] | None:
     """(montgomery/, covid_dev/) under `lungseg`; None, saying so, when either is missing (the
     covid_dev experiments skip without the real data)."""
@@ -245,6 +261,16 @@ def lung_sets(lungseg: Path) -> tuple[Path, Path] | None:
         print(f"skip: {mont} or {covid} not found")
         return None
     return mont, covid
+
+
+def start(args) -> tuple[float, Path, Path, Path] | None:
+    """Set --threads (this process; the fine-tuning subprocesses through `run`), then (the start
+    time, OUT, montgomery/, covid_dev/); None when the lung sets are missing."""
+    torch.set_num_threads(args.threads)
+    THREADS["n"] = args.threads
+    started = time.time()
+    found = lung_sets(Path(args.lungseg))
+    return None if found is None else (started, Path(args.out), *found)
 
 
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
@@ -303,11 +329,8 @@ def summarize(approach: str, test: str, scores: np.ndarray) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = Parser(prog="python -m experiments.covid_extent", description=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lungseg", default="../shared/data/lungseg",
-                        help="folder holding montgomery/ and covid_dev/")
-    parser.add_argument("--out", required=True, help="work folder (runs, embeddings, tables)")
+    parser = experiment_parser("experiments.covid_extent", __doc__,
+                               "work folder (runs, embeddings, tables)")
     parser.add_argument("--folds", type=int_range(3), default=5)
     parser.add_argument("--epochs", type=int_range(1), default=DEFAULTS["epochs"],
                         help="maximum fine-tuning epochs")
@@ -348,9 +371,6 @@ def main(argv=None) -> None:
                              "height (0: the box around the previous pass's mask)")
     parser.add_argument("--refine-margin-side", choices=MARGIN_SIDES, default="all",
                         help="widen the refine box on every side, or its lower edge only")
-    parser.add_argument("--tag", default="",
-                        help="suffix of the tables' names (covid_extent<TAG>.csv), e.g. for "
-                             "another --threshold on the same runs")
     parser.add_argument("--joint", action="store_true",
                         help="also Montgomery + covid_dev joint training per fold")
     parser.add_argument("--hull-part", choices=("whole", "lower"), default="whole",
@@ -376,19 +396,13 @@ def main(argv=None) -> None:
                         help="the box of the encoder-trained runs' validation losses (their "
                              "early stopping): the ground truth's, or the prior box that "
                              "automatic prompting starts from")
-    parser.add_argument("--threads", type=int_range(1), default=1,
-                        help="torch threads of this process and of the fine-tuning subprocesses")
     args = parser.parse_args(argv)
     if args.flip and args.refine_margin:
         parser.error("--flip and --refine-margin cannot be combined")
-    torch.set_num_threads(args.threads)
-    THREADS["n"] = args.threads
-    started = time.time()
-    lungseg, out = Path(args.lungseg), Path(args.out)
-    found = lung_sets(lungseg)
-    if found is None:
+    begun = start(args)
+    if begun is None:
         return
-    mont, covid = found
+    started, out, mont, covid = begun
     cache = out / "emb"
     mont_data = f"montgomery={mont}/images:{mont}/masks"
     covid_data = f"covid={covid}/images:{covid}/masks"

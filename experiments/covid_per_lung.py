@@ -48,12 +48,13 @@ from cxrseg.engine import embeddings_for, segment
 from cxrseg.prompts import prediction_box
 from cxrseg.threshold_rule import choose_threshold
 from cxrseg.records import SPLIT
-from cxrstats.foundation.argtypes import Parser, float_range, int_range
+from cxrstats.foundation.argtypes import float_range, int_range
 from cxrstats.foundation.fileio import file_sha256, read_csv, read_done, write_done
 from experiments import covid_extent
 from experiments.covid_ensemble import member_folder
-from experiments.covid_extent import (FULL, RECIPE, encoder_recipe, finetune, lung_sets,
-                                      source_folds, summarize, write_parts, write_tables)
+from experiments.covid_extent import (FULL, RECIPE, encoder_recipe, experiment_parser,
+                                      finetune, source_folds, start, summarize, write_parts,
+                                      write_tables)
 from experiments.seg_bench_common import DEVICE, embed, load_lungs, load_run, load_set, score_masks
 
 APPROACHES = ("recipe", "perlung", "mean")
@@ -160,13 +161,9 @@ def per_lung_probabilities(model, emb, images, masks_at) -> list[torch.Tensor | 
 
 
 def main(argv=None) -> None:
-    parser = Parser(prog="python -m experiments.covid_per_lung", description=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lungseg", default="../shared/data/lungseg",
-                        help="folder holding montgomery/ and covid_dev/")
-    parser.add_argument("--out", required=True,
-                        help="covid_extent's work folder (its covid/fold<k>/splits.csv, emb/, "
-                             "runs/, montgomery/splits.csv)")
+    parser = experiment_parser("experiments.covid_per_lung", __doc__,
+                               "covid_extent's work folder (its covid/fold<k>/splits.csv, emb/, "
+                               "runs/, montgomery/splits.csv)")
     parser.add_argument("--whole", default="-e20-p3-enc6-lr1e-05-vprior",
                         help="run-folder suffix of the whole-lung model of each fold; give it "
                              "as --whole=SUFFIX, as it starts with '-'")
@@ -181,17 +178,11 @@ def main(argv=None) -> None:
                         nargs="+", required=True, help="candidate thresholds")
     parser.add_argument("--threshold-tolerance", type=float_range(0, 1), default=0.005)
     parser.add_argument("--keep-largest", type=int_range(0, 16), default=2)
-    parser.add_argument("--tag", default="", help="suffix of the tables' names")
-    parser.add_argument("--threads", type=int_range(1), default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    covid_extent.THREADS["n"] = args.threads
-    started = time.time()
-    lungseg, out = Path(args.lungseg), Path(args.out)
-    found = lung_sets(lungseg)
-    if found is None:
+    begun = start(args)
+    if begun is None:
         return
-    mont, covid = found
+    started, out, mont, covid = begun
 
     # training: one per-lung decoder per fold
     per_lung = out / "per_lung"
@@ -210,10 +201,10 @@ def main(argv=None) -> None:
         lung_runs.append(finetune(out / "runs" / f"covid-fold{k}{suffix}", data, splits, flags,
                                   out / "emb", recipe))
         if args.encoder_epochs:
-            start = lung_runs[-1]
+            decoder_run = lung_runs[-1]
             lung_runs[-1] = finetune(
-                out / "runs" / f"{start.name}-enc{args.encoder_epochs}-lr{args.encoder_lr:g}",
-                data, splits, FULL, None, per_lung_encoder_recipe(start, args))
+                out / "runs" / f"{decoder_run.name}-enc{args.encoder_epochs}-lr{args.encoder_lr:g}",
+                data, splits, FULL, None, per_lung_encoder_recipe(decoder_run, args))
 
     # scoring
     c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")
