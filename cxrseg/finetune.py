@@ -47,8 +47,8 @@ from pathlib import Path
 import torch
 
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, content_facts, write_csv,
-                                        write_done, write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, begin_run, content_facts, read_done,
+                                        write_csv, write_done, write_run_json)
 from vendor_medsam.checkpoint import check_state_dict, split_checkpoint
 from vendor_medsam.configs import CONFIGS
 from cxrstats.foundation.device import (add_precision_argument, precision_autocast, prepare_device,
@@ -272,6 +272,9 @@ def build_parser() -> Parser:
     parser.add_argument("--no-cache", action="store_true",
                         help="do not keep image embeddings on disk")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--check-finished", action="store_true",
+                        help="train nothing: succeed only when OUT holds the finished run these "
+                             "arguments make from today's files (for scripts that reuse runs)")
     parser.add_argument("--seed", type=int_range(0), default=0,
                         help="seed for the random model, order and prompts")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
@@ -373,6 +376,25 @@ def check_inputs(args, precision: str = "fp32") -> tuple:
     resumed = (read_resume_state(Path(args.out) / "last.pt", settings, model) if args.resume
                else None)
     return model, stems, loaded, settings, resumed
+
+
+def check_finished(argv: list[str]) -> dict:
+    """The completion record of the finished run in argv's --out, when that run is what argv would
+    make now: its outputs are the bytes its record vouches for, it ran the same --epochs and
+    --patience, and its last.pt holds the settings and the content (split, image and mask files,
+    starting checkpoint) that --resume compares. ValueError or IncompleteRunError naming the file
+    otherwise. For scripts that reuse a finished run by its folder; nothing is written."""
+    args = build_parser().parse_args(argv)
+    args.resume = True
+    record = read_done(args.out, FINETUNE, what="fine-tuning run")
+    ran = record.get("arguments", {})
+    changed = {k: (ran.get(k), getattr(args, k)) for k in ("epochs", "patience")
+               if ran.get(k) != getattr(args, k)}
+    if changed:
+        raise ValueError(f"{Path(args.out) / FINETUNE}: a run with other settings {changed} "
+                         "(recorded, given)")
+    check_inputs(args, resolve_precision(args.precision, prepare_device(args.device)))
+    return record
 
 
 def setup(args) -> FinetuneRun:
@@ -516,6 +538,10 @@ def write_curves(out: Path, curves: list[list]) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        if args.check_finished:
+            check_finished(sys.argv[1:] if argv is None else argv)
+            print(f"finetune: {args.out} holds the finished run these arguments make; kept")
+            return
         run = setup(args)
         state = restore(run)
         while state.epoch < args.epochs and not state.stopping.stopped:

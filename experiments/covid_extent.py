@@ -53,11 +53,12 @@ approaches every fold's model, pooled) to see whether the conventions blur.
 Per approach and test set: Dice (mean, worst), share of the true lung kept by M-15 (mean, 10th
 percentile, worst), and per lung (cxrseg.per_lung; covid_dev has masks_right/, masks_left/) Dice
 and M-15 kept share (mean, 10th percentile, worst) and M-50 kept share (mean). Every step is
-skipped when its output exists (fine-tuning: done_finetune.json), so an interrupted run continues;
-base LiteMedSAM image embeddings are cached once in OUT/emb. `--threads`: torch threads of this
-process and of the fine-tuning subprocesses (OMP_NUM_THREADS); the thread count changes the float
-sums of training, and that can move an early stop (fold 0 of `--epochs 20 --patience 3`: best
-epoch 6 with one thread, 13 with two).
+skipped when its output exists, so an interrupted run continues: a finished fine-tuning run only
+when it is the run these flags make from today's files (cxrseg.finetune.check_finished), else it
+stops naming the file; base LiteMedSAM image embeddings are cached once in OUT/emb.
+`--threads`: torch threads of this process and of the fine-tuning subprocesses (OMP_NUM_THREADS);
+the thread count changes the float sums of training, and that can move an early stop (fold 0 of
+`--epochs 20 --patience 3`: best epoch 6 with one thread, 13 with two).
 
   python -m experiments.covid_extent --lungseg ../shared/data/lungseg --out work/covid-extent
 """
@@ -82,10 +83,11 @@ from cxrseg.augmented_copies import AUGMENTATIONS
 from cxrseg.records import SPLIT
 from cxrseg.anatomy import clean_mask
 from cxrseg.engine import embeddings_for, segment
+from cxrseg.finetune import check_finished
 from cxrseg.threshold_rule import choose_threshold
 from cxrstats.foundation.argtypes import Parser, float_range, int_range
-from cxrstats.foundation.fileio import (read_csv, read_done, write_csv, write_done,
-                                        write_run_json)
+from cxrstats.foundation.fileio import (USER_ERRORS, read_csv, read_done, write_csv,
+                                        write_done, write_run_json)
 from experiments.seg_bench_common import (DEVICE, MARGIN_SIDES, embed, load_lungs, load_run,
                                           load_set, predict_masks, score_masks)
 
@@ -296,15 +298,22 @@ def write_tables(out: Path, name: str, args, started: float, summary: list[list[
 def finetune(out: Path, data: list[str], splits: Path, flags: list[str], cache: Path | None,
              recipe: list[str] = RECIPE) -> Path:
     """A cxrseg.finetune run into `out` unless it is done; `cache`: the embedding cache (None for
-    an encoder-trained run, which cannot use one)."""
-    if not (out / "done_finetune.json").is_file():
-        sets = [f for d in data for f in ("--data", d)]
-        caching = ["--cache-dir", str(cache)] if cache is not None else ["--no-cache"]
-        started = time.time()
-        run("cxrseg.finetune", *sets, "--splits", str(splits), *recipe, *flags, *caching,
-            "--out", str(out))
-        print(f"[covid_extent] {out.name}: fine-tuned in {time.time() - started:.0f} s",
-              flush=True)
+    an encoder-trained run, which cannot use one). A finished run is reused only when it is the
+    run these arguments make from today's files (`cxrseg.finetune.check_finished`); otherwise
+    this stops, naming the file, and leaves the run as it is."""
+    sets = [f for d in data for f in ("--data", d)]
+    caching = ["--cache-dir", str(cache)] if cache is not None else ["--no-cache"]
+    argv = [*sets, "--splits", str(splits), *recipe, *flags, *caching, "--out", str(out)]
+    if (out / "done_finetune.json").is_file():
+        try:
+            check_finished(argv)
+        except USER_ERRORS as error:
+            raise SystemExit(f"error: {out} cannot be reused: {error}; remove it, or give another "
+                             "--out or --tag") from None
+        return out
+    started = time.time()
+    run("cxrseg.finetune", *argv)
+    print(f"[covid_extent] {out.name}: fine-tuned in {time.time() - started:.0f} s", flush=True)
     return out
 
 

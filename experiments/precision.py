@@ -37,7 +37,7 @@ from cxrseg.pairs import load_pairs
 from cxrseg.prompts import Prior
 from cxrseg.split import read_splits
 from cxrstats.foundation.argtypes import Parser, int_range
-from cxrstats.foundation.fileio import write_csv
+from cxrstats.foundation.fileio import USER_ERRORS, write_csv
 from cxrstats.foundation.device import prepare_device, resolve_precision
 
 DEVICE = torch.device("cpu")
@@ -50,16 +50,24 @@ SUMMARY = ["set", "n", "mean_dice_bf16_vs_fp32", "worst_dice_bf16_vs_fp32", "wor
 
 
 def fine_tune(seg: Path, montgomery: Path) -> None:
-    """The float32 fine-tuned decoder in `seg` (skipped when done_finetune.json is there)."""
-    if (seg / "done_finetune.json").is_file():
-        return
+    """The float32 fine-tuned decoder in `seg`; a finished one is reused when it is the run these
+    arguments make from today's files (`finetune.check_finished`), else this stops, naming the
+    file."""
     data = f"montgomery={montgomery}/images:{montgomery}/masks"
+    argv = ["--data", data, "--splits", str(seg / "splits.csv"), "--checkpoint", "lite",
+            "--train", "decoder", "--prior-box-fraction", "0.5", "--epochs", "4",
+            "--patience", "3", "--batch-size", "8", "--out", str(seg), "--seed", "0",
+            "--device", "cpu", "--precision", "fp32", "--no-cache"]
+    if (seg / "done_finetune.json").is_file():
+        try:
+            finetune.check_finished(argv)
+        except USER_ERRORS as error:
+            raise SystemExit(f"error: {seg} cannot be reused: {error}; remove it, or give "
+                             "another --out") from None
+        return
     if not (seg / "done_split.json").is_file():
         split.main(["--data", data, "--out", str(seg / "splits.csv"), "--seed", "0"])
-    finetune.main(["--data", data, "--splits", str(seg / "splits.csv"), "--checkpoint", "lite",
-                   "--train", "decoder", "--prior-box-fraction", "0.5", "--epochs", "4",
-                   "--patience", "3", "--batch-size", "8", "--out", str(seg), "--seed", "0",
-                   "--device", "cpu", "--precision", "fp32", "--no-cache"])
+    finetune.main(argv)
 
 
 def masks_at(model, prior: Prior, images: list[np.ndarray], precision: str

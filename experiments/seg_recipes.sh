@@ -20,8 +20,9 @@
 #    the other set; Dice with the ground-truth box and with automatic prompting, M-15 kept share.
 # 5. Shape QC (cxrseg.postprocess --shape-prior) of the masks that the Montgomery-trained runs
 #    predict for the 60 NIH sample images ($NIH, default ../shared/data/nih_sample).
-# Each step is skipped when its output exists, so an interrupted run continues. Embeddings are
-# cached in OUT/emb and shared by every decoder-only run.
+# Each step is skipped when its output exists, so an interrupted run continues (a finished
+# fine-tuning run only when it is the run these arguments make from today's files: cxrseg.finetune
+# --check-finished). Embeddings are cached in OUT/emb and shared by every decoder-only run.
 set -euo pipefail
 OUT=${1:-work/seg-recipes}
 LUNGSEG=${LUNGSEG:-../shared/data/lungseg}
@@ -47,13 +48,14 @@ split() {
     $PY -m cxrseg.split ${SETS[$1]} --out "$OUT/$1/splits.csv" --seed 0
 }
 finetune() {  # finetune TRAIN RECIPE
-    local run=$OUT/runs/$1-$2
-    [ -f "$run/done_finetune.json" ] && return 0
-    say "fine-tune $1-$2"
+    local run=$OUT/runs/$1-$2 check=()
+    # a finished run is kept only when it is the run these arguments make from today's files
+    [ -f "$run/done_finetune.json" ] && check=(--check-finished)
+    [ ${#check[@]} -eq 0 ] && say "fine-tune $1-$2"
     # shellcheck disable=SC2086
     $PY -m cxrseg.finetune ${SETS[$1]} --splits "$OUT/$1/splits.csv" --checkpoint lite \
         --train decoder ${RECIPE[$2]} --epochs "$EPOCHS" --patience 2 --batch-size 8 \
-        --cache-dir "$OUT/emb" --out "$run" --seed 0 --device cpu
+        --cache-dir "$OUT/emb" --out "$run" --seed 0 --device cpu "${check[@]}"
 }
 stress() {  # stress SET PART NAME PROMPTING...: Montgomery-trained runs on stressed SET/PART images
     local set=$1 part=$2 name=$3

@@ -57,12 +57,18 @@ def run_split(root: Path, *extra: str) -> None:
     split.main([*data_flags(root), "--out", str(root / "seg" / "splits.csv"), *extra])
 
 
-def run_finetune(root: Path, seg: Path, *extra: str) -> None:
-    """One epoch of decoder fine-tuning of the micro model on root's pairs into `seg`."""
-    finetune.main(with_flags(
+def finetune_argv(root: Path, seg: Path, *extra: str) -> list[str]:
+    """cxrseg.finetune's arguments for one epoch of decoder fine-tuning of the micro model on
+    root's pairs into `seg`, with `extra` in place of the same flags."""
+    return with_flags(
         [*data_flags(root), "--splits", str(root / "seg" / "splits.csv"), "--checkpoint", "micro",
          "--train", "decoder", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
-         "--out", str(seg), "--device", "cpu"], *extra))
+         "--out", str(seg), "--device", "cpu"], *extra)
+
+
+def run_finetune(root: Path, seg: Path, *extra: str) -> None:
+    """One epoch of decoder fine-tuning of the micro model on root's pairs into `seg`."""
+    finetune.main(finetune_argv(root, seg, *extra))
 
 
 def run_evaluate(root: Path, seg: Path, *extra: str) -> None:

@@ -160,3 +160,25 @@ def test_the_covid_experiments_skip_without_the_lung_sets(tmp_path, capsys):
                          "--ensemble", "a=-x", "--thresholds", "0.5"])
     assert capsys.readouterr().out.count("skip:") == 3
     assert not (tmp_path / "w").exists()
+
+
+def test_a_finished_run_is_reused_only_when_its_flags_and_files_are_todays(study, tmp_path,
+                                                                           monkeypatch):
+    """covid_extent.finetune skips a finished run that these flags make from today's files, and
+    stops (naming the run, leaving it as it is) where the flags differ; it never retrains there."""
+    from experiments import covid_extent
+    from synthetic_pairs import run_finetune
+    out = tmp_path / "run"
+    run_finetune(study, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    monkeypatch.setattr(covid_extent, "run", lambda *a: pytest.fail(f"retrained: {a}"))
+    data = [f"set={study / 'images'}:{study / 'masks'}"]
+    recipe = ["--checkpoint", "micro", "--train", "decoder", "--batch-size", "4", "--lr", "1e-3",
+              "--device", "cpu"]
+    splits = study / "seg" / "splits.csv"
+    assert covid_extent.finetune(out, data, splits, ["--epochs", "1"], None, recipe) == out
+    other_lr = [*recipe]
+    other_lr[other_lr.index("--lr") + 1] = "1e-2"
+    with pytest.raises(SystemExit, match=rf"error: {out} cannot be reused: .*'lr'"):
+        covid_extent.finetune(out, data, splits, ["--epochs", "1"], None, other_lr)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

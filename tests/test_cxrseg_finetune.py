@@ -17,8 +17,8 @@ from cxrseg.engine import load_model
 from cxrseg.records import FINETUNE, FINETUNE_STAGE, require_finished
 from cxrstats import summary
 from cxrstats.foundation.fileio import IncompleteRunError, read_csv, write_done
-from synthetic_pairs import (copy_seg, predict_folder, run_evaluate, run_finetune, run_split,
-                             two_lungs, write_pairs)
+from synthetic_pairs import (copy_seg, finetune_argv, predict_folder, run_evaluate, run_finetune,
+                             run_split, two_lungs, write_pairs)
 from vendor_medsam.configs import CONFIGS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -169,6 +169,39 @@ def test_resume_refuses_changed_image_or_mask_files_and_another_starting_checkpo
                                          r"settings \{'checkpoint_id'"):
         run_finetune(study, seg, "--checkpoint", str(start), "--config", "micro", "--epochs", "2",
                      "--resume")
+
+
+def test_a_finished_run_is_reused_only_as_the_run_its_arguments_make_from_todays_files(
+        study, tmp_path):
+    """check_finished (`--check-finished`), which the experiments ask before they reuse a run by
+    its folder: the same arguments pass; other settings, another number of epochs, a changed mask file or an output
+    edited since are refused, naming the file; nothing in the run is written."""
+    data = tmp_path / "data"
+    shutil.copytree(study, data, ignore=shutil.ignore_patterns("cache"))
+    seg = data / "seg"
+    before = {p.name: p.read_bytes() for p in seg.iterdir() if p.is_file()}
+    assert finetune.check_finished(finetune_argv(data, seg))["best_epoch"] in (0, 1)
+    finetune.main(finetune_argv(data, seg, "--check-finished"))       # the same, from the CLI
+    with pytest.raises(SystemExit, match=r"^error: .*last.pt: cannot resume with different "
+                                         r"settings \{'seed'"):
+        finetune.main(finetune_argv(data, seg, "--check-finished", "--seed", "3"))
+    with pytest.raises(ValueError, match=r"last.pt: cannot resume with different settings "
+                                         r"\{'lr'"):
+        finetune.check_finished(finetune_argv(data, seg, "--lr", "0.01"))
+    with pytest.raises(ValueError, match=r"done_finetune.json: a run with other settings "
+                                         r"\{'epochs': \(1, 2\)\}"):
+        finetune.check_finished(finetune_argv(data, seg, "--epochs", "2"))
+    assert {p.name: p.read_bytes() for p in seg.iterdir() if p.is_file()} == before
+    train = next(r["stem"] for r in read_csv(seg / "splits.csv") if r["part"] == "train")
+    mask = data / "masks" / f"{train}.png"
+    Image.fromarray(255 - np.asarray(Image.open(mask))).save(mask)      # same name, other lungs
+    with pytest.raises(ValueError, match=r"last.pt: cannot resume with different settings "
+                                         r"\{'train_files'"):
+        finetune.check_finished(finetune_argv(data, seg))
+    with open(seg / "curves.csv", "a") as handle:
+        handle.write("9,val,0.1,0.1,0.1\n")
+    with pytest.raises(IncompleteRunError, match="curves.csv"):
+        finetune.check_finished(finetune_argv(data, seg))
 
 
 def test_curves_and_priors_are_read_only_with_the_bytes_finetune_wrote(study, tmp_path):
