@@ -151,14 +151,15 @@ def test_an_experiments_tables_are_written_under_its_name_and_tag(tmp_path, caps
 
 
 def test_the_covid_experiments_skip_without_the_lung_sets(tmp_path, capsys):
-    from experiments import covid_ensemble, covid_extent, covid_per_lung
+    from experiments import covid_ensemble, covid_extent, covid_fit, covid_per_lung
     (tmp_path / "montgomery").mkdir()              # covid_dev/ missing
     covid_extent.main(["--lungseg", str(tmp_path), "--out", str(tmp_path / "w")])
+    covid_fit.main(["--lungseg", str(tmp_path), "--out", str(tmp_path / "w")])
     covid_per_lung.main(["--lungseg", str(tmp_path), "--out", str(tmp_path / "w"),
                          "--thresholds", "0.5"])
     covid_ensemble.main(["--lungseg", str(tmp_path), "--out", str(tmp_path / "w"),
                          "--ensemble", "a=-x", "--thresholds", "0.5"])
-    assert capsys.readouterr().out.count("skip:") == 3
+    assert capsys.readouterr().out.count("skip:") == 4
     assert not (tmp_path / "w").exists()
 
 
@@ -182,3 +183,17 @@ def test_a_finished_run_is_reused_only_when_its_flags_and_files_are_todays(study
     with pytest.raises(SystemExit, match=rf"error: {out} cannot be reused: .*'lr'"):
         covid_extent.finetune(out, data, splits, ["--epochs", "1"], None, other_lr)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_fit_scores_each_fold_on_its_training_part_at_the_threshold_its_validation_chose(
+        tmp_path):
+    from experiments.covid_fit import fold_thresholds, parts_of
+    fold = np.array([0, 1, 2, 0, 1, 2, 1])
+    parts = parts_of(fold, 0, 3)            # held-out fold 0, validation fold 1, training fold 2
+    assert parts["held-out"].tolist() == [0, 3] and parts["train"].tolist() == [2, 5]
+    assert parts_of(fold, 2, 3)["train"].tolist() == [1, 4, 6]   # validation wraps to fold 0
+    path = tmp_path / "covid_extent_folds.csv"
+    path.write_text("approach,fold,threshold\na@val,0,0.3\na@val,1,0.4\nb@val,2,0.5\n")
+    assert fold_thresholds(path, "a@val", 2) == {0: 0.3, 1: 0.4}
+    with pytest.raises(SystemExit, match=r"no threshold of 'a@val' for folds \[2\]"):
+        fold_thresholds(path, "a@val", 3)

@@ -174,8 +174,8 @@ def test_resume_refuses_changed_image_or_mask_files_and_another_starting_checkpo
 def test_a_finished_run_is_reused_only_as_the_run_its_arguments_make_from_todays_files(
         study, tmp_path):
     """check_finished (`--check-finished`), which the experiments ask before they reuse a run by
-    its folder: the same arguments pass; other settings, another number of epochs, a changed mask file or an output
-    edited since are refused, naming the file; nothing in the run is written."""
+    its folder: the same arguments pass; other settings, another number of epochs, a changed mask
+    file or an output edited since are refused, naming the file; nothing in the run is written."""
     data = tmp_path / "data"
     shutil.copytree(study, data, ignore=shutil.ignore_patterns("cache"))
     seg = data / "seg"
