@@ -40,7 +40,8 @@ from cxrseg.engine import embeddings_for
 from cxrseg.threshold_rule import choose_threshold
 from cxrstats.foundation.argtypes import float_range, int_range
 from cxrstats.foundation.fileio import file_sha256
-from experiments.covid_extent import (experiment_parser, source_folds, start, summarize,
+from experiments.covid_extent import (add_keep_largest, experiment_parser, source_folds, start,
+                                      summarize,
                                       write_tables)
 from experiments.seg_bench_common import (DEVICE, embed, ensemble_probabilities, load_lungs,
                                           load_run, load_set, open_mask, score_masks)
@@ -92,16 +93,14 @@ def main(argv=None) -> None:
                         help="the lowest candidate whose mean validation Dice is within this of "
                              "the best candidate's (0: the best)")
     parser.add_argument("--refine", type=int_range(0), default=1)
-    parser.add_argument("--keep-largest", type=int_range(0, 16), default=2,
-                        help="keep only the N largest pieces of every mask (0: all)")
+    add_keep_largest(parser, 2)
     parser.add_argument("--open", type=float_range(0, 0.2, lo_open=True), nargs="+", default=[],
                         help="also score each ensemble's masks opened with a disk of radius F x "
                              "the film's longest side")
-    args = parser.parse_args(argv)
-    begun = start(args)
+    begun = start(parser, argv)
     if begun is None:
         return
-    started, out, mont, covid = begun
+    args, started, out, mont, covid = begun
     runs = [Path(r) for r in args.runs] if args.runs else [out / "runs"]
 
     c_stems, c_imgs, c_masks = load_set(f"{covid}/images", f"{covid}/masks")

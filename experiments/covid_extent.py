@@ -265,14 +265,27 @@ def lung_sets(lungseg: Path) -> tuple[Path, Path] | None:
     return mont, covid
 
 
-def start(args) -> tuple[float, Path, Path, Path] | None:
-    """Set --threads (this process; the fine-tuning subprocesses through `run`), then (the start
-    time, OUT, montgomery/, covid_dev/); None when the lung sets are missing."""
+def add_keep_largest(parser: Parser, default: int) -> None:
+    """--keep-largest N: the clean-up after the holes are filled (cxrseg.predict --keep-largest)."""
+    parser.add_argument("--keep-largest", type=int_range(0, 16), default=default,
+                        help="keep only the N largest pieces of every mask after the holes are "
+                             "filled (0: all; cxrseg.predict --keep-largest)")
+
+
+def start(parser: Parser, argv, check=None
+          ) -> tuple[argparse.Namespace, float, Path, Path, Path] | None:
+    """Parse argv (`check(args)`: a message for parser.error, or None), set --threads (this
+    process; the fine-tuning subprocesses through `run`), then (args, the start time, OUT,
+    montgomery/, covid_dev/); None when the lung sets are missing."""
+    args = parser.parse_args(argv)
+    problem = check(args) if check is not None else None
+    if problem:
+        parser.error(problem)
     torch.set_num_threads(args.threads)
     THREADS["n"] = args.threads
     started = time.time()
     found = lung_sets(Path(args.lungseg))
-    return None if found is None else (started, Path(args.out), *found)
+    return None if found is None else (args, started, Path(args.out), *found)
 
 
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
@@ -337,6 +350,13 @@ def summarize(approach: str, test: str, scores: np.ndarray) -> list[str]:
     return [approach, test, str(len(scores))] + [stat(c, h) for c, h in spec]
 
 
+def flags_conflict(args) -> str | None:
+    """The flags that cannot go together: the mirrored pass has no widened refine box."""
+    if args.flip and args.refine_margin:
+        return "--flip and --refine-margin cannot be combined"
+    return None
+
+
 def main(argv=None) -> None:
     parser = experiment_parser("experiments.covid_extent", __doc__,
                                "work folder (runs, embeddings, tables)")
@@ -372,9 +392,7 @@ def main(argv=None) -> None:
                         help="training seed of every fine-tuning (opacity copies, batches, "
                              "prompts; run folders get `-s<N>` for seeds other than 0); the "
                              "folds are the same for every seed")
-    parser.add_argument("--keep-largest", type=int_range(0, 16), default=0,
-                        help="keep only the N largest pieces of every mask after the holes are "
-                             "filled (0: all; cxrseg.predict --keep-largest)")
+    add_keep_largest(parser, 0)
     parser.add_argument("--refine-margin", type=float_range(0, 1), default=0.0,
                         help="each refine pass's box widened by this share of its width and "
                              "height (0: the box around the previous pass's mask)")
@@ -405,13 +423,10 @@ def main(argv=None) -> None:
                         help="the box of the encoder-trained runs' validation losses (their "
                              "early stopping): the ground truth's, or the prior box that "
                              "automatic prompting starts from")
-    args = parser.parse_args(argv)
-    if args.flip and args.refine_margin:
-        parser.error("--flip and --refine-margin cannot be combined")
-    begun = start(args)
+    begun = start(parser, argv, flags_conflict)
     if begun is None:
         return
-    started, out, mont, covid = begun
+    args, started, out, mont, covid = begun
     cache = out / "emb"
     mont_data = f"montgomery={mont}/images:{mont}/masks"
     covid_data = f"covid={covid}/images:{covid}/masks"

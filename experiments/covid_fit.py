@@ -26,7 +26,8 @@ import numpy as np
 from cxrseg.engine import embeddings_for
 from cxrstats.foundation.argtypes import int_range
 from cxrstats.foundation.fileio import read_csv, read_done, write_csv, write_run_json
-from experiments.covid_extent import experiment_parser, print_table, source_folds, start
+from experiments.covid_extent import (add_keep_largest, experiment_parser, print_table,
+                                      source_folds, start)
 from experiments.seg_bench_common import (DEVICE, embed, load_run, load_set, predict_masks,
                                           score_masks)
 
@@ -68,12 +69,11 @@ def main(argv=None) -> None:
                         help="the _folds.csv approach whose thresholds are used")
     parser.add_argument("--folds", type=int_range(3), default=5)
     parser.add_argument("--refine", type=int_range(0), default=1)
-    parser.add_argument("--keep-largest", type=int_range(0, 16), default=2)
-    args = parser.parse_args(argv)
-    begun = start(args)
+    add_keep_largest(parser, 2)
+    begun = start(parser, argv)
     if begun is None:
         return
-    started, out, _, covid = begun
+    args, started, out, _, covid = begun
     thresholds = fold_thresholds(out / f"covid_extent{args.from_tag}_folds.csv", args.approach,
                                  args.folds)
     stems, images, masks = load_set(f"{covid}/images", f"{covid}/masks")

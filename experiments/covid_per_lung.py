@@ -52,7 +52,8 @@ from cxrstats.foundation.argtypes import float_range, int_range
 from cxrstats.foundation.fileio import file_sha256, read_csv, read_done, write_done
 from experiments import covid_extent
 from experiments.covid_ensemble import member_folder
-from experiments.covid_extent import (FULL, RECIPE, encoder_recipe, experiment_parser,
+from experiments.covid_extent import (FULL, RECIPE, add_keep_largest, encoder_recipe,
+                                      experiment_parser,
                                       finetune, source_folds, start, summarize, write_parts,
                                       write_tables)
 from experiments.seg_bench_common import DEVICE, embed, load_lungs, load_run, load_set, score_masks
@@ -177,12 +178,11 @@ def main(argv=None) -> None:
     parser.add_argument("--thresholds", type=float_range(0, 1, lo_open=True, hi_open=True),
                         nargs="+", required=True, help="candidate thresholds")
     parser.add_argument("--threshold-tolerance", type=float_range(0, 1), default=0.005)
-    parser.add_argument("--keep-largest", type=int_range(0, 16), default=2)
-    args = parser.parse_args(argv)
-    begun = start(args)
+    add_keep_largest(parser, 2)
+    begun = start(parser, argv)
     if begun is None:
         return
-    started, out, mont, covid = begun
+    args, started, out, mont, covid = begun
 
     # training: one per-lung decoder per fold
     per_lung = out / "per_lung"

@@ -197,3 +197,13 @@ def test_fit_scores_each_fold_on_its_training_part_at_the_threshold_its_validati
     assert fold_thresholds(path, "a@val", 2) == {0: 0.3, 1: 0.4}
     with pytest.raises(SystemExit, match=r"no threshold of 'a@val' for folds \[2\]"):
         fold_thresholds(path, "a@val", 3)
+
+
+def test_flags_that_cannot_go_together_stop_at_parse_time(tmp_path, capsys):
+    from experiments import covid_extent
+    with pytest.raises(SystemExit) as stop:
+        covid_extent.main(["--lungseg", str(tmp_path), "--out", str(tmp_path / "w"), "--flip",
+                           "--refine-margin", "0.1"])
+    assert stop.value.code == 2
+    assert "--flip and --refine-margin cannot be combined" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
